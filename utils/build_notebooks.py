@@ -1,0 +1,210 @@
+"""Generate each part's exercise and solution notebooks from its one master file.
+
+The master of part ``NN_name`` is ``solutions/NN_name.py``, a jupytext "percent" script. Cell tags
+(``# %% tags=["exercise"]``) say what each cell is:
+
+- ``setup``: imports and constants. The grader runs these before the exercises.
+- ``exercise``: one exercise's code. Inside it, the lines between ``# BEGIN SOLUTION`` and
+  ``# END SOLUTION`` are the reference answer; the learner's notebook gets a stub in their place that
+  raises ``NotImplementedError``. The signature, docstring and anything outside the markers are kept.
+- ``check``: the check call right after an exercise (``checks.check_xxx(xxx)``).
+- ``solution-only`` / ``exercise-only``: kept in one version only.
+- untagged cells: everything else (explanations, training runs, plots).
+
+Usage::
+
+    python -m utils.build_notebooks            # write notebooks/NN_name.ipynb and solutions/NN_name.ipynb
+    python -m utils.build_notebooks --check    # fail if any generated notebook is stale or hand-edited
+
+Generated notebooks are committed without outputs; never edit them by hand, edit the master.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from utils.paths import repo_root
+
+BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+MARKER = re.compile(r"^(?P<indent>\s*)# (?P<kind>BEGIN|END) SOLUTION\s*$")
+
+#: The GitHub repository learners clone on Colab. Change it here (and in README.md) if the course moves.
+GITHUB_REPO = "sae-course/superposition-and-saes"
+COLAB_URL = f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/{{name}}.ipynb"
+
+COLAB_CELL = f'''\
+# Colab set-up: runs only on Google Colab, and does nothing elsewhere.
+# It clones the course (for its offline data bundle) and installs it, not editable, keeping Colab's own torch.
+import os, subprocess, sys
+
+if "google.colab" in sys.modules and not os.path.isdir("/content/sae-course"):
+    subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{GITHUB_REPO}", "/content/sae-course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/sae-course"], check=True)
+if "google.colab" in sys.modules:
+    os.environ["SAE_COURSE_ROOT"] = "/content/sae-course"
+'''
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the course: its master file and the two notebooks generated from it."""
+
+    name: str  # e.g. "01_toy_models"
+
+    @property
+    def master(self) -> Path:
+        return repo_root() / "solutions" / f"{self.name}.py"
+
+    @property
+    def exercise_notebook(self) -> Path:
+        return repo_root() / "notebooks" / f"{self.name}.ipynb"
+
+    @property
+    def solution_notebook(self) -> Path:
+        return repo_root() / "solutions" / f"{self.name}.ipynb"
+
+
+def parts() -> list[Part]:
+    """Every part that has a master file, in course order."""
+    return [Part(p.stem) for p in sorted((repo_root() / "solutions").glob("[0-9][0-9]*.py"))]
+
+
+def tags(cell: nbformat.NotebookNode) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def strip_solution(source: str, where: str = "cell") -> str:
+    """Replace each ``# BEGIN SOLUTION`` ... ``# END SOLUTION`` block by a stub raising NotImplementedError."""
+    out: list[str] = []
+    inside = False
+    for line in source.splitlines():
+        match = MARKER.match(line)
+        if match and match["kind"] == "BEGIN":
+            if inside:
+                raise ValueError(f"{where}: nested '{BEGIN}'")
+            inside = True
+            indent = match["indent"]
+            out.append(f"{indent}# YOUR CODE HERE")
+            out.append(f"{indent}raise NotImplementedError()")
+        elif match and match["kind"] == "END":
+            if not inside:
+                raise ValueError(f"{where}: '{END}' without '{BEGIN}'")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{where}: '{BEGIN}' without '{END}'")
+    return "\n".join(out)
+
+
+def drop_markers(source: str) -> str:
+    """The reference version of a cell: the solution markers themselves are removed."""
+    return "\n".join(line for line in source.splitlines() if not MARKER.match(line))
+
+
+def read_master(part: Part | str | Path) -> nbformat.NotebookNode:
+    """Parse a master file (or its text's path) into a notebook with tagged cells."""
+    path = part.master if isinstance(part, Part) else Path(part)
+    return jupytext.read(path, fmt="py:percent")
+
+
+def build(master: nbformat.NotebookNode, name: str, *, solution: bool) -> nbformat.NotebookNode:
+    """Build the solution (``solution=True``) or exercise notebook of part ``name`` from its master."""
+    keep_out = "exercise-only" if solution else "solution-only"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "colab": {"provenance": []},
+    }
+    cells = []
+    for i, cell in enumerate(master.cells):
+        cell_tags = tags(cell)
+        if keep_out in cell_tags:
+            continue
+        source = cell.source
+        if cell.cell_type == "code":
+            if "exercise" in cell_tags:
+                source = drop_markers(source) if solution else strip_solution(source, f"{name} cell {i}")
+            elif MARKER.search(source):
+                raise ValueError(f"{name} cell {i}: solution markers outside an 'exercise' cell")
+            new = nbformat.v4.new_code_cell(source)
+        elif cell.cell_type == "markdown":
+            new = nbformat.v4.new_markdown_cell(source)
+        else:
+            new = nbformat.v4.new_raw_cell(source)
+        public_tags = sorted(cell_tags - {"solution-only", "exercise-only"})
+        if public_tags:
+            new.metadata["tags"] = public_tags
+        cells.append(new)
+    title = next((k for k, c in enumerate(cells) if c.cell_type == "markdown"), -1)
+    cells.insert(title + 1, nbformat.v4.new_code_cell(COLAB_CELL.rstrip("\n"), metadata={"tags": ["colab"]}))
+    for k, cell in enumerate(cells):  # stable ids, so that regenerating an unchanged master changes nothing
+        cell["id"] = f"{name[:2]}-{k:03d}"
+    nb.cells = cells
+    _add_colab_badge(nb, name)
+    return nb
+
+
+def _add_colab_badge(nb: nbformat.NotebookNode, name: str) -> None:
+    """Put an "Open in Colab" badge under the notebook's title (its first markdown cell)."""
+    badge = f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({COLAB_URL.format(name=name)})"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = cell.source + "\n\n" + badge
+            return
+
+
+def render(nb: nbformat.NotebookNode) -> str:
+    return nbformat.writes(nb, version=4) + "\n"
+
+
+def generated_files(part: Part) -> dict[Path, str]:
+    """The text of both notebooks generated from ``part``'s master, by path."""
+    master = read_master(part)
+    return {
+        part.exercise_notebook: render(build(master, part.name, solution=False)),
+        part.solution_notebook: render(build(master, part.name, solution=True)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if a generated notebook is stale or hand-edited")
+    parser.add_argument("parts", nargs="*", help="part names (default: all), e.g. 01_toy_models")
+    args = parser.parse_args(argv)
+    chosen = [p for p in parts() if not args.parts or p.name in args.parts]
+    if args.parts and len(chosen) != len(args.parts):
+        parser.error(f"unknown part among {args.parts}; known: {[p.name for p in parts()]}")
+    stale = []
+    for part in chosen:
+        for path, text in generated_files(part).items():
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            if current == text:
+                continue
+            if args.check:
+                stale.append(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+                print(f"wrote {path.relative_to(repo_root())}")
+    if stale:
+        print("These generated notebooks are stale or were edited by hand:", file=sys.stderr)
+        for path in stale:
+            print(f"  {path.relative_to(repo_root())}", file=sys.stderr)
+        print("Edit the master solutions/NN_name.py, then run: python -m utils.build_notebooks", file=sys.stderr)
+        return 1
+    if args.check:
+        print(f"{2 * len(chosen)} generated notebooks are in sync with their masters.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

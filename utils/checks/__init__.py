@@ -1,0 +1,181 @@
+"""Exercise checks, written once and run two ways.
+
+- Inline: the notebook cell right after an exercise calls ``check_xxx(learner_object)``; it prints a
+  pass line, or raises :class:`CheckFailure` with a message that says what property broke and gives a
+  hint (never the reference answer). This is what works on Colab.
+- Under pytest: :mod:`utils.grading` runs the same check on the objects defined in the learner's saved
+  notebook and reports passed / failed / "not attempted yet" per exercise.
+
+Each part has one module here (``part01_toy_models`` ...). A check is a function decorated with
+:func:`exercise`, which registers it and turns the learner's mistakes into readable failures::
+
+    @exercise("1.2", "Generating sparse batches", objects=["generate_batch"])
+    def check_generate_batch(generate_batch, *, seed: int = 0) -> None:
+        ...  # raise CheckFailure("what broke. Hint: ...") when a property fails
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CheckFailure",
+    "NotAttempted",
+    "Exercise",
+    "exercise",
+    "exercises_of",
+    "part_module",
+    "assert_shape",
+    "assert_close",
+    "check_that",
+]
+
+
+class CheckFailure(AssertionError):
+    """An exercise check failed; the message says what broke and how to look for the bug."""
+
+
+class NotAttempted(CheckFailure):
+    """The learner's object still raises ``NotImplementedError``: the exercise is not attempted yet."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One graded exercise: its id ("1.2"), a title, the learner objects the check takes, the check."""
+
+    id: str
+    title: str
+    objects: tuple[str, ...]
+    check: Callable[..., None]
+    part: str = ""
+    module: str = ""
+
+    @property
+    def slug(self) -> str:
+        """A pytest-friendly name, e.g. ``1.2-generate_batch``."""
+        return f"{self.id}-{self.objects[0]}"
+
+
+#: Registered exercises, per check module, in the order they are defined (the notebook's order).
+_REGISTRY: dict[str, list[Exercise]] = {}
+
+
+def _objects_repr(objs: Sequence[Any]) -> str:
+    return ", ".join(getattr(o, "__name__", type(o).__name__) for o in objs)
+
+
+def exercise(ex_id: str, title: str, *, objects: Sequence[str]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a check and wrap it so that any learner mistake surfaces as a :class:`CheckFailure`.
+
+    The wrapped check takes the learner's objects positionally (in the order of ``objects``) and an
+    optional ``seed``; it prints one pass line unless ``quiet=True``.
+    """
+
+    def decorate(check: Callable[..., None]) -> Callable[..., None]:
+        label = f"Exercise {ex_id} ({title})"
+
+        @functools.wraps(check)
+        def run(*objs: Any, seed: int = 0, quiet: bool = False) -> None:
+            if len(objs) != len(objects):
+                raise TypeError(f"{check.__name__} takes {len(objects)} object(s): {', '.join(objects)}")
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    check(*objs, seed=seed)
+            except NotImplementedError:
+                raise NotAttempted(
+                    f"{label}: not attempted yet ({_objects_repr(objs)} still raises NotImplementedError)."
+                ) from None
+            except CheckFailure as failure:
+                raise type(failure)(f"{label} failed: {failure}") from None
+            except Exception as error:  # the learner's code crashed inside the check
+                where = _learner_frame(error)
+                raise CheckFailure(
+                    f"{label} failed: your code raised {type(error).__name__}: {error}{where}"
+                ) from error
+            if not quiet:
+                print(f"✅ {label} passed.")
+
+        module = check.__module__
+        part = module.rsplit(".", 1)[-1].removeprefix("part")
+        run.exercise = Exercise(ex_id, title, tuple(objects), run, part=part, module=module)  # type: ignore[attr-defined]
+        _REGISTRY.setdefault(module, []).append(run.exercise)  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def _learner_frame(error: BaseException) -> str:
+    """Point at the innermost frame that is not in the course's own package (usually the learner's line)."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "/utils/" not in f.filename.replace("\\", "/")]
+    if not frames:
+        return ""
+    f = frames[-1]
+    line = f" `{f.line}`" if f.line else ""
+    return f" (at line {f.lineno} of {f.name}:{line})"
+
+
+def part_module(part: str):
+    """The check module of a part, e.g. ``part_module("01_toy_models")`` → ``utils.checks.part01_toy_models``."""
+    return importlib.import_module(f"utils.checks.part{part}")
+
+
+def exercises_of(part: str) -> list[Exercise]:
+    """The exercises of a part, in notebook order."""
+    module = part_module(part)
+    return list(_REGISTRY.get(module.__name__, []))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small assertion helpers that write the messages learners read.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_that(condition: bool, message: str) -> None:
+    """Raise :class:`CheckFailure` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise CheckFailure(message)
+
+
+def assert_shape(tensor: Any, shape: Sequence[int], what: str) -> None:
+    """Fail with a readable message unless ``tensor`` is a tensor of exactly ``shape``."""
+    if not isinstance(tensor, torch.Tensor):
+        raise CheckFailure(f"{what} should be a torch.Tensor, but it is a {type(tensor).__name__}.")
+    if tuple(tensor.shape) != tuple(shape):
+        raise CheckFailure(f"{what} has shape {tuple(tensor.shape)}, expected {tuple(shape)}.")
+
+
+def assert_close(
+    actual: Any,
+    expected: torch.Tensor,
+    what: str,
+    hint: str = "",
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> None:
+    """Fail unless ``actual`` matches ``expected`` in shape, and in value within tolerance.
+
+    The message reports the size of the mismatch, never the expected values themselves.
+    """
+    assert_shape(actual, expected.shape, what)
+    if not actual.dtype.is_floating_point and expected.dtype.is_floating_point:
+        raise CheckFailure(f"{what} has dtype {actual.dtype}; expected a floating-point tensor.")
+    actual = actual.detach().to(expected.dtype)
+    if not torch.isfinite(actual).all():
+        raise CheckFailure(f"{what} contains NaN or inf values." + (f" Hint: {hint}" if hint else ""))
+    if not torch.allclose(actual, expected, rtol=rtol, atol=atol):
+        diff = (actual - expected).abs()
+        bad = (~torch.isclose(actual, expected, rtol=rtol, atol=atol)).float().mean().item()
+        raise CheckFailure(
+            f"{what} has the right shape but wrong values: {bad:.0%} of entries differ "
+            f"(largest difference {diff.max().item():.3g})." + (f" Hint: {hint}" if hint else "")
+        )
+
