@@ -1,0 +1,71 @@
+"""Turning text into token sequences, and token sequences into MLP activations for SAE training."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+__all__ = ["mlp_post_activations", "token_batches", "tokenize_texts"]
+
+
+def _stop_layer(hook_name: str) -> int | None:
+    """The block after the hook's block: running that far is enough to reach the hook."""
+    match = re.match(r"blocks\.(\d+)\.", hook_name)
+    return int(match.group(1)) + 1 if match else None
+
+
+@torch.no_grad()
+def mlp_post_activations(
+    model, tokens: Int[Tensor, "batch seq"], hook_name: str = "blocks.0.mlp.hook_post"
+) -> Float[Tensor, "batch seq d_mlp"]:
+    """The activations at ``hook_name`` for ``tokens``; the model stops after that block (no unembedding)."""
+    tokens = tokens.to(model.cfg.device)
+    _, cache = model.run_with_cache(tokens, names_filter=hook_name, stop_at_layer=_stop_layer(hook_name))
+    return cache[hook_name]
+
+
+def tokenize_texts(
+    texts: Iterable[str], tokenizer, seq_len: int = 128, max_seqs: int | None = None, chunk_size: int = 256
+) -> Int[Tensor, "n_seqs seq_len"]:
+    """Concatenate ``texts`` (EOS between them), cut into rows of ``seq_len - 1`` tokens, and put BOS first.
+
+    Every row then starts like the model's training sequences; a leftover shorter than a row is dropped.
+    """
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else bos
+    body_len = seq_len - 1
+    wanted = None if max_seqs is None else max_seqs * body_len
+    stream: list[int] = []
+    chunk: list[str] = []
+
+    def flush() -> None:
+        for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
+            stream.extend(ids)
+            stream.append(eos)
+        chunk.clear()
+
+    for text in texts:
+        chunk.append(text)
+        if len(chunk) == chunk_size:
+            flush()
+            if wanted is not None and len(stream) >= wanted:
+                break
+    if chunk:
+        flush()
+    n_seqs = len(stream) // body_len if wanted is None else min(len(stream) // body_len, max_seqs)
+    body = torch.tensor(stream[: n_seqs * body_len], dtype=torch.long).reshape(n_seqs, body_len)
+    return torch.cat([torch.full((n_seqs, 1), bos, dtype=torch.long), body], dim=1)
+
+
+def token_batches(
+    tokens: Int[Tensor, "n_seqs seq"], batch_size: int, shuffle: bool = False, seed: int = 0
+) -> Iterator[Int[Tensor, "batch seq"]]:
+    """Yield ``tokens`` in batches of ``batch_size`` rows (the last one may be smaller), optionally shuffled."""
+    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed)) if shuffle else None
+    for start in range(0, len(tokens), batch_size):
+        rows = slice(start, start + batch_size)
+        yield tokens[order[rows]] if order is not None else tokens[rows]
