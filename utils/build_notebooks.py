@@ -6,7 +6,9 @@ The master of part ``NN_name`` is ``solutions/NN_name.py``, a jupytext "percent"
 - ``setup``: imports and constants. The grader runs these before the exercises.
 - ``exercise``: one exercise's code. Inside it, the lines between ``# BEGIN SOLUTION`` and
   ``# END SOLUTION`` are the reference answer; the learner's notebook gets a stub in their place that
-  raises ``NotImplementedError``. The signature, docstring and anything outside the markers are kept.
+  raises ``NotImplementedError``. The signature, docstring and anything outside the markers are kept,
+  and a collapsed "Solution" block (the reference cell) follows the cell. Don't write solutions by hand
+  in the markdown: they would drift from the code that is tested.
 - ``check``: the check call right after an exercise (``checks.check_xxx(xxx)``).
 - ``solution-only`` / ``exercise-only``: kept in one version only.
 - untagged cells: everything else (explanations, training runs, plots).
@@ -109,6 +111,14 @@ def drop_markers(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not MARKER.match(line))
 
 
+def solution_details(source: str) -> str:
+    """A collapsed "Solution" block for the exercise notebook: the exercise cell as the reference has it.
+
+    Generated from the master, so the solution shown can never drift from the one that is tested."""
+    code = drop_markers(source).strip("\n")
+    return f"<details><summary>Solution</summary>\n\n```python\n{code}\n```\n</details>"
+
+
 def read_master(part: Part | str | Path) -> nbformat.NotebookNode:
     """Parse a master file (or its text's path) into a notebook with tagged cells."""
     path = part.master if isinstance(part, Part) else Path(part)
@@ -144,6 +154,8 @@ def build(master: nbformat.NotebookNode, name: str, *, solution: bool) -> nbform
         if public_tags:
             new.metadata["tags"] = public_tags
         cells.append(new)
+        if "exercise" in cell_tags and not solution:
+            cells.append(nbformat.v4.new_markdown_cell(solution_details(cell.source), metadata={"tags": ["solution"]}))
     title = next((k for k, c in enumerate(cells) if c.cell_type == "markdown"), -1)
     cells.insert(title + 1, nbformat.v4.new_code_cell(COLAB_CELL.rstrip("\n"), metadata={"tags": ["colab"]}))
     for k, cell in enumerate(cells):  # stable ids, so that regenerating an unchanged master changes nothing

@@ -47,6 +47,7 @@ __all__ = [
     "load_pretrained_sae",
     "load_sae_saelens_format",
     "load_text_dataset",
+    "new_model",
     "save_sae_saelens_format",
 ]
 
@@ -235,6 +236,15 @@ def _gelu_1l_from_cache(device: str | torch.device | None) -> HookedTransformer:
     )
     model.move_model_modules_to_device()
     return model
+
+
+def new_model(config: dict[str, Any], tokenizer=None) -> HookedTransformer:
+    """A freshly initialised ``HookedTransformer`` from ``HookedTransformerConfig`` keyword arguments.
+
+    For the scripts that train or benchmark a model of gelu-1l-mini's shape: building it here keeps every
+    construction of a TransformerLens model in this module."""
+    with _quiet_tl_deprecation():
+        return HookedTransformer(HookedTransformerConfig(**config), tokenizer=tokenizer)
 
 
 def _load_bundled_model(folder: Path, device: str | torch.device | None) -> HookedTransformer:

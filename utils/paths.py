@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: The folder holding ``utils/``, ``data/``, ``notebooks/``... when running from a checkout.
+#: The folder holding ``utils/``, ``data/``, ``notebooks/``, ``solutions/``... when running from a checkout.
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 #: Where the Colab set-up cell clones the repository (see ``utils.build_notebooks``).
@@ -19,10 +19,10 @@ def repo_root() -> Path:
     candidates = ([Path(env)] if env else []) + [_PACKAGE_PARENT, COLAB_CLONE]
     for root in candidates:
         tried.append(str(root))
-        if (root / "data").is_dir() and (root / "utils").is_dir():
+        if (root / "utils" / "paths.py").is_file() and (root / "solutions").is_dir():
             return root
     raise FileNotFoundError(
-        "Could not find the course repository (looked for a folder holding both data/ and utils/ in: "
+        "Could not find the course repository (looked for a folder holding both utils/ and solutions/ in: "
         + ", ".join(tried)
         + "). Clone the repository and set SAE_COURSE_ROOT to its path, or install it with `python install.py`."
     )

@@ -91,7 +91,7 @@ def exercise(ex_id: str, title: str, *, objects: Sequence[str]) -> Callable[[Cal
                     check(*objs, seed=seed)
             except NotImplementedError:
                 raise NotAttempted(
-                    f"{label}: not attempted yet ({_objects_repr(objs)} still raises NotImplementedError)."
+                    f"{label}: not attempted yet ({_objects_repr(objs)} still {'raise' if len(objs) > 1 else 'raises'} NotImplementedError)."
                 ) from None
             except CheckFailure as failure:
                 raise type(failure)(f"{label} failed: {failure}") from None
