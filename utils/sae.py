@@ -144,8 +144,7 @@ class SAE(nn.Module):
         """The ``cfg.json`` contents: SAELens's keys plus this SAE's training settings."""
         cfg = asdict(self.cfg)
         cfg |= {"apply_b_dec_to_input": True, "normalize_activations": "none", "hook_layer": _hook_layer(cfg["hook_name"])}
-        if cfg["k"] is None:
-            cfg.pop("k")
+        cfg.pop("k" if cfg["architecture"] == "standard" else "l1_coefficient")  # keep only what applies
         return cfg
 
     def save(self, folder: str | Path, sparsity: Float[Tensor, " d_sae"] | None = None) -> Path:
