@@ -352,8 +352,9 @@ def train_sae(
       fraction alive. (Part 3 of the course is about reviving dead features.)
     - ``bf16``: matrix products in bfloat16 (``sae_training_step``); ``fused=False`` uses ``sae.loss`` and
       autograd instead of the hand-written gradients (slower, same numbers).
-    - ``seconds``: the number of steps is estimated from the speed of the first steps, and the loop also
-      stops when the time is up, so the schedules still end where they should.
+    - ``seconds``: the number of steps is estimated from the speed so far (after 5 steps, then again at each
+      log until the decay starts), and the loop also stops when the time is up, so the schedules still end
+      where they should.
     - ``checkpoint``: a file to save the training state to every ``checkpoint_every`` steps and at the end;
       if it exists when training starts, training resumes from it.
     - ``callback(record)`` is called with each logged record (a dict), e.g. to plot live.
@@ -412,6 +413,12 @@ def train_sae(
             total_steps = max(step + 1, int(seconds / per_step))
             bar.reset(total=total_steps)
             bar.update(step)
+        elif seconds is not None and step > 5 and step % log_every == 0 and step < (1 - lr_decay_frac) * total_steps:
+            # Re-estimate until the decay starts: the first steps' speed misses the buffer's refills (and any
+            # change in load), so the budget would be over- or under-used, or the decay cut short.
+            per_step = (time.perf_counter() - t_start) / step
+            total_steps = max(step + 1, int(seconds / per_step))
+            bar.total = total_steps
         planned = total_steps or 10**9
         lr_now = lr * _schedule(step, planned, lr_warmup_frac, lr_decay_frac)
         l1_now = l1_target * min(1.0, (step + 1) / max(1, round(l1_warmup_frac * planned)))

@@ -175,7 +175,9 @@ def bench_saelens(model, tokens: torch.Tensor, n_tokens: int) -> float:
         training_tokens=n_tokens,
         train_batch_size_tokens=BATCH,
         store_batch_size_prompts=STORE_PROMPTS,
-        n_batches_in_buffer=STORE_BATCHES,
+        # SAELens 6.5x sizes its mixing buffer as n_batches_in_buffer * context_size tokens (not times the
+        # prompts per batch), so this gives it the same number of tokens as the course's buffer.
+        n_batches_in_buffer=STORE_PROMPTS * STORE_BATCHES,
         device="cpu",
         dtype="float32",
         logger=LoggingConfig(log_to_wandb=False),
