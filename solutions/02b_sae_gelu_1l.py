@@ -103,7 +103,7 @@ _ = torch.manual_seed(0)
 
 # %%
 model = load_model(MODEL_NAME, device=DEVICE)
-ON_GELU_1L = model.cfg.d_mlp == 2048  # TransformerLens's gelu-1l; the bundled gelu-1l-mini has d_mlp 512
+ON_GELU_1L = model.cfg.model_name != "gelu-1l-mini"  # TransformerLens's gelu-1l (d_mlp 2048) or the bundled model (512)
 d_mlp = model.cfg.d_mlp
 
 if ON_GELU_1L:

@@ -109,17 +109,16 @@ def torch_bytes(obj, tmp: Path) -> bytes:
     return tmp.read_bytes()
 
 
-@pytest.fixture(scope="module")
-def hub_cache(tokenizer_dir, tmp_path_factory) -> dict:
-    """A Hugging Face cache holding a tiny gelu-1l, its tokenizer repo, and Neel's SAE run 25 (not 47)."""
-    cache = tmp_path_factory.mktemp("hf_cache")
-    scratch = tmp_path_factory.mktemp("scratch") / "obj.pt"
-    model = tiny_model(tokenizer_dir, seed=2)
+def write_fake_hub(cache: Path, tokenizer_dir: Path, scratch: Path, runs: tuple[int, ...] = (25,), **overrides) -> dict:
+    """Write a tiny gelu-1l, its tokenizer repo and Neel's SAE ``runs`` into the Hugging Face cache ``cache``,
+    each in its hub repository's own file layout. ``overrides`` change the model's config (e.g. ``n_ctx``)."""
+    model = tiny_model(tokenizer_dir, seed=2, **overrides)
+    shape = TINY | overrides
     # config.json as Neel's training code writes it: TransformerLens's convert_neel_model_config reads
     # d_model, n_layers, d_mlp, d_head, n_heads, n_ctx, d_vocab, act_fn, attn_only, normalization,
     # tokenizer_name and shortformer_pos; the training settings beside them are ignored.
     neel_config = dict(
-        TINY,
+        shape,
         d_vocab=model.cfg.d_vocab,
         normalization="LN",
         attn_only=False,
@@ -144,7 +143,7 @@ def hub_cache(tokenizer_dir, tmp_path_factory) -> dict:
     # A tokenizer-only repo: transformers asks for its config.json first, and online the hub's 404 is cached
     write_snapshot(cache, TOKENIZER_REPO, {f.name: f.read_bytes() for f in tokenizer_dir.iterdir()}, ("config.json",))
     # Neel's SAE: {run}.pt is his AutoEncoder's state_dict, {run}_cfg.json his training cfg
-    d_mlp, d_sae = TINY["d_mlp"], TINY["d_mlp"] * DICT_MULT
+    d_mlp, d_sae = shape["d_mlp"], shape["d_mlp"] * DICT_MULT
     torch.manual_seed(3)
     sae = OrderedDict(
         W_enc=torch.randn(d_mlp, d_sae),
@@ -173,12 +172,17 @@ def hub_cache(tokenizer_dir, tmp_path_factory) -> dict:
     write_snapshot(
         cache,
         loading.GELU_1L_SAE_REPO,
-        {
-            "25.pt": torch_bytes(sae, scratch),
-            "25_cfg.json": json.dumps(neel_sae_cfg).encode(),
-        },
+        {name: content for run in runs for name, content in (
+            (f"{run}.pt", torch_bytes(sae, scratch)), (f"{run}_cfg.json", json.dumps(neel_sae_cfg).encode()))},
     )
     return {"cache": cache, "state_dict": state_dict, "sae": sae, "neel_config": neel_config}
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tokenizer_dir, tmp_path_factory) -> dict:
+    """A Hugging Face cache holding a tiny gelu-1l, its tokenizer repo, and Neel's SAE run 25 (not 47)."""
+    cache = tmp_path_factory.mktemp("hf_cache")
+    return write_fake_hub(cache, tokenizer_dir, tmp_path_factory.mktemp("scratch") / "obj.pt", runs=(25,))
 
 
 @pytest.fixture
@@ -459,3 +463,48 @@ def test_tokenize_texts_makes_bos_prefixed_rows_of_the_concatenated_texts(mini_f
     batches = list(token_batches(tokens, batch_size=4, shuffle=True))
     assert sum(len(b) for b in batches) == len(tokens) and len(batches[0]) == 4
     assert sorted(map(tuple, torch.cat(batches).tolist())) == sorted(map(tuple, tokens.tolist()))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The online path of a whole notebook, offline
+
+
+@pytest.mark.slow
+def test_part_2b_runs_on_gelu_1l_from_a_fake_hub_cache(tokenizer_dir, tmp_path) -> None:
+    """Part 2b's solution notebook with ``MODEL_NAME = "gelu-1l"``, top to bottom, with no network: a tiny
+    gelu-1l and Neel's SAE runs 25 and 47 sit in a fake hub cache and load through the course's loader.
+    Only the corpus is stubbed: ``datasets`` reads a hub dataset offline only from its own prepared cache,
+    not from hub files, so ``datasets.load_dataset("NeelNanda/c4-code-20k")`` returns a local parquet."""
+    import nbformat
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from nbclient import NotebookClient
+
+    from utils.paths import repo_root
+
+    cache = tmp_path / "hub"
+    write_fake_hub(cache, tokenizer_dir, tmp_path / "obj.pt", runs=(25, 47), n_ctx=128)
+    corpus = tmp_path / "c4-code.parquet"
+    pq.write_table(pa.table({"text": [" ".join(SENTENCES[i % 4 :] + SENTENCES[: i % 4]) * 3 for i in range(1400)]}), corpus)
+
+    nb = nbformat.read(repo_root() / "solutions" / "02b_sae_gelu_1l.ipynb", as_version=4)
+    for old, new in {'MODEL_NAME = "auto"': 'MODEL_NAME = "gelu-1l"', "TRAIN_SECONDS = 150": "TRAIN_SECONDS = 4"}.items():
+        cells = [c for c in nb.cells if c.cell_type == "code" and old in c.source]
+        assert len(cells) == 1, f"the notebook no longer has one cell with {old!r}"
+        cells[0].source = cells[0].source.replace(old, new)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(f"""\
+import os
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = {str(cache)!r}
+import datasets
+_load_dataset = datasets.load_dataset
+def _local_c4_code(path, *args, **kwargs):
+    if path == "NeelNanda/c4-code-20k":
+        return datasets.Dataset.from_parquet({str(corpus)!r})
+    return _load_dataset(path, *args, **kwargs)
+datasets.load_dataset = _local_c4_code
+"""))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo_root())}}).execute()
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "Loaded gelu-1l (local Hugging Face cache)" in printed
+    assert "pretrained 25" in printed and "pretrained 47" in printed
