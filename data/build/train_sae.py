@@ -185,7 +185,7 @@ def markdown_table(out: Path, names: list[str]) -> str:
         m = json.loads(file.read_text())
         e, t = m["evaluation"], m.get("training") or {}
         rows.append(
-            f"| `{name}` | {e['frac_alive']:.1%} | {e['frac_density_below_1e-5']:.1%} | {e['l0']:.1f} | "
+            f"| `{name}` | {e['frac_alive']:.1%} | {e['frac_density_below_1e-5']:.2%} | {e['l0']:.1f} | "
             f"{e['ce_loss_recovered_zero']:.1%} / {e['ce_loss_recovered_mean']:.1%} | {e['explained_variance']:.3f} | "
             f"{e['kl_divergence']:.3f} | {e['ce_clean']:.3f} → {e['ce_reconstructed']:.3f} | "
             f"{t.get('training_tokens', 0) / 1e6:.1f}M | {t.get('wall_s', 0) / 60:.0f} min |"
