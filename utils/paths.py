@@ -13,10 +13,13 @@ COLAB_CLONE = Path("/content/sae-course")
 
 
 def repo_root() -> Path:
-    """The course repository: ``$SAE_COURSE_ROOT``, else the checkout this package sits in, else the Colab clone."""
+    """The course repository: ``$SAE_COURSE_ROOT``, else the checkout this package sits in, else the working
+    folder or its parent (a non-editable install used from the checkout, e.g. a notebook in ``notebooks/``),
+    else the Colab clone."""
     tried = []
     env = os.environ.get("SAE_COURSE_ROOT")
-    candidates = ([Path(env)] if env else []) + [_PACKAGE_PARENT, COLAB_CLONE]
+    cwd = Path.cwd()
+    candidates = ([Path(env)] if env else []) + [_PACKAGE_PARENT, cwd, cwd.parent, COLAB_CLONE]
     for root in candidates:
         tried.append(str(root))
         if (root / "utils" / "paths.py").is_file() and (root / "solutions").is_dir():

@@ -361,6 +361,26 @@ def test_missing_bundled_model_says_where_it_looked_and_how_to_rebuild(tmp_path)
         loading.load_model("gpt2")
 
 
+def test_repo_root_found_from_the_notebooks_folder_of_a_non_editable_install(tmp_path, monkeypatch) -> None:
+    """`pip install .` puts utils/ in site-packages; a notebook run from the checkout's notebooks/ must still find data/."""
+    from utils import paths
+
+    repo = tmp_path / "checkout"
+    (repo / "utils").mkdir(parents=True)
+    (repo / "utils" / "paths.py").touch()
+    (repo / "solutions").mkdir()
+    (repo / "notebooks").mkdir()
+    monkeypatch.delenv("SAE_COURSE_ROOT", raising=False)
+    monkeypatch.setattr(paths, "_PACKAGE_PARENT", tmp_path / "site-packages")
+    monkeypatch.setattr(paths, "COLAB_CLONE", tmp_path / "content" / "sae-course")
+    monkeypatch.chdir(repo / "notebooks")
+    assert paths.repo_root() == repo and paths.data_dir() == repo / "data"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="SAE_COURSE_ROOT") as error:
+        paths.repo_root()
+    assert str(tmp_path / "site-packages") in str(error.value) and str(tmp_path / "content" / "sae-course") in str(error.value)
+
+
 def test_bundled_corpus_loads_from_sharded_parquet(mini_folder, tmp_path, monkeypatch, capsys) -> None:
     import datasets
     import pyarrow as pa
