@@ -43,12 +43,15 @@ COLAB_URL = f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/n
 
 COLAB_CELL = f'''\
 # Colab set-up: runs only on Google Colab, and does nothing elsewhere.
-# It clones the course (for its offline data bundle) and installs it, not editable, keeping Colab's own torch.
-import os, subprocess, sys
+# It clones the course (for its offline data bundle) and installs it, not editable, with pip constrained
+# to Colab's own torch so that nothing can replace it.
+import importlib.metadata, os, subprocess, sys
 
 if "google.colab" in sys.modules and not os.path.isdir("/content/sae-course"):
     subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{GITHUB_REPO}", "/content/sae-course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/sae-course"], check=True)
+    with open("/content/keep-torch.txt", "w") as constraints:
+        constraints.write(f"torch=={{importlib.metadata.version('torch')}}\\n")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/content/keep-torch.txt", "/content/sae-course"], check=True)
 if "google.colab" in sys.modules:
     os.environ["SAE_COURSE_ROOT"] = "/content/sae-course"
 '''

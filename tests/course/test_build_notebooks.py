@@ -113,3 +113,45 @@ def test_check_mode_catches_stale_and_hand_edited_notebooks(tmp_path: Path, monk
     notebook = tmp_path / "solutions" / "01_toy_models.ipynb"
     notebook.write_text(notebook.read_text(encoding="utf-8").replace("import", "import  ", 1), encoding="utf-8")
     assert bn.main(["--check"]) == 1, "--check passed after a generated notebook was edited by hand"
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_colab_cell_installs_not_editable_keeping_colabs_torch_and_does_nothing_elsewhere(
+    part: str, tmp_path: Path, monkeypatch
+) -> None:
+    """The first code cell of each learner notebook, run as Colab would run it (commands recorded, not run)."""
+    import importlib.metadata
+    import os
+    import subprocess
+    import sys
+    import types
+
+    import nbformat
+
+    nb = nbformat.read(bn.Part(part).exercise_notebook, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    assert "colab" in bn.tags(cell), f"{part}: the first code cell is not the Colab set-up cell"
+    source = cell.source.replace("/content", str(tmp_path))
+    commands: list[list[str]] = []
+
+    def fake_run(command, check=False, **kwargs):
+        commands.append(list(command))
+        if command[:2] == ["git", "clone"]:
+            Path(command[-1]).mkdir()
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.delenv("SAE_COURSE_ROOT", raising=False)
+    exec(source, {})  # not on Colab: nothing happens
+    assert commands == [] and "SAE_COURSE_ROOT" not in os.environ
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    exec(source, {})
+    clone, install = commands
+    assert clone[:2] == ["git", "clone"] and clone[-1] == str(tmp_path / "sae-course")
+    assert install[:4] == [sys.executable, "-m", "pip", "install"] and "-e" not in install and "--editable" not in install
+    constraints = Path(install[install.index("-c") + 1]).read_text()
+    assert constraints.strip() == f"torch=={importlib.metadata.version('torch')}"
+    assert install[-1] == str(tmp_path / "sae-course") and os.environ["SAE_COURSE_ROOT"] == str(tmp_path / "sae-course")
+    exec(source, {})  # re-running the cell does not clone or install again
+    assert len(commands) == 2
