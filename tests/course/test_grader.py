@@ -1,6 +1,7 @@
 """The grader grades what it can: a learner's broken notebook costs only the exercises it breaks.
 
-These tests take Part 1's generated notebooks, break them in the ways learners do, and grade them.
+These tests take Part 1's generated notebooks, break them in the ways learners do, and grade them; for the
+later parts, a wrong implementation pasted into the reference must cost exactly its own exercise.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def add_cell_after(nb, cell, source: str) -> None:
     nb.cells.insert(nb.cells.index(cell) + 1, new)
 
 
+def paste_wrong_implementation(nb, part: str, ex) -> None:
+    """What a learner's wrong answer looks like to the grader: the exercise's objects redefined, after its cell."""
+    entry = f"_WRONG[{ex.id!r}][0]"
+    add_cell_after(
+        nb, exercise_cell(nb, ex.objects[0]),
+        f"from tests.wrong.wrong_{part} import WRONG as _WRONG\n"
+        f"{', '.join(ex.objects)}, = {f'({entry},)' if len(ex.objects) == 1 else entry}\n",
+    )
+
+
 def solution_notebook():
     return nbformat.read(Part(PART).solution_notebook, as_version=4)
 
@@ -52,13 +63,30 @@ def save(nb, folder: Path) -> Path:
 
 
 def test_fresh_exercise_notebook_is_all_not_attempted() -> None:
+    """Part 1 here; every part's fresh notebook is graded (all skipped) by the default `pytest` run itself."""
     results = grade_notebook(Part(PART).exercise_notebook, PART)
+    assert set(results) == {ex.id for ex in EXERCISES}
     assert {r.status for r in results.values()} == {NOT_ATTEMPTED}, results
 
 
 def test_solution_notebook_passes_every_exercise() -> None:
     results = grade_notebook(Part(PART).solution_notebook, PART)
     assert all(r.status == PASSED for r in results.values()), {k: r.message for k, r in results.items() if r.status != PASSED}
+
+
+@pytest.mark.parametrize("part", PARTS[1:])
+def test_a_pasted_wrong_implementation_fails_only_its_exercise(part: str, tmp_path: Path) -> None:
+    """Later parts, graded like Part 1: the reference passes, and one wrong answer costs one exercise."""
+    nb = nbformat.read(Part(part).solution_notebook, as_version=4)
+    victim = exercises_of(part)[-1]
+    paste_wrong_implementation(nb, part, victim)
+    path = tmp_path / f"{part}.ipynb"
+    nbformat.write(nb, path)
+    results = grade_notebook(path, part)
+    assert results[victim.id].status == FAILED and "failed" in results[victim.id].message.lower(), results[victim.id]
+    assert all(r.status == PASSED for k, r in results.items() if k != victim.id), {
+        k: r.message for k, r in results.items() if k != victim.id and r.status != PASSED
+    }
 
 
 def test_broken_notebook_gets_a_message_per_broken_exercise_and_the_rest_still_grade(tmp_path: Path) -> None:
@@ -83,12 +111,7 @@ def test_broken_notebook_gets_a_message_per_broken_exercise_and_the_rest_still_g
         add_cell_after(nb, cell, f"def {ex.objects[0]}(*args, **kwargs):\n    while True:\n        pass\n")
 
     def wrong_implementation(cell, ex):
-        entry = f"_WRONG[{ex.id!r}][0]"
-        add_cell_after(
-            nb, cell,
-            f"from tests.wrong.wrong_{PART} import WRONG as _WRONG\n"
-            f"{', '.join(ex.objects)}, = {f'({entry},)' if len(ex.objects) == 1 else entry}\n",
-        )
+        paste_wrong_implementation(nb, PART, ex)
 
     def loops_forever_at_definition(cell, ex):
         cell.source = "while True:\n    pass\n" + cell.source
@@ -129,10 +152,7 @@ def test_a_hang_that_ignores_the_alarm_costs_one_exercise(tmp_path: Path) -> Non
 def test_pytest_grades_a_notebook_folder_end_to_end(tmp_path: Path) -> None:
     nb = solution_notebook()
     ex = EXERCISES[0]
-    add_cell_after(
-        nb, exercise_cell(nb, ex.objects[0]),
-        f"from tests.wrong.wrong_{PART} import WRONG as _WRONG\n{ex.objects[0]} = _WRONG[{ex.id!r}][0]\n",
-    )
+    paste_wrong_implementation(nb, PART, ex)
     save(nb, tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", f"tests/test_{PART}.py", "--notebooks", str(tmp_path), "-q", "-p", "no:randomly"],
