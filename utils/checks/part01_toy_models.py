@@ -141,7 +141,7 @@ def _model_inputs(cfg: ToyModelConfig, g: torch.Generator, batch: int, *, signed
     return x
 
 
-def _check_model_output(out, expected: Tensor, x: Tensor, b: Tensor, variants: dict[str, Tensor], what: str) -> None:
+def _check_model_output(out, expected: Tensor, b: Tensor, variants: dict[str, Tensor], what: str) -> None:
     """Compare ``out`` to ``expected``, and if it differs, name the likely mistake from a few known variants."""
     assert_shape(out, tuple(expected.shape), what)
     check_that(out.dtype.is_floating_point, f"{what} has dtype {out.dtype}; expected a float tensor.")
@@ -188,7 +188,7 @@ def check_toy_model(ToyModel, *, seed: int = 0) -> None:
         "this model has no ReLU on the hidden layer (that comes in exercise 1.6): h = Wx.":
             _naive_forward(Wd, Wt, bd, xd, hidden_relu=True),
     }
-    _check_model_output(out, expected, xd, bd, variants, "ToyModel's output")
+    _check_model_output(out, expected, bd, variants, "ToyModel's output")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -450,7 +450,7 @@ def check_neuron_model(NeuronModel, *, seed: int = 0) -> None:
         "the bias seems to be added after the final ReLU: it goes inside, ReLU(Wᵀh + b).":
             _naive_forward(Wd, Wt, 0 * bd, xd, hidden_relu=True) + bd,
     }
-    _check_model_output(out, expected, xd, bd, variants, "NeuronModel's output")
+    _check_model_output(out, expected, bd, variants, "NeuronModel's output")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -508,7 +508,7 @@ def check_abs_model(AbsModel, *, seed: int = 0) -> None:
         "the hidden layer has no ReLU: h = ReLU(W1 x).": _naive_forward(W1d, W2d, bd, xd, hidden_relu=False),
         "the output ignores b_final: did you forget to add the bias?": _naive_forward(W1d, W2d, 0 * bd, xd, hidden_relu=True),
     }
-    _check_model_output(out, expected, xd, bd, variants, "AbsModel's output")
+    _check_model_output(out, expected, bd, variants, "AbsModel's output")
 
 
 # ---------------------------------------------------------------------------------------------------------
