@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 from pathlib import Path
 
 # As in data/build/train_model.py: sleeping (not spinning) OpenMP threads cope far better with a shared CPU.
@@ -24,46 +23,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.benchmarks.common import bundled_or_untrained_model, timed  # noqa: E402
+from utils.activations import mlp_post_activations  # noqa: E402
 from utils.lm_training import LMTrainConfig, make_model, make_optimizer, train_step  # noqa: E402
-from utils.paths import data_dir  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
-try:
-    from utils.activations import mlp_post_activations
-except ImportError:  # the course's helper, if present; otherwise the same call inline
-
-    @torch.no_grad()
-    def mlp_post_activations(model, tokens, hook_name: str = HOOK):
-        _, cache = model.run_with_cache(tokens, names_filter=hook_name, stop_at_layer=1)
-        return cache[hook_name]
-
-
-def load_model():
-    """The bundled ``gelu-1l-mini``, or an untrained model of the same configuration if it is missing."""
-    folder = data_dir() / "models" / "gelu-1l-mini"
-    if (folder / "model.safetensors").exists():
-        from utils.loading import load_model as load
-
-        model = load("gelu-1l-mini", device="cpu")
-        return model, "bundled"
-    return make_model(LMTrainConfig()), "untrained (bundled model not found)"
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    model, which = load_model()
+    model, which = bundled_or_untrained_model()
     vocab = model.cfg.d_vocab
     print(f"model: gelu-1l-mini, {which}; torch {torch.__version__}, {torch.get_num_threads()} threads")
 

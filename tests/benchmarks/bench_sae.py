@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import io
 import logging
-import statistics
 import sys
 import time
 import warnings
@@ -33,6 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.benchmarks.common import bundled_or_untrained_model, timed  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
 from utils.sae import SAE, SAEConfig  # noqa: E402
 from utils.sae_training import ActivationBuffer, _Workspace, sae_training_step, train_sae  # noqa: E402
@@ -40,18 +40,6 @@ from utils.sae_training import ActivationBuffer, _Workspace, sae_training_step, 
 HOOK = "blocks.0.mlp.hook_post"
 D_IN, D_SAE, BATCH, SEQ_LEN = 512, 4096, 4096, 128
 STORE_PROMPTS, STORE_BATCHES = 32, 20  # SAELens's activation store: 20 batches of 32 prompts (its defaults)
-
-
-def timed(fn, repeats: int, warmup: int = 1) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs, after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -115,22 +103,10 @@ def bench_step(repeats: int) -> None:
 
 def load_model_and_tokens(n_rows: int):
     """The bundled model and corpus rows if present; else an untrained model and random tokens."""
-    folder = data_dir() / "models" / "gelu-1l-mini"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", DeprecationWarning)
-        if (folder / "model.safetensors").exists():
-            from utils.loading import load_model
-
-            with contextlib.redirect_stdout(io.StringIO()):
-                model = load_model("gelu-1l-mini", device="cpu")
-            source = "bundled gelu-1l-mini"
-        else:
-            from utils.loading import new_model
-
-            cfg = dict(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=D_IN, d_vocab=8192, n_ctx=256,
-                       act_fn="gelu", normalization_type="LN")
-            torch.manual_seed(0)
-            model, source = new_model(cfg).eval(), "untrained gelu-1l-mini shape"
+        model, which = bundled_or_untrained_model()
+    source = f"{which} gelu-1l-mini"
     corpus = data_dir() / "corpus" / "train.parquet"
     if corpus.exists() and model.tokenizer is not None:
         import pyarrow.parquet as pq
