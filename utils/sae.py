@@ -143,7 +143,7 @@ class SAE(nn.Module):
     def saelens_cfg(self) -> dict[str, Any]:
         """The ``cfg.json`` contents: SAELens's keys plus this SAE's training settings."""
         cfg = asdict(self.cfg)
-        cfg |= {"apply_b_dec_to_input": True, "normalize_activations": "none", "hook_layer": _hook_layer(cfg["hook_name"])}
+        cfg |= {"apply_b_dec_to_input": True, "normalize_activations": "none"}  # the writer adds hook_layer
         cfg.pop("k" if cfg["architecture"] == "standard" else "l1_coefficient")  # keep only what applies
         return cfg
 
@@ -196,7 +196,3 @@ class SAE(nn.Module):
         sparsity = f"l1_coefficient={c.l1_coefficient:g}" if c.architecture == "standard" else f"k={c.k}"
         return f"{c.architecture}, d_in={c.d_in}, d_sae={c.d_sae}, {sparsity}, hook_name={c.hook_name!r}"
 
-
-def _hook_layer(hook_name: str) -> int | None:
-    parts = hook_name.split(".")
-    return int(parts[1]) if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit() else None

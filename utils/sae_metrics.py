@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from utils.activations import mlp_post_activations
 from utils.sae import SAE
 
 __all__ = [
@@ -153,11 +154,9 @@ def _kl(clean_logits: Tensor, new_logits: Tensor) -> Float[Tensor, "batch seq"]:
 @torch.no_grad()
 def mean_activation(model, tokens: Int[Tensor, "batch seq"], hook_name: str, batch_size: int = 64) -> Float[Tensor, " d_in"]:
     """The activation at ``hook_name`` averaged over all tokens except position 0 (BOS), for mean ablation."""
-    from utils.sae_training import harvest
-
     total, count = None, 0
     for batch in _batches(tokens, batch_size):
-        acts = harvest(model, batch, hook_name)[:, 1:]
+        acts = mlp_post_activations(model, batch, hook_name)[:, 1:]
         acts = acts.reshape(-1, acts.shape[-1]).double()
         total = acts.sum(0) if total is None else total + acts.sum(0)
         count += len(acts)
@@ -237,8 +236,6 @@ def evaluate_sae(
     """
     from tqdm.auto import tqdm
 
-    from utils.sae_training import harvest
-
     if mean_acts is None:
         mean_acts = mean_activation(model, tokens, sae.cfg.hook_name, batch_size)
     hook = sae.cfg.hook_name
@@ -252,7 +249,7 @@ def evaluate_sae(
     for batch in tqdm(batches, disable=not progress, desc="evaluating"):
         batch = batch.to(model.cfg.device)
         # Activation-level metrics
-        x = harvest(model, batch, hook)[:, 1:].reshape(-1, d_in).to(sae.W_enc.dtype)
+        x = mlp_post_activations(model, batch, hook)[:, 1:].reshape(-1, d_in).to(sae.W_enc.dtype)
         x_hat, acts = sae(x)
         fired += (acts > 0).sum(0)
         sums["l0"] += (acts > 0).sum().item()

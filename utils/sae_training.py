@@ -20,6 +20,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from utils.activations import mlp_post_activations
 from utils.sae import SAE
 
 __all__ = ["ActivationBuffer", "sae_training_step", "train_sae"]
@@ -27,24 +28,6 @@ __all__ = ["ActivationBuffer", "sae_training_step", "train_sae"]
 
 # ---------------------------------------------------------------------------------------------------
 # Activations
-
-
-def _stop_layer(hook_name: str) -> int | None:
-    parts = hook_name.split(".")
-    return int(parts[1]) + 1 if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit() else None
-
-
-@torch.no_grad()
-def harvest(model, tokens: Int[Tensor, "batch seq"], hook_name: str) -> Float[Tensor, "batch seq d_in"]:
-    """The activations at ``hook_name``; the forward pass stops after the hook's block (no unembedding)."""
-    try:
-        from utils.activations import mlp_post_activations
-    except ImportError:
-        _, cache = model.run_with_cache(
-            tokens.to(model.cfg.device), names_filter=hook_name, stop_at_layer=_stop_layer(hook_name)
-        )
-        return cache[hook_name]
-    return mlp_post_activations(model, tokens, hook_name)
 
 
 class ActivationBuffer:
@@ -138,7 +121,7 @@ class ActivationBuffer:
     def _harvest_next(self) -> Float[Tensor, "tokens d_in"]:
         rows = next(self._rows)  # StopIteration ends a finite source
         t0 = time.perf_counter()
-        acts = harvest(self.model, rows, self.hook_name)
+        acts = mlp_post_activations(self.model, rows, self.hook_name)
         if self.drop_bos:
             acts = acts[:, 1:]
         self.harvest_seconds += time.perf_counter() - t0
