@@ -17,11 +17,9 @@ import pyarrow.parquet as pq
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# data/build/ is on sys.path when one of its scripts runs, so its modules import each other by name.
+from make_corpus import category  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
-
-
-def category(lang: str) -> str:
-    return "en" if lang == "en" else ("python" if lang == "python" else "other")
 
 
 def main() -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# data/build/ is on sys.path when one of its scripts runs, so its modules import each other by name.
+from make_corpus import category  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -26,10 +28,6 @@ HERE = Path(__file__).resolve().parent
 
 def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
-
-
-def category(lang: str) -> str:
-    return lang if lang in ("en", "python") else "other"
 
 
 def sources_table(stats: dict) -> str:
