@@ -17,7 +17,7 @@ import huggingface_hub
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
 from utils import loading
 from utils.activations import mlp_post_activations, token_batches, tokenize_texts
@@ -69,8 +69,7 @@ def d_vocab(tokenizer_dir: Path) -> int:
 def tiny_model(tokenizer_dir: Path, seed: int = 0, **overrides) -> HookedTransformer:
     torch.manual_seed(seed)
     cfg = TINY | {"d_vocab": d_vocab(tokenizer_dir), "normalization_type": "LN", "device": "cpu"} | overrides
-    with loading._quiet_tl_deprecation():
-        return HookedTransformer(HookedTransformerConfig(**cfg))
+    return loading.new_model(cfg)
 
 
 @pytest.fixture(scope="module")

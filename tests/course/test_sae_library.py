@@ -6,12 +6,12 @@ Everything runs on tiny shapes and a tiny randomly initialised transformer, in a
 from __future__ import annotations
 
 import json
-import warnings
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
+from utils.loading import new_model
 from utils.sae import SAE, SAEConfig
 from utils.sae_metrics import (
     ce_loss_recovered,
@@ -38,11 +38,8 @@ def make_sae(**kwargs) -> SAE:
 @pytest.fixture(scope="module")
 def tiny_model() -> HookedTransformer:
     torch.manual_seed(0)
-    cfg = HookedTransformerConfig(n_layers=1, d_model=8, d_mlp=D_IN, n_heads=2, d_head=4, n_ctx=16, d_vocab=50,
-                                  act_fn="gelu", normalization_type="LN")
-    with warnings.catch_warnings():  # TransformerLens 3.9 announces HookedTransformer's move to v4
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return HookedTransformer(cfg).eval()
+    return new_model(dict(n_layers=1, d_model=8, d_mlp=D_IN, n_heads=2, d_head=4, n_ctx=16, d_vocab=50,
+                          act_fn="gelu", normalization_type="LN")).eval()
 
 
 @pytest.fixture(scope="module")

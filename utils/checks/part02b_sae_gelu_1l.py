@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -61,13 +60,10 @@ def _tiny_model(seed: int):
     The weights are larger than TransformerLens's default initialisation, so that the MLP matters to the
     logits (ablating it changes the loss by a clear margin) and its activations differ token to token.
     """
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from utils.loading import new_model
 
-    cfg = HookedTransformerConfig(n_layers=1, d_model=16, d_head=4, n_heads=4, d_mlp=D_MLP, n_ctx=N_CTX,
-                                  d_vocab=D_VOCAB, act_fn="gelu", normalization_type="LN", device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(cfg, move_to_device=False)
+    model = new_model(dict(n_layers=1, d_model=16, d_head=4, n_heads=4, d_mlp=D_MLP, n_ctx=N_CTX, d_vocab=D_VOCAB,
+                           act_fn="gelu", normalization_type="LN", device="cpu"))
     generator = torch.Generator().manual_seed(1000 + seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
