@@ -220,7 +220,7 @@ def assert_gradients_reach(result: Any, params: dict[str, torch.Tensor], what: s
             f"{', '.join(f'`{n}`' for n in params)}. "
             + (f"Hint: {hint}" if hint else "Hint: don't compute it inside `torch.no_grad()`, and don't call `.detach()`, `.item()` or `.data` on the way.")
         )
-    grads = torch.autograd.grad(result.float().sum(), list(params.values()), allow_unused=True)
+    grads = torch.autograd.grad(result.float().sum(), list(params.values()), allow_unused=True, retain_graph=True)
     for (name, _), grad in zip(params.items(), grads):
         if grad is None or not bool(grad.ne(0).any()):
             raise CheckFailure(
