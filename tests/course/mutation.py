@@ -14,6 +14,7 @@ Usage (from the repository root, with ``PYTHONPATH=$PWD``)::
     python -m tests.course.mutation 01 02a               # parts by name or prefix
     python -m tests.course.mutation 02b --exercise 2.6   # one exercise (repeat --exercise for more)
     python -m tests.course.mutation 01 --fast            # a fixed sample of at most 12 mutants per exercise
+                                                         # (then only unexplained survivors fail the run)
     python -m tests.course.mutation 01 --list            # only list the mutants, run nothing
     python -m tests.course.mutation 01 --show 1.2:m3fa2c1  # print one mutant's mutated cell
 
@@ -603,8 +604,8 @@ def _resolve_parts(names: Iterable[str]) -> list[str]:
     return chosen or known
 
 
-def select(mutants: list[Mutant], exercises: list[str], fast: bool) -> list[Mutant]:
-    """The mutants of the chosen exercises; with ``fast``, a fixed sample of each exercise's (smallest ids)."""
+def select(mutants: list[Mutant], exercises: list[str], fast: bool, sample: int = FAST_SAMPLE) -> list[Mutant]:
+    """The mutants of the chosen exercises; with ``fast``, a fixed sample of ``sample`` per exercise (smallest ids)."""
     if exercises:
         mutants = [m for m in mutants if m.exercise in exercises]
     if not fast:
@@ -612,13 +613,17 @@ def select(mutants: list[Mutant], exercises: list[str], fast: bool) -> list[Muta
     by_exercise: dict[str, list[Mutant]] = {}
     for m in mutants:
         by_exercise.setdefault(m.exercise, []).append(m)
-    keep = {m.id for group in by_exercise.values() for m in sorted(group, key=lambda m: m.id)[:FAST_SAMPLE]}
+    keep = {m.id for group in by_exercise.values() for m in sorted(group, key=lambda m: m.id)[:sample]}
     return [m for m in mutants if m.id in keep]
 
 
-def mutation_report(parts: list[str], *, exercises: list[str] = (), fast: bool = False, jobs: int | None = None,
-                    timeout: float = 10.0, progress: bool = False) -> tuple[dict[str, list[ExerciseReport]], list[str]]:
-    """Run the mutants of ``parts``; returns the reports per part (in exercise order) and the problems found."""
+def mutation_report(parts: list[str], *, exercises: list[str] = (), fast: bool = False, sample: int = FAST_SAMPLE,
+                    jobs: int | None = None, timeout: float = 10.0, progress: bool = False,
+                    ) -> tuple[dict[str, list[ExerciseReport]], list[str]]:
+    """Run the mutants of ``parts``; returns the reports per part (in exercise order) and the problems found.
+
+    With ``fast`` (a sample of each exercise's mutants), only unexplained survivors are problems: a percentage
+    over a dozen mutants says little, and stale declarations cannot be told from unsampled ones."""
     from utils.checks import exercises_of
     from utils.grading import reference_namespace
 
@@ -628,7 +633,7 @@ def mutation_report(parts: list[str], *, exercises: list[str] = (), fast: bool =
     everything: list[Mutant] = []
     for part in parts:
         reference_namespace(part)  # built once, before the workers fork
-        everything += select(part_mutants(part), list(exercises), fast)
+        everything += select(part_mutants(part), list(exercises), fast, sample)
     results = run_all(everything, jobs=jobs, timeout=timeout, progress=progress)
     for part in parts:
         equivalent, survivors = declared(part)
@@ -662,7 +667,7 @@ def mutation_report(parts: list[str], *, exercises: list[str] = (), fast: bool =
                     if ident not in seen_ids and ex_id in rows:
                         problems.append(f"{ident} is declared in {kind} of wrong_{part}.py but no longer generated: remove it.")
         for row in rows.values():
-            if row.percent < 100 * TARGET:
+            if not fast and row.percent < 100 * TARGET:
                 problems.append(f"exercise {row.exercise} kills {row.percent:.1f}% of its non-equivalent mutants (< {100 * TARGET:.0f}%).")
         reports[part] = list(rows.values())
     return reports, problems

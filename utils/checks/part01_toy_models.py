@@ -67,6 +67,15 @@ def _sample(generate, *args, p: Tensor, what: str):
         return generate(*args, p)
 
 
+def _index_of(flat: Tensor, shape: torch.Size) -> tuple[int, ...]:
+    """The multi-index of a flat index (torch's own unravel_index imports its compiler stack: seconds, the first time)."""
+    index, out = int(flat), []
+    for size in reversed(shape):
+        index, r = divmod(index, size)
+        out.append(r)
+    return tuple(reversed(out))
+
+
 def _set_params(model, **params: Tensor) -> None:
     for name, value in params.items():
         current = getattr(model, name, None)
@@ -102,7 +111,7 @@ def _presence_rates(x: Tensor, p: Tensor, what: str, *, p_inst: Tensor | None = 
     p_value = float(stats.chi2.sf(statistic, df=z.numel()))
     if p_value >= ALPHA and not bool((z.abs() > Z).any()):
         return
-    i = tuple(int(v) for v in torch.unravel_index(z.abs().argmax(), z.shape))
+    i = _index_of(z.abs().argmax(), z.shape)
     observed, expected = rate[i].item(), p[i].item()
     hint = "a feature should be present (nonzero) when a uniform draw is *below* its probability."
     if abs(observed - (1 - expected)) <= _tol(1 - expected, n)[()].item():
@@ -119,7 +128,7 @@ def _presence_rates(x: Tensor, p: Tensor, what: str, *, p_inst: Tensor | None = 
 def _values_independent_of_mask(x: Tensor, p: Tensor, low: float, high: float, what: str) -> None:
     """A rare feature's values must not be confined below its probability (the mask's own draw reused as the value)."""
     p = p.double().expand_as(x[0])
-    k = tuple(int(v) for v in torch.unravel_index(p.argmin(), p.shape))
+    k = _index_of(p.argmin(), p.shape)
     u = (x[(slice(None), *k)] - low) / (high - low)
     u = u[x[(slice(None), *k)] != 0]
     pk = p[k].item()
