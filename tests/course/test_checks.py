@@ -62,3 +62,21 @@ def test_each_wrong_implementation_fails(part, exercise) -> None:
 def test_wrong_modules_name_only_real_exercises(part) -> None:
     known = {ex.id for p, ex in EXERCISES if p == part}
     assert set(wrong_module(part).WRONG) <= known
+
+
+def test_the_checks_statistical_tests_agree_with_scipy() -> None:
+    """utils.checks' torch versions of the chi-squared and KS tests (scipy.stats is too slow to import inside a check)."""
+    import torch
+
+    from utils.checks import chi2_sf, ks_test
+
+    stats = pytest.importorskip("scipy.stats")
+    for statistic, df in [(3.0, 4), (10.0, 12), (60.0, 20), (90.0, 18), (200.0, 20)]:
+        assert chi2_sf(statistic, df) == pytest.approx(stats.chi2.sf(statistic, df), rel=1e-6, abs=1e-300)
+    generator = torch.Generator().manual_seed(0)
+    for n, warp in [(500, 1.0), (5_000, 1.05), (30_000, 0.97), (100_000, 1.0)]:
+        values = torch.rand(n, generator=generator, dtype=torch.float64) ** warp
+        d, p = ks_test(values, lambda v: v)
+        expected = stats.kstest(values.numpy(), "uniform")
+        assert d == pytest.approx(expected.statistic, rel=1e-9)
+        assert p == pytest.approx(expected.pvalue, rel=0.05, abs=1e-3)  # Kolmogorov's limit law, corrected

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import importlib
 import traceback
 from collections.abc import Callable, Sequence
@@ -40,6 +41,8 @@ __all__ = [
     "assert_gradients_reach",
     "unchanged_inputs",
     "assert_type",
+    "chi2_sf",
+    "ks_test",
 ]
 
 
@@ -241,3 +244,32 @@ def unchanged_inputs(what: str, **inputs: Any):
                 f"{what} modified its input `{name}` in place. Hint: use out-of-place operations "
                 f"(`{name} / n`, not `{name} /= n` or `{name}.div_(n)`) so the caller's tensor is left as it was."
             )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Statistical tests for sampling exercises, in torch (scipy.stats takes seconds to import: too slow for a
+# check under the grader's time limit). tests/course/test_checks.py compares them with scipy.stats.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def chi2_sf(statistic: float, df: int) -> float:
+    """P(X >= statistic) for X chi-squared with ``df`` degrees of freedom (scipy.stats.chi2.sf)."""
+    a = torch.tensor(df / 2, dtype=torch.float64)
+    return float(torch.special.gammaincc(a, torch.tensor(max(statistic, 0.0) / 2, dtype=torch.float64)))
+
+
+def ks_test(values: torch.Tensor, cdf: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, float]:
+    """One-sample Kolmogorov–Smirnov test of ``values`` against a continuous ``cdf``: (statistic D, p-value).
+
+    The p-value is Kolmogorov's limit law with Stephens' small-sample correction (accurate for n >= 100, the
+    regime the checks use: they test thousands of samples at p < 1e-8)."""
+    x = values.detach().double().flatten().sort().values
+    n = x.numel()
+    F = cdf(x).clamp(0, 1)
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    d = float(torch.maximum(i / n - F, F - (i - 1) / n).max())
+    lam = (math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * d
+    if lam < 0.2:
+        return d, 1.0
+    p = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
+    return d, min(max(p, 0.0), 1.0)

@@ -14,10 +14,10 @@ reaching every parameter of a model, and the learner's input tensors left unmodi
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import Tensor
 
 from utils.checks import (
@@ -27,7 +27,9 @@ from utils.checks import (
     assert_gradients_reach,
     assert_shape,
     check_that,
+    chi2_sf,
     exercise,
+    ks_test,
     unchanged_inputs,
 )
 from utils.toy_models import ToyModelConfig
@@ -35,7 +37,7 @@ from utils.toy_models import ToyModelConfig
 #: The false-alarm probability of each statistical test (a check runs fewer than 100 of them).
 ALPHA = 1e-8
 #: How many standard errors a sampled statistic may stray from its expected value (two-sided p < ALPHA).
-Z = float(stats.norm.isf(ALPHA / 2))
+Z = NormalDist().inv_cdf(1 - ALPHA / 2)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -108,7 +110,7 @@ def _presence_rates(x: Tensor, p: Tensor, what: str, *, p_inst: Tensor | None = 
     p = p.double().expand_as(rate)
     z = (rate - p) / torch.sqrt(p * (1 - p) / n).clamp_min(1e-12)
     statistic = float((z**2).sum())
-    p_value = float(stats.chi2.sf(statistic, df=z.numel()))
+    p_value = chi2_sf(statistic, z.numel())
     if p_value >= ALPHA and not bool((z.abs() > Z).any()):
         return
     i = _index_of(z.abs().argmax(), z.shape)
@@ -164,9 +166,9 @@ def _uniform_values(x: Tensor, p: Tensor, low: float, high: float, what: str) ->
         "does not make it uniform.",
     )
     _values_independent_of_mask(x, p, low, high, what)
-    ks = stats.kstest(values.cpu().numpy(), stats.uniform(loc=low, scale=width).cdf)
-    if ks.pvalue < ALPHA:
-        law = f"(Kolmogorov–Smirnov test against U[{low:g}, {high:g}) on {n} present values: distance {ks.statistic:.3f}, p = {ks.pvalue:.1g})"
+    ks_statistic, ks_pvalue = ks_test(values, lambda v: (v - low) / width)
+    if ks_pvalue < ALPHA:
+        law = f"(Kolmogorov–Smirnov test against U[{low:g}, {high:g}) on {n} present values: distance {ks_statistic:.3f}, p = {ks_pvalue:.1g})"
         common, count = torch.unique(values, return_counts=True)
         top = int(count.argmax())
         if count[top].item() > 0.01 * n:
