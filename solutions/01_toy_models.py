@@ -23,7 +23,7 @@
 # This is the problem sparse autoencoders (Part 2 onwards) were invented to undo, so it is worth
 # seeing it happen from scratch.
 #
-# **What you will do** (about 2½ hours):
+# **What you will do** ({{syllabus.learner_time}}):
 #
 # | | exercise | you will learn |
 # |---|---|---|
@@ -42,8 +42,9 @@
 # ✅ or tells you what property broke and gives a hint. `pytest` grades the saved notebook the same way.
 # Hints and solutions hide in collapsible blocks: try first, then peek.
 #
-# Every model here trains in under a minute on a laptop CPU: one vectorised model trains many
-# *instances* at once, each with its own sparsity.
+# **Running time.** Every model here trains in under a minute on a laptop CPU: one vectorised model
+# trains many *instances* at once, each with its own sparsity. The whole notebook runs in
+# {{syllabus.run_time}} on a 2-core CPU.
 
 # %% [markdown]
 # ## Setup

@@ -27,7 +27,7 @@
 # al. (2023) and Bricken et al. (2023, [*Towards Monosemanticity*](https://transformer-circuits.pub/2023/monosemantic-features)).
 # Part 2b then trains SAEs on a real transformer.
 #
-# **What you will do** (about 2 hours):
+# **What you will do** ({{syllabus.learner_time}}):
 #
 # | | exercise | you will learn |
 # |---|---|---|
@@ -45,7 +45,8 @@
 # ✅ or tells you what property broke and gives a hint. `pytest tests/test_02a_sae_toy_models.py` grades
 # the saved notebook the same way. Hints and solutions hide in collapsible blocks: try first, then peek.
 #
-# Everything here trains on a laptop CPU in well under a minute per cell.
+# **Running time.** Everything here trains on a laptop CPU in under a minute per cell; the whole notebook
+# runs in {{syllabus.run_time}} on a 2-core CPU.
 
 # %% [markdown]
 # ## Setup

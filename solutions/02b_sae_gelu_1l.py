@@ -28,7 +28,7 @@
 # write each of these metrics, train an SAE in a few minutes, and measure it against SAEs the course
 # trained for longer.
 #
-# **What you will do** (3 to 4 hours):
+# **What you will do** ({{syllabus.learner_time}}):
 #
 # | | exercise | you will learn |
 # |---|---|---|
@@ -43,8 +43,8 @@
 # **How it works.** As in Part 2a: fill in each `raise NotImplementedError()`, then run the check cell
 # right after it; `pytest tests/test_02b_sae_gelu_1l.py` grades the saved notebook the same way.
 #
-# **Running time.** The whole notebook runs in about 3 minutes on a 2-core CPU, two and a half of them
-# in one cell that trains an SAE for `TRAIN_SECONDS` (150 s); allow more if other programs share the
+# **Running time.** The whole notebook runs in {{syllabus.run_time}} on a 2-core CPU, two and a half of
+# them in one cell that trains an SAE for `TRAIN_SECONDS` (150 s); allow more if other programs share the
 # CPU. Everything works offline: the model, its corpus and its pretrained SAEs ship with the course.
 #
 # **On a GPU.** Set `MODEL_NAME = "gelu-1l"` below (or leave `"auto"`, which picks it when a GPU is

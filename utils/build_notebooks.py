@@ -13,6 +13,9 @@ The master of part ``NN_name`` is ``solutions/NN_name.py``, a jupytext "percent"
 - ``solution-only`` / ``exercise-only``: kept in one version only.
 - untagged cells: everything else (explanations, training runs, plots).
 
+Markdown may use ``{{syllabus.learner_time}}``, ``{{syllabus.run_time}}`` (see :mod:`utils.syllabus`): the
+part's times live there, once, for the README table and the notebook's introduction.
+
 Usage::
 
     python -m utils.build_notebooks            # write notebooks/NN_name.ipynb and solutions/NN_name.ipynb
@@ -41,13 +44,10 @@ import jupytext
 import nbformat
 
 from utils.paths import repo_root
+from utils.syllabus import BADGE, COLAB_URL, GITHUB_REPO, fill
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 MARKER = re.compile(r"^(?P<indent>\s*)# (?P<kind>BEGIN|END) SOLUTION\s*$")
-
-#: The GitHub repository learners clone on Colab. Change it here (and in README.md) if the course moves.
-GITHUB_REPO = "sae-course/superposition-and-saes"
-COLAB_URL = f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/{{name}}.ipynb"
 
 COLAB_CELL = f'''\
 # Colab set-up: runs only on Google Colab, and does nothing elsewhere.
@@ -158,7 +158,7 @@ def build(master: nbformat.NotebookNode, name: str, *, solution: bool) -> nbform
                 raise ValueError(f"{name} cell {i}: solution markers outside an 'exercise' cell")
             new = nbformat.v4.new_code_cell(source)
         elif cell.cell_type == "markdown":
-            new = nbformat.v4.new_markdown_cell(source)
+            new = nbformat.v4.new_markdown_cell(fill(source, name))  # {{syllabus.learner_time}} etc.
         else:
             new = nbformat.v4.new_raw_cell(source)
         public_tags = sorted(cell_tags - {"solution-only", "exercise-only"})
@@ -178,7 +178,7 @@ def build(master: nbformat.NotebookNode, name: str, *, solution: bool) -> nbform
 
 def _add_colab_badge(nb: nbformat.NotebookNode, name: str) -> None:
     """Put an "Open in Colab" badge under the notebook's title (its first markdown cell)."""
-    badge = f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({COLAB_URL.format(name=name)})"
+    badge = f"[![Open in Colab]({BADGE})]({COLAB_URL.format(name=name)})"
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = cell.source + "\n\n" + badge

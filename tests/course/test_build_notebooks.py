@@ -190,3 +190,34 @@ def test_colab_cell_installs_not_editable_keeping_colabs_torch_and_does_nothing_
     assert install[-1] == str(tmp_path / "sae-course") and os.environ["SAE_COURSE_ROOT"] == str(tmp_path / "sae-course")
     exec(source, {})  # re-running the cell does not clone or install again
     assert len(commands) == 2
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_each_part_takes_its_times_from_the_syllabus(part: str) -> None:
+    """utils/syllabus.py holds each part's times once: the README table and the notebook intro both use it."""
+    import re
+
+    from utils import syllabus
+
+    entry = syllabus.info(part)
+    assert entry is not None and not entry.planned, f"utils/syllabus.py has no entry for {part}: add one"
+    master = bn.Part(part).master.read_text(encoding="utf-8")
+    minutes = sum(int(m) for m in re.findall(r"spend up to (\d+) minutes", master))
+    assert entry.exercise_minutes == minutes, f"{part}: its exercises add up to {minutes} minutes; update utils/syllabus.py"
+    assert "{{syllabus.learner_time}}" in master and "{{syllabus.run_time}}" in master, (
+        f"{part}: the intro should state its times with {{{{syllabus.learner_time}}}} and {{{{syllabus.run_time}}}}"
+    )
+    built = bn.build(bn.read_master(bn.Part(part)), part, solution=False)
+    text = "\n".join(c.source for c in built.cells)
+    assert "{{syllabus." not in text and entry.learner_time in text and entry.run_time in text
+
+
+def test_readme_parts_table_is_the_syllabus() -> None:
+    from utils import syllabus
+
+    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
+    assert syllabus.readme_table() in readme, "README's Parts table is stale: paste the output of `python -m utils.syllabus`"
+    with pytest.raises(KeyError, match="unknown placeholder"):
+        syllabus.fill("{{syllabus.nonsense}}", PARTS[0])
+    with pytest.raises(KeyError, match="no entry"):
+        syllabus.fill("{{syllabus.title}}", "99_nothing")
