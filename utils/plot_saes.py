@@ -17,6 +17,10 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from utils.plot_rendering import use_offline_renderer
+
+use_offline_renderer()  # figures that survive an HTML export, offline
+
 __all__ = [
     "plot_directions_2d",
     "plot_cosine_heatmap",
@@ -63,7 +67,7 @@ def plot_directions_2d(
     axis = dict(range=[-lim, lim], zeroline=True, zerolinecolor="#ccc", showgrid=False, showticklabels=False)
     fig.update_xaxes(**axis)
     fig.update_yaxes(**axis, scaleanchor="x", scaleratio=1)
-    fig.update_layout(title=title, height=520, width=640, plot_bgcolor="white", margin=dict(t=60, l=20, r=20, b=20))
+    fig.update_layout(title=title, height=520, plot_bgcolor="white", margin=dict(t=60, l=20, r=20, b=20))
     return fig
 
 
@@ -93,7 +97,7 @@ def plot_cosine_heatmap(
     fig.update_xaxes(type="category", title_text="SAE latent" + (" (sorted by best-matching feature)" if sort_latents else ""),
                      showticklabels=d_sae <= 60)
     fig.update_yaxes(autorange="reversed", title_text="true feature", dtick=1 if n_feats <= 30 else None)
-    fig.update_layout(title=title, height=max(300, 18 * n_feats + 160), width=min(1200, 18 * d_sae + 260),
+    fig.update_layout(title=title, height=max(300, 18 * n_feats + 160),
                       margin=dict(t=60, l=60, r=20, b=60))
     return fig
 
@@ -116,7 +120,7 @@ def plot_recovery_bars(
                       annotation_text=f"{threshold}", annotation_position="top left")
     fig.update_xaxes(title_text="true feature", dtick=1)
     fig.update_yaxes(title_text="best cosine similarity", range=[0, 1.05])
-    fig.update_layout(title=title, barmode="group", height=400, width=950, plot_bgcolor="white",
+    fig.update_layout(title=title, barmode="group", height=400, plot_bgcolor="white",
                       margin=dict(t=60, l=60, r=20, b=50))
     return fig
 
@@ -153,7 +157,7 @@ def plot_l0_tradeoff(
     fig.update_xaxes(title_text="L0 (active latents per input)")
     fig.update_yaxes(type="log", title_text="MSE (sum over d_in)", row=1, col=1)
     fig.update_yaxes(range=[-0.05, 1.1], tickformat=".0%", title_text="fraction with best cos > 0.95", row=1, col=2)
-    fig.update_layout(title=title, height=450, width=1050, plot_bgcolor="white", margin=dict(t=80, l=60, r=20, b=50))
+    fig.update_layout(title=title, height=450, plot_bgcolor="white", margin=dict(t=80, l=60, r=20, b=50))
     return fig
 
 
@@ -181,7 +185,7 @@ def plot_training_history(
             if key in log_y:
                 fig.update_yaxes(type="log", row=1, col=col)
     fig.update_xaxes(title_text=x_key)
-    fig.update_layout(title=title, height=330, width=max(500, 330 * len(keys)), margin=dict(t=70, l=50, r=20, b=50),
+    fig.update_layout(title=title, height=330, margin=dict(t=70, l=50, r=20, b=50),
                       plot_bgcolor="white")
     return fig
 
@@ -212,6 +216,6 @@ def plot_density_histogram(
                   annotation_text=f"dense: > {dense_threshold:.0%} of tokens", annotation_position="top left")
     fig.update_xaxes(title_text="log10(feature density)", range=[lo, 0.05])
     fig.update_yaxes(title_text="number of features")
-    fig.update_layout(title=title, barmode="overlay", height=420, width=950, plot_bgcolor="white",
+    fig.update_layout(title=title, barmode="overlay", height=420, plot_bgcolor="white",
                       legend=dict(x=0.01, y=0.99), margin=dict(t=60, l=60, r=20, b=50))
     return fig

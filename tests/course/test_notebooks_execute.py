@@ -2,7 +2,8 @@
 
 Speed is measured, not asserted (a timed test would flake): each run's wall time is appended to
 ``$SAE_COURSE_TIMINGS`` (default: a file in the temp folder), which .ci/run prints beside each part's
-budget from the README.
+budget from the README. Each executed notebook is then exported to HTML and opened in headless Chromium
+offline: every figure must be drawn there (see ``test_figures_export.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.course.parts import PARTS
+from tests.course.test_figures_export import check_exported_figures
 from utils.build_notebooks import Part
 
 TIMINGS = Path(os.environ.get("SAE_COURSE_TIMINGS", Path(tempfile.gettempdir()) / "sae-course-notebook-times.txt"))
@@ -35,3 +37,4 @@ def test_solution_notebook_executes_offline(part: str, tmp_path) -> None:
     with TIMINGS.open("a", encoding="utf-8") as log:
         log.write(f"{part}: solution notebook executed in {minutes:.1f} min on {os.cpu_count()} CPU cores\n")
     nbformat.write(nb, tmp_path / f"{part}.executed.ipynb")
+    check_exported_figures(nb, tmp_path)  # every figure drawn in the offline HTML export
