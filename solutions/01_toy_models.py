@@ -275,8 +275,8 @@ prob_2d = probability_from_sparsity(sparsities_2d, cfg_2d.n_feats)
 importance_2d = importance_decay(cfg_2d.n_inst, cfg_2d.n_feats, base=0.9)
 
 model_2d = ToyModel(cfg_2d)
-train(model_2d, lambda n: generate_batch(n, prob_2d), importance_weighted_loss, importance_2d,
-      TrainConfig(steps=4_000, lr=1e-2))
+losses = train(model_2d, lambda n: generate_batch(n, prob_2d), importance_weighted_loss, importance_2d,
+               TrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see, from left to right and top to bottom (feature 0, the most important, in blue):
@@ -302,11 +302,34 @@ for k, s in enumerate(sparsities_2d):
     print(f"S = {s:<5} ‖W_i‖ = {[round(v, 2) for v in W_k.norm(dim=0).tolist()]}, "
           f"angles = {[round(v) for v in angles.tolist()]}, b = {[round(v, 2) for v in model_2d.b_final[k].tolist()]}")
 
+# %% tags=["solution-only"]
+# The claims above, checked on this run (CI fails if they drift). Angles within 10°, norms within 0.1-0.2.
+def _angle_gaps(W_k):
+    angles = torch.rad2deg(torch.atan2(W_k[1], W_k[0])).sort().values
+    return torch.cat([angles.diff(), (angles[:1] + 360 - angles[-1:])])
+
+for k, s in enumerate(sparsities_2d):
+    W_k, b_k = model_2d.W[k].detach(), model_2d.b_final[k].detach()
+    norms = W_k.norm(dim=0)
+    if s == 0.0:  # two features at right angles, three dropped
+        assert (norms[:2] > 0.9).all() and (norms[2:] < 0.2).all(), norms
+        assert abs(abs(float(F.cosine_similarity(W_k[:, 0], W_k[:, 1], dim=0)))) < 0.17, W_k
+    if 0.5 <= s <= 0.8:  # at least one antipodal pair
+        unit = W_k / norms.clamp_min(1e-6)
+        cos = (unit.T @ unit)[norms[:, None].gt(0.5) & norms[None, :].gt(0.5)]
+        assert cos.min() < -0.95, (s, cos)
+    if s >= 0.9:  # the pentagon, and all five biases clearly negative
+        assert (norms > 0.9).all() and ((_angle_gaps(W_k) - 72).abs() < 10).all(), (s, _angle_gaps(W_k))
+        assert (b_k < -0.1).all(), (s, b_k)
+    else:  # before the pentagon, not all five are negative
+        assert not (b_k < 0).all(), (s, b_k)
+
 # %% [markdown]
 # The pentagon is the paper's first striking result (Elhage et al., 2022, section "Demonstrating
 # Superposition"): with sparse enough features, a model with 2 dimensions represents 5 features. Look
-# at the biases printed above: they turn negative exactly when the pentagon appears. That is the
-# ReLU doing the filtering.
+# at the biases printed above: only once the pentagon appears ($S \geq 0.9$) are all five clearly
+# negative (about $-0.2$ to $-0.3$); before it, some are positive (a dropped feature's bias outputs
+# its mean) and the others near zero. That negative bias is the ReLU doing the filtering.
 
 # %% [markdown]
 # ## Exercise 1.4: feature norms and superposition
@@ -380,8 +403,8 @@ prob_20 = probability_from_sparsity(sparsities_20, cfg_20.n_feats)
 importance_20 = importance_decay(cfg_20.n_inst, cfg_20.n_feats, base=0.7)
 
 model_20 = ToyModel(cfg_20)
-train(model_20, lambda n: generate_batch(n, prob_20), importance_weighted_loss, importance_20,
-      TrainConfig(steps=6_000, lr=1e-2))
+losses = train(model_20, lambda n: generate_batch(n, prob_20), importance_weighted_loss, importance_20,
+               TrainConfig(steps=6_000, lr=1e-2))
 
 # %% [markdown]
 # You should see two views of the same models.
@@ -411,6 +434,12 @@ plots.plot_norms_and_superposition(norms_20, superposition_20, titles_20).show()
 
 for s, n in zip(sparsities_20, norms_20):
     print(f"S = {s:<6} represented features (‖W_i‖ > 0.5): {(n > 0.5).sum().item():>2} of {cfg_20.n_feats}")
+
+# %% tags=["solution-only"]
+# The counts quoted above (exact on CPU with this seed; CI fails if they drift), and always the most important.
+represented_20 = [(n > 0.5).sum().item() for n in norms_20]
+assert represented_20 == [5, 8, 9, 10, 12, 14], represented_20
+assert all((n[:c] > 0.5).sum() >= c - 1 for n, c in zip(norms_20, represented_20)), "not the most important ones"
 
 # %% [markdown]
 # This is superposition as a function of sparsity: the denser the features, the more the model
@@ -501,11 +530,11 @@ cfg_pairs = ToyModelConfig(n_inst=len(p_pairs), n_feats=4, d_hidden=2)
 importance_pairs = torch.ones(cfg_pairs.n_inst, cfg_pairs.n_feats)
 
 model_corr = ToyModel(cfg_pairs)
-train(model_corr, lambda n: generate_correlated_features(n, 2, p_pairs), importance_weighted_loss,
-      importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
+losses = train(model_corr, lambda n: generate_correlated_features(n, 2, p_pairs), importance_weighted_loss,
+               importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
 model_anti = ToyModel(cfg_pairs)
-train(model_anti, lambda n: generate_anticorrelated_features(n, 2, p_pairs), importance_weighted_loss,
-      importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
+losses = train(model_anti, lambda n: generate_anticorrelated_features(n, 2, p_pairs), importance_weighted_loss,
+               importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
 
 # %% [markdown]
 # You should see (pair 0 in blues, pair 1 in reds; one column per probability, one row per repeat):
@@ -614,8 +643,8 @@ prob_neurons = probability_from_sparsity(sparsities_neurons, cfg_neurons.n_feats
 importance_neurons = importance_decay(cfg_neurons.n_inst, cfg_neurons.n_feats, base=0.75)
 
 model_neurons = NeuronModel(cfg_neurons)
-train(model_neurons, lambda n: generate_batch(n, prob_neurons), importance_weighted_loss, importance_neurons,
-      TrainConfig(steps=4_000, lr=1e-2))
+losses = train(model_neurons, lambda n: generate_batch(n, prob_neurons), importance_weighted_loss, importance_neurons,
+               TrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see each neuron's weights (a row of the heatmap; red positive, blue negative):
@@ -627,7 +656,8 @@ train(model_neurons, lambda n: generate_batch(n, prob_neurons), importance_weigh
 #   excite the neuron) and blue ones (features that inhibit it), and more than 5 features represented.
 #
 # The printout counts, per neuron, the features with a weight above 0.5: in our run `[1, 1, 1, 1, 1]`
-# at $S = 0.5$, `[1, 1, 2, 1, 2]` at $S = 0.7$, and 3 to 5 features per neuron from $S = 0.9$ on.
+# at $S = 0.5$, one or two per neuron at $S = 0.7$, and from $S = 0.9$ on 2 to 5 features on every
+# neuron, 3 or more on most.
 
 # %%
 titles_neurons = [f"S = {s}" for s in sparsities_neurons]
@@ -635,6 +665,19 @@ plots.plot_neuron_weights(model_neurons.W, titles_neurons, max_cols=3).show()
 
 for s, W_k in zip(sparsities_neurons, model_neurons.W.detach()):
     print(f"S = {s:<5} features per neuron (weight > 0.5): {(W_k > 0.5).sum(dim=1).tolist()}")
+
+# %% tags=["solution-only"]
+# The claims above, checked on this run (CI fails if they drift).
+for s, W_k in zip(sparsities_neurons, model_neurons.W.detach()):
+    per_neuron = (W_k > 0.5).sum(dim=1)
+    if s == 0.5:
+        assert per_neuron.tolist() == [1, 1, 1, 1, 1], per_neuron
+    if s == 0.7:
+        assert per_neuron.max() <= 2 and (per_neuron == 2).sum() >= 1, per_neuron
+    if s >= 0.8:  # most neurons polysemantic, more than 5 features represented
+        assert (per_neuron >= 2).sum() >= 3 and (W_k.abs() > 0.5).any(dim=0).sum() > 5, (s, per_neuron)
+    if s >= 0.9:
+        assert per_neuron.min() >= 2 and per_neuron.max() <= 5 and (per_neuron >= 3).sum() >= 3, (s, per_neuron)
 
 # %% [markdown]
 # Even with a privileged basis, sparsity pushes the model into superposition, and superposition
@@ -745,8 +788,8 @@ prob_abs = probability_from_sparsity(sparsities_abs, cfg_abs.n_feats)
 importance_abs = importance_decay(cfg_abs.n_inst, cfg_abs.n_feats, base=0.8)
 
 model_abs = AbsModel(cfg_abs)
-train(model_abs, lambda n: generate_signed_batch(n, prob_abs), importance_weighted_loss, importance_abs,
-      TrainConfig(steps=4_000, lr=1e-2), target_fn=torch.abs)
+losses = train(model_abs, lambda n: generate_signed_batch(n, prob_abs), importance_weighted_loss, importance_abs,
+               TrainConfig(steps=4_000, lr=1e-2), target_fn=torch.abs)
 
 # %% [markdown]
 # To see which features the model actually computes, we measure per feature the fraction of the
@@ -832,8 +875,8 @@ prob_dim = log_spaced_probabilities(cfg_dim.n_inst, cfg_dim.n_feats, high=0.75, 
 importance_dim = torch.ones(cfg_dim.n_inst, cfg_dim.n_feats)
 
 model_dim = ToyModel(cfg_dim)
-train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weighted_loss, importance_dim,
-      TrainConfig(steps=4_000, lr=1e-2))
+losses = train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weighted_loss, importance_dim,
+               TrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see the points (one per feature) cluster on a few horizontal lines rather than spreading
@@ -845,8 +888,8 @@ train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weighted_loss
 # - $1/2$, **antipodal pairs**, for every instance from $1/(1-S) = 1.6$ to $4.8$;
 # - $3/8$, **square antiprisms** (8 features in 3 dimensions), at $1/(1-S) = 4$ and $4.8$, next to a
 #   remaining digon;
-# - $1/3$ at $1/(1-S) = 5.8$, then lower values as the model packs in all 20 features (the floor is
-#   $4/20 = 1/5$);
+# - $1/3$ at $1/(1-S) = 5.8$, then lower values as the model packs in more features: 12 of the 20
+#   there, 15 at the sparsest instance (were all 20 packed in, the floor would be $4/20 = 1/5$);
 # - one feature near 3/4 at $1/(1-S) = 1.9$, and at the densest instance 5 features near 0.7.
 #
 # Which of these fractions show up, and where, changes a little with the random seed: try another.
@@ -863,6 +906,27 @@ plots.plot_feature_dimensionality(dims, prob_dim[:, 0], dims_per_feature=dims_pe
 for p, d in zip(prob_dim[:, 0].tolist(), dims):
     represented = sorted((round(v, 2) for v in d.tolist() if v > 0.1), reverse=True)
     print(f"1/(1-S) = {1 / p:5.1f}: dimensionalities of represented features {represented}")
+
+# %% tags=["solution-only"]
+# The claims above, checked on this run: fractions within 0.03 (CI fails if they drift).
+def _near(d, value, tol=0.03):
+    return int(((d - value).abs() < tol).sum())
+
+for p, d, dpf in zip(prob_dim[:, 0].tolist(), dims, dims_per_feature.tolist()):
+    inv, d = round(1 / p, 1), d[d > 0.1]
+    if 1.6 <= inv <= 4.8:
+        assert _near(d, 1 / 2) >= 2, (inv, d)
+    if inv in (4.0, 4.8):
+        assert _near(d, 3 / 8, 0.02) >= 8, (inv, d)
+    if inv == 5.8:
+        assert _near(d, 1 / 3, 0.02) >= 9 and len(d) == 12, (inv, d)
+    if inv == 1.9:
+        assert _near(d, 3 / 4) == 1, (inv, d)
+    if inv == 1.3:
+        assert _near(d, 0.7) == 5, (inv, d)
+    if 2.3 <= inv <= 3.3:
+        assert 0.48 <= dpf <= 0.52, (inv, dpf)
+assert 13 <= int((dims[-1] > 0.1).sum()) <= 17, dims[-1]
 
 # %% [markdown]
 # Those fractions are the paper's (Elhage et al., 2022, section "The Geometry of Superposition"):

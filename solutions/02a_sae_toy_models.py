@@ -474,9 +474,10 @@ for i in range(5):
 # al., 2023, resample them; Gao et al., 2024, section 2.4, add an auxiliary loss).
 #
 # Look at the activations too: the input's true value along each direction is about
-# $1.13 	imes x_i pprox 0.85$ on average here, and the two duplicates add up to less. That is
+# $1.13 \times x_i \approx 0.85$ on average here, and the two duplicates add up to less. That is
 # **shrinkage**, the L1 penalty's pull towards zero; exercise 2.5 comes back to it.
 
+# %% [markdown]
 # ## Exercise 2.4: measuring feature recovery
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪

@@ -66,12 +66,6 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-
-# %% tags=["setup"]
-import datasets  # noqa: F401  (TransformerLens builds on these two: importing them first keeps each cell short)
-import transformers  # noqa: F401
-
-# %% tags=["setup"]
 from transformer_lens import HookedTransformer
 
 import utils.checks.part02b_sae_gelu_1l as checks

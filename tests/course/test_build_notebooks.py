@@ -221,3 +221,18 @@ def test_readme_parts_table_is_the_syllabus() -> None:
         syllabus.fill("{{syllabus.nonsense}}", PARTS[0])
     with pytest.raises(KeyError, match="no entry"):
         syllabus.fill("{{syllabus.title}}", "99_nothing")
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_master_prose_is_clean_and_each_exercise_heading_starts_its_cell(part: str) -> None:
+    """No control characters (a "\\times" written in a plain Python string becomes a TAB), and no
+    "## Exercise" heading buried inside the previous markdown cell."""
+    import re
+
+    text = bn.Part(part).master.read_text(encoding="utf-8")
+    bad = [(n, repr(line)) for n, line in enumerate(text.splitlines(), 1) if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line)]
+    assert not bad, f"{part}: control characters in the master at {bad[:3]}"
+    for cell in bn.read_master(bn.Part(part)).cells:
+        if cell.cell_type == "markdown":
+            buried = [line for line in cell.source.splitlines()[1:] if line.startswith("## Exercise ")]
+            assert not buried, f"{part}: {buried[0]!r} should start its own markdown cell"
