@@ -42,6 +42,9 @@
 # ✅ or tells you what property broke and gives a hint. `pytest` grades the saved notebook the same way.
 # Hints and solutions hide in collapsible blocks: try first, then peek.
 #
+# **Skipping ahead.** A cell that builds on an exercise you have not done stops with one line naming
+# it and the line to run to go on with the reference solution, e.g. `ToyModel = reference("1.1")`.
+#
 # **Running time.** Every model here trains in under a minute on a laptop CPU: one vectorised model
 # trains many *instances* at once, each with its own sparsity. The whole notebook runs in
 # {{syllabus.run_time}} on a 2-core CPU.
@@ -58,6 +61,7 @@ from torch import Tensor, nn
 
 import utils.checks.part01_toy_models as checks
 from utils import plot_toy_models as plots
+from utils.reference import needs, reference  # skip ahead past an exercise: see utils/reference.py
 from utils.toy_models import (
     ToyModelConfig,
     TrainConfig,
@@ -268,6 +272,7 @@ checks.check_importance_weighted_loss(importance_weighted_loss)
 # This cell takes about 10 seconds.
 
 # %%
+needs("1.1", "1.2", "1.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(0)
 sparsities_2d = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99]
 cfg_2d = ToyModelConfig(n_inst=len(sparsities_2d), n_feats=5, d_hidden=2)
@@ -293,6 +298,7 @@ losses = train(model_2d, lambda n: generate_batch(n, prob_2d), importance_weight
 # feature fewer than its neighbours: these are small non-convex problems with local minima.
 
 # %%
+needs("1.1", "1.2", "1.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 titles_2d = [f"S = {s}" for s in sparsities_2d]
 plots.plot_features_in_2d(model_2d.W, titles_2d).show()
 
@@ -396,6 +402,7 @@ checks.check_feature_norms_and_superposition(feature_norms_and_superposition)
 # active about 20 times per batch of 1024, too rarely to train in a minute.) It takes about 25 seconds.
 
 # %%
+needs("1.1", "1.2", "1.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(2)
 sparsities_20 = [0.0, 0.7, 0.9, 0.97, 0.99, 0.997]
 cfg_20 = ToyModelConfig(n_inst=len(sparsities_20), n_feats=20, d_hidden=5)
@@ -426,6 +433,7 @@ losses = train(model_20, lambda n: generate_batch(n, prob_20), importance_weight
 # dropped feature's colour means nothing: its direction $\hat W_i$ is noise.)
 
 # %%
+needs("1.1", "1.2", "1.3", "1.4", where=globals())  # stops here, saying how to skip ahead, if one is not done
 titles_20 = [f"S = {s}" for s in sparsities_20]
 plots.plot_wtw(model_20.W, titles_20).show()
 
@@ -522,6 +530,7 @@ checks.check_correlated_features(generate_correlated_features, generate_anticorr
 # in 4 instances with different initialisations (16 instances per model). About 10 seconds.
 
 # %%
+needs("1.1", "1.3", "1.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(3)
 probs_pairs = [0.05, 0.1, 0.25, 0.4]
 repeats = 4
@@ -558,6 +567,7 @@ losses = train(model_anti, lambda n: generate_anticorrelated_features(n, 2, p_pa
 # minimum, escaped more often when $p$ is large and co-occurrences are frequent.
 
 # %%
+needs("1.1", "1.3", "1.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 pair_colors = ["#1f77b4", "#9ecae1", "#d62728", "#fc9272"]
 pair_names = ["pair 0, feature 0", "pair 0, feature 1", "pair 1, feature 2", "pair 1, feature 3"]
 # order the instances so that each column is one probability and each row one repeat
@@ -636,6 +646,7 @@ checks.check_neuron_model(NeuronModel)
 # makes the ReLU matter.
 
 # %%
+needs("1.2", "1.3", "1.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(4)
 sparsities_neurons = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
 cfg_neurons = ToyModelConfig(n_inst=len(sparsities_neurons), n_feats=10, d_hidden=5)
@@ -660,6 +671,7 @@ losses = train(model_neurons, lambda n: generate_batch(n, prob_neurons), importa
 # neuron, 3 or more on most.
 
 # %%
+needs("1.2", "1.3", "1.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 titles_neurons = [f"S = {s}" for s in sparsities_neurons]
 plots.plot_neuron_weights(model_neurons.W, titles_neurons, max_cols=3).show()
 
@@ -781,6 +793,7 @@ checks.check_abs_model(AbsModel)
 # Importance $0.8^i$; the target is `batch.abs()` (`target_fn=torch.abs`). About 10 seconds.
 
 # %%
+needs("1.3", "1.7", "1.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(5)
 sparsities_abs = [0.0, 0.7, 0.9, 0.97, 0.99]
 cfg_abs = ToyModelConfig(n_inst=len(sparsities_abs), n_feats=10, d_hidden=6)
@@ -805,6 +818,7 @@ losses = train(model_abs, lambda n: generate_signed_batch(n, prob_abs), importan
 # rarely active together; each is computed less exactly, which is the price of covering more.
 
 # %%
+needs("1.3", "1.7", "1.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 make_abs_batch = lambda n: generate_signed_batch(n, prob_abs)  # noqa: E731
 mse_abs = per_feature_loss(model_abs, make_abs_batch, target_fn=torch.abs)
 var_abs = make_abs_batch(10_000).abs().var(dim=0)
@@ -869,6 +883,7 @@ checks.check_feature_dimensionality(feature_dimensionality)
 # probability log-spaced from 0.75 down to 0.1 (so $1/(1-S)$ from 1.3 to 10). About 40 seconds.
 
 # %%
+needs("1.1", "1.2", "1.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(6)
 cfg_dim = ToyModelConfig(n_inst=12, n_feats=20, d_hidden=4)
 prob_dim = log_spaced_probabilities(cfg_dim.n_inst, cfg_dim.n_feats, high=0.75, low=0.1)
@@ -899,6 +914,7 @@ losses = train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weig
 # Superposition"): here it stays at 0.49 to 0.51 from $1/(1-S) = 2.3$ to $3.3$ before dropping.
 
 # %%
+needs("1.1", "1.2", "1.3", "1.9", where=globals())  # stops here, saying how to skip ahead, if one is not done
 dims = feature_dimensionality(model_dim.W.detach())
 dims_per_feature = cfg_dim.d_hidden / model_dim.W.detach().pow(2).sum(dim=(1, 2))
 plots.plot_feature_dimensionality(dims, prob_dim[:, 0], dims_per_feature=dims_per_feature).show()

@@ -70,8 +70,9 @@ from transformer_lens import HookedTransformer
 
 import utils.checks.part02b_sae_gelu_1l as checks
 from utils import plot_saes
-from utils.activations import tokenize_texts
+from utils.activations import mlp_post_activations, tokenize_texts
 from utils.loading import load_model, load_text_dataset
+from utils.reference import needs, reference  # skip ahead past an exercise: see utils/reference.py
 from utils.sae import SAE, SAEConfig
 from utils.sae_training import sae_training_step, train_sae
 
@@ -265,6 +266,7 @@ checks.check_activation_store(ActivationStore)
 # activations in batches of 4,096.
 
 # %%
+needs("2.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 BATCH_SIZE = 4096 if DEVICE == "cuda" else 1024
 t0 = time.perf_counter()
 store = ActivationStore(model, train_tokens, n_acts=2**18 if DEVICE == "cuda" else 2**16, batch_size=BATCH_SIZE,
@@ -338,6 +340,7 @@ checks.check_training_step(training_step)
 # timings below compare the two on the same batch. A few seconds.
 
 # %%
+needs("2.6", "2.7", where=globals())  # stops here, saying how to skip ahead, if one is not done
 D_SAE = 8 * d_mlp if DEVICE == "cuda" else 2 * d_mlp  # latents: 1,024 on a CPU; 4,096 (mini) or 16,384 (gelu-1l) on a GPU
 L1_COEFFICIENT = 1.0  # λ
 demo_sae = SAE(SAEConfig(d_in=d_mlp, d_sae=D_SAE, l1_coefficient=L1_COEFFICIENT, hook_name=HOOK, device=DEVICE))
@@ -394,6 +397,7 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 # 2-core test machine. On a GPU the budget is `TRAIN_TOKENS` instead.
 
 # %%
+needs("2.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 TRAIN_SECONDS = 150  # CPU: the training budget in seconds; at most 300
 TRAIN_TOKENS = 20_000_000  # GPU: the training budget in tokens
 
@@ -406,6 +410,7 @@ print(f"trained on {last['tokens']:,} tokens in {last['elapsed_s']:.0f} s: L0 {l
       f"explained variance (last batch) {last['explained_variance']:.3f}, alive {last['frac_alive']:.1%}")
 
 # %%
+needs("2.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 curves = {key: [record[key] for record in history] for key in history[0]}
 plot_saes.plot_training_history(curves, keys=("mse", "l0", "explained_variance", "frac_alive"), x_key="tokens",
                                 log_y=("mse",), title="Training your SAE").show()
@@ -469,7 +474,6 @@ checks.check_l0_and_density(l0, feature_density)
 # of all of them at once would take 530 MB for a 4,096-latent SAE.
 
 # %%
-eval_acts: Float[Tensor, "tokens d_mlp"] = torch.cat([store.harvest(rows) for rows in eval_tokens.split(64)])
 CHUNK = 4096
 
 
@@ -480,6 +484,11 @@ def latent_acts_in_chunks(sae: SAE, acts: Float[Tensor, "tokens d_in"]):
         yield sae.encode(acts[start : start + CHUNK])
 
 
+# The held-out activations, positions 1 onwards (what your store's harvest gives), from the library.
+eval_acts: Float[Tensor, "tokens d_mlp"] = torch.cat(
+    [mlp_post_activations(model, rows, HOOK)[:, 1:].flatten(0, 1) for rows in eval_tokens.split(64)])
+
+needs("2.6", "2.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 l0_sum, density_sum = 0.0, torch.zeros(sae.cfg.d_sae, device=DEVICE)
 for acts in latent_acts_in_chunks(sae, eval_acts):  # a chunk-size-weighted average of your two functions
     l0_sum += l0(acts).item() * len(acts)
@@ -551,6 +560,7 @@ def explained_variance(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d
 checks.check_explained_variance(explained_variance)
 
 # %%
+needs("2.6", "2.9", where=globals())  # stops here, saying how to skip ahead, if one is not done
 with torch.no_grad():
     eval_x_hat = torch.cat([sae.decode(a) for a in latent_acts_in_chunks(sae, eval_acts)])
     mean_only = eval_acts.mean(0).expand_as(eval_acts)
@@ -654,6 +664,7 @@ checks.check_ce_loss_recovered(splice_hook, ce_loss_recovered)
 # (256 sequences):
 
 # %%
+needs("2.6", "2.10", where=globals())  # stops here, saying how to skip ahead, if one is not done
 ce_tokens = eval_tokens[:32].to(DEVICE)
 mean_acts = eval_acts.mean(0)
 ce = ce_loss_recovered(model, sae, ce_tokens, mean_acts)
@@ -733,6 +744,7 @@ def mean_kl(model: HookedTransformer, sae: SAE, tokens: Int[Tensor, "batch seq"]
     return total / tokens[:, 1:].numel()
 
 
+needs("2.6", "2.11", where=globals())
 print(f"KL(clean ‖ with your SAE): {mean_kl(model, sae, ce_tokens):.3f} nats per token")
 
 # %% [markdown]
@@ -824,6 +836,7 @@ checks.check_feature_firing_stats(FeatureFiringStats)
 # scale. Dead latents have density 0, whose log is $-\infty$; they are counted in the legend instead.
 
 # %%
+needs("2.6", "2.12", where=globals())  # stops here, saying how to skip ahead, if one is not done
 firing = FeatureFiringStats(sae.cfg.d_sae, window_tokens=len(eval_acts))
 for acts in latent_acts_in_chunks(sae, eval_acts):
     firing.update(acts.cpu())  # the counters live on the CPU
@@ -871,6 +884,7 @@ def evaluate(sae: SAE) -> tuple[dict[str, float], Float[Tensor, "d_sae"]]:
     return metrics, firing.fired / firing.n_tokens
 
 
+needs("2.6", "2.8", "2.9", "2.10", "2.11", "2.12", where=globals())
 runs = [25, 47] if ON_GELU_1L else ["topk_4096_seed0", "topk_4096_seed1"]
 release = "gelu-1l" if ON_GELU_1L else "gelu-1l-mini"
 pretrained = {f"pretrained {run}": SAE.from_pretrained(release, run=run, device=DEVICE) for run in runs}
