@@ -34,7 +34,7 @@
 # |---|---|---|
 # | 2.6 | an activation store | how SAE training data is made: harvest, shuffle, refill |
 # | 2.7 | one training step | the order of backward, gradient projection, step and renormalisation |
-# | 2.8 | L0 and feature density | how sparse the codes are, per token and per latent |
+# | 2.8 | L0 and latent density | how sparse the codes are, per token and per latent |
 # | 2.9 | explained variance | how much of the activations the reconstruction keeps, and why to centre |
 # | 2.10 | cross-entropy loss recovered | splicing the SAE into the model with a hook, and ablation baselines |
 # | 2.11 | KL divergence | how far the spliced model's predictions move |
@@ -425,7 +425,7 @@ plot_saes.plot_training_history(curves, keys=("mse", "l0", "explained_variance",
 # same way, with four times the latents, for 10 million tokens; we will compare at the end.
 
 # %% [markdown]
-# ## Exercise 2.8: L0 and feature density
+# ## Exercise 2.8: L0 and latent density
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >

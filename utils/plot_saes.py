@@ -195,9 +195,9 @@ def plot_density_histogram(
     *,
     dense_threshold: float = 0.1,
     bins: int = 60,
-    title: str = "Feature density: the fraction of tokens on which each feature fires (log10)",
+    title: str = "Latent density: the fraction of tokens on which each latent fires (log10)",
 ) -> go.Figure:
-    """Overlaid histograms of ``log10(density)`` of each SAE's live features; dead ones (density 0, whose
+    """Overlaid histograms of ``log10(density)`` of each SAE's live latents; dead ones (density 0, whose
     log is −∞) are counted in the legend instead. A dotted line marks ``dense_threshold``."""
     if isinstance(densities, Tensor):
         densities = {"SAE": densities}
@@ -210,12 +210,12 @@ def plot_density_histogram(
         values = torch.log10(d[d > 0])
         n_dead, n_dense = int((d == 0).sum()), int((d > dense_threshold).sum())
         fig.add_trace(go.Histogram(x=values.numpy(), xbins=dict(start=lo, end=0.0, size=-lo / bins),
-                                   name=f"{name} ({len(d)} features: {n_dead} dead, {n_dense} dense)",
+                                   name=f"{name} ({len(d)} latents: {n_dead} dead, {n_dense} dense)",
                                    marker_color=PALETTE[k % len(PALETTE)], opacity=0.6))
     fig.add_vline(x=math.log10(dense_threshold), line=dict(color="black", dash="dot"),
                   annotation_text=f"dense: > {dense_threshold:.0%} of tokens", annotation_position="top left")
-    fig.update_xaxes(title_text="log10(feature density)", range=[lo, 0.05])
-    fig.update_yaxes(title_text="number of features")
+    fig.update_xaxes(title_text="log10(latent density)", range=[lo, 0.05])
+    fig.update_yaxes(title_text="number of latents")
     fig.update_layout(title=title, barmode="overlay", height=420, plot_bgcolor="white",
                       legend=dict(x=0.01, y=0.99), margin=dict(t=60, l=60, r=20, b=50))
     return fig
