@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 
 import utils.checks.part02a_sae_toy_models as checks
 from utils import plot_saes
+from utils.reference import needs, reference  # skip ahead past an exercise: see utils/reference.py
 from utils.toy_models import ToyModelConfig, TrainConfig, train
 
 # These models are tiny: one thread is faster than several, which spend their time waiting on each other.
@@ -433,6 +434,7 @@ def train_toy_sae(
 # $\lambda = 0.3$. It takes a few seconds.
 
 # %%
+needs("2.1", "2.2", "2.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 cfg_2d = SAEConfig(d_in=2, d_sae=10, l1_coefficient=0.3, seed=0)
 sae_2d = SAE(cfg_2d)
 history_2d = train_toy_sae(sae_2d, lambda n: hidden_batch(toy_2d, prob_2d, n))
@@ -449,6 +451,7 @@ plot_saes.plot_training_history(history_2d, title="Training the SAE on the 2D to
 # SAE has found the pentagon, from activations alone.
 
 # %%
+needs("2.1", "2.2", "2.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 with torch.no_grad():
     x_2d = generate_batch(20_000, prob_2d)
     acts_2d = sae_2d.encode(toy_2d.hidden(x_2d)[:, 0])
@@ -542,6 +545,7 @@ def feature_recovery(
 checks.check_feature_recovery(feature_recovery)
 
 # %%
+needs("2.1", "2.2", "2.3", "2.4", where=globals())  # stops here, saying how to skip ahead, if one is not done
 recovery_2d, best_2d = feature_recovery(toy_2d.W[0].T, sae_2d.W_dec.detach())
 print(f"2D toy model: recovery per feature {[round(r, 3) for r in recovery_2d.tolist()]} (latents {best_2d.tolist()})")
 
@@ -559,6 +563,7 @@ def cosine_table(W_features: Tensor, W_dec: Tensor) -> Tensor:
     return (U @ D.T).detach()
 
 
+needs("2.1", "2.2", "2.3", "2.4", where=globals())  # stops here, saying how to skip ahead, if one is not done
 cfg_5d = SAEConfig(d_in=5, d_sae=40, l1_coefficient=0.3, seed=0)
 sae_5d = SAE(cfg_5d)
 history_5d = train_toy_sae(sae_5d, lambda n: hidden_batch(toy_5d, prob_5d, n))
@@ -575,6 +580,7 @@ print(f"mean max cosine similarity: {recovery_5d.mean():.3f}; "
 # chance, or never fire at all.
 
 # %%
+needs("2.1", "2.2", "2.3", "2.4", where=globals())  # stops here, saying how to skip ahead, if one is not done
 plot_saes.plot_cosine_heatmap(cosine_table(toy_5d.W[0].T, sae_5d.W_dec),
                               title="Standard SAE (λ = 0.3): cosine of each true feature with each latent").show()
 
@@ -640,6 +646,7 @@ checks.check_topk_sae(TopKSAE)
 # Same toy model, same 40 latents, $k = 2$ and no L1 penalty. About 5 seconds.
 
 # %%
+needs("2.1", "2.2", "2.3", "2.4", "2.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 cfg_topk = SAEConfig(d_in=5, d_sae=40, architecture="topk", k=2, seed=0)
 sae_topk = TopKSAE(cfg_topk)
 history_topk = train_toy_sae(sae_topk, lambda n: hidden_batch(toy_5d, prob_5d, n))
@@ -675,6 +682,7 @@ def evaluate_toy_sae(sae: SAE, label: str, n: int = 20_000) -> dict:
             "mse": losses["mse"].item(), "recovered": (recovery > 0.95).float().mean().item()}
 
 
+needs("2.1", "2.2", "2.3", "2.4", "2.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 sweep = [evaluate_toy_sae(sae_5d, "λ=0.3"), evaluate_toy_sae(sae_topk, "k=2")]
 for l1_coefficient in [0.03, 0.1, 0.2, 0.5, 1.0]:
     sae = SAE(SAEConfig(d_in=5, d_sae=40, l1_coefficient=l1_coefficient, seed=0))
@@ -716,6 +724,7 @@ assert all(r["l0"] < 1.5 for r in sweep if r["recovered"] == 1.0), "the SAEs tha
 # that are no longer the features.
 
 # %%
+needs("2.1", "2.2", "2.3", "2.4", "2.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 plot_saes.plot_l0_tradeoff(sweep, true_l0=true_l0_5d,
                            title="20 features in 5 dimensions: MSE and recovery against L0").show()
 
