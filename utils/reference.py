@@ -63,6 +63,10 @@ def continue_line(exercise_id: str) -> str:
     return f'{", ".join(ex.objects)} = reference("{exercise_id}")'
 
 
+#: Exercise id -> the ids of the objects that last passed its check (redefining an object checks it again).
+_PASSED: dict[str, tuple[int, ...]] = {}
+
+
 def needs(*exercise_ids: str, where: dict[str, Any]) -> None:
     """Stop this cell, with one line, if any of ``exercise_ids`` is not done (its check fails on ``where``'s objects).
 
@@ -75,8 +79,12 @@ def needs(*exercise_ids: str, where: dict[str, Any]) -> None:
         if missing:
             state = f"is not run yet (no `{missing[0]}`)"
         else:
+            objects = tuple(where[name] for name in ex.objects)
+            if _PASSED.get(exercise_id) == tuple(map(id, objects)):
+                continue  # these very objects passed before: no need to check them again
             try:
-                ex.check(*(where[name] for name in ex.objects), quiet=True)
+                ex.check(*objects, quiet=True)
+                _PASSED[exercise_id] = tuple(map(id, objects))
                 continue
             except NotAttempted:
                 state = "is not done yet"
