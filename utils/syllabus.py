@@ -61,12 +61,18 @@ PARTS: list[PartInfo] = [
         "variance, CE loss recovered, KL, dead and dense latents",
         learner_time="3–4 hours", exercise_minutes=105, run_minutes=5.0,
     ),
-    PartInfo("03_resampling", "3", "Dead latents and resampling",
-             "Dead latents and resampling (simple, and Anthropic's loss-weighted method)", planned=True),
-    PartInfo("04_max_activating", "4", "Interpreting latents",
-             "Max-activating examples, interval samples, the prompt-centric view", planned=True),
-    PartInfo("05_logit_lens", "5", "Latent dashboards",
-             "Logit lens on decoder weights, latent dashboards", planned=True),
+    # Parts 3-5 are written on their own branches; their times below are those their masters state.
+    # When a part's master lands: set planned=False, and let its intro say {{syllabus.learner_time}} and
+    # {{syllabus.run_time}} (tests/course/test_build_notebooks.py checks both).
+    PartInfo("03_dead_latents", "3", "Dead latents, and how to revive them",
+             "Dead latents and resampling (simple, and Anthropic's loss-weighted method)",
+             learner_time="about 2 hours", exercise_minutes=90, run_minutes=5.0, planned=True),
+    PartInfo("04_latent_activations", "4", "What makes a latent fire",
+             "Max-activating examples, interval samples, the prompt-centric view",
+             learner_time="2–2½ hours", exercise_minutes=100, run_minutes=4.0, planned=True),
+    PartInfo("05_latent_effects", "5", "What a latent does: logit lens, ablation and steering",
+             "Logit lens on decoder weights, latent dashboards",
+             learner_time="about 2 hours", exercise_minutes=100, run_minutes=3.0, planned=True),
 ]
 
 
