@@ -38,6 +38,21 @@ def figure_count(nb) -> int:
     return sum(PLOTLY_MIME in out.get("data", {}) for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", []))
 
 
+def cell_seconds(nb) -> list[tuple[float, int]]:
+    """``(seconds, cell index)`` of each executed code cell, slowest first (nbclient records the timing)."""
+    from datetime import datetime
+
+    times = []
+    for i, cell in enumerate(nb.cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if cell.cell_type == "code" and start and end:
+            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                       - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+            times.append((seconds, i))
+    return sorted(times, reverse=True)
+
+
 def export_html(nb, path: Path) -> Path:
     """``nbconvert --to html`` as a teacher runs it, with MathJax from the local copy when there is one."""
     from nbconvert import HTMLExporter

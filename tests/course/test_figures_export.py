@@ -53,6 +53,7 @@ def test_small_notebook_figures_show_in_an_offline_html_export(tmp_path: Path) -
     browser.need_chromium()
     nb = executed_small_notebook()
     assert browser.figure_count(nb) == 2
+    assert len(browser.cell_seconds(nb)) == 3, "nbclient should record each code cell's timing"
     for cell in nb.cells[2:]:
         (figure,) = [o for o in cell.outputs if browser.PLOTLY_MIME in o.get("data", {})]
         assert "text/html" in figure["data"], "each figure carries HTML too (what nbconvert keeps)"
