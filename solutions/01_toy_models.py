@@ -23,7 +23,7 @@
 # This is the problem sparse autoencoders (Part 2 onwards) were invented to undo, so it is worth
 # seeing it happen from scratch.
 #
-# **What you will do** (about 2½ hours):
+# **What you will do** ({{syllabus.learner_time}}):
 #
 # | | exercise | you will learn |
 # |---|---|---|
@@ -42,8 +42,12 @@
 # ✅ or tells you what property broke and gives a hint. `pytest` grades the saved notebook the same way.
 # Hints and solutions hide in collapsible blocks: try first, then peek.
 #
-# Every model here trains in under a minute on a laptop CPU: one vectorised model trains many
-# *instances* at once, each with its own sparsity.
+# **Skipping ahead.** A cell that builds on an exercise you have not done stops with one line naming
+# it and the line to run to go on with the reference solution, e.g. `ToyModel = reference("1.1")`.
+#
+# **Running time.** Every model here trains in under a minute on a laptop CPU: one vectorised model
+# trains many *instances* at once, each with its own sparsity. The whole notebook runs in
+# {{syllabus.run_time}} on a 2-core CPU.
 
 # %% [markdown]
 # ## Setup
@@ -57,6 +61,7 @@ from torch import Tensor, nn
 
 import utils.checks.part01_toy_models as checks
 from utils import plot_toy_models as plots
+from utils.reference import needs, reference  # skip ahead past an exercise: see utils/reference.py
 from utils.toy_models import (
     ToyModelConfig,
     TrainConfig,
@@ -267,6 +272,7 @@ checks.check_importance_weighted_loss(importance_weighted_loss)
 # This cell takes about 10 seconds.
 
 # %%
+needs("1.1", "1.2", "1.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(0)
 sparsities_2d = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.99]
 cfg_2d = ToyModelConfig(n_inst=len(sparsities_2d), n_feats=5, d_hidden=2)
@@ -274,8 +280,8 @@ prob_2d = probability_from_sparsity(sparsities_2d, cfg_2d.n_feats)
 importance_2d = importance_decay(cfg_2d.n_inst, cfg_2d.n_feats, base=0.9)
 
 model_2d = ToyModel(cfg_2d)
-train(model_2d, lambda n: generate_batch(n, prob_2d), importance_weighted_loss, importance_2d,
-      TrainConfig(steps=4_000, lr=1e-2))
+losses = train(model_2d, lambda n: generate_batch(n, prob_2d), importance_weighted_loss, importance_2d,
+               TrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see, from left to right and top to bottom (feature 0, the most important, in blue):
@@ -292,6 +298,7 @@ train(model_2d, lambda n: generate_batch(n, prob_2d), importance_weighted_loss, 
 # feature fewer than its neighbours: these are small non-convex problems with local minima.
 
 # %%
+needs("1.1", "1.2", "1.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 titles_2d = [f"S = {s}" for s in sparsities_2d]
 plots.plot_features_in_2d(model_2d.W, titles_2d).show()
 
@@ -301,11 +308,34 @@ for k, s in enumerate(sparsities_2d):
     print(f"S = {s:<5} ‖W_i‖ = {[round(v, 2) for v in W_k.norm(dim=0).tolist()]}, "
           f"angles = {[round(v) for v in angles.tolist()]}, b = {[round(v, 2) for v in model_2d.b_final[k].tolist()]}")
 
+# %% tags=["solution-only"]
+# The claims above, checked on this run (CI fails if they drift). Angles within 10°, norms within 0.1-0.2.
+def _angle_gaps(W_k):
+    angles = torch.rad2deg(torch.atan2(W_k[1], W_k[0])).sort().values
+    return torch.cat([angles.diff(), (angles[:1] + 360 - angles[-1:])])
+
+for k, s in enumerate(sparsities_2d):
+    W_k, b_k = model_2d.W[k].detach(), model_2d.b_final[k].detach()
+    norms = W_k.norm(dim=0)
+    if s == 0.0:  # two features at right angles, three dropped
+        assert (norms[:2] > 0.9).all() and (norms[2:] < 0.2).all(), norms
+        assert abs(abs(float(F.cosine_similarity(W_k[:, 0], W_k[:, 1], dim=0)))) < 0.17, W_k
+    if 0.5 <= s <= 0.8:  # at least one antipodal pair
+        unit = W_k / norms.clamp_min(1e-6)
+        cos = (unit.T @ unit)[norms[:, None].gt(0.5) & norms[None, :].gt(0.5)]
+        assert cos.min() < -0.95, (s, cos)
+    if s >= 0.9:  # the pentagon, and all five biases clearly negative
+        assert (norms > 0.9).all() and ((_angle_gaps(W_k) - 72).abs() < 10).all(), (s, _angle_gaps(W_k))
+        assert (b_k < -0.1).all(), (s, b_k)
+    else:  # before the pentagon, not all five are negative
+        assert not (b_k < 0).all(), (s, b_k)
+
 # %% [markdown]
 # The pentagon is the paper's first striking result (Elhage et al., 2022, section "Demonstrating
 # Superposition"): with sparse enough features, a model with 2 dimensions represents 5 features. Look
-# at the biases printed above: they turn negative exactly when the pentagon appears. That is the
-# ReLU doing the filtering.
+# at the biases printed above: only once the pentagon appears ($S \geq 0.9$) are all five clearly
+# negative (about $-0.2$ to $-0.3$); before it, some are positive (a dropped feature's bias outputs
+# its mean) and the others near zero. That negative bias is the ReLU doing the filtering.
 
 # %% [markdown]
 # ## Exercise 1.4: feature norms and superposition
@@ -372,6 +402,7 @@ checks.check_feature_norms_and_superposition(feature_norms_and_superposition)
 # active about 20 times per batch of 1024, too rarely to train in a minute.) It takes about 25 seconds.
 
 # %%
+needs("1.1", "1.2", "1.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(2)
 sparsities_20 = [0.0, 0.7, 0.9, 0.97, 0.99, 0.997]
 cfg_20 = ToyModelConfig(n_inst=len(sparsities_20), n_feats=20, d_hidden=5)
@@ -379,8 +410,8 @@ prob_20 = probability_from_sparsity(sparsities_20, cfg_20.n_feats)
 importance_20 = importance_decay(cfg_20.n_inst, cfg_20.n_feats, base=0.7)
 
 model_20 = ToyModel(cfg_20)
-train(model_20, lambda n: generate_batch(n, prob_20), importance_weighted_loss, importance_20,
-      TrainConfig(steps=6_000, lr=1e-2))
+losses = train(model_20, lambda n: generate_batch(n, prob_20), importance_weighted_loss, importance_20,
+               TrainConfig(steps=6_000, lr=1e-2))
 
 # %% [markdown]
 # You should see two views of the same models.
@@ -402,6 +433,7 @@ train(model_20, lambda n: generate_batch(n, prob_20), importance_weighted_loss, 
 # dropped feature's colour means nothing: its direction $\hat W_i$ is noise.)
 
 # %%
+needs("1.1", "1.2", "1.3", "1.4", where=globals())  # stops here, saying how to skip ahead, if one is not done
 titles_20 = [f"S = {s}" for s in sparsities_20]
 plots.plot_wtw(model_20.W, titles_20).show()
 
@@ -410,6 +442,12 @@ plots.plot_norms_and_superposition(norms_20, superposition_20, titles_20).show()
 
 for s, n in zip(sparsities_20, norms_20):
     print(f"S = {s:<6} represented features (‖W_i‖ > 0.5): {(n > 0.5).sum().item():>2} of {cfg_20.n_feats}")
+
+# %% tags=["solution-only"]
+# The counts quoted above (exact on CPU with this seed; CI fails if they drift), and always the most important.
+represented_20 = [(n > 0.5).sum().item() for n in norms_20]
+assert represented_20 == [5, 8, 9, 10, 12, 14], represented_20
+assert all((n[:c] > 0.5).sum() >= c - 1 for n, c in zip(norms_20, represented_20)), "not the most important ones"
 
 # %% [markdown]
 # This is superposition as a function of sparsity: the denser the features, the more the model
@@ -492,6 +530,7 @@ checks.check_correlated_features(generate_correlated_features, generate_anticorr
 # in 4 instances with different initialisations (16 instances per model). About 10 seconds.
 
 # %%
+needs("1.1", "1.3", "1.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(3)
 probs_pairs = [0.05, 0.1, 0.25, 0.4]
 repeats = 4
@@ -500,11 +539,11 @@ cfg_pairs = ToyModelConfig(n_inst=len(p_pairs), n_feats=4, d_hidden=2)
 importance_pairs = torch.ones(cfg_pairs.n_inst, cfg_pairs.n_feats)
 
 model_corr = ToyModel(cfg_pairs)
-train(model_corr, lambda n: generate_correlated_features(n, 2, p_pairs), importance_weighted_loss,
-      importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
+losses = train(model_corr, lambda n: generate_correlated_features(n, 2, p_pairs), importance_weighted_loss,
+               importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
 model_anti = ToyModel(cfg_pairs)
-train(model_anti, lambda n: generate_anticorrelated_features(n, 2, p_pairs), importance_weighted_loss,
-      importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
+losses = train(model_anti, lambda n: generate_anticorrelated_features(n, 2, p_pairs), importance_weighted_loss,
+               importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
 
 # %% [markdown]
 # You should see (pair 0 in blues, pair 1 in reds; one column per probability, one row per repeat):
@@ -528,6 +567,7 @@ train(model_anti, lambda n: generate_anticorrelated_features(n, 2, p_pairs), imp
 # minimum, escaped more often when $p$ is large and co-occurrences are frequent.
 
 # %%
+needs("1.1", "1.3", "1.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 pair_colors = ["#1f77b4", "#9ecae1", "#d62728", "#fc9272"]
 pair_names = ["pair 0, feature 0", "pair 0, feature 1", "pair 1, feature 2", "pair 1, feature 3"]
 # order the instances so that each column is one probability and each row one repeat
@@ -606,6 +646,7 @@ checks.check_neuron_model(NeuronModel)
 # makes the ReLU matter.
 
 # %%
+needs("1.2", "1.3", "1.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(4)
 sparsities_neurons = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
 cfg_neurons = ToyModelConfig(n_inst=len(sparsities_neurons), n_feats=10, d_hidden=5)
@@ -613,8 +654,8 @@ prob_neurons = probability_from_sparsity(sparsities_neurons, cfg_neurons.n_feats
 importance_neurons = importance_decay(cfg_neurons.n_inst, cfg_neurons.n_feats, base=0.75)
 
 model_neurons = NeuronModel(cfg_neurons)
-train(model_neurons, lambda n: generate_batch(n, prob_neurons), importance_weighted_loss, importance_neurons,
-      TrainConfig(steps=4_000, lr=1e-2))
+losses = train(model_neurons, lambda n: generate_batch(n, prob_neurons), importance_weighted_loss, importance_neurons,
+               TrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see each neuron's weights (a row of the heatmap; red positive, blue negative):
@@ -626,14 +667,29 @@ train(model_neurons, lambda n: generate_batch(n, prob_neurons), importance_weigh
 #   excite the neuron) and blue ones (features that inhibit it), and more than 5 features represented.
 #
 # The printout counts, per neuron, the features with a weight above 0.5: in our run `[1, 1, 1, 1, 1]`
-# at $S = 0.5$, `[1, 1, 2, 1, 2]` at $S = 0.7$, and 3 to 5 features per neuron from $S = 0.9$ on.
+# at $S = 0.5$, one or two per neuron at $S = 0.7$, and from $S = 0.9$ on 2 to 5 features on every
+# neuron, 3 or more on most.
 
 # %%
+needs("1.2", "1.3", "1.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 titles_neurons = [f"S = {s}" for s in sparsities_neurons]
 plots.plot_neuron_weights(model_neurons.W, titles_neurons, max_cols=3).show()
 
 for s, W_k in zip(sparsities_neurons, model_neurons.W.detach()):
     print(f"S = {s:<5} features per neuron (weight > 0.5): {(W_k > 0.5).sum(dim=1).tolist()}")
+
+# %% tags=["solution-only"]
+# The claims above, checked on this run (CI fails if they drift).
+for s, W_k in zip(sparsities_neurons, model_neurons.W.detach()):
+    per_neuron = (W_k > 0.5).sum(dim=1)
+    if s == 0.5:
+        assert per_neuron.tolist() == [1, 1, 1, 1, 1], per_neuron
+    if s == 0.7:
+        assert per_neuron.max() <= 2 and (per_neuron == 2).sum() >= 1, per_neuron
+    if s >= 0.8:  # most neurons polysemantic, more than 5 features represented
+        assert (per_neuron >= 2).sum() >= 3 and (W_k.abs() > 0.5).any(dim=0).sum() > 5, (s, per_neuron)
+    if s >= 0.9:
+        assert per_neuron.min() >= 2 and per_neuron.max() <= 5 and (per_neuron >= 3).sum() >= 3, (s, per_neuron)
 
 # %% [markdown]
 # Even with a privileged basis, sparsity pushes the model into superposition, and superposition
@@ -737,6 +793,7 @@ checks.check_abs_model(AbsModel)
 # Importance $0.8^i$; the target is `batch.abs()` (`target_fn=torch.abs`). About 10 seconds.
 
 # %%
+needs("1.3", "1.7", "1.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(5)
 sparsities_abs = [0.0, 0.7, 0.9, 0.97, 0.99]
 cfg_abs = ToyModelConfig(n_inst=len(sparsities_abs), n_feats=10, d_hidden=6)
@@ -744,8 +801,8 @@ prob_abs = probability_from_sparsity(sparsities_abs, cfg_abs.n_feats)
 importance_abs = importance_decay(cfg_abs.n_inst, cfg_abs.n_feats, base=0.8)
 
 model_abs = AbsModel(cfg_abs)
-train(model_abs, lambda n: generate_signed_batch(n, prob_abs), importance_weighted_loss, importance_abs,
-      TrainConfig(steps=4_000, lr=1e-2), target_fn=torch.abs)
+losses = train(model_abs, lambda n: generate_signed_batch(n, prob_abs), importance_weighted_loss, importance_abs,
+               TrainConfig(steps=4_000, lr=1e-2), target_fn=torch.abs)
 
 # %% [markdown]
 # To see which features the model actually computes, we measure per feature the fraction of the
@@ -761,6 +818,7 @@ train(model_abs, lambda n: generate_signed_batch(n, prob_abs), importance_weight
 # rarely active together; each is computed less exactly, which is the price of covering more.
 
 # %%
+needs("1.3", "1.7", "1.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 make_abs_batch = lambda n: generate_signed_batch(n, prob_abs)  # noqa: E731
 mse_abs = per_feature_loss(model_abs, make_abs_batch, target_fn=torch.abs)
 var_abs = make_abs_batch(10_000).abs().var(dim=0)
@@ -825,14 +883,15 @@ checks.check_feature_dimensionality(feature_dimensionality)
 # probability log-spaced from 0.75 down to 0.1 (so $1/(1-S)$ from 1.3 to 10). About 40 seconds.
 
 # %%
+needs("1.1", "1.2", "1.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 torch.manual_seed(6)
 cfg_dim = ToyModelConfig(n_inst=12, n_feats=20, d_hidden=4)
 prob_dim = log_spaced_probabilities(cfg_dim.n_inst, cfg_dim.n_feats, high=0.75, low=0.1)
 importance_dim = torch.ones(cfg_dim.n_inst, cfg_dim.n_feats)
 
 model_dim = ToyModel(cfg_dim)
-train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weighted_loss, importance_dim,
-      TrainConfig(steps=4_000, lr=1e-2))
+losses = train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weighted_loss, importance_dim,
+               TrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see the points (one per feature) cluster on a few horizontal lines rather than spreading
@@ -844,8 +903,8 @@ train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weighted_loss
 # - $1/2$, **antipodal pairs**, for every instance from $1/(1-S) = 1.6$ to $4.8$;
 # - $3/8$, **square antiprisms** (8 features in 3 dimensions), at $1/(1-S) = 4$ and $4.8$, next to a
 #   remaining digon;
-# - $1/3$ at $1/(1-S) = 5.8$, then lower values as the model packs in all 20 features (the floor is
-#   $4/20 = 1/5$);
+# - $1/3$ at $1/(1-S) = 5.8$, then lower values as the model packs in more features: 12 of the 20
+#   there, 15 at the sparsest instance (were all 20 packed in, the floor would be $4/20 = 1/5$);
 # - one feature near 3/4 at $1/(1-S) = 1.9$, and at the densest instance 5 features near 0.7.
 #
 # Which of these fractions show up, and where, changes a little with the random seed: try another.
@@ -855,6 +914,7 @@ train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weighted_loss
 # Superposition"): here it stays at 0.49 to 0.51 from $1/(1-S) = 2.3$ to $3.3$ before dropping.
 
 # %%
+needs("1.1", "1.2", "1.3", "1.9", where=globals())  # stops here, saying how to skip ahead, if one is not done
 dims = feature_dimensionality(model_dim.W.detach())
 dims_per_feature = cfg_dim.d_hidden / model_dim.W.detach().pow(2).sum(dim=(1, 2))
 plots.plot_feature_dimensionality(dims, prob_dim[:, 0], dims_per_feature=dims_per_feature).show()
@@ -862,6 +922,27 @@ plots.plot_feature_dimensionality(dims, prob_dim[:, 0], dims_per_feature=dims_pe
 for p, d in zip(prob_dim[:, 0].tolist(), dims):
     represented = sorted((round(v, 2) for v in d.tolist() if v > 0.1), reverse=True)
     print(f"1/(1-S) = {1 / p:5.1f}: dimensionalities of represented features {represented}")
+
+# %% tags=["solution-only"]
+# The claims above, checked on this run: fractions within 0.03 (CI fails if they drift).
+def _near(d, value, tol=0.03):
+    return int(((d - value).abs() < tol).sum())
+
+for p, d, dpf in zip(prob_dim[:, 0].tolist(), dims, dims_per_feature.tolist()):
+    inv, d = round(1 / p, 1), d[d > 0.1]
+    if 1.6 <= inv <= 4.8:
+        assert _near(d, 1 / 2) >= 2, (inv, d)
+    if inv in (4.0, 4.8):
+        assert _near(d, 3 / 8, 0.02) >= 8, (inv, d)
+    if inv == 5.8:
+        assert _near(d, 1 / 3, 0.02) >= 9 and len(d) == 12, (inv, d)
+    if inv == 1.9:
+        assert _near(d, 3 / 4) == 1, (inv, d)
+    if inv == 1.3:
+        assert _near(d, 0.7) == 5, (inv, d)
+    if 2.3 <= inv <= 3.3:
+        assert 0.48 <= dpf <= 0.52, (inv, dpf)
+assert 13 <= int((dims[-1] > 0.1).sum()) <= 17, dims[-1]
 
 # %% [markdown]
 # Those fractions are the paper's (Elhage et al., 2022, section "The Geometry of Superposition"):

@@ -5,15 +5,7 @@ from __future__ import annotations
 import pytest
 
 from utils.checks import exercises_of
-from utils.grading import FAILED, NOT_ATTEMPTED, Result
-
-
-def report(result: Result) -> None:
-    """Turn a grading result into a pytest outcome: pass, skip (not attempted) or fail (with the message)."""
-    if result.status == NOT_ATTEMPTED:
-        pytest.skip(f"not attempted yet: {result.message}")
-    if result.status == FAILED:
-        pytest.fail(result.message, pytrace=False)
+from utils.grading import FAILED, NOT_ATTEMPTED, describe
 
 
 def grading_test(part: str):
@@ -21,8 +13,20 @@ def grading_test(part: str):
     exercises = exercises_of(part)
 
     @pytest.mark.parametrize("exercise", exercises, ids=[e.slug for e in exercises])
-    def test_exercise(exercise, notebook_grades) -> None:
-        report(notebook_grades(part)[exercise.id])
+    def test_exercise(exercise, notebook_grades, grade_lines) -> None:
+        results = notebook_grades(part)
+        if results is None:
+            line = (f"⏭  Exercise {exercise.id} ({exercise.title}): no notebook {part}.ipynb yet "
+                    "(make it with `python -m utils.build_notebooks`).")
+            grade_lines.append(line)
+            pytest.skip(line)
+        result = results[exercise.id]
+        line = describe(result, exercise.title)
+        grade_lines.append(line)
+        if result.status == NOT_ATTEMPTED:
+            pytest.skip(line)
+        if result.status == FAILED:
+            pytest.fail(line, pytrace=False)
 
     test_exercise.__doc__ = f"Grades notebooks/{part}.ipynb, one test per exercise."
     return test_exercise

@@ -13,17 +13,28 @@ The master of part ``NN_name`` is ``solutions/NN_name.py``, a jupytext "percent"
 - ``solution-only`` / ``exercise-only``: kept in one version only.
 - untagged cells: everything else (explanations, training runs, plots).
 
+Markdown may use ``{{syllabus.learner_time}}``, ``{{syllabus.run_time}}`` (see :mod:`utils.syllabus`): the
+part's times live there, once, for the README table and the notebook's introduction.
+
 Usage::
 
     python -m utils.build_notebooks            # write notebooks/NN_name.ipynb and solutions/NN_name.ipynb
     python -m utils.build_notebooks --check    # fail if any generated notebook is stale or hand-edited
+    python -m utils.build_notebooks --force    # also overwrite learner notebooks that were edited
 
 Generated notebooks are committed without outputs; never edit them by hand, edit the master.
+
+A learner's work is never lost: each generated learner notebook records a fingerprint of what was generated
+(``metadata.sae_course.generated``). The generator overwrites a notebook in ``notebooks/`` only while its
+content still matches that fingerprint (nobody edited or ran it since); otherwise it leaves it alone and says
+so, unless ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -33,13 +44,10 @@ import jupytext
 import nbformat
 
 from utils.paths import repo_root
+from utils.syllabus import BADGE, COLAB_URL, GITHUB_REPO, fill
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 MARKER = re.compile(r"^(?P<indent>\s*)# (?P<kind>BEGIN|END) SOLUTION\s*$")
-
-#: The GitHub repository learners clone on Colab. Change it here (and in README.md) if the course moves.
-GITHUB_REPO = "sae-course/superposition-and-saes"
-COLAB_URL = f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/{{name}}.ipynb"
 
 COLAB_CELL = f'''\
 # Colab set-up: runs only on Google Colab, and does nothing elsewhere.
@@ -150,7 +158,7 @@ def build(master: nbformat.NotebookNode, name: str, *, solution: bool) -> nbform
                 raise ValueError(f"{name} cell {i}: solution markers outside an 'exercise' cell")
             new = nbformat.v4.new_code_cell(source)
         elif cell.cell_type == "markdown":
-            new = nbformat.v4.new_markdown_cell(source)
+            new = nbformat.v4.new_markdown_cell(fill(source, name))  # {{syllabus.learner_time}} etc.
         else:
             new = nbformat.v4.new_raw_cell(source)
         public_tags = sorted(cell_tags - {"solution-only", "exercise-only"})
@@ -170,11 +178,27 @@ def build(master: nbformat.NotebookNode, name: str, *, solution: bool) -> nbform
 
 def _add_colab_badge(nb: nbformat.NotebookNode, name: str) -> None:
     """Put an "Open in Colab" badge under the notebook's title (its first markdown cell)."""
-    badge = f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({COLAB_URL.format(name=name)})"
+    badge = f"[![Open in Colab]({BADGE})]({COLAB_URL.format(name=name)})"
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = cell.source + "\n\n" + badge
             return
+
+
+def fingerprint(nb: dict) -> str:
+    """A hash of a notebook's cells (type, source, outputs): what a learner's edit or run would change."""
+    cells = [(c.get("cell_type"), "".join(c.get("source", "")), c.get("outputs", [])) for c in nb.get("cells", [])]
+    return hashlib.sha256(json.dumps(cells, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def untouched_since_generated(path: Path) -> bool:
+    """Whether the notebook at ``path`` still holds exactly what the generator last wrote there."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    recorded = nb.get("metadata", {}).get("sae_course", {}).get("generated")
+    return recorded is not None and recorded == fingerprint(nb)
 
 
 def render(nb: nbformat.NotebookNode) -> str:
@@ -184,8 +208,10 @@ def render(nb: nbformat.NotebookNode) -> str:
 def generated_files(part: Part) -> dict[Path, str]:
     """The text of both notebooks generated from ``part``'s master, by path."""
     master = read_master(part)
+    exercise = build(master, part.name, solution=False)
+    exercise.metadata["sae_course"] = {"generated": fingerprint(exercise)}
     return {
-        part.exercise_notebook: render(build(master, part.name, solution=False)),
+        part.exercise_notebook: render(exercise),
         part.solution_notebook: render(build(master, part.name, solution=True)),
     }
 
@@ -193,12 +219,13 @@ def generated_files(part: Part) -> dict[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if a generated notebook is stale or hand-edited")
+    parser.add_argument("--force", action="store_true", help="overwrite learner notebooks in notebooks/ even if edited")
     parser.add_argument("parts", nargs="*", help="part names (default: all), e.g. 01_toy_models")
     args = parser.parse_args(argv)
     chosen = [p for p in parts() if not args.parts or p.name in args.parts]
     if args.parts and len(chosen) != len(args.parts):
         parser.error(f"unknown part among {args.parts}; known: {[p.name for p in parts()]}")
-    stale = []
+    stale, kept = [], []
     for part in chosen:
         for path, text in generated_files(part).items():
             current = path.read_text(encoding="utf-8") if path.exists() else None
@@ -206,15 +233,25 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if args.check:
                 stale.append(path)
+            elif (current is not None and path == part.exercise_notebook and not args.force
+                  and not untouched_since_generated(path)):
+                kept.append(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
                 print(f"wrote {path.relative_to(repo_root())}")
+    for path in kept:
+        print(f"left {path} alone: it differs from what the generator last wrote there (your work?). "
+              "To replace it, keep a copy elsewhere, then run: python -m utils.build_notebooks --force", file=sys.stderr)
     if stale:
-        print("These generated notebooks are stale or were edited by hand:", file=sys.stderr)
+        print("For maintainers: these generated notebooks are stale or were edited by hand:", file=sys.stderr)
         for path in stale:
             print(f"  {path.relative_to(repo_root())}", file=sys.stderr)
-        print("Edit the master solutions/NN_name.py, then run: python -m utils.build_notebooks", file=sys.stderr)
+        print("Edit the master solutions/NN_name.py, then run `python -m utils.build_notebooks` (it leaves edited "
+              "learner notebooks alone; add --force to overwrite them). Learners do not need this check: "
+              "`python -m pytest` grades your notebooks.", file=sys.stderr)
+        return 1
+    if kept:
         return 1
     if args.check:
         print(f"{2 * len(chosen)} generated notebooks are in sync with their masters.")

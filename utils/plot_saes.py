@@ -17,6 +17,10 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from utils.plot_rendering import use_offline_renderer
+
+use_offline_renderer()  # figures that survive an HTML export, offline
+
 __all__ = [
     "plot_directions_2d",
     "plot_cosine_heatmap",
@@ -63,7 +67,7 @@ def plot_directions_2d(
     axis = dict(range=[-lim, lim], zeroline=True, zerolinecolor="#ccc", showgrid=False, showticklabels=False)
     fig.update_xaxes(**axis)
     fig.update_yaxes(**axis, scaleanchor="x", scaleratio=1)
-    fig.update_layout(title=title, height=520, width=640, plot_bgcolor="white", margin=dict(t=60, l=20, r=20, b=20))
+    fig.update_layout(title=title, height=520, plot_bgcolor="white", margin=dict(t=60, l=20, r=20, b=20))
     return fig
 
 
@@ -93,7 +97,7 @@ def plot_cosine_heatmap(
     fig.update_xaxes(type="category", title_text="SAE latent" + (" (sorted by best-matching feature)" if sort_latents else ""),
                      showticklabels=d_sae <= 60)
     fig.update_yaxes(autorange="reversed", title_text="true feature", dtick=1 if n_feats <= 30 else None)
-    fig.update_layout(title=title, height=max(300, 18 * n_feats + 160), width=min(1200, 18 * d_sae + 260),
+    fig.update_layout(title=title, height=max(300, 18 * n_feats + 160),
                       margin=dict(t=60, l=60, r=20, b=60))
     return fig
 
@@ -116,7 +120,7 @@ def plot_recovery_bars(
                       annotation_text=f"{threshold}", annotation_position="top left")
     fig.update_xaxes(title_text="true feature", dtick=1)
     fig.update_yaxes(title_text="best cosine similarity", range=[0, 1.05])
-    fig.update_layout(title=title, barmode="group", height=400, width=950, plot_bgcolor="white",
+    fig.update_layout(title=title, barmode="group", height=400, plot_bgcolor="white",
                       margin=dict(t=60, l=60, r=20, b=50))
     return fig
 
@@ -153,7 +157,7 @@ def plot_l0_tradeoff(
     fig.update_xaxes(title_text="L0 (active latents per input)")
     fig.update_yaxes(type="log", title_text="MSE (sum over d_in)", row=1, col=1)
     fig.update_yaxes(range=[-0.05, 1.1], tickformat=".0%", title_text="fraction with best cos > 0.95", row=1, col=2)
-    fig.update_layout(title=title, height=450, width=1050, plot_bgcolor="white", margin=dict(t=80, l=60, r=20, b=50))
+    fig.update_layout(title=title, height=450, plot_bgcolor="white", margin=dict(t=80, l=60, r=20, b=50))
     return fig
 
 
@@ -181,7 +185,7 @@ def plot_training_history(
             if key in log_y:
                 fig.update_yaxes(type="log", row=1, col=col)
     fig.update_xaxes(title_text=x_key)
-    fig.update_layout(title=title, height=330, width=max(500, 330 * len(keys)), margin=dict(t=70, l=50, r=20, b=50),
+    fig.update_layout(title=title, height=330, margin=dict(t=70, l=50, r=20, b=50),
                       plot_bgcolor="white")
     return fig
 
@@ -191,9 +195,9 @@ def plot_density_histogram(
     *,
     dense_threshold: float = 0.1,
     bins: int = 60,
-    title: str = "Feature density: the fraction of tokens on which each feature fires (log10)",
+    title: str = "Latent density: the fraction of tokens on which each latent fires (log10)",
 ) -> go.Figure:
-    """Overlaid histograms of ``log10(density)`` of each SAE's live features; dead ones (density 0, whose
+    """Overlaid histograms of ``log10(density)`` of each SAE's live latents; dead ones (density 0, whose
     log is −∞) are counted in the legend instead. A dotted line marks ``dense_threshold``."""
     if isinstance(densities, Tensor):
         densities = {"SAE": densities}
@@ -206,12 +210,12 @@ def plot_density_histogram(
         values = torch.log10(d[d > 0])
         n_dead, n_dense = int((d == 0).sum()), int((d > dense_threshold).sum())
         fig.add_trace(go.Histogram(x=values.numpy(), xbins=dict(start=lo, end=0.0, size=-lo / bins),
-                                   name=f"{name} ({len(d)} features: {n_dead} dead, {n_dense} dense)",
+                                   name=f"{name} ({len(d)} latents: {n_dead} dead, {n_dense} dense)",
                                    marker_color=PALETTE[k % len(PALETTE)], opacity=0.6))
     fig.add_vline(x=math.log10(dense_threshold), line=dict(color="black", dash="dot"),
                   annotation_text=f"dense: > {dense_threshold:.0%} of tokens", annotation_position="top left")
-    fig.update_xaxes(title_text="log10(feature density)", range=[lo, 0.05])
-    fig.update_yaxes(title_text="number of features")
-    fig.update_layout(title=title, barmode="overlay", height=420, width=950, plot_bgcolor="white",
+    fig.update_xaxes(title_text="log10(latent density)", range=[lo, 0.05])
+    fig.update_yaxes(title_text="number of latents")
+    fig.update_layout(title=title, barmode="overlay", height=420, plot_bgcolor="white",
                       legend=dict(x=0.01, y=0.99), margin=dict(t=60, l=60, r=20, b=50))
     return fig

@@ -17,6 +17,10 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from utils.plot_rendering import use_offline_renderer
+
+use_offline_renderer()  # figures that survive an HTML export, offline
+
 __all__ = [
     "plot_features_in_2d",
     "plot_wtw",
@@ -72,7 +76,7 @@ def plot_features_in_2d(
         axis = dict(range=[-lim, lim], zeroline=True, zerolinecolor="#ccc", showgrid=False, showticklabels=False)
         fig.update_xaxes(**axis, row=r, col=c)
         fig.update_yaxes(**axis, scaleanchor=f"x{k + 1 if k else ''}", scaleratio=1, row=r, col=c)
-    fig.update_layout(title=title, height=260 * rows + 60, width=250 * cols + 150, plot_bgcolor="white",
+    fig.update_layout(title=title, height=260 * rows + 60, plot_bgcolor="white",
                       margin=dict(t=80, l=20, r=20, b=20))
     return fig
 
@@ -100,7 +104,7 @@ def plot_wtw(
         )
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(title=title, height=230 * rows + 80, width=220 * cols + 120, margin=dict(t=80, l=20, r=20, b=20))
+    fig.update_layout(title=title, height=230 * rows + 80, margin=dict(t=80, l=20, r=20, b=20))
     return fig
 
 
@@ -128,7 +132,7 @@ def plot_norms_and_superposition(
         )
     fig.update_yaxes(autorange="reversed", title_text="feature (most important at the top)", row=1, col=1)
     fig.update_xaxes(range=[0, max(1.3, norms.max().item() * 1.05)])
-    fig.update_layout(title=title, height=420, width=min(1400, 170 * n_inst + 200), bargap=0.15,
+    fig.update_layout(title=title, height=420, bargap=0.15,
                       margin=dict(t=80, l=60, r=20, b=30))
     return fig
 
@@ -157,7 +161,7 @@ def plot_neuron_weights(
     fig.update_yaxes(autorange="reversed", dtick=1)
     fig.update_yaxes(title_text="neuron", col=1)
     fig.update_xaxes(title_text="feature", row=rows)
-    fig.update_layout(title=title, height=max(220, 28 * d_hidden + 110) * rows + 60, width=260 * cols + 120,
+    fig.update_layout(title=title, height=max(220, 28 * d_hidden + 110) * rows + 60,
                       margin=dict(t=80, l=50, r=20, b=40))
     return fig
 
@@ -180,7 +184,7 @@ def plot_feature_heatmap(
     )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(title_text="feature (most important on the left)", dtick=1)
-    fig.update_layout(title=title, height=60 * values.shape[0] + 150, width=900, margin=dict(t=60, l=110, r=20, b=40))
+    fig.update_layout(title=title, height=60 * values.shape[0] + 150, margin=dict(t=60, l=110, r=20, b=40))
     return fig
 
 
@@ -228,6 +232,6 @@ def plot_feature_dimensionality(
                                  name="d_hidden / ‖W‖²_F", line=dict(color="black", width=1.5)))
     fig.update_xaxes(type="log", title_text="1 / (1 − S)  (sparser →)")
     fig.update_yaxes(range=[-0.03, 1.08], title_text="dimensionality D_i")
-    fig.update_layout(title=title, height=560, width=950, plot_bgcolor="white", margin=dict(t=60, l=60, r=190, b=50),
+    fig.update_layout(title=title, height=560, plot_bgcolor="white", margin=dict(t=60, l=60, r=190, b=50),
                       legend=dict(x=0.72, y=0.98, bgcolor="rgba(255,255,255,0.8)"))
     return fig

@@ -3,7 +3,7 @@
 An SAE rewrites an activation vector ``x`` (``d_in`` numbers, e.g. the 512 MLP neurons of gelu-1l-mini)
 as a sparse, non-negative combination of ``d_sae`` learned directions, the rows of ``W_dec``:
 
-    f(x)  = ReLU((x - b_dec) @ W_enc + b_enc)        feature activations  [... d_sae]   ("standard")
+    f(x)  = ReLU((x - b_dec) @ W_enc + b_enc)        latent activations   [... d_sae]   ("standard")
     x_hat = f(x) @ W_dec + b_dec                      reconstruction       [... d_in]
 
 Training trades reconstruction against sparsity (Bricken et al., 2023, "Towards Monosemanticity",
@@ -38,10 +38,10 @@ class SAEConfig:
     """What defines an SAE: its shape, its architecture, and where in the model it reads."""
 
     d_in: int = 512  # width of the activations it reads (d_mlp of gelu-1l-mini)
-    d_sae: int = 4096  # number of features (dictionary size)
+    d_sae: int = 4096  # number of latents (dictionary size)
     architecture: Literal["standard", "topk"] = "standard"
     l1_coefficient: float = 1e-3  # weight of the L1 penalty ("standard" only)
-    k: int | None = None  # active features per token ("topk" only)
+    k: int | None = None  # active latents per token ("topk" only)
     hook_name: str = "blocks.0.mlp.hook_post"
     dtype: str = "float32"
     seed: int = 0  # seeds the initialisation
@@ -68,7 +68,7 @@ class SAE(nn.Module):
         self.cfg = cfg
         generator = torch.Generator().manual_seed(cfg.seed)
         # Decoder rows: random directions of unit norm. Encoder: the transpose, so that at the start each
-        # feature fires on inputs pointing along its own decoder direction (Conerly et al., 2024, "April update").
+        # latent fires on inputs pointing along its own decoder direction (Conerly et al., 2024, "April update").
         W_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=generator)
         W_dec /= W_dec.norm(dim=-1, keepdim=True)
         kwargs = dict(dtype=cfg.torch_dtype, device=cfg.device)
@@ -83,7 +83,7 @@ class SAE(nn.Module):
     # Forward pass
 
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
-        """Feature activations: ``ReLU((x - b_dec) @ W_enc + b_enc)``; for "topk", only the k largest stay."""
+        """Latent activations: ``ReLU((x - b_dec) @ W_enc + b_enc)``; for "topk", only the k largest stay."""
         acts = torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
         if self.cfg.architecture == "topk":
             values, indices = acts.topk(self.cfg.k, dim=-1, sorted=False)
@@ -104,9 +104,9 @@ class SAE(nn.Module):
 
         - ``mse``: squared error summed over the ``d_in`` dimensions, averaged over the batch:
           ``mean_b sum_i (x_hat[b, i] - x[b, i])^2``;
-        - ``l1``: L1 norm of the activations summed over the ``d_sae`` features, averaged over the batch;
+        - ``l1``: L1 norm of the activations summed over the ``d_sae`` latents, averaged over the batch;
         - ``loss``: ``mse + l1_coefficient * l1`` ("standard") or ``mse`` ("topk", whose sparsity is fixed by k);
-        - ``l0``: the average number of active features per token (a measurement; no gradient flows through it).
+        - ``l0``: the average number of active latents per token (a measurement; no gradient flows through it).
         """
         x_hat, acts = self(x)
         mse = (x_hat - x).pow(2).sum(dim=-1).mean()
@@ -120,7 +120,7 @@ class SAE(nn.Module):
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
-        """Scale each row of ``W_dec`` (one feature's direction) to unit norm, in place."""
+        """Scale each row of ``W_dec`` (one latent's direction) to unit norm, in place."""
         self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
 
     @torch.no_grad()
@@ -150,7 +150,7 @@ class SAE(nn.Module):
     def save(self, folder: str | Path, sparsity: Float[Tensor, " d_sae"] | None = None) -> Path:
         """Write ``folder/cfg.json``, ``sae_weights.safetensors`` and, if given, ``sparsity.safetensors``.
 
-        ``sparsity`` is SAELens's: the log10 of each feature's firing frequency, ``log10(density + 1e-10)``
+        ``sparsity`` is SAELens's: the log10 of each latent's firing frequency, ``log10(density + 1e-10)``
         (``utils.sae_metrics.log_feature_sparsity``).
         """
         from utils.loading import save_sae_saelens_format

@@ -1,6 +1,6 @@
 """How good is an SAE? The metrics practitioners report, as short vectorised functions.
 
-- Sparsity: ``l0`` (active features per token), ``feature_density`` (how often each feature fires),
+- Sparsity: ``l0`` (active latents per token), ``feature_density`` (how often each latent fires),
   ``dead_features`` and ``dense_features``, ``log_feature_sparsity`` (SAELens's sparsity file).
 - Reconstruction: ``explained_variance`` / ``fraction_of_variance_unexplained``.
 - Faithfulness to the model: ``ce_loss_recovered`` and ``kl_divergence``, by splicing the SAE's
@@ -40,7 +40,7 @@ __all__ = [
 
 
 def l0(acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, ""]:
-    """Average number of non-zero features per token (over all leading dimensions)."""
+    """Average number of non-zero latents per token (over all leading dimensions)."""
     return (acts != 0).sum(dim=-1).float().mean()
 
 
@@ -48,7 +48,7 @@ def l0(acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, ""]:
 def feature_density(
     sae: SAE, x: Float[Tensor, "... d_in"] | Iterable[Float[Tensor, "batch d_in"]], batch_size: int = 4096
 ) -> Float[Tensor, " d_sae"]:
-    """Fraction of tokens on which each feature fires (activation > 0).
+    """Fraction of tokens on which each latent fires (activation > 0).
 
     ``x`` is a tensor of activations (any leading shape), or an iterable of ``[batch, d_in]`` batches.
     """
@@ -61,12 +61,12 @@ def feature_density(
 
 
 def dead_features(density: Float[Tensor, " d_sae"], threshold: float = 0.0) -> Tensor:
-    """Boolean mask of features whose density is at most ``threshold`` (default: never fired)."""
+    """Boolean mask of latents whose density is at most ``threshold`` (default: never fired)."""
     return density <= threshold
 
 
 def dense_features(density: Float[Tensor, " d_sae"], threshold: float = 0.1) -> Tensor:
-    """Boolean mask of features firing on more than ``threshold`` of tokens (default 10%)."""
+    """Boolean mask of latents firing on more than ``threshold`` of tokens (default 10%)."""
     return density > threshold
 
 

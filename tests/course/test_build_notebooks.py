@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from tests.course.parts import PARTS
@@ -96,13 +97,19 @@ def test_every_exercise_has_header_hint_and_a_check_right_after(part: str) -> No
         )
 
 
-def test_check_mode_catches_stale_and_hand_edited_notebooks(tmp_path: Path, monkeypatch) -> None:
+def fake_repo(tmp_path: Path, monkeypatch) -> Path:
+    """A repository root in ``tmp_path`` holding Part 1's master only; returns the master's path."""
     for folder in ("utils", "data", "notebooks", "solutions"):
         (tmp_path / folder).mkdir()
     (tmp_path / "utils" / "paths.py").touch()  # what utils.paths.repo_root looks for
     master = tmp_path / "solutions" / "01_toy_models.py"
     shutil.copy(repo_root() / "solutions" / f"{PARTS[0]}.py", master)
     monkeypatch.setenv("SAE_COURSE_ROOT", str(tmp_path))
+    return master
+
+
+def test_check_mode_catches_stale_and_hand_edited_notebooks(tmp_path: Path, monkeypatch, capsys) -> None:
+    master = fake_repo(tmp_path, monkeypatch)
     assert bn.main([]) == 0
     assert bn.main(["--check"]) == 0
 
@@ -112,7 +119,36 @@ def test_check_mode_catches_stale_and_hand_edited_notebooks(tmp_path: Path, monk
 
     notebook = tmp_path / "solutions" / "01_toy_models.ipynb"
     notebook.write_text(notebook.read_text(encoding="utf-8").replace("import", "import  ", 1), encoding="utf-8")
+    capsys.readouterr()
     assert bn.main(["--check"]) == 1, "--check passed after a generated notebook was edited by hand"
+    assert "For maintainers" in capsys.readouterr().err
+
+
+def test_regenerating_leaves_a_learners_edited_notebook_alone_unless_forced(tmp_path: Path, monkeypatch, capsys) -> None:
+    master = fake_repo(tmp_path, monkeypatch)
+    assert bn.main([]) == 0
+    learner = tmp_path / "notebooks" / "01_toy_models.ipynb"
+
+    # Untouched since generated (even re-saved with the same cells): a master edit regenerates it.
+    master.write_text(master.read_text(encoding="utf-8") + "\n# %%\nprint('edited master')\n", encoding="utf-8")
+    assert bn.main([]) == 0 and "edited master" in learner.read_text(encoding="utf-8")
+
+    # The learner fills in an exercise: regenerating leaves it alone and names the notebook it left.
+    nb = nbformat.read(learner, as_version=4)
+    cell = next(c for c in nb.cells if "exercise" in bn.tags(c))
+    cell.source = cell.source.replace("raise NotImplementedError()", "return 42  # my work")
+    nbformat.write(nb, learner)
+    mine = learner.read_text(encoding="utf-8")
+    master.write_text(master.read_text(encoding="utf-8") + "\n# %%\nprint('edited again')\n", encoding="utf-8")
+    capsys.readouterr()
+    assert bn.main([]) == 1
+    assert learner.read_text(encoding="utf-8") == mine, "the generator overwrote the learner's edited notebook"
+    err = capsys.readouterr().err
+    assert f"left {learner} alone" in err and "--force" in err
+    assert "edited again" in (tmp_path / "solutions" / "01_toy_models.ipynb").read_text(encoding="utf-8")
+
+    assert bn.main(["--force"]) == 0
+    assert "my work" not in learner.read_text(encoding="utf-8") and "edited again" in learner.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("part", PARTS)
@@ -126,9 +162,8 @@ def test_colab_cell_installs_not_editable_keeping_colabs_torch_and_does_nothing_
     import sys
     import types
 
-    import nbformat
 
-    nb = nbformat.read(bn.Part(part).exercise_notebook, as_version=4)
+    nb = nbformat.reads(bn.generated_files(bn.Part(part))[bn.Part(part).exercise_notebook], as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code")
     assert "colab" in bn.tags(cell), f"{part}: the first code cell is not the Colab set-up cell"
     source = cell.source.replace("/content", str(tmp_path))
@@ -155,3 +190,49 @@ def test_colab_cell_installs_not_editable_keeping_colabs_torch_and_does_nothing_
     assert install[-1] == str(tmp_path / "sae-course") and os.environ["SAE_COURSE_ROOT"] == str(tmp_path / "sae-course")
     exec(source, {})  # re-running the cell does not clone or install again
     assert len(commands) == 2
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_each_part_takes_its_times_from_the_syllabus(part: str) -> None:
+    """utils/syllabus.py holds each part's times once: the README table and the notebook intro both use it."""
+    import re
+
+    from utils import syllabus
+
+    entry = syllabus.info(part)
+    assert entry is not None and not entry.planned, f"utils/syllabus.py has no entry for {part}: add one"
+    master = bn.Part(part).master.read_text(encoding="utf-8")
+    minutes = sum(int(m) for m in re.findall(r"spend up to (\d+) minutes", master))
+    assert entry.exercise_minutes == minutes, f"{part}: its exercises add up to {minutes} minutes; update utils/syllabus.py"
+    assert "{{syllabus.learner_time}}" in master and "{{syllabus.run_time}}" in master, (
+        f"{part}: the intro should state its times with {{{{syllabus.learner_time}}}} and {{{{syllabus.run_time}}}}"
+    )
+    built = bn.build(bn.read_master(bn.Part(part)), part, solution=False)
+    text = "\n".join(c.source for c in built.cells)
+    assert "{{syllabus." not in text and entry.learner_time in text and entry.run_time in text
+
+
+def test_readme_parts_table_is_the_syllabus() -> None:
+    from utils import syllabus
+
+    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
+    assert syllabus.readme_table() in readme, "README's Parts table is stale: paste the output of `python -m utils.syllabus`"
+    with pytest.raises(KeyError, match="unknown placeholder"):
+        syllabus.fill("{{syllabus.nonsense}}", PARTS[0])
+    with pytest.raises(KeyError, match="no entry"):
+        syllabus.fill("{{syllabus.title}}", "99_nothing")
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_master_prose_is_clean_and_each_exercise_heading_starts_its_cell(part: str) -> None:
+    """No control characters (a "\\times" written in a plain Python string becomes a TAB), and no
+    "## Exercise" heading buried inside the previous markdown cell."""
+    import re
+
+    text = bn.Part(part).master.read_text(encoding="utf-8")
+    bad = [(n, repr(line)) for n, line in enumerate(text.splitlines(), 1) if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line)]
+    assert not bad, f"{part}: control characters in the master at {bad[:3]}"
+    for cell in bn.read_master(bn.Part(part)).cells:
+        if cell.cell_type == "markdown":
+            buried = [line for line in cell.source.splitlines()[1:] if line.startswith("## Exercise ")]
+            assert not buried, f"{part}: {buried[0]!r} should start its own markdown cell"
