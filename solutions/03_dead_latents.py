@@ -83,7 +83,9 @@ torch.manual_seed(0)
 # %% [markdown]
 # ### Exercise 3.1: tokens since each latent fired
 #
-# > Difficulty: 1/5. Importance: 3/5. You should spend up to 10 minutes on this.
+# > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
+# >
+# > You should spend up to 10 minutes on this.
 #
 # **Goal:** update the per-latent counter $t$ after one batch of latent activations.
 #
@@ -128,7 +130,9 @@ checks.check_update_tokens_since_fired(update_tokens_since_fired)
 # %% [markdown]
 # ### Exercise 3.2: how often a rare latent looks dead
 #
-# > Difficulty: 1/5. Importance: 3/5. You should spend up to 10 minutes on this.
+# > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
+# >
+# > You should spend up to 10 minutes on this.
 #
 # **Goal:** compute $(1 - p)^W$ for a tensor of densities $p$ and a window of $W$ tokens, accurately
 # in `float32` even for $p = 10^{-7}$ and $W = 10^7$.
@@ -210,7 +214,9 @@ assert looks_dead[0] > 3 * looks_dead[-1], looks_dead
 # %% [markdown]
 # ### Exercise 3.3: resetting Adam's moments for some latents
 #
-# > Difficulty: 2/5. Importance: 4/5. You should spend up to 10 minutes on this.
+# > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
+# >
+# > You should spend up to 10 minutes on this.
 #
 # **Goal:** zero `exp_avg` and `exp_avg_sq` for the columns of `W_enc`, rows of `W_dec` and entries of
 # `b_enc` that belong to `latents`, in place, and nothing else.
@@ -240,7 +246,9 @@ checks.check_reset_adam_moments(reset_adam_moments)
 # %% [markdown]
 # ### Exercise 3.4: simple resampling
 #
-# > Difficulty: 2/5. Importance: 3/5. You should spend up to 15 minutes on this.
+# > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
+# >
+# > You should spend up to 15 minutes on this.
 #
 # **Goal:** give every dead latent a random unit direction (uniform on the sphere), drawn with the
 # `generator` handed in, and set its decoder row, encoder column and encoder bias as above; reset its
@@ -310,7 +318,9 @@ checks.check_resample_simple(resample_simple)
 # %% [markdown]
 # ### Exercise 3.5: sampling inputs by their squared loss
 #
-# > Difficulty: 1/5. Importance: 4/5. You should spend up to 10 minutes on this.
+# > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
+# >
+# > You should spend up to 10 minutes on this.
 #
 # **Goal:** draw `n` indices into `losses`, index $b$ with probability $\ell_b^2 / \sum_c \ell_c^2$, with
 # replacement, using the `generator` handed in.
@@ -334,7 +344,9 @@ checks.check_sample_by_squared_loss(sample_by_squared_loss)
 # %% [markdown]
 # ### Exercise 3.6: Anthropic's resampling
 #
-# > Difficulty: 3/5. Importance: 5/5. You should spend up to 20 minutes on this.
+# > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵🔵
+# >
+# > You should spend up to 20 minutes on this.
 #
 # **Goal:** resample the dead latents as in steps 1-3 above, from the pool `inputs`, using your
 # `sample_by_squared_loss` and `reset_adam_moments`. Return the number of latents resampled.
@@ -390,7 +402,9 @@ checks.check_resample_anthropic(resample_anthropic)
 # %% [markdown]
 # ### Exercise 3.7: a resampling plug-in
 #
-# > Difficulty: 2/5. Importance: 3/5. You should spend up to 15 minutes on this.
+# > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
+# >
+# > You should spend up to 15 minutes on this.
 #
 # **Goal:** write `after_update`: right after the optimiser step that brings the number of steps taken
 # to one of `self.steps` (that is, when `state.step + 1` is in `self.steps`), find the latents that have
@@ -454,11 +468,8 @@ toy = toy_comparison(ResampleOnSchedule, resample_simple, resample_anthropic)
 for name, result in toy.items():
     print(f"{name:>10}: dead {result['dead']:5.1%}, features recovered {result['recovered']:2d} of 48, "
           f"L0 {result['l0']:.2f}, explained variance {result['explained_variance']:.3f}")
-plot_saes.plot_training_history(
-    {"step": toy["none"]["steps"], **{f"alive, {n}": r["alive"] for n, r in toy.items()},
-     **{f"MSE, {n}": r["mse"] for n, r in toy.items()}},
-    keys=tuple(f"alive, {n}" for n in toy) + tuple(f"MSE, {n}" for n in toy), x_key="step",
-    title="Toy SAE: latents alive and MSE, three ways").show()
+plot_saes.plot_training_history(toy, keys=("frac_alive", "mse"), log_y=(),
+                                title="Toy SAE: fraction of latents alive and MSE, three ways").show()
 
 # %% tags=["solution-only"]
 assert toy["anthropic"]["dead"] < toy["none"]["dead"], toy
@@ -492,11 +503,8 @@ for name, result in gelu["runs"].items():
     print(f"{name:>10}: dead {result['dead']:5.1%}, L0 {result['l0']:5.1f}, explained variance "
           f"{result['explained_variance']:.3f}, CE loss recovered {result['ce_loss_recovered']:.3f}")
 runs = gelu["runs"]
-plot_saes.plot_training_history(
-    {"step": runs["none"]["steps"], **{f"alive, {n}": r["alive"] for n, r in runs.items()},
-     **{f"MSE, {n}": r["mse"] for n, r in runs.items()}},
-    keys=tuple(f"alive, {n}" for n in runs) + tuple(f"MSE, {n}" for n in runs), x_key="step", log_y=("mse",),
-    title="L1 SAE on gelu-1l-mini: latents alive and MSE, three ways").show()
+plot_saes.plot_training_history(runs, keys=("frac_alive", "mse", "l0"), log_y=("mse",),
+                                title="L1 SAE on gelu-1l-mini: latents alive, MSE and L0, three ways").show()
 
 # %% tags=["solution-only"]
 assert runs["anthropic"]["dead"] < runs["none"]["dead"], runs

@@ -344,7 +344,7 @@ def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> No
     what = "sample_by_squared_loss"
     # with replacement: one input holds 99.5% of the weight, 20 draws
     losses = torch.ones(50)
-    losses[17] = 10.0
+    losses[17] = 1000.0  # 95% of the weight by the loss, 99.9999% by its square: either way most draws pick it
     saved = losses.clone()
     got = sample_by_squared_loss(losses, 20, torch.Generator().manual_seed(seed))
     check_that(torch.equal(losses, saved), f"{what} changed the losses it was given (in place).")
@@ -352,7 +352,7 @@ def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> No
     check_that(not got.dtype.is_floating_point, f"{what} should return integer indices, got {got.dtype}.")
     check_that(bool(((got >= 0) & (got < 50)).all()), f"{what} returned indices outside [0, len(losses)).")
     top = int((got == 17).sum())
-    check_that(top >= 10, f"{what}: one input carries 99.5% of the squared-loss weight, yet only {top} of 20 draws picked "
+    check_that(top >= 10, f"{what}: one input carries 99.9999% of the squared-loss weight, yet only {top} of 20 draws picked "
                "it: sampling without replacement. Hint: several dead latents may go to the same input (replacement=True).")
     # loss vs loss squared: 1,000 draws, P(loss-3 input) = 0.5 (0.25 if weighted by the loss)
     high, losses = _two_level_pool(seed)
@@ -410,8 +410,8 @@ def _axes_of(rows: Tensor, pool: Tensor, b_dec: Tensor, what: str) -> Tensor:
 @_one_thread
 def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
     what = "resample_anthropic"
-    # With replacement: the e_3 input has loss 100 among 49 of loss 1; 20 dead latents
-    sae, optimizer, dead, pool = _anthropic_setup(seed, 30, 20, [(49, 0, 1.0), (1, 3, 10.0)])
+    # With replacement: the e_3 input has loss 900 among 49 of loss 1; 20 dead latents
+    sae, optimizer, dead, pool = _anthropic_setup(seed, 30, 20, [(49, 0, 1.0), (1, 3, 30.0)])
     saved_pool = pool.clone()
     resample_anthropic(sae, optimizer, dead, pool, torch.Generator().manual_seed(seed))
     check_that(torch.equal(pool, saved_pool), f"{what} changed the pool of inputs it was given.")
