@@ -453,13 +453,16 @@ checks.check_resample_on_schedule(ResampleOnSchedule)
 # ## 6. Does it work? A toy SAE first
 #
 # A toy problem whose answer we know (as in Part 2a): 48 true features, random unit directions in 16
-# dimensions, each present on 4% of inputs with a value uniform in $[0, 1]$. An L1 SAE with exactly 48
-# latents, trained with a learning rate high enough that some latents die early, exactly as they do in
-# real SAEs. A latent that dies leaves its feature unexplained for the rest of training; resampling can
-# hand that feature to it. We train the same SAE (same seed, same data) three times: without
-# resampling, with simple resampling, with Anthropic's; each resamples at 20%, 35% and 50% of training
-# the latents that have not fired in the last 20,000 inputs, and "features recovered" counts the true
-# features some decoder row matches with cosine similarity above 0.9. A few seconds each.
+# dimensions, each present on 4% of inputs with a value uniform in $[0, 1]$, all shifted by a constant
+# offset of norm 4, so the data does not sit at the origin. An L1 SAE with exactly 48 latents
+# ($\lambda = 0.3$, learning rate $3 \times 10^{-3}$, 800 steps of 512 inputs), with one thing done on
+# purpose the way it is often done by accident: $b_{dec}$ starts at 0 instead of the data's centre (Part
+# 2b's geometric median). The encoder then sees $x - 0$, dominated by the offset, and a latent whose
+# direction points away from it never fires, gets no gradient, and stays dead: the classic way latents
+# die. We train the same SAE (same seed, same data) three times: without resampling, with simple
+# resampling, with Anthropic's; each resamples at 25%, 40% and 55% of training the latents that have
+# not fired on the last 10,000 inputs. "Features recovered" counts the true features that some decoder
+# row matches with cosine similarity above 0.9. About 10 seconds per run.
 
 # %%
 from utils.dead_latents_demo import toy_comparison
@@ -472,28 +475,31 @@ plot_saes.plot_training_history(toy, keys=("frac_alive", "mse"), log_y=(),
                                 title="Toy SAE: fraction of latents alive and MSE, three ways").show()
 
 # %% tags=["solution-only"]
-assert toy["anthropic"]["dead"] < toy["none"]["dead"], toy
-assert toy["anthropic"]["recovered"] > toy["none"]["recovered"], toy
-assert toy["anthropic"]["explained_variance"] >= toy["none"]["explained_variance"] - 0.01, toy
+assert toy["anthropic"]["dead"] < toy["none"]["dead"], {n: r["dead"] for n, r in toy.items()}
+assert toy["anthropic"]["explained_variance"] >= toy["none"]["explained_variance"] - 0.02, toy
 
 # %% [markdown]
-# You should see, without resampling, a few latents die in the first few hundred steps and stay dead,
-# with as many features never recovered. Both resamplers bring the dead latents back (the "alive"
-# curves jump to 1 at each resampling), but Anthropic's points them at inputs the SAE gets wrong, which
-# contain the missing features, so it ends with more features recovered. Each resampling is followed by
-# a **spike in the MSE**: the new latents start small and pointed at single inputs, and the others have to
-# give up some of what they were explaining while the newcomers find their feature; a few dozen steps
-# later the MSE is back below where it was.
+# You should see, without resampling, the latents that die in the first steps stay dead to the end.
+# Anthropic's resampling ends with fewer dead latents, at an explained variance within 0.02 of the run
+# without it. In the "alive" panel, each resampling shows as a jump back toward 1; in the MSE panel, as a
+# **spike**: the new latents start small and pointed at single inputs, and the others must give up some
+# of what they were explaining while the newcomers find a role; the spike decays over the next few
+# dozen steps. Some revived latents die again (their input was not a feature the SAE lacked), which is
+# why Bricken et al. resampled several times. Count the features recovered too: reviving latents is
+# not the same as giving them the missing features, and on a problem this small the three runs recover
+# about as many.
 
 # %% [markdown]
 # ## 7. And on `gelu-1l-mini`
 #
-# Now an L1 SAE with 1,024 latents on the MLP activations of `gelu-1l-mini` (Part 2b), trained three
-# times for 240 steps of 2,048 tokens on the same activations, with a learning rate and L1 coefficient
-# that leave a sizeable fraction dead. The activations are harvested once (about 130,000 tokens, reused
-# for a few epochs) so that the three runs differ only in resampling. We then evaluate each SAE on
-# held-out tokens with Part 2b's metrics: the dead fraction on those tokens, L0, explained variance and
-# the CE loss recovered (zero ablation). About a minute per run on a 2-core CPU.
+# Now an L1 SAE with 1,024 latents on the MLP activations of `gelu-1l-mini` (Part 2b), $\lambda = 1$,
+# learning rate $3 \times 10^{-3}$, $b_{dec}$ started at 0 as in the toy, trained three times for 195
+# steps of 2,048 tokens (400,000 tokens) on the same activations: about 130,000 tokens harvested once
+# and reused for three epochs, so that the three runs differ only in resampling. Resampling happens at
+# 25% and 50% of training, for latents that have not fired on the last 40,960 tokens (20 steps), with a
+# pool of 4 batches (8,192 inputs) for Anthropic's. We then evaluate each SAE on 32,512 held-out tokens:
+# the fraction of latents that never fire on them, L0, explained variance, and (on 32 sequences) the CE
+# loss recovered with zero ablation (Part 2b). Under a minute per run on an idle 2-core CPU.
 
 # %%
 from utils.dead_latents_demo import gelu_comparison
@@ -511,10 +517,12 @@ assert runs["anthropic"]["dead"] < runs["none"]["dead"], runs
 assert runs["anthropic"]["ce_loss_recovered"] >= runs["none"]["ce_loss_recovered"] - 0.005, runs
 
 # %% [markdown]
-# You should see the run without resampling keep its dead latents to the end, and Anthropic's end with
-# fewer dead, at a CE loss recovered at least as good (to within half a percentage point). Simple
-# resampling revives latents too, but many of its random directions die again. The MSE spikes at each
-# resampling step and recovers within a few dozen steps, as in the toy.
+# You should see Anthropic's resampling end with fewer latents dead on the held-out tokens than the run
+# without resampling, at a CE loss recovered at least as good (to within half a percentage point: the
+# 32 evaluation sequences are a noisy measure). Most latents that look dead on 32,000 tokens here are
+# not dead in training terms but rare (section 2): the differences between the three runs are a few
+# percent of the latents, because at this learning rate few latents die. The MSE spikes at the two
+# resampling steps and recovers within a few dozen steps.
 
 # %% [markdown]
 # ## 8. Beyond resampling: what current SAEs do instead
@@ -528,16 +536,18 @@ assert runs["anthropic"]["ce_loss_recovered"] >= runs["none"]["ce_loss_recovered
 #   latents only, decode them (no $b_{dec}$) to $\hat e$, and add $\alpha \|e - \hat e\|^2$ to the loss.
 #   Gao et al. use $k_{aux} = 512$, $\alpha = 1/32$, and call a latent dead after 10 million tokens
 #   without firing; we scale those to our budget: $k_{aux} = 256$ (half of $d_{in} = 512$, as they
-#   suggest) and a window of 20,000 tokens. SAELens implements this (`TopKTrainingSAE`, `aux_loss`).
+#   suggest) and a window of 20,000 tokens. SAELens implements this (`TopKTrainingSAE.calculate_topk_aux_loss`).
 # - **Anthropic's 2024 recipe** (Conerly et al., 2024, "Circuits Updates, April 2024"): no unit-norm
 #   constraint on the decoder; instead the L1 penalty weights each activation by its decoder row's norm,
 #   $\lambda \sum_j f_j \|W_{dec}[j]\|$, so that shrinking $f$ and growing $W_{dec}$ gains nothing; the
 #   encoder initialised as the decoder's transpose (as our `SAE` does), a warm-up of $\lambda$ over the
 #   first 5% of training, and no resampling. SAELens's standard training SAE does this by default.
 #
-# Both below, on the same activations and the same number of steps as section 7, through the same loop:
-# the auxiliary loss is a `Plugin` (`before_update` adds its gradients), the 2024 recipe a different
-# step function and `unit_norm_decoder=False` (`utils.sae_objectives`). About two minutes for both.
+# All three runs below (TopK with $k = 32$ without and with the auxiliary loss, and the 2024 recipe with
+# $\lambda = 1$ and decoder rows started at norm 0.1) use the same activations and the same number of
+# steps as section 7, through the same loop: the auxiliary loss is a `Plugin` (`before_update` adds its
+# gradients), the 2024 recipe a different step function and `unit_norm_decoder=False`
+# (`utils.sae_objectives`). About a minute per run on an idle 2-core CPU.
 
 # %%
 from utils.dead_latents_demo import beyond_resampling
@@ -551,8 +561,10 @@ for name, result in beyond.items():
 assert beyond["topk + aux loss"]["dead"] <= beyond["topk"]["dead"], beyond
 
 # %% [markdown]
-# You should see the auxiliary loss leave no more dead latents than plain TopK, and the 2024 recipe
-# train with few dead latents and no resampling at all. The learner's takeaway about libraries: SAELens
+# You should see the auxiliary loss leave no more dead latents than plain TopK. The 2024 recipe's L0 and
+# dead fraction depend on its own $\lambda$ (its penalty is measured in different units, decoder norms
+# being free), so compare it with the others on the trade-off, not on one number. What current libraries
+# do: SAELens
 # trains TopK SAEs with the auxiliary loss and standard SAEs with the 2024 recipe, and has no
 # resampler; if you train an older-style SAE there and latents die, your `resample_anthropic` works on
 # its SAE unchanged (the course tests it on one).
