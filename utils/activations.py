@@ -9,13 +9,19 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["mlp_post_activations", "token_batches", "tokenize_texts"]
+__all__ = ["hook_layer", "mlp_post_activations", "token_batches", "tokenize_texts"]
+
+
+def hook_layer(hook_name: str) -> int | None:
+    """The block a TransformerLens hook name is in (``"blocks.0.mlp.hook_post"`` -> 0), or None (e.g. ``hook_embed``)."""
+    match = re.match(r"blocks\.(\d+)\.", hook_name)
+    return int(match.group(1)) if match else None
 
 
 def _stop_layer(hook_name: str) -> int | None:
     """The block after the hook's block: running that far is enough to reach the hook."""
-    match = re.match(r"blocks\.(\d+)\.", hook_name)
-    return int(match.group(1)) + 1 if match else None
+    layer = hook_layer(hook_name)
+    return layer + 1 if layer is not None else None
 
 
 @torch.no_grad()

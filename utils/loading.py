@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import socket
 import threading
 import warnings
@@ -31,7 +30,7 @@ import datasets.config
 import huggingface_hub
 import torch
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens import loading_from_pretrained as tl_loading
@@ -39,6 +38,7 @@ from transformer_lens.utilities import download_file_from_hf, get_device
 from transformers import AutoTokenizer
 
 from utils.paths import data_dir
+from utils.sae import SAE_CFG_FILENAME, SAE_PARAM_NAMES, SAELENS_TOP_LEVEL, check_sae_shapes, load_saelens, save_saelens
 
 __all__ = [
     "MODEL_NAMES",
@@ -312,92 +312,14 @@ def load_text_dataset(name: Any = "auto", split: str = "train", path: str | Path
 # ---------------------------------------------------------------------------------------------------
 # Pretrained SAEs, with SAELens's names: W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc [d_sae], b_dec [d_in]
 
-SAE_CFG_FILENAME = "cfg.json"  # SAELens's on-disk format: these three file names
-SAE_WEIGHTS_FILENAME = "sae_weights.safetensors"
-SPARSITY_FILENAME = "sparsity.safetensors"
-SAE_PARAM_NAMES = ("W_enc", "W_dec", "b_enc", "b_dec")
-
-# SAELens 6 reads these top-level keys into its SAEConfig; the rest of its metadata sits under "metadata".
-_SAELENS_TOP_LEVEL = {
-    "architecture": "standard",
-    "dtype": "float32",
-    "device": "cpu",
-    "apply_b_dec_to_input": True,  # the encoder sees x - b_dec (Neel's and SAELens's standard SAE)
-    "normalize_activations": "none",
-    "reshape_activations": "none",
-}
-_SAELENS_FORMAT_VERSION = "6.0.0"  # marks the cfg.json as SAELens 6 layout (no pre-6 conversion on load)
-
-
-def _check_sae_shapes(weights: dict[str, Tensor], d_in: int, d_sae: int) -> None:
-    expected = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
-    for key, shape in expected.items():
-        if key not in weights or tuple(weights[key].shape) != shape:
-            got = tuple(weights[key].shape) if key in weights else "missing"
-            raise ValueError(f"SAE weight {key} should have shape {shape} (d_in={d_in}, d_sae={d_sae}), got {got}")
-
-
-def _hook_layer(hook_name: str) -> int | None:
-    match = re.match(r"blocks\.(\d+)\.", hook_name)
-    return int(match.group(1)) if match else None
-
-
-def save_sae_saelens_format(
-    folder: str | Path, weights: dict[str, Tensor], cfg: dict[str, Any], sparsity: Tensor | None = None
-) -> Path:
-    """Write an SAE as SAELens 6 does (``cfg.json``, ``sae_weights.safetensors``, ``sparsity.safetensors``).
-
-    ``cfg`` needs ``d_in``, ``d_sae`` and ``hook_name``; ``model_name``, ``context_size``, ``prepend_bos`` and
-    ``dataset_path`` go to SAELens's metadata, other keys (training settings) are kept at the top level.
-    """
-    folder = Path(folder)
-    missing = [key for key in ("d_in", "d_sae", "hook_name") if key not in cfg]
-    if missing:
-        raise ValueError(f"cfg is missing {missing}")
-    _check_sae_shapes(weights, int(cfg["d_in"]), int(cfg["d_sae"]))
-    metadata_keys = (
-        "model_name",
-        "hook_name",
-        "hook_layer",
-        "hook_head_index",
-        "context_size",
-        "prepend_bos",
-        "dataset_path",
-    )
-    metadata = {"sae_lens_version": _SAELENS_FORMAT_VERSION, "sae_lens_training_version": None}
-    metadata |= {key: cfg[key] for key in metadata_keys if key in cfg}
-    metadata.setdefault("hook_layer", _hook_layer(cfg["hook_name"]))
-    top = {key: cfg.get(key, default) for key, default in _SAELENS_TOP_LEVEL.items()}
-    top["dtype"] = str(top["dtype"]).removeprefix("torch.")  # torch.float32 -> "float32"
-    top["device"] = str(top["device"])
-    extra = {key: value for key, value in cfg.items() if key not in metadata and key not in top}
-    extra.pop("metadata", None)
-    out = {"d_in": int(cfg["d_in"]), "d_sae": int(cfg["d_sae"]), **top, **extra, "metadata": metadata}
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({key: weights[key].detach().cpu().contiguous() for key in SAE_PARAM_NAMES}, folder / SAE_WEIGHTS_FILENAME)
-    if sparsity is not None:
-        save_file({"sparsity": sparsity.detach().cpu().contiguous()}, folder / SPARSITY_FILENAME)
-    (folder / SAE_CFG_FILENAME).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    return folder
-
-
 def load_sae_saelens_format(
     folder: str | Path, device: str | torch.device | None = None
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read an SAE folder in SAELens's format: (weights, flat cfg with d_in, d_sae, hook_name, ...)."""
-    folder = Path(folder)
-    raw = json.loads((folder / SAE_CFG_FILENAME).read_text(encoding="utf-8"))
-    cfg = {key: value for key, value in raw.items() if key != "metadata"} | raw.get("metadata", {})
-    if "hook_point" in cfg:  # SAELens < 6 named it so
-        cfg.setdefault("hook_name", cfg["hook_point"])
-    device = str(device or get_device())
-    weights = load_file(folder / SAE_WEIGHTS_FILENAME, device=device)
-    weights = {key: weights[key] for key in SAE_PARAM_NAMES}
-    _check_sae_shapes(weights, int(cfg["d_in"]), int(cfg["d_sae"]))
-    sparsity_file = folder / SPARSITY_FILENAME
-    if sparsity_file.is_file():
-        cfg["sparsity_path"] = str(sparsity_file)
-    return weights, cfg
+    """Read an SAE folder in SAELens's format (``utils.sae.load_saelens``), by default onto the best device."""
+    return load_saelens(folder, device=str(device or get_device()))
+
+
+save_sae_saelens_format = save_saelens  # the writer lives with the SAE, in utils.sae
 
 
 def load_pretrained_sae(
@@ -446,14 +368,14 @@ def _load_neel_sae(run: int | str | None, device: str | torch.device | None) -> 
     # Neel's cfg keys: d_mlp, dict_mult (d_sae = d_mlp * dict_mult), l1_coeff, lr, seed, batch_size, enc_dtype, ...
     if neel_cfg.get("d_mlp", d_in) != d_in or neel_cfg.get("dict_mult", d_sae // d_in) * d_in != d_sae:
         raise ValueError(f"{run}.pt shapes {tuple(weights['W_enc'].shape)} do not match {run}_cfg.json {neel_cfg}")
-    _check_sae_shapes(weights, d_in, d_sae)
+    check_sae_shapes(weights, d_in, d_sae)
     cfg = {
         "d_in": d_in,
         "d_sae": d_sae,
         "hook_name": GELU_1L_SAE_HOOK,
         "hook_layer": 0,
         "model_name": "gelu-1l",
-        **{key: value for key, value in _SAELENS_TOP_LEVEL.items() if key != "device"},
+        **{key: value for key, value in SAELENS_TOP_LEVEL.items() if key != "device"},
         "release": "gelu-1l",
         "run": run,
         "repo_id": GELU_1L_SAE_REPO,
