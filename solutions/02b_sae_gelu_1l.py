@@ -79,7 +79,7 @@ from utils import plot_saes
 from utils.activations import tokenize_texts
 from utils.loading import load_model, load_text_dataset
 from utils.sae import SAE, SAEConfig
-from utils.sae_training import sae_training_step, train_sae
+from utils.sae_training import TrainConfig, sae_training_step, train_sae
 
 MODEL_NAME = "auto"  # "gelu-1l-mini" (bundled, runs anywhere), "gelu-1l" (hub + GPU), or "auto" to pick
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -406,7 +406,7 @@ TRAIN_TOKENS = 20_000_000  # GPU: the training budget in tokens
 sae = SAE(SAEConfig(d_in=d_mlp, d_sae=D_SAE, architecture="topk", k=32, l1_coefficient=L1_COEFFICIENT,
                     hook_name=HOOK, device=DEVICE, seed=0))  # l1_coefficient is used only by "standard" SAEs
 budget = dict(n_tokens=TRAIN_TOKENS) if DEVICE == "cuda" else dict(seconds=TRAIN_SECONDS)
-history = train_sae(sae, store, **budget, lr=1e-3, log_every=10)
+history = train_sae(sae, store, TrainConfig(**budget, lr=1e-3, log_every=10))
 last = history[-1]
 print(f"trained on {last['tokens']:,} tokens in {last['elapsed_s']:.0f} s: L0 {last['l0']:.1f}, "
       f"explained variance (last batch) {last['explained_variance']:.3f}, alive {last['frac_alive']:.1%}")

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from utils.paths import data_dir  # noqa: E402
 from utils.sae import SAE, SAEConfig  # noqa: E402
 from utils.sae_metrics import evaluate_sae, log_feature_sparsity  # noqa: E402
-from utils.sae_training import ActivationBuffer, train_sae  # noqa: E402
+from utils.sae_training import ActivationBuffer, TrainConfig, train_sae  # noqa: E402
 
 CACHE = Path(os.environ.get("SAE_COURSE_CACHE", Path.home() / ".cache" / "sae-course"))
 OUT = data_dir() / "saes" / "gelu-1l-mini"
@@ -133,11 +133,10 @@ def train_run(name: str, run: RunConfig, model, train_rows: torch.Tensor, checkp
             print(f"{name} " + " ".join(f"{k}={v:.4g}" for k, v in record.items()), flush=True)
 
     t0 = time.time()
-    history = train_sae(
-        sae, buffer, run.n_tokens, lr=run.lr, lr_warmup_frac=run.lr_warmup_frac, lr_decay_frac=run.lr_decay_frac,
-        l1_warmup_frac=run.l1_warmup_frac, bf16=run.bf16, log_every=20, progress=progress, callback=log,
-        checkpoint=checkpoint, checkpoint_every=100,
-    )
+    cfg = TrainConfig(n_tokens=run.n_tokens, lr=run.lr, lr_warmup_frac=run.lr_warmup_frac,
+                      lr_decay_frac=run.lr_decay_frac, l1_warmup_frac=run.l1_warmup_frac, bf16=run.bf16, log_every=20,
+                      progress=progress, checkpoint=checkpoint, checkpoint_every=100)
+    history = train_sae(sae, buffer, cfg, callback=log)
     summary = dict(training_tokens=history[-1]["tokens"], training_steps=history[-1]["step"],
                    wall_s=round(history[-1]["elapsed_s"]), wall_s_this_session=round(time.time() - t0),
                    harvest_s_this_session=round(buffer.harvest_seconds), threads=torch.get_num_threads(),
