@@ -121,3 +121,23 @@ def test_rejects_a_standard_sae() -> None:
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="standard"))
     with pytest.raises(ValueError, match="topk"):
         sparse_topk_training_step(sae, torch.rand(4, D_IN))
+
+
+def test_train_sae_uses_the_sparse_step_for_topk_by_default() -> None:
+    """``step_fn="auto"`` (the default) trains a TopK SAE with the sparse step: the same run as ``"sparse_topk"``,
+    and to float tolerance the same as the dense ``"fused"`` step."""
+    from utils.sae_training import STEP_FNS, TrainConfig, resolve_step_fn, train_sae
+
+    cfg = SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K)
+    assert TrainConfig(n_tokens=1).step_fn == "auto"
+    assert resolve_step_fn("auto", SAE(cfg)) is sparse_topk_training_step
+    assert resolve_step_fn("auto", SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE))) is STEP_FNS["fused"]
+    data = torch.randn(BATCH * 6, D_IN, generator=torch.Generator().manual_seed(3)).relu_()
+    trained = {}
+    for step_fn in ("auto", "sparse_topk", "fused"):
+        sae = SAE(cfg)
+        train_sae(sae, iter(data.split(BATCH)), n_tokens=BATCH * 6, step_fn=step_fn, progress=False, log_every=2)
+        trained[step_fn] = sae
+    for name in PARAMS:
+        assert torch.equal(getattr(trained["auto"], name), getattr(trained["sparse_topk"], name))
+        torch.testing.assert_close(getattr(trained["auto"], name), getattr(trained["fused"], name), rtol=1e-4, atol=1e-5)
