@@ -329,9 +329,11 @@ STEP_FNS: dict[str, StepFn] = {"fused": sae_training_step, "autograd": autograd_
 
 
 def resolve_step_fn(step_fn: str | StepFn, sae: SAE) -> StepFn:
-    """``"auto"``: the sparse step for a TopK SAE (``utils.sparse_topk``), the fused dense one otherwise."""
+    """``"auto"``: the sparse step (``utils.sparse_topk``) for a TopK SAE on a CPU, the fused dense one otherwise
+    (on a GPU the dense products are cheap and the sparse step is not yet measured there)."""
     if step_fn == "auto":
-        step_fn = "sparse_topk" if sae.cfg.architecture == "topk" else "fused"
+        sparse = sae.cfg.architecture == "topk" and sae.W_enc.device.type == "cpu"
+        step_fn = "sparse_topk" if sparse else "fused"
     return STEP_FNS[step_fn] if isinstance(step_fn, str) else step_fn
 
 
@@ -351,7 +353,7 @@ class TrainConfig:
     lr_decay_frac: float = 0.2  # linear decay to 0 over the last fraction
     l1_warmup_frac: float = 0.05  # the L1 coefficient rises from 0 over this fraction (fewer latents die early)
     init_b_dec: str | None = "geometric_median"  # or "mean" of the first batch, or None (keep b_dec)
-    step_fn: str | StepFn = "auto"  # "auto" (sparse_topk for TopK, else fused), "fused", "autograd", "sparse_topk", or a StepFn
+    step_fn: str | StepFn = "auto"  # "auto" (sparse_topk for TopK on CPU, else fused), "fused", "autograd", "sparse_topk", or a StepFn
     bf16: bool = False  # the step's matrix products in bfloat16 (parameters stay float32)
     unit_norm_decoder: bool = True  # project the gradient and renormalise W_dec's rows after every step
     dead_window_tokens: int = 1_000_000  # a latent is dead if it has not fired on this many tokens
