@@ -108,7 +108,7 @@ if ON_GELU_1L:
 else:
     train_docs, eval_docs = load_text_dataset(model, split="train"), load_text_dataset(model, split="validation")
 
-N_TRAIN_SEQS = 200_000 if DEVICE == "cuda" else 24_000  # ~25M or ~3M tokens: enough for the budgets below
+N_TRAIN_SEQS = 200_000 if DEVICE == "cuda" else 48_000  # ~25M or ~6M tokens: enough for the budgets below
 train_tokens = tokenize_texts(train_docs["text"], model.tokenizer, seq_len=SEQ_LEN, max_seqs=N_TRAIN_SEQS)
 eval_tokens = tokenize_texts(eval_docs["text"], model.tokenizer, seq_len=SEQ_LEN)
 # Consecutive rows come from the same document: shuffle the rows, so that any slice of them mixes many documents.
@@ -401,8 +401,13 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 #
 # **The budget** is one constant. On a CPU, `TRAIN_SECONDS = 150` trains for two and a half minutes;
 # keep it at 300 or below so that the notebook stays under 10 minutes, or raise it and wait for a better
-# SAE. How many tokens that buys depends on the machine (the bar's `tok_s`): about 3 million on our
-# 2-core test machine. On a GPU the budget is `TRAIN_TOKENS` instead.
+# SAE. How many tokens that buys depends on the machine (the bar's `tok_s`). On a CPU `train_sae` trains a
+# TopK SAE with a *sparse* step (`utils.sparse_topk`): of the five matrix products in the step you wrote,
+# only the encoder's stays dense, because every pre-activation is needed to find the top 32; the decoder,
+# its gradient and the gradients through it touch only the 32 latents each token uses (Gao et al., 2024,
+# train their TopK SAEs with sparse kernels for the same reason). The results are the same as the dense
+# step's to float rounding; what changes is the tokens per second, which `tests/benchmarks/bench_sae.py`
+# measures on your machine. On a GPU the budget is `TRAIN_TOKENS` instead.
 
 # %%
 needs("2.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
@@ -683,6 +688,21 @@ with torch.no_grad():
     _, cache = model.run_with_cache(ce_tokens, names_filter=["blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out"])
 print(f"mean norm of what the MLP writes into the residual stream: {cache['blocks.0.hook_mlp_out'][:, 1:].norm(dim=-1).mean():.1f}; "
       f"of the residual stream before it (embedding + attention): {cache['blocks.0.hook_resid_mid'][:, 1:].norm(dim=-1).mean():.1f}")
+
+# %% tags=["solution-only"]
+# The claims about the SAE trained above, checked on this run. What it reaches depends on the tokens the
+# budget bought: the stated figures (explained variance around 0.8, CE recovered well above 90%) are for 1M
+# tokens or more, which a 2-core CPU to itself buys several times over. A CPU shared with other jobs buys
+# far fewer, and then the weaker bounds apply (on one shared by seven jobs: 115k tokens, explained variance
+# 0.67, CE recovered 87% and 90%).
+trained_tokens, held_out_ev = history[-1]["tokens"], float(explained_variance(eval_acts, eval_x_hat))
+worst_recovered = min(ce["recovered_zero"], ce["recovered_mean"])
+assert min(record["l0"] for record in history) > 31.5 and abs(sae_l0 - 32) < 0.1, "L0 is 32 throughout (TopK)"
+assert history[-1]["frac_alive"] == 1.0, "every latent is alive at the end of training"
+if trained_tokens >= 1_000_000:
+    assert held_out_ev > 0.75 and worst_recovered > 0.9, (trained_tokens, held_out_ev, ce)
+else:
+    assert held_out_ev > 0.6 and worst_recovered > 0.8, (trained_tokens, held_out_ev, ce)
 
 # %% [markdown]
 # You should see the loss rise only a little with your SAE spliced in (4.38 to 4.55 nats on our test

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from utils.activations import mlp_post_activations
 from utils.sae import SAE
+from utils.sparse_topk import sparse_topk_training_step
 
 __all__ = [
     "STEP_FNS",
@@ -323,7 +324,17 @@ It writes the gradients of its loss into the parameters' ``.grad`` (replacing wh
 detached ``mse``, ``l0`` and ``fired`` (``[d_sae]``, tokens each latent fired on in ``x``), plus ``l1`` and
 ``loss`` when ``compute_l1`` (the loop asks for them only on the steps it logs). It does not step the optimiser."""
 
-STEP_FNS: dict[str, StepFn] = {"fused": sae_training_step, "autograd": autograd_training_step}
+STEP_FNS: dict[str, StepFn] = {"fused": sae_training_step, "autograd": autograd_training_step,
+                               "sparse_topk": sparse_topk_training_step}  # (issue 14) TopK SAEs only
+
+
+def resolve_step_fn(step_fn: str | StepFn, sae: SAE) -> StepFn:
+    """``"auto"``: the sparse step (``utils.sparse_topk``) for a TopK SAE on a CPU, the fused dense one otherwise
+    (on a GPU the dense products are cheap and the sparse step is not yet measured there)."""
+    if step_fn == "auto":
+        sparse = sae.cfg.architecture == "topk" and sae.W_enc.device.type == "cpu"
+        step_fn = "sparse_topk" if sparse else "fused"
+    return STEP_FNS[step_fn] if isinstance(step_fn, str) else step_fn
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -342,7 +353,7 @@ class TrainConfig:
     lr_decay_frac: float = 0.2  # linear decay to 0 over the last fraction
     l1_warmup_frac: float = 0.05  # the L1 coefficient rises from 0 over this fraction (fewer latents die early)
     init_b_dec: str | None = "geometric_median"  # or "mean" of the first batch, or None (keep b_dec)
-    step_fn: str | StepFn = "fused"  # "fused" (hand-written gradients), "autograd", or a StepFn
+    step_fn: str | StepFn = "auto"  # "auto" (sparse_topk for TopK on CPU, else fused), "fused", "autograd", "sparse_topk", or a StepFn
     bf16: bool = False  # the step's matrix products in bfloat16 (parameters stay float32)
     unit_norm_decoder: bool = True  # project the gradient and renormalise W_dec's rows after every step
     dead_window_tokens: int = 1_000_000  # a latent is dead if it has not fired on this many tokens
@@ -354,8 +365,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if (self.n_tokens is None) == (self.seconds is None):
             raise ValueError("give exactly one budget: n_tokens or seconds")
-        if isinstance(self.step_fn, str) and self.step_fn not in STEP_FNS:
-            raise ValueError(f"step_fn must be one of {sorted(STEP_FNS)} or a function, got {self.step_fn!r}")
+        if isinstance(self.step_fn, str) and self.step_fn not in {"auto", *STEP_FNS}:
+            raise ValueError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {self.step_fn!r}")
 
 
 @dataclass
@@ -543,7 +554,7 @@ def train_sae(
     from tqdm.auto import tqdm
 
     cfg = _config(cfg, overrides)
-    step_fn = STEP_FNS[cfg.step_fn] if isinstance(cfg.step_fn, str) else cfg.step_fn
+    step_fn = resolve_step_fn(cfg.step_fn, sae)
     workspace, compute_dtype, l1_target = _Workspace(), torch.bfloat16 if cfg.bf16 else None, sae.cfg.l1_coefficient
     x = next(buffer)
     state = start_training(sae, buffer, cfg, x)

@@ -1,0 +1,143 @@
+"""The sparse TopK training step (utils.sparse_topk) against the dense one (utils.sae_training.sae_training_step).
+
+Same gradients and metrics after one step, same parameters after several steps of the full update
+(gradient projection, Adam, unit-norm decoder rows); bfloat16 close to float32; clear errors. Tiny shapes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from utils.sae import SAE, SAEConfig
+from utils.sae_training import sae_training_step
+from utils.sparse_topk import sparse_topk_training_step, topk_csr
+
+D_IN, D_SAE, K, BATCH = 32, 256, 8, 96
+PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def make_pair(seed: int, device: str = "cpu") -> tuple[SAE, SAE, torch.Tensor]:
+    """Two identical TopK SAEs and a batch of non-negative activations, ``b_dec`` at the batch mean."""
+    cfg = SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K, seed=seed, device=device)
+    dense, sparse = SAE(cfg), SAE(cfg)
+    x = torch.randn(BATCH, D_IN, generator=torch.Generator().manual_seed(seed)).relu_().to(device)
+    with torch.no_grad():
+        for sae in (dense, sparse):
+            sae.b_dec.copy_(x.mean(0))
+    return dense, sparse, x
+
+
+def full_step(sae: SAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, step_fn, **kwargs) -> dict:
+    """What the training loop does per step: gradients, projection, Adam, renormalisation."""
+    out = step_fn(sae, x, **kwargs)
+    sae.remove_gradient_parallel_to_decoder()
+    optimizer.step()
+    sae.normalize_decoder()
+    optimizer.zero_grad(set_to_none=True)
+    return out
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_same_gradients_and_metrics_as_dense(seed: int, device: str) -> None:
+    dense, sparse, x = make_pair(seed, device)
+    out_dense, out_sparse = sae_training_step(dense, x), sparse_topk_training_step(sparse, x)
+    for name in PARAMS:
+        g_dense, g_sparse = getattr(dense, name).grad, getattr(sparse, name).grad
+        assert g_sparse.shape == g_dense.shape and g_sparse.dtype == g_dense.dtype
+        assert g_sparse.stride() == getattr(sparse, name).stride(), f"{name}.grad's layout differs from {name}'s"
+        torch.testing.assert_close(g_sparse, g_dense, rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
+    assert set(out_sparse) == set(out_dense)
+    for key in out_dense:
+        torch.testing.assert_close(out_sparse[key], out_dense[key], rtol=1e-5, atol=1e-5, msg=key)
+    assert out_sparse["l0"].item() == pytest.approx(K)
+
+
+def test_top_k_latents_with_negative_pre_activations_pass_no_gradient() -> None:
+    """With a very negative encoder bias, fewer than k latents are positive: ReLU's backward must zero the rest."""
+    dense, sparse, x = make_pair(0)
+    with torch.no_grad():
+        for sae in (dense, sparse):
+            sae.b_enc.fill_(-1.5)
+    out_dense, out_sparse = sae_training_step(dense, x), sparse_topk_training_step(sparse, x)
+    assert out_dense["l0"] < K, "the set-up should leave fewer than k latents active"
+    torch.testing.assert_close(out_sparse["fired"], out_dense["fired"])
+    for name in PARAMS:
+        torch.testing.assert_close(getattr(sparse, name).grad, getattr(dense, name).grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_same_parameters_as_dense_after_several_steps(device: str) -> None:
+    dense, sparse, _ = make_pair(0, device)
+    opt_dense = torch.optim.Adam(dense.parameters(), lr=1e-3)
+    opt_sparse = torch.optim.Adam(sparse.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(8):
+        x = torch.randn(BATCH, D_IN, generator=generator).relu_().to(device)
+        full_step(dense, opt_dense, x, sae_training_step)
+        full_step(sparse, opt_sparse, x, sparse_topk_training_step)
+    for name in PARAMS:
+        moved = (getattr(dense, name) - getattr(make_pair(0, device)[0], name)).abs().max()
+        assert moved > 1e-3, f"{name} should have moved"
+        torch.testing.assert_close(getattr(sparse, name), getattr(dense, name), rtol=1e-4, atol=1e-5, msg=name)
+    torch.testing.assert_close(sparse.W_dec.norm(dim=-1), torch.ones(D_SAE, device=device))
+
+
+def test_gradient_is_parallel_free_after_projection() -> None:
+    _, sparse, x = make_pair(1)
+    sparse_topk_training_step(sparse, x)
+    sparse.remove_gradient_parallel_to_decoder()
+    along_rows = (sparse.W_dec.grad * sparse.W_dec).sum(-1)
+    assert along_rows.abs().max() < 1e-6
+
+
+def test_bfloat16_encoder_is_close_to_float32() -> None:
+    _, sae, x = make_pair(2)
+    fp32 = sparse_topk_training_step(sae, x)
+    grads = {name: getattr(sae, name).grad.clone() for name in PARAMS}
+    bf16 = sparse_topk_training_step(sae, x, compute_dtype=torch.bfloat16)
+    for name in PARAMS:
+        g = getattr(sae, name).grad
+        assert g.dtype == torch.float32, "gradients stay float32 (the master weights' dtype)"
+        cosine = torch.nn.functional.cosine_similarity(g.flatten(), grads[name].flatten(), dim=0)
+        assert cosine > 0.95, f"{name}: cosine {cosine:.3f} between the bfloat16 and float32 gradients"
+    assert abs(bf16["mse"] - fp32["mse"]) < 0.02 * fp32["mse"]
+
+
+def test_csr_layouts_hold_the_same_entries() -> None:
+    generator = torch.Generator().manual_seed(0)
+    values = torch.rand(5, 3, generator=generator)
+    indices = torch.stack([torch.randperm(10, generator=generator)[:3] for _ in range(5)])
+    dense = torch.zeros(5, 10).scatter_(1, indices, values)
+    by_token, by_latent, order = topk_csr(values, indices, 10)
+    torch.testing.assert_close(by_token.to_dense(), dense)
+    torch.testing.assert_close(by_latent.to_dense(), dense.T)
+    torch.testing.assert_close(by_latent.values(), by_token.values()[order])
+
+
+def test_rejects_a_standard_sae() -> None:
+    sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="standard"))
+    with pytest.raises(ValueError, match="topk"):
+        sparse_topk_training_step(sae, torch.rand(4, D_IN))
+
+
+def test_train_sae_uses_the_sparse_step_for_topk_by_default() -> None:
+    """``step_fn="auto"`` (the default) trains a TopK SAE with the sparse step: the same run as ``"sparse_topk"``,
+    and to float tolerance the same as the dense ``"fused"`` step."""
+    from utils.sae_training import STEP_FNS, TrainConfig, resolve_step_fn, train_sae
+
+    cfg = SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K)
+    assert TrainConfig(n_tokens=1).step_fn == "auto"
+    assert resolve_step_fn("auto", SAE(cfg)) is sparse_topk_training_step
+    assert resolve_step_fn("auto", SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE))) is STEP_FNS["fused"]
+    data = torch.randn(BATCH * 6, D_IN, generator=torch.Generator().manual_seed(3)).relu_()
+    trained = {}
+    for step_fn in ("auto", "sparse_topk", "fused"):
+        sae = SAE(cfg)
+        train_sae(sae, iter(data.split(BATCH)), n_tokens=BATCH * 6, step_fn=step_fn, progress=False, log_every=2)
+        trained[step_fn] = sae
+    for name in PARAMS:
+        assert torch.equal(getattr(trained["auto"], name), getattr(trained["sparse_topk"], name))
+        torch.testing.assert_close(getattr(trained["auto"], name), getattr(trained["fused"], name), rtol=1e-4, atol=1e-5)
