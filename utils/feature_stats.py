@@ -186,45 +186,57 @@ def active_latents(
     return tok, idx[valid], values[valid], idx, valid
 
 
-def keep_smallest_per_cell(cell: Tensor, key: Tensor, n: int, *payload: Tensor) -> tuple[Tensor, ...]:
-    """For each distinct ``cell``, the ``n`` entries with the smallest ``key`` (sorted by cell, then key)."""
-    order = torch.argsort(key)
-    order = order[torch.argsort(cell[order], stable=True)]
-    cell = cell[order]
-    rank = torch.arange(len(cell)) - torch.searchsorted(cell, cell)
-    keep = order[rank < n]
-    return (cell[rank < n], key[keep], *(p[keep] for p in payload))
+class SmallestKeys:
+    """For each of ``n_cells`` cells, the ``n`` entries with the smallest keys seen so far, and their payloads.
 
-
-def merge_top_k(
-    latent: Tensor, value: Tensor, token: Tensor, group: Tensor, k: int, d_sae: int
-) -> tuple[Float[Tensor, "d_sae k"], Int[Tensor, "d_sae k"], Int[Tensor, "d_sae k"]]:
-    """The k largest values per latent, at most one per (latent, group); returns [d_sae, k] values, tokens, groups.
-
-    Empty slots hold value -1 and token/group -1. Candidates may repeat a (latent, group) pair: the largest wins.
+    Top-k by activation is this with key = -activation and cell = latent; a bottom-k reservoir (a uniform
+    sample without replacement) is this with uniform random keys. Stored dense: ``key [n_cells, n]`` sorted
+    ascending (``inf`` where empty) and one ``[n_cells, n]`` tensor per payload (-1 / 0 where empty).
     """
-    order = torch.argsort(value, descending=True, stable=True)
-    latent, value, token, group = latent[order], value[order], token[order], group[order]
-    pair = latent * (int(group.max()) + 1 if len(group) else 1) + group
-    # Keep the first (largest) entry of each (latent, group) pair.
-    pair_sorted, pair_order = torch.sort(pair, stable=True)
-    first = torch.ones_like(pair_sorted, dtype=torch.bool)
-    first[1:] = pair_sorted[1:] != pair_sorted[:-1]
-    keep = torch.zeros_like(first)
-    keep[pair_order[first]] = True
-    latent, value, token, group = latent[keep], value[keep], token[keep], group[keep]
-    # Rank within each latent by value (already descending), keep the first k.
-    by_latent = torch.argsort(latent, stable=True)
-    latent, value, token, group = latent[by_latent], value[by_latent], token[by_latent], group[by_latent]
-    rank = torch.arange(len(latent)) - torch.searchsorted(latent, latent)
-    sel = rank < k
-    out_v = torch.full((d_sae, k), -1.0)
-    out_t = torch.full((d_sae, k), -1, dtype=torch.long)
-    out_g = torch.full((d_sae, k), -1, dtype=torch.long)
-    out_v[latent[sel], rank[sel]] = value[sel].float()
-    out_t[latent[sel], rank[sel]] = token[sel]
-    out_g[latent[sel], rank[sel]] = group[sel]
-    return out_v, out_t, out_g
+
+    def __init__(self, n_cells: int, n: int, payload_dtypes: tuple[torch.dtype, ...]) -> None:
+        self.n = n
+        self.key = torch.full((n_cells, n), float("inf"))
+        self.payload = [torch.full((n_cells, n), -1, dtype=dtype) for dtype in payload_dtypes]
+
+    def add(self, cell: Tensor, key: Tensor, *payload: Tensor, group: Tensor | None = None) -> None:
+        """Offer entries; with ``group``, a cell keeps at most one entry per group (the smallest key).
+
+        ``group`` must then be the last payload, so that entries already kept carry theirs.
+        """
+        keep = key < self.key[cell, -1]  # cannot beat a full cell's largest kept key: drop early
+        if not keep.any():
+            return
+        cell, key, payload = cell[keep], key[keep], [p[keep] for p in payload]
+        touched = torch.unique(cell)
+        old_key = self.key[touched].reshape(-1)
+        filled = old_key < float("inf")
+        cell = torch.cat([touched.repeat_interleave(self.n)[filled], cell])
+        key = torch.cat([old_key[filled], key])
+        payload = [torch.cat([old[touched].reshape(-1)[filled], new]) for old, new in zip(self.payload, payload)]
+        order = torch.argsort(key, stable=True)
+        order = order[torch.argsort(cell[order], stable=True)]  # by cell, then key
+        cell, key, payload = cell[order], key[order], [p[order] for p in payload]
+        if group is not None:
+            first = _first_of_each(cell * (int(payload[-1].max()) + 1) + payload[-1])
+            cell, key, payload = cell[first], key[first], [p[first] for p in payload]
+        rank = torch.arange(len(cell)) - torch.searchsorted(cell, cell)
+        sel = rank < self.n
+        self.key[touched] = float("inf")
+        self.key[cell[sel], rank[sel]] = key[sel]
+        for store, new in zip(self.payload, payload):
+            store[touched] = -1
+            store[cell[sel], rank[sel]] = new[sel]
+
+
+def _first_of_each(ids: Tensor) -> Tensor:
+    """Mask of the first occurrence of each value of ``ids`` (in the given order)."""
+    sorted_ids, order = torch.sort(ids, stable=True)
+    first = torch.ones_like(sorted_ids, dtype=torch.bool)
+    first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    mask = torch.zeros_like(first)
+    mask[order[first]] = True
+    return mask
 
 
 @dataclass
@@ -297,8 +309,7 @@ class FeatureStatsAccumulator:
         self.act_max = torch.zeros(d_sae)
         self.hist_edges = torch.logspace(np.log10(hist_range[0]), np.log10(hist_range[1]), n_hist_bins + 1)
         self.hist_counts = torch.zeros(d_sae * n_hist_bins, dtype=torch.long)
-        self.top = (torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0, dtype=torch.long),
-                    torch.empty(0, dtype=torch.long))  # latent, value, token, group of the current top-k
+        self.top = SmallestKeys(d_sae, top_k, (torch.float32, torch.long, torch.long))  # key -act; act, token, group
         self.cofire = torch.zeros(d_sae * d_sae, dtype=torch.int32) if cofire else None
         self.neuron = None
         if neuron_corr:
@@ -357,10 +368,7 @@ class FeatureStatsAccumulator:
             group = token // self.seq_len
         else:
             group = token
-        cat = [torch.cat([a, b]) for a, b in zip(self.top, (lat, val, token, group))]
-        v, t, g = merge_top_k(*cat, k=self.options["top_k"], d_sae=self.d_sae)
-        filled = t >= 0
-        self.top = (torch.arange(self.d_sae)[:, None].expand_as(t)[filled], v[filled], t[filled], g[filled])
+        self.top.add(lat, -val, val, token, group, group=None if one_per == "token" else group)
 
     # ----------------------------------------------------------------------------------------------
 
@@ -368,13 +376,13 @@ class FeatureStatsAccumulator:
         """The statistics of everything added; the temporary spool is deleted."""
         o = self.options
         k, d_sae, seq_len = o["top_k"], self.d_sae, self.seq_len
-        top_v, top_t, _ = merge_top_k(*self.top, k=k, d_sae=d_sae)
+        top_v, top_t, _ = self.top.payload
         hist_counts = self.hist_counts.reshape(d_sae, o["n_hist_bins"])
         stats = FeatureStats(
             n_tokens=self.n_tokens, seq_len=seq_len, d_sae=d_sae, d_in=self.d_in, hook_name=self.hook_name,
             options=o, fire_count=self.fire_count, act_sum=self.act_sum, act_max=self.act_max,
             hist_edges=self.hist_edges, hist_counts=hist_counts,
-            top_acts=top_v.clamp_min(0), top_seq=torch.where(top_t >= 0, top_t // seq_len, -1),
+            top_acts=torch.where(top_t >= 0, top_v, 0.0), top_seq=torch.where(top_t >= 0, top_t // seq_len, -1),
             top_pos=torch.where(top_t >= 0, top_t % seq_len, -1),
             **self._empty_samples("interval", o["n_intervals"]), **self._empty_samples("group", o["n_quantile_groups"]),
         )
@@ -409,8 +417,8 @@ class FeatureStatsAccumulator:
         generator = torch.Generator().manual_seed(self.options["seed"])
         n_samples = self.options["n_samples"]
         kinds = {"interval": stats.interval_edges, "group": stats.group_edges}
-        reservoirs = {name: [torch.empty(0, dtype=torch.long), torch.empty(0), torch.empty(0), torch.empty(0, dtype=torch.long)]
-                      for name in kinds}  # cell, key, value, token
+        reservoirs = {name: SmallestKeys(self.d_sae * (edges.shape[1] - 1), n_samples, (torch.float32, torch.long))
+                      for name, edges in kinds.items()}
         for lat, val, token in self.spool.chunks(self.spool_chunk):
             key = torch.rand(len(lat), generator=generator)
             for name, edges in kinds.items():
@@ -419,20 +427,16 @@ class FeatureStatsAccumulator:
                 j = (torch.searchsorted(edges[lat], val[:, None]).squeeze(1) - 1).clamp(0, n_cells - 1)
                 cell = lat * n_cells + j
                 getattr(stats, f"{name}_counts").view(-1).add_(torch.bincount(cell, minlength=self.d_sae * n_cells))
-                merged = [torch.cat([a, b]) for a, b in zip(reservoirs[name], (cell, key, val, token))]
-                reservoirs[name] = list(keep_smallest_per_cell(merged[0], merged[1], n_samples, merged[2], merged[3]))
+                reservoirs[name].add(cell, key, val, token)
         for name, edges in kinds.items():
-            cell, _, val, token = reservoirs[name]
-            # Within a cell: largest activation first.
-            order = torch.argsort(val, descending=True, stable=True)
-            order = order[torch.argsort(cell[order], stable=True)]
-            cell, val, token = cell[order], val[order], token[order]
-            slot = torch.arange(len(cell)) - torch.searchsorted(cell, cell)
-            n_cells = edges.shape[1] - 1
-            idx = (cell // n_cells, cell % n_cells, slot)
-            getattr(stats, f"{name}_acts")[idx] = val
-            getattr(stats, f"{name}_seq")[idx] = token // self.seq_len
-            getattr(stats, f"{name}_pos")[idx] = token % self.seq_len
+            val, token = reservoirs[name].payload
+            val = torch.where(token >= 0, val, 0.0)
+            order = torch.argsort(val, dim=1, descending=True, stable=True)  # largest activation first
+            val, token = val.gather(1, order), token.gather(1, order)
+            shape = getattr(stats, f"{name}_acts").shape
+            setattr(stats, f"{name}_acts", val.reshape(shape))
+            setattr(stats, f"{name}_seq", torch.where(token >= 0, token // self.seq_len, -1).reshape(shape))
+            setattr(stats, f"{name}_pos", torch.where(token >= 0, token % self.seq_len, -1).reshape(shape))
 
     def _neuron_corr(self) -> Float[Tensor, "d_sae d_in"]:
         n = max(self.n_tokens, 1)
