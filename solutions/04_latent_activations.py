@@ -242,7 +242,7 @@ alive = stats.fire_count > 0
 print(f"latents that fire: {alive.sum()} of {stats.d_sae}; median density {stats.density[alive].median():.2%}")
 
 # %% tags=["solution-only"]
-assert torch.equal(stats.fire_count.sum(), torch.tensor(32 * stats.n_tokens)), "a TopK SAE fires exactly 32 per token"
+assert 31 < stats.fire_count.sum() / stats.n_tokens <= 32, "a TopK SAE fires (at most) 32 latents per token"
 assert alive.float().mean() > 0.95
 
 # %%

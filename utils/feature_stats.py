@@ -175,15 +175,10 @@ class FeatureStats:
 # Streaming pieces, each usable on its own
 
 
-def active_latents(
-    acts: Float[Tensor, "n_tok d_sae"],
-) -> tuple[Int[Tensor, " nnz"], Int[Tensor, " nnz"], Float[Tensor, " nnz"], Int[Tensor, "n_tok k"], Tensor]:
-    """The sparse firings of a batch: token (row of ``acts``), latent and value; plus a padded [n_tok, k] index table."""
+def active_latents(acts: Float[Tensor, "n_tok d_sae"]) -> tuple[Float[Tensor, "n_tok k"], Int[Tensor, "n_tok k"]]:
+    """Each token's k largest activations and their latents, k the most latents active on any token of the batch."""
     k = max(int((acts > 0).sum(-1).max()) if len(acts) else 0, 1)
-    values, idx = acts.topk(k, dim=-1)
-    valid = values > 0
-    tok = torch.arange(len(acts))[:, None].expand_as(idx)[valid]
-    return tok, idx[valid], values[valid], idx, valid
+    return acts.topk(k, dim=-1)
 
 
 class SmallestKeys:
@@ -328,11 +323,30 @@ class FeatureStatsAccumulator:
         batch, seq, d_sae = latent_acts.shape
         if seq != self.seq_len or d_sae != self.d_sae:
             raise ValueError(f"expected activations [batch, {self.seq_len}, {self.d_sae}], got {tuple(latent_acts.shape)}")
-        acts = latent_acts.detach().float().cpu().reshape(-1, d_sae)
-        first_token = first_row * seq
-        self.n_tokens += len(acts)
-        tok, lat, val, idx, valid = active_latents(acts)
-        token = tok + first_token
+        values, idx = active_latents(latent_acts.detach().float().cpu().reshape(-1, d_sae))
+        self.add_sparse(values.reshape(batch, seq, -1), idx.reshape(batch, seq, -1), inputs, first_row, doc_ids)
+
+    def add_sparse(
+        self,
+        values: Float[Tensor, "batch seq k"],
+        indices: Int[Tensor, "batch seq k"],
+        inputs: Float[Tensor, "batch seq d_in"] | None,
+        first_row: int,
+        doc_ids: Int[Tensor, "batch seq"] | None = None,
+    ) -> None:
+        """``add`` for activations given as each token's k largest (values, latent indices): a TopK SAE's output."""
+        batch, seq, _ = values.shape
+        if seq != self.seq_len:
+            raise ValueError(f"expected activations [batch, {self.seq_len}, ...], got {tuple(values.shape)}")
+        d_sae = self.d_sae
+        values, idx = values.detach().float().cpu().reshape(batch * seq, -1), indices.cpu().reshape(batch * seq, -1)
+        n_tok = len(values)
+        valid = values > 0
+        all_valid = bool(valid.all())
+        tok = torch.arange(n_tok)[:, None].expand_as(idx)
+        tok, lat, val = (tok.reshape(-1), idx.reshape(-1), values.reshape(-1)) if all_valid else (tok[valid], idx[valid], values[valid])
+        token = tok + first_row * seq
+        self.n_tokens += n_tok
         self.fire_count += torch.bincount(lat, minlength=d_sae)
         self.act_sum.index_add_(0, lat, val.double())
         self.act_sq_sum.index_add_(0, lat, val.double() ** 2)
@@ -340,7 +354,8 @@ class FeatureStatsAccumulator:
         self._add_histogram(lat, val)
         self._add_top_k(lat, val, token, tok, doc_ids)
         if self.cofire is not None:
-            pairs = (idx[:, :, None] * d_sae + idx[:, None, :])[valid[:, :, None] & valid[:, None, :]]
+            pairs = idx[:, :, None] * d_sae + idx[:, None, :]
+            pairs = pairs.reshape(-1) if all_valid else pairs[valid[:, :, None] & valid[:, None, :]]
             self.cofire.index_add_(0, pairs, torch.ones(len(pairs), dtype=torch.int32))
         if self.neuron is not None:
             if inputs is None:
@@ -348,7 +363,7 @@ class FeatureStatsAccumulator:
             x = inputs.detach().float().cpu().reshape(-1, self.d_in)
             self.neuron["x"] += x.sum(0).double()
             self.neuron["xx"] += (x.double() ** 2).sum(0)
-            sparse = torch.sparse_coo_tensor(torch.stack([lat, tok]), val, (d_sae, len(acts)), check_invariants=False)
+            sparse = torch.sparse_coo_tensor(torch.stack([lat, tok]), val, (d_sae, n_tok), check_invariants=False)
             self.neuron["ax"] += torch.sparse.mm(sparse, x).double()
         self.spool.append(lat, val, token)
 
@@ -483,6 +498,11 @@ def compute_feature_stats(
     for start in starts:
         batch = tokens[start : start + batch_size]
         x = mlp_post_activations(model, batch, sae.cfg.hook_name)
-        acts = sae.encode(x.to(sae.W_enc.dtype))
-        acc.add(acts, x, start, None if doc_ids is None else doc_ids[start : start + batch_size])
+        docs = None if doc_ids is None else doc_ids[start : start + batch_size]
+        if sae.cfg.architecture == "topk":  # the k largest pre-activations, kept sparse (what sae.encode keeps)
+            pre = torch.relu((x.to(sae.W_enc.dtype) - sae.b_dec) @ sae.W_enc + sae.b_enc)
+            values, indices = pre.topk(sae.cfg.k, dim=-1, sorted=False)
+            acc.add_sparse(values, indices, x, start, docs)
+        else:
+            acc.add(sae.encode(x.to(sae.W_enc.dtype)), x, start, docs)
     return acc.finish()

@@ -170,3 +170,25 @@ def test_bad_input_has_clear_messages():
     with pytest.raises(FileNotFoundError, match="No feature statistics"):
         FeatureStats.load("/nonexistent/folder")
     assert not math.isnan(0.0)
+
+
+def test_compute_on_the_bundled_model_matches_the_dense_path():
+    """compute_feature_stats's TopK fast path (sparse, no dense scatter) equals feeding sae.encode's dense output."""
+    from utils.activations import mlp_post_activations, tokenize_texts
+    from utils.feature_stats import compute_feature_stats
+    from utils.loading import load_model
+    from utils.sae import SAE
+
+    model, sae = load_model("gelu-1l-mini"), SAE.from_pretrained("gelu-1l-mini")
+    tokens = tokenize_texts(["def f(x):\n    return x + 1\n", "Привет, мир! 你好世界. Le chat."] * 30, model.tokenizer, seq_len=32)[:12]
+    opts = dict(top_k=4, n_samples=3, one_per="row", seed=3)
+    fast = compute_feature_stats(model, sae, tokens, batch_size=5, progress=False, **opts)
+    acc = FeatureStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], **opts)
+    for start in range(0, len(tokens), 5):
+        x = mlp_post_activations(model, tokens[start : start + 5])
+        acc.add(sae.encode(x), x, start)
+    dense = acc.finish()
+    for name in ("fire_count", "hist_counts", "top_seq", "top_pos", "interval_counts", "cofire"):
+        assert torch.equal(getattr(fast, name), getattr(dense, name)), name
+    torch.testing.assert_close(fast.top_acts, dense.top_acts)
+    torch.testing.assert_close(fast.neuron_corr, dense.neuron_corr, atol=1e-4, rtol=1e-3)
