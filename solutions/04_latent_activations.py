@@ -265,12 +265,6 @@ def show_examples(examples: list[tuple[float, int, int]], n: int = 6, before: in
         print(f"{act:6.2f}  {text}")
 
 
-def first_token_script(latent: int) -> str:
-    """The script of the top examples' tokens, by Unicode block, a crude label for a latent."""
-    text = "".join(token_pieces(model.tokenizer, [int(tokens[s, p])])[0] for _, s, p in stats.top_examples(latent))
-    return script_of(text)
-
-
 def script_of(text: str) -> str:
     """The most common script among the letters of ``text``."""
     blocks = {"Latin": (0x41, 0x24F), "Greek": (0x370, 0x3FF), "Cyrillic": (0x400, 0x4FF), "Arabic": (0x600, 0x6FF),
@@ -470,19 +464,60 @@ assert torch.allclose(quantile_from_histogram(stats.hist_edges, stats.hist_count
 # %% [markdown]
 # ## What the latents of the bundled SAE respond to
 #
-# With the engine's results, finding latents for a hypothesis is a query. The corpus mixes English,
-# Python and sixteen other languages in five scripts, so start there: for each latent, the script of its
-# top examples' tokens.
+# With the engine's results, finding latents for a hypothesis is a query over all of them. The corpus
+# mixes English, Python and sixteen other languages in five scripts. Two queries: latents whose top
+# examples are all one token, and latents whose top examples are all in Chinese or Japanese text.
 
 # %%
-scripts = {f: first_token_script(f) for f in torch.nonzero(alive).flatten().tolist()}
-by_script: dict[str, list[int]] = {}
-for f, s in scripts.items():
-    by_script.setdefault(s, []).append(f)
-print({s: len(fs) for s, fs in sorted(by_script.items())})
+def top_pieces(latent: int) -> list[str]:
+    """The text of the token at each of a latent's top examples."""
+    return [token_pieces(model.tokenizer, tokens[s, max(0, p - 3) : p + 1].tolist())[-1] for _, s, p in stats.top_examples(latent)]
+
+
+def window_script(latent: int, examples: list[tuple[float, int, int]]) -> list[str]:
+    """The script of a few tokens of text ending at each example (one token alone can be half a character)."""
+    return [script_of("".join(token_pieces(model.tokenizer, tokens[s, max(0, p - 6) : p + 1].tolist()))) for _, s, p in examples]
+
+
+single = [f for f in torch.nonzero(alive).flatten().tolist() if len(set(top_pieces(f))) == 1 and len(top_pieces(f)) == 10]
+single.sort(key=lambda f: -float(stats.density[f]))
+print(f"{len(single)} latents have one and the same token at all of their 10 top examples; the densest:")
+print([(f, top_pieces(f)[0]) for f in single[:12]])
+cjk = [f for f in torch.nonzero(alive).flatten().tolist() if window_script(f, stats.top_examples(f)).count("CJK") == 10]
+print(f"latents whose 10 top examples are all in Chinese or Japanese text: {cjk}")
 
 # %% [markdown]
-# FINDINGS
+# You should see hundreds of latents whose top examples are all one token: newlines, `,`, `_`, ` the`,
+# ` is`, single digits. Single common tokens are the easiest latents to find, and there are many of them
+# because the MLP of a one-layer model sees mostly the current token. A handful of latents have top
+# examples all in Chinese or Japanese text: the held-out split has few CJK tokens (2%), so only the
+# densest such latents show up in 64,000 tokens. Some latents to look at, with what their pages say:
+#
+# | latent | top examples | interval samples |
+# |---|---|---|
+# | 1897 | all ` the` | mostly ` the`, some `'s`, `The` |
+# | 81 | all `9` | other digits too: `6`, `0`, `7` |
+# | 49 | a newline and 7 spaces (Python indentation) | newlines with other indentation depths |
+# | 953, 959 | ` https` / `http`, `://` | URL parts, then unrelated tokens (`ur`, `rst`) in the low intervals |
+# | 3488 | Chinese text | mostly Chinese, some Latin |
+#
+# Look at one in full: its top examples, then samples from each interval.
+
+# %%
+for latent in (1897, 81, 49, 959, 3488):
+    print(f"latent {latent}: density {stats.density[latent]:.2%}, top tokens {top_pieces(latent)}")
+print()
+show_intervals(81, n=2)
+
+# %% tags=["solution-only"]
+assert set(top_pieces(1897)) == {" the"} and set(top_pieces(81)) == {"9"}
+assert all(p.startswith("\n") and p.strip() == "" for p in top_pieces(49))
+assert sum(p == "://" for p in top_pieces(959)) >= 5 and sum("http" in p for p in top_pieces(953)) >= 6
+assert 3488 in cjk
+interval_digits = {token_pieces(model.tokenizer, [int(tokens[s, p])])[0] for j in range(10) for _, s, p in stats.interval_examples(81, j)}
+assert len({d for d in interval_digits if d.strip().isdigit()}) >= 3, interval_digits
+interval_scripts = [x for j in range(10) for x in window_script(3488, stats.interval_examples(3488, j))]
+assert 0.5 < interval_scripts.count("CJK") / len(interval_scripts) < 0.95
 
 # %% [markdown]
 # ## How to doubt an interpretation
@@ -510,7 +545,37 @@ def precision_recall(latent: int, rule: Callable[[str], bool], n_rows: int = 100
     return float(precision), float(recall)
 
 
-DOUBT
+checks_to_run = {
+    "1897 is ' the'": (1897, lambda p: p == " the"),
+    "81 is '9'": (81, lambda p: p == "9"),
+    "81 is a digit": (81, lambda p: p.strip().isdigit()),
+    "49 is a newline + indentation": (49, lambda p: p.startswith("\n") and p.strip() == "" and len(p) > 1),
+    "3488 is CJK text": (3488, lambda p: any(0x3040 <= ord(c) <= 0x9FFF for c in p)),
+}
+pr = {name: precision_recall(latent, rule) for name, (latent, rule) in checks_to_run.items()}
+for name, (precision, recall) in pr.items():
+    print(f"{name:32}  precision {precision:5.0%}   recall {recall:5.0%}")
+
+# %% [markdown]
+# You should see every hypothesis above fail one way or the other:
+#
+# - Latent 1897 fires on **every** ` the` (recall 100%), but only about 60% of its firings are ` the`:
+#   the other 40% are elsewhere, and its label is too narrow.
+# - Latent 81 looked like "the digit 9" from its top examples. Only about 10% of its firings are a `9`;
+#   98% are *some* digit. It is a digit latent whose strongest activations happen to be on 9s, and it
+#   covers only about 30% of all digits: other latents share the rest.
+# - Latent 49 (indentation) is precise, about 90%, and covers half of the newline-plus-spaces tokens.
+# - Latent 3488 (CJK) is about 70% precise and covers under a quarter of CJK tokens: one of several CJK
+#   latents, each for a part of that text.
+#
+# The lesson: read the interval samples, and measure precision and recall before trusting a label. Both
+# come from tokens the top examples never show.
+
+# %% tags=["solution-only"]
+assert pr["1897 is ' the'"][1] > 0.95 and 0.4 < pr["1897 is ' the'"][0] < 0.8
+assert pr["81 is '9'"][0] < 0.25 and pr["81 is a digit"][0] > 0.9 and pr["81 is a digit"][1] < 0.5
+assert pr["49 is a newline + indentation"][0] > 0.8 and 0.3 < pr["49 is a newline + indentation"][1] < 0.7
+assert 0.5 < pr["3488 is CJK text"][0] < 0.85 and pr["3488 is CJK text"][1] < 0.4
 
 # %% [markdown]
 # ## Exercise 4.6: the exact loss effect of removing a latent
@@ -637,8 +702,16 @@ for by in ("act", "quantile", "loss_effect"):
     assert mine == [f for f, _ in view.rank(pos, by, 6)], by
 
 # %% [markdown]
-# PROMPT_FINDINGS
-#
+# You should see three different lists. At the `(` after `mean`, the most active latents are not the ones
+# with the highest quantiles (a latent with a small activation can be at the top of its own range), and
+# the latents with the largest loss effects are a third set, some of them with negative effects: removing
+# them would *help* predict this token. What fires hardest is not what the model uses most.
+
+# %% tags=["solution-only"]
+lists = [set(f for f, _ in view.rank(pos, by, 5)) for by in ("act", "quantile", "loss_effect")]
+assert lists[0] != lists[1] and lists[0] != lists[2], lists
+
+# %% [markdown]
 # ## Summary
 #
 # - One pass over the tokens gathers every latent's statistics at once; the only memory that grows is

@@ -137,6 +137,8 @@ _LEAD, _REST = 100, 101  # a character split over two tokens, as byte-level BPE 
 
 def _fake_pieces(ids: list[int]) -> list[str]:
     """Pieces for a fake vocabulary: token 100 + 101 is "你" (shown on 100; 101 shows ""), alone 100 is "�"."""
+    if not isinstance(ids, list) or not all(isinstance(t, int) for t in ids):
+        raise CheckFailure("pieces_of takes a list of Python ints (token ids): use tokens[seq, lo:hi].tolist().")
     out = []
     for i, t in enumerate(ids):
         if t == _LEAD:
@@ -240,7 +242,9 @@ def check_interval_samples(interval_samples: Callable, *, seed: int = 0) -> None
             f"j = ceil(a / max * n) - 1."
         )
     for j, chosen in enumerate(samples):
-        chosen = [int(t) for t in chosen]
+        check_that(all(isinstance(t, int) for t in chosen),
+                   f"Interval {j}'s samples should be Python ints (token indices), got {sorted({type(t).__name__ for t in chosen})}. "
+                   f"Hint: iterate over torch.nonzero(...).flatten().tolist().")
         check_that(len(chosen) == min(want_counts[j], n_samples),
                    f"Interval {j} has {want_counts[j]} firings, so it should keep {min(want_counts[j], n_samples)} "
                    f"samples, but it keeps {len(chosen)}.")
@@ -338,7 +342,7 @@ def check_quantile_from_histogram(quantile_from_histogram: Callable, *, seed: in
     at_edges = edges.clone()
     q = quantile_from_histogram(edges, counts, at_edges)
     assert_shape(q, (7,), "the quantiles of 7 values")
-    check_that(q.dtype.is_floating_point, f"the quantiles should be floats, got {q.dtype}.")
+    check_that(q.dtype == torch.float32, f"the quantiles should be float32, got {q.dtype}.")
     check_that(torch.equal(edges, edges_copy) and torch.equal(counts, counts_copy),
                "quantile_from_histogram modified its inputs.")
     want = torch.cat([torch.zeros(1), counts.cumsum(0).float() / counts.sum()])
@@ -348,9 +352,10 @@ def check_quantile_from_histogram(quantile_from_histogram: Callable, *, seed: in
             "0..b-1. Your values there are off. Hint: count the bins below the value's bin, plus a fraction of "
             "its own bin (0 at its lower edge)."
         )
-    zero = quantile_from_histogram(edges, counts, torch.tensor([0.0, -1.0, 50.0]))
-    check_that(torch.allclose(zero.float(), torch.tensor([0.0, 0.0, 1.0])),
-               "A value <= 0 (the latent does not fire) has quantile 0; a value above the last edge has quantile 1.")
+    zero = quantile_from_histogram(edges, counts, torch.tensor([0.0, -1.0, 0.005, 50.0]))
+    check_that(torch.allclose(zero.float(), torch.tensor([0.0, 0.0, 0.0, 1.0])),
+               "A value <= 0 (the latent does not fire) has quantile 0, so has a value below the first edge (0.005 "
+               "with edges from 0.01; clamp the fraction to [0, 1]); a value above the last edge has quantile 1.")
     mids = (edges[:-1] * edges[1:]).sqrt()  # geometric midpoints: half-way in log space
     values = torch.cat([mids, torch.rand(20, generator=generator) * 9.99 + 0.01])
     got = quantile_from_histogram(edges, counts, values).float()
