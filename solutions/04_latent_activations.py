@@ -62,15 +62,18 @@ import datasets  # noqa: F401  (TransformerLens builds on these two: importing t
 import transformers  # noqa: F401
 
 # %% tags=["setup"]
-from IPython.display import HTML, display
+import transformer_lens  # noqa: F401  (imported on its own: the course's modules below build on it)
+
+# %% tags=["setup"]
+from IPython.display import display
 
 import utils.checks.part04_latent_activations as checks
 from utils.activations import tokenize_texts
-from utils.feature_stats import FeatureStats, compute_feature_stats
+from utils.feature_stats import compute_feature_stats
 from utils.loading import load_model, load_text_dataset
 from utils.prompt_view import patched_loss, prompt_view
 from utils.sae import SAE
-from utils.token_text import context_html, render_tokens, token_pieces
+from utils.token_text import render_tokens, token_pieces
 
 SEQ_LEN = 128  # tokens per row (BOS first), as the SAEs were trained
 N_ROWS = 500  # held-out rows the engine reads: 64,000 tokens

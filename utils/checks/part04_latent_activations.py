@@ -409,13 +409,22 @@ EFFECT_POSITIONS = (1, 7)
 
 
 def _patched_effects(model, sae, tokens: Tensor, pos: int) -> Tensor:
-    from utils.prompt_view import patched_loss
+    """Real patched forward passes, batched: row i removes a_f * W_dec[f] at ``pos`` for the i-th active latent f."""
+    hook = sae.cfg.hook_name
+    acts = sae.encode(model.run_with_cache(tokens[None], names_filter=hook)[1][hook][0, pos])
+    active = torch.nonzero(acts > 0).flatten()
+    rows = tokens[None].expand(len(active) + 1, -1)  # the last row stays clean
 
-    logits = model(tokens[None])[0]
-    clean = float(F.cross_entropy(logits[pos], tokens[pos + 1]))
-    acts = sae.encode(model.run_with_cache(tokens[None], names_filter=sae.cfg.hook_name)[1][sae.cfg.hook_name][0, pos])
-    return torch.tensor([patched_loss(model, sae, tokens, pos, f) - clean if acts[f] > 0 else 0.0
-                         for f in range(sae.cfg.d_sae)])
+    def remove(post: Tensor, hook) -> Tensor:
+        post = post.clone()
+        post[: len(active), pos] -= acts[active, None] * sae.W_dec[active]
+        return post
+
+    logits = model.run_with_hooks(rows, fwd_hooks=[(hook, remove)])[:, pos]
+    losses = F.cross_entropy(logits, tokens[pos + 1].expand(len(rows)), reduction="none")
+    effects = torch.zeros(sae.cfg.d_sae)
+    effects[active] = losses[:-1] - losses[-1]
+    return effects
 
 
 @exercise("4.6", "The exact loss effect of removing a latent", objects=["loss_effects_at"])
