@@ -586,6 +586,31 @@ assert pr["49 is a newline + indentation"][0] > 0.8 and 0.3 < pr["49 is a newlin
 assert 0.5 < pr["3488 is CJK text"][0] < 0.85 and pr["3488 is CJK text"][1] < 0.4
 
 # %% [markdown]
+# Two more of the engine's statistics help here. **Co-firing**: `stats.cofire[f, g]` counts the tokens
+# where latents f and g both fire; divided by f's count, it is how often g comes along when f fires. And
+# **correlation with the model's neurons**: `stats.neuron_corr[f, i]`, the Pearson correlation over all
+# tokens of latent f's activation with MLP neuron i.
+
+# %%
+partners = (stats.cofire[81].double() / stats.fire_count[81]).index_fill(0, torch.tensor([81]), 0).topk(6).indices.tolist()
+for g in partners:
+    print(f"latent {g} fires on {stats.cofire[81, g] / stats.fire_count[81]:.0%} of latent 81's tokens; its top tokens: {top_pieces(g)[:6]}")
+best_neuron = stats.neuron_corr.abs().max(dim=1).values
+print(f"each latent's best-correlated neuron: median |correlation| {best_neuron[alive].median():.2f}; "
+      f"latent 81's: {best_neuron[81]:.2f}")
+
+# %% [markdown]
+# You should see latent 81's companions all be digit latents: digits are covered by a family of latents
+# that fire together, each for part of the job, which is why 81's recall for digits was low. And no
+# neuron stands for a latent: the median latent's best-correlated neuron has a correlation around 0.13.
+# The latents are directions spread over many neurons, the superposition of Part 1.
+
+# %% tags=["solution-only"]
+for g in partners:
+    assert sum(p.strip().isdigit() for p in top_pieces(g)) >= 8, (g, top_pieces(g))
+assert 0.08 < best_neuron[alive].median() < 0.2 and best_neuron[81] < 0.4
+
+# %% [markdown]
 # ## Exercise 4.6: the exact loss effect of removing a latent
 #
 # > **Difficulty** 🔴🔴🔴🔴⚪ · **Importance** 🔵🔵🔵🔵⚪
