@@ -269,18 +269,22 @@ checks.check_random_directions(random_directions)
 
 # %% [markdown]
 # The SAE's decoder rows all have norm 1, so 4,096 random unit directions in the 512-dimensional MLP
-# space make the baseline. You should see that nearly every latent's top logit lies far above what any
-# random direction reaches: the latents point where the unembedding is strongly read, not in random
-# directions, and the histogram of a latent's logit weights has a long right tail that the random
-# directions do not.
+# space make the baseline. You should see the latents' top logits higher than random directions' (the
+# median latent about 1.5 times the median random direction), and about half of the latents above the
+# random directions' 99th percentile: those promote a few tokens strongly. The rest are not
+# unusual by this measure, which does not make them meaningless: a latent can act through many tokens a
+# little, or matter through the loss on tokens it fires on (exercise 5.8) more than through its top logit.
+# The histogram shows the difference for the strongest latent: a long right tail that the random
+# direction does not have.
 
 # %%
 random_dirs = random_directions(4096, model.cfg.d_mlp, 1.0, torch.Generator().manual_seed(0))
 random_top = layernorm_logit_lens(random_dirs @ W_out, ln_w, W_U).max(-1).values
 latent_top = lens.max(-1).values
-above = (latent_top > random_top.max()).float().mean()
-print(f"top logit: random directions median {random_top.median():.3f} (max {random_top.max():.3f}); "
-      f"latents median {latent_top.median():.3f}; {above:.0%} of latents above every random direction")
+above = (latent_top > random_top.quantile(0.99)).float().mean()
+print(f"top logit: random directions median {random_top.median():.3f} (99th percentile "
+      f"{random_top.quantile(0.99):.3f}); latents median {latent_top.median():.3f}; {above:.0%} of latents above "
+      f"the random directions' 99th percentile")
 f0 = strongest[0].item()
 px.histogram(x=[*lens[f0].tolist(), *layernorm_logit_lens(random_dirs[:1] @ W_out, ln_w, W_U)[0].tolist()],
              color=["latent"] * model.cfg.d_vocab + ["random direction"] * model.cfg.d_vocab, barmode="overlay",
@@ -288,8 +292,8 @@ px.histogram(x=[*lens[f0].tolist(), *layernorm_logit_lens(random_dirs[:1] @ W_ou
              labels={"x": "logit weight (LayerNorm lens)"}).show()
 
 # %% tags=["solution-only"]
-assert latent_top.median() > 2 * random_top.median(), "latents' top logits should be well above random ones"
-assert above > 0.3
+assert 1.2 < latent_top.median() / random_top.median() < 2.0, "latents' top logits: above random ones, not far above"
+assert 0.3 < above < 0.75
 
 # %% [markdown]
 # ## Exercise 5.4: a set of diverse latents
@@ -329,16 +333,23 @@ def diverse_latents(W_dec: Float[Tensor, "d_sae d_mlp"], candidates: list[int], 
 checks.check_diverse_latents(diverse_latents)
 
 # %% [markdown]
-# We filter the 200 latents with the largest top logits. You should see that some of them go: pairs of
-# latents that promote the same tokens, with decoder directions closer than 0.7.
+# We filter the 200 latents with the largest top logits. You should see all 200 kept at 0.7: in this SAE
+# no two decoder directions have a cosine above 0.7 at all (the closest pair is near 0.6), so the TopK SAE
+# did not split its features into near-copies. The filter matters for larger SAEs, where feature
+# splitting makes such pairs common (Bricken et al., "Feature splitting"); here it starts to bite only at
+# a much lower threshold.
 
 # %%
+unit_dec = W_dec / W_dec.norm(dim=-1, keepdim=True)
+closest = (unit_dec @ unit_dec.T).fill_diagonal_(-1).max(-1).values
 by_top_logit = latent_top.topk(200).indices.tolist()
 diverse = diverse_latents(W_dec, by_top_logit)
-print(f"kept {len(diverse)} of {len(by_top_logit)} latents")
+stricter = diverse_latents(W_dec, by_top_logit, max_cos=0.4)
+print(f"largest decoder cosine between two latents: {closest.max():.2f}; kept {len(diverse)} of "
+      f"{len(by_top_logit)} latents at 0.7, {len(stricter)} at 0.4")
 
 # %% tags=["solution-only"]
-assert 20 < len(diverse) < 200
+assert closest.max() < 0.7 and len(diverse) == 200 and len(stricter) < 200
 
 # %% [markdown]
 # ## Exercise 5.5: neuron alignment
@@ -564,8 +575,8 @@ checks.check_ablation_loss_effect(ablation_loss_effect)
 # compare your closed form with a patched forward pass (a hook that subtracts the latent's contribution
 # from `hook_post`, then the whole model again), and with `latent_effects.ablation_effects`, the
 # vectorised version the dashboard uses for every (token, latent) pair at once. You should see all three
-# agree to float precision, and the latent helping the prediction (a positive loss change) on most of
-# the tokens where it fires.
+# agree to float precision, and the latent helping the prediction on average (removing it raises the
+# loss, by about a nat here), though not on every token where it fires.
 
 # %%
 f = f0
@@ -594,12 +605,12 @@ fast = latent_effects.ablation_effects(model, flat_rows_resid, flat_rows_next, f
 print(f"largest difference from the patched forward pass: closed form {(effect - patched_effect).abs().max():.2e}, "
       f"vectorised {(fast.loss - patched_effect[firing]).abs().max():.2e}")
 print(f"latent {f} fires on {firing.sum()} of these tokens; removing it raises the loss on "
-      f"{(effect[firing] > 0).float().mean():.0%} of them (mean change {effect[firing].mean():+.3f} nats)")
+      f"{(effect[firing] > 0).float().mean():.0%} of them, by {effect[firing].mean():+.3f} nats on average")
 
 # %% tags=["solution-only"]
 assert (effect - patched_effect).abs().max() < 1e-3 and (fast.loss - patched_effect[firing]).abs().max() < 1e-3
 assert (effect[~firing].abs() < 1e-5).all(), "removing a latent where it does not fire changes nothing"
-assert (effect[firing] > 0).float().mean() > 0.5
+assert effect[firing].mean() > 0.2
 
 # %% [markdown]
 # ## Exercise 5.9: steering
@@ -637,32 +648,33 @@ def steering_hook(direction: Float[Tensor, " d_mlp"], coefficient: float):
 checks.check_steering_hook(steering_hook)
 
 # %% [markdown]
-# We steer with latent `f0` (the one with the largest top logit) at a coefficient a few times its largest
-# activation on held-out text, and generate greedily from a short prompt. You should see the steered text
-# full of the tokens the logit lens put at the top for this latent, where the unsteered text has none or
-# few of them.
+# We steer with latent `f0` (the one with the largest top logit), at coefficients from 0 to four times
+# its largest activation on held-out text, and generate greedily from a short prompt. You should see
+# nothing change at small coefficients, the text bend towards the tokens the logit lens put at the top
+# for this latent in between, and at the largest coefficient nothing but those tokens.
 
 # %%
 prompt = "The results of the experiment show that"
 top_lens_tokens = set(lens[f0].topk(20).indices.tolist())
-coefficient = 4 * values[indices == f0].max().item()
+max_act = values[indices == f0].max().item()
+n_prompt = len(model.to_tokens(prompt)[0])
 
 
 def generate(hooks) -> Tensor:
+    """24 greedy tokens after the prompt, with the given hooks on."""
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-        return model.generate(prompt, max_new_tokens=24, do_sample=False, verbose=False, return_type="tokens")[0]
+        return model.generate(prompt, max_new_tokens=24, do_sample=False, verbose=False, return_type="tokens")[0, n_prompt:]
 
 
-plain = generate([])
-steered = generate([(HOOK, steering_hook(W_dec[f0], coefficient))])
-n_prompt = len(model.to_tokens(prompt)[0])
-count = lambda toks: sum(t in top_lens_tokens for t in toks[n_prompt:].tolist())  # noqa: E731
-print("plain:  ", repr(model.to_string(plain[n_prompt:])))
-print("steered:", repr(model.to_string(steered[n_prompt:])))
-print(f"tokens among latent {f0}'s top-20 logit-lens tokens: plain {count(plain)}, steered {count(steered)}")
+counts = {}
+for scale in [0.0, 0.5, 1.0, 2.0, 4.0]:
+    text = generate([(HOOK, steering_hook(W_dec[f0], scale * max_act))])
+    counts[scale] = sum(t in top_lens_tokens for t in text.tolist())
+    print(f"{scale:3.1f} x max activation: {counts[scale]:2d} of 24 tokens among the latent's top 20 | "
+          f"{model.to_string(text)!r}")
 
 # %% tags=["solution-only"]
-assert count(steered) >= count(plain) + 4, "steering should fill the text with the latent's top tokens"
+assert counts[0.0] <= 2 and counts[4.0] >= 20 and counts[0.0] < counts[2.0], counts
 
 # %% [markdown]
 # Steering is a blunt test. A coefficient too small does nothing visible; too large and every token is
