@@ -127,7 +127,7 @@ function indexPage(query){
 }
 function parse(){
   const h = {};
-  location.hash.replace(/^#/, '').split('&').forEach(kv => { const [k, v] = kv.split('='); if (k) h[k] = decodeURIComponent(v || ''); });
+  (location.hash || ('#' + (M.start || ''))).replace(/^#/, '').split('&').forEach(kv => { const [k, v] = kv.split('='); if (k) h[k] = decodeURIComponent(v || ''); });
   return h;
 }
 function nav(){
