@@ -693,9 +693,21 @@ assert counts[0.0] <= 2 and counts[4.0] >= 20 and counts[0.0] < counts[2.0], cou
 
 # %%
 from utils import dashboard  # noqa: E402
+from utils.dashboard_widget import browse  # noqa: E402
 
 data = dashboard.build(model, sae, tokens, latents=diverse[:12], other_sae=sae_b,
                        prompts=["The results of the experiment show that", "def main():\n    return 0"])
 path = dashboard.export_html(data, "latent_dashboard.html")
-print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB for {len(data['latents'])} latents)")
-dashboard.show(data)
+print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB for {len(data['latents'])} latents); open it in a browser, "
+      f"offline: {path.resolve().as_uri()}#latent={diverse[0]}")
+
+# %% tags=["solution-only"]
+assert path.stat().st_size < 30 * 1024 * len(data["latents"])
+
+# %% [markdown]
+# The same pages in the notebook, with a box for a latent's number and one for your own prompt: "analyse
+# prompt" runs the prompt-centric view live (every latent at every token, with exact loss effects), and
+# each latent listed there opens its page. (It needs a notebook front end: JupyterLab, VS Code or Colab.)
+
+# %%
+browse(data, model, sae)

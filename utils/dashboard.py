@@ -183,22 +183,33 @@ def _cofiring(indices: Tensor, values: Tensor, latents: list[int], d_sae: int, n
             for i, f in enumerate(latents)}
 
 
-def _neuron_correlations(model, sae, tokens: Tensor, values: Tensor, indices: Tensor, latents: list[int], n: int,
+def _neuron_correlations(model, tokens: Tensor, values: Tensor, indices: Tensor, latents: list[int], n: int,
                          max_rows: int = 256) -> dict[int, list]:
-    """The n neurons whose activations correlate most with each latent's, over the first ``max_rows`` rows."""
+    """The n neurons whose activations correlate most with each latent's, over the first ``max_rows`` rows
+    (BOS excluded). The latents' activations stay sparse: one sparse-dense product gives every sum needed."""
     rows = tokens[:max_rows]
     _, post = latent_effects.final_residual(model, rows)
-    post = post[:, 1:].reshape(-1, post.shape[-1])
-    keep = torch.ones(rows.shape[0], rows.shape[1], dtype=torch.bool)
-    keep[:, 0] = False
-    sel = keep.flatten()
-    lat_acts = latent_effects.latent_columns(values[: rows.numel()][sel], indices[: rows.numel()][sel],
-                                             torch.tensor(latents))
-    xc, yc = lat_acts - lat_acts.mean(0), post - post.mean(0)
-    corr = (xc / xc.norm(dim=0).clamp_min(1e-12)).T @ (yc / yc.norm(dim=0).clamp_min(1e-12))
+    seq = rows.shape[1]
+    keep = (torch.arange(rows.numel()) % seq) != 0
+    post = post.reshape(-1, post.shape[-1])[keep]
+    v, i = values[: rows.numel()][keep], indices[: rows.numel()][keep]
+    n_tok = len(post)
+    wanted = torch.full((max(int(i.max()), *latents) + 1,), -1, dtype=torch.long)
+    wanted[torch.tensor(latents, dtype=torch.long)] = torch.arange(len(latents))
+    tok = torch.arange(n_tok)[:, None].expand_as(i)
+    slot = wanted[i]
+    live = (slot >= 0) & (v > 0)
+    acts = torch.sparse_coo_tensor(torch.stack([slot[live], tok[live]]), v[live], (len(latents), n_tok)).coalesce()
+    sum_x = torch.zeros(len(latents)).index_add_(0, slot[live], v[live])
+    sum_xx = torch.zeros(len(latents)).index_add_(0, slot[live], v[live] ** 2)
+    sum_xy = torch.sparse.mm(acts, post)  # [latents d_mlp]
+    mean_x, mean_y = sum_x / n_tok, post.mean(0)
+    cov = sum_xy / n_tok - mean_x[:, None] * mean_y[None]
+    std_x = (sum_xx / n_tok - mean_x**2).clamp_min(0).sqrt()
+    corr = cov / (std_x[:, None] * post.std(0, unbiased=False)[None]).clamp_min(1e-12)
     top = corr.topk(n, dim=-1)
-    return {f: [[j, round(c, 3)] for j, c in zip(top.indices[i].tolist(), top.values[i].tolist())]
-            for i, f in enumerate(latents)}
+    return {f: [[j, round(c, 3)] for j, c in zip(top.indices[k].tolist(), top.values[k].tolist())]
+            for k, f in enumerate(latents)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -324,7 +335,7 @@ def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None
         other_unit = other_sae.W_dec / other_sae.W_dec.norm(dim=-1, keepdim=True)
         match = _top_cosines(unit[torch.tensor(latents)], other_unit, 1, exclude_self=False)
     cofire = _cofiring(indices, values, latents, d_sae, 5)
-    neurons_corr = _neuron_correlations(model, sae, tokens, values, indices, latents, 3)
+    neurons_corr = _neuron_correlations(model, tokens, values, indices, latents, 3)
     squared = sae.W_dec.pow(2)
     share = squared.max(-1).values / squared.sum(-1)
     quantile_points = torch.linspace(0, 1, N_QUANTILES)

@@ -108,6 +108,20 @@ def test_every_latent_page_has_every_component():
         assert 0 < page["match"]["cos"] <= 1
 
 
+def test_correlated_neurons_match_a_dense_computation():
+    model, sae, _, tokens = bundled()
+    data, latents = small_dashboard()
+    _, post = latent_effects.final_residual(model, tokens)
+    acts = sae.encode(post[:, 1:].reshape(-1, post.shape[-1]))
+    x, y = acts[:, latents], post[:, 1:].reshape(-1, post.shape[-1])
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    corr = (xc / xc.norm(dim=0)).T @ (yc / yc.norm(dim=0))
+    for k, f in enumerate(latents):
+        for j, c in data["latents"][f]["neurons"]["correlated"]:
+            assert c == pytest.approx(corr[k, j].item(), abs=2e-3)
+        assert data["latents"][f]["neurons"]["correlated"][0][0] == corr[k].argmax().item()
+
+
 def test_folder_export_has_an_index_and_self_contained_shards(tmp_path):
     data, latents = small_dashboard()
     index = dashboard.export_folder(data, tmp_path, per_file=4)
