@@ -285,7 +285,7 @@ class SAE(nn.Module):
     def normalize_decoder(self) -> None:
         """Rescale each row of W_dec to unit norm, in place."""
         # BEGIN SOLUTION
-        self.W_dec.data /= self.W_dec.data.norm(dim=-1, keepdim=True)
+        self.W_dec.data /= self.W_dec.data.norm(dim=-1, keepdim=True).clamp_min(1e-8)  # a zero row stays 0, not NaN
         # END SOLUTION
 
     @torch.no_grad()
@@ -294,7 +294,7 @@ class SAE(nn.Module):
         # BEGIN SOLUTION
         if self.W_dec.grad is None:
             return
-        W_dec_unit = self.W_dec / self.W_dec.norm(dim=-1, keepdim=True)
+        W_dec_unit = self.W_dec / self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         parallel = (self.W_dec.grad * W_dec_unit).sum(dim=-1, keepdim=True)
         self.W_dec.grad -= parallel * W_dec_unit
         # END SOLUTION

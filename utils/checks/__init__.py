@@ -16,6 +16,7 @@ Each part has one module here (``part01_toy_models`` ...). A check is a function
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import traceback
@@ -35,6 +36,10 @@ __all__ = [
     "assert_shape",
     "assert_close",
     "check_that",
+    "assert_float32",
+    "assert_gradients_reach",
+    "unchanged_inputs",
+    "assert_type",
 ]
 
 
@@ -179,3 +184,60 @@ def assert_close(
             f"(largest difference {diff.max().item():.3g})." + (f" Hint: {hint}" if hint else "")
         )
 
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Properties every exercise of a kind must have (float32 results, gradient flow, inputs unmodified, types).
+# ---------------------------------------------------------------------------------------------------------
+
+
+def assert_type(value: Any, expected: type | tuple[type, ...], what: str, hint: str = "") -> None:
+    """Fail unless ``value`` has the documented type (e.g. a Python ``float``, not a tensor)."""
+    if not isinstance(value, expected):
+        names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+        raise CheckFailure(f"{what} is a {type(value).__name__}; it should be a {names}." + (f" Hint: {hint}" if hint else ""))
+
+
+def assert_float32(tensor: Any, what: str, hint: str = "") -> None:
+    """Fail unless ``tensor`` is float32, the dtype the course computes in (float64 crashes training later)."""
+    if not isinstance(tensor, torch.Tensor):
+        raise CheckFailure(f"{what} should be a torch.Tensor, but it is a {type(tensor).__name__}.")
+    if tensor.dtype != torch.float32:
+        raise CheckFailure(
+            f"{what} has dtype {tensor.dtype}; it should be float32, the dtype of the inputs and parameters "
+            "(a float64 result makes the training code fail later with 'expected scalar type Float but found Double'). "
+            + (f"Hint: {hint}" if hint else "Hint: don't convert to float64 (`.double()`, `dtype=torch.float64`).")
+        )
+
+
+def assert_gradients_reach(result: Any, params: dict[str, torch.Tensor], what: str, hint: str = "") -> None:
+    """Backpropagate from ``result`` (summed) and fail unless every tensor in ``params`` gets a nonzero gradient.
+
+    The tensors must require grad and have no gradient yet; their ``.grad`` is cleared again afterwards."""
+    if not isinstance(result, torch.Tensor) or not result.requires_grad:
+        raise CheckFailure(
+            f"{what} does not carry a gradient (requires_grad is False), so training could never change "
+            f"{', '.join(f'`{n}`' for n in params)}. "
+            + (f"Hint: {hint}" if hint else "Hint: don't compute it inside `torch.no_grad()`, and don't call `.detach()`, `.item()` or `.data` on the way.")
+        )
+    grads = torch.autograd.grad(result.float().sum(), list(params.values()), allow_unused=True, retain_graph=True)
+    for (name, _), grad in zip(params.items(), grads):
+        if grad is None or not bool(grad.ne(0).any()):
+            raise CheckFailure(
+                f"no gradient reaches `{name}` from {what}, so training would never change it. "
+                + (f"Hint: {hint}" if hint else f"Hint: `{name}` must be used in the computation, with no `.detach()` or `.data` on the way.")
+            )
+
+
+@contextlib.contextmanager
+def unchanged_inputs(what: str, **inputs: Any):
+    """Fail if the block modifies any of the tensors in ``inputs`` in place (the learner's inputs must be left alone)."""
+    copies = {name: t.detach().clone() for name, t in inputs.items() if isinstance(t, torch.Tensor)}
+    yield
+    for name, before in copies.items():
+        after = inputs[name].detach()
+        if after.shape != before.shape or not torch.equal(after, before):
+            raise CheckFailure(
+                f"{what} modified its input `{name}` in place. Hint: use out-of-place operations "
+                f"(`{name} / n`, not `{name} /= n` or `{name}.div_(n)`) so the caller's tensor is left as it was."
+            )

@@ -1,9 +1,14 @@
 """Checks for Part 1 (toy models of superposition).
 
 Each check tests the learner's object on its own (never through another exercise), with naive
-reference code written out with loops where it helps readability. Sampling functions are tested
-statistically on large batches drawn under a fixed seed, with tolerances of about 6 standard errors:
-tight enough to catch a wrong probability, never flaky.
+reference code written out with loops where it helps readability. Sampling functions are tested as
+distributions on large batches: a chi-squared test of the presence counts, a Kolmogorov–Smirnov test of
+the present values against the intended uniform law, and normal-approximation tests of independence.
+Each test has a false-alarm probability of at most ``ALPHA`` = 1e-8 and a check runs fewer than 100 of
+them, so a correct answer fails with probability below 1e-6 per run: the checks never flake.
+
+Every check also tests the properties an exercise of its kind must have: float32 results, gradients
+reaching every parameter of a model, and the learner's input tensors left unmodified.
 """
 
 from __future__ import annotations
@@ -11,13 +16,26 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+from scipy import stats
 from torch import Tensor
 
-from utils.checks import CheckFailure, assert_close, assert_shape, check_that, exercise
+from utils.checks import (
+    CheckFailure,
+    assert_close,
+    assert_float32,
+    assert_gradients_reach,
+    assert_shape,
+    check_that,
+    exercise,
+    unchanged_inputs,
+)
 from utils.toy_models import ToyModelConfig
 
-#: How many standard errors a sampled statistic may stray from its expected value.
-Z = 6.0
+#: The false-alarm probability of each statistical test (a check runs fewer than 100 of them).
+ALPHA = 1e-8
+#: How many standard errors a sampled statistic may stray from its expected value (two-sided p < ALPHA).
+Z = float(stats.norm.isf(ALPHA / 2))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -38,8 +56,15 @@ def _tol(p: Tensor | float, n: int) -> Tensor:
 def _check_float_batch(x, shape: tuple[int, ...], what: str) -> Tensor:
     assert_shape(x, shape, what)
     check_that(x.dtype.is_floating_point, f"{what} has dtype {x.dtype}; it should be a float tensor (values in [0, 1)).")
+    assert_float32(x, what, "torch.rand gives float32 already: don't convert the batch to float64.")
     check_that(bool(torch.isfinite(x).all()), f"{what} contains NaN or inf values.")
     return x.detach().double()
+
+
+def _sample(generate, *args, p: Tensor, what: str):
+    """Call a sampler, failing if it modifies the feature probabilities it is given."""
+    with unchanged_inputs(what, feature_probability=p):
+        return generate(*args, p)
 
 
 def _set_params(model, **params: Tensor) -> None:
@@ -51,26 +76,68 @@ def _set_params(model, **params: Tensor) -> None:
             current.copy_(value)
 
 
-def _presence_rates(x: Tensor, p: Tensor, what: str, hint_values: str = "") -> None:
-    """Compare the fraction of nonzero entries, per (inst, feat), with ``p`` (shape broadcastable to x[0])."""
+_BROADCAST_HINT = ("the rates follow feature_probability indexed by *pair*, not by instance: feature_probability has "
+                   "shape (inst,), so compare with feature_probability[:, None] to broadcast it along the instance "
+                   "axis (without [:, None] it broadcasts along the last, pairs, axis).")
+
+
+def _broadcast_over_pairs(rate: Tensor, p_inst: Tensor, n: int) -> bool:
+    """Whether the presence rates match p indexed by pair (p[f // 2]) rather than by instance: a broadcasting slip."""
+    n_inst, n_feats = rate.shape
+    if n_feats // 2 != p_inst.numel():
+        return False
+    alt = p_inst.double().repeat_interleave(2)[None, :].expand_as(rate)
+    return bool(((rate - alt).abs() <= _tol(alt, n)).all())
+
+
+def _presence_rates(x: Tensor, p: Tensor, what: str, *, p_inst: Tensor | None = None) -> None:
+    """Chi-squared test of the presence counts per (inst, feat) against probabilities ``p`` (broadcast to x[0]).
+
+    On failure, name the worst entry, and the hint that fits the pattern of the rates."""
     n = x.shape[0]
     rate = (x != 0).double().mean(0)
     p = p.double().expand_as(rate)
-    bad = (rate - p).abs() > _tol(p, n)
-    if bad.any():
-        i = tuple(bad.nonzero()[0].tolist())
-        observed, expected = rate[i].item(), p[i].item()
-        hint = "Hint: a feature should be present (nonzero) when a uniform draw is *below* its probability."
-        if abs(observed - (1 - expected)) <= _tol(1 - expected, n)[()].item():
-            hint = "Hint: this looks like 1 - p: is the comparison reversed (`>` instead of `<`)?"
-        raise CheckFailure(
-            f"{what}: a feature with probability {expected:.2f} is present (nonzero) in {observed:.3f} of the samples. "
-            + hint + hint_values
-        )
+    z = (rate - p) / torch.sqrt(p * (1 - p) / n).clamp_min(1e-12)
+    statistic = float((z**2).sum())
+    p_value = float(stats.chi2.sf(statistic, df=z.numel()))
+    if p_value >= ALPHA and not bool((z.abs() > Z).any()):
+        return
+    i = tuple(int(v) for v in torch.unravel_index(z.abs().argmax(), z.shape))
+    observed, expected = rate[i].item(), p[i].item()
+    hint = "a feature should be present (nonzero) when a uniform draw is *below* its probability."
+    if abs(observed - (1 - expected)) <= _tol(1 - expected, n)[()].item():
+        hint = "this looks like 1 - p: is the comparison reversed (`>` instead of `<`)?"
+    elif p_inst is not None and _broadcast_over_pairs(rate, p_inst, n):
+        hint = _BROADCAST_HINT
+    raise CheckFailure(
+        f"{what}: the presence rates do not match the feature probabilities (chi-squared test over "
+        f"{z.numel()} (instance, feature) entries, p = {p_value:.1g}); e.g. instance {i[0]} feature {i[1]}, with "
+        f"probability {expected:.2f}, is present (nonzero) in {observed:.3f} of {n} samples. Hint: {hint}"
+    )
 
 
-def _uniform_values(values: Tensor, low: float, high: float, what: str) -> None:
-    """``values`` (the nonzero entries) should be uniform in [low, high): check range, mean and spread."""
+def _values_independent_of_mask(x: Tensor, p: Tensor, low: float, high: float, what: str) -> None:
+    """A rare feature's values must not be confined below its probability (the mask's own draw reused as the value)."""
+    p = p.double().expand_as(x[0])
+    k = tuple(int(v) for v in torch.unravel_index(p.argmin(), p.shape))
+    u = (x[(slice(None), *k)] - low) / (high - low)
+    u = u[x[(slice(None), *k)] != 0]
+    pk = p[k].item()
+    if u.numel() < 100:
+        return
+    below = (u < pk).double().mean().item()
+    check_that(
+        below <= pk + _tol(pk, u.numel()).item(),
+        f"{what}: instance {k[0]} feature {k[1]} has probability {pk:.2f}, and {below:.0%} of its present values lie in "
+        f"the lowest {pk:.0%} of [{low:g}, {high:g}) (about {pk:.0%} would, if values were independent of the mask). "
+        "Hint: you are reusing the mask's random numbers as the values; draw the values with a separate torch.rand.",
+    )
+
+
+def _uniform_values(x: Tensor, p: Tensor, low: float, high: float, what: str) -> None:
+    """The present (nonzero) entries of ``x`` should be uniform in [low, high), independently of the mask drawn with
+    probabilities ``p``: range, then independence from the mask, then a KS test of the law."""
+    values = x[x != 0]
     check_that(values.numel() > 100, f"{what}: almost no feature is ever present.")
     n = values.numel()
     distinct = values.unique().numel()
@@ -79,31 +146,46 @@ def _uniform_values(values: Tensor, low: float, high: float, what: str) -> None:
         f"{what}: present features take only {distinct} distinct value(s). "
         "Hint: multiply the mask by uniform random values (don't return the mask itself).",
     )
-    check_that(
-        distinct > 0.9 * n,
-        f"{what}: only {distinct} distinct values among {n} present features: values are being repeated. "
-        "Hint: draw the values independently for every (batch, instance, feature) entry.",
-    )
     lo, hi = values.min().item(), values.max().item()
     width = high - low
     check_that(
         lo >= low and hi < high,
         f"{what}: present features take values from {lo:.3f} to {hi:.3f}; they should lie in [{low:g}, {high:g}). "
-        "Hint: use `torch.rand` (uniform in [0, 1)), not `torch.randn` (a Gaussian).",
+        "Hint: scale and shift `torch.rand` (uniform in [0, 1)); `torch.randn` is a Gaussian, and clamping one "
+        "does not make it uniform.",
     )
-    mean, expected_mean = values.mean().item(), (low + high) / 2
-    mean_tol = Z * width / math.sqrt(12 * n)
+    _values_independent_of_mask(x, p, low, high, what)
+    ks = stats.kstest(values.cpu().numpy(), stats.uniform(loc=low, scale=width).cdf)
+    if ks.pvalue < ALPHA:
+        law = f"(Kolmogorov–Smirnov test against U[{low:g}, {high:g}) on {n} present values: distance {ks.statistic:.3f}, p = {ks.pvalue:.1g})"
+        common, count = torch.unique(values, return_counts=True)
+        top = int(count.argmax())
+        if count[top].item() > 0.01 * n:
+            raise CheckFailure(
+                f"{what}: {count[top].item() / n:.0%} of the present values are exactly {common[top].item():.4g}, so they "
+                f"are not uniform {law}. Hint: values pile up at one point, as they do when a draw is clamped; "
+                "draw them uniform in the first place (`torch.rand`, scaled and shifted)."
+            )
+        std, expected_std = values.std().item(), width / math.sqrt(12)
+        if hi - lo < 0.9 * width or std < 0.9 * expected_std:
+            raise CheckFailure(
+                f"{what}: the present values only spread over [{lo:.3f}, {hi:.3f}] (standard deviation {std:.3f}), "
+                f"not over the whole of [{low:g}, {high:g}) (standard deviation {expected_std:.3f}) {law}. "
+                f"Hint: scale the uniform draw to the full width: a·torch.rand(...) + b covers [b, a + b)."
+            )
+        mean, expected_mean = values.mean().item(), (low + high) / 2
+        if abs(mean - expected_mean) > Z * expected_std / math.sqrt(n):
+            raise CheckFailure(
+                f"{what}: present features average {mean:.3f}, but values uniform in [{low:g}, {high:g}) average "
+                f"{expected_mean:g} {law}. Hint: are you reusing the same random numbers for the mask and the values? "
+                "Draw the values separately from the mask."
+            )
+        raise CheckFailure(f"{what}: the present values are not uniform in [{low:g}, {high:g}) {law}. "
+                           "Hint: draw them with `torch.rand`, independently of the mask.")
     check_that(
-        abs(mean - expected_mean) < mean_tol,
-        f"{what}: present features average {mean:.3f}, but values uniform in [{low:g}, {high:g}) average "
-        f"{expected_mean:g}. Hint: are you reusing the same random numbers for the mask and the values? "
-        "Draw the values separately from the mask.",
-    )
-    upper_half = (values >= expected_mean).double().mean().item()
-    check_that(
-        abs(upper_half - 0.5) < _tol(0.5, n).item(),
-        f"{what}: {upper_half:.0%} of the present values lie in the upper half of [{low:g}, {high:g}), expected about 50%. "
-        "Hint: values should be uniform, drawn independently of the mask.",
+        distinct > 0.9 * n,
+        f"{what}: only {distinct} distinct values among {n} present features: values are being repeated. "
+        "Hint: draw the values independently for every (batch, instance, feature) entry.",
     )
 
 
@@ -120,15 +202,19 @@ def _joint_independence(x: Tensor, a: tuple[int, int], b: tuple[int, int], pa: f
     )
 
 
-def _naive_forward(W1: Tensor, W2t: Tensor, b: Tensor, x: Tensor, hidden_relu: bool) -> Tensor:
-    """Loop over batch and instances: ReLU(W2t @ act(W1 @ x) + b), W1 [inst hidden feats], W2t [inst feats hidden]."""
+def _naive_forward(W1: Tensor, W2t: Tensor, b: Tensor, x: Tensor, hidden_relu: bool, *, gelu: str = "") -> Tensor:
+    """Loop over batch and instances: ReLU(W2t @ act(W1 @ x) + b), W1 [inst hidden feats], W2t [inst feats hidden].
+
+    ``gelu`` ("hidden", "final" or "both") puts a GELU where the model has a ReLU, to recognise that mistake."""
     out = torch.empty_like(x)
+    hidden_act = F.gelu if gelu in ("hidden", "both") else torch.relu
+    final_act = F.gelu if gelu in ("final", "both") else torch.relu
     for beta in range(x.shape[0]):
         for k in range(x.shape[1]):
             h = W1[k] @ x[beta, k]
-            if hidden_relu:
-                h = torch.relu(h)
-            out[beta, k] = torch.relu(W2t[k] @ h + b[k])
+            if hidden_relu or gelu in ("hidden", "both"):
+                h = hidden_act(h)
+            out[beta, k] = final_act(W2t[k] @ h + b[k])
     return out
 
 
@@ -141,26 +227,42 @@ def _model_inputs(cfg: ToyModelConfig, g: torch.Generator, batch: int, *, signed
     return x
 
 
-def _check_model_output(out, expected: Tensor, b: Tensor, variants: dict[str, Tensor], what: str) -> None:
-    """Compare ``out`` to ``expected``, and if it differs, name the likely mistake from a few known variants."""
+_GELU_HINT = ("it looks like a GELU where the model has a ReLU ({where}): F.gelu is not F.relu (GELU lets small "
+              "negative values through); use F.relu.")
+
+
+def _gelu_variants(W1: Tensor, W2t: Tensor, b: Tensor, x: Tensor, hidden_relu: bool) -> dict[str, Tensor]:
+    wheres = {"final": "on the output"} | ({"hidden": "on the hidden layer", "both": "on both layers"} if hidden_relu else {})
+    return {_GELU_HINT.format(where=where): _naive_forward(W1, W2t, b, x, hidden_relu, gelu=key) for key, where in wheres.items()}
+
+
+def _check_model_output(model, x: Tensor, expected: Tensor, b: Tensor, variants: dict[str, Tensor], what: str,
+                        params: tuple[str, ...]) -> None:
+    """Run the model on ``x`` and compare with ``expected``; if it differs, name the likely mistake from a few known
+    variants. Then: float32 output, input unmodified, and a gradient reaching every parameter."""
+    with unchanged_inputs(f"{type(model).__name__}.forward", features=x):
+        out = model(x)
     assert_shape(out, tuple(expected.shape), what)
     check_that(out.dtype.is_floating_point, f"{what} has dtype {out.dtype}; expected a float tensor.")
-    out = out.detach().double()
-    check_that(bool(torch.isfinite(out).all()), f"{what} contains NaN or inf values.")
-    if torch.allclose(out, expected, rtol=1e-4, atol=1e-5):
-        return
-    for hint, variant in variants.items():
-        if torch.allclose(out, variant, rtol=1e-4, atol=1e-5):
-            raise CheckFailure(f"{what} has the right shape but wrong values. Hint: {hint}")
-    if (out < -1e-6).any():
-        raise CheckFailure(f"{what} has negative entries, but it ends in a ReLU. Hint: did you forget the final ReLU?")
-    if not torch.allclose(out[0], torch.relu(b).expand_as(out[0]).double(), atol=1e-5):
-        raise CheckFailure(
-            f"{what}: for an all-zero input the output should be ReLU(b_final), and it is not. "
-            "Hint: check how (and where) you add the bias."
-        )
-    assert_close(out, expected, what, "compare your einsum patterns with the shapes in the docstring; "
-                 "each instance must only use its own slice of the weights.")
+    assert_float32(out, what, "the parameters and inputs are float32: don't convert anything to float64 (`.double()`).")
+    values = out.detach().double()
+    check_that(bool(torch.isfinite(values).all()), f"{what} contains NaN or inf values.")
+    if not torch.allclose(values, expected, rtol=1e-4, atol=1e-5):
+        for hint, variant in variants.items():
+            if torch.allclose(values, variant, rtol=1e-4, atol=1e-5):
+                raise CheckFailure(f"{what} has the right shape but wrong values. Hint: {hint}")
+        if (values < -1e-6).any():
+            raise CheckFailure(f"{what} has negative entries, but it ends in a ReLU. Hint: did you forget the final ReLU?")
+        if not torch.allclose(values[0], torch.relu(b).expand_as(values[0]).double(), atol=1e-5):
+            raise CheckFailure(
+                f"{what}: for an all-zero input the output should be ReLU(b_final), and it is not. "
+                "Hint: check how (and where) you add the bias."
+            )
+        assert_close(values, expected, what, "compare your einsum patterns with the shapes in the docstring; "
+                     "each instance must only use its own slice of the weights.")
+    assert_gradients_reach(out, {name: getattr(model, name) for name in params}, what,
+                           "training changes the parameters through this output's gradient: don't compute the forward "
+                           "pass inside `torch.no_grad()`, and don't `.detach()` the result.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -177,7 +279,6 @@ def check_toy_model(ToyModel, *, seed: int = 0) -> None:
     b = 0.3 * torch.randn(cfg.n_inst, cfg.n_feats, generator=g)
     _set_params(model, W=W, b_final=b)
     x = _model_inputs(cfg, g, batch=5)
-    out = model(x)
     Wd, bd, xd = W.double(), b.double(), x.double()
     Wt = Wd.transpose(1, 2)
     expected = _naive_forward(Wd, Wt, bd, xd, hidden_relu=False)
@@ -187,8 +288,8 @@ def check_toy_model(ToyModel, *, seed: int = 0) -> None:
             _naive_forward(Wd, Wt, 0 * bd, xd, hidden_relu=False) + bd,
         "this model has no ReLU on the hidden layer (that comes in exercise 1.6): h = Wx.":
             _naive_forward(Wd, Wt, bd, xd, hidden_relu=True),
-    }
-    _check_model_output(out, expected, bd, variants, "ToyModel's output")
+    } | _gelu_variants(Wd, Wt, bd, xd, hidden_relu=False)
+    _check_model_output(model, x, expected, bd, variants, "ToyModel's output", ("W", "b_final"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -204,12 +305,12 @@ def check_generate_batch(generate_batch, *, seed: int = 0) -> None:
         [0.2, 0.8, 0.1, 0.6, 0.95],
         [0.5, 0.5, 0.5, 0.5, 0.5],
     ])
-    small = generate_batch(7, p)
+    small = _sample(generate_batch, 7, p=p, what="generate_batch")
     _check_float_batch(small, (7, 4, 5), "generate_batch(7, p) with p of shape (4, 5)")
     n = 20_000
-    x = _check_float_batch(generate_batch(n, p), (n, 4, 5), f"generate_batch({n}, p)")
+    x = _check_float_batch(_sample(generate_batch, n, p=p, what="generate_batch"), (n, 4, 5), f"generate_batch({n}, p)")
     _presence_rates(x, p, "generate_batch")
-    _uniform_values(x[x != 0], 0.0, 1.0, "generate_batch")
+    _uniform_values(x, p, 0.0, 1.0, "generate_batch")
     _joint_independence(x, (1, 0), (3, 0), 0.5, 0.5, "generate_batch",
                         "each instance needs its own random mask (draw it with shape (batch, inst, feats)).")
     _joint_independence(x, (0, 1), (2, 1), 0.3, 0.8, "generate_batch",
@@ -237,7 +338,8 @@ def check_importance_weighted_loss(importance_weighted_loss, *, seed: int = 0) -
     output = torch.rand(B, I, F, generator=g)
     target = torch.rand(B, I, F, generator=g)
     importance = 0.2 + torch.rand(I, F, generator=g)
-    loss = importance_weighted_loss(output, target, importance)
+    with unchanged_inputs("importance_weighted_loss", output=output, target=target, importance=importance):
+        loss = importance_weighted_loss(output, target, importance)
     check_that(isinstance(loss, torch.Tensor), f"the loss should be a torch.Tensor, but it is a {type(loss).__name__}.")
     check_that(
         loss.numel() == 1,
@@ -255,10 +357,11 @@ def check_importance_weighted_loss(importance_weighted_loss, *, seed: int = 0) -
     expected = torch.as_tensor(expected, dtype=torch.float64)
     value = loss.detach().double()
     if torch.allclose(value, expected, rtol=1e-4):
+        assert_float32(loss, "the loss", "the model's outputs are float32: don't convert to float64 (`.double()`).")
         grad_out = output.clone().requires_grad_(True)
-        importance_weighted_loss(grad_out, target, importance).backward()
-        check_that(grad_out.grad is not None, "the loss is not differentiable with respect to `output`: "
-                   "did you call .item(), .detach() or convert to Python numbers?")
+        assert_gradients_reach(importance_weighted_loss(grad_out, target, importance), {"output": grad_out}, "the loss",
+                               "training backpropagates through the loss: don't call .item() or .detach(), and don't "
+                               "compute it inside torch.no_grad().")
         return
     sq = (o - t) ** 2
     mistakes = {
@@ -303,7 +406,8 @@ def check_feature_norms_and_superposition(feature_norms_and_superposition, *, se
     n_inst, d, n_feats = 3, 4, 7
     W = torch.randn(n_inst, d, n_feats, generator=g)
     W[1, :, 2] = 0.0  # a dropped feature
-    result = feature_norms_and_superposition(W.clone())
+    with unchanged_inputs("feature_norms_and_superposition", W=W):
+        result = feature_norms_and_superposition(W)
     check_that(
         isinstance(result, (tuple, list)) and len(result) == 2,
         "feature_norms_and_superposition should return a tuple (norms, superposition).",
@@ -311,6 +415,8 @@ def check_feature_norms_and_superposition(feature_norms_and_superposition, *, se
     norms, sup = result
     assert_shape(norms, (n_inst, n_feats), "norms")
     assert_shape(sup, (n_inst, n_feats), "superposition")
+    assert_float32(norms, "norms")
+    assert_float32(sup, "superposition")
     norms, sup = norms.detach().double(), sup.detach().double()
     Wd = W.double()
     exp_norms, exp_sup = _naive_norms_superposition(Wd)
@@ -350,8 +456,8 @@ def _check_pair_generator(x: Tensor, p: Tensor, n_pairs: int, what: str) -> None
     """What both pair generators share: marginal presence p per feature, uniform values, independence
     between pairs and between instances."""
     n_inst = p.shape[0]
-    _presence_rates(x, p[:, None], what)
-    _uniform_values(x[x != 0], 0.0, 1.0, what)
+    _presence_rates(x, p[:, None], what, p_inst=p)
+    _uniform_values(x, p[:, None], 0.0, 1.0, what)
     # pairs 0 and 1 of the same instance are independent
     for k in range(n_inst):
         pk = p[k].item()
@@ -371,9 +477,9 @@ def check_correlated_features(generate_correlated_features, generate_anticorrela
 
     # correlated
     what = "generate_correlated_features"
-    small = generate_correlated_features(7, n_pairs, p)
+    small = _sample(generate_correlated_features, 7, n_pairs, p=p, what=what)
     _check_float_batch(small, (7, 3, 2 * n_pairs), f"{what}(7, n_pairs=3, p) with p of shape (3,)")
-    x = _check_float_batch(generate_correlated_features(n, n_pairs, p), (n, 3, 2 * n_pairs), what)
+    x = _check_float_batch(_sample(generate_correlated_features, n, n_pairs, p=p, what=what), (n, 3, 2 * n_pairs), what)
     on = x != 0
     mismatch = (on[..., 0::2] != on[..., 1::2]).double().mean().item()
     check_that(
@@ -399,9 +505,9 @@ def check_correlated_features(generate_correlated_features, generate_anticorrela
 
     # anticorrelated
     what = "generate_anticorrelated_features"
-    small = generate_anticorrelated_features(7, n_pairs, p)
+    small = _sample(generate_anticorrelated_features, 7, n_pairs, p=p, what=what)
     _check_float_batch(small, (7, 3, 2 * n_pairs), f"{what}(7, n_pairs=3, p) with p of shape (3,)")
-    x = _check_float_batch(generate_anticorrelated_features(n, n_pairs, p), (n, 3, 2 * n_pairs), what)
+    x = _check_float_batch(_sample(generate_anticorrelated_features, n, n_pairs, p=p, what=what), (n, 3, 2 * n_pairs), what)
     on = x != 0
     together = (on[..., 0::2] & on[..., 1::2]).double().mean().item()
     check_that(
@@ -417,7 +523,9 @@ def check_correlated_features(generate_correlated_features, generate_anticorrela
         k, f = bad.nonzero()[0].tolist()
         ratio = rate[k, f].item() / expected[k, f].item()
         hint = "the pair should be active with probability 2p, and then each feature is on half of the time."
-        if abs(ratio - 0.5) < 0.1:
+        if _broadcast_over_pairs(rate, p, n):
+            hint = _BROADCAST_HINT
+        elif abs(ratio - 0.5) < 0.1:
             hint = "features are present half as often as they should: is the pair active with probability p instead of 2p?"
         raise CheckFailure(
             f"{what}: a feature with probability {expected[k, f].item():.2f} is present in {rate[k, f].item():.3f} "
@@ -440,7 +548,6 @@ def check_neuron_model(NeuronModel, *, seed: int = 0) -> None:
     b = 0.3 * torch.randn(cfg.n_inst, cfg.n_feats, generator=g)
     _set_params(model, W=W, b_final=b)
     x = _model_inputs(cfg, g, batch=5)
-    out = model(x)
     Wd, bd, xd = W.double(), b.double(), x.double()
     Wt = Wd.transpose(1, 2)
     expected = _naive_forward(Wd, Wt, bd, xd, hidden_relu=True)
@@ -449,8 +556,8 @@ def check_neuron_model(NeuronModel, *, seed: int = 0) -> None:
         "the output ignores b_final: did you forget to add the bias?": _naive_forward(Wd, Wt, 0 * bd, xd, hidden_relu=True),
         "the bias seems to be added after the final ReLU: it goes inside, ReLU(Wᵀh + b).":
             _naive_forward(Wd, Wt, 0 * bd, xd, hidden_relu=True) + bd,
-    }
-    _check_model_output(out, expected, bd, variants, "NeuronModel's output")
+    } | _gelu_variants(Wd, Wt, bd, xd, hidden_relu=True)
+    _check_model_output(model, x, expected, bd, variants, "NeuronModel's output", ("W", "b_final"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -461,13 +568,14 @@ def check_neuron_model(NeuronModel, *, seed: int = 0) -> None:
 @exercise("1.7", "Signed sparse inputs", objects=["generate_signed_batch"])
 def check_generate_signed_batch(generate_signed_batch, *, seed: int = 0) -> None:
     p = torch.tensor([[0.05, 0.3, 0.5, 0.9], [0.2, 0.8, 0.1, 0.6], [0.5, 0.5, 0.5, 0.5]])
-    small = generate_signed_batch(7, p)
+    small = _sample(generate_signed_batch, 7, p=p, what="generate_signed_batch")
     _check_float_batch(small, (7, 3, 4), "generate_signed_batch(7, p) with p of shape (3, 4)")
     n = 20_000
-    x = _check_float_batch(generate_signed_batch(n, p), (n, 3, 4), f"generate_signed_batch({n}, p)")
+    x = _check_float_batch(_sample(generate_signed_batch, n, p=p, what="generate_signed_batch"), (n, 3, 4),
+                           f"generate_signed_batch({n}, p)")
     minus_one = (x == -1).double().mean().item()
     check_that(
-        minus_one < 0.01,
+        minus_one < 0.01 or (x == 0).double().mean().item() > 0.01,
         f"generate_signed_batch: {minus_one:.0%} of the entries are exactly −1. Hint: absent features must be 0; "
         "shift the uniform values to [−1, 1) *before* applying the mask, not after.",
     )
@@ -477,7 +585,7 @@ def check_generate_signed_batch(generate_signed_batch, *, seed: int = 0) -> None
         "Hint: 2 * torch.rand(...) - 1.",
     )
     _presence_rates(x, p, "generate_signed_batch")
-    _uniform_values(x[x != 0], -1.0, 1.0, "generate_signed_batch")
+    _uniform_values(x, p, -1.0, 1.0, "generate_signed_batch")
     _joint_independence(x, (2, 0), (2, 1), 0.5, 0.5, "generate_signed_batch",
                         "each feature and instance needs its own random draw (shape (batch, inst, feats)).")
     _joint_independence(x, (0, 2), (2, 2), 0.5, 0.5, "generate_signed_batch",
@@ -499,7 +607,6 @@ def check_abs_model(AbsModel, *, seed: int = 0) -> None:
     b = 0.3 * torch.randn(cfg.n_inst, cfg.n_feats, generator=g)
     _set_params(model, W1=W1, W2=W2, b_final=b)
     x = _model_inputs(cfg, g, batch=6, signed=True)
-    out = model(x)
     W1d, W2d, bd, xd = W1.double(), W2.double(), b.double(), x.double()
     expected = _naive_forward(W1d, W2d, bd, xd, hidden_relu=True)
     variants = {
@@ -507,8 +614,8 @@ def check_abs_model(AbsModel, *, seed: int = 0) -> None:
             _naive_forward(W1d, W1d.transpose(1, 2), bd, xd, hidden_relu=True),
         "the hidden layer has no ReLU: h = ReLU(W1 x).": _naive_forward(W1d, W2d, bd, xd, hidden_relu=False),
         "the output ignores b_final: did you forget to add the bias?": _naive_forward(W1d, W2d, 0 * bd, xd, hidden_relu=True),
-    }
-    _check_model_output(out, expected, bd, variants, "AbsModel's output")
+    } | _gelu_variants(W1d, W2d, bd, xd, hidden_relu=True)
+    _check_model_output(model, x, expected, bd, variants, "AbsModel's output", ("W1", "W2", "b_final"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -542,8 +649,10 @@ def check_feature_dimensionality(feature_dimensionality, *, seed: int = 0) -> No
     rotation, _ = torch.linalg.qr(torch.randn(d, d, generator=g))  # D is rotation-invariant: test that too
     W = torch.einsum("hk,ikf->ihf", rotation, W)
 
-    D = feature_dimensionality(W.clone())
+    with unchanged_inputs("feature_dimensionality", W=W):
+        D = feature_dimensionality(W)
     assert_shape(D, (3, n_feats), "feature_dimensionality(W) for W of shape (3, 3, 5)")
+    assert_float32(D, "feature_dimensionality(W)")
     D = D.detach().double()
     alone = D[0, 2].item()
     if not abs(alone - 1.0) <= 1e-3:

@@ -1,7 +1,9 @@
 """Checks for Part 2a (sparse autoencoders on toy models).
 
 Each check builds tiny random inputs, computes the expected answer with a plain reference written here
-(loops where that is clearer), and compares. A check never calls another exercise's learner code: the
+(loops where that is clearer), and compares. It also checks the properties every exercise of its kind
+needs: float32 results, gradients reaching every parameter the result is trained through, and the
+learner's input tensors left unmodified. A check never calls another exercise's learner code: the
 loss check, for instance, swaps the learner's ``encode``/``decode`` for reference ones on its instance.
 """
 
@@ -15,7 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from utils.checks import CheckFailure, assert_close, assert_shape, check_that, exercise
+from utils.checks import (
+    CheckFailure,
+    assert_close,
+    assert_float32,
+    assert_gradients_reach,
+    assert_shape,
+    check_that,
+    exercise,
+    unchanged_inputs,
+)
 
 __all__ = [
     "check_sae_forward",
@@ -69,6 +80,13 @@ def _ref_decode(sae, acts: Tensor) -> Tensor:
     return acts @ sae.W_dec + sae.b_dec
 
 
+def _trainable(result, sae, names: tuple[str, ...], what: str) -> None:
+    """Fail unless a gradient flows from ``result`` to each named parameter of ``sae``."""
+    assert_gradients_reach(result, {name: getattr(sae, name) for name in names}, what,
+                           "the SAE is trained through this result: no `torch.no_grad()`, `.detach()` or `.data` in "
+                           "encode, decode or forward.")
+
+
 def _matches(actual: Tensor, candidate: Tensor) -> bool:
     return isinstance(actual, Tensor) and actual.shape == candidate.shape and torch.allclose(
         actual.detach().float(), candidate.detach().float(), rtol=1e-4, atol=1e-5)
@@ -86,8 +104,9 @@ def check_sae_forward(SAE, *, seed: int = 0) -> None:
     _randomize(sae)
     x = torch.randn(7, cfg.d_in)
 
-    with torch.no_grad():
+    with torch.no_grad(), unchanged_inputs("encode", x=x):
         acts = sae.encode(x)
+    with torch.no_grad():
         expected = _ref_encode(sae, x)
         pre_no_relu = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
         hints = [
@@ -102,6 +121,8 @@ def check_sae_forward(SAE, *, seed: int = 0) -> None:
         if _matches(acts, candidate):
             raise CheckFailure(f"encode(x) is wrong: {hint}")
     assert_close(acts, expected, "encode(x)", "acts = ReLU((x - b_dec) @ W_enc + b_enc).")
+    assert_float32(acts, "encode(x)")
+    _trainable(sae.encode(x), sae, ("W_enc", "b_enc", "b_dec"), "encode(x)")
 
     x3 = torch.randn(2, 3, cfg.d_in)
     with torch.no_grad():
@@ -111,15 +132,19 @@ def check_sae_forward(SAE, *, seed: int = 0) -> None:
 
     some_acts = F.relu(torch.randn(7, cfg.d_sae))
     with torch.no_grad():
-        x_hat = sae.decode(some_acts)
+        with unchanged_inputs("decode", acts=some_acts):
+            x_hat = sae.decode(some_acts)
         if _matches(x_hat, some_acts @ sae.W_dec):
             raise CheckFailure("decode(acts) is wrong: add the decoder bias b_dec to the reconstruction.")
         if _matches(x_hat, some_acts @ sae.W_dec - sae.b_dec):
             raise CheckFailure("decode(acts) is wrong: the decoder bias is added to the reconstruction, not subtracted.")
     assert_shape(x_hat, (7, cfg.d_in), "decode(acts) for acts of shape [7, d_sae]")
     assert_close(x_hat, _ref_decode(sae, some_acts).detach(), "decode(acts)", "x_hat = acts @ W_dec + b_dec.")
+    assert_float32(x_hat, "decode(acts)")
+    _trainable(sae.decode(some_acts), sae, ("W_dec", "b_dec"), "decode(acts)")
 
-    out = sae(x)
+    with unchanged_inputs("forward", x=x):
+        out = sae(x)
     check_that(isinstance(out, tuple) and len(out) == 2, f"sae(x) (forward) should return a pair (x_hat, acts), got {type(out).__name__}.")
     first, second = out
     if isinstance(first, Tensor) and first.shape[-1] == cfg.d_sae and cfg.d_sae != cfg.d_in:
@@ -129,8 +154,10 @@ def check_sae_forward(SAE, *, seed: int = 0) -> None:
         expected_x_hat = _ref_decode(sae, expected_acts)
     assert_close(first, expected_x_hat, "the x_hat returned by forward", "x_hat = decode(encode(x)).")
     assert_close(second, expected_acts, "the acts returned by forward", "acts = encode(x).")
-    check_that(first.requires_grad, "the x_hat returned by forward carries no gradient. Hint: no torch.no_grad() or "
-               ".detach() inside encode/decode/forward, or the SAE cannot be trained.")
+    assert_float32(first, "the x_hat returned by forward")
+    assert_float32(second, "the acts returned by forward")
+    _trainable(first, sae, ("W_enc", "b_enc", "W_dec", "b_dec"), "the x_hat returned by forward")
+    _trainable(second, sae, ("W_enc", "b_enc"), "the acts returned by forward (the L1 penalty trains through them)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,11 +206,14 @@ def check_sae_loss(SAE, *, seed: int = 0) -> None:
     _use_reference_forward(sae)
     x = torch.randn(9, cfg.d_in)
 
-    out = sae.loss(x)
+    with unchanged_inputs("loss", x=x):
+        out = sae.loss(x)
     check_that(isinstance(out, dict), f"loss(x) should return a dict, got {type(out).__name__}.")
     missing = [k for k in ("loss", "mse", "l1", "l0") if k not in out]
     check_that(not missing, f"the dict returned by loss(x) lacks the key(s) {missing}.")
     got = {k: _scalar(out[k], f'loss(x)["{k}"]') for k in ("loss", "mse", "l1", "l0")}
+    for k in ("loss", "mse", "l1", "l0"):
+        assert_float32(out[k], f'loss(x)["{k}"]', "compute it from the SAE's float32 outputs, without `.double()`.")
 
     with torch.no_grad():
         acts = _ref_encode(sae, x)
@@ -215,10 +245,9 @@ def check_sae_loss(SAE, *, seed: int = 0) -> None:
             raise CheckFailure('loss(x)["loss"] ignores cfg.l1_coefficient; weight the L1 term by it.')
         raise CheckFailure('loss(x)["loss"] is wrong. Hint: mse + cfg.l1_coefficient * l1.')
 
-    check_that(out["loss"].requires_grad, 'loss(x)["loss"] carries no gradient; it must be differentiable to train on it.')
-    out["loss"].backward()
-    check_that(sae.W_enc.grad is not None and sae.W_enc.grad.abs().sum() > 0,
-               'loss(x)["loss"].backward() gave W_enc no gradient. Hint: compute the loss from the SAE\'s own forward pass.')
+    assert_gradients_reach(out["loss"], {n: getattr(sae, n) for n in ("W_enc", "b_enc", "W_dec", "b_dec")}, 'loss(x)["loss"]',
+                           "compute the loss from the SAE's own forward pass, with no `.detach()`, `.item()` or "
+                           "`torch.no_grad()` on the way: training backpropagates through it.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -253,6 +282,15 @@ def check_sae_decoder_norm(SAE, *, seed: int = 0) -> None:
                  "each row should keep its direction: only rescale it.")
     check_that(torch.equal(sae.W_enc.detach(), W_enc_before), "normalize_decoder changed W_enc; it should only touch W_dec.")
 
+    # a latent whose decoder row collapsed to zero: it must stay zero (not NaN), as utils.sae.SAE clamps the norm
+    with torch.no_grad():
+        sae.W_dec[4] = 0.0
+    sae.normalize_decoder()
+    check_that(bool(torch.isfinite(sae.W_dec.detach()).all()),
+               "normalize_decoder turned a zero row of W_dec (a latent whose decoder direction collapsed) into NaN. "
+               "Hint: divide by the row norm clamped to at least 1e-8 (`.clamp_min(1e-8)`), as utils.sae.SAE does.")
+    check_that(bool((sae.W_dec.detach()[4] == 0).all()), "normalize_decoder changed a zero row of W_dec; it should stay 0.")
+
     # remove_gradient_parallel_to_decoder, with unit-norm rows (its precondition)
     with torch.no_grad():
         W = torch.randn(cfg.d_sae, cfg.d_in)
@@ -268,16 +306,27 @@ def check_sae_decoder_norm(SAE, *, seed: int = 0) -> None:
                "it should only change W_dec.grad.")
     expected = grad - (grad * W_unit).sum(-1, keepdim=True) * W_unit
     parallel_left = (new_grad * W_unit).sum(-1)
+    if _matches(new_grad, grad - expected):
+        raise CheckFailure("W_dec.grad kept the parallel component and dropped the rest; subtract the parallel part instead.")
     if not torch.allclose(parallel_left, torch.zeros_like(parallel_left), atol=1e-4):
         if torch.allclose(new_grad, grad, atol=1e-6):
             raise CheckFailure("W_dec.grad is unchanged: remove from each row its component along that row of W_dec "
                                "(and modify W_dec.grad, not a copy).")
         raise CheckFailure("each row of W_dec.grad should end orthogonal to the same row of W_dec, but it is not. "
                            "Hint: g_j ← g_j − (g_j · w_j) w_j, with dot products over d_in (dim=-1).")
-    if _matches(new_grad, grad - expected):
-        raise CheckFailure("W_dec.grad kept the parallel component and dropped the rest; subtract the parallel part instead.")
     assert_close(new_grad, expected, "W_dec.grad after remove_gradient_parallel_to_decoder",
                  "only the component along each row should go: the perpendicular part must stay as it was.")
+
+    # a zero row of W_dec has no direction: its gradient row must come out finite (and unchanged)
+    with torch.no_grad():
+        sae.W_dec[2] = 0.0
+    sae.W_dec.grad = grad.clone()
+    sae.remove_gradient_parallel_to_decoder()
+    check_that(bool(torch.isfinite(sae.W_dec.grad).all()),
+               "remove_gradient_parallel_to_decoder gave NaN gradients for a zero row of W_dec (0 / 0 when normalising "
+               "it). Hint: divide by the row norm clamped to at least 1e-8 (`.clamp_min(1e-8)`), as utils.sae.SAE does.")
+    assert_close(sae.W_dec.grad[2], grad[2], "the gradient of a zero row of W_dec",
+                 "a zero row has no direction to remove: its gradient should be left as it was.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -312,7 +361,8 @@ def check_feature_recovery(feature_recovery, *, seed: int = 0) -> None:
     D[9] = 0.2 * (U[1] / U[1].norm() + 0.05 * torch.randn(d_in))
     want_recovery, want_best = _naive_recovery(U, D)
 
-    out = feature_recovery(U.clone(), D.clone())
+    with unchanged_inputs("feature_recovery", W_features=U, W_dec=D):
+        out = feature_recovery(U, D)
     check_that(isinstance(out, tuple) and len(out) == 2, "feature_recovery should return a pair (recovery, best).")
     recovery, best = out
     if isinstance(recovery, Tensor) and tuple(recovery.shape) == (d_sae,):
@@ -321,6 +371,7 @@ def check_feature_recovery(feature_recovery, *, seed: int = 0) -> None:
     assert_shape(recovery, (n_feats,), "recovery")
     assert_shape(best, (n_feats,), "best")
     check_that(not best.dtype.is_floating_point, f"best should hold integer indices, but has dtype {best.dtype}.")
+    assert_float32(recovery, "recovery", "cosines of float32 vectors are float32: don't convert to float64.")
     if recovery[0].item() > 0.999 and want_recovery[0].item() < 0.999:
         raise CheckFailure("a decoder row pointing opposite to a feature counted as recovering it. Hint: use the signed "
                            "cosine, not its absolute value: a latent's activation is never negative.")
@@ -362,9 +413,11 @@ def check_topk_sae(TopKSAE, *, seed: int = 0) -> None:
         pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     expected = _naive_topk_acts(pre, k)
 
-    acts = sae.encode(x)
+    with unchanged_inputs("encode", x=x):
+        acts = sae.encode(x)
     assert_shape(acts, (8, cfg.d_sae), "encode(x) for x of shape [8, d_in]")
-    check_that(acts.requires_grad, "the activations carry no gradient: no torch.no_grad() or .detach() in encode.")
+    assert_float32(acts, "encode(x)")
+    _trainable(acts, sae, ("W_enc", "b_enc", "b_dec"), "encode(x)")
     acts = acts.detach()
     if (acts < 0).any():
         raise CheckFailure("encode returned negative activations: apply a ReLU to the top-k values "
