@@ -296,3 +296,17 @@ WRONG = {
     "5.8": [ablation_frozen_layernorm_scale, ablation_divides_by_variance, ablation_adds_latent, ablation_off_by_one],
     "5.9": [steering_in_place, steering_last_position, steering_absolute_coefficient],
 }
+
+
+EQUIVALENT = {
+    "5.3:mae2401": "random_directions has no differentiable input (n, d and norm are numbers): detaching changes nothing",
+    "5.3:md6af82": "random_directions has no differentiable input: no_grad changes nothing",
+    "5.4:m87cd13": "diverse_latents returns Python ints: no_grad changes nothing",
+    "5.6:m29897f": "the clamp only acts on a constant column (norm 0), which gives 0 with either floor",
+    "5.6:m1cda3d": "the clamp only acts on a constant column (norm 0), which gives 0 with either floor",
+    "5.6:m898319": "the clamp only acts on a constant column (norm 0), which gives 0 with either floor",
+    "5.6:mcb6587": "the clamp only acts on a constant column (norm 0), which gives 0 with either floor",
+    "5.7:m2e3be0": "indices are integers and carry no gradient: detaching them changes nothing",
+    "5.9:m6cab0f": "no_grad around the hook's definition ends before the hook is ever called: nothing changes",
+    "5.8:md1c0e7": "model.blocks[-1] is model.blocks[0] in a one-layer model, the only kind the exercise admits",
+}

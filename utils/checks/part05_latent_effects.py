@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import Tensor
 
-from utils.checks import CheckFailure, assert_close, assert_shape, check_that, exercise
+from utils.checks import (CheckFailure, assert_close, assert_float32, assert_gradients_reach, assert_shape, check_that,
+                          exercise)
 from utils.checks.part02b_sae_gelu_1l import D_MLP, D_VOCAB, _one_thread, _tiny_model, _tiny_tokens
 
 __all__ = [
@@ -29,6 +30,14 @@ __all__ = [
 
 HOOK = "blocks.0.mlp.hook_post"
 KS_ALPHA = 1e-7  # per test; a few tests per run keep the false-alarm rate below 1e-6
+
+
+NO_GRAD_HINT = "don't compute it inside `torch.no_grad()`, and don't call `.detach()` on the way."
+
+
+def _grad_inputs(*tensors: Tensor) -> list[Tensor]:
+    """Copies of the tensors that require grad (for checking that gradients flow through the learner's code)."""
+    return [t.clone().requires_grad_(True) for t in tensors]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -63,6 +72,10 @@ def check_decoder_logit_lens(decoder_logit_lens, *, seed: int = 0) -> None:
     check_that(torch.allclose(out2[2], 2 * out[2], rtol=1e-4, atol=1e-5),
                "doubling one latent's decoder row should double its logits (the lens is linear in the latent's "
                "activation). Hint: do not normalise the rows or turn the logits into probabilities.")
+    W_dec_g, = _grad_inputs(W_dec)
+    assert_gradients_reach(decoder_logit_lens(W_dec_g, W_out, W_U), {"W_dec": W_dec_g}, "the logit lens",
+                           "a loss on the lens (say, to find a decoder direction that promotes a token) needs its "
+                           "gradient; " + NO_GRAD_HINT)
     expected = torch.stack([torch.stack([sum(W_dec[f, i] * W_out[i, m] * W_U[m, v] for i in range(5) for m in range(4))
                                          for v in range(7)]) for f in range(6)])
     assert_close(out, expected, "decoder_logit_lens", "one latent's row of logits is W_dec[f] @ W_out @ W_U.")
@@ -79,6 +92,9 @@ def check_layernorm_logit_lens(layernorm_logit_lens, *, seed: int = 0) -> None:
     d, w, W_U = torch.randn(3, 5, generator=g), 0.5 + torch.rand(5, generator=g), torch.randn(5, 7, generator=g)
     out = _call_unmodified(layernorm_logit_lens, d, w, W_U, what="layernorm_logit_lens")
     assert_shape(out, (3, 7), "layernorm_logit_lens(directions [3 5], ln_w [5], W_U [5 7])")
+    assert_float32(out, "the LayerNorm lens")
+    d_g, = _grad_inputs(d)
+    assert_gradients_reach(layernorm_logit_lens(d_g, w, W_U), {"directions": d_g}, "the LayerNorm lens", NO_GRAD_HINT)
     shifted = d.clone()
     shifted[1] += 3.0
     check_that(torch.allclose(layernorm_logit_lens(shifted, w, W_U)[1], out[1], rtol=1e-4, atol=1e-4),
@@ -165,6 +181,10 @@ def check_diverse_latents(diverse_latents, *, seed: int = 0) -> None:
     check_that(diverse_latents(chain, [2, 1, 0]) == [2, 0],
                "the candidates should be taken in the order given (the first one is always kept). Hint: loop over "
                "candidates as they are, without sorting.")
+    same = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # cosines exactly 1 and 0
+    check_that(diverse_latents(same, [0, 1, 2], max_cos=1.0) == [0, 2],
+               "with max_cos=1.0, a latent whose cosine with a kept one is exactly 1 was kept: the rule keeps cosines "
+               "strictly below max_cos. Hint: use <, not <=.")
     W = torch.randn(40, 6, generator=g) * torch.rand(40, 1, generator=g).add(0.1)
     candidates = torch.randperm(40, generator=g)[:30].tolist()
     check_that(diverse_latents(W, candidates, max_cos=0.5) == _greedy(W, candidates, 0.5),
@@ -195,6 +215,9 @@ def check_neuron_alignment(neuron_alignment, *, seed: int = 0) -> None:
     two = neuron_alignment(W, k=2)
     check_that(torch.allclose(two, torch.tensor([1.0, 0.5, 1.0]), atol=1e-5),
                "with k=2 the shares should be 1, 0.5 and 1 for these rows. Hint: use the k argument.")
+    R_g, = _grad_inputs(W)
+    assert_gradients_reach(neuron_alignment(R_g, k=1)[:2], {"W_dec": R_g}, "the alignment",
+                           "used as a penalty in training, the alignment needs its gradient; " + NO_GRAD_HINT)
     R = torch.randn(7, 9, generator=g) * 3
     sq = R.pow(2)
     expected = torch.tensor([sorted(row.tolist(), reverse=True)[:3] for row in sq]).sum(-1) / sq.sum(-1)
@@ -216,6 +239,10 @@ def check_activation_correlation(activation_correlation, *, seed: int = 0) -> No
     check_that(abs(out[0, 0].item() - 1.0) < 1e-4,
                f"y[:, 0] = 3 x[:, 0] + 1 should have correlation 1 with x[:, 0], not {out[0, 0].item():.3g}. Hint: "
                f"centre each column (subtract its mean over the rows) before normalising.")
+    assert_float32(out, "the correlations")
+    x_g, y_g = _grad_inputs(x, y)
+    assert_gradients_reach(activation_correlation(x_g, y_g)[:, 1:], {"x": x_g, "y": y_g}, "the correlations",
+                           NO_GRAD_HINT)
     expected = torch.from_numpy(
         __import__("numpy").corrcoef(x.double().numpy().T, y.double().numpy().T)[:3, 3:]).float()
     assert_close(out, expected, "activation_correlation", "normalise each centred column to unit norm over the rows.",
@@ -256,6 +283,9 @@ def check_match_latents(match_latents, *, seed: int = 0) -> None:
                "a row 10 times longer than the others, and one row opposite to a row of A). Hint: normalise both, "
                "take the signed cosine, and the max over B's latents for each of A's.")
     assert_close(cosine, ref.values, "the cosines of the matches")
+    assert_float32(cosine, "the cosines")
+    A_g, = _grad_inputs(A)
+    assert_gradients_reach(match_latents(A_g, B)[1], {"W_dec_a": A_g}, "the cosines", NO_GRAD_HINT)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -303,6 +333,10 @@ def check_ablation_loss_effect(ablation_loss_effect, *, seed: int = 0) -> None:
     assert_close(out, expected, "the loss changes (compared with a patched forward pass)",
                  "apply model.ln_final to the changed residual stream itself: the LayerNorm's mean and standard "
                  "deviation change when the latent is removed.", rtol=1e-3, atol=1e-4)
+    acts_g, = _grad_inputs(latent_acts)
+    assert_gradients_reach(ablation_loss_effect(model, tokens, W_dec_f, acts_g), {"latent_acts": acts_g},
+                           "the loss changes", "attribution methods differentiate the loss change with respect to "
+                           "the activations; " + NO_GRAD_HINT)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -327,6 +361,10 @@ def check_steering_hook(steering_hook, *, seed: int = 0) -> None:
     check_that(torch.allclose(out[:, 0], expected[:, 0], atol=1e-5),
                "at position 0 the hook's output is not acts + coefficient * direction. Hint: add at every position.")
     assert_close(out, expected, "the steered activations", "add coefficient * direction at every position, unchanged.")
+    acts_g, direction_g = _grad_inputs(acts, direction)
+    assert_gradients_reach(steering_hook(direction_g, 2.5)(acts_g, hook=None), {"acts": acts_g, "direction": direction_g},
+                           "the steered activations", "steering vectors are often trained by gradient descent; "
+                           + NO_GRAD_HINT)
     model = _tiny_model(seed)
     tokens = _tiny_tokens(2, 6, g)
     d_mlp_direction = torch.randn(D_MLP, generator=g)
