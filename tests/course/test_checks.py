@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.course.parts import PARTS, all_exercises, as_tuple, wrong_module
@@ -46,6 +48,14 @@ def test_each_wrong_implementation_fails(part, exercise) -> None:
         assert not isinstance(failure.value, NotAttempted), f"{label} was reported as not attempted"
         message = str(failure.value)
         assert len(message) > len(f"Exercise {exercise.id} () failed: ") + 20, f"{label}: message too terse: {message!r}"
+        marked = [o for o in as_tuple(entry) if hasattr(o, "expected_message")]
+        assert marked, f"{label}: mark the wrong object with @mistake(regex) (tests/wrong/__init__.py)"
+        for wrong in marked:
+            assert (wrong.__doc__ or "").strip(), f"{wrong.__name__}: its docstring should state the mistake it models"
+            assert re.search(wrong.expected_message, message), (
+                f"{wrong.__name__} ({wrong.__doc__.strip().splitlines()[0]}) failed for another reason than its own "
+                f"mistake: {message!r} does not match {wrong.expected_message!r}"
+            )
 
 
 @pytest.mark.parametrize("part", PARTS)

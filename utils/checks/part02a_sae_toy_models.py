@@ -194,7 +194,7 @@ def _scalar(value, what: str) -> float:
         raise CheckFailure(f"{what} should be a 0-dimensional tensor, but it is a {type(value).__name__}.")
     if value.dim() != 0:
         raise CheckFailure(f"{what} has shape {tuple(value.shape)}; it should be a scalar (0-dimensional). "
-                           "Hint: average over the batch after summing over the feature axis.")
+                           "Hint: average over the batch after summing over the last (d_in or d_sae) axis.")
     return value.item()
 
 

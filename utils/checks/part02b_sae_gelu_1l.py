@@ -16,7 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from utils.checks import CheckFailure, assert_close, assert_shape, check_that, exercise
+from utils.checks import (
+    CheckFailure,
+    assert_close,
+    assert_float32,
+    assert_shape,
+    assert_type,
+    check_that,
+    exercise,
+    unchanged_inputs,
+)
 from utils.sae import SAE, SAEConfig
 
 __all__ = [
@@ -158,6 +167,7 @@ def check_activation_store(ActivationStore, *, seed: int = 0) -> None:
             raise CheckFailure("harvest(tokens) returned an activation for every position; drop position 0 (the BOS "
                                "token), whose activation is the same in every sequence.")
         assert_shape(harvested, (3 * (seq - 1), D_MLP), "harvest(tokens) for tokens of shape [3, 16] (d_mlp = 32)")
+        assert_float32(harvested, "harvest(tokens)", "the model computes in float32: don't convert its activations.")
         if counter.rows["ln_final"] or counter.rows["unembed"]:
             raise CheckFailure("harvest ran the whole model, unembedding included. Hint: the activations you need are "
                                "in block 0; stop the forward pass after it (run_with_cache's stop_at_layer).")
@@ -187,6 +197,7 @@ def check_activation_store(ActivationStore, *, seed: int = 0) -> None:
             rows_before.append(counter.rows["blocks.0"])
             batch = next(store)
             assert_shape(batch, (batch_size, D_MLP), f"call {call} of next(store)")
+            assert_float32(batch, f"call {call} of next(store)", "serve the store's own float32 rows, unconverted.")
             served.append(batch.detach().clone().float())
         rows_after = counter.rows["blocks.0"]
         if counter.rows["ln_final"] or counter.rows["unembed"]:
@@ -248,6 +259,32 @@ def check_activation_store(ActivationStore, *, seed: int = 0) -> None:
                                f"different sequences: consecutive tokens of a few texts, not a shuffled mix. Hint: "
                                f"refill() should shuffle the whole store (a random permutation of its rows) after "
                                f"writing the fresh activations.")
+
+    # the whole store is shuffled at each refill: after the first one (call 5), the batches mix the activations that
+    # were already in the store (rows 0-11 of `tokens` fill most of it at construction) with the fresh ones
+    after_refill = seq_of.reshape(16, batch_size)[4:8]
+    old = int((after_refill <= 11).sum())
+    if old < 10:
+        raise CheckFailure(f"after the first refill (calls 5 to 8 of next()), only {old} of the {4 * batch_size} served "
+                           "activations were ones already in the store before the refill, though about half of them "
+                           "should be: the unserved half of the store is never served. Hint: after writing the fresh "
+                           "activations into store[:pointer], shuffle the *whole* store (a random permutation of all its "
+                           "rows), not only the fresh activations.")
+
+    # the order comes from the store's own generator (seeded by `seed`), never from the global RNG
+    def first_batches(global_seed: int) -> Tensor:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(global_seed)
+            store = ActivationStore(model, tokens, hook_name=HOOK, n_acts=n_acts, batch_size=batch_size,
+                                    model_batch_size=model_batch_size, seed=seed)
+            torch.manual_seed(global_seed + 1)
+            return torch.cat([next(store).detach().clone() for _ in range(6)])
+
+    if not torch.equal(first_batches(1), first_batches(2)):
+        raise CheckFailure("two stores built with the same seed served different batches once the global random seed "
+                           "(torch.manual_seed) differed: the shuffle uses the global RNG. Hint: draw the permutation "
+                           "with the store's own generator, torch.randperm(..., generator=self.generator), so that a "
+                           "run is reproducible from its seed.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -371,7 +408,7 @@ def check_training_step(training_step, *, seed: int = 0) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 2.8 L0 and feature density
+# 2.8 L0 and latent density (feature_density)
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -390,7 +427,7 @@ def _naive_l0_density(acts: Tensor) -> tuple[float, list[float]]:
     return l0, density
 
 
-@exercise("2.8", "L0 and feature density", objects=["l0", "feature_density"])
+@exercise("2.8", "L0 and latent density", objects=["l0", "feature_density"])
 @_one_thread
 def check_l0_and_density(l0, feature_density, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
@@ -398,8 +435,10 @@ def check_l0_and_density(l0, feature_density, *, seed: int = 0) -> None:
         acts = _sparse_acts(shape, generator)
         want_l0, want_density = _naive_l0_density(acts)
         what = "x".join(map(str, shape))
-        got = l0(acts.clone())
+        with unchanged_inputs("l0", acts=acts):
+            got = l0(acts)
         check_that(isinstance(got, Tensor), f"l0(acts) should return a tensor, got {type(got).__name__}.")
+        assert_float32(got, "l0(acts)", "count in float32 (`.float()`), the dtype of everything else in training.")
         if got.dim() != 0:
             raise CheckFailure(f"l0(acts) for acts of shape {tuple(shape)} has shape {tuple(got.shape)}; it should be one "
                                "number: the count of active latents per token, averaged over all tokens.")
@@ -412,7 +451,8 @@ def check_l0_and_density(l0, feature_density, *, seed: int = 0) -> None:
                 raise CheckFailure("l0(acts) counts every latent; count only those that fire (acts > 0).")
             raise CheckFailure(f"l0(acts) is wrong for acts of shape {tuple(shape)}. Hint: the number of latents with "
                                "acts > 0 on each token, averaged over every token (all leading axes).")
-        density = feature_density(acts.clone())
+        with unchanged_inputs("feature_density", acts=acts):
+            density = feature_density(acts)
         check_that(isinstance(density, Tensor), "feature_density(acts) should return a tensor.")
         if tuple(density.shape) != (shape[-1],):
             raise CheckFailure(f"feature_density(acts) for acts of shape {tuple(shape)} has shape "
@@ -430,6 +470,7 @@ def check_l0_and_density(l0, feature_density, *, seed: int = 0) -> None:
                                "sequence.")
         assert_close(density.float(), want, f"feature_density(acts) for acts of shape {what}",
                      "the fraction of tokens on which each latent fires (acts > 0).")
+        assert_float32(density, "feature_density(acts)", "average in float32 (`.float()`), not float64.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -466,8 +507,10 @@ def check_explained_variance(explained_variance, *, seed: int = 0) -> None:
     for shape in [(50, 7), (6, 8, 7)]:
         x, x_hat = _activation_like(shape, generator)
         want = _naive_explained_variance(x, x_hat)
-        got = explained_variance(x.clone(), x_hat.clone())
+        with unchanged_inputs("explained_variance", x=x, x_hat=x_hat):
+            got = explained_variance(x, x_hat)
         check_that(isinstance(got, Tensor), f"explained_variance should return a tensor, got {type(got).__name__}.")
+        assert_float32(got, "explained_variance(x, x_hat)", "compute it from the float32 inputs, without `.double()`.")
         if got.dim() != 0:
             raise CheckFailure(f"explained_variance(x, x_hat) for inputs of shape {shape} has shape {tuple(got.shape)}; "
                                "it should be one number for the whole set of tokens. Hint: sum over every axis "
@@ -499,8 +542,30 @@ def check_explained_variance(explained_variance, *, seed: int = 0) -> None:
             raise CheckFailure(f"explained_variance is wrong for inputs of shape {shape} (it was right for [tokens d]). "
                                "Hint: treat every leading axis as tokens: flatten to [tokens d] first, then take the mean "
                                "over all tokens.")
-        raise CheckFailure("explained_variance is wrong. Hint: 1 - Σ‖x − x̂‖² / Σ‖x − x̄‖², with x̄ the mean over tokens "
-                           "and both sums over every token and dimension.")
+        _explained_variance_properties(explained_variance, flat)
+        raise CheckFailure("explained_variance is wrong, though it gives 1 for a perfect reconstruction, 0 for the mean "
+                           "and 0.75 for half the deviations. Hint: both sums run over every token and every "
+                           "dimension; the residual is x − x̂, element by element.")
+
+
+def _explained_variance_properties(explained_variance, x: Tensor) -> None:
+    """Name the first property explained variance must have that the learner's version breaks, on ``x`` [tokens d]."""
+    mean = x.mean(0, keepdim=True).expand_as(x)
+    properties = [
+        ("a perfect reconstruction (x_hat = x)", x, 1.0,
+         "nothing is left unexplained, so the numerator, the squared error Σ‖x − x̂‖², must be 0 here."),
+        ("reconstructing every token by the mean activation x̄ (over tokens)", mean, 0.0,
+         "the denominator is the squared error of exactly that reconstruction: Σ‖x − x̄‖², with x̄ the mean over "
+         "tokens, one value per dimension."),
+        ("halving every deviation from the mean, x_hat = x̄ + (x − x̄) / 2", mean + (x - mean) / 2, 0.75,
+         "the ratio compares squared errors, so an error of half the deviation leaves a quarter of the variance."),
+    ]
+    for label, x_hat, value, hint in properties:
+        got = explained_variance(x.clone(), x_hat.clone().contiguous())
+        got = got.item() if isinstance(got, Tensor) and got.numel() == 1 else float("nan")
+        if not math.isclose(got, value, rel_tol=1e-4, abs_tol=1e-5):
+            raise CheckFailure(f"explained_variance of {label} should be {value:g} for any x, and yours is {got:.4g} "
+                               f"(on x of shape {tuple(x.shape)}). Hint: {hint}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -589,7 +654,8 @@ def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) ->
     want["recovered_zero"] = (want["ce_zero_ablated"] - want["ce_reconstructed"]) / (want["ce_zero_ablated"] - want["ce_clean"])
     want["recovered_mean"] = (want["ce_mean_ablated"] - want["ce_reconstructed"]) / (want["ce_mean_ablated"] - want["ce_clean"])
 
-    got = ce_loss_recovered(model, sae, tokens.clone(), mean_acts.clone())
+    with unchanged_inputs("ce_loss_recovered", tokens=tokens, mean_acts=mean_acts):
+        got = ce_loss_recovered(model, sae, tokens, mean_acts)
     check_that(isinstance(got, dict), f"ce_loss_recovered should return a dict, got {type(got).__name__}.")
     missing = [k for k in want if k not in got]
     check_that(not missing, f"the dict ce_loss_recovered returns lacks {missing}.")
@@ -599,8 +665,9 @@ def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) ->
         if isinstance(value, Tensor):
             check_that(value.numel() == 1, f'ce_loss_recovered(...)["{key}"] should be one number, '
                        f"not a tensor of shape {tuple(value.shape)}.")
-            value = value.item()
-        check_that(isinstance(value, (int, float)), f'ce_loss_recovered(...)["{key}"] should be a number.')
+        assert_type(value, float, f'ce_loss_recovered(...)["{key}"]',
+                    "the docstring promises Python floats: call .item() on each loss (a tensor would also keep the "
+                    "model's memory alive in the table the notebook builds).")
         values[key] = float(value)
 
     def close(a: float, b: float) -> bool:
@@ -665,8 +732,10 @@ def check_kl_divergence(kl_divergence, *, seed: int = 0) -> None:
     clean = 3 * torch.randn(batch, seq, vocab, generator=generator)
     spliced = clean + 2 * torch.randn(batch, seq, vocab, generator=generator) + 7.0  # the +7 changes nothing
     want = _naive_kl(clean, spliced).float()
-    got = kl_divergence(clean.clone(), spliced.clone())
+    with unchanged_inputs("kl_divergence", logits_clean=clean, logits_spliced=spliced):
+        got = kl_divergence(clean, spliced)
     check_that(isinstance(got, Tensor), f"kl_divergence should return a tensor, got {type(got).__name__}.")
+    assert_float32(got, "kl_divergence(logits_clean, logits_spliced)", "the logits are float32: compute in float32.")
     if got.dim() == 0:
         raise CheckFailure("kl_divergence returned one number; return the KL at every position, shape [batch pos] "
                            "(sum over the vocabulary only).")
@@ -701,17 +770,19 @@ def check_kl_divergence(kl_divergence, *, seed: int = 0) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 2.12 dead and dense features
+# 2.12 dead and dense latents
 # ---------------------------------------------------------------------------------------------------------
 
 
 def _naive_firing(batches: list[Tensor], window: int, threshold: float, *, strict: bool = False,
-                  reset_first: bool = False, per_batch: str = "") -> list[tuple[list[bool], list[bool]]]:
+                  reset_first: bool = False, per_batch: str = "", dense_at_threshold: bool = False,
+                  ) -> list[tuple[list[bool], list[bool]]]:
     """After each batch: (dead, dense) per latent, with plain counters and loops.
 
     The keyword arguments simulate common mistakes, so that the check can name them: ``strict`` (dead when the
     count is *over* the window), ``reset_first`` (reset the fired latents' counters before adding the batch),
-    ``per_batch`` ("any": density = fraction of batches a latent fired in; "mean": mean of per-batch densities).
+    ``per_batch`` ("any": density = fraction of batches a latent fired in; "mean": mean of per-batch densities),
+    ``dense_at_threshold`` (dense when the density is at least the threshold, not strictly more).
     """
     d_sae = batches[0].shape[-1]
     since = [0] * d_sae
@@ -739,7 +810,7 @@ def _naive_firing(batches: list[Tensor], window: int, threshold: float, *, stric
             density = [sum(batch_densities[j]) / len(batch_densities[j]) for j in range(d_sae)]
         else:
             density = [fired_tokens[j] / n_tokens for j in range(d_sae)]
-        out.append((dead, [d > threshold for d in density]))
+        out.append((dead, [d >= threshold if dense_at_threshold else d > threshold for d in density]))
     return out
 
 
@@ -747,7 +818,8 @@ def _firing_batches(generator: torch.Generator) -> list[Tensor]:
     """Batches of varied sizes. Latent 0 fires only in the first batch (20 tokens), so 60 tokens later, after the
     fourth batch, it has gone exactly one window (60) without firing; latent 1 never fires (exactly 60 tokens after
     the third batch); latent 2 always fires; latent 3 fires on one token of every batch; latent 4 fires on every
-    token of the small (5-token) batches only; the others fire at random, from rarely to often."""
+    token of the small (5-token) batches only; latent 11 fires on 2 of the first 20 tokens only (a density of exactly
+    the 10% threshold after the first batch); the others fire at random, from rarely to often."""
     sizes = [20, 10, 30, 20, 5, 40, 5, 15, 25, 10]
     d_sae = 12
     p = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.04])
@@ -758,16 +830,23 @@ def _firing_batches(generator: torch.Generator) -> list[Tensor]:
         fires[:, 3] = False
         fires[0, 3] = True
         fires[:, 4] = size == 5
+        fires[:, 11] = False
+        if k == 0:
+            fires[:2, 11] = True  # 2 of the first 20 tokens: a density of exactly 10% after the first batch
         batches.append(fires * (torch.rand(size, d_sae, generator=generator) + 0.1))
     return batches
 
 
-@exercise("2.12", "dead and dense features", objects=["FeatureFiringStats"])
+@exercise("2.12", "dead and dense latents", objects=["FeatureFiringStats"])
 @_one_thread
 def check_feature_firing_stats(FeatureFiringStats, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
-    window, threshold = 60, 0.1
     batches = _firing_batches(generator)
+    for window in (60, 61):  # 60: latents 0 and 1 reach it exactly; 61: they stay one token short
+        _check_firing_window(FeatureFiringStats, batches, window, 0.1)
+
+
+def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int, threshold: float) -> None:
     d_sae = batches[0].shape[-1]
     want = _naive_firing(batches, window, threshold)
     mistakes = {
@@ -775,11 +854,13 @@ def check_feature_firing_stats(FeatureFiringStats, *, seed: int = 0) -> None:
         "reset_first": _naive_firing(batches, window, threshold, reset_first=True),
         "any": _naive_firing(batches, window, threshold, per_batch="any"),
         "mean": _naive_firing(batches, window, threshold, per_batch="mean"),
+        "at_threshold": _naive_firing(batches, window, threshold, dense_at_threshold=True),
     }
     stats = FeatureFiringStats(d_sae, window_tokens=window)
     got: list[tuple[list[bool], list[bool]]] = []
     for batch in batches:
-        result = stats.update(batch.clone())
+        with unchanged_inputs("update", acts=batch):
+            result = stats.update(batch)
         check_that(result is None or result is stats, "update(acts) should update the statistics in place.")
         dead, dense = stats.dead(), stats.dense(threshold)
         for mask, what in [(dead, "dead()"), (dense, f"dense({threshold})")]:
@@ -813,6 +894,10 @@ def check_feature_firing_stats(FeatureFiringStats, *, seed: int = 0) -> None:
             raise CheckFailure(f"after {seen} tokens, a latent that has not fired in the last {window} tokens is not "
                                "reported dead. Hint: count tokens (not batches) since each latent last fired, and compare "
                                "with window_tokens.")
+        if matches(mistakes["at_threshold"], 1):
+            raise CheckFailure(f"after {seen} tokens, a latent that fired on exactly {threshold:.0%} of the tokens is "
+                               f"reported dense; dense means *more than* {threshold:.0%}. Hint: compare the density with "
+                               "the threshold strictly (>).")
         if matches(mistakes["any"], 1):
             raise CheckFailure("a latent that fires in every batch, but on only one token of each, is reported dense. "
                                "Hint: density is per token: count the tokens each latent fired on, over all batches, "

@@ -1,0 +1,652 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Part 4: What makes a latent fire
+#
+# Part 2b trained SAEs on `gelu-1l-mini`'s MLP and measured them in the aggregate: sparse, faithful,
+# few dead latents. None of those numbers says what any *latent* means. This part reads latents one by
+# one, the way Bricken et al. (2023, [*Towards Monosemanticity*](https://transformer-circuits.pub/2023/monosemantic-features),
+# "Feature visualisation") did: a density histogram, the contexts where the latent fires hardest, and
+# random samples from every range of its activations, because the top examples alone flatter an
+# interpretation. Then it turns the view around: for a prompt of your own, which latents fire at each
+# token, how unusual is each activation, and which latents actually change the model's next prediction?
+#
+# Everything comes from **one pass** over a token set, for all 4,096 latents at once, in memory that does
+# not grow with the number of tokens. You will write the streaming pieces of that pass; the course's
+# engine (`utils.feature_stats`) puts them together, and its results feed Part 5 and the feature dashboard.
+#
+# **What you will do** (about 2 to 2.5 hours):
+#
+# | | exercise | you will learn |
+# |---|---|---|
+# | 4.1 | streaming top-k | keeping every latent's best examples without storing all activations |
+# | 4.2 | a context window | showing text around an example, whole characters in every script |
+# | 4.3 | interval samples by reservoir sampling | a uniform sample from a stream of unknown length |
+# | 4.4 | equal-count quantile groups | the other way to slice a latent's activations |
+# | 4.5 | a token's activation quantile | how unusual an activation is, from a compact sketch |
+# | 4.6 | the exact loss effect | what removing one latent does to the next-token loss, in closed form |
+# | 4.7 | ranking latents three ways | the prompt-centric view |
+#
+# **How it works.** Fill in each `raise NotImplementedError()`, then run the check cell right after it;
+# `pytest tests/test_04_latent_activations.py` grades the saved notebook the same way.
+#
+# **Running time.** About 4 minutes on a 2-core CPU, most of it in one cell that runs the engine over
+# 64,000 held-out tokens; allow up to 8 if other programs share the CPU. Everything works offline.
+
+# %% [markdown]
+# ## Setup
+
+# %% tags=["setup"]
+import math
+import time
+from collections.abc import Callable, Iterable
+
+import plotly.express as px
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+# %% tags=["setup"]
+import datasets  # noqa: F401  (TransformerLens builds on these two: importing them first keeps each cell short)
+import transformers  # noqa: F401
+
+# %% tags=["setup"]
+from IPython.display import HTML, display
+
+import utils.checks.part04_latent_activations as checks
+from utils.activations import tokenize_texts
+from utils.feature_stats import FeatureStats, compute_feature_stats
+from utils.loading import load_model, load_text_dataset
+from utils.prompt_view import patched_loss, prompt_view
+from utils.sae import SAE
+from utils.token_text import context_html, render_tokens, token_pieces
+
+SEQ_LEN = 128  # tokens per row (BOS first), as the SAEs were trained
+N_ROWS = 500  # held-out rows the engine reads: 64,000 tokens
+_ = torch.manual_seed(0)
+
+# %% [markdown]
+# ## The model, the SAE and the tokens
+#
+# The bundled model and the first of its two pretrained TopK SAEs (4,096 latents, 32 active per token),
+# and 500 rows of the held-out split, shuffled so that they mix many documents. A few seconds.
+
+# %%
+model = load_model("gelu-1l-mini")
+sae = SAE.from_pretrained("gelu-1l-mini")
+corpus = load_text_dataset(model, split="validation")
+tokens = tokenize_texts(corpus["text"], model.tokenizer, seq_len=SEQ_LEN)
+tokens = tokens[torch.randperm(len(tokens), generator=torch.Generator().manual_seed(0))[:N_ROWS]]
+print(f"tokens {tuple(tokens.shape)}; SAE {sae}")
+
+# %% [markdown]
+# ## Exercise 4.1: streaming top-k
+#
+# > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
+# >
+# > You should spend up to 15 minutes on this exercise.
+#
+# **Goal:** merge one batch of latent activations into every latent's running list of its k largest.
+#
+# 64,000 tokens × 4,096 latents is 262 million activations, 1 GB in float32; a million tokens would be
+# 16 GB. The top examples need only k per latent. Keep, for each latent $f$, its k largest activations so
+# far, `top_acts[f]` (largest first), and the token index of each, `top_idx[f]`, counted from the start
+# of the stream. For a new batch `acts` of shape `[n_tok, d_sae]` whose first token has index
+# `first_index`, the new lists are the k largest of the union of the old lists and the batch:
+#
+# $$ \text{top}_k\big(\text{old}_f \cup \{(a_{t f},\ \texttt{first\_index} + t)\}_{t}\big). $$
+#
+# The lists start as zeros (activations) and -1 (indices): a 0 is an empty slot, since a token where the
+# latent does not fire is never an example. Return `(top_acts, top_idx)`, float32 and int64.
+#
+# <details><summary>Hint</summary>
+#
+# Put the two side by side along the token axis: `torch.cat([top_acts, acts.T], dim=1)` is
+# `[d_sae, k + n_tok]`, and the matching indices are `torch.cat([top_idx, (first_index + arange(n_tok))
+# broadcast to [d_sae, n_tok]], dim=1)`. Then `.topk(k, dim=1)` gives values and positions; `gather` the
+# indices at those positions.
+# </details>
+
+# %% tags=["exercise"]
+def update_top_k(top_acts: Float[Tensor, "d_sae k"], top_idx: Int[Tensor, "d_sae k"],
+                 acts: Float[Tensor, "n_tok d_sae"], first_index: int) -> tuple[Tensor, Tensor]:
+    """The k largest activations of each latent over the old lists and this batch, and their token indices."""
+    # BEGIN SOLUTION
+    k = top_acts.shape[1]
+    batch_idx = (first_index + torch.arange(len(acts)))[None, :].expand(acts.shape[1], -1)
+    all_acts = torch.cat([top_acts, acts.T.float()], dim=1)
+    all_idx = torch.cat([top_idx, batch_idx], dim=1)
+    values, where = all_acts.topk(k, dim=1)
+    return values, all_idx.gather(1, where)
+    # END SOLUTION
+
+
+# %% tags=["check"]
+checks.check_update_top_k(update_top_k)
+
+# %% [markdown]
+# With it, a pass over a few batches keeps the top 5 examples of every latent in 4,096 × 5 × 2 numbers,
+# whatever the number of tokens. (The engine does the same, plus: at most one example per row if asked,
+# so that one repetitive file cannot fill a latent's list.)
+
+# %%
+def sae_acts(batch: Int[Tensor, "batch seq"]) -> Float[Tensor, "batch seq d_sae"]:
+    """Latent activations for a batch of token rows."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch, names_filter=sae.cfg.hook_name, stop_at_layer=1)
+        return sae.encode(cache[sae.cfg.hook_name])
+
+
+top_acts, top_idx = torch.zeros(sae.cfg.d_sae, 5), torch.full((sae.cfg.d_sae, 5), -1)
+for start in range(0, 64, 16):
+    acts = sae_acts(tokens[start : start + 16]).reshape(-1, sae.cfg.d_sae)
+    top_acts, top_idx = update_top_k(top_acts, top_idx, acts, start * SEQ_LEN)
+print(f"latents with at least one example in 64 rows: {(top_acts[:, 0] > 0).sum()} of {sae.cfg.d_sae}")
+
+# %% [markdown]
+# ## Exercise 4.2: a context window around an example
+#
+# > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
+# >
+# > You should spend up to 10 minutes on this exercise.
+#
+# **Goal:** show the text around token `(seq, pos)`, the token itself marked `«like this»`.
+#
+# The window runs from `before` tokens before the example to `after` tokens after it, clipped at the
+# edges of the row. Turning token ids into text has a trap. The tokenizer is byte-level BPE: a token is a
+# run of *bytes*, and a Cyrillic, Greek or Arabic letter (2 bytes in UTF-8) or a Chinese or Japanese
+# character (3 bytes) can be split between two tokens. Decode each token alone and the halves print as
+# `�`, the garbled text other SAE viewers show for non-Latin scripts. `pieces_of(ids)` (the course's
+# `utils.token_text.token_pieces`) gives one display string per token, and shows a split character whole
+# on the token where it starts, the next token getting `""`; it can only do that if it sees both halves, so
+# call it once on the whole window.
+#
+# <details><summary>Hint</summary>
+#
+# `lo, hi = max(0, pos - before), min(tokens.shape[1], pos + after + 1)`; `pieces = pieces_of(tokens[seq,
+# lo:hi].tolist())`; the centre is `pieces[pos - lo]`.
+# </details>
+
+# %% tags=["exercise"]
+def context_text(tokens: Int[Tensor, "n_seqs seq"], seq: int, pos: int, pieces_of: Callable[[list[int]], list[str]],
+                 before: int = 10, after: int = 5) -> str:
+    """The text of the window around ``(seq, pos)`` within its row, the centre token wrapped in « »."""
+    # BEGIN SOLUTION
+    lo, hi = max(0, pos - before), min(tokens.shape[1], pos + after + 1)
+    pieces = pieces_of(tokens[seq, lo:hi].tolist())
+    centre = pos - lo
+    return "".join(pieces[:centre]) + "«" + pieces[centre] + "»" + "".join(pieces[centre + 1 :])
+    # END SOLUTION
+
+
+# %% tags=["check"]
+checks.check_context_text(context_text)
+
+# %% [markdown]
+# Here is the difference on a Chinese sentence, in which the tokenizer splits characters. Token by token
+# with `tokenizer.decode`, then with `token_pieces`, token boundaries shown as `|`:
+
+# %%
+sentence = "软件包管理系统会自动处理依赖关系。"
+ids = model.tokenizer(sentence, add_special_tokens=False)["input_ids"]
+print("decode, token by token:", "|".join(model.tokenizer.decode([i]) for i in ids))
+print("token_pieces:          ", "|".join(token_pieces(model.tokenizer, ids)))
+
+# %% [markdown]
+# You should see `�` marks in the first line and the whole sentence in the second, with an empty piece
+# (`||`) wherever a token held only the rest of a character. The renderers draw such a token as a thin
+# `·`. `render_tokens` colours tokens by a value with circuitsvis, whose JavaScript it inlines from the
+# installed package (circuitsvis itself fetches it from a CDN when it thinks it is online), so this works
+# offline in JupyterLab, VS Code and Colab; `backend="html"` is plain HTML with no JavaScript at all.
+
+# %% tags=["solution-only"]
+assert "\ufffd" in "".join(model.tokenizer.decode([i]) for i in ids), "the sentence should show split characters"
+assert "".join(token_pieces(model.tokenizer, ids)) == sentence
+
+# %%
+with torch.no_grad():
+    row = model.to_tokens("Привет, мир! Le système de paquets. 软件包管理系统", prepend_bos=True)
+    acts_row = sae_acts(row)[0]
+busiest = int(acts_row[1:].sum(0).argmax())
+display(render_tokens(token_pieces(model.tokenizer, row[0]), acts_row[:, busiest]))
+
+# %% [markdown]
+# ## The engine: one pass over all latents
+#
+# `compute_feature_stats` runs the model to the SAE's hook over every batch of rows, encodes with the SAE,
+# and folds each batch into running statistics for all latents at once: firing counts, a histogram of
+# activations on a log scale, the top-k examples, co-firing counts, correlations with the model's
+# neurons. Two more need a latent's maximum or its quantiles before they can be drawn (the interval and
+# quantile-group samples of exercises 4.3 and 4.4): the pass writes each firing (latent, activation,
+# token) to a temporary file, and a second sweep over that file, not over the model, draws them.
+# About a minute here.
+
+# %%
+t0 = time.perf_counter()
+stats = compute_feature_stats(model, sae, tokens, batch_size=50, top_k=10, one_per="row", cofire=True,
+                              neuron_corr=True, progress=False)
+seconds = time.perf_counter() - t0
+print(f"{stats.n_tokens:,} tokens, {stats.d_sae} latents in {seconds:.0f} s ({stats.n_tokens / seconds:,.0f} tokens/s)")
+alive = stats.fire_count > 0
+print(f"latents that fire: {alive.sum()} of {stats.d_sae}; median density {stats.density[alive].median():.2%}")
+
+# %% tags=["solution-only"]
+assert 31 < stats.fire_count.sum() / stats.n_tokens <= 32, "a TopK SAE fires (at most) 32 latents per token"
+assert alive.float().mean() > 0.95
+
+# %%
+px.histogram(x=stats.density[alive].log10().numpy(), nbins=60,
+             title="Latent density: log10 of the fraction of tokens each latent fires on",
+             labels={"x": "log10 density"}).show()
+
+# %% [markdown]
+# You should see most latents between $10^{-4}$ and $10^{-2}$, the average $32 / 4096 \approx 0.8\%$,
+# a long left tail of rare latents, and a few dense ones near $10^{-1}$.
+#
+# A latent's page starts with its top examples. `show_examples` prints each with its window of text:
+
+# %%
+def show_examples(examples: list[tuple[float, int, int]], n: int = 6, before: int = 12, after: int = 4) -> None:
+    """One line per example: its activation and its window of text."""
+    pieces_of = lambda ids: token_pieces(model.tokenizer, ids)  # noqa: E731
+    for act, seq, pos in examples[:n]:
+        text = context_text(tokens, seq, pos, pieces_of, before, after).replace("\n", "↵")
+        print(f"{act:6.2f}  {text}")
+
+
+def first_token_script(latent: int) -> str:
+    """The script of the top examples' tokens, by Unicode block, a crude label for a latent."""
+    text = "".join(token_pieces(model.tokenizer, [int(tokens[s, p])])[0] for _, s, p in stats.top_examples(latent))
+    return script_of(text)
+
+
+def script_of(text: str) -> str:
+    """The most common script among the letters of ``text``."""
+    blocks = {"Latin": (0x41, 0x24F), "Greek": (0x370, 0x3FF), "Cyrillic": (0x400, 0x4FF), "Arabic": (0x600, 0x6FF),
+              "CJK": (0x3040, 0x9FFF)}
+    counts = {name: sum(lo <= ord(c) <= hi and c.isalpha() for c in text) for name, (lo, hi) in blocks.items()}
+    return max(counts, key=counts.get) if any(counts.values()) else "none"
+
+
+densest = int(stats.density.argmax())
+print(f"latent {densest}, the densest (fires on {stats.density[densest]:.1%} of tokens):")
+show_examples(stats.top_examples(densest))
+
+# %% [markdown]
+# ## Exercise 4.3: interval samples by reservoir sampling
+#
+# > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
+# >
+# > You should spend up to 20 minutes on this exercise.
+#
+# **Goal:** from a stream of one latent's activations, draw a uniform sample of tokens from each of
+# `n_intervals` equal-width activation intervals, and count each interval's firings.
+#
+# Top examples show what a latent does at its strongest, which is rarely what it does most of the time.
+# Bricken et al. show, below the top examples, samples from intervals of equal width over $(0, a_\max]$:
+# interval $j$ holds the firings with $\tfrac{j}{n} a_\max < a \le \tfrac{j+1}{n} a_\max$. The zeros
+# (tokens where the latent does not fire) belong to no interval; one viewer lets them into its lowest
+# interval, which then shows tokens the latent ignores. Report each interval's count too: its share of the
+# firings says how much of the latent's behaviour the interval stands for.
+#
+# The stream's length is unknown until it ends, and storing it is what we are avoiding. **Reservoir
+# sampling** (Algorithm R; Vitter, 1985) keeps a uniform sample of size $n$ in one pass: keep the first $n$
+# items; the $i$-th item ($i > n$, counting from 1) replaces a uniformly chosen kept item with probability
+# $n / i$. Equivalently: draw $r$ uniform in $\{0, \dots, i-1\}$, and if $r < n$ the item replaces slot $r$.
+# One reservoir per interval. Token indices count from the start of the stream, across batches. Draw every
+# random number from `generator`.
+#
+# <details><summary>Hint</summary>
+#
+# Loop over batches and, inside, over the firings of each batch (`torch.nonzero(batch > 0)`). The interval is
+# `j = min(math.ceil(a / max_act * n_intervals) - 1, n_intervals - 1)`. Keep `seen[j]`, the firings of
+# interval `j` so far; after incrementing it, if `len(samples[j]) < n_samples` append, else
+# `r = int(torch.randint(seen[j], (1,), generator=generator))` and replace `samples[j][r]` when `r < n_samples`.
+# </details>
+
+# %% tags=["exercise"]
+def interval_samples(stream: Iterable[Float[Tensor, " n"]], max_act: float, n_intervals: int, n_samples: int,
+                     generator: torch.Generator) -> tuple[list[list[int]], list[int]]:
+    """Per equal-width interval of (0, max_act]: a uniform sample of up to n_samples token indices, and its count."""
+    # BEGIN SOLUTION
+    samples: list[list[int]] = [[] for _ in range(n_intervals)]
+    seen = [0] * n_intervals
+    offset = 0
+    for batch in stream:
+        for t in torch.nonzero(batch > 0).flatten().tolist():
+            j = min(max(math.ceil(float(batch[t]) / max_act * n_intervals) - 1, 0), n_intervals - 1)
+            seen[j] += 1
+            if len(samples[j]) < n_samples:
+                samples[j].append(offset + t)
+            else:
+                r = int(torch.randint(seen[j], (1,), generator=generator))
+                if r < n_samples:
+                    samples[j][r] = offset + t
+        offset += len(batch)
+    return samples, seen
+    # END SOLUTION
+
+
+# %% tags=["check"]
+checks.check_interval_samples(interval_samples)
+
+# %% [markdown]
+# The engine draws the same kind of sample for every latent at once, in its second sweep. (It uses the
+# "bottom-k" form of reservoir sampling, which vectorises: give every firing a uniform random key and keep
+# the n smallest keys of each interval; that is also a uniform sample without replacement.) Here is the
+# densest latent again, interval by interval, top to bottom, with each interval's share of its firings:
+
+# %%
+def show_intervals(latent: int, n: int = 2) -> None:
+    """Samples from each activation interval of a latent, highest first, with the interval's share of firings."""
+    edges, counts = stats.interval_edges[latent], stats.interval_counts[latent]
+    for j in reversed(range(len(counts))):
+        share = counts[j] / max(int(stats.fire_count[latent]), 1)
+        print(f"interval ({edges[j]:.2f}, {edges[j + 1]:.2f}]: {share:6.1%} of firings")
+        show_examples(stats.interval_examples(latent, j), n=n)
+
+
+show_intervals(densest)
+
+# %% [markdown]
+# You should see most of the firings (typically more than half) in the lowest two or three intervals,
+# and the top intervals holding a handful of tokens each: the examples a top-k list shows are the rare
+# extreme, not the typical firing.
+
+# %% tags=["solution-only"]
+low_share = stats.interval_counts[alive, :3].sum(1).double() / stats.fire_count[alive]
+assert low_share.median() > 0.5, low_share.median()
+
+# %% [markdown]
+# ## Exercise 4.4: equal-count quantile groups
+#
+# > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
+# >
+# > You should spend up to 10 minutes on this exercise.
+#
+# **Goal:** the edges of `n_groups` groups that each hold the same number of a latent's firings.
+#
+# Equal-width intervals give the top of the range its own rows, but most firings crowd into the lowest
+# ones. The other convention (used by the open reproduction of Bricken et al.'s visualisations) is
+# equal-*count* groups: group $g$ is $(e_g, e_{g+1}]$ with $e_0 = 0$, $e_n = a_\max$ and $e_g$ the
+# $g/n$ quantile of the **firings** (the positive activations; zeros excluded again), so each group holds
+# $1/n$ of them.
+#
+# <details><summary>Hint</summary>
+#
+# `firing = acts[acts > 0]`; `edges = torch.quantile(firing, torch.linspace(0, 1, n_groups + 1))`; then set
+# `edges[0] = 0`.
+# </details>
+
+# %% tags=["exercise"]
+def quantile_group_edges(acts: Float[Tensor, " n_tok"], n_groups: int) -> Float[Tensor, " n_groups_plus_1"]:
+    """Edges e_0 = 0 < ... < e_n = max so that each group (e_g, e_g+1] holds 1/n of the positive activations."""
+    # BEGIN SOLUTION
+    firing = acts[acts > 0].float()
+    edges = torch.quantile(firing, torch.linspace(0, 1, n_groups + 1))
+    edges[0] = 0.0
+    return edges
+    # END SOLUTION
+
+
+# %% tags=["check"]
+checks.check_quantile_group_edges(quantile_group_edges)
+
+# %% [markdown]
+# The engine cannot hold every latent's firings to compute exact quantiles, so it takes them from its
+# histogram (the next exercise's sketch); the groups then hold equal counts up to one histogram bin.
+
+# %%
+g = stats.group_counts[densest]
+print(f"latent {densest}: firings per quantile group {g.tolist()} (equal-width intervals: {stats.interval_counts[densest].tolist()})")
+
+# %% [markdown]
+# ## Exercise 4.5: a token's activation quantile
+#
+# > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
+# >
+# > You should spend up to 15 minutes on this exercise.
+#
+# **Goal:** the fraction of a latent's firings at or below a new activation value, from a histogram.
+#
+# An activation of 2.0 is huge for one latent and ordinary for another. Its *quantile* among the latent's
+# firings on the corpus says which, and that is what the prompt-centric view ranks by. Keeping every
+# firing of every latent is out of the question; a histogram of each latent's firings over log-spaced
+# bins (the engine's `hist_counts`, 200 bins from $10^{-3}$ to $10^{2}$) is a compact **quantile
+# sketch**. For a value $v$ in bin $b = [l_b, h_b)$:
+#
+# $$ q(v) = \frac{\sum_{b' < b} c_{b'} + \phi\, c_b}{\sum_{b'} c_{b'}}, \qquad
+#    \phi = \frac{\log v - \log l_b}{\log h_b - \log l_b} \in [0, 1], $$
+#
+# linear in $\log v$ inside the bin, since the bins are log-spaced. A value $\le 0$ has $q = 0$; a value
+# at or above the last edge $q = 1$; a value below the first edge, $q = 0$ (bin 0, $\phi$ clamped).
+#
+# <details><summary>Hint</summary>
+#
+# `b = (torch.searchsorted(edges, values, right=True) - 1).clamp(0, len(counts) - 1)`; the counts below bin
+# `b` are `(counts.cumsum(0) - counts)[b]`; clamp `phi` to [0, 1]; finish with `torch.where(values > 0, q, 0)`.
+# </details>
+
+# %% tags=["exercise"]
+def quantile_from_histogram(edges: Float[Tensor, " n_bins_plus_1"], counts: Int[Tensor, " n_bins"],
+                            values: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
+    """The fraction of firings at or below each value, interpolating linearly in log(value) inside a bin."""
+    # BEGIN SOLUTION
+    counts = counts.double()
+    b = (torch.searchsorted(edges, values, right=True) - 1).clamp(0, len(counts) - 1)
+    lo, hi = edges[b].double().log(), edges[b + 1].double().log()
+    phi = ((values.double().clamp_min(1e-30).log() - lo) / (hi - lo)).clamp(0, 1)
+    q = ((counts.cumsum(0) - counts)[b] + phi * counts[b]) / counts.sum()
+    return torch.where(values > 0, q, torch.zeros_like(q)).float()
+    # END SOLUTION
+
+
+# %% tags=["check"]
+checks.check_quantile_from_histogram(quantile_from_histogram)
+
+# %% [markdown]
+# `stats.quantile_of(latent, value)` does this for any latents at once. On the densest latent, your
+# function and the engine's agree:
+
+# %%
+probe = torch.tensor([0.0, 0.3, 1.0, float(stats.act_max[densest])])
+print(quantile_from_histogram(stats.hist_edges, stats.hist_counts[densest], probe), stats.quantile_of(densest, probe))
+
+# %% tags=["solution-only"]
+assert torch.allclose(quantile_from_histogram(stats.hist_edges, stats.hist_counts[densest], probe[:3]),
+                      stats.quantile_of(densest, probe[:3]), atol=1e-5)
+
+# %% [markdown]
+# ## What the latents of the bundled SAE respond to
+#
+# With the engine's results, finding latents for a hypothesis is a query. The corpus mixes English,
+# Python and sixteen other languages in five scripts, so start there: for each latent, the script of its
+# top examples' tokens.
+
+# %%
+scripts = {f: first_token_script(f) for f in torch.nonzero(alive).flatten().tolist()}
+by_script: dict[str, list[int]] = {}
+for f, s in scripts.items():
+    by_script.setdefault(s, []).append(f)
+print({s: len(fs) for s, fs in sorted(by_script.items())})
+
+# %% [markdown]
+# FINDINGS
+
+# %% [markdown]
+# ## How to doubt an interpretation
+#
+# A top-examples list is the most flattering evidence there is. Two checks keep an interpretation honest.
+#
+# - **Top examples against interval samples.** If the interpretation is right, the samples from the
+#   middle and low intervals, where most firings are, should fit it too, more weakly. When they do not, the
+#   latent is something broader, and the label describes only its extreme.
+# - **Precision and recall of a hypothesis.** Write the interpretation as a rule that can be checked on a
+#   token ("the token is CJK", "the token is a digit"). *Precision*: of the tokens where the latent fires,
+#   the fraction that satisfy the rule. *Recall*: of the tokens that satisfy the rule, the fraction where
+#   the latent fires. A latent can be precise and fire on only a corner of its rule (low recall: other
+#   latents share the rule), or cover the rule and much else (low precision).
+
+# %%
+def precision_recall(latent: int, rule: Callable[[str], bool], n_rows: int = 100) -> tuple[float, float]:
+    """Precision and recall of ``rule`` (a test on a token's text) as an explanation of where ``latent`` fires."""
+    rows = tokens[:n_rows]
+    with torch.no_grad():
+        fires = (sae_acts(rows)[..., latent] > 0).flatten()
+    holds = torch.tensor([rule(p) for row in rows for p in token_pieces(model.tokenizer, row)])
+    precision = (fires & holds).sum() / fires.sum().clamp_min(1)
+    recall = (fires & holds).sum() / holds.sum().clamp_min(1)
+    return float(precision), float(recall)
+
+
+DOUBT
+
+# %% [markdown]
+# ## Exercise 4.6: the exact loss effect of removing a latent
+#
+# > **Difficulty** 🔴🔴🔴🔴⚪ · **Importance** 🔵🔵🔵🔵⚪
+# >
+# > You should spend up to 25 minutes on this exercise.
+#
+# **Goal:** for every latent at one position of a prompt, how much the next-token loss changes when the
+# latent's contribution is removed from the MLP activation.
+#
+# A latent can fire strongly and matter little to the model's output, or fire weakly and decide the next
+# token. The direct test: at position $t$, subtract the latent's contribution $a_f\, W_\text{dec}[f]$ from
+# the MLP's hidden activation (`hook_post`), finish the forward pass, and compare the loss of predicting
+# token $t+1$ with the clean loss:
+#
+# $$ \Delta L_f = L\big(\text{resid}_\text{final}[t] - a_f\, W_\text{dec}[f]\, W_\text{out}\big) - L\big(\text{resid}_\text{final}[t]\big),
+#    \qquad L(r) = -\log \operatorname{softmax}\big(\operatorname{LN}(r)\, W_U + b_U\big)_{\text{tokens}[t+1]}. $$
+#
+# In a one-layer model the MLP writes into the final residual stream and nothing reads that position's
+# MLP output except the unembedding, so the change is exactly this: one LayerNorm and one unembedding per
+# active latent, no second forward pass, and exact (not a linear approximation). Recompute the LayerNorm
+# on the changed residual: its scale depends on the residual's norm, which the removal changes. Latents
+# not active at $t$ get 0. Return a float32 tensor `[d_sae]`.
+#
+# <details><summary>Hint</summary>
+#
+# `_, cache = model.run_with_cache(tokens[None], names_filter=[sae.cfg.hook_name, "blocks.0.hook_resid_post"])`;
+# `acts = sae.encode(cache[hook][0, pos])`; `active = torch.nonzero(acts > 0).flatten()`;
+# `deltas = acts[active, None] * (sae.W_dec[active] @ model.blocks[0].mlp.W_out)`;
+# `resid = cache["blocks.0.hook_resid_post"][0, pos]`; the losses are
+# `-model.unembed(model.ln_final(r)).log_softmax(-1)[..., tokens[pos + 1]]` for `r = resid - deltas` (shape
+# `[n_active, d_model]`) and for `r = resid`. `ln_final` and `unembed` accept any leading shape
+# `[batch, pos, d_model]`: add the axes with `[None]`.
+# </details>
+
+# %% tags=["exercise"]
+def loss_effects_at(model, sae: SAE, tokens: Int[Tensor, " seq"], pos: int) -> Float[Tensor, " d_sae"]:
+    """Loss change at ``pos`` (predicting tokens[pos + 1]) when each latent's a * W_dec[f] is removed; 0 if inactive."""
+    # BEGIN SOLUTION
+    resid_name = "blocks.0.hook_resid_post"
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens[None], names_filter=[sae.cfg.hook_name, resid_name])
+        acts = sae.encode(cache[sae.cfg.hook_name][0, pos])
+        active = torch.nonzero(acts > 0).flatten()
+        deltas = acts[active, None] * (sae.W_dec[active] @ model.blocks[0].mlp.W_out)  # [n_active d_model]
+        resid = cache[resid_name][0, pos]
+
+        def loss(r: Float[Tensor, "n d_model"]) -> Float[Tensor, " n"]:
+            return -model.unembed(model.ln_final(r[None]))[0].log_softmax(-1)[:, tokens[pos + 1]]
+
+        effects = torch.zeros(sae.cfg.d_sae)
+        effects[active] = (loss(resid[None] - deltas) - loss(resid[None])).float()
+    return effects
+    # END SOLUTION
+
+
+# %% tags=["check"]
+checks.check_loss_effects_at(loss_effects_at)
+
+# %% [markdown]
+# The check compared your closed form with real patched forward passes on a tiny random model. On the
+# bundled model, against `utils.prompt_view.patched_loss` (a forward pass with a hook that removes the
+# latent) for the three most active latents at one position:
+
+# %%
+prompt = "import numpy as np\n\ndef mean(values):\n    return sum(values) / len(values)\n"
+prompt_tokens = model.to_tokens(prompt, prepend_bos=True)[0]
+pos = 12
+effects = loss_effects_at(model, sae, prompt_tokens, pos)
+clean = float(F.cross_entropy(model(prompt_tokens[None])[0, pos].detach(), prompt_tokens[pos + 1]))
+with torch.no_grad():
+    top3 = sae_acts(prompt_tokens[None])[0, pos].topk(3).indices.tolist()
+for f in top3:
+    print(f"latent {f}: closed form {effects[f]:+.5f}, patched forward pass {patched_loss(model, sae, prompt_tokens, pos, f) - clean:+.5f}")
+
+# %% tags=["solution-only"]
+for f in top3:
+    assert abs(float(effects[f]) - (patched_loss(model, sae, prompt_tokens, pos, f) - clean)) < 1e-4
+
+# %% [markdown]
+# ## Exercise 4.7: the prompt-centric view
+#
+# > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
+# >
+# > You should spend up to 5 minutes on this exercise.
+#
+# **Goal:** at one position, the `n` latents ranked by activation, by quantile, or by loss effect.
+#
+# The three rankings answer different questions: what fires hardest here (`"act"`), what is most unusual
+# for itself here (`"quantile"`), what matters most to the next prediction (`"loss_effect"`). A loss effect
+# counts by its size either way: a latent whose removal *lowers* the loss was pushing towards a wrong
+# token, and matters as much as one that helps.
+#
+# <details><summary>Hint</summary>
+#
+# Pick the vector `by` names (`effects.abs()` for `"loss_effect"`), then
+# `torch.argsort(values, descending=True)[:n].tolist()`.
+# </details>
+
+# %% tags=["exercise"]
+def rank_latents(acts: Float[Tensor, " d_sae"], quantiles: Float[Tensor, " d_sae"], effects: Float[Tensor, " d_sae"],
+                 by: str, n: int = 10) -> list[int]:
+    """The ``n`` latents with the largest activation, quantile or absolute loss effect, largest first."""
+    # BEGIN SOLUTION
+    values = {"act": acts, "quantile": quantiles, "loss_effect": effects.abs()}[by]
+    return torch.argsort(values, descending=True, stable=True)[:n].tolist()
+    # END SOLUTION
+
+
+# %% tags=["check"]
+checks.check_rank_latents(rank_latents)
+
+# %% [markdown]
+# `utils.prompt_view.prompt_view` computes all three for every position of a prompt and every latent at
+# once (the loss effects in one batched closed form, like yours); `view.table(pos)` prints the three
+# rankings side by side. Try your own prompt:
+
+# %%
+view = prompt_view(model, sae, prompt, stats=stats)
+print(view.table(pos, n=6))
+for by in ("act", "quantile", "loss_effect"):
+    mine = rank_latents(view.acts[pos], view.quantiles[pos], view.loss_effect[pos], by, 6)
+    assert mine == [f for f, _ in view.rank(pos, by, 6)], by
+
+# %% [markdown]
+# PROMPT_FINDINGS
+#
+# ## Summary
+#
+# - One pass over the tokens gathers every latent's statistics at once; the only memory that grows is
+#   the examples kept, k per latent and n per interval, thanks to streaming top-k and reservoir sampling.
+# - Show text as characters, not bytes: byte-level BPE splits non-Latin characters across tokens.
+# - Read a latent from its top examples *and* its interval samples, with each interval's share of its
+#   firings; test an interpretation's precision and recall before believing it.
+# - At a token of your own prompt, rank latents by activation, by quantile and by exact loss effect: the
+#   three lists differ, and the last is the one that says what the model uses.
+#
+# Part 5 turns to the output side: the tokens each latent promotes through the unembedding.

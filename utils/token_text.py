@@ -1,0 +1,162 @@
+"""Showing tokens as readable text in every script, with token boundaries visible.
+
+gelu-1l-mini's tokenizer is byte-level BPE: a token is a run of bytes, and a character outside ASCII (2 bytes
+in Cyrillic, Greek and Arabic, 3 in CJK) can be split across two tokens. Decoding each token on its own then
+shows broken bytes ("�"). ``token_pieces`` gives each token a display string instead: every character is
+shown whole on the token where its first byte is; a token that holds only the rest of a character gets ``""``
+(the renderers draw a thin continuation mark there). Joined, the pieces are the decoded text.
+
+Rendering: ``render_tokens`` colours tokens by a value, with circuitsvis (its JavaScript is inlined from the
+installed package, so it works offline in JupyterLab, VS Code and Colab) or plain HTML (no JavaScript).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+__all__ = ["context_html", "context_window", "render_tokens", "token_bytes", "token_pieces", "visible"]
+
+CONTINUATION = "\u00b7"  # what a continuation-only token shows as in rendered text ("·")
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[str, int]:
+    """Inverse of the byte-level BPE alphabet: printable bytes stand for themselves, the others for 256 + n."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {chr(b): b for b in printable}, 0
+    for b in range(256):
+        if b not in printable:
+            table[chr(256 + extra)] = b
+            extra += 1
+    return table
+
+
+def token_bytes(tokenizer, ids: Sequence[int]) -> list[bytes]:
+    """The raw bytes of each token (special tokens: their name in UTF-8)."""
+    table = _unicode_to_byte()
+    special = set(getattr(tokenizer, "all_special_tokens", []))
+    out = []
+    for token in tokenizer.convert_ids_to_tokens([int(i) for i in ids]):
+        if token in special or any(ch not in table for ch in token):
+            out.append(token.encode("utf-8"))
+        else:
+            out.append(bytes(table[ch] for ch in token))
+    return out
+
+
+def _utf8_length(lead: int) -> int:
+    """Bytes in the UTF-8 character starting with byte ``lead``; 0 for a continuation byte."""
+    if lead < 0x80:
+        return 1
+    if lead < 0xC0:
+        return 0
+    return 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+
+
+def pieces_from_bytes(chunks: Sequence[bytes]) -> list[str]:
+    """Display strings for byte chunks: each character on the chunk holding its first byte (see module docstring).
+
+    Continuation bytes with no lead byte in the window (the window starts mid-character) are dropped; a
+    character cut off by the window's end shows as "�".
+    """
+    data = b"".join(chunks)
+    owner = [i for i, chunk in enumerate(chunks) for _ in chunk]  # chunk of each byte
+    pieces = [""] * len(chunks)
+    at = 0
+    while at < len(data):
+        size = _utf8_length(data[at])
+        if size == 0:
+            at += 1
+            continue
+        pieces[owner[at]] += data[at : at + size].decode("utf-8", errors="replace")
+        at += size
+    return pieces
+
+
+def token_pieces(tokenizer, ids: Sequence[int] | Int[Tensor, " seq"]) -> list[str]:
+    """One display string per token: characters whole, on the token where they start (see the module docstring)."""
+    ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+    return pieces_from_bytes(token_bytes(tokenizer, ids))
+
+
+def visible(piece: str) -> str:
+    """A piece with its whitespace made visible: newline "↵", tab "→", a continuation-only token "·"."""
+    return (piece or CONTINUATION).replace("\n", "↵").replace("\t", "→")
+
+
+def context_window(
+    tokens: Int[Tensor, "n_seqs seq"], seq: int, pos: int, before: int = 10, after: int = 5
+) -> tuple[list[int], int]:
+    """The token ids from ``before`` tokens before ``(seq, pos)`` to ``after`` tokens after it, within the row.
+
+    Returns ``(ids, centre)`` where ``ids[centre]`` is the token at ``(seq, pos)``.
+    """
+    if not 0 <= seq < len(tokens) or not 0 <= pos < tokens.shape[1]:
+        raise IndexError(f"(seq={seq}, pos={pos}) is outside tokens of shape {tuple(tokens.shape)}")
+    start, stop = max(pos - before, 0), min(pos + after + 1, tokens.shape[1])
+    return tokens[seq, start:stop].tolist(), pos - start
+
+
+def _colour(value: float, max_value: float) -> str:
+    """Background colour for an activation: white at 0, saturated orange at ``max_value``."""
+    t = 0.0 if max_value <= 0 else max(0.0, min(1.0, value / max_value))
+    return f"rgba(255, 140, 0, {0.85 * t:.3f})"
+
+
+def context_html(pieces: Sequence[str], values: Sequence[float], centre: int | None = None,
+                 max_value: float | None = None) -> str:
+    """One line of tokens coloured by ``values``, boundaries drawn, the ``centre`` token boxed (plain HTML)."""
+    values = [float(v) for v in values]
+    top = max_value if max_value is not None else max(values + [0.0])
+    spans = []
+    for i, (piece, value) in enumerate(zip(pieces, values)):
+        style = f"background:{_colour(value, top)};border-right:1px solid #bbb;padding:0 1px"
+        if not piece:
+            style += ";color:#999"
+        if i == centre:
+            style += ";outline:2px solid #c00"
+        title = html.escape(f"{piece!r}: {value:.3g}", quote=True)
+        spans.append(f'<span title="{title}" style="{style}">{html.escape(visible(piece))}</span>')
+    return '<div style="font-family:monospace;white-space:pre;line-height:1.6">' + "".join(spans) + "</div>"
+
+
+class HTML:
+    """Minimal displayable HTML (what IPython.display.HTML does), so this module needs no IPython."""
+
+    def __init__(self, data: str) -> None:
+        self.data = data
+
+    def _repr_html_(self) -> str:
+        return self.data
+
+    def __str__(self) -> str:
+        return self.data
+
+
+def render_tokens(pieces: Sequence[str], values: Sequence[float] | Tensor, max_value: float | None = None,
+                  backend: str = "auto") -> HTML:
+    """Coloured tokens, displayable in a notebook: circuitsvis ("auto" if installed) or plain HTML ("html").
+
+    circuitsvis's own display fetches its JavaScript from a CDN when it thinks it is online; this uses the
+    copy inlined from the installed package (``local_src``), so it renders with no network too.
+    """
+    values = torch.as_tensor(values, dtype=torch.float32).tolist()
+    if backend not in ("auto", "circuitsvis", "html"):
+        raise ValueError(f'backend must be "auto", "circuitsvis" or "html", got {backend!r}')
+    if backend in ("auto", "circuitsvis"):
+        try:
+            from circuitsvis.tokens import colored_tokens
+        except ImportError:
+            if backend == "circuitsvis":
+                raise
+        else:
+            kwargs = {} if max_value is None else {"max_value": max_value, "min_value": 0.0}
+            shown = [visible(p) for p in pieces]
+            return HTML(colored_tokens(tokens=shown, values=values, **kwargs).local_src)
+    return HTML(context_html(pieces, values, max_value=max_value))
