@@ -44,7 +44,7 @@ class DashboardBrowser:
         """Analyse ``prompt`` now (all latents, exact loss effects) and show its view."""
         if not prompt:
             return
-        view = dashboard.prompt_view(self.model, self.sae, prompt, self.data.get("_quantiles"))
+        view = dashboard.prompt_view(self.model, self.sae, prompt, self.data.get("_stats"))
         payload = dashboard._payload(self.data)
         payload["prompts"] = [view, *payload["prompts"]]
         self._render(payload, "prompt=0")

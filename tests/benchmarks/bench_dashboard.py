@@ -52,24 +52,24 @@ def main() -> None:
 
     with torch.no_grad():
         t0 = time.perf_counter()
-        codes = dashboard._encode(model, sae, tokens, 64)
+        stats = dashboard.feature_stats(model, sae, tokens)
         t_pass = time.perf_counter() - t0
-        data = dashboard.build(model, sae, tokens, other_sae=other, prompts=[prompt], codes=codes)
+        data = dashboard.build(model, sae, tokens, stats=stats, other_sae=other, prompts=[prompt])
         t_stats = time.perf_counter() - t0 - t_pass
         out = Path(args.out or tempfile.mkdtemp(prefix="dashboard-"))
         index = dashboard.export_folder(data, out)
         t_total = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in out.glob("*.html"))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"1. pass (forward + encode): {t_pass:.0f} s ({n_tokens / t_pass:,.0f} tokens/s); statistics and contexts: "
+    print(f"1. engine pass (forward, encode, statistics): {t_pass:.0f} s ({n_tokens / t_pass:,.0f} tokens/s); contexts "
+          f"with ablation effects, weights and pages: "
           f"{t_stats:.0f} s; export: {t_total - t_pass - t_stats:.0f} s")
     print(f"   whole dashboard: {t_total:.0f} s = {t_total / 60:.1f} min (target <= 5 min); peak memory {peak_gb:.1f} GB")
     print(f"   {len(data['latents'])} latents in {len(list(out.glob('latents_*.html')))} files, {size / 2**20:.1f} MB "
           f"({size / len(data['latents']) / 1024:.1f} KB per latent); index: {index}")
 
     ids = model.to_tokens(prompt)[0]
-    quantiles = data["_quantiles"]
-    seconds = timed(lambda: dashboard.prompt_view(model, sae, prompt, quantiles), repeats=5)
+    seconds = timed(lambda: dashboard.prompt_view(model, sae, prompt, stats), repeats=5)
     print(f"2. prompt view of a {len(ids)}-token prompt over all {sae.cfg.d_sae} latents, exact loss effects: "
           f"{seconds:.2f} s (target <= 1 s)")
 

@@ -31,10 +31,10 @@ def small_dashboard():
     from utils import dashboard
 
     model, sae, other, tokens = bundled()
-    codes = dashboard._encode(model, sae, tokens, 16)
-    counts = torch.bincount(codes[1][codes[0] > 0], minlength=sae.cfg.d_sae)
+    stats = dashboard.feature_stats(model, sae, tokens, 16)
+    counts = stats.fire_count
     view = dashboard.prompt_view(model, sae, PROMPTS[0])
     at_prompt = [max(found, key=lambda r: r[1])[0] for found in view["latents"][2:5]]  # strongest at tokens 2-4
     latents = list(dict.fromkeys([*counts.topk(4).indices.tolist(), *at_prompt]))
-    data = dashboard.build(model, sae, tokens, latents=latents, other_sae=other, prompts=PROMPTS, codes=codes)
+    data = dashboard.build(model, sae, tokens, latents=latents, stats=stats, other_sae=other, prompts=PROMPTS)
     return data, latents
