@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from utils import latent_effects
@@ -129,6 +129,7 @@ def _contexts(model, sae, tokens: Tensor, wanted: dict[int, list[int]], before: 
         values, indices = latent_effects.encode_sparse(sae, post.reshape(-1, post.shape[-1]))
         values, indices = values.reshape(len(batch), seq, -1), indices.reshape(len(batch), seq, -1)
         windows, pairs = [], []  # (f, c, local row, positions in row, acts); (local row, position, latent, act)
+        pieces = [token_pieces(model.tokenizer, tokens[r].tolist()) for r in batch]  # once per row, then sliced
         for local, r in enumerate(batch):
             for f, c in by_row[r]:
                 w = torch.tensor(list(_window(c, seq, before, after))) - r * seq
@@ -146,7 +147,7 @@ def _contexts(model, sae, tokens: Tensor, wanted: dict[int, list[int]], before: 
                                        [[t, round(ch, 2)] for t, ch in zip(eff.top_tokens[i].tolist(), eff.top_changes[i].tolist())]]
         for f, c, local, w, acts in windows:
             ids = tokens[batch[local], w].tolist()
-            ctx = {"s": token_pieces(model.tokenizer, ids), "a": [round(a, 2) for a in acts.tolist()],
+            ctx = {"s": pieces[local][w[0] : w[-1] + 1], "a": [round(a, 2) for a in acts.tolist()],
                    "c": int(c - batch[local] * seq - w[0].item()), "e": {}}
             for i, p in enumerate(w.tolist()):  # the effect lands on the predicted token, i + 1
                 if (local, p, f) in effects and i + 1 < len(ids):
@@ -168,12 +169,14 @@ def _vocab_texts(tokenizer, ids: set[int]) -> dict[int, str]:
 def prompt_view(model, sae, prompt: str, stats: FeatureStats | None = None) -> dict:
     """Every latent active at every token of ``prompt`` (BOS left out), as ``[latent, activation, quantile, loss
     effect]`` rows: ``utils.prompt_view``'s exact loss effects, and quantiles when the engine's ``stats`` are given."""
-    view = engine_prompt_view(model, sae, prompt, stats)
+    view = engine_prompt_view(model, sae, prompt)  # quantiles below, for the active latents only (k per token)
     per_token = [[] for _ in range(len(view.tokens))]
     pos, lat = torch.nonzero(view.acts > 0, as_tuple=True)
     keep = pos > 0
     pos, lat = pos[keep], lat[keep]
-    rows = zip(pos.tolist(), lat.tolist(), view.acts[pos, lat].tolist(), view.quantiles[pos, lat].tolist(),
+    acts = view.acts[pos, lat]
+    quantiles = stats.quantile_of(lat, acts) if stats is not None else torch.zeros_like(acts)
+    rows = zip(pos.tolist(), lat.tolist(), acts.tolist(), quantiles.tolist(),
                torch.nan_to_num(view.loss_effect[pos, lat]).tolist())
     for p, f, a, q, e in rows:
         per_token[p].append([f, round(a, 3), round(q, 3) if stats is not None else None, round(e, 4)])
@@ -191,10 +194,17 @@ def _locations(seqs: Tensor, poss: Tensor, seq: int) -> list[int]:
     return (seqs[keep] * seq + poss[keep]).tolist()
 
 
-def _latent_page(f: int, stats: FeatureStats, contexts: dict, lens_row: Tensor, sae, seq: int) -> dict:
+def _row_histograms(rows: Float[Tensor, "n m"], bins: int = 30) -> Int[Tensor, "n bins"]:
+    """A histogram of each row over its own range [min, max], in equal bins, for all rows at once."""
+    lo, hi = rows.min(-1, keepdim=True).values, rows.max(-1, keepdim=True).values
+    b = ((rows - lo) / (hi - lo).clamp_min(1e-12) * bins).long().clamp(0, bins - 1)
+    offsets = torch.arange(len(rows))[:, None] * bins
+    return torch.bincount((b + offsets).flatten(), minlength=len(rows) * bins).reshape(len(rows), bins)
+
+
+def _latent_page(f: int, stats: FeatureStats, contexts: dict, lens_row: Tensor, hist_l: Tensor, sae, seq: int) -> dict:
     """One latent's page, from the engine's statistics, the rendered contexts and its logit-lens row."""
     top_l, bot_l = lens_row.topk(10), lens_row.topk(10, largest=False)
-    hist_l = torch.histc(lens_row, bins=30, min=lens_row.min().item(), max=lens_row.max().item())
     squared = sae.W_dec[f].pow(2)
     fired = int(stats.fire_count[f])
     intervals = []
@@ -247,6 +257,7 @@ def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None
 
     lat = torch.tensor(latents, dtype=torch.long)
     lens = latent_effects.logit_lens(model, sae.W_dec[lat])
+    lens_hist = _row_histograms(lens)
     unit = sae.W_dec / sae.W_dec.norm(dim=-1, keepdim=True)
     near_idx, near_cos = _top_cosines(unit[lat], unit, 5, exclude_self=False)
     match = None
@@ -257,7 +268,7 @@ def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None
     vocab_ids: set[int] = set()
     pages = {}
     for i, f in enumerate(latents):
-        page = _latent_page(f, stats, contexts, lens[i], sae, seq)
+        page = _latent_page(f, stats, contexts, lens[i], lens_hist[i], sae, seq)
         page["cofiring"] = cofire[f]
         page["nearest"] = [[j, round(c, 3)] for j, c in zip(near_idx[i].tolist(), near_cos[i].tolist()) if j != f][:4]
         if match is not None:
