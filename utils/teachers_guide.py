@@ -159,8 +159,24 @@ def wrong_objects(entry, exercise, reference: dict) -> list:
 
 
 def first_line(obj) -> str:
-    doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0].strip() if doc else f"(no docstring on {getattr(obj, '__name__', obj)!r})"
+    """The mistake a wrong object models: its docstring's first line (the convention), else, for older
+    entries, the first comment in its source, else its name in words."""
+    import inspect
+
+    own_doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    doc = (own_doc or "").strip()
+    if doc:
+        return doc.splitlines()[0].strip()
+    try:
+        comment = re.search(r"#\s*(.+)$", inspect.getsource(obj), re.M)
+    except (OSError, TypeError):
+        comment = None
+    if comment:
+        return comment[1].strip()[0].upper() + comment[1].strip()[1:] + "."
+    name = getattr(obj, "__name__", type(obj).__name__)
+    if name.islower():  # a snake_case name reads as words
+        return name.replace("_", " ").strip().capitalize() + "."
+    return f"`{name}` (no description yet)"
 
 
 def grader_message(exercise, entry) -> str:
