@@ -248,7 +248,7 @@ td.failed details { text-align: left; max-width: 28rem; } td.failed summary { cu
 .legend span { display: inline-block; padding: 0.1rem 0.5rem; margin-right: 0.5rem; border: 1px solid #ccc; }
 .small { color: #666; font-size: 0.85rem; }
 """
-_SYMBOL = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "–"}
+_SYMBOL = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "–"}  # in every common font, unlike emoji
 
 
 def render_html(submissions: list[Submission], folder: Path) -> str:
@@ -261,8 +261,8 @@ def render_html(submissions: list[Submission], folder: Path) -> str:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Grades: {esc(str(folder))}</title><style>{_CSS}</style></head><body>",
         f"<h1>Grades for {esc(str(folder))}</h1>",
-        f'<p class="small">Graded {stamp}; {len(submissions)} notebook(s). Click a ❌ for the grader\'s message.</p>',
-        '<p class="legend"><span style="background:#d9f2d9">✅ passed</span><span style="background:#f8d7d7">❌ failed</span>'
+        f'<p class="small">Graded {stamp}; {len(submissions)} notebook(s). Click a ✗ for the grader\'s message.</p>',
+        '<p class="legend"><span style="background:#d9f2d9">✓ passed</span><span style="background:#f8d7d7">✗ failed</span>'
         '<span style="background:#eee">– not attempted</span></p>',
     ]
     for part in sorted({s.part for s in submissions if s.part and not s.problem}):
