@@ -69,8 +69,17 @@ def download(folder: Path, *, python_version: str | None, platform: str | None, 
     """Gather every wheel the course needs into ``folder``, for the given Python version and platform.
 
     A dependency published only as source (e.g. transformer_lens's ``transformers-stream-generator``) is
-    built into a wheel here first, so that the laptops need no build step."""
+    built into a wheel here, so that the laptops need no build step. For this machine's own Python and
+    platform that takes one resolution (source archives are downloaded, then built); for another target,
+    pip accepts only wheels, so each source-only dependency is built and the resolution retried."""
     folder.mkdir(parents=True, exist_ok=True)
+    wanted = [f"torch=={torch}", *requirements()]
+    if not (python_version or platform):
+        pip("--prefer-binary", "--dest", str(folder), *wanted, verb="download")
+        for archive in [*folder.glob("*.tar.gz"), *folder.glob("*.zip")]:
+            pip("--no-deps", "--no-index", "--find-links", str(folder), "--wheel-dir", str(folder), str(archive), verb="wheel")
+            archive.unlink()
+        return _report(folder)
     target = ["--only-binary=:all:", "--dest", str(folder), "--find-links", str(folder)]
     if python_version:
         target += ["--python-version", python_version]
@@ -78,7 +87,7 @@ def download(folder: Path, *, python_version: str | None, platform: str | None, 
         target += ["--platform", tag]
     built: set[str] = set()
     while True:
-        command = [sys.executable, "-m", "pip", "download", *target, f"torch=={torch}", *requirements()]
+        command = [sys.executable, "-m", "pip", "download", *target, *wanted]
         print("+", " ".join(command), flush=True)
         proc = subprocess.run(command, capture_output=True, text=True)
         missing = re.search(r"No matching distribution found for (\S+)", proc.stderr)
@@ -90,10 +99,14 @@ def download(folder: Path, *, python_version: str | None, platform: str | None, 
         built.add(missing[1])
         print(f"{missing[1]} has no wheel for this target: building one from its source.", flush=True)
         pip("--no-deps", "--wheel-dir", str(folder), missing[1], verb="wheel")
+    names = {re.split(r"[<>=!~ ]", b)[0].lower().replace("-", "_") for b in built}
     for wheel in folder.glob("*.whl"):
-        if wheel.name.split("-")[0].replace("_", "-").lower() in {re.split(r"[<>=!~]", b)[0].lower() for b in built}:
-            if not wheel.name.endswith("-none-any.whl"):
-                print(f"warning: {wheel.name} was built here, for this machine's platform only.", file=sys.stderr)
+        if wheel.name.split("-")[0].lower() in names and not wheel.name.endswith("-none-any.whl"):
+            print(f"warning: {wheel.name} was built here, for this machine's platform only.", file=sys.stderr)
+    _report(folder)
+
+
+def _report(folder: Path) -> None:
     wheels = sorted(folder.glob("*.whl"))
     size = sum(w.stat().st_size for w in wheels) / 2**20
     print(f"\n{len(wheels)} wheels ({size:.0f} MiB) in {folder}. Copy it with this checkout to each laptop, then run:")
