@@ -96,6 +96,9 @@ def download(folder: Path, *, python_version: str | None, platform: str | None, 
             if proc.returncode:
                 raise SystemExit(f"pip download failed (exit code {proc.returncode}); see above.")
             break
+        if re.match(r"torch\b", missing[1]):
+            raise SystemExit(f"No wheel of {missing[1]} for Python {python_version or 'this'} on {platform or 'this platform'} "
+                             "(recent torch needs manylinux_2_28 on Linux): choose another --torch or --platform.")
         built.add(missing[1])
         print(f"{missing[1]} has no wheel for this target: building one from its source.", flush=True)
         pip("--no-deps", "--wheel-dir", str(folder), missing[1], verb="wheel")
