@@ -1,0 +1,66 @@
+"""install.py's offline mode: what --download gathers, for which platforms, and what --from refuses.
+
+The real round trip (download every wheel, install from the folder alone in a fresh environment) runs in
+CI (.ci/run, the issue-15 block): it needs minutes and a package index, so it is not a unit test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from utils.paths import repo_root
+
+ROOT = repo_root()
+
+
+def load_install():
+    spec = importlib.util.spec_from_file_location("course_install", ROOT / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+install = load_install()
+
+
+def test_platform_tags_accept_older_manylinux_wheels() -> None:
+    tags = install.platform_tags("manylinux_2_28_x86_64")
+    assert tags[0] == "manylinux_2_28_x86_64"
+    assert {"manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"} <= set(tags)
+    legacy = install.platform_tags("manylinux2014_x86_64")
+    assert "manylinux_2_17_x86_64" in legacy and "manylinux_2_28_x86_64" not in legacy
+    assert install.platform_tags("macosx_11_0_arm64") == ["macosx_11_0_arm64"]
+
+
+def test_download_asks_for_every_requirement_and_the_build_backend() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    wanted = [r for r in pyproject["project"]["dependencies"] if not r.startswith("torch")]
+    wanted += [r for group in pyproject["project"]["optional-dependencies"].values() for r in group]
+    wanted += pyproject["build-system"]["requires"]
+    got = install.requirements()
+    assert set(wanted) <= set(got) and "wheel" in got
+    assert not any(r.startswith("torch") for r in got), "torch is asked for separately, at the chosen version"
+
+
+def test_torch_version_is_read_from_the_folder(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="No torch wheel"):
+        install.torch_in(tmp_path)
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").touch()
+    assert install.torch_in(tmp_path) == "2.13.0+cpu"
+    (tmp_path / "torch-2.11.0-cp313-cp313-manylinux_2_28_x86_64.whl").touch()
+    with pytest.raises(SystemExit, match="several torch versions"):
+        install.torch_in(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--from", "no-such-folder"], "no such folder"), (["--platform", "manylinux_2_28_x86_64"], "go with --download")],
+)
+def test_bad_arguments_are_clear_errors(args, message) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "install.py"), *args], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and message in proc.stderr
