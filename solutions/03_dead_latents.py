@@ -463,6 +463,10 @@ checks.check_resample_on_schedule(ResampleOnSchedule)
 # resampling, with Anthropic's; each resamples at 25%, 40% and 55% of training the latents that have
 # not fired on the last 10,000 inputs. "Features recovered" counts the true features that some decoder
 # row matches with cosine similarity above 0.9. About 10 seconds per run.
+#
+# These runs use your `ResampleOnSchedule`, `resample_simple` and `resample_anthropic` (exercises 3.4 to
+# 3.7). If you skipped some, run `from utils.resampling import ResampleOnSchedule, resample_simple, resample_anthropic`
+# first to use the library's versions (they pass the same checks).
 
 # %%
 from utils.dead_latents_demo import toy_comparison
