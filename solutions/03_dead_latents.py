@@ -513,8 +513,8 @@ for name, result in gelu["runs"].items():
     print(f"{name:>10}: dead {result['dead']:5.1%}, L0 {result['l0']:5.1f}, explained variance "
           f"{result['explained_variance']:.3f}, CE loss recovered {result['ce_loss_recovered']:.3f}")
 runs = gelu["runs"]
-plot_saes.plot_training_history(runs, keys=("frac_alive", "mse", "l0"), log_y=("mse",),
-                                title="L1 SAE on gelu-1l-mini: latents alive, MSE and L0, three ways").show()
+plot_saes.plot_training_history(runs, keys=("frac_alive", "mse"), log_y=("mse",),
+                                title="L1 SAE on gelu-1l-mini: fraction of latents alive and MSE, three ways").show()
 
 # %% tags=["solution-only"]
 assert runs["anthropic"]["dead"] < runs["none"]["dead"], runs
