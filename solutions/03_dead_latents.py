@@ -463,6 +463,10 @@ checks.check_resample_on_schedule(ResampleOnSchedule)
 # resampling, with Anthropic's; each resamples at 25%, 40% and 55% of training the latents that have
 # not fired on the last 10,000 inputs. "Features recovered" counts the true features that some decoder
 # row matches with cosine similarity above 0.9. About 10 seconds per run.
+#
+# These runs use your `ResampleOnSchedule`, `resample_simple` and `resample_anthropic` (exercises 3.4 to
+# 3.7). If you skipped some, run `from utils.resampling import ResampleOnSchedule, resample_simple, resample_anthropic`
+# first to use the library's versions (they pass the same checks).
 
 # %%
 from utils.dead_latents_demo import toy_comparison
@@ -509,8 +513,8 @@ for name, result in gelu["runs"].items():
     print(f"{name:>10}: dead {result['dead']:5.1%}, L0 {result['l0']:5.1f}, explained variance "
           f"{result['explained_variance']:.3f}, CE loss recovered {result['ce_loss_recovered']:.3f}")
 runs = gelu["runs"]
-plot_saes.plot_training_history(runs, keys=("frac_alive", "mse", "l0"), log_y=("mse",),
-                                title="L1 SAE on gelu-1l-mini: latents alive, MSE and L0, three ways").show()
+plot_saes.plot_training_history(runs, keys=("frac_alive", "mse"), log_y=("mse",),
+                                title="L1 SAE on gelu-1l-mini: fraction of latents alive and MSE, three ways").show()
 
 # %% tags=["solution-only"]
 assert runs["anthropic"]["dead"] < runs["none"]["dead"], runs

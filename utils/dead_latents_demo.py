@@ -41,7 +41,7 @@ def _plugins(method: str, plugin_cls, resample_simple, resample_anthropic, steps
 
 
 def _curves(history: list[dict]) -> dict[str, list[float]]:
-    return {key: [record.get(key, 0.0) for record in history] for key in ("step", "frac_alive", "mse", "l0")}
+    return {key: [record.get(key, 0.0) for record in history] for key in ("step", "frac_alive", "mse")}
 
 
 @torch.no_grad()
@@ -94,7 +94,7 @@ def toy_comparison(plugin_cls, resample_simple: Callable, resample_anthropic: Ca
         plugins = _plugins(method, plugin_cls, resample_simple, resample_anthropic, schedule, window_tokens, 4, seed)
         history = train_sae(sae, batches, cfg, plugins=plugins)
         cos = F.normalize(sae.W_dec.detach(), dim=-1) @ features.T
-        results[method] = _activation_metrics(sae, held_out) | _curves(history) | {
+        results[method] = _curves(history) | _activation_metrics(sae, held_out) | {
             "recovered": int((cos.max(0).values > 0.9).sum())}
     return results
 
@@ -134,7 +134,7 @@ def gelu_comparison(plugin_cls, resample_simple: Callable, resample_anthropic: C
         plugins = _plugins(method, plugin_cls, resample_simple, resample_anthropic, schedule, window_tokens, 4, seed)
         history = train_sae(sae, shuffled_batches(train_acts, batch_size, seed), cfg, plugins=plugins)
         ce = ce_loss_recovered(model, sae, eval_tokens[:n_ce_seqs])["recovered"]
-        runs[method] = _activation_metrics(sae, eval_acts) | _curves(history) | {"ce_loss_recovered": ce}
+        runs[method] = _curves(history) | _activation_metrics(sae, eval_acts) | {"ce_loss_recovered": ce}
     settings = dict(d_sae=d_sae, steps=steps, batch_size=batch_size, lr=lr, seed=seed, n_ce_seqs=n_ce_seqs)
     return {"runs": runs, "model": model, "train_acts": train_acts, "eval_acts": eval_acts, "eval_tokens": eval_tokens,
             "settings": settings}
@@ -165,5 +165,5 @@ def beyond_resampling(gelu: dict, *, k: int = 32, k_aux: int = 256, window_token
         history = train_sae(sae, shuffled_batches(gelu["train_acts"], s["batch_size"], s["seed"]),
                             TrainConfig(**base | extra), plugins=plugins)
         ce = ce_loss_recovered(gelu["model"], sae, gelu["eval_tokens"][: s["n_ce_seqs"]])["recovered"]
-        results[name] = _activation_metrics(sae, gelu["eval_acts"]) | _curves(history) | {"ce_loss_recovered": ce}
+        results[name] = _curves(history) | _activation_metrics(sae, gelu["eval_acts"]) | {"ce_loss_recovered": ce}
     return results

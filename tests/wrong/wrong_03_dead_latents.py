@@ -306,7 +306,7 @@ class KeepsCounters(_Plugin):
         return {"resampled": self._resample(state, state.tokens_since_fired >= self.window_tokens)}
 
 
-@mistake(r"pool should be the next 3 batches")
+@mistake(r"pool should be the next \d+ batch")
 class PoolIsThisBatch(_Plugin):
     """Uses only the current batch as the pool of inputs."""
 
@@ -332,4 +332,21 @@ WRONG = {
     "3.6": [anthropic_by_loss, anthropic_not_centred, anthropic_input_norm, anthropic_without_adam_reset,
             anthropic_resets_everything, anthropic_without_replacement, anthropic_touches_alive],
     "3.7": [WindowInSteps, OffByOneStep, KeepsCounters, PoolIsThisBatch],
+}
+
+_NO_GRAD = "no gradient is meant to flow here (counts, probabilities of a fixed density, sampled indices, optimiser state, a plug-in that edits parameters under no_grad): detaching or no_grad changes nothing a caller can observe"
+EQUIVALENT = {
+    "3.1:m33e485": "detach on an int64 counter: " + _NO_GRAD,
+    "3.2:m1616ea": "detach of the probability: " + _NO_GRAD,
+    "3.2:m02e933": "no_grad around the probability: " + _NO_GRAD,
+    "3.3:mddebed": "no_grad around the Adam-state edit (the function is already decorated @torch.no_grad): " + _NO_GRAD,
+    "3.4:m0e7739": "the early return for n_dead == 0 is a shortcut: the general path also handles 0 dead latents (empty masks, returns 0) and 1",
+    "3.5:medf407": "detach of integer indices: " + _NO_GRAD,
+    "3.5:m318e65": "no_grad around sampling: " + _NO_GRAD,
+    "3.6:m3afe94": "sum vs mean of the squared error over d_in scales every loss by 1/d_in: the sampling law (proportional to loss^2) is unchanged",
+    "3.1:mfaacd0": "no_grad around an int64 counter: " + _NO_GRAD,
+    "3.4:m500989": "n_dead == -1 is never true, so the early return never happens: the general path handles 0 dead latents too",
+    "3.4:m815f10": "no_grad inside a function already decorated @torch.no_grad: " + _NO_GRAD,
+    "3.6:mcd7390": "no_grad inside a function already decorated @torch.no_grad: " + _NO_GRAD,
+    "3.7:m76bfb4": "no_grad around after_update: the resampler runs under no_grad anyway; " + _NO_GRAD,
 }

@@ -479,7 +479,7 @@ def _state(seed: int, batches: list[Tensor]):
 @_one_thread
 def check_resample_on_schedule(ResampleOnSchedule, *, seed: int = 0) -> None:
     want_dead = torch.tensor([False, False, True, True, False, True])
-    for pool_batches in (0, 3):
+    for pool_batches in (0, 1, 3):
         batches = [torch.full((4, 3), float(i)) for i in range(20)]
         recorder = _Recorder(with_pool=pool_batches > 0)
         plugin = ResampleOnSchedule(recorder, steps=[3, 5], window_tokens=100, pool_batches=pool_batches, seed=seed)
@@ -514,10 +514,11 @@ def check_resample_on_schedule(ResampleOnSchedule, *, seed: int = 0) -> None:
             state.tokens_since_fired = torch.tensor([0, 99, 100, 5000, 3, 250], dtype=torch.long)
             if pool_batches:
                 pool = call["pool"]
-                first = 0 if len(recorder.calls) == 1 else 3
-                want = torch.cat(batches[first : first + 3])
+                first = 0 if len(recorder.calls) == 1 else pool_batches
+                want = torch.cat(batches[first : first + pool_batches])
                 check_that(isinstance(pool, Tensor) and pool.shape == want.shape and torch.equal(pool, want),
-                           f"with pool_batches=3 the pool should be the next 3 batches from state.buffer, concatenated "
+                           f"with pool_batches={pool_batches} the pool should be the next {pool_batches} batch(es) from "
+                           f"state.buffer, concatenated "
                            f"({tuple(want.shape)}), got {tuple(pool.shape) if isinstance(pool, Tensor) else type(pool).__name__}. "
                            "Hint: torch.cat([next(state.buffer) for _ in range(self.pool_batches)]), only on scheduled steps.")
         check_that(len(recorder.calls) == 2, f"over steps 1 to 7 with steps=[3, 5], the resampler ran {len(recorder.calls)} times, expected 2.")
