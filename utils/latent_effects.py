@@ -1,4 +1,4 @@
-"""What an SAE latent on a one-layer model's MLP does to the output: logit lens, exact ablation, steering.
+"""What an SAE latent on a one-layer model's MLP does to the output: the logit lens and exact ablation.
 
 The model is one block: ``resid_final = resid_mid + hook_post @ W_out + b_out``, then the final LayerNorm
 and the unembedding. A latent ``f`` firing with activation ``a`` at a position adds ``a · W_dec[f] @ W_out``
@@ -9,8 +9,6 @@ Part 5 has the learner write each of these; the dashboard (``utils.dashboard``) 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +24,6 @@ __all__ = [
     "final_residual",
     "latent_out_directions",
     "logit_lens",
-    "steering",
 ]
 
 HOOK = "blocks.0.mlp.hook_post"
@@ -107,17 +104,6 @@ def ablation_effects(
         empty = torch.zeros(0, n_top)
         return AblationEffects(torch.zeros(0), empty.long(), empty)
     return AblationEffects(torch.cat(loss), torch.cat(tops), torch.cat(changes))
-
-
-@contextlib.contextmanager
-def steering(model, direction: Float[Tensor, " d_mlp"], coefficient: float) -> Iterator[None]:
-    """Within the block, the model adds ``coefficient · direction`` to the MLP activations at every position."""
-
-    def add(acts, hook=None):
-        return acts + coefficient * direction.to(acts.dtype)
-
-    with model.hooks(fwd_hooks=[(HOOK, add)]):
-        yield
 
 
 @torch.no_grad()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import torch
-
 PROMPTS = ["The results of the experiment show that the", "def main():\n    return 0", "Привет, мир! 你好世界"]
 
 
