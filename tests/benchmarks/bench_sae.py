@@ -40,9 +40,11 @@ other jobs at a load average of 15-22, so with ``--threads 1 --cpu-time``:
   52.3 ms. What stands in the way there: per 1,024 tokens the top-k selection (12.9 ms) costs more than the
   encoder's product (10.6 ms), and the four sparse products, the CSR index building, the projection and
   Adam another 25 ms together, so even free sparse products would leave the step at about 2.2x;
-- end to end, 20k tokens (mostly the buffer's first fill): course sparse 5,882 tokens per CPU-second,
-  dense 3,449, SAELens 6.54 TopK 1,450: 4.06x SAELens; 36% of the sparse trainer's time is harvesting;
-- Part 2b end to end, 20k tokens per run: sparse 1.34x dense (the store's 2^16-activation fill weighs);
+- end to end, 100k tokens: course sparse 8,133 tokens per CPU-second, dense 4,200 (sparse 1.94x), sparse
+  bf16 7,004, SAELens 6.54 TopK 2,049: 3.97x SAELens (dense 2.05x); 20% of the sparse trainer's wall-clock
+  time is harvesting (7% for the dense one): the next bottleneck after the top-k;
+- Part 2b end to end, 100k tokens per run: dense 10,644, sparse 13,914 tokens per CPU-second: 1.31x (the
+  store's harvest, 31% of the time, and the top-k above);
 - quality, 200k tokens per run, seeds 0 and 1: bf16 - fp32 explained variance +0.0001 (seed spread 0.0035),
   CE recovered +0.08 points (spread 0.06), dead 0 in both. bfloat16 is as good, but slower on this CPU
   (no AMX: oneDNN's bf16 matmul runs below fp32 here), so float32 stays the default.
