@@ -42,7 +42,8 @@
 #
 # **How it works.** As in Parts 1 and 2: fill in each `raise NotImplementedError()`, run the check
 # cell right after it, and `pytest tests/test_03_dead_latents.py` grades the saved notebook. The whole
-# notebook runs in about 5 minutes on a 2-core CPU (the training comparisons take most of it).
+# notebook runs in about 8 minutes on an idle 2-core CPU (the training comparisons of sections 6 to 8
+# take most of it).
 
 # %% [markdown]
 # ## Setup
@@ -503,7 +504,7 @@ assert toy["anthropic"]["explained_variance"] >= toy["none"]["explained_variance
 # 25% and 50% of training, for latents that have not fired on the last 40,960 tokens (20 steps), with a
 # pool of 4 batches (8,192 inputs) for Anthropic's. We then evaluate each SAE on 32,512 held-out tokens:
 # the fraction of latents that never fire on them, L0, explained variance, and (on 32 sequences) the CE
-# loss recovered with zero ablation (Part 2b). Under a minute per run on an idle 2-core CPU.
+# loss recovered with zero ablation (Part 2b). About a minute per run on an idle 2-core CPU.
 
 # %%
 from utils.dead_latents_demo import gelu_comparison
