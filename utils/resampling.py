@@ -84,8 +84,7 @@ def loss_per_input(sae, x: Float[Tensor, "n d_in"]) -> Float[Tensor, " n"]:
 
 def sample_by_squared_loss(losses: Float[Tensor, " n"], n: int, generator: torch.Generator) -> Int[Tensor, " n"]:
     """``n`` indices drawn with replacement, index ``b`` with probability ``losses[b]^2 / sum(losses^2)``."""
-    weights = losses.double().pow(2)
-    return torch.multinomial(weights.cpu(), n, replacement=True, generator=generator).to(losses.device)
+    return torch.multinomial(losses.pow(2), n, replacement=True, generator=generator)
 
 
 @torch.no_grad()
