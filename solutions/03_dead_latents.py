@@ -28,7 +28,7 @@
 # library you will likely use next, does not resample (its issues #74 and #543 ask for it); the
 # resampler you write here works on a SAELens SAE unchanged.
 #
-# **What you will do** (about 2 hours):
+# **What you will do** ({{syllabus.learner_time}}):
 #
 # | | exercise | you will learn |
 # |---|---|---|
@@ -42,7 +42,7 @@
 #
 # **How it works.** As in Parts 1 and 2: fill in each `raise NotImplementedError()`, run the check
 # cell right after it, and `pytest tests/test_03_dead_latents.py` grades the saved notebook. The whole
-# notebook runs in about 8 minutes on an idle 2-core CPU (the training comparisons of sections 6 to 8
+# notebook runs in {{syllabus.run_time}} on a 2-core CPU (the training comparisons of sections 6 to 8
 # take most of it).
 
 # %% [markdown]

@@ -25,7 +25,7 @@
 # not grow with the number of tokens. You will write the streaming pieces of that pass; the course's
 # engine (`utils.feature_stats`) puts them together, and its results feed Part 5 and the feature dashboard.
 #
-# **What you will do** (about 2 to 2.5 hours):
+# **What you will do** ({{syllabus.learner_time}}):
 #
 # | | exercise | you will learn |
 # |---|---|---|
@@ -40,9 +40,8 @@
 # **How it works.** Fill in each `raise NotImplementedError()`, then run the check cell right after it;
 # `pytest tests/test_04_latent_activations.py` grades the saved notebook the same way.
 #
-# **Running time.** About 4 minutes on a 2-core CPU, half of it in one cell that runs the engine over
-# 64,000 held-out tokens (4.2 minutes measured on a 2-core machine shared with a dozen other busy
-# processes); allow up to 8 on a slow laptop. Everything works offline.
+# **Running time.** {{syllabus.run_time}} on a 2-core CPU, half of it in one cell that runs the engine over
+# 64,000 held-out tokens; allow up to twice that on a slow laptop. Everything works offline.
 
 # %% [markdown]
 # ## Setup

@@ -21,7 +21,7 @@
 # visualization") show these same quantities on every latent's page: the top and bottom logits, and the
 # effect of ablating the latent on each token of its examples.
 #
-# **What you will do** (about 2 hours):
+# **What you will do** ({{syllabus.learner_time}}):
 #
 # | | exercise | you will learn |
 # |---|---|---|
@@ -41,7 +41,7 @@
 # **How it works.** As in the other parts: fill in each `raise NotImplementedError()`, then run the check
 # cell right after it; `pytest tests/test_05_latent_effects.py` grades the saved notebook the same way.
 #
-# **Running time.** The whole notebook runs in about 4 minutes on a 2-core CPU (allow 5 if other programs
+# **Running time.** The whole notebook runs in {{syllabus.run_time}} on a 2-core CPU (allow more if other programs
 # share it), offline: the model, its corpus and both pretrained SAEs ship with the course. At the end, `utils.dashboard` puts everything of
 # this part on one page per latent, in the notebook and as an HTML file.
 

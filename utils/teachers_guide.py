@@ -74,7 +74,7 @@ class PartInfo:
     exercises: list[ExerciseInfo]
 
 
-EXERCISE_HEADER = re.compile(r"^## Exercise (?P<id>\d+\.\d+):\s*(?P<title>.+)$", re.M)
+EXERCISE_HEADER = re.compile(r"^#{2,3} Exercise (?P<id>\d+\.\d+):\s*(?P<title>.+)$", re.M)
 
 
 def _dots(text: str, label: str, dot: str) -> int | None:
@@ -139,7 +139,8 @@ def part_hours() -> dict[str, tuple[float, float]]:
 
 
 def parse_hours(text: str) -> tuple[float, float] | None:
-    """``"3–4 h"`` → (3, 4); ``"2 h"`` → (2, 2); ``"90 min"`` → (1.5, 1.5); else None."""
+    """``"3–4 h"`` → (3, 4); ``"2–2½ hours"`` → (2, 2.5); ``"90 min"`` → (1.5, 1.5); else None."""
+    text = re.sub(r"(\d)½", r"\1.5", text)
     match = re.search(r"(\d+(?:\.\d+)?)\s*(?:[–-]|to)?\s*(\d+(?:\.\d+)?)?\s*(h|hours?|min)", text)
     if not match:
         return None
