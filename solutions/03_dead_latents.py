@@ -181,7 +181,7 @@ plot_saes.plot_training_history({"window_tokens": windows, "expected fraction th
                                 x_key="window_tokens", title="Dead in a window vs ultra-low density").show()
 
 # %% tags=["solution-only"]
-assert looks_dead == sorted(looks_dead), "a longer window must make fewer latents look dead"
+assert looks_dead == sorted(looks_dead, reverse=True), "a longer window must make fewer latents look dead"
 assert looks_dead[0] > 3 * looks_dead[-1], looks_dead
 
 # %% [markdown]
