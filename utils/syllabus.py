@@ -66,21 +66,21 @@ PARTS: list[PartInfo] = [
         "Dead latents and resampling: tokens-since-fired windows vs ultra-low density, simple and Anthropic's "
         "squared-loss resampling with the Adam reset, a resampling plug-in for the training loop, compared on a "
         "toy SAE and gelu-1l-mini with TopK's auxiliary loss and Anthropic's 2024 recipe",
-        learner_time="2–2½ hours", exercise_minutes=90, run_minutes=8.0,
+        learner_time="2–2½ hours", exercise_minutes=90, run_minutes=3.5,
     ),
     PartInfo(
         "04_latent_activations", "4", "What makes a latent fire",
         "What makes a latent fire: streaming top-k, context windows that read right in every script, interval "
         "samples by reservoir sampling, quantile groups and sketches, the prompt-centric view with exact loss "
         "effects; reading and doubting real latents",
-        learner_time="2–2½ hours", exercise_minutes=100, run_minutes=4.0,
+        learner_time="2–2½ hours", exercise_minutes=100, run_minutes=2.0,
     ),
     PartInfo(
         "05_latent_effects", "5", "What a latent does: logit lens, ablation and steering",
         "What a latent does: the decoder logit lens and the final LayerNorm, a random-direction baseline, diverse "
         "latents, neuron alignment, latents matched across two runs, exact ablation, steering; an offline "
         "feature dashboard",
-        learner_time="about 2 hours", exercise_minutes=100, run_minutes=4.0,
+        learner_time="about 2 hours", exercise_minutes=100, run_minutes=1.5,
     ),
 ]
 
