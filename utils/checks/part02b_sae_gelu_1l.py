@@ -9,7 +9,6 @@ with loops where that is clearer. A check never calls the learner's code for ano
 from __future__ import annotations
 
 import copy
-import functools
 import math
 
 import torch
@@ -24,6 +23,7 @@ from utils.checks import (
     assert_type,
     check_that,
     exercise,
+    one_thread,
     unchanged_inputs,
 )
 from utils.sae import SAE, SAEConfig
@@ -40,22 +40,6 @@ __all__ = [
 
 HOOK = "blocks.0.mlp.hook_post"
 D_MLP, N_CTX, D_VOCAB = 32, 16, 50
-
-
-def _one_thread(check):
-    """Run a check with one torch thread: on tensors this small, several threads only wait on each other (on a busy
-    2-core machine, the checks run 10x slower with 2 threads than with 1)."""
-
-    @functools.wraps(check)
-    def run(*args, **kwargs):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-
-    return run
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -139,7 +123,7 @@ def _locate(served: Tensor, table: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @exercise("2.6", "an activation store", objects=["ActivationStore"])
-@_one_thread
+@one_thread
 def check_activation_store(ActivationStore, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     model = _tiny_model(seed)
@@ -327,7 +311,7 @@ def _same_params(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
 
 
 @exercise("2.7", "one training step", objects=["training_step"])
-@_one_thread
+@one_thread
 def check_training_step(training_step, *, seed: int = 0) -> None:
     d_in, d_sae, batch = 6, 14, 32
     sae = _random_sae(d_in, d_sae, seed, l1_coefficient=0.7)  # cfg's coefficient differs from the ones passed in
@@ -428,7 +412,7 @@ def _naive_l0_density(acts: Tensor) -> tuple[float, list[float]]:
 
 
 @exercise("2.8", "L0 and latent density", objects=["l0", "feature_density"])
-@_one_thread
+@one_thread
 def check_l0_and_density(l0, feature_density, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     for shape in [(40, 12), (5, 9, 12)]:
@@ -501,7 +485,7 @@ def _activation_like(shape: tuple[int, ...], generator: torch.Generator) -> tupl
 
 
 @exercise("2.9", "explained variance", objects=["explained_variance"])
-@_one_thread
+@one_thread
 def check_explained_variance(explained_variance, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     for shape in [(50, 7), (6, 8, 7)]:
@@ -617,7 +601,7 @@ def _sae_for(model, tokens: Tensor, seed: int) -> tuple[SAE, Tensor]:
 
 
 @exercise("2.10", "cross-entropy loss recovered", objects=["splice_hook", "ce_loss_recovered"])
-@_one_thread
+@one_thread
 def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
 
@@ -725,7 +709,7 @@ def _naive_kl(clean: Tensor, spliced: Tensor) -> Tensor:
 
 
 @exercise("2.11", "KL divergence", objects=["kl_divergence"])
-@_one_thread
+@one_thread
 def check_kl_divergence(kl_divergence, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     batch, seq, vocab = 3, 5, 11
@@ -838,7 +822,7 @@ def _firing_batches(generator: torch.Generator) -> list[Tensor]:
 
 
 @exercise("2.12", "dead and dense latents", objects=["FeatureFiringStats"])
-@_one_thread
+@one_thread
 def check_feature_firing_stats(FeatureFiringStats, *, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     batches = _firing_batches(generator)

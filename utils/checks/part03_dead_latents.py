@@ -9,7 +9,6 @@ directions that are not uniform) are far from the right one, so the tests never 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import Tensor
 
-from utils.checks import CheckFailure, assert_close, assert_shape, check_that, exercise
+from utils.checks import CheckFailure, assert_close, assert_shape, check_that, exercise, one_thread
 from utils.sae import SAE, SAEConfig
 
 __all__ = [
@@ -33,21 +32,6 @@ __all__ = [
 ALPHA = 1e-6  # false-alarm rate of every statistical test here
 SCALE = 0.2  # Bricken et al.'s encoder scale for resampled latents
 ADAM_KEYS = ("exp_avg", "exp_avg_sq")
-
-
-def _one_thread(check):
-    """Run a check with one torch thread (these tensors are tiny; more threads only wait on each other)."""
-
-    @functools.wraps(check)
-    def run(*args, **kwargs):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-
-    return run
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,7 +179,7 @@ def _ref_update(t: Tensor, acts: Tensor) -> Tensor:
 
 
 @exercise("3.1", "tokens since each latent fired", objects=["update_tokens_since_fired"])
-@_one_thread
+@one_thread
 def check_update_tokens_since_fired(update_tokens_since_fired, *, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
     t = torch.tensor([0, 5, 100, 7, 3, 0, 12, 2**40], dtype=torch.long)
@@ -227,7 +211,7 @@ def check_update_tokens_since_fired(update_tokens_since_fired, *, seed: int = 0)
 
 
 @exercise("3.2", "dead in a window vs ultra-low density", objects=["prob_looks_dead"])
-@_one_thread
+@one_thread
 def check_prob_looks_dead(prob_looks_dead, *, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
     cases = [(torch.tensor([0.0, 1.0, 1e-7, 3e-7, 1e-6, 1e-8]), 10**7),
@@ -255,7 +239,7 @@ def check_prob_looks_dead(prob_looks_dead, *, seed: int = 0) -> None:
 
 
 @exercise("3.3", "resetting Adam's moments", objects=["reset_adam_moments"])
-@_one_thread
+@one_thread
 def check_reset_adam_moments(reset_adam_moments, *, seed: int = 0) -> None:
     sae = _sae(8, 8, seed)  # square W_enc, so that rows and columns are both valid, and only one is right
     optimizer = _adam(sae, seed)
@@ -289,7 +273,7 @@ def _dead_setup(d_in: int, n_alive: int, n_dead: int, seed: int) -> tuple[SAE, t
 
 
 @exercise("3.4", "simple resampling", objects=["resample_simple"])
-@_one_thread
+@one_thread
 def check_resample_simple(resample_simple, *, seed: int = 0) -> None:
     what = "resample_simple"
     sae, optimizer, dead = _dead_setup(3, 60, 1500, seed)
@@ -339,7 +323,7 @@ def _law_message(what: str, hits: int, n: int) -> str:
 
 
 @exercise("3.5", "sampling inputs by squared loss", objects=["sample_by_squared_loss"])
-@_one_thread
+@one_thread
 def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> None:
     what = "sample_by_squared_loss"
     # with replacement: one input holds 99.5% of the weight, 20 draws
@@ -407,7 +391,7 @@ def _axes_of(rows: Tensor, pool: Tensor, b_dec: Tensor, what: str) -> Tensor:
 
 
 @exercise("3.6", "Anthropic's resampling", objects=["resample_anthropic"])
-@_one_thread
+@one_thread
 def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
     what = "resample_anthropic"
     # With replacement: the e_3 input has loss 900 among 49 of loss 1; 20 dead latents
@@ -476,7 +460,7 @@ def _state(seed: int, batches: list[Tensor]):
 
 
 @exercise("3.7", "resampling on a schedule", objects=["ResampleOnSchedule"])
-@_one_thread
+@one_thread
 def check_resample_on_schedule(ResampleOnSchedule, *, seed: int = 0) -> None:
     want_dead = torch.tensor([False, False, True, True, False, True])
     for pool_batches in (0, 1, 3):

@@ -13,8 +13,8 @@ from scipy import stats
 from torch import Tensor
 
 from utils.checks import (CheckFailure, assert_close, assert_float32, assert_gradients_reach, assert_shape, check_that,
-                          exercise)
-from utils.checks.part02b_sae_gelu_1l import D_MLP, D_VOCAB, _one_thread, _tiny_model, _tiny_tokens
+                          exercise, one_thread)
+from utils.checks.part02b_sae_gelu_1l import D_MLP, D_VOCAB, _tiny_model, _tiny_tokens
 
 __all__ = [
     "check_decoder_logit_lens",
@@ -307,7 +307,7 @@ def _patched_effect(model, tokens: Tensor, W_dec_f: Tensor, latent_acts: Tensor)
 
 
 @exercise("5.8", "ablating a latent, exactly", objects=["ablation_loss_effect"])
-@_one_thread
+@one_thread
 def check_ablation_loss_effect(ablation_loss_effect, *, seed: int = 0) -> None:
     g = _gen(seed)
     model = _tiny_model(seed)
@@ -345,7 +345,7 @@ def check_ablation_loss_effect(ablation_loss_effect, *, seed: int = 0) -> None:
 
 
 @exercise("5.9", "steering", objects=["steering_hook"])
-@_one_thread
+@one_thread
 def check_steering_hook(steering_hook, *, seed: int = 0) -> None:
     g = _gen(seed)
     acts = torch.randn(2, 3, 4, generator=g)
