@@ -71,9 +71,12 @@ import utils.checks.part04_latent_activations as checks
 from utils.activations import tokenize_texts
 from utils.feature_stats import compute_feature_stats
 from utils.loading import load_model, load_text_dataset
+from utils.plot_rendering import use_offline_renderer
 from utils.prompt_view import patched_loss, prompt_view
 from utils.sae import SAE
 from utils.token_text import render_tokens, token_pieces
+
+use_offline_renderer()  # plotly figures that also survive an HTML export, offline (utils/plot_rendering.py)
 
 SEQ_LEN = 128  # tokens per row (BOS first), as the SAEs were trained
 N_ROWS = 500  # held-out rows the engine reads: 64,000 tokens

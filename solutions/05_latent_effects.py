@@ -66,7 +66,10 @@ import utils.checks.part05_latent_effects as checks
 from utils import latent_effects
 from utils.activations import tokenize_texts
 from utils.loading import load_model, load_text_dataset
+from utils.plot_rendering import use_offline_renderer
 from utils.sae import SAE
+
+use_offline_renderer()  # plotly figures that also survive an HTML export, offline (utils/plot_rendering.py)
 
 HOOK = "blocks.0.mlp.hook_post"  # the MLP's neurons, after the GELU: what the SAEs read
 SEQ_LEN = 128
