@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from utils.grading import FAILED, NOT_ATTEMPTED, PASSED, Result, grade_notebook
+from utils.grading import FAILED, NOT_ATTEMPTED, PASSED, Result, defined_names, grade_notebook
 
 #: The notebook metadata key the generator writes (``metadata.sae_course.part``).
 METADATA_KEY = "sae_course"
@@ -90,11 +90,7 @@ def top_level_names(sources: Iterable[str]) -> set[str]:
         except SyntaxError:  # a broken cell still counts by its visible definitions
             names.update(re.findall(r"^(?:def|class)\s+(\w+)", text, flags=re.M))
             continue
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, ast.Assign):
-                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        names |= defined_names(tree)
     return names
 
 

@@ -185,6 +185,17 @@ def run_cells(cells: list[CodeCell], *, filename: str, cell_timeout: float = CEL
     return namespace, errors
 
 
+def defined_names(tree: ast.Module) -> set[str]:
+    """The names a cell defines at its top level: functions, classes and simple assignments (``x = ...``)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
 def _defining_cell(name: str, cells: list[CodeCell]) -> int | None:
     """The index of the last cell that defines (or assigns) ``name`` at the top level, if any."""
     found = None
@@ -195,14 +206,8 @@ def _defining_cell(name: str, cells: list[CodeCell]) -> int | None:
             if f"def {name}" in cell.source or f"class {name}" in cell.source:
                 found = cell.index
             continue
-        for node in tree.body:
-            targets: list[str] = []
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                targets = [node.name]
-            elif isinstance(node, ast.Assign):
-                targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
-            if name in targets:
-                found = cell.index
+        if name in defined_names(tree):
+            found = cell.index
     return found
 
 

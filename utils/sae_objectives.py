@@ -47,7 +47,7 @@ class AuxKLoss(Plugin):
             variance = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
             loss = self.coefficient * (e_hat - residual).pow(2).sum(-1).mean() / variance
             loss.backward()  # accumulates onto the step's gradients
-        self.last = float(loss)
+        self.last = float(loss.detach())
 
     def after_update(self, state: TrainState, x, out) -> dict[str, float]:
         return {"aux_loss": self.last}

@@ -41,12 +41,13 @@ __all__ = ["sparse_topk_training_step", "topk_csr"]
 
 
 def topk_csr(
-    values: Float[Tensor, "batch k"], indices: Int[Tensor, "batch k"], d_sae: int
+    values: Float[Tensor, "batch k"], indices: Int[Tensor, "batch k"], d_sae: int, latent_scale: float = 1.0
 ) -> tuple[Tensor, Tensor, Int[Tensor, " nnz"]]:
     """The ``[B, d_sae]`` matrix with ``values`` at ``indices`` as CSR, token-major and latent-major.
 
-    Returns ``(by_token, by_latent, order)``: ``by_latent.values() == values.flatten()[order]``, so that any
-    other values on the same entries (the gradients ``d_v``) can be laid out the same way."""
+    Returns ``(by_token, by_latent, order)``: ``by_latent.values() == latent_scale * by_token.values()[order]``,
+    so that any other values on the same entries (the gradients ``d_v``) can be laid out the same way
+    (``latent_scale`` folds a constant factor of the product it is used in into its ``B * k`` values)."""
     B, k = indices.shape
     device = indices.device
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": we use two stable ops
@@ -59,7 +60,10 @@ def topk_csr(
         latent_rows = torch.zeros(d_sae + 1, dtype=torch.long, device=device)
         torch.cumsum(torch.bincount(flat, minlength=d_sae), 0, out=latent_rows[1:])
         tokens = torch.div(order, k, rounding_mode="floor")
-        by_latent = torch.sparse_csr_tensor(latent_rows, tokens, by_token.values()[order], (d_sae, B))
+        latent_values = by_token.values()[order]
+        if latent_scale != 1.0:
+            latent_values.mul_(latent_scale)
+        by_latent = torch.sparse_csr_tensor(latent_rows, tokens, latent_values, (d_sae, B))
     return by_token, by_latent, order
 
 
@@ -101,26 +105,26 @@ def sparse_topk_training_step(
     pre = torch.addmm(b_enc.to(cd), x_cent.to(cd), W_enc.to(cd))
     values, indices = pre.topk(k, dim=-1, sorted=False)
     values = values.to(W_dec.dtype).relu_()  # dense: ReLU then top-k; same set, negatives become 0 either way
-    f_tok, f_lat, order = topk_csr(values, indices, d_sae)
-    x_hat = torch.mm(f_tok, W_dec) + b_dec
+    f_tok, f_lat, order = topk_csr(values, indices, d_sae, latent_scale=2.0 / B)
+    x_hat = torch.addmm(b_dec, f_tok, W_dec)
     err = x_hat - x
 
-    # Backward, over the active pairs only
-    d_x_hat = err * (2.0 / B)
+    # Backward, over the active pairs only; dL/dx_hat = (2 / B) err, its factor folded into f_lat and d_v
     active = f_tok.values() > 0  # ReLU's backward: a top-k latent whose pre-activation is <= 0 passes nothing
-    d_v = torch.sparse.sampled_addmm(f_tok, d_x_hat, W_dec.T, beta=0.0).values() * active
-    grad_W_dec = torch.mm(f_lat, d_x_hat)  # [d_sae, d_in]
+    d_v = torch.sparse.sampled_addmm(f_tok, err, W_dec.T, beta=0.0, alpha=2.0 / B).values() * active
+    grad_W_dec = torch.mm(f_lat, err)  # [d_sae, d_in]
     grad_W_enc_T = torch.mm(_with_values(f_lat, d_v[order]), x_cent)  # [d_sae, d_in]: dL/dW_enc transposed
     cols = f_tok.col_indices()
     grad_b_enc = torch.zeros(d_sae, dtype=W_enc.dtype, device=x.device).index_add_(0, cols, d_v)
-    grad_b_dec = d_x_hat.sum(0) - W_enc @ grad_b_enc
+    grad_b_dec = torch.addmv(err.sum(0), W_enc, grad_b_enc, beta=2.0 / B, alpha=-1.0)
 
     # Fused Adam pairs parameter and gradient elements by memory order: W_enc is [d_in, d_sae] row-major
     W_enc.grad = torch.empty_like(W_enc).copy_(grad_W_enc_T.T)
     b_enc.grad, W_dec.grad, b_dec.grad = grad_b_enc, grad_W_dec, grad_b_dec
 
     fired = torch.zeros(d_sae, dtype=torch.float32, device=x.device).index_add_(0, cols, active.float())
-    mse = err.pow(2).sum() / B
+    flat_err = err.view(-1)
+    mse = torch.dot(flat_err, flat_err) / B
     out = {"mse": mse, "l0": fired.sum() / B, "fired": fired}
     if compute_l1:
         out["l1"] = values.float().sum() / B

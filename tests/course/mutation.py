@@ -74,6 +74,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from utils.grading import defined_names
+
 #: Every exercise must kill at least this share of its non-equivalent mutants.
 TARGET = 0.95
 #: ``--fast`` runs at most this many mutants per exercise (a fixed sample: the smallest ids).
@@ -107,16 +109,6 @@ class SolutionCell:
 _EXERCISE_COMMENT = re.compile(r"#.*\bexercise\s+(\d+\.\d+)", re.IGNORECASE)
 
 
-def _defined_names(tree: ast.Module) -> set[str]:
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    return names
-
-
 def solution_cells(part: str) -> list[SolutionCell]:
     """The exercise cells of ``part``'s master, each solution block attributed to one exercise.
 
@@ -136,7 +128,7 @@ def solution_cells(part: str) -> list[SolutionCell]:
         source = cell.source
         offset = text.find(source)
         first_line = text.count("\n", 0, offset) + 1 if offset >= 0 else 1
-        defined = _defined_names(ast.parse(source))
+        defined = defined_names(ast.parse(source))
         candidates = [e.id for e in exercises if set(e.objects) & defined]
         lines = source.splitlines()
         blocks: list[tuple[int, int, str]] = []

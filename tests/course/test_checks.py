@@ -65,10 +65,10 @@ def test_wrong_modules_name_only_real_exercises(part) -> None:
 
 
 def test_the_checks_statistical_tests_agree_with_scipy() -> None:
-    """utils.checks' torch versions of the chi-squared and KS tests (scipy.stats is too slow to import inside a check)."""
+    """utils.checks' torch versions of the chi-squared, KS and binomial tests (scipy.stats is too slow to import inside a check)."""
     import torch
 
-    from utils.checks import chi2_sf, ks_test
+    from utils.checks import binom_test, chi2_sf, ks_test
 
     stats = pytest.importorskip("scipy.stats")
     for statistic, df in [(3.0, 4), (10.0, 12), (60.0, 20), (90.0, 18), (200.0, 20)]:
@@ -80,3 +80,6 @@ def test_the_checks_statistical_tests_agree_with_scipy() -> None:
         expected = stats.kstest(values.numpy(), "uniform")
         assert d == pytest.approx(expected.statistic, rel=1e-9)
         assert p == pytest.approx(expected.pvalue, rel=0.05, abs=1e-3)  # Kolmogorov's limit law, corrected
+    for hits, n, prob in [(500, 1000, 0.5), (530, 1000, 0.5), (272, 1000, 0.5), (250, 1000, 0.25), (9, 40, 0.1),
+                          (0, 30, 0.2), (1000, 1000, 0.5)]:
+        assert binom_test(hits, n, prob) == pytest.approx(stats.binomtest(hits, n, prob).pvalue, rel=1e-6, abs=1e-300)

@@ -42,6 +42,7 @@ __all__ = [
     "assert_gradients_reach",
     "unchanged_inputs",
     "assert_type",
+    "binom_test",
     "chi2_sf",
     "ks_test",
 ]
@@ -273,6 +274,16 @@ def chi2_sf(statistic: float, df: int) -> float:
     """P(X >= statistic) for X chi-squared with ``df`` degrees of freedom (scipy.stats.chi2.sf)."""
     a = torch.tensor(df / 2, dtype=torch.float64)
     return float(torch.special.gammaincc(a, torch.tensor(max(statistic, 0.0) / 2, dtype=torch.float64)))
+
+
+def binom_test(successes: int, n: int, p: float) -> float:
+    """Two-sided exact binomial test (scipy.stats.binomtest(successes, n, p).pvalue): the probability under
+    Binomial(n, p) of every outcome no more likely than the one seen."""
+    i = torch.arange(n + 1, dtype=torch.float64)
+    log_pmf = (math.lgamma(n + 1) - torch.lgamma(i + 1) - torch.lgamma(n - i + 1)
+               + i * math.log(p) + (n - i) * math.log1p(-p))
+    pmf = log_pmf.exp()
+    return min(float(pmf[pmf <= pmf[successes] * (1 + 1e-7)].sum()), 1.0)  # scipy's relative tolerance
 
 
 def ks_test(values: torch.Tensor, cdf: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, float]:

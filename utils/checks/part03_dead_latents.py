@@ -13,10 +13,10 @@ import math
 
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import Tensor
 
-from utils.checks import CheckFailure, assert_close, assert_shape, check_that, exercise, one_thread
+from utils.checks import (CheckFailure, assert_close, assert_shape, binom_test, check_that, chi2_sf, exercise,
+                          ks_test, one_thread)
 from utils.sae import SAE, SAEConfig
 
 __all__ = [
@@ -285,7 +285,7 @@ def check_resample_simple(resample_simple, *, seed: int = 0) -> None:
     _check_adam_reset(optimizer, sae, adam, dead, what)
     # On the unit sphere in 3D, each coordinate of a uniform direction is uniform on [-1, 1] (Archimedes).
     for axis in range(3):
-        p = stats.kstest(rows[:, axis].double().numpy(), stats.uniform(loc=-1, scale=2).cdf).pvalue
+        _, p = ks_test(rows[:, axis], lambda v: (v + 1) / 2)  # the uniform CDF on [-1, 1]
         check_that(p > ALPHA, f"{what}: the new directions are not uniform on the sphere (coordinate {axis} of "
                    f"{len(rows)} directions fails a uniformity test, p = {p:.2g}). Hint: normalise a standard Gaussian "
                    "vector (torch.randn); uniform or positive coordinates favour some directions.")
@@ -343,14 +343,14 @@ def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> No
     n = 1000
     got = sample_by_squared_loss(losses, n, torch.Generator().manual_seed(seed))
     hits = int(high[got].sum())
-    p = stats.binomtest(hits, n, 0.5).pvalue
+    p = binom_test(hits, n, 0.5)
     check_that(p > ALPHA, _law_message(what, hits, n))
     # every index in proportion: a chi-squared test on four distinct losses
     losses = torch.tensor([1.0, 2.0, 3.0, 4.0])
     n = 6000
     counts = torch.bincount(sample_by_squared_loss(losses, n, torch.Generator().manual_seed(seed + 1)), minlength=4)
     expected = n * losses.pow(2) / losses.pow(2).sum()
-    p = stats.chisquare(counts.double().numpy(), expected.double().numpy()).pvalue
+    p = chi2_sf(float(((counts - expected).pow(2) / expected).sum()), len(losses) - 1)
     check_that(p > ALPHA, f"{what}: with losses [1, 2, 3, 4], {n:,} draws fell {counts.tolist()}, far from proportions "
                "1 : 4 : 9 : 16 (chi-squared test). Hint: the probability of input b is loss_b^2 / sum_c loss_c^2.")
     _uses_generator(lambda gen: sample_by_squared_loss(torch.tensor([1.0, 2.0, 3.0]), 50, gen), what)
@@ -412,7 +412,7 @@ def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
     rows = _check_new_latents(sae, params, dead, what)
     axes = _axes_of(rows, pool, sae.b_dec.detach(), what)
     hits = int((axes == 1).sum())
-    check_that(stats.binomtest(hits, 1000, 0.5).pvalue > ALPHA, _law_message(what, hits, 1000))
+    check_that(binom_test(hits, 1000, 0.5) > ALPHA, _law_message(what, hits, 1000))
     _check_adam_reset(optimizer, sae, adam, dead, what)
 
     def run(generator):
