@@ -236,6 +236,9 @@ display(render_tokens(token_pieces(model.tokenizer, row[0]), acts_row[:, busiest
 # neurons. Two more need a latent's maximum or its quantiles before they can be drawn (the interval and
 # quantile-group samples of exercises 4.3 and 4.4): the pass writes each firing (latent, activation,
 # token) to a temporary file, and a second sweep over that file, not over the model, draws them.
+# Position 0 of every row is left out (`exclude_bos=True`, the default): it holds BOS, whose activation is
+# the same in every row and which the SAE never saw in training, yet a TopK SAE fires 32 latents there, so
+# each of those would get one identical "example" per row. So the engine counts 127 tokens per row.
 # One to two minutes here.
 
 # %%
@@ -251,6 +254,7 @@ print(f"latents that fire: {alive.sum()} of {stats.d_sae}; median density {stats
 assert 0.65 < ((stats.density >= 1e-4) & (stats.density <= 1e-2)).double().mean() < 0.85
 assert 0.002 < stats.density[alive].median() < 0.005 and 10 < (stats.density > 0.05).sum() < 100
 assert 31 < stats.fire_count.sum() / stats.n_tokens <= 32, "a TopK SAE fires (at most) 32 latents per token"
+assert stats.n_tokens == N_ROWS * (SEQ_LEN - 1) and not (stats.top_pos == 0).any(), "BOS is left out"
 assert alive.float().mean() > 0.95
 
 # %%

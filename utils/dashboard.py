@@ -53,13 +53,12 @@ STATS_OPTIONS = dict(top_k=10, n_intervals=4, n_quantile_groups=4, n_samples=3, 
 def feature_stats(model, sae, tokens: Int[Tensor, "rows seq"], batch_rows: int = 64, **options) -> FeatureStats:
     """``utils.feature_stats``'s statistics of every latent over ``tokens``, with BOS left out (as in SAE
     training: the SAE's code there means nothing, and BOS would fill some latents' top contexts)."""
-    options = {**STATS_OPTIONS, **options}
+    options = {**STATS_OPTIONS, "exclude_bos": True, **options}
     acc = FeatureStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], hook_name=sae.cfg.hook_name, **options)
     for start in range(0, len(tokens), batch_rows):
         _, post = latent_effects.final_residual(model, tokens[start : start + batch_rows])
         values, indices = latent_effects.encode_sparse(sae, post.reshape(-1, post.shape[-1]))
         values, indices = values.reshape(*post.shape[:2], -1), indices.reshape(*post.shape[:2], -1)
-        values[:, 0] = 0.0
         acc.add_sparse(values, indices, post, start)
     return acc.finish()
 
@@ -245,9 +244,10 @@ def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None
     if stats.cofire is None or stats.neuron_corr is None:
         raise ValueError("the dashboard needs the engine's co-firing counts and neuron correlations: compute the "
                          "statistics with cofire=True and neuron_corr=True")
-    if stats.seq_len != seq or stats.n_tokens != tokens.numel():
+    counted = len(tokens) * (seq - 1 if stats.options.get("exclude_bos") else seq)  # BOS left out, or not
+    if stats.seq_len != seq or stats.n_tokens != counted:
         raise ValueError(f"stats were computed on {stats.n_tokens} tokens in rows of {stats.seq_len}, not on these "
-                         f"{tokens.numel()} tokens in rows of {seq}")
+                         f"{counted} tokens in rows of {seq}")
     wanted = {}
     for f in latents:
         where = set(_locations(stats.top_seq[f], stats.top_pos[f], seq))

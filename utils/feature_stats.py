@@ -283,6 +283,7 @@ class FeatureStatsAccumulator:
         n_hist_bins: int = 200,
         cofire: bool = True,
         neuron_corr: bool = True,
+        exclude_bos: bool = False,
         seed: int = 0,
         spool_chunk: int = 2_000_000,
     ) -> None:
@@ -294,7 +295,7 @@ class FeatureStatsAccumulator:
         self.options = dict(
             top_k=top_k, one_per=one_per, n_intervals=n_intervals, n_quantile_groups=n_quantile_groups,
             n_samples=n_samples, hist_range=list(hist_range), n_hist_bins=n_hist_bins, cofire=cofire,
-            neuron_corr=neuron_corr, seed=seed,
+            neuron_corr=neuron_corr, exclude_bos=exclude_bos, seed=seed,
         )
         self.spool_chunk = spool_chunk
         self.n_tokens = 0
@@ -339,14 +340,18 @@ class FeatureStatsAccumulator:
         if seq != self.seq_len:
             raise ValueError(f"expected activations [batch, {self.seq_len}, ...], got {tuple(values.shape)}")
         d_sae = self.d_sae
-        values, idx = values.detach().float().cpu().reshape(batch * seq, -1), indices.cpu().reshape(batch * seq, -1)
+        values = values.detach().float().cpu()
+        if self.options["exclude_bos"]:  # position 0 holds BOS in every row: it is not counted as a token at all
+            values = values.clone()
+            values[:, 0] = 0.0
+        values, idx = values.reshape(batch * seq, -1), indices.cpu().reshape(batch * seq, -1)
         n_tok = len(values)
         valid = values > 0
         all_valid = bool(valid.all())
         tok = torch.arange(n_tok)[:, None].expand_as(idx)
         tok, lat, val = (tok.reshape(-1), idx.reshape(-1), values.reshape(-1)) if all_valid else (tok[valid], idx[valid], values[valid])
         token = tok + first_row * seq
-        self.n_tokens += n_tok
+        self.n_tokens += n_tok - (batch if self.options["exclude_bos"] else 0)
         self.fire_count += torch.bincount(lat, minlength=d_sae)
         self.act_sum.index_add_(0, lat, val.double())
         self.act_sq_sum.index_add_(0, lat, val.double() ** 2)
@@ -361,8 +366,9 @@ class FeatureStatsAccumulator:
             if inputs is None:
                 raise ValueError("neuron_corr=True needs the SAE's inputs (the model's neurons) in add()")
             x = inputs.detach().float().cpu().reshape(-1, self.d_in)
-            self.neuron["x"] += x.sum(0).double()
-            self.neuron["xx"] += (x.double() ** 2).sum(0)
+            counted = x.reshape(batch, seq, self.d_in)[:, 1:].reshape(-1, self.d_in) if self.options["exclude_bos"] else x
+            self.neuron["x"] += counted.sum(0).double()
+            self.neuron["xx"] += (counted.double() ** 2).sum(0)
             sparse = torch.sparse_coo_tensor(torch.stack([lat, tok]), val, (d_sae, n_tok), check_invariants=False)
             self.neuron["ax"] += torch.sparse.mm(sparse, x).double()
         self.spool.append(lat, val, token)
@@ -475,12 +481,17 @@ def compute_feature_stats(
     batch_size: int = 32,
     doc_ids: Int[Tensor, "n_seqs seq"] | None = None,
     progress: bool = True,
+    exclude_bos: bool = True,
     **options: Any,
 ) -> FeatureStats:
     """Run ``model`` to the SAE's hook over ``tokens`` in batches, encode with ``sae``, and gather ``FeatureStats``.
 
-    ``options`` are ``FeatureStatsAccumulator``'s: top_k, one_per ("token" | "row" | "document", the last
-    with ``doc_ids``), n_intervals, n_quantile_groups, n_samples, hist_range, n_hist_bins, cofire, neuron_corr, seed.
+    ``exclude_bos`` leaves position 0 of every row out of every statistic: it holds BOS, whose activation is
+    the same vector in every row and which the course's SAEs never saw in training (``ActivationBuffer``
+    drops it), yet a TopK SAE fires 32 latents there, so each of those would show one identical "example"
+    per row and a density raised by 1/seq. ``options`` are ``FeatureStatsAccumulator``'s: top_k, one_per
+    ("token" | "row" | "document", the last with ``doc_ids``), n_intervals, n_quantile_groups, n_samples,
+    hist_range, n_hist_bins, cofire, neuron_corr, seed.
     """
     from utils.activations import mlp_post_activations
 
@@ -488,7 +499,7 @@ def compute_feature_stats(
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [n_seqs, seq], got shape {tuple(tokens.shape)}")
     acc = FeatureStatsAccumulator(
-        sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], hook_name=sae.cfg.hook_name, **options
+        sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], hook_name=sae.cfg.hook_name, exclude_bos=exclude_bos, **options
     )
     starts = range(0, len(tokens), batch_size)
     if progress:

@@ -32,7 +32,50 @@ def use_offline_renderer() -> str | None:
     if "google.colab" in sys.modules:
         pio.renderers.default = "colab"
     elif _in_notebook_kernel():
-        pio.renderers.default = NOTEBOOK_RENDERER
+        if _plotly_major() < 6:  # plotly 5's "notebook" renderer needs require.js, which an HTML export lacks
+            pio.renderers[PLOTLY5_RENDERER] = _plotly5_offline_renderer()
+            pio.renderers.default = f"plotly_mimetype+{PLOTLY5_RENDERER}"
+        else:
+            pio.renderers.default = NOTEBOOK_RENDERER
     else:
         return None
     return pio.renderers.default
+
+
+PLOTLY5_RENDERER = "course_notebook"
+
+
+def _plotly_major() -> int:
+    import plotly
+
+    return int(plotly.__version__.split(".")[0])
+
+
+def _plotly5_offline_renderer():
+    """Plotly 6's "notebook" renderer for plotly 5: plotly.js embedded once, as a plain script, and figures
+    that call ``Plotly.newPlot`` directly. Plotly 5's own renderer loads plotly.js through require.js, which
+    JupyterLab, Notebook 7 and nbconvert's HTML export do not have, so an export showed no figure."""
+    from plotly.io import to_html
+    from plotly.io._base_renderers import HtmlRenderer
+    from plotly.offline import get_plotlyjs
+
+    class OfflineNotebookRenderer(HtmlRenderer):
+        def __init__(self) -> None:
+            super().__init__(connected=False, full_html=False, requirejs=False, global_init=False)
+
+        def activate(self) -> None:
+            from IPython.display import display_html
+
+            # plotly.js registers itself with require.js when a page has it (classic Notebook 6): hide
+            # `define` while it runs, so that it sets window.Plotly in every front end.
+            display_html("<script type='text/javascript'>window.PlotlyConfig = {MathJaxConfig: 'local'};"
+                         "(function () { var define_ = window.define; window.define = undefined; try {"
+                         f"{get_plotlyjs()}"
+                         "\n} finally { window.define = define_; } })();</script>", raw=True)
+
+        def to_mimebundle(self, fig_dict) -> dict[str, str]:
+            html = to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
+                           full_html=False, default_width="100%", default_height=525, validate=False)
+            return {"text/html": html}
+
+    return OfflineNotebookRenderer()

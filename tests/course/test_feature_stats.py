@@ -183,7 +183,7 @@ def test_compute_on_the_bundled_model_matches_the_dense_path():
     tokens = tokenize_texts(["def f(x):\n    return x + 1\n", "Привет, мир! 你好世界. Le chat."] * 30, model.tokenizer, seq_len=32)[:12]
     opts = dict(top_k=4, n_samples=3, one_per="row", seed=3)
     fast = compute_feature_stats(model, sae, tokens, batch_size=5, progress=False, **opts)
-    acc = FeatureStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], **opts)
+    acc = FeatureStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], exclude_bos=True, **opts)  # as the default
     for start in range(0, len(tokens), 5):
         x = mlp_post_activations(model, tokens[start : start + 5])
         acc.add(sae.encode(x), x, start)
@@ -192,3 +192,26 @@ def test_compute_on_the_bundled_model_matches_the_dense_path():
         assert torch.equal(getattr(fast, name), getattr(dense, name)), name
     torch.testing.assert_close(fast.top_acts, dense.top_acts)
     torch.testing.assert_close(fast.neuron_corr, dense.neuron_corr, atol=1e-4, rtol=1e-3)
+
+
+def test_exclude_bos_leaves_position_0_out_of_every_statistic():
+    """With exclude_bos, junk at position 0 changes nothing: the same as no firing there, one token fewer per row."""
+    acts, x = synthetic(seed=3)
+    junk = acts.clone()
+    junk[:, 0] = 0.0
+    junk[:, 0, :4] = 50.0  # BOS: a huge, identical firing in every row
+    opts = dict(top_k=5, n_intervals=3, n_samples=4, hist_range=(0.01, 100), n_hist_bins=30, one_per="token")
+    clean = acts.clone()
+    clean[:, 0] = 0.0
+    got, want = run(junk, x, exclude_bos=True, **opts), run(clean, x, neuron_corr=False, **opts)
+    assert got.n_tokens == ROWS * (SEQ - 1) == want.n_tokens - ROWS
+    assert not (got.top_pos == 0).any(), "a top example at position 0"
+    for name in ("fire_count", "act_sum", "act_max", "hist_counts", "top_acts", "top_seq", "top_pos", "cofire",
+                 "interval_acts", "interval_counts"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    # the neuron correlations are those of the data without position 0
+    x_flat, a_flat = x[:, 1:].reshape(-1, D_IN).double(), clean[:, 1:].reshape(-1, D_SAE).double()
+    xc, ac = x_flat - x_flat.mean(0), a_flat - a_flat.mean(0)
+    expected = (ac.T @ xc) / (ac.norm(dim=0)[:, None] * xc.norm(dim=0)[None, :]).clamp_min(1e-12)
+    alive = a_flat.sum(0) > 0
+    torch.testing.assert_close(got.neuron_corr[alive].double(), expected[alive], rtol=1e-4, atol=1e-5)
