@@ -21,6 +21,7 @@ __all__ = [
     "latent_columns",
     "HOOK",
     "ablation_effects",
+    "final_log_probs",
     "final_residual",
     "latent_out_directions",
     "logit_lens",
@@ -76,27 +77,14 @@ def ablation_effects(
     chunk: int = 2048,
 ) -> AblationEffects:
     """For each pair, remove ``acts · latent_out[latent]`` from ``resid[position]``, redo the final LayerNorm and
-    unembedding, and measure the change in the loss on ``next_tokens[position]`` (exact for a one-layer model).
-
-    Vectorised with the LayerNorm written out: with ``x`` centred, ``d`` the centred direction and ``a`` the
-    activation, the ablated logits are ``((x - a d) ∘ w) @ W_U / s' + const``, ``s'² = mean((x - a d)²) + eps``.
-    """
-    ln, W_U, b_U = model.ln_final, model.W_U, model.b_U
-    x = resid - resid.mean(-1, keepdim=True)
-    d = latent_out - latent_out.mean(-1, keepdim=True)
-    const = ln.b @ W_U + b_U
+    unembedding (:func:`final_log_probs`), and measure the change in the loss on ``next_tokens[position]``
+    (exact for a one-layer model), in chunks of ``chunk`` pairs."""
     loss, tops, changes = [], [], []
     for start in range(0, len(positions), chunk):
         pos, lat, a = positions[start : start + chunk], latents[start : start + chunk], acts[start : start + chunk]
-        xp, dl = x[pos], d[lat]
-        scale_clean = (xp.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
-        xa = xp - a[:, None] * dl
-        scale_ablated = (xa.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
-        logp_clean = torch.log_softmax((xp * ln.w) @ W_U / scale_clean + const, -1)
-        logp_ablated = torch.log_softmax((xa * ln.w) @ W_U / scale_ablated + const, -1)
-        target = next_tokens[pos][:, None]
-        loss.append((logp_clean.gather(1, target) - logp_ablated.gather(1, target))[:, 0])
-        delta = logp_ablated - logp_clean
+        logp_clean = final_log_probs(model, resid[pos])
+        delta = final_log_probs(model, resid[pos] - a[:, None] * latent_out[lat]) - logp_clean
+        loss.append(-delta.gather(1, next_tokens[pos][:, None])[:, 0])
         top = delta.abs().topk(n_top, dim=-1).indices
         tops.append(top)
         changes.append(delta.gather(1, top))
@@ -104,6 +92,13 @@ def ablation_effects(
         empty = torch.zeros(0, n_top)
         return AblationEffects(torch.zeros(0), empty.long(), empty)
     return AblationEffects(torch.cat(loss), torch.cat(tops), torch.cat(changes))
+
+
+def final_log_probs(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+    """Next-token log-probabilities from final residual vectors: the model's final LayerNorm and unembedding."""
+    shape = resid.shape[:-1]
+    flat = resid.reshape(1, -1, resid.shape[-1])  # TransformerLens's modules want [batch pos d_model]
+    return model.unembed(model.ln_final(flat)).log_softmax(-1).reshape(*shape, -1)
 
 
 @torch.no_grad()

@@ -78,10 +78,11 @@ def loss_effects(
 
     Exact for a one-layer model: each removal changes only the final residual at its own position.
     """
+    from utils.latent_effects import final_log_probs
+
     def loss(resid: Tensor) -> Tensor:  # [..., d_model] -> [...] next-token loss
-        logprobs = model.unembed(model.ln_final(resid)).log_softmax(-1)
         index = next_tokens.reshape(-1, *([1] * (resid.ndim - 2)), 1).expand(*resid.shape[:-1], 1)
-        return -logprobs.gather(-1, index)[..., 0]
+        return -final_log_probs(model, resid).gather(-1, index)[..., 0]
 
     return loss(resid_final[:, None, :] - deltas) - loss(resid_final[:, None, :])
 
