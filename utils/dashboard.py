@@ -39,9 +39,10 @@ __all__ = ["DashboardData", "build", "export_folder", "export_html", "feature_st
 DashboardData = dict[str, Any]
 
 #: The engine's options the dashboard uses: 10 top contexts, 4 activation intervals of 3 samples each, a histogram
-#: of 40 log-spaced bins over [0.01, 31.6], co-firing over the whole SAE and correlations with every neuron.
+#: of 40 log-spaced bins over [0.01, 31.6], co-firing over the whole SAE and correlations with every neuron; BOS
+#: (position 0) left out, as in SAE training.
 STATS_OPTIONS = dict(top_k=10, n_intervals=4, n_quantile_groups=4, n_samples=3, hist_range=(1e-2, 10**1.5),
-                     n_hist_bins=40, cofire=True, neuron_corr=True)
+                     n_hist_bins=40, cofire=True, neuron_corr=True, exclude_bos=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -53,7 +54,7 @@ STATS_OPTIONS = dict(top_k=10, n_intervals=4, n_quantile_groups=4, n_samples=3, 
 def feature_stats(model, sae, tokens: Int[Tensor, "rows seq"], batch_rows: int = 64, **options) -> FeatureStats:
     """``utils.feature_stats``'s statistics of every latent over ``tokens``, with BOS left out (as in SAE
     training: the SAE's code there means nothing, and BOS would fill some latents' top contexts)."""
-    options = {**STATS_OPTIONS, "exclude_bos": True, **options}
+    options = {**STATS_OPTIONS, **options}
     acc = FeatureStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], hook_name=sae.cfg.hook_name, **options)
     for start in range(0, len(tokens), batch_rows):
         _, post = latent_effects.final_residual(model, tokens[start : start + batch_rows])

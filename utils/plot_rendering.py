@@ -33,7 +33,8 @@ def use_offline_renderer() -> str | None:
         pio.renderers.default = "colab"
     elif _in_notebook_kernel():
         if _plotly_major() < 6:  # plotly 5's "notebook" renderer needs require.js, which an HTML export lacks
-            pio.renderers[PLOTLY5_RENDERER] = _plotly5_offline_renderer()
+            if PLOTLY5_RENDERER not in pio.renderers:
+                pio.renderers[PLOTLY5_RENDERER] = _plotly5_offline_renderer()
             pio.renderers.default = f"plotly_mimetype+{PLOTLY5_RENDERER}"
         else:
             pio.renderers.default = NOTEBOOK_RENDERER

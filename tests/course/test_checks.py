@@ -68,11 +68,15 @@ def test_the_checks_statistical_tests_agree_with_scipy() -> None:
     """utils.checks' torch versions of the chi-squared, KS and binomial tests (scipy.stats is too slow to import inside a check)."""
     import torch
 
-    from utils.checks import binom_test, chi2_sf, ks_test
+    from utils.checks import binom_test, chi2_sf, chi2_test, ks_test
 
     stats = pytest.importorskip("scipy.stats")
     for statistic, df in [(3.0, 4), (10.0, 12), (60.0, 20), (90.0, 18), (200.0, 20)]:
         assert chi2_sf(statistic, df) == pytest.approx(stats.chi2.sf(statistic, df), rel=1e-6, abs=1e-300)
+    for observed, expected in [([10, 12, 9, 30], None), ([950, 1040, 3010, 1000], [1000, 1000, 3000, 1000])]:
+        want = stats.chisquare(observed, expected).pvalue
+        got = chi2_test(torch.tensor(observed), None if expected is None else torch.tensor(expected))
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-300)
     generator = torch.Generator().manual_seed(0)
     for n, warp in [(500, 1.0), (5_000, 1.05), (30_000, 0.97), (100_000, 1.0)]:
         values = torch.rand(n, generator=generator, dtype=torch.float64) ** warp

@@ -44,6 +44,7 @@ __all__ = [
     "assert_type",
     "binom_test",
     "chi2_sf",
+    "chi2_test",
     "ks_test",
 ]
 
@@ -274,6 +275,14 @@ def chi2_sf(statistic: float, df: int) -> float:
     """P(X >= statistic) for X chi-squared with ``df`` degrees of freedom (scipy.stats.chi2.sf)."""
     a = torch.tensor(df / 2, dtype=torch.float64)
     return float(torch.special.gammaincc(a, torch.tensor(max(statistic, 0.0) / 2, dtype=torch.float64)))
+
+
+def chi2_test(observed: torch.Tensor, expected: torch.Tensor | None = None) -> float:
+    """Pearson's chi-squared goodness-of-fit p-value (scipy.stats.chisquare): ``observed`` counts against
+    ``expected`` ones (default: all equal, to the observed mean), with len - 1 degrees of freedom."""
+    observed = observed.double()
+    expected = observed.mean().expand_as(observed) if expected is None else expected.double()
+    return chi2_sf(float(((observed - expected) ** 2 / expected).sum()), len(observed) - 1)
 
 
 def binom_test(successes: int, n: int, p: float) -> float:

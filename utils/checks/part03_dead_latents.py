@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.checks import (CheckFailure, assert_close, assert_shape, binom_test, check_that, chi2_sf, exercise,
+from utils.checks import (CheckFailure, assert_close, assert_shape, binom_test, check_that, chi2_test, exercise,
                           ks_test, one_thread)
 from utils.sae import SAE, SAEConfig
 
@@ -350,7 +350,7 @@ def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> No
     n = 6000
     counts = torch.bincount(sample_by_squared_loss(losses, n, torch.Generator().manual_seed(seed + 1)), minlength=4)
     expected = n * losses.pow(2) / losses.pow(2).sum()
-    p = chi2_sf(float(((counts - expected).pow(2) / expected).sum()), len(losses) - 1)
+    p = chi2_test(counts, expected)
     check_that(p > ALPHA, f"{what}: with losses [1, 2, 3, 4], {n:,} draws fell {counts.tolist()}, far from proportions "
                "1 : 4 : 9 : 16 (chi-squared test). Hint: the probability of input b is loss_b^2 / sum_c loss_c^2.")
     _uses_generator(lambda gen: sample_by_squared_loss(torch.tensor([1.0, 2.0, 3.0]), 50, gen), what)

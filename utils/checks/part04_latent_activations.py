@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.checks import CheckFailure, assert_shape, check_that, exercise
+from utils.checks import CheckFailure, assert_shape, check_that, chi2_test, exercise
 
 __all__ = [
     "check_update_top_k",
@@ -29,15 +29,6 @@ __all__ = [
 ]
 
 P_FALSE_ALARM = 1e-6
-
-
-def chi_squared_p(observed: Tensor) -> float:
-    """p-value of a chi-squared test that ``observed`` counts are equal in expectation (upper tail)."""
-    observed = observed.double()
-    expected = observed.mean()
-    stat = ((observed - expected) ** 2 / expected).sum()
-    dof = torch.tensor((len(observed) - 1) / 2, dtype=torch.float64)
-    return float(torch.special.gammaincc(dof, stat / 2))
 
 
 def _sparse_acts(n_tok: int, d_sae: int, generator: torch.Generator) -> Tensor:
@@ -267,7 +258,7 @@ def check_interval_samples(interval_samples: Callable, *, seed: int = 0) -> None
                                 torch.Generator().manual_seed(10_000 * seed + r))
         for t in s[0]:
             hits[int(t)] += 1
-    p = chi_squared_p(hits[crowd > 0])
+    p = chi2_test(hits[crowd > 0])
     if p < P_FALSE_ALARM:
         late, early = hits[crowd > 0][-10:].mean() / (runs * n_samples / 28), hits[crowd > 0][:10].mean() / (runs * n_samples / 28)
         raise CheckFailure(
