@@ -7,7 +7,7 @@ full, four times out of its five products. Here the encoder's forward product st
 pre-activation is needed to pick the top ``k``), and the other four touch only the ``B * k`` active pairs:
 
     pre    = (x - b_dec) @ W_enc + b_enc                 dense         [B, d_sae]   2 B d_in d_sae FLOPs
-    (v, j) = top-k of pre per token; v = ReLU(v)                       [B, k]
+    (v, j) = top-k of pre per token (grouped_topk); v = ReLU(v)        [B, k]
     x_hat  = sum_s v[b, s] W_dec[j[b, s]] + b_dec        sparse @ dense              2 B k d_in
     d_v    = (dL/dx_hat[b] . W_dec[j[b, s]]) * (v > 0)   sampled product [B, k]      2 B k d_in
     dL/dW_dec[i]   = sum over (b, s) with j = i of  v[b, s]  dL/dx_hat[b]            2 B k d_in
@@ -37,7 +37,27 @@ from torch import Tensor
 
 from utils.sae import SAE
 
-__all__ = ["sparse_topk_training_step", "topk_csr"]
+__all__ = ["grouped_topk", "sparse_topk_training_step", "topk_csr"]
+
+
+def grouped_topk(pre: Float[Tensor, "batch n"], k: int, group_size: int = 8) -> tuple[Tensor, Tensor]:
+    """The ``k`` largest entries of each row, as ``pre.topk(k, dim=-1, sorted=False)`` gives them (in no order).
+
+    Exact, in two smaller selections: split each row into ``n / group_size`` groups (group ``j`` holds the
+    entries ``j, j + m, j + 2m, ...``, strided so that the maxima are one vectorised reduction), keep the ``k``
+    groups with the largest maxima, and pick the top ``k`` of their ``k * group_size`` entries. Every top-k
+    entry ``e`` is in a kept group: a group whose maximum beats ``e``'s group's maximum holds an entry larger
+    than ``e``, and at most ``k - 1`` entries are. (With ties, another equally valid top-k set may come out.)
+    On a CPU, at 1,024 latents per row, this takes about two thirds of ``torch.topk``'s time (benchmark)."""
+    B, n = pre.shape
+    m = n // group_size
+    if n % group_size or m < 2 * k or group_size < 2:  # too few groups to skip any: one plain top-k
+        return pre.topk(k, dim=-1, sorted=False)
+    groups = pre.view(B, group_size, m)  # groups[b, c, j] = pre[b, c * m + j]: group j is column j
+    _, kept = groups.amax(1).topk(k, dim=-1, sorted=False)  # [B, k]: the groups with the k largest maxima
+    candidates = groups.gather(2, kept.unsqueeze(1).expand(B, group_size, k)).view(B, group_size * k)
+    values, at = candidates.topk(k, dim=-1, sorted=False)  # candidate at = c * k + s is pre[b, c * m + kept[b, s]]
+    return values, torch.div(at, k, rounding_mode="floor") * m + kept.gather(1, at % k)
 
 
 def topk_csr(
@@ -50,16 +70,18 @@ def topk_csr(
     (``latent_scale`` folds a constant factor of the product it is used in into its ``B * k`` values)."""
     B, k = indices.shape
     device = indices.device
+    # 32-bit indices where they fit: sorting them is faster, and the sparse kernels (MKL, cuSPARSE) take them as is
+    index_dtype = torch.int32 if max(B * k, B, d_sae) < 2**31 else torch.int64
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": we use two stable ops
         warnings.simplefilter("ignore", UserWarning)
-        cols, within = indices.sort(dim=-1)  # CSR wants the column indices of each row in order
-        token_rows = torch.arange(0, B * k + 1, k, device=device)
+        cols, within = indices.to(index_dtype).sort(dim=-1)  # CSR wants the column indices of each row in order
+        token_rows = torch.arange(0, B * k + 1, k, device=device, dtype=index_dtype)
         by_token = torch.sparse_csr_tensor(token_rows, cols.flatten(), values.gather(1, within).flatten(), (B, d_sae))
         flat = cols.flatten()
         order = flat.argsort(stable=True)  # entries grouped by latent, tokens in order within each latent
-        latent_rows = torch.zeros(d_sae + 1, dtype=torch.long, device=device)
-        torch.cumsum(torch.bincount(flat, minlength=d_sae), 0, out=latent_rows[1:])
-        tokens = torch.div(order, k, rounding_mode="floor")
+        latent_rows = torch.zeros(d_sae + 1, dtype=index_dtype, device=device)
+        torch.cumsum(torch.bincount(flat, minlength=d_sae), 0, dtype=index_dtype, out=latent_rows[1:])
+        tokens = torch.div(order, k, rounding_mode="floor").to(index_dtype)
         latent_values = by_token.values()[order]
         if latent_scale != 1.0:
             latent_values.mul_(latent_scale)
@@ -103,7 +125,7 @@ def sparse_topk_training_step(
     # Forward: the encoder dense, then k latents per token
     x_cent = x - b_dec
     pre = torch.addmm(b_enc.to(cd), x_cent.to(cd), W_enc.to(cd))
-    values, indices = pre.topk(k, dim=-1, sorted=False)
+    values, indices = grouped_topk(pre, k)
     values = values.to(W_dec.dtype).relu_()  # dense: ReLU then top-k; same set, negatives become 0 either way
     f_tok, f_lat, order = topk_csr(values, indices, d_sae, latent_scale=2.0 / B)
     x_hat = torch.addmm(b_dec, f_tok, W_dec)

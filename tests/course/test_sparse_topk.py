@@ -11,7 +11,7 @@ import torch
 
 from utils.sae import SAE, SAEConfig
 from utils.sae_training import sae_training_step
-from utils.sparse_topk import sparse_topk_training_step, topk_csr
+from utils.sparse_topk import grouped_topk, sparse_topk_training_step, topk_csr
 
 D_IN, D_SAE, K, BATCH = 32, 256, 8, 96
 PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -115,6 +115,42 @@ def test_csr_layouts_hold_the_same_entries() -> None:
     torch.testing.assert_close(by_token.to_dense(), dense)
     torch.testing.assert_close(by_latent.to_dense(), dense.T)
     torch.testing.assert_close(by_latent.values(), by_token.values()[order])
+
+
+def same_top_k(pre: torch.Tensor, k: int, **kwargs) -> None:
+    """``grouped_topk`` picks ``k`` distinct entries of each row with the values ``torch.topk`` picks (the same
+    entries where no values tie, as in float32 here; bfloat16's ties may resolve to other, equal entries)."""
+    values, indices = grouped_topk(pre, k, **kwargs)
+    expected_values, expected = pre.topk(k, dim=-1)
+    assert indices.shape == (len(pre), k) and indices.dtype == expected.dtype
+    assert (indices.sort(-1).values.diff(dim=-1) > 0).all(), "k distinct entries per row"
+    torch.testing.assert_close(values, pre.gather(1, indices), rtol=0, atol=0)
+    torch.testing.assert_close(values.sort(-1).values, expected_values.sort(-1).values, rtol=0, atol=0)
+    if pre.dtype == torch.float32:
+        torch.testing.assert_close(indices.sort(-1).values, expected.sort(-1).values, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("n, k, group_size", [(1024, 32, 8), (4096, 32, 8), (256, 8, 4), (512, 16, 16)])
+def test_grouped_topk_is_exact(n: int, k: int, group_size: int) -> None:
+    generator = torch.Generator().manual_seed(n + k)
+    pre = torch.randn(64, n, generator=generator)  # negatives too: pre-activations before the ReLU
+    same_top_k(pre, k, group_size=group_size)
+    same_top_k(pre.bfloat16(), k, group_size=group_size)
+
+
+def test_grouped_topk_finds_top_entries_crowded_into_few_groups() -> None:
+    """The hard case for a grouped selection: a few groups hold all of the k largest entries."""
+    n, k, group_size = 1024, 32, 8
+    m = n // group_size
+    pre = torch.rand(3, n)
+    crowded = (torch.arange(group_size) * m).unsqueeze(0) + torch.tensor([[5], [77], [101], [126]])  # 4 groups x 8
+    pre[:, crowded.flatten()] = 10 + torch.rand(3, 4 * group_size)
+    same_top_k(pre, k, group_size=group_size)
+
+
+@pytest.mark.parametrize("n, k", [(100, 8), (64, 8)])  # not a multiple of the group size; too few groups to skip
+def test_grouped_topk_falls_back_to_one_top_k(n: int, k: int) -> None:
+    same_top_k(torch.randn(5, n, generator=torch.Generator().manual_seed(n)), k)
 
 
 def test_rejects_a_standard_sae() -> None:
