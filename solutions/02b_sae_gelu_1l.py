@@ -407,8 +407,8 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 # its gradient and the gradients through it touch only the 32 latents each token uses (Gao et al., 2024,
 # train their TopK SAEs with sparse kernels for the same reason). The results are the same as the dense
 # step's to float rounding; what changes is the tokens per second, which `tests/benchmarks/bench_sae.py`
-# measures on your machine. At this size the gain is modest (on our 2-core test machine, 1.4 times the
-# tokens of the dense step; 2.1 times at the bundled SAEs' 4,096 latents): what the sparse step cannot skip,
+# measures on your machine. At this size the gain is modest (on our 2-core test machine, 1.5 times the
+# tokens of the dense step; 2.1 to 2.4 times at the bundled SAEs' 4,096 latents): what the sparse step cannot skip,
 # running the model to harvest activations, the encoder's product and picking each token's top 32 of
 # 1,024, now costs more than everything else in the loop. On a GPU the budget is `TRAIN_TOKENS` instead.
 

@@ -32,19 +32,26 @@ On a shared machine, ``--threads 1 --cpu-time`` times by this process's CPU time
 Uses the bundled ``gelu-1l-mini`` and corpus when present, else an untrained model of the same shape
 on random tokens (the speed does not depend on the weights).
 
-Measured on 2026-12-01 on the course's 2-core test machine (AVX-512 with avx512_bf16, no AMX), quiet (load
-average 1.2-2.0, the benchmark itself), 2 threads, wall clock, ``python tests/benchmarks/bench_sae.py``:
-- step, 512 -> 4096, batch 4096: plain matmuls 282 GFLOP/s; dense fp32 480 ms (66% of matmul throughput),
-  sparse fp32 179 ms (2.66x dense: target met), sparse bf16 224 ms, dense bf16 718 ms;
-- step, 512 -> 1024, batch 1024 (Part 2b): dense fp32 33.9 ms, sparse fp32 21.9 ms (1.50x), sparse bf16 26.5 ms;
-- end to end, 200k tokens: course sparse 16,491 tokens/s, dense 7,800 (sparse 2.11x), sparse bf16 14,860,
-  SAELens 6.54 TopK 4,028: 4.09x SAELens (target met; dense 1.94x); 15% of the sparse trainer's time is
+Measured on 2026-12-02 on the course's 2-core test machine (AVX-512 with avx512_bf16, no AMX), quiet (load
+average 1.6-2.0, the benchmark itself), 2 threads, wall clock, ``python tests/benchmarks/bench_sae.py``, with
+the sparse step's grouped top-k (``utils.sparse_topk.grouped_topk``) and 32-bit CSR indices. The machine ran
+its matmuls at 153 GFLOP/s in this run (282 on 2026-12-01): compare the ratios, not the times.
+- step, 512 -> 4096, batch 4096: dense fp32 738 ms (74% of matmul throughput), sparse fp32 232 ms (3.14x
+  dense: target met), sparse bf16 323 ms, dense bf16 1,242 ms;
+- step, 512 -> 1024, batch 1024 (Part 2b): dense fp32 51.6 ms, sparse fp32 26.7 ms (1.95x), sparse bf16 33.5 ms;
+- end to end, 200k tokens: course sparse 16,088 tokens/s, dense 7,513 (sparse 2.14x), sparse bf16 14,485,
+  SAELens 6.54 TopK 4,004: 4.02x SAELens (target met; dense 1.88x); 18% of the sparse trainer's time is
   harvesting (8% for the dense one);
-- Part 2b end to end, 200k tokens per run: dense 20,775, sparse 29,403 tokens/s: 1.42x, not the 3x the issue
-  asked for. What stands in the way is printed under section 3: per 1,024 tokens the dense run took 49.3 ms,
-  so 3x leaves 16.4 ms for everything, while the three costs that no TopK step can skip take 18.1 ms (the
-  harvest through TransformerLens 7.2 ms, the dense encoder product 5.0 ms, the top-k 6.0 ms). Even with
-  the sparse products, Adam and the store free, the gain would be at most 2.72x on this machine;
+- Part 2b end to end, 200k tokens per run: dense 19,725, sparse 30,159 tokens/s: 1.53x, not the 3x the issue
+  asked for. What stands in the way is printed under section 3: per 1,024 tokens the dense run took 51.9 ms,
+  so 3x leaves 17.3 ms for everything, while the three costs that no TopK step can skip take 17.4 ms (the
+  harvest through TransformerLens 7.4 ms, the dense encoder product 5.2 ms, the grouped top-k 4.8 ms;
+  torch.topk 5.9 ms). Even with the sparse products, Adam and the store free, the gain would be at most
+  2.99x on this machine;
+- a run of the same code an hour earlier (matmuls at 263 GFLOP/s): step 3.03x (4096) and 1.68x (1024), end to
+  end 4.45x SAELens, Part 2b 1.49x;
+- on 2026-12-01, before the grouped top-k (matmuls at 282 GFLOP/s): step 2.66x and 1.50x, end to end 4.09x
+  SAELens, Part 2b 1.42x (dense 20,775, sparse 29,403 tokens/s; at most 2.72x with torch.topk);
 - an earlier run (``--threads 1 --cpu-time`` on the same machine shared with other jobs): step 2.69x, end to
   end 3.97x SAELens, Part 2b 1.31x;
 - quality (that earlier run), 200k tokens per run, seeds 0 and 1: bf16 - fp32 explained variance +0.0001
