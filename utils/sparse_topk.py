@@ -54,7 +54,7 @@ def grouped_topk(pre: Float[Tensor, "batch n"], k: int, group_size: int = 8) -> 
     m = n // group_size
     if n % group_size or m < 2 * k or group_size < 2:  # too few groups to skip any: one plain top-k
         return pre.topk(k, dim=-1, sorted=False)
-    groups = pre.view(B, group_size, m)  # groups[b, c, j] = pre[b, c * m + j]: group j is column j
+    groups = pre.reshape(B, group_size, m)  # groups[b, c, j] = pre[b, c * m + j]: group j is column j
     _, kept = groups.amax(1).topk(k, dim=-1, sorted=False)  # [B, k]: the groups with the k largest maxima
     candidates = groups.gather(2, kept.unsqueeze(1).expand(B, group_size, k)).view(B, group_size * k)
     values, at = candidates.topk(k, dim=-1, sorted=False)  # candidate at = c * k + s is pre[b, c * m + kept[b, s]]

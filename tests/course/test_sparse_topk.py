@@ -136,6 +136,7 @@ def test_grouped_topk_is_exact(n: int, k: int, group_size: int) -> None:
     pre = torch.randn(64, n, generator=generator)  # negatives too: pre-activations before the ReLU
     same_top_k(pre, k, group_size=group_size)
     same_top_k(pre.bfloat16(), k, group_size=group_size)
+    same_top_k(torch.randn(n, 16, generator=generator).T, k, group_size=group_size)  # a non-contiguous batch
 
 
 def test_grouped_topk_finds_top_entries_crowded_into_few_groups() -> None:
