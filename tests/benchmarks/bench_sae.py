@@ -76,6 +76,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.common import bundled_or_untrained_model  # noqa: E402
+from utils.activations import mlp_post_activations  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
 from utils.sae import SAE, SAEConfig  # noqa: E402
 from utils.sae_training import ActivationBuffer, _Workspace, sae_training_step, train_sae  # noqa: E402
@@ -318,7 +319,7 @@ def part2b_floor(model, tokens, dense_s_per_1024: float, rounds: int = 7) -> Non
 
     @torch.no_grad()
     def harvest() -> None:  # exercise 2.6's harvest: the forward pass up to block 0's MLP, through TransformerLens
-        model.run_with_cache(rows, names_filter=HOOK, stop_at_layer=1)
+        mlp_post_activations(model, rows, HOOK)
 
     times = interleaved({"harvest": harvest, "encoder": lambda: torch.addmm(b_enc, x, W_enc),
                          "top-k": lambda: grouped_topk(pre, K),  # the sparse step's top-k
