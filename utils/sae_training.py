@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -26,6 +28,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from utils.activations import mlp_post_activations
+from utils.cpu_allocator import heap_only
 from utils.sae import SAE
 from utils.sparse_topk import sparse_topk_training_step
 
@@ -337,6 +340,44 @@ def resolve_step_fn(step_fn: str | StepFn, sae: SAE) -> StepFn:
     return STEP_FNS[step_fn] if isinstance(step_fn, str) else step_fn
 
 
+BF16_MIN_SPEEDUP = 1.2  # choose_bf16 picks bfloat16 only when it is clearly faster, not on noise
+
+
+def choose_bf16(sae: SAE, step_fn: StepFn, batch_size: int, rounds: int = 5) -> bool:
+    """``TrainConfig.bf16=None``: bfloat16 for the sparse TopK step's encoder product on a CPU that runs it faster.
+
+    Only there, because only there was it measured to train as well: on Part 2b's SAE, the same tokens
+    with a bfloat16 and a float32 encoder product gave explained variance and CE loss recovered within the
+    seeds' spread, and no dead latents either way (``tests/benchmarks/bench_sae.py --quality-tokens``).
+    Whether it is faster depends on the CPU, and not only on its flags: on the course's 2-core test
+    machines, 3.2 to 4.1 times as fast on an AMD EPYC (family 26) and slower than float32 on an earlier one
+    with the same ``avx512_bf16`` flag. So it is measured here, on this SAE's encoder product at this
+    batch size (a fraction of a second), and bfloat16 is chosen if it is ``BF16_MIN_SPEEDUP`` times as fast.
+    The choice is in every history record (``"bf16"``: 1 or 0)."""
+    if step_fn is not sparse_topk_training_step or sae.W_enc.device.type != "cpu":
+        return False
+    fp32_s, bf16_s = encoder_product_seconds(sae, batch_size, rounds)
+    return fp32_s >= BF16_MIN_SPEEDUP * bf16_s
+
+
+@torch.no_grad()
+def encoder_product_seconds(sae: SAE, batch_size: int, rounds: int = 5) -> tuple[float, float]:
+    """Median seconds of the encoder's product (casts included, as the sparse step does them) in float32 and bfloat16."""
+    x = torch.randn(batch_size, sae.cfg.d_in, generator=torch.Generator().manual_seed(0)).to(sae.W_enc.device)
+    W_enc, b_enc = sae.W_enc.detach(), sae.b_enc.detach()
+    products = {dtype: (lambda dtype=dtype: torch.addmm(b_enc.to(dtype), x.to(dtype), W_enc.to(dtype)))
+                for dtype in (torch.float32, torch.bfloat16)}
+    times: dict[torch.dtype, list[float]] = {dtype: [] for dtype in products}
+    for product in products.values():  # warm up (the first bfloat16 call sets up oneDNN's kernels)
+        product()
+    for _ in range(rounds):  # interleaved, so that a change in load slows both alike
+        for dtype, product in products.items():
+            t0 = time.perf_counter()
+            product()
+            times[dtype].append(time.perf_counter() - t0)
+    return statistics.median(times[torch.float32]), statistics.median(times[torch.bfloat16])
+
+
 # ---------------------------------------------------------------------------------------------------
 # The loop: a config, a state, a plug-in interface, named helpers, and train_sae
 
@@ -354,7 +395,7 @@ class TrainConfig:
     l1_warmup_frac: float = 0.05  # the L1 coefficient rises from 0 over this fraction (fewer latents die early)
     init_b_dec: str | None = "geometric_median"  # or "mean" of the first batch, or None (keep b_dec)
     step_fn: str | StepFn = "auto"  # "auto" (sparse_topk for TopK on CPU, else fused), "fused", "autograd", "sparse_topk", or a StepFn
-    bf16: bool = False  # the step's matrix products in bfloat16 (parameters stay float32)
+    bf16: bool | None = None  # the step's matrix products in bfloat16 (parameters stay float32); None: see choose_bf16
     unit_norm_decoder: bool = True  # project the gradient and renormalise W_dec's rows after every step
     dead_window_tokens: int = 1_000_000  # a latent is dead if it has not fired on this many tokens
     log_every: int = 20  # steps between history records
@@ -382,6 +423,7 @@ class TrainState:
     tokens: int = 0  # tokens trained on
     elapsed_s: float = 0.0
     total_steps: int | None = None  # None until a seconds budget has been converted into steps
+    bf16: bool = False  # whether the step's products run in bfloat16 (TrainConfig.bf16, or choose_bf16's choice)
     lr: float = 0.0  # this step's learning rate and L1 coefficient (from the schedules)
     l1_coefficient: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -510,7 +552,8 @@ def log_record(state: TrainState, x: Float[Tensor, "batch d_in"], out: dict[str,
     record = {"step": state.step, "tokens": state.tokens, "loss": float(out["loss"]), "mse": float(out["mse"]),
               "l1": float(out["l1"]), "l0": float(out["l0"]), "explained_variance": float(1 - out["mse"] / variance),
               "frac_alive": float((~state.dead_latents()).float().mean()), "lr": state.lr,
-              "l1_coefficient": state.l1_coefficient, "tokens_per_s": tokens_per_s, "elapsed_s": state.elapsed_s}
+              "l1_coefficient": state.l1_coefficient, "tokens_per_s": tokens_per_s, "elapsed_s": state.elapsed_s,
+              "bf16": float(state.bf16)}
     record |= state.pending_log
     state.pending_log = {}
     return record
@@ -555,38 +598,42 @@ def train_sae(
 
     cfg = _config(cfg, overrides)
     step_fn = resolve_step_fn(cfg.step_fn, sae)
-    workspace, compute_dtype, l1_target = _Workspace(), torch.bfloat16 if cfg.bf16 else None, sae.cfg.l1_coefficient
     x = next(buffer)
+    bf16 = cfg.bf16 if cfg.bf16 is not None else choose_bf16(sae, step_fn, len(x))
+    workspace, compute_dtype, l1_target = _Workspace(), torch.bfloat16 if bf16 else None, sae.cfg.l1_coefficient
     state = start_training(sae, buffer, cfg, x)
+    state.bf16 = bf16
     bar = tqdm(total=state.total_steps, initial=state.step, disable=not cfg.progress, unit="step", mininterval=1.0)
     t_start = time.perf_counter() - state.elapsed_s
     t_last, step_at_last, first = time.perf_counter(), state.step, True
-    while not budget_spent(state, time.perf_counter() - t_start):
-        x = x if first else next(buffer)  # the first batch was read to set up (b_dec, the step count)
-        first = False
-        plan_steps(state, time.perf_counter() - t_start)
-        bar.total = state.total_steps
-        apply_schedules(state, l1_target)
-        log_now = is_log_step(state)
-        out = step_fn(sae, x, state.l1_coefficient, compute_dtype, workspace, compute_l1=log_now)
-        for plugin in plugins:
-            plugin.before_update(state, x, out)
-        update_parameters(state)
-        state.tokens_since_fired.add_(len(x)).masked_fill_(out["fired"] > 0, 0)
-        for plugin in plugins:
-            state.pending_log |= plugin.after_update(state, x, out) or {}
-        state.step, state.tokens = state.step + 1, state.tokens + len(x)
-        state.elapsed_s = time.perf_counter() - t_start
-        if log_now:
-            now = time.perf_counter()
-            state.history.append(log_record(state, x, out, (state.step - step_at_last) * len(x) / (now - t_last)))
-            t_last, step_at_last = now, state.step
-            _show(bar, state.history[-1])
-            if callback is not None:
-                callback(state.history[-1])
-        bar.update(1)
-        if cfg.checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or budget_spent(state, 0.0)):
-            save_checkpoint(state, Path(cfg.checkpoint))
+    # On a CPU, freed memory is kept for reuse while the loop runs (utils.cpu_allocator): no fresh pages per step
+    with heap_only() if sae.W_enc.device.type == "cpu" else contextlib.nullcontext():
+        while not budget_spent(state, time.perf_counter() - t_start):
+            x = x if first else next(buffer)  # the first batch was read to set up (b_dec, the step count)
+            first = False
+            plan_steps(state, time.perf_counter() - t_start)
+            bar.total = state.total_steps
+            apply_schedules(state, l1_target)
+            log_now = is_log_step(state)
+            out = step_fn(sae, x, state.l1_coefficient, compute_dtype, workspace, compute_l1=log_now)
+            for plugin in plugins:
+                plugin.before_update(state, x, out)
+            update_parameters(state)
+            state.tokens_since_fired.add_(len(x)).masked_fill_(out["fired"] > 0, 0)
+            for plugin in plugins:
+                state.pending_log |= plugin.after_update(state, x, out) or {}
+            state.step, state.tokens = state.step + 1, state.tokens + len(x)
+            state.elapsed_s = time.perf_counter() - t_start
+            if log_now:
+                now = time.perf_counter()
+                state.history.append(log_record(state, x, out, (state.step - step_at_last) * len(x) / (now - t_last)))
+                t_last, step_at_last = now, state.step
+                _show(bar, state.history[-1])
+                if callback is not None:
+                    callback(state.history[-1])
+            bar.update(1)
+            if cfg.checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or budget_spent(state, 0.0)):
+                save_checkpoint(state, Path(cfg.checkpoint))
     bar.close()
     return state.history
 

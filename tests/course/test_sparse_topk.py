@@ -178,3 +178,44 @@ def test_train_sae_uses_the_sparse_step_for_topk_by_default() -> None:
     for name in PARAMS:
         assert torch.equal(getattr(trained["auto"], name), getattr(trained["sparse_topk"], name))
         torch.testing.assert_close(getattr(trained["auto"], name), getattr(trained["fused"], name), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# TrainConfig.bf16=None: bfloat16 for the sparse step's encoder product where this machine runs it faster
+
+
+def test_choose_bf16_only_for_the_sparse_step_and_only_when_clearly_faster(monkeypatch):
+    from utils import sae_training
+
+    sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K))
+    fp32_s, bf16_s = sae_training.encoder_product_seconds(sae, BATCH, rounds=2)
+    assert fp32_s > 0 and bf16_s > 0
+    timings = {}
+    monkeypatch.setattr(sae_training, "encoder_product_seconds", lambda sae, batch, rounds=5: timings["now"])
+    for seconds, expected in (((1.0, 0.5), True), ((1.0, 0.9), False), ((1.0, 1.0 / sae_training.BF16_MIN_SPEEDUP), True)):
+        timings["now"] = seconds
+        assert sae_training.choose_bf16(sae, sparse_topk_training_step, BATCH) is expected, seconds
+    timings["now"] = (1.0, 0.1)  # however fast: the dense step was not measured to train as well in bfloat16
+    assert not sae_training.choose_bf16(sae, sae_training_step, BATCH)
+
+
+@pytest.mark.parametrize("setting, chosen, expected", [(None, True, 1.0), (None, False, 0.0), (False, True, 0.0),
+                                                       (True, False, 1.0)])
+def test_train_sae_uses_and_records_the_precision(monkeypatch, setting, chosen, expected):
+    from utils import sae_training
+
+    calls = []
+    monkeypatch.setattr(sae_training, "choose_bf16", lambda sae, step_fn, batch: calls.append(step_fn) or chosen)
+    dtypes = []
+
+    def step(sae, x, l1, compute_dtype, workspace, compute_l1=True):
+        dtypes.append(compute_dtype)
+        return sparse_topk_training_step(sae, x, l1, compute_dtype, workspace, compute_l1)
+
+    monkeypatch.setitem(sae_training.STEP_FNS, "sparse_topk", step)
+    _, sae, x = make_pair(seed=3)
+    history = sae_training.train_sae(sae, iter([x] * 4), n_tokens=3 * BATCH, bf16=setting, step_fn="sparse_topk",
+                                     progress=False, log_every=1)
+    assert len(calls) == (setting is None)
+    assert {record["bf16"] for record in history} == {expected}
+    assert set(dtypes) == {torch.bfloat16 if expected else None}
