@@ -430,7 +430,7 @@ def check_loss_effects_at(loss_effects_at: Callable, *, seed: int = 0) -> None:
         want = patched[pos]
         active = want != 0
         check_that(bool(active.sum() >= 3), "internal: the tiny SAE should have several active latents")
-        check_that(bool(torch.all(got[~active].abs() < 1e-6)),
+        check_that(bool(torch.all(got[~active].abs() < 1e-5)),  # rounding, when they are computed anyway
                    f"At position {pos}, latents that do not fire there have nonzero effects: removing a latent "
                    f"whose activation is 0 removes nothing.")
         if not torch.allclose(got.detach(), want, atol=2e-4, rtol=1e-3):
