@@ -155,7 +155,8 @@ if not ON_GELU_1L:
 
 # %% [markdown]
 # You should see about 210 of the 512 neurons positive on a typical token, 120 to 140 neurons positive on
-# more than half of all tokens (the count depends on the sequences: 123 here, 142 on another 32), and a wide spread of firing frequencies in the histogram. Neurons this
+# more than half of all tokens (the count depends on the sequences: 123 here, 142 on another 32), and a
+# wide spread of firing frequencies in the histogram. Neurons this
 # busy cannot each stand for one rare, specific feature: they are *polysemantic*, each a mix of many
 # features, which is the superposition of Part 1. An SAE whose latents each fire rarely is our attempt
 # to unmix them.
@@ -601,7 +602,7 @@ print(f"for comparison, outputting the mean activation: {explained_variance(eval
 
 # %% [markdown]
 # You should see an explained variance around 0.8 (0.84 on our test machine), and 0 for the mean. Note
-# the uncentred version: the mean alone would score about 0.15, a sixth of the way to perfect, for
+# the uncentred version: the mean alone would score about 0.15, a seventh of the way to perfect, for
 # knowing nothing about any token.
 #
 # But explained variance treats every direction of activation space alike, and the model does not: some

@@ -306,8 +306,8 @@ def bench_e2e(model, tokens, source: str, n_tokens: int) -> None:
 # in a process of its own (the tuning cannot be undone in this one).
 PART2B_RUNS = {
     "before": dict(step_fn="fused", bf16=False, batch=1024, env={"SAE_COURSE_KEEP_FREED_MEMORY": "0"}),
-    "now": dict(step_fn="auto", bf16=None, batch=2048, env={}),
-    "now, float32": dict(step_fn="auto", bf16=False, batch=2048, env={}),
+    "now": dict(step_fn="auto", bf16=None, batch=PART2B["batch"], env={}),
+    "now, float32": dict(step_fn="auto", bf16=False, batch=PART2B["batch"], env={}),
 }
 
 
@@ -319,7 +319,6 @@ def part2b_run(name: str, seconds: float, threads: int | None) -> dict:
     settings = PART2B_RUNS[name]
     command = [sys.executable, __file__, "--part2b-run", name, "--part2b-seconds", str(seconds)]
     command += ["--threads", str(threads)] if threads else []
-    command += ["--cpu-time"] if CLOCK is time.process_time else []
     done = subprocess.run(command, env=os.environ | settings["env"], capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"the Part 2b run {name!r} failed:\n{done.stderr[-3000:]}")
@@ -329,8 +328,6 @@ def part2b_run(name: str, seconds: float, threads: int | None) -> dict:
 def part2b_child(name: str, seconds: float) -> None:
     """``--part2b-run NAME``: one Part 2b run with a budget in seconds, as the notebook's, printed as one JSON line."""
     import json
-
-    from utils.cpu_allocator import allocator_status
 
     settings = PART2B_RUNS[name]
     model, tokens, _ = load_model_and_tokens(80_000)  # as many rows as the notebook: no data cycled
@@ -346,7 +343,6 @@ def bench_part2b(model, tokens, seconds: float, pairs: int, threads: int | None)
           f"{PART2B['buffer_tokens']:,}, a budget of {seconds:g} s per run (the loop's own clock, as the notebook's "
           f"budget: the store's first fill is not in it), each run in a fresh process, the configurations alternated "
           f"{pairs}x; {load()}")
-    what = "second"
     runs: dict[str, list[dict]] = {name: [] for name in PART2B_RUNS}
     for _ in range(pairs):
         for name in PART2B_RUNS:
@@ -358,12 +354,12 @@ def bench_part2b(model, tokens, seconds: float, pairs: int, threads: int | None)
         precision = "bfloat16 encoder" if runs[name][0]["bf16"] else "float32"
         allocator = "untuned" if runs[name][0]["allocator"].startswith("left alone") else "tuned"
         print(f"   {name:13s} ({step} step, {precision}, batch {settings['batch']}, allocator {allocator}): "
-              f"{rate:9,.0f} tokens per {what} (median), {harvest:.0%} of the wall-clock time harvesting")
+              f"{rate:9,.0f} tokens per second (median), {harvest:.0%} of the wall-clock time harvesting")
     gain = statistics.median(n["rate"] / b["rate"] for n, b in zip(runs["now"], runs["before"]))
     print(f"   a fixed budget trains on {gain:.2f}x the tokens it did before (median of the alternated runs; "
           f"target >= 3x)")
     part2b_floor(model, tokens, 1024 / statistics.median(r["rate"] for r in runs["before"]),
-                 bf16=runs["now"][0]["bf16"], batch=PART2B_RUNS["now"]["batch"])
+                 bf16=runs["now"][0]["bf16"], batch=PART2B["batch"])
 
 
 def part2b_floor(model, tokens, before_s_per_1024: float, bf16: bool, batch: int, rounds: int = 7) -> None:
@@ -406,7 +402,7 @@ def bench_quality(model, tokens, n_tokens: int, seeds: list[int]) -> None:
     held_out = tokenize_texts(load_text_dataset(model, split="validation")["text"], model.tokenizer,
                               seq_len=SEQ_LEN, max_seqs=64)
     print(f"\n4. Quality, float32 against bfloat16 encoder products (sparse step, float32 weights and Adam): Part 2b's "
-          f"SAE ({PART2B['d_sae']} latents, batch {PART2B_RUNS['now']['batch']}) trained on {n_tokens:,} tokens per run, evaluated on "
+          f"SAE ({PART2B['d_sae']} latents, batch {PART2B['batch']}) trained on {n_tokens:,} tokens per run, evaluated on "
           f"{len(held_out)} held-out sequences; {load()}")
     print("   seed  dtype     EV     CE rec. (zero)  CE rec. (mean)  dead (no firing on held-out)")
     results: dict[tuple[int, str], dict] = {}
@@ -414,7 +410,7 @@ def bench_quality(model, tokens, n_tokens: int, seeds: list[int]) -> None:
         for name, bf16 in (("fp32", False), ("bf16", True)):
             torch.manual_seed(seed)
             sae = SAE(SAEConfig(d_in=D_IN, d_sae=PART2B["d_sae"], architecture="topk", k=K, seed=seed))
-            buffer = ActivationBuffer(model, tokens, hook_name=HOOK, batch_size=PART2B_RUNS["now"]["batch"], seq_len=SEQ_LEN,
+            buffer = ActivationBuffer(model, tokens, hook_name=HOOK, batch_size=PART2B["batch"], seq_len=SEQ_LEN,
                                       buffer_tokens=PART2B["buffer_tokens"], model_batch_size=PART2B["model_batch_size"],
                                       seed=seed)
             train_sae(sae, buffer, n_tokens=n_tokens, bf16=bf16, progress=False, log_every=10**9)
