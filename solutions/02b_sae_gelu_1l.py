@@ -977,6 +977,7 @@ for key in results[names[0]][0]:
 # histogram shows.
 
 # %%
+needs("2.6", "2.8", "2.9", "2.10", "2.11", "2.12", where=globals())  # uses the comparison above
 plot_saes.plot_density_histogram({name: density for name, (_, density) in results.items()},
                                  title="Latent density on held-out tokens (log10 of the fraction of tokens each fires on)").show()
 
@@ -992,6 +993,7 @@ plot_saes.plot_density_histogram({name: density for name, (_, density) in result
 # the second:
 
 # %%
+needs("2.6", "2.8", "2.9", "2.10", "2.11", "2.12", where=globals())  # uses the comparison above
 first, second = pretrained.values()
 with torch.no_grad():
     cos = F.normalize(first.W_dec, dim=-1) @ F.normalize(second.W_dec, dim=-1).T  # [d_sae d_sae] cosines
