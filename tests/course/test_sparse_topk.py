@@ -11,7 +11,7 @@ import torch
 
 from utils.sae import SAE, SAEConfig
 from utils.sae_training import sae_training_step
-from utils.sparse_topk import grouped_topk, sparse_topk_training_step, topk_csr
+from utils.sparse_topk import grouped_topk, latent_sums, sparse_topk_training_step, topk_csr
 
 D_IN, D_SAE, K, BATCH = 32, 256, 8, 96
 PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -115,6 +115,20 @@ def test_csr_layouts_hold_the_same_entries() -> None:
     torch.testing.assert_close(by_token.to_dense(), dense)
     torch.testing.assert_close(by_latent.to_dense(), dense.T)
     torch.testing.assert_close(by_latent.values(), by_token.values()[order])
+
+
+def test_latent_sums_is_the_latent_major_product() -> None:
+    """Row i of ``latent_sums`` sums ``weights * rows[b]`` over the tokens b on which latent i is active,
+    with latents active on no token (here 10 latents, 5 tokens x 3) giving zero rows."""
+    generator = torch.Generator().manual_seed(1)
+    values = torch.rand(5, 3, generator=generator)
+    indices = torch.stack([torch.randperm(10, generator=generator)[:3] for _ in range(5)])
+    _, by_latent, order = topk_csr(values, indices, 10)
+    weights = torch.randn(15, generator=generator)
+    rows = torch.randn(5, 4, generator=generator)
+    latent_of_entry = torch.arange(10).repeat_interleave(by_latent.crow_indices().diff().long())
+    pattern = torch.zeros(10, 5).index_put_((latent_of_entry, by_latent.col_indices().long()), weights)
+    torch.testing.assert_close(latent_sums(by_latent, weights, rows), pattern @ rows)
 
 
 def same_top_k(pre: torch.Tensor, k: int, **kwargs) -> None:
