@@ -4,8 +4,10 @@
 
 Prints tokens/second for
 - one training step of ``utils.lm_training`` (fp32 and bf16 autocast), batch 32 x 256;
-- harvesting ``blocks.0.mlp.hook_post`` while stopping after block 0 (no unembedding), batch 64 x 128;
-- the same harvest with a full forward pass, and the ratio of the two.
+- harvesting ``blocks.0.mlp.hook_post``, batch 64 x 128, four ways in interleaved rounds: a full forward pass,
+  stopping after block 0 (``stop_at_layer=1``, the course's harvest until issue 14), stopping at the hook
+  itself with TransformerLens's attention, and stopping at the hook with fused attention
+  (``utils.activations.mlp_post_activations``, the course's harvest now), with their ratios.
 Uses the bundled model (``data/models/gelu-1l-mini``) if it is there, else an untrained one of the
 same configuration. Runs in well under a minute on 2 cores.
 """
@@ -23,8 +25,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.benchmarks.common import bundled_or_untrained_model, timed  # noqa: E402
+from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio, timed  # noqa: E402
 from utils.activations import mlp_post_activations  # noqa: E402
+from utils.fused_attention import OPT_OUT  # noqa: E402
 from utils.lm_training import LMTrainConfig, make_model, make_optimizer, train_step  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
@@ -53,20 +56,36 @@ def main() -> None:
     model.eval()
     tokens = torch.randint(1, vocab, (64, 128))
     tokens[:, 0] = 0
-    s_stop = timed(lambda: mlp_post_activations(model, tokens), repeats=5)
 
     @torch.no_grad()
-    def full_pass():
-        _, cache = model.run_with_cache(tokens, names_filter=HOOK)
+    def cached(**kwargs):
+        _, cache = model.run_with_cache(tokens, names_filter=HOOK, **kwargs)
         return cache[HOOK]
 
-    s_full = timed(full_pass, repeats=5)
-    assert torch.allclose(mlp_post_activations(model, tokens), full_pass(), atol=1e-5)
-    n = tokens.numel()
-    print(f"harvest {HOOK}, stop_at_layer=1:   {n / s_stop:10,.0f} tokens/s")
-    print(f"harvest {HOOK}, full forward:     {n / s_full:10,.0f} tokens/s")
-    print(f"speed-up from skipping the unembedding: {s_full / s_stop:.2f}x")
+    def at_hook_eager():
+        os.environ[OPT_OUT] = "1"
+        try:
+            return mlp_post_activations(model, tokens)
+        finally:
+            del os.environ[OPT_OUT]
 
+    candidates = {
+        "full forward pass (run_with_cache)": cached,
+        "stop after block 0 (stop_at_layer=1)": lambda: cached(stop_at_layer=1),
+        "stop at the hook, TransformerLens attention": at_hook_eager,
+        "stop at the hook, fused attention (now)": lambda: mlp_post_activations(model, tokens),
+    }
+    reference = cached()
+    for name, fn in candidates.items():
+        assert torch.allclose(fn(), reference, atol=1e-5), name
+    times = interleaved(candidates, rounds=9)
+    n = tokens.numel()
+    print(f"harvest {HOOK}, {tokens.shape[0]} x {tokens.shape[1]} tokens, median of 9 interleaved rounds:")
+    first = next(iter(times))
+    for name, seconds in times.items():
+        median = sorted(seconds)[len(seconds) // 2]
+        print(f"   {name:46s} {n / median:10,.0f} tokens/s; {median_ratio(times[first], seconds):.2f}x the full pass, "
+              f"{median_ratio(times['stop after block 0 (stop_at_layer=1)'], seconds):.2f}x stop_at_layer=1")
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""What both benchmark scripts share: a median timer, and the model they measure."""
+"""What both benchmark scripts share: median timers (alone, and interleaved with peers), and the model they measure."""
 
 from __future__ import annotations
 
@@ -23,6 +23,29 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def interleaved(candidates: dict[str, Callable[[], object]], rounds: int,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds of each candidate in each round; every round runs all candidates once (after one warm-up round).
+
+    ``clock=time.process_time`` counts the CPU time this process used instead of the wall-clock time: on a
+    machine shared with other jobs it is far steadier (time spent waiting for a core is not counted), and with
+    ``--threads 1`` it is close to what the candidate costs on a quiet core."""
+    for fn in candidates.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            t0 = clock()
+            fn()
+            times[name].append(clock() - t0)
+    return times
+
+
+def median_ratio(slow: list[float], fast: list[float]) -> float:
+    """The median over rounds of slow / fast: how many times faster ``fast`` ran, round by round."""
+    return statistics.median(s / f for s, f in zip(slow, fast))
 
 
 def bundled_or_untrained_model() -> tuple[HookedTransformer, str]:

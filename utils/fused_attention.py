@@ -1,0 +1,105 @@
+"""TransformerLens attention through ``F.scaled_dot_product_attention``, while harvesting activations.
+
+TransformerLens 3.9's ``Attention.forward`` materialises the attention scores and the pattern
+(``[batch, head, query, key]``) so that ``hook_attn_scores`` and ``hook_pattern`` can see them: a causal
+mask through ``torch.where``, a softmax, a NaN clean-up with a second ``torch.where``. When nothing reads
+them, PyTorch's fused attention computes the same ``z`` without keeping the pattern. On the course's
+2-core test machine, harvesting ``blocks.0.mlp.hook_post`` from ``gelu-1l-mini`` (64 rows of 128 tokens)
+ran 1.5 times as fast with it (``tests/benchmarks/bench_model.py`` prints the figures).
+
+``fused_attention(model)`` installs the fused path on the model's attention layers for the duration of a
+``with`` block, and only on layers where it computes what TransformerLens computes (the standard causal
+softmax attention of GPT-2-like models). Each call falls back to TransformerLens's own forward when anything
+could see the difference: a hook on the scores or the pattern (``run_with_cache`` adds them), a KV cache, an
+attention mask, a non-float32 dtype. Setting ``SAE_COURSE_EAGER_ATTENTION=1`` turns it off (the benchmarks'
+"before" runs).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import einops
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+
+__all__ = ["OPT_OUT", "fused_attention", "supports_fused_attention"]
+
+OPT_OUT = "SAE_COURSE_EAGER_ATTENTION"  # set to 1 to keep TransformerLens's own attention everywhere
+
+_OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")  # QK-norm inside forward
+
+
+def supports_fused_attention(attn: nn.Module) -> bool:
+    """Whether ``attn`` is a plain causal softmax attention layer, whose forward the fused path reproduces.
+
+    Everything TransformerLens's ``Attention.forward`` does between the projections and the output that is
+    not "scores / attn_scale, causal mask, softmax, pattern @ v" rules it out: other positional schemes
+    (rotary, ALiBi, relative bias), local windows, bidirectional attention, soft caps, attention sinks, log-n
+    scaling, Q/K/V clipping, OLMo's QK-norm, 4-bit weights and the per-head result (``use_attn_result``)."""
+    from transformer_lens.components import Attention  # here: importing utils.activations stays light
+
+    if type(attn) is not Attention:  # subclasses (grouped-query, T5) change how scores are computed
+        return False
+    cfg = attn.cfg
+    cap = cfg.attn_scores_soft_cap
+    return (
+        cfg.positional_embedding_type in ("standard", "shortformer")
+        and attn.attn_type == "global"
+        and (getattr(attn, "_attention_dir_override", None) or cfg.attention_dir) == "causal"
+        and (cap is None or cap <= 0)
+        and not cfg.use_attention_sinks
+        and not cfg.use_logn_attn
+        and cfg.clip_qkv is None
+        and not cfg.load_in_4bit
+        and not cfg.use_attn_result
+        and cfg.original_architecture not in _OLMO
+    )
+
+
+def _hooked(point: nn.Module) -> bool:
+    return bool(point._forward_hooks or point._forward_pre_hooks or point._backward_hooks)
+
+
+def _fused_forward(
+    attn: nn.Module,
+    query_input: Float[Tensor, "batch pos d_model"],
+    key_input: Float[Tensor, "batch pos d_model"],
+    value_input: Float[Tensor, "batch pos d_model"],
+    past_kv_cache_entry=None,
+    additive_attention_mask=None,
+    attention_mask=None,
+    position_bias=None,
+) -> Float[Tensor, "batch pos d_model"]:
+    """``attn.forward`` with the scores and pattern left to ``F.scaled_dot_product_attention``, or, when a
+    call needs them or passes anything beyond the three inputs, TransformerLens's forward itself."""
+    extras = (past_kv_cache_entry, additive_attention_mask, attention_mask, position_bias)
+    if (any(extra is not None for extra in extras) or _hooked(attn.hook_attn_scores) or _hooked(attn.hook_pattern)
+            or query_input.dtype != torch.float32 or query_input.device.type == "mps"):
+        return type(attn).forward(attn, query_input, key_input, value_input, *extras)
+    q, k, v = attn.calculate_qkv_matrices(query_input, key_input, value_input)  # [batch, pos, head, d_head]
+    z = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=1.0 / attn.attn_scale
+    )  # [batch, head, pos, d_head]
+    z = attn.hook_z(z.transpose(1, 2))  # [batch, pos, head, d_head], as TransformerLens's hook_z sees it
+    w = einops.rearrange(attn.W_O, "head d_head d_model -> d_model (head d_head)")
+    return F.linear(z.reshape(z.shape[0], z.shape[1], -1), w, attn.b_O)
+
+
+@contextmanager
+def fused_attention(model: nn.Module) -> Iterator[int]:
+    """Within the block, the model's supported attention layers use the fused path; yields how many do."""
+    layers = [] if os.environ.get(OPT_OUT, "0") == "1" else [
+        m for m in model.modules() if supports_fused_attention(m) and "forward" not in vars(m)]
+    for attn in layers:
+        attn.forward = functools.partial(_fused_forward, attn)
+    try:
+        yield len(layers)
+    finally:
+        for attn in layers:
+            del attn.forward
