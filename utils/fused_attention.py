@@ -1,18 +1,20 @@
-"""TransformerLens attention through ``F.scaled_dot_product_attention``, while harvesting activations.
+"""TransformerLens attention through ``F.scaled_dot_product_attention`` wherever nothing could tell.
 
 TransformerLens 3.9's ``Attention.forward`` materialises the attention scores and the pattern
 (``[batch, head, query, key]``) so that ``hook_attn_scores`` and ``hook_pattern`` can see them: a causal
 mask through ``torch.where``, a softmax, a NaN clean-up with a second ``torch.where``. When nothing reads
 them, PyTorch's fused attention computes the same ``z`` without keeping the pattern. On the course's
 2-core test machine, harvesting ``blocks.0.mlp.hook_post`` from ``gelu-1l-mini`` (64 rows of 128 tokens)
-ran 1.5 times as fast with it (``tests/benchmarks/bench_model.py`` prints the figures).
+ran 1.5 times as fast with it (``tests/benchmarks/bench_model.py`` prints the figures), and harvesting is
+a third of the time of Part 2b's training loop.
 
-``fused_attention(model)`` installs the fused path on the model's attention layers for the duration of a
-``with`` block, and only on layers where it computes what TransformerLens computes (the standard causal
-softmax attention of GPT-2-like models). Each call falls back to TransformerLens's own forward when anything
-could see the difference: a hook on the scores or the pattern (``run_with_cache`` adds them), a KV cache, an
-attention mask, a non-float32 dtype. Setting ``SAE_COURSE_EAGER_ATTENTION=1`` turns it off (the benchmarks'
-"before" runs).
+``install_fused_attention(model)`` (the course's ``utils.loading.load_model`` calls it) gives each plain
+attention layer a forward that decides call by call: the fused path when the layer is the standard causal
+softmax attention of GPT-2-like models and the call passes only the three inputs, and TransformerLens's own
+forward whenever anything could see the difference: a hook on the scores or the pattern (``run_with_cache``
+of a pattern adds one), a KV cache, an attention mask, another dtype, a config changed since (for example
+``model.set_use_attn_result(True)``). ``fused_attention(model)`` does the same for the length of a ``with``
+block, for a model made elsewhere. ``SAE_COURSE_EAGER_ATTENTION=1`` turns the fused path off everywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-__all__ = ["OPT_OUT", "fused_attention", "supports_fused_attention"]
+__all__ = ["OPT_OUT", "fused_attention", "install_fused_attention", "supports_fused_attention", "uses_fused_attention"]
 
 OPT_OUT = "SAE_COURSE_EAGER_ATTENTION"  # set to 1 to keep TransformerLens's own attention everywhere
 
@@ -36,7 +38,8 @@ _OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")  # QK-norm 
 
 
 def supports_fused_attention(attn: nn.Module) -> bool:
-    """Whether ``attn`` is a plain causal softmax attention layer, whose forward the fused path reproduces.
+    """Whether ``attn`` is, as configured now, a plain causal softmax attention layer, whose forward the fused
+    path reproduces.
 
     Everything TransformerLens's ``Attention.forward`` does between the projections and the output that is
     not "scores / attn_scale, causal mask, softmax, pattern @ v" rules it out: other positional schemes
@@ -77,10 +80,11 @@ def _fused_forward(
     position_bias=None,
 ) -> Float[Tensor, "batch pos d_model"]:
     """``attn.forward`` with the scores and pattern left to ``F.scaled_dot_product_attention``, or, when a
-    call needs them or passes anything beyond the three inputs, TransformerLens's forward itself."""
+    call could see the difference (module docstring), TransformerLens's forward itself."""
     extras = (past_kv_cache_entry, additive_attention_mask, attention_mask, position_bias)
     if (any(extra is not None for extra in extras) or _hooked(attn.hook_attn_scores) or _hooked(attn.hook_pattern)
-            or query_input.dtype != torch.float32 or query_input.device.type == "mps"):
+            or query_input.dtype != torch.float32 or query_input.device.type == "mps"
+            or os.environ.get(OPT_OUT, "0") == "1" or not supports_fused_attention(attn)):
         return type(attn).forward(attn, query_input, key_input, value_input, *extras)
     q, k, v = attn.calculate_qkv_matrices(query_input, key_input, value_input)  # [batch, pos, head, d_head]
     z = F.scaled_dot_product_attention(
@@ -91,15 +95,30 @@ def _fused_forward(
     return F.linear(z.reshape(z.shape[0], z.shape[1], -1), w, attn.b_O)
 
 
+def uses_fused_attention(attn: nn.Module) -> bool:
+    """Whether ``attn`` has the call-by-call forward installed (it may still take TransformerLens's path)."""
+    forward = vars(attn).get("forward")
+    return isinstance(forward, functools.partial) and forward.func is _fused_forward
+
+
+def install_fused_attention(model: nn.Module) -> int:
+    """Give every supported attention layer of ``model`` the call-by-call forward; returns how many have it."""
+    layers = [m for m in model.modules() if supports_fused_attention(m)]
+    for attn in layers:
+        if "forward" not in vars(attn):  # a forward someone else set is left alone
+            attn.forward = functools.partial(_fused_forward, attn)
+    return sum(uses_fused_attention(attn) for attn in layers)
+
+
 @contextmanager
 def fused_attention(model: nn.Module) -> Iterator[int]:
-    """Within the block, the model's supported attention layers use the fused path; yields how many do."""
-    layers = [] if os.environ.get(OPT_OUT, "0") == "1" else [
-        m for m in model.modules() if supports_fused_attention(m) and "forward" not in vars(m)]
-    for attn in layers:
+    """Within the block, the model's supported attention layers use the call-by-call forward; yields how many
+    do. Layers that had it before keep it afterwards."""
+    added = [m for m in model.modules() if supports_fused_attention(m) and "forward" not in vars(m)]
+    for attn in added:
         attn.forward = functools.partial(_fused_forward, attn)
     try:
-        yield len(layers)
+        yield sum(uses_fused_attention(m) for m in model.modules())
     finally:
-        for attn in layers:
+        for attn in added:
             del attn.forward

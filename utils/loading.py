@@ -37,6 +37,7 @@ from transformer_lens import loading_from_pretrained as tl_loading
 from transformer_lens.utilities import download_file_from_hf, get_device
 from transformers import AutoTokenizer
 
+from utils.fused_attention import install_fused_attention
 from utils.paths import data_dir
 from utils.sae import SAE_CFG_FILENAME, SAE_PARAM_NAMES, SAELENS_TOP_LEVEL, check_sae_shapes, load_saelens, save_saelens
 
@@ -190,6 +191,8 @@ def load_model(
     """Load ``"gelu-1l"``, ``"gelu-1l-mini"`` or ``"auto"`` as a ``HookedTransformer`` with its tokenizer.
 
     ``path`` overrides the folder of the bundled ``gelu-1l-mini`` (default ``data/models/gelu-1l-mini``).
+    Attention computes without its pattern whenever nothing asks for it (``utils.fused_attention``: the same
+    numbers, faster; ``run_with_cache`` of a pattern, or a hook on it, gets TransformerLens's own path).
     """
     why = None
     if name == "auto":
@@ -200,6 +203,7 @@ def load_model(
     else:
         folder = Path(path) if path is not None else data_dir() / "models" / "gelu-1l-mini"
         model, source = _load_bundled_model(folder, device), "bundled"
+    install_fused_attention(model)
     print(f"Loaded {name} ({source})" + (f": {why}" if why else ""))
     return model
 

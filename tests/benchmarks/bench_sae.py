@@ -24,8 +24,9 @@ candidates alike and the ratios stay meaningful. The load average is printed bef
    spent harvesting. SAELens runs after the course trainer's first run, so it gets the same allocator
    tuning (``utils.cpu_allocator``, for the whole process). Target: >= 3x SAELens.
 3. Part 2b's training cell (``--part2b-tokens``), each run in a fresh process: "before" is the cell as the
-   issue found it (dense float32 step, batch 1,024, glibc's allocator untouched), "now" is the cell as it
-   is (the default step and precision, batch 2,048, freed memory kept by ``utils.cpu_allocator``), and
+   issue found it (dense float32 step, batch 1,024, glibc's allocator untouched, TransformerLens's own
+   attention), "now" is the cell as it is (the default step and precision, batch 2,048, freed memory kept by
+   ``utils.cpu_allocator``, attention fused by ``utils.fused_attention``), and
    "now, float32" the same in float32; the same SAE (1024 latents) and store (2^16 activations, 64
    sequences per model call); how many more tokens the same time budget buys. Target: >= 3x.
 4. (``--quality-tokens N``) float32 against bfloat16 encoder products on Part 2b's SAE: the same SAE and
@@ -81,7 +82,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio  # noqa: E402
 from utils import sae_training  # noqa: E402
-from utils.activations import mlp_post_activations  # noqa: E402
 from utils.cpu_allocator import allocator_status, keep_freed_memory  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
 from utils.sae import SAE, SAEConfig  # noqa: E402
@@ -283,16 +283,19 @@ def bench_e2e(model, tokens, source: str, n_tokens: int) -> None:
 # 2^16 activations, 64 sequences per model call). "before" also leaves glibc's allocator untuned, so it runs
 # in a process of its own (the tuning cannot be undone in this one).
 PART2B_RUNS = {
-    "before": dict(step_fn="fused", bf16=False, batch=1024, env={"SAE_COURSE_KEEP_FREED_MEMORY": "0"}, harvest="as filed"),
-    "now": dict(step_fn="auto", bf16=None, batch=PART2B["batch"], env={}, harvest="now"),
-    "now, float32": dict(step_fn="auto", bf16=False, batch=PART2B["batch"], env={}, harvest="now"),
+    "before": dict(step_fn="fused", bf16=False, batch=1024,
+                   env={"SAE_COURSE_KEEP_FREED_MEMORY": "0", "SAE_COURSE_EAGER_ATTENTION": "1"}),
+    "now": dict(step_fn="auto", bf16=None, batch=PART2B["batch"], env={}),
+    "now, float32": dict(step_fn="auto", bf16=False, batch=PART2B["batch"], env={}),
 }
 
 
 @torch.no_grad()
-def harvest_as_filed(model, tokens: torch.Tensor, hook_name: str = HOOK) -> torch.Tensor:
-    """``utils.activations.mlp_post_activations`` as it was when issue 14 was filed: TransformerLens's own
-    attention, and the pass run to the end of the hook's block (``stop_at_layer``)."""
+def notebook_harvest(model, tokens: torch.Tensor, hook_name: str = HOOK) -> torch.Tensor:
+    """How Part 2b's store harvests (exercise 2.6's solution): ``run_with_cache`` to the end of block 0. On the
+    model ``load_model`` gives, attention runs fused (``utils.fused_attention``) unless
+    ``SAE_COURSE_EAGER_ATTENTION=1``, as in "before"; the library's ``mlp_post_activations`` also stops at the
+    hook itself, which the notebook's store does not."""
     _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hook_name, stop_at_layer=1)
     return cache[hook_name]
 
@@ -316,8 +319,7 @@ def part2b_child(name: str, seconds: float) -> None:
     import json
 
     settings = PART2B_RUNS[name]
-    if settings["harvest"] == "as filed":  # the buffer harvests through this name (a fresh process: nothing to undo)
-        sae_training.mlp_post_activations = harvest_as_filed
+    sae_training.mlp_post_activations = notebook_harvest  # the buffer harvests through this name, as the store does
     model, tokens, _ = load_model_and_tokens(80_000)  # as many rows as the notebook: no data cycled
     _, harvest, trained, bf16, rate = bench_ours(
         model, tokens, 0, step_fn=settings["step_fn"], bf16=settings["bf16"], d_sae=PART2B["d_sae"],
@@ -360,8 +362,8 @@ def part2b_floor(model, tokens, before_s_per_1024: float, bf16: bool, batch: int
     pre = torch.addmm(b_enc.to(dtype), x.to(dtype), W_enc.to(dtype))
 
     @torch.no_grad()
-    def harvest() -> None:  # exercise 2.6's harvest: the forward pass up to block 0's MLP, through TransformerLens
-        mlp_post_activations(model, rows, HOOK)
+    def harvest() -> None:  # exercise 2.6's harvest: the forward pass through block 0, through TransformerLens
+        notebook_harvest(model, rows, HOOK)
 
     times = interleaved({"harvest": harvest,
                          "encoder": lambda: torch.addmm(b_enc.to(dtype), x.to(dtype), W_enc.to(dtype)),

@@ -33,6 +33,16 @@ def attn_layers(model) -> list:
     return [block.attn for block in model.blocks]
 
 
+def softmax_calls(model, tokens, monkeypatch) -> int:
+    """How many softmaxes one forward pass runs: TransformerLens's attention runs one per layer."""
+    calls = []
+    real = torch.nn.functional.softmax
+    monkeypatch.setattr(torch.nn.functional, "softmax", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    model(tokens)
+    monkeypatch.setattr(torch.nn.functional, "softmax", real)
+    return len(calls)
+
+
 def test_the_fused_path_gives_transformer_lens_numbers(model, tokens) -> None:
     _, eager = model.run_with_cache(tokens)
     eager_logits = model(tokens)
@@ -49,14 +59,9 @@ def test_the_fused_path_gives_transformer_lens_numbers(model, tokens) -> None:
 
 
 def test_the_fused_path_really_skips_the_pattern(model, tokens, monkeypatch) -> None:
-    calls = []
-    real = torch.nn.functional.softmax
-    monkeypatch.setattr(torch.nn.functional, "softmax", lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    model(tokens)
-    eager_calls = len(calls)
+    assert softmax_calls(model, tokens, monkeypatch) == 2, "TransformerLens: one softmax per layer"
     with fa.fused_attention(model):
-        model(tokens)
-    assert eager_calls == 2 and len(calls) == eager_calls, "no softmax over a pattern on the fused path"
+        assert softmax_calls(model, tokens, monkeypatch) == 0, "no softmax over a pattern on the fused path"
 
 
 def test_hooks_on_scores_or_pattern_get_transformer_lens_forward(model, tokens) -> None:
@@ -110,12 +115,41 @@ def test_other_attention_variants_keep_their_own_forward(overrides, tokens) -> N
 
 def test_the_opt_out_and_a_failing_block_leave_the_model_as_it_was(model, tokens, monkeypatch) -> None:
     monkeypatch.setenv(fa.OPT_OUT, "1")
-    with fa.fused_attention(model) as n_fused:
-        assert n_fused == 0
+    with fa.fused_attention(model):
+        assert softmax_calls(model, tokens, monkeypatch) == 2, "opted out: TransformerLens's softmax runs"
     monkeypatch.delenv(fa.OPT_OUT)
     with pytest.raises(KeyError), fa.fused_attention(model):
         raise KeyError("a learner's bug inside the block")
     assert not any("forward" in vars(attn) for attn in attn_layers(model))
+
+
+def test_installed_it_stays_and_follows_config_changes(tokens, monkeypatch) -> None:
+    model = tiny(seed=3)
+    expected = model(tokens)
+    assert fa.install_fused_attention(model) == 2 and fa.install_fused_attention(model) == 2, "idempotent"
+    with fa.fused_attention(model) as n_fused:  # a harvest inside: the installed forward stays afterwards
+        assert n_fused == 2
+    assert all(fa.uses_fused_attention(attn) for attn in attn_layers(model))
+    assert softmax_calls(model, tokens, monkeypatch) == 0
+    torch.testing.assert_close(model(tokens), expected, atol=1e-5, rtol=1e-5)
+    model.set_use_attn_result(True)  # a config change after installing: the per-head result must be computed
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_result")
+    assert cache["blocks.0.attn.hook_result"].shape == (*tokens.shape, TINY["n_heads"], TINY["d_model"])
+    torch.testing.assert_close(model(tokens), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_the_course_loader_installs_it(tmp_path) -> None:
+    from utils.loading import load_model
+    from utils.paths import data_dir
+
+    if not (data_dir() / "models" / "gelu-1l-mini" / "model.safetensors").exists():
+        pytest.skip("the bundled gelu-1l-mini is not in this checkout")
+    model = load_model("gelu-1l-mini")
+    assert all(fa.uses_fused_attention(attn) for attn in attn_layers(model))
+    tokens = torch.randint(1, model.cfg.d_vocab, (2, 64), generator=torch.Generator().manual_seed(0))
+    fused = model(tokens)
+    del model.blocks[0].attn.forward  # back to TransformerLens's own
+    torch.testing.assert_close(fused, model(tokens), atol=1e-4, rtol=1e-4)
 
 
 def test_mlp_post_activations_stops_at_the_hook_with_the_same_numbers(model, tokens) -> None:
