@@ -108,7 +108,7 @@ if ON_GELU_1L:
 else:
     train_docs, eval_docs = load_text_dataset(model, split="train"), load_text_dataset(model, split="validation")
 
-N_TRAIN_SEQS = 200_000 if DEVICE == "cuda" else 80_000  # ~25M or ~10M tokens: enough for the budgets below
+N_TRAIN_SEQS = 200_000 if DEVICE == "cuda" else 120_000  # ~25M or ~15M tokens: the default budgets' worth, no row twice
 train_tokens = tokenize_texts(train_docs["text"], model.tokenizer, seq_len=SEQ_LEN, max_seqs=N_TRAIN_SEQS)
 eval_tokens = tokenize_texts(eval_docs["text"], model.tokenizer, seq_len=SEQ_LEN)
 # Consecutive rows come from the same document: shuffle the rows, so that any slice of them mixes many documents.
@@ -406,9 +406,9 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 # **The budget** is one constant. On a CPU, `TRAIN_SECONDS = 150` trains for two and a half minutes;
 # keep it at 300 or below so that the notebook stays under 10 minutes, or raise it and wait for a better
 # SAE. How many tokens that buys depends on the machine (the bar's `tok_s`): about 10 million on our
-# 2-core test machine (9.9M and 10.0M in two runs), against about 3.3 million for the same cell before
-# the three changes below (2.9 times the tokens; `tests/benchmarks/bench_sae.py` measures both on your
-# machine, section 3):
+# 2-core test machine (10.5M in one run), against about 3.3 million for the same cell before the four
+# changes below (3.3 times the tokens; `tests/benchmarks/bench_sae.py --only-part2b` measures both on
+# your machine):
 # - **A sparse step** (`utils.sparse_topk`). Of the five matrix products in the step you wrote, only the
 #   encoder's stays dense, because every pre-activation is needed to find the top 32; the decoder, its
 #   gradient and the gradients through it touch only the 32 latents each token uses (Gao et al., 2024,
@@ -419,13 +419,18 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 #   history's `bf16` says which it chose; on our test machine bfloat16, 3 to 4 times as fast). The
 #   parameters, Adam and the rest of the step stay float32, and on this SAE the two precisions trained
 #   equally well (explained variance and CE recovered within the spread between seeds).
+# - **Attention without its pattern** (`utils.fused_attention`). The course's `load_model` lets the
+#   model's attention skip building the `[batch, head, query, key]` pattern whenever nothing asks for it
+#   (no hook on `hook_pattern` or `hook_attn_scores`): PyTorch's fused `scaled_dot_product_attention` gives
+#   the same numbers to float rounding, and your store's `harvest` ran 1.4 times as fast on our test
+#   machine. Ask for the pattern (`run_with_cache`, a hook) and you get TransformerLens's own code.
 # - **Memory reused, not fetched afresh** (`utils.cpu_allocator`). Each step allocates and frees tensors
 #   of a few megabytes; by default the C library hands such blocks back to the operating system and gets
 #   new, zeroed pages for the next step. `train_sae` tells it to keep them while it runs.
 #
 # Batches are 2,048 activations on a CPU, so that the fixed cost of each step (Adam, the decoder's
 # renormalisation) is spread over more tokens. What the loop spends its time on now is mostly what no
-# TopK step can skip: running the model to harvest activations (a third of the time), the encoder's
+# TopK step can skip: running the model to harvest activations (30% of the time), the encoder's
 # product and picking each token's top 32 of 1,024. On a GPU the budget is `TRAIN_TOKENS` instead.
 
 # %%
@@ -718,7 +723,7 @@ trained_tokens, held_out_ev = history[-1]["tokens"], float(explained_variance(ev
 worst_recovered = min(ce["recovered_zero"], ce["recovered_mean"])
 assert min(record["l0"] for record in history) > 31.5 and abs(sae_l0 - 32) < 0.1, "L0 is 32 throughout (TopK)"
 assert history[-1]["frac_alive"] == 1.0, "every latent is alive at the end of training"
-if trained_tokens >= 6_000_000:  # what a quiet 2-core CPU buys now (8.9M to 10M tokens seen): 0.84, 96% and 97%
+if trained_tokens >= 6_000_000:  # what a quiet 2-core CPU buys now (8.9M to 10.5M tokens seen): 0.84, 96% and 97%
     assert held_out_ev > 0.82 and worst_recovered > 0.95, (trained_tokens, held_out_ev, ce)
 elif trained_tokens >= 1_000_000:
     assert held_out_ev > 0.75 and worst_recovered > 0.9, (trained_tokens, held_out_ev, ce)

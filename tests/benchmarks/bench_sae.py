@@ -2,6 +2,7 @@
 
     python tests/benchmarks/bench_sae.py                   # sections 1-3 (several minutes on 2 quiet cores)
     python tests/benchmarks/bench_sae.py --skip-e2e        # only the training steps against plain matmuls
+    python tests/benchmarks/bench_sae.py --only-part2b --part2b-pairs 4   # only Part 2b's cell, before and now
     python tests/benchmarks/bench_sae.py --tokens 100000 --threads 1 --rounds 9
 
 Every comparison is **interleaved**: each round times every candidate once, and the figures are medians
@@ -320,7 +321,7 @@ def part2b_child(name: str, seconds: float) -> None:
 
     settings = PART2B_RUNS[name]
     sae_training.mlp_post_activations = notebook_harvest  # the buffer harvests through this name, as the store does
-    model, tokens, _ = load_model_and_tokens(80_000)  # as many rows as the notebook: no data cycled
+    model, tokens, _ = load_model_and_tokens(120_000)  # as many rows as the notebook: no data cycled
     _, harvest, trained, bf16, rate = bench_ours(
         model, tokens, 0, step_fn=settings["step_fn"], bf16=settings["bf16"], d_sae=PART2B["d_sae"],
         batch=settings["batch"], buffer_tokens=PART2B["buffer_tokens"], model_batch_size=PART2B["model_batch_size"],
@@ -424,6 +425,7 @@ def main() -> None:
     ap.add_argument("--part2b-pairs", type=int, default=2)
     ap.add_argument("--skip-e2e", action="store_true", help="only the step timings")
     ap.add_argument("--skip-steps", action="store_true", help="only the end-to-end runs")
+    ap.add_argument("--only-part2b", action="store_true", help="only section 3 (Part 2b's cell, before and now)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time the steps by this process's CPU time (steadier on a shared machine; use with --threads 1)")
     ap.add_argument("--quality-tokens", type=int, default=0, help="tokens per float32/bfloat16 quality run (0 skips)")
@@ -441,7 +443,7 @@ def main() -> None:
         return
     keep_freed_memory()  # what train_sae does on a CPU; here first, so that section 1's steps run with it too
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {load()}; allocator {allocator_status()}")
-    if not args.skip_steps:
+    if not (args.skip_steps or args.only_part2b):
         bench_steps(D_SAE, BATCH, args.rounds, CLOCK)
         bench_steps(PART2B["d_sae"], PART2B["batch"], args.rounds * 3, CLOCK)
     if args.skip_e2e:
@@ -449,7 +451,8 @@ def main() -> None:
     n_rows = args.tokens // (SEQ_LEN - 1) + STORE_PROMPTS * STORE_BATCHES * 2  # one pass plus the buffer
     model, tokens, source = load_model_and_tokens(max(n_rows, 24_000))
     if not args.skip_speed:
-        bench_e2e(model, tokens, source, args.tokens)
+        if not args.only_part2b:
+            bench_e2e(model, tokens, source, args.tokens)
         if args.part2b_seconds:
             bench_part2b(model, tokens, args.part2b_seconds, args.part2b_pairs, args.threads)
     if args.quality_tokens:
