@@ -45,24 +45,27 @@ def supports_fused_attention(attn: nn.Module) -> bool:
     Everything TransformerLens's ``Attention.forward`` does between the projections and the output that is
     not "scores / attn_scale, causal mask, softmax, pattern @ v" rules it out: other positional schemes
     (rotary, ALiBi, relative bias), local windows, bidirectional attention, soft caps, attention sinks, log-n
-    scaling, Q/K/V clipping, OLMo's QK-norm, 4-bit weights and the per-head result (``use_attn_result``)."""
+    scaling, Q/K/V clipping, OLMo's QK-norm, 4-bit weights and the per-head result (``use_attn_result``).
+    This list is TransformerLens 3.9's forward; ``tests/course/test_fused_attention.py`` compares the two
+    paths on the installed version, so a later 3.x whose forward differs for such layers fails there."""
     from transformer_lens.components import Attention  # here: importing utils.activations stays light
 
     if type(attn) is not Attention:  # subclasses (grouped-query, T5) change how scores are computed
         return False
     cfg = attn.cfg
-    cap = cfg.attn_scores_soft_cap
+    option = functools.partial(getattr, cfg)  # with a default: an option this TransformerLens lacks is off
+    cap = option("attn_scores_soft_cap", None)
     return (
         cfg.positional_embedding_type in ("standard", "shortformer")
-        and attn.attn_type == "global"
-        and (getattr(attn, "_attention_dir_override", None) or cfg.attention_dir) == "causal"
+        and getattr(attn, "attn_type", "global") == "global"
+        and (getattr(attn, "_attention_dir_override", None) or option("attention_dir", "causal")) == "causal"
         and (cap is None or cap <= 0)
-        and not cfg.use_attention_sinks
-        and not cfg.use_logn_attn
-        and cfg.clip_qkv is None
-        and not cfg.load_in_4bit
+        and not option("use_attention_sinks", False)
+        and not option("use_logn_attn", False)
+        and option("clip_qkv", None) is None
+        and not option("load_in_4bit", False)
         and not cfg.use_attn_result
-        and cfg.original_architecture not in _OLMO
+        and option("original_architecture", None) not in _OLMO
     )
 
 
