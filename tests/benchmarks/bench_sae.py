@@ -63,9 +63,11 @@ sparse bf16 8.23x; end to end 9.34x SAELens; Part 2b 2.93x in 2 pairs.
 Earlier, on the previous 2-core test machine (also AVX-512 with avx512_bf16, no AMX, but bfloat16 matmuls
 slower than float32 there, so ``choose_bf16`` keeps float32): step 3.14x at 4096 latents, end to end 4.02x
 SAELens, Part 2b (sparse fp32, batch 1,024, before the allocator tuning) 1.53x.
-Quality (``--quality-tokens 200000``, that machine, seeds 0 and 1): bf16 - fp32 explained variance +0.0001
-(seed spread 0.0035), CE recovered +0.08 points (spread 0.06), dead 0 in both: bfloat16 trains as well,
-which is why ``train_sae`` may choose it.
+Quality (``--quality-tokens 200000``, seeds 0 and 1): on that machine bf16 - fp32 explained variance +0.0001
+(seed spread 0.0035), CE recovered +0.08 points (spread 0.06); on this session's machine, with the sums in
+``embedding_bag`` (``--skip-steps --skip-speed --quality-tokens 200000``), explained variance +0.0001 (spread
+0.0037), CE recovered -0.02 points (spread 0.11); dead 0 in all: bfloat16 trains as well, which is why
+``train_sae`` may choose it.
 """
 
 from __future__ import annotations
