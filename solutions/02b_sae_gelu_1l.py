@@ -407,8 +407,8 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 # keep it at 300 or below so that the notebook stays under 10 minutes, or raise it and wait for a better
 # SAE. How many tokens that buys depends on the machine (the bar's `tok_s`): about 11 million on our
 # 2-core test machine (10.5M and 11.0M in two runs), against about 3.3 million for the same cell before
-# the four changes below (3.3 times the tokens; `tests/benchmarks/bench_sae.py --only-part2b` measures
-# both on your machine):
+# the four changes below (3.3 times the tokens in alternated 20-second runs of both;
+# `tests/benchmarks/bench_sae.py --only-part2b` measures them on your machine):
 # - **A sparse step** (`utils.sparse_topk`). Of the five matrix products in the step you wrote, only the
 #   encoder's stays dense, because every pre-activation is needed to find the top 32; the decoder, its
 #   gradient and the gradients through it touch only the 32 latents each token uses (Gao et al., 2024,
@@ -423,7 +423,8 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 #   model's attention skip building the `[batch, head, query, key]` pattern whenever nothing asks for it
 #   (no hook on `hook_pattern` or `hook_attn_scores`): PyTorch's fused `scaled_dot_product_attention` gives
 #   the same numbers to float rounding, and your store's `harvest` ran 1.4 times as fast on our test
-#   machine. Ask for the pattern (`run_with_cache`, a hook) and you get TransformerLens's own code.
+#   machine. Ask for the pattern (cache `hook_pattern` with `run_with_cache`, or hook it) and you get
+#   TransformerLens's own code.
 # - **Memory reused, not fetched afresh** (`utils.cpu_allocator`). Each step allocates and frees tensors
 #   of a few megabytes; by default the C library hands such blocks back to the operating system and gets
 #   new, zeroed pages for the next step. `train_sae` tells it to keep them while it runs.
