@@ -3,6 +3,8 @@ could see the difference (hooks on the scores or pattern, caches, masks, other a
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -132,6 +134,8 @@ def test_installed_it_stays_and_follows_config_changes(tokens, monkeypatch) -> N
     assert all(fa.uses_fused_attention(attn) for attn in attn_layers(model))
     assert softmax_calls(model, tokens, monkeypatch) == 0
     torch.testing.assert_close(model(tokens), expected, atol=1e-5, rtol=1e-5)
+    copied = copy.deepcopy(model)  # a copy's layers run their own weights, not the original's
+    assert all(attn.forward.args[0] is attn for attn in attn_layers(copied))
     model.set_use_attn_result(True)  # a config change after installing: the per-head result must be computed
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_result")
     assert cache["blocks.0.attn.hook_result"].shape == (*tokens.shape, TINY["n_heads"], TINY["d_model"])
