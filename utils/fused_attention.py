@@ -105,22 +105,26 @@ def uses_fused_attention(attn: nn.Module) -> bool:
     return isinstance(forward, functools.partial) and forward.func is _fused_forward
 
 
+def _add_fused_forward(model: nn.Module) -> list[nn.Module]:
+    """Give the call-by-call forward to each supported layer without a forward of its own; returns those layers
+    (a forward someone else set, or one installed before, is left alone)."""
+    added = [m for m in model.modules() if supports_fused_attention(m) and "forward" not in vars(m)]
+    for attn in added:
+        attn.forward = functools.partial(_fused_forward, attn)
+    return added
+
+
 def install_fused_attention(model: nn.Module) -> int:
     """Give every supported attention layer of ``model`` the call-by-call forward; returns how many have it."""
-    layers = [m for m in model.modules() if supports_fused_attention(m)]
-    for attn in layers:
-        if "forward" not in vars(attn):  # a forward someone else set is left alone
-            attn.forward = functools.partial(_fused_forward, attn)
-    return sum(uses_fused_attention(attn) for attn in layers)
+    _add_fused_forward(model)
+    return sum(uses_fused_attention(m) for m in model.modules())
 
 
 @contextmanager
 def fused_attention(model: nn.Module) -> Iterator[int]:
     """Within the block, the model's supported attention layers use the call-by-call forward; yields how many
     do. Layers that had it before keep it afterwards."""
-    added = [m for m in model.modules() if supports_fused_attention(m) and "forward" not in vars(m)]
-    for attn in added:
-        attn.forward = functools.partial(_fused_forward, attn)
+    added = _add_fused_forward(model)
     try:
         yield sum(uses_fused_attention(m) for m in model.modules())
     finally:

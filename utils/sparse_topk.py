@@ -83,7 +83,7 @@ def topk_csr(
     with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state": we use two stable ops
         warnings.simplefilter("ignore", UserWarning)
         cols = indices.to(index_dtype)
-        if device.type != "cpu":  # cuSPARSE documents CSR with each row's columns in order; ATen's CPU kernels need no order
+        if device.type != "cpu":  # cuSPARSE documents CSR with each row's columns in order; ATen's CPU needs none
             cols, within = cols.sort(dim=-1)
             values = values.gather(1, within)
         token_rows = torch.arange(0, B * k + 1, k, device=device, dtype=index_dtype)
@@ -110,7 +110,6 @@ def latent_sums(
     the time of the CSR product on the course's CPU test machine (module docstring)."""
     return F.embedding_bag(by_latent.col_indices(), rows, by_latent.crow_indices(), mode="sum",
                            per_sample_weights=weights, include_last_offset=True)
-
 
 
 @torch.no_grad()

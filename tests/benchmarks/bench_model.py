@@ -90,5 +90,6 @@ def main() -> None:
         print(f"   {name:48s} {n / statistics.median(seconds):10,.0f} tokens/s; {median_ratio(full, seconds):.2f}x the "
               f"full pass, {median_ratio(stop, seconds):.2f}x stopping after block 0 unfused")
 
+
 if __name__ == "__main__":
     main()

@@ -52,9 +52,10 @@ against 185-190), and runs of the same configuration varied by up to 30% between
 - ``--only-part2b --part2b-pairs 4``, section 3, 20 s per run: before (dense fp32, batch 1,024, allocator
   untouched, TransformerLens's attention) 18,918 tokens/s, now 61,426 (47,449 in float32): 3.26x (target
   met; 2.95x earlier in the session with the decoder's sums in ``embedding_bag`` but attention not fused,
-  2.80x and 2.81x in the session before, with neither). The notebook's own 150 s cell trained on 10.5M and 11.0M tokens in two runs, where
-  the issue's notebook stated about 3 million. What no TopK step can skip takes 9.7 ms of "before"'s
-  54.1 ms per 1,024 tokens (harvest 4.8 ms, bf16 encoder product 1.9 ms, grouped top-k 3.0 ms).
+  2.80x and 2.81x in the session before, with neither). The notebook's own 150 s cell trained on 10.5M
+  and 11.0M tokens in two runs, where the issue's notebook stated about 3 million. What no TopK step can
+  skip takes 9.7 ms of "before"'s 54.1 ms per 1,024 tokens (harvest 4.8 ms, bf16 encoder product 1.9 ms,
+  grouped top-k 3.0 ms).
 The session before (same machine, quiet, matmuls at 185-190 GFLOP/s): step at 4096 latents sparse fp32 3.83x,
 sparse bf16 8.23x; end to end 9.34x SAELens; Part 2b 2.93x in 2 pairs.
 - the same machine without the allocator tuning (the first run of the session, before it existed): sparse
