@@ -60,17 +60,9 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 import utils.checks.part01_toy_models as checks
-from utils import plot_toy_models as plots
-from utils.reference import needs, reference  # skip ahead past an exercise: see utils/reference.py
-from utils.toy_models import (
-    ToyModelConfig,
-    TrainConfig,
-    importance_decay,
-    log_spaced_probabilities,
-    per_feature_loss,
-    probability_from_sparsity,
-    train,
-)
+from utils.parts import plot_toy_models as plots
+from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
+from utils.parts.toy_models import ToyModelConfig, ToyTrainConfig, importance_decay, log_spaced_probabilities, per_feature_loss, probability_from_sparsity, train
 
 # These models are tiny: one thread is faster than several, which spend their time waiting on each other.
 torch.set_num_threads(1)
@@ -258,7 +250,7 @@ checks.check_importance_weighted_loss(importance_weighted_loss)
 # %% [markdown]
 # ## Training: 5 features in 2 dimensions
 #
-# The training loop is given (`utils.toy_models.train`; open it, it is 20 lines): Adam, a learning rate
+# The training loop is given (`utils.parts.toy_models.train`; open it, it is 20 lines): Adam, a learning rate
 # that warms up then decays on a cosine, and a fresh batch from your `generate_batch` every step.
 #
 # The first experiment is the smallest that shows superposition: **5 features, 2 hidden dimensions**,
@@ -281,7 +273,7 @@ importance_2d = importance_decay(cfg_2d.n_inst, cfg_2d.n_feats, base=0.9)
 
 model_2d = ToyModel(cfg_2d)
 losses = train(model_2d, lambda n: generate_batch(n, prob_2d), importance_weighted_loss, importance_2d,
-               TrainConfig(steps=4_000, lr=1e-2))
+               ToyTrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see, from left to right and top to bottom (feature 0, the most important, in blue):
@@ -411,7 +403,7 @@ importance_20 = importance_decay(cfg_20.n_inst, cfg_20.n_feats, base=0.7)
 
 model_20 = ToyModel(cfg_20)
 losses = train(model_20, lambda n: generate_batch(n, prob_20), importance_weighted_loss, importance_20,
-               TrainConfig(steps=6_000, lr=1e-2))
+               ToyTrainConfig(steps=6_000, lr=1e-2))
 
 # %% [markdown]
 # You should see two views of the same models.
@@ -540,10 +532,10 @@ importance_pairs = torch.ones(cfg_pairs.n_inst, cfg_pairs.n_feats)
 
 model_corr = ToyModel(cfg_pairs)
 losses = train(model_corr, lambda n: generate_correlated_features(n, 2, p_pairs), importance_weighted_loss,
-               importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
+               importance_pairs, ToyTrainConfig(steps=2_000, lr=1e-2))
 model_anti = ToyModel(cfg_pairs)
 losses = train(model_anti, lambda n: generate_anticorrelated_features(n, 2, p_pairs), importance_weighted_loss,
-               importance_pairs, TrainConfig(steps=2_000, lr=1e-2))
+               importance_pairs, ToyTrainConfig(steps=2_000, lr=1e-2))
 
 # %% [markdown]
 # You should see (pair 0 in blues, pair 1 in reds; one column per probability, one row per repeat):
@@ -655,7 +647,7 @@ importance_neurons = importance_decay(cfg_neurons.n_inst, cfg_neurons.n_feats, b
 
 model_neurons = NeuronModel(cfg_neurons)
 losses = train(model_neurons, lambda n: generate_batch(n, prob_neurons), importance_weighted_loss, importance_neurons,
-               TrainConfig(steps=4_000, lr=1e-2))
+               ToyTrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see each neuron's weights (a row of the heatmap; red positive, blue negative):
@@ -802,7 +794,7 @@ importance_abs = importance_decay(cfg_abs.n_inst, cfg_abs.n_feats, base=0.8)
 
 model_abs = AbsModel(cfg_abs)
 losses = train(model_abs, lambda n: generate_signed_batch(n, prob_abs), importance_weighted_loss, importance_abs,
-               TrainConfig(steps=4_000, lr=1e-2), target_fn=torch.abs)
+               ToyTrainConfig(steps=4_000, lr=1e-2), target_fn=torch.abs)
 
 # %% [markdown]
 # To see which features the model actually computes, we measure per feature the fraction of the
@@ -891,7 +883,7 @@ importance_dim = torch.ones(cfg_dim.n_inst, cfg_dim.n_feats)
 
 model_dim = ToyModel(cfg_dim)
 losses = train(model_dim, lambda n: generate_batch(n, prob_dim), importance_weighted_loss, importance_dim,
-               TrainConfig(steps=4_000, lr=1e-2))
+               ToyTrainConfig(steps=4_000, lr=1e-2))
 
 # %% [markdown]
 # You should see the points (one per feature) cluster on a few horizontal lines rather than spreading

@@ -62,9 +62,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import utils.checks.part02a_sae_toy_models as checks
-from utils import plot_saes
-from utils.reference import needs, reference  # skip ahead past an exercise: see utils/reference.py
-from utils.toy_models import ToyModelConfig, TrainConfig, train
+from utils.parts import plot_saes
+from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
+from utils.parts.toy_models import ToyModelConfig, ToyTrainConfig, train
 
 # These models are tiny: one thread is faster than several, which spend their time waiting on each other.
 torch.set_num_threads(1)
@@ -126,7 +126,7 @@ def train_toy_model(n_feats: int, d_hidden: int, p: float, seed: int) -> tuple[T
     prob = torch.full((1, n_feats), p)
     model = ToyModel(cfg)
     train(model, lambda n: generate_batch(n, prob), importance_weighted_loss, torch.ones(1, n_feats),
-          TrainConfig(steps=3_000, lr=1e-2))
+          ToyTrainConfig(steps=3_000, lr=1e-2))
     return model.requires_grad_(False), prob
 
 

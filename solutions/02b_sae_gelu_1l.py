@@ -69,12 +69,13 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 import utils.checks.part02b_sae_gelu_1l as checks
-from utils import plot_saes
-from utils.activations import mlp_post_activations, tokenize_texts
-from utils.loading import load_model, load_text_dataset
-from utils.reference import needs, reference  # skip ahead past an exercise: see utils/reference.py
-from utils.sae import SAE, SAEConfig
-from utils.sae_training import TrainConfig, sae_training_step, train_sae
+from utils.parts import plot_saes
+from utils.lm.activations import mlp_post_activations, tokenize_texts
+from utils.lm.loading import load_model, load_text_dataset
+from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
+from utils.sae.model import SAE, SAEConfig
+from utils.sae.training import TrainConfig, train_sae
+from utils.sae.steps import sae_training_step
 
 MODEL_NAME = "auto"  # "gelu-1l-mini" (bundled, runs anywhere), "gelu-1l" (hub + GPU), or "auto" to pick
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -181,7 +182,7 @@ if not ON_GELU_1L:
 # floats is 20 GB; for `gelu-1l`, four times that per token). And they must be *shuffled*: consecutive
 # tokens of one text have similar activations, so a batch of them would be a narrow, correlated sample,
 # and the gradient would jerk from topic to topic. The standard answer (Neel Nanda's `Buffer`, SAELens's
-# `ActivationsStore`, the course's `utils.sae_training.ActivationBuffer`) is a store of `n_acts`
+# `ActivationsStore`, the course's `utils.sae.activation_buffer.ActivationBuffer`) is a store of `n_acts`
 # activations from many different sequences, kept in random order:
 #
 # 1. **harvest** runs the model on a batch of token rows and returns the activations at `hook_name`:
@@ -387,7 +388,7 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 # %% [markdown]
 # ## Training an SAE on `gelu-1l-mini`
 #
-# `utils.sae_training.train_sae` is the full loop, a page of readable code: Adam; a learning rate that
+# `utils.sae.training.train_sae` is the full loop, a page of readable code: Adam; a learning rate that
 # warms up over the first 1% of the steps and decays linearly to 0 over the last 20%; an L1 coefficient
 # that warms up over the first 5% (this is what your `l1_coefficient` argument is for); your step's
 # projection and renormalisation; $b_{dec}$ started at the geometric median of the first batch; and a
@@ -409,7 +410,7 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 # 2-core test machine (10.5M and 11.0M in two runs), against about 3.3 million for the same cell before
 # the four changes below (3.3 times the tokens in alternated 20-second runs of both;
 # `tests/benchmarks/bench_sae.py --only-part2b` measures them on your machine):
-# - **A sparse step** (`utils.sparse_topk`). Of the five matrix products in the step you wrote, only the
+# - **A sparse step** (`utils.sae.sparse_topk`). Of the five matrix products in the step you wrote, only the
 #   encoder's stays dense, because every pre-activation is needed to find the top 32; the decoder, its
 #   gradient and the gradients through it touch only the 32 latents each token uses (Gao et al., 2024,
 #   train their TopK SAEs with sparse kernels for the same reason). The results are the same as the
@@ -419,13 +420,13 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 #   history's `bf16` says which it chose; on our test machine bfloat16, 3 to 4 times as fast). The
 #   parameters, Adam and the rest of the step stay float32, and on this SAE the two precisions trained
 #   equally well (explained variance and CE recovered within the spread between seeds).
-# - **Attention without its pattern** (`utils.fused_attention`). The course's `load_model` lets the
+# - **Attention without its pattern** (`utils.lm.fused_attention`). The course's `load_model` lets the
 #   model's attention skip building the `[batch, head, query, key]` pattern whenever nothing asks for it
 #   (no hook on `hook_pattern` or `hook_attn_scores`): PyTorch's fused `scaled_dot_product_attention` gives
 #   the same numbers to float rounding, and your store's `harvest` ran 1.4 times as fast on our test
 #   machine. Ask for the pattern (cache `hook_pattern` with `run_with_cache`, or hook it) and you get
 #   TransformerLens's own code.
-# - **Memory reused, not fetched afresh** (`utils.cpu_allocator`). Each step allocates and frees tensors
+# - **Memory reused, not fetched afresh** (`utils.lm.cpu_allocator`). Each step allocates and frees tensors
 #   of a few megabytes; by default the C library hands such blocks back to the operating system and gets
 #   new, zeroed pages for the next step. `train_sae` tells it to keep them while it runs.
 #
@@ -975,7 +976,7 @@ for key in results[names[0]][0]:
 # on these tokens): explained variance about 0.88 against your
 # 0.84, CE recovered about 97.7% against 96.4% (zero ablation), KL about 0.12 against 0.17 nats, and far
 # fewer dense latents (0.2 to 0.3% against about 5%). The two seeds score within a hair of each other. Your
-# numbers on these 32,512 tokens agree with what `utils.sae_metrics.evaluate_sae` measured for the
+# numbers on these 32,512 tokens agree with what `utils.sae.metrics.evaluate_sae` measured for the
 # pretrained SAEs on the whole validation split (0.878 explained variance, 97.5% CE recovered, 0.129
 # nats KL; in `data/saes/gelu-1l-mini/<run>/metrics.json`).
 #

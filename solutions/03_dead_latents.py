@@ -58,9 +58,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 import utils.checks.part03_dead_latents as checks
-from utils import plot_saes
-from utils.sae import SAE, SAEConfig
-from utils.sae_training import Plugin, TrainConfig, TrainState, train_sae
+from utils.parts import plot_saes
+from utils.sae.model import SAE, SAEConfig
+from utils.sae.training import Plugin, TrainConfig, TrainState, train_sae
 
 torch.manual_seed(0)
 
@@ -165,7 +165,7 @@ checks.check_prob_looks_dead(prob_looks_dead)
 # %%
 from safetensors.torch import load_file
 
-from utils.loading import load_pretrained_sae
+from utils.sae.pretrained import load_pretrained_sae
 
 _, pretrained_cfg = load_pretrained_sae("gelu-1l-mini", device="cpu")
 density = (10 ** load_file(pretrained_cfg["sparsity_path"])["sparsity"]).clamp(max=1.0)
@@ -388,7 +388,7 @@ checks.check_resample_anthropic(resample_anthropic)
 # %% [markdown]
 # ## 5. Resampling on a schedule, inside the training loop
 #
-# The course's loop, `utils.sae_training.train_sae`, is about 50 lines: open it. Each phase is a named
+# The course's loop, `utils.sae.training.train_sae`, is about 50 lines: open it. Each phase is a named
 # helper (`apply_schedules`, `update_parameters`, `log_record`, `save_checkpoint`, ...), the settings
 # are one `TrainConfig`, and it has one way in for extensions: a `Plugin`, with two hooks.
 # `before_update(state, x, out)` runs after the gradients are computed and before the optimiser step
@@ -466,11 +466,11 @@ checks.check_resample_on_schedule(ResampleOnSchedule)
 # row matches with cosine similarity above 0.9. About 10 seconds per run.
 #
 # These runs use your `ResampleOnSchedule`, `resample_simple` and `resample_anthropic` (exercises 3.4 to
-# 3.7). If you skipped some, run `from utils.resampling import ResampleOnSchedule, resample_simple, resample_anthropic`
+# 3.7). If you skipped some, run `from utils.sae.resampling import ResampleOnSchedule, resample_simple, resample_anthropic`
 # first to use the library's versions (they pass the same checks).
 
 # %%
-from utils.dead_latents_demo import toy_comparison
+from utils.parts.dead_latents_demo import toy_comparison
 
 toy = toy_comparison(ResampleOnSchedule, resample_simple, resample_anthropic)
 for name, result in toy.items():
@@ -507,7 +507,7 @@ assert toy["anthropic"]["explained_variance"] >= toy["none"]["explained_variance
 # loss recovered with zero ablation (Part 2b). About a minute per run on an idle 2-core CPU.
 
 # %%
-from utils.dead_latents_demo import gelu_comparison
+from utils.parts.dead_latents_demo import gelu_comparison
 
 gelu = gelu_comparison(ResampleOnSchedule, resample_simple, resample_anthropic)
 for name, result in gelu["runs"].items():
@@ -553,10 +553,10 @@ assert runs["anthropic"]["ce_loss_recovered"] >= runs["none"]["ce_loss_recovered
 # $\lambda = 1$ and decoder rows started at norm 0.1) use the same activations and the same number of
 # steps as section 7, through the same loop: the auxiliary loss is a `Plugin` (`before_update` adds its
 # gradients), the 2024 recipe a different step function and `unit_norm_decoder=False`
-# (`utils.sae_objectives`). About a minute per run on an idle 2-core CPU.
+# (`utils.sae.objectives`). About a minute per run on an idle 2-core CPU.
 
 # %%
-from utils.dead_latents_demo import beyond_resampling
+from utils.parts.dead_latents_demo import beyond_resampling
 
 beyond = beyond_resampling(gelu)
 for name, result in beyond.items():

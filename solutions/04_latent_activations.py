@@ -23,7 +23,7 @@
 #
 # Everything comes from **one pass** over a token set, for all 4,096 latents at once, in memory that does
 # not grow with the number of tokens. You will write the streaming pieces of that pass; the course's
-# engine (`utils.feature_stats`) puts them together, and its results feed Part 5 and the feature dashboard.
+# engine (`utils.sae.latent_stats`) puts them together, and its results feed Part 5 and the feature dashboard.
 #
 # **What you will do** ({{syllabus.learner_time}}):
 #
@@ -68,15 +68,15 @@ import transformer_lens  # noqa: F401  (imported on its own: the course's module
 from IPython.display import display
 
 import utils.checks.part04_latent_activations as checks
-from utils.activations import tokenize_texts
-from utils.feature_stats import compute_feature_stats
-from utils.loading import load_model, load_text_dataset
-from utils.plot_rendering import use_offline_renderer
-from utils.prompt_view import patched_loss, prompt_view
-from utils.sae import SAE
-from utils.token_text import render_tokens, token_pieces
+from utils.lm.activations import tokenize_texts
+from utils.sae.latent_stats import compute_latent_stats
+from utils.lm.loading import load_model, load_text_dataset
+from utils.parts.plot_rendering import use_offline_renderer
+from utils.sae.prompt_view import patched_loss, prompt_view
+from utils.sae.model import SAE
+from utils.lm.token_text import render_tokens, token_pieces
 
-use_offline_renderer()  # plotly figures that also survive an HTML export, offline (utils/plot_rendering.py)
+use_offline_renderer()  # plotly figures that also survive an HTML export, offline (utils/parts/plot_rendering.py)
 
 SEQ_LEN = 128  # tokens per row (BOS first), as the SAEs were trained
 N_ROWS = 500  # held-out rows the engine reads: 64,000 tokens
@@ -174,7 +174,7 @@ print(f"latents with at least one example in 64 rows: {(top_acts[:, 0] > 0).sum(
 # run of *bytes*, and a Cyrillic, Greek or Arabic letter (2 bytes in UTF-8) or a Chinese or Japanese
 # character (3 bytes) can be split between two tokens. Decode each token alone and the halves print as
 # `�`, the garbled text other SAE viewers show for non-Latin scripts. `pieces_of(ids)` (the course's
-# `utils.token_text.token_pieces`) gives one display string per token, and shows a split character whole
+# `utils.lm.token_text.token_pieces`) gives one display string per token, and shows a split character whole
 # on the token where it starts, the next token getting `""`; it can only do that if it sees both halves, so
 # call it once on the whole window.
 #
@@ -230,7 +230,7 @@ display(render_tokens(token_pieces(model.tokenizer, row[0]), acts_row[:, busiest
 # %% [markdown]
 # ## The engine: one pass over all latents
 #
-# `compute_feature_stats` runs the model to the SAE's hook over every batch of rows, encodes with the SAE,
+# `compute_latent_stats` runs the model to the SAE's hook over every batch of rows, encodes with the SAE,
 # and folds each batch into running statistics for all latents at once: firing counts, a histogram of
 # activations on a log scale, the top-k examples, co-firing counts, correlations with the model's
 # neurons. Two more need a latent's maximum or its quantiles before they can be drawn (the interval and
@@ -243,7 +243,7 @@ display(render_tokens(token_pieces(model.tokenizer, row[0]), acts_row[:, busiest
 
 # %%
 t0 = time.perf_counter()
-stats = compute_feature_stats(model, sae, tokens, batch_size=50, top_k=10, one_per="row", cofire=True,
+stats = compute_latent_stats(model, sae, tokens, batch_size=50, top_k=10, one_per="row", cofire=True,
                               neuron_corr=True, progress=False)
 seconds = time.perf_counter() - t0
 print(f"{stats.n_tokens:,} tokens, {stats.d_sae} latents in {seconds:.0f} s ({stats.n_tokens / seconds:,.0f} tokens/s)")
@@ -677,7 +677,7 @@ checks.check_loss_effects_at(loss_effects_at)
 
 # %% [markdown]
 # The check compared your closed form with real patched forward passes on a tiny random model. On the
-# bundled model, against `utils.prompt_view.patched_loss` (a forward pass with a hook that removes the
+# bundled model, against `utils.sae.prompt_view.patched_loss` (a forward pass with a hook that removes the
 # latent) for the three most active latents at one position:
 
 # %%
@@ -729,7 +729,7 @@ def rank_latents(acts: Float[Tensor, " d_sae"], quantiles: Float[Tensor, " d_sae
 checks.check_rank_latents(rank_latents)
 
 # %% [markdown]
-# `utils.prompt_view.prompt_view` computes all three for every position of a prompt and every latent at
+# `utils.sae.prompt_view.prompt_view` computes all three for every position of a prompt and every latent at
 # once (the loss effects in one batched closed form, like yours); `view.table(pos)` prints the three
 # rankings side by side. Try your own prompt:
 

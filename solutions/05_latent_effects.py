@@ -63,13 +63,13 @@ import transformers  # noqa: F401
 
 # %% tags=["setup"]
 import utils.checks.part05_latent_effects as checks
-from utils import latent_effects
-from utils.activations import tokenize_texts
-from utils.loading import load_model, load_text_dataset
-from utils.plot_rendering import use_offline_renderer
-from utils.sae import SAE
+from utils.sae import latent_effects
+from utils.lm.activations import tokenize_texts
+from utils.lm.loading import load_model, load_text_dataset
+from utils.parts.plot_rendering import use_offline_renderer
+from utils.sae.model import SAE
 
-use_offline_renderer()  # plotly figures that also survive an HTML export, offline (utils/plot_rendering.py)
+use_offline_renderer()  # plotly figures that also survive an HTML export, offline (utils/parts/plot_rendering.py)
 
 HOOK = "blocks.0.mlp.hook_post"  # the MLP's neurons, after the GELU: what the SAEs read
 SEQ_LEN = 128
@@ -699,7 +699,7 @@ assert counts[0.0] <= 2 and counts[4.0] >= 20 and counts[0.0] < counts[2.0], cou
 
 # %%
 from utils import dashboard  # noqa: E402
-from utils.dashboard_widget import browse  # noqa: E402
+from utils.dashboard.widget import browse  # noqa: E402
 
 data = dashboard.build(model, sae, tokens, latents=diverse[:12], other_sae=sae_b,
                        prompts=["The results of the experiment show that", "def main():\n    return 0"])

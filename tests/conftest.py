@@ -56,7 +56,7 @@ def notebook_grades(request: pytest.FixtureRequest):
     when that notebook does not exist (a part added to the course after the learner's notebooks were made).
 
     On first use it starts grading every part this session selects, each in its own worker, in parallel."""
-    from utils.grading import grade_notebook
+    from utils.course.grading import grade_notebook
 
     folder = Path(request.config.getoption("--notebooks"))
     wanted: dict[str, list[str]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from utils.checks import exercises_of
-from utils.grading import FAILED, NOT_ATTEMPTED, describe
+from utils.course.grading import FAILED, NOT_ATTEMPTED, describe
 
 
 def grading_test(part: str):
@@ -17,7 +17,7 @@ def grading_test(part: str):
         results = notebook_grades(part)
         if results is None:
             line = (f"⏭  Exercise {exercise.id} ({exercise.title}): no notebook {part}.ipynb yet "
-                    "(make it with `python -m utils.build_notebooks`).")
+                    "(make it with `python -m utils.course.build_notebooks`).")
             grade_lines.append(line)
             pytest.skip(line)
         result = results[exercise.id]

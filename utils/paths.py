@@ -8,7 +8,7 @@ from pathlib import Path
 #: The folder holding ``utils/``, ``data/``, ``notebooks/``, ``solutions/``... when running from a checkout.
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
-#: Where the Colab set-up cell clones the repository (see ``utils.build_notebooks``).
+#: Where the Colab set-up cell clones the repository (see ``utils.course.build_notebooks``).
 COLAB_CLONE = Path("/content/sae-course")
 
 

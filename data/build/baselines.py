@@ -3,7 +3,7 @@
     python data/build/baselines.py
 
 All three are scored on exactly the same targets: every next-token prediction inside the packed
-validation sequences (``n_ctx`` tokens, each starting with BOS), as in ``utils.lm_training.evaluate``.
+validation sequences (``n_ctx`` tokens, each starting with BOS), as in ``lm_training.evaluate``.
 The baselines are fitted on the same packed train split:
 
 - unigram: add-one (Laplace) smoothed token frequencies;
@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_model import MODEL_DIR, token_stream  # noqa: E402
-from utils.lm_training import evaluate, pack  # noqa: E402
-from utils.loading import load_model  # noqa: E402
+from lm_training import evaluate, pack  # noqa: E402
+from utils.lm.loading import load_model  # noqa: E402
 
 
 def transitions(seqs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
     python data/build/check_model.py
 
-Loads it with ``utils.loading.load_model`` (as every notebook does), then checks
+Loads it with ``utils.lm.loading.load_model`` (as every notebook does), then checks
 BOS handling of ``to_tokens`` / ``to_str_tokens``, the weights' dtype and size, and that the model's
 loss on a few validation sequences is far below a uniform guess.
 """
@@ -18,7 +18,7 @@ import safetensors.torch
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.loading import load_model  # noqa: E402
+from utils.lm.loading import load_model  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
 
 

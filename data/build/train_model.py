@@ -5,7 +5,7 @@
     python data/build/train_model.py --bench 20      # time 20 steps in fp32 and in bf16, then exit
 
 The checkpoint and the tokenized corpus live in ``$SAE_COURSE_CACHE`` (default ``~/.cache/sae-course``),
-outside the repository. The loop itself is ``utils.lm_training.train``.
+outside the repository. The loop itself is ``lm_training.train``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.lm_training import (  # noqa: E402
+from lm_training import (  # noqa: E402
     LMTrainConfig, evaluate, make_model, make_optimizer, model_config, pack, tokenize_docs, train, train_step,
 )
 from utils.paths import data_dir  # noqa: E402

@@ -6,8 +6,8 @@
     python data/build/train_sae.py --tokens 2e6 --out /tmp/saes   # a quick trial run elsewhere
 
 Each run: a 4096-feature TopK SAE (k = 32) on ``blocks.0.mlp.hook_post`` (d_in 512), trained with
-``utils.sae_training.train_sae`` on the training split of the bundled corpus, evaluated with
-``utils.sae_metrics.evaluate_sae`` on the whole validation split. A run folder holds SAELens's files
+``utils.sae.training.train_sae`` on the training split of the bundled corpus, evaluated with
+``utils.sae.metrics.evaluate_sae`` on the whole validation split. A run folder holds SAELens's files
 (``cfg.json``, ``sae_weights.safetensors``, ``sparsity.safetensors``: log10 feature densities on the
 validation split), ``metrics.json`` (the evaluation, the training settings, wall time) and
 ``history.json`` (the logged training curve). Checkpoints, logs and tokenized text live in
@@ -30,9 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from utils.paths import data_dir  # noqa: E402
-from utils.sae import SAE, SAEConfig  # noqa: E402
-from utils.sae_metrics import evaluate_sae, log_feature_sparsity  # noqa: E402
-from utils.sae_training import ActivationBuffer, TrainConfig, train_sae  # noqa: E402
+from utils.sae.model import SAE, SAEConfig  # noqa: E402
+from utils.sae.metrics import evaluate_sae, log_latent_sparsity  # noqa: E402
+from utils.sae.activation_buffer import ActivationBuffer
+from utils.sae.training import TrainConfig, train_sae  # noqa: E402
 
 CACHE = Path(os.environ.get("SAE_COURSE_CACHE", Path.home() / ".cache" / "sae-course"))
 OUT = data_dir() / "saes" / "gelu-1l-mini"
@@ -70,8 +71,8 @@ RUNS = {"topk_4096_seed0": RunConfig(seed=0), "topk_4096_seed1": RunConfig(seed=
 
 
 def load_model():
-    """The bundled gelu-1l-mini (via ``utils.loading``)."""
-    from utils.loading import load_model as load
+    """The bundled gelu-1l-mini (via ``utils.lm.loading``)."""
+    from utils.lm.loading import load_model as load
 
     return load("gelu-1l-mini", device="cpu")
 
@@ -80,7 +81,7 @@ def token_rows(split: str, tokenizer) -> torch.Tensor:
     """The corpus split as rows of ``SEQ_LEN`` tokens (BOS first), cached per (corpus file, tokenizer)."""
     import pyarrow.parquet as pq
 
-    from utils.activations import tokenize_texts
+    from utils.lm.activations import tokenize_texts
 
     parquet = data_dir() / "corpus" / f"{split}.parquet"
     tokenizer_file = data_dir() / "models" / "gelu-1l-mini" / "tokenizer.json"
@@ -151,7 +152,7 @@ def evaluate_and_save(name: str, run: RunConfig | None, sae: SAE, model, val_row
     metrics = evaluate_sae(model, sae, val_rows, batch_size=32, progress=False)
     density = metrics.pop("density")
     folder = out / name
-    sae.save(folder, sparsity=log_feature_sparsity(density))
+    sae.save(folder, sparsity=log_latent_sparsity(density))
     old = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
     report = {
         "run": name,

@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.common import timed  # noqa: E402
 from utils import dashboard  # noqa: E402
-from utils.activations import tokenize_texts  # noqa: E402
-from utils.loading import load_model, load_text_dataset  # noqa: E402
-from utils.sae import SAE  # noqa: E402
+from utils.lm.activations import tokenize_texts  # noqa: E402
+from utils.lm.loading import load_model, load_text_dataset  # noqa: E402
+from utils.sae.model import SAE  # noqa: E402
 
 SEQ_LEN = 128
 
@@ -58,7 +58,7 @@ def main() -> None:
 
     with torch.no_grad():
         cpu0, t0 = time.process_time(), time.perf_counter()
-        stats = dashboard.feature_stats(model, sae, tokens)
+        stats = dashboard.latent_stats(model, sae, tokens)
         t_pass = time.perf_counter() - t0
         data = dashboard.build(model, sae, tokens, stats=stats, other_sae=other, prompts=[prompt])
         t_stats = time.perf_counter() - t0 - t_pass

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from utils.build_notebooks import build, parts, read_master
+from utils.course.build_notebooks import build, parts, read_master
 from utils.paths import repo_root
 
 

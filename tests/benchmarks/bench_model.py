@@ -3,11 +3,11 @@
     python tests/benchmarks/bench_model.py
 
 Prints tokens/second for
-- one training step of ``utils.lm_training`` (fp32 and bf16 autocast), batch 32 x 256;
+- one training step of ``data/build/lm_training.py`` (fp32 and bf16 autocast), batch 32 x 256;
 - harvesting ``blocks.0.mlp.hook_post``, batch 64 x 128, four ways in interleaved rounds: a full forward pass
   and stopping after block 0 (``stop_at_layer=1``, as Part 2b's store does) with TransformerLens's own
-  attention, the latter with fused attention (``utils.fused_attention``, which ``load_model`` installs), and
-  stopping at the hook itself, fused (``utils.activations.mlp_post_activations``), with their ratios.
+  attention, the latter with fused attention (``utils.lm.fused_attention``, which ``load_model`` installs), and
+  stopping at the hook itself, fused (``utils.lm.activations.mlp_post_activations``), with their ratios.
 Uses the bundled model (``data/models/gelu-1l-mini``) if it is there, else an untrained one of the
 same configuration. Runs in well under a minute on 2 cores.
 """
@@ -27,9 +27,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio, timed  # noqa: E402
-from utils.activations import mlp_post_activations  # noqa: E402
-from utils.fused_attention import OPT_OUT  # noqa: E402
-from utils.lm_training import LMTrainConfig, make_model, make_optimizer, train_step  # noqa: E402
+from utils.lm.activations import mlp_post_activations  # noqa: E402
+from utils.lm.fused_attention import OPT_OUT  # noqa: E402
+from lm_training import LMTrainConfig, make_model, make_optimizer, train_step  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
 

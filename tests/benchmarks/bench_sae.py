@@ -12,22 +12,22 @@ candidates alike and the ratios stay meaningful. The load average is printed bef
 1. The training step of a TopK SAE (k = 32) on the bundled configuration (512 -> 4096 latents, batch 4096)
    and on Part 2b's CPU configuration (512 -> 1024, batch 2048): plain matrix products of the dense
    step's five shapes (its FLOPs, 10 * B * d_in * d_sae, are the yardstick: "x% of matmul throughput"), the
-   dense float32 step (``utils.sae_training.sae_training_step``), the sparse float32 step
-   (``utils.sparse_topk.sparse_topk_training_step``) and the sparse step with a bfloat16 encoder product;
+   dense float32 step (``utils.sae.steps.sae_training_step``), the sparse float32 step
+   (``utils.sae.sparse_topk.sparse_topk_training_step``) and the sparse step with a bfloat16 encoder product;
    each with the gradient projection, fused Adam and the decoder renormalisation, as ``train_sae`` runs it.
    Target: sparse >= 2.5x dense float32, in the precision ``train_sae`` chooses on this machine
-   (``utils.sae_training.choose_bf16``: bfloat16 where the CPU runs the encoder's product clearly faster).
+   (``utils.sae.steps.choose_bf16``: bfloat16 where the CPU runs the encoder's product clearly faster).
 2. End to end (harvesting activations from the live model + training), tokens per second, on the bundled
    TopK configuration: the course trainer as it runs by default (sparse step, the precision it chooses),
    also dense and sparse in float32, against SAELens's trainer (``LanguageModelSAETrainingRunner``,
    ``TopKTrainingSAEConfig`` with k = 32, float32) on the same model object, hook, SAE size, batch size,
    activation-buffer size and number of tokens, on CPU, wandb off; and the share of the course trainer's time
    spent harvesting. SAELens runs after the course trainer's first run, so it gets the same allocator
-   tuning (``utils.cpu_allocator``, for the whole process). Target: >= 3x SAELens.
+   tuning (``utils.lm.cpu_allocator``, for the whole process). Target: >= 3x SAELens.
 3. Part 2b's training cell (``--part2b-tokens``), each run in a fresh process: "before" is the cell as the
    issue found it (dense float32 step, batch 1,024, glibc's allocator untouched, TransformerLens's own
    attention), "now" is the cell as it is (the default step and precision, batch 2,048, freed memory kept by
-   ``utils.cpu_allocator``, attention fused by ``utils.fused_attention``), and
+   ``utils.lm.cpu_allocator``, attention fused by ``utils.lm.fused_attention``), and
    "now, float32" the same in float32; the same SAE (1024 latents) and store (2^16 activations, 64
    sequences per model call); how many more tokens the same time budget buys. Target: >= 3x.
 4. (``--quality-tokens N``) float32 against bfloat16 encoder products on Part 2b's SAE: the same SAE and
@@ -39,7 +39,7 @@ Uses the bundled ``gelu-1l-mini`` and corpus when present, else an untrained mod
 on random tokens (the speed does not depend on the weights).
 
 Measured on 2026-12-02 (session 21) on a 2-core test machine that is an AMD EPYC (family 26, AVX-512 with
-avx512_bf16, no AMX), 2 threads, wall clock, glibc's allocator tuned by ``utils.cpu_allocator`` as
+avx512_bf16, no AMX), 2 threads, wall clock, glibc's allocator tuned by ``utils.lm.cpu_allocator`` as
 ``train_sae`` runs; the machine ran 10-15% slower than in the session before (matmuls at 166-172 GFLOP/s,
 against 185-190), and runs of the same configuration varied by up to 30% between processes:
 - ``python tests/benchmarks/bench_sae.py --part2b-pairs 4``, section 1: step, 512 -> 4096, batch 4096: dense
@@ -88,12 +88,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio  # noqa: E402
-from utils import sae_training  # noqa: E402
-from utils.cpu_allocator import allocator_status, keep_freed_memory  # noqa: E402
+from utils.sae import activation_buffer  # noqa: E402
+from utils.lm.cpu_allocator import allocator_status, keep_freed_memory  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
-from utils.sae import SAE, SAEConfig  # noqa: E402
-from utils.sae_training import ActivationBuffer, _Workspace, choose_bf16, sae_training_step, train_sae  # noqa: E402
-from utils.sparse_topk import grouped_topk, sparse_topk_training_step  # noqa: E402
+from utils.sae.model import SAE, SAEConfig  # noqa: E402
+from utils.sae.activation_buffer import ActivationBuffer
+from utils.sae.steps import Workspace, choose_bf16, sae_training_step
+from utils.sae.training import train_sae  # noqa: E402
+from utils.sae.sparse_topk import grouped_topk, sparse_topk_training_step  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
 D_IN, K, SEQ_LEN = 512, 32, 128
@@ -179,7 +181,7 @@ def load_model_and_tokens(n_rows: int):
     if corpus.exists() and model.tokenizer is not None:
         import pyarrow.parquet as pq
 
-        from utils.activations import tokenize_texts
+        from utils.lm.activations import tokenize_texts
 
         texts = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()
         tokens = tokenize_texts(texts, model.tokenizer, seq_len=SEQ_LEN, max_seqs=n_rows)
@@ -198,7 +200,7 @@ def bench_ours(model, tokens: torch.Tensor, n_tokens: int, step_fn: str = "auto"
     """(tokens per second, share of the time spent harvesting, tokens trained, whether it ran in bfloat16, tokens
     per second of the loop alone) for one run of ``train_sae``; the first rate counts the set-up (the SAE, the
     buffer's first fill), the last one only ``train_sae``'s loop, as a seconds budget does. ``bf16=None`` lets
-    it choose (``utils.sae_training.choose_bf16``), as by default."""
+    it choose (``utils.sae.steps.choose_bf16``), as by default."""
     torch.manual_seed(0)
     t0, wall0 = CLOCK(), time.perf_counter()
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=d_sae, architecture="topk", k=K))
@@ -300,7 +302,7 @@ PART2B_RUNS = {
 @torch.no_grad()
 def notebook_harvest(model, tokens: torch.Tensor, hook_name: str = HOOK) -> torch.Tensor:
     """How Part 2b's store harvests (exercise 2.6's solution): ``run_with_cache`` to the end of block 0. On the
-    model ``load_model`` gives, attention runs fused (``utils.fused_attention``) unless
+    model ``load_model`` gives, attention runs fused (``utils.lm.fused_attention``) unless
     ``SAE_COURSE_EAGER_ATTENTION=1``, as in "before"; the library's ``mlp_post_activations`` also stops at the
     hook itself, which the notebook's store does not."""
     _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hook_name, stop_at_layer=1)
@@ -326,7 +328,7 @@ def part2b_child(name: str, seconds: float) -> None:
     import json
 
     settings = PART2B_RUNS[name]
-    sae_training.mlp_post_activations = notebook_harvest  # the buffer harvests through this name, as the store does
+    activation_buffer.hook_activations = notebook_harvest  # the buffer harvests through this name, as the store does
     model, tokens, _ = load_model_and_tokens(120_000)  # as many rows as the notebook: no data cycled
     _, harvest, trained, bf16, rate = bench_ours(
         model, tokens, 0, step_fn=settings["step_fn"], bf16=settings["bf16"], d_sae=PART2B["d_sae"],
@@ -385,16 +387,16 @@ def part2b_floor(model, tokens, before_s_per_1024: float, bf16: bool, batch: int
           f"{before_s_per_1024 * 1e3 / 3:.1f} ms for everything;\n   the three costs every TopK step pays take "
           f"{floor:.1f} ms in \"now\": harvest {ms['harvest']:.1f} ms, encoder product "
           f"({'bfloat16' if bf16 else 'float32'}) {ms['encoder']:.1f} ms, top-k {ms['top-k']:.1f} ms "
-          f"(utils.sparse_topk.grouped_topk; torch.topk takes {ms['torch.topk']:.1f} ms) (median of "
+          f"(utils.sae.sparse_topk.grouped_topk; torch.topk takes {ms['torch.topk']:.1f} ms) (median of "
           f"{rounds} interleaved rounds),\n   so with everything else free the gain would be at most "
           f"{before_s_per_1024 * 1e3 / floor:.2f}x on this machine")
 
 
 def bench_quality(model, tokens, n_tokens: int, seeds: list[int]) -> None:
     """float32 against bfloat16 encoder products: the same SAE, the same tokens, evaluated on held-out text."""
-    from utils.loading import load_text_dataset
-    from utils.activations import tokenize_texts
-    from utils.sae_metrics import evaluate_sae
+    from utils.lm.loading import load_text_dataset
+    from utils.lm.activations import tokenize_texts
+    from utils.sae.metrics import evaluate_sae
 
     held_out = tokenize_texts(load_text_dataset(model, split="validation")["text"], model.tokenizer,
                               seq_len=SEQ_LEN, max_seqs=64)

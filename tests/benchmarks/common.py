@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from transformer_lens import HookedTransformer
 
-from utils.lm_training import LMTrainConfig, make_model
 from utils.paths import data_dir
+
+# The bundled model's training code lives with the scripts that build the data bundle, not in the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "data" / "build"))
+from lm_training import LMTrainConfig, make_model  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -52,7 +57,7 @@ def bundled_or_untrained_model() -> tuple[HookedTransformer, str]:
     """The bundled ``gelu-1l-mini`` and "bundled", or, if its weights are missing, an untrained model of the
     same configuration (seed 0) and "untrained": the speed is the same, only the text it sees differs."""
     if (data_dir() / "models" / "gelu-1l-mini" / "model.safetensors").exists():
-        from utils.loading import load_model
+        from utils.lm.loading import load_model
 
         return load_model("gelu-1l-mini", device="cpu"), "bundled"
     torch.manual_seed(0)

@@ -10,9 +10,9 @@ PROMPTS = ["The results of the experiment show that the", "def main():\n    retu
 @functools.cache
 def bundled():
     """(model, sae, other_sae, tokens): gelu-1l-mini, its two SAE runs, 48 held-out rows of 128 tokens."""
-    from utils.activations import tokenize_texts
-    from utils.loading import load_model, load_text_dataset
-    from utils.sae import SAE
+    from utils.lm.activations import tokenize_texts
+    from utils.lm.loading import load_model, load_text_dataset
+    from utils.sae.model import SAE
 
     model = load_model("gelu-1l-mini")
     sae = SAE.from_pretrained("gelu-1l-mini", run="topk_4096_seed0")
@@ -29,7 +29,7 @@ def small_dashboard():
     from utils import dashboard
 
     model, sae, other, tokens = bundled()
-    stats = dashboard.feature_stats(model, sae, tokens, 16)
+    stats = dashboard.latent_stats(model, sae, tokens, 16)
     counts = stats.fire_count
     view = dashboard.prompt_view(model, sae, PROMPTS[0])
     at_prompt = [max(found, key=lambda r: r[1])[0] for found in view["latents"][2:5]]  # strongest at tokens 2-4

@@ -3,7 +3,7 @@
 A check is only as good as the mistakes it catches. This tool takes each exercise cell of a part's master
 (``solutions/NN_name.py``), makes small changes (mutants) to the lines between ``# BEGIN SOLUTION`` and
 ``# END SOLUTION``, executes each mutated cell in a copy of the reference namespace (what the master's
-setup and exercise cells define, :func:`utils.grading.reference_namespace`), and runs the exercise's check
+setup and exercise cells define, :func:`utils.course.grading.reference_namespace`), and runs the exercise's check
 on the mutated objects. A mutant is *killed* when the check fails (or the mutated code crashes or times
 out), and *survives* when the check passes. A new exercise gets its mutants by being added to a master:
 there is nothing to write per exercise.
@@ -74,7 +74,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from utils.grading import defined_names
+from utils.course.grading import defined_names
 
 #: Every exercise must kill at least this share of its non-equivalent mutants.
 TARGET = 0.95
@@ -115,7 +115,7 @@ def solution_cells(part: str) -> list[SolutionCell]:
     A block belongs to the exercise whose objects its cell defines; when one cell holds several exercises
     (Part 2a's ``SAE`` class), to the last ``exercise N.M`` named in a comment above the block.
     """
-    from utils.build_notebooks import MARKER, Part, read_master, tags
+    from utils.course.build_notebooks import MARKER, Part, read_master, tags
     from utils.checks import exercises_of
 
     master = read_master(Part(part))
@@ -493,7 +493,7 @@ def run_mutant(mutant: Mutant, timeout: float = 10.0) -> tuple[str, str]:
     import torch
 
     from utils.checks import CheckFailure
-    from utils.grading import ExerciseTimeout, reference_namespace, time_limit
+    from utils.course.grading import ExerciseTimeout, reference_namespace, time_limit
 
     namespace = dict(reference_namespace(mutant.part))
     exercise = _exercise(mutant.part, mutant.exercise)
@@ -584,7 +584,7 @@ class ExerciseReport:
 
 
 def _resolve_parts(names: Iterable[str]) -> list[str]:
-    from utils.build_notebooks import parts
+    from utils.course.build_notebooks import parts
 
     known = [p.name for p in parts()]
     chosen: list[str] = []
@@ -617,7 +617,7 @@ def mutation_report(parts: list[str], *, exercises: list[str] = (), fast: bool =
     With ``fast`` (a sample of each exercise's mutants), only unexplained survivors are problems: a percentage
     over a dozen mutants says little, and stale declarations cannot be told from unsampled ones."""
     from utils.checks import exercises_of
-    from utils.grading import reference_namespace
+    from utils.course.grading import reference_namespace
 
     jobs = jobs or min(2, os.cpu_count() or 1)
     problems: list[str] = []

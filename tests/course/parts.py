@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from utils.build_notebooks import parts
+from utils.course.build_notebooks import parts
 from utils.checks import Exercise, exercises_of
 
 PARTS = [p.name for p in parts()]

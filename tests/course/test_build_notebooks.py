@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from tests.course.parts import PARTS
-from utils import build_notebooks as bn
+from utils.course import build_notebooks as bn
 from utils.checks import exercises_of
 from utils.paths import repo_root
 
@@ -43,7 +43,7 @@ def test_solution_notebooks_are_in_sync_with_their_masters(part: str) -> None:
     p = bn.Part(part)
     expected = bn.generated_files(p)[p.solution_notebook]
     assert p.solution_notebook.read_text(encoding="utf-8") == expected, (
-        f"{p.solution_notebook.name} is stale or hand-edited: run `python -m utils.build_notebooks`"
+        f"{p.solution_notebook.name} is stale or hand-edited: run `python -m utils.course.build_notebooks`"
     )
 
 
@@ -194,16 +194,16 @@ def test_colab_cell_installs_not_editable_keeping_colabs_torch_and_does_nothing_
 
 @pytest.mark.parametrize("part", PARTS)
 def test_each_part_takes_its_times_from_the_syllabus(part: str) -> None:
-    """utils/syllabus.py holds each part's times once: the README table and the notebook intro both use it."""
+    """utils/course/syllabus.py holds each part's times once: the README table and the notebook intro both use it."""
     import re
 
-    from utils import syllabus
+    from utils.course import syllabus
 
     entry = syllabus.info(part)
-    assert entry is not None and not entry.planned, f"utils/syllabus.py has no entry for {part}: add one"
+    assert entry is not None and not entry.planned, f"utils/course/syllabus.py has no entry for {part}: add one"
     master = bn.Part(part).master.read_text(encoding="utf-8")
     minutes = sum(int(m) for m in re.findall(r"spend up to (\d+) minutes", master))
-    assert entry.exercise_minutes == minutes, f"{part}: its exercises add up to {minutes} minutes; update utils/syllabus.py"
+    assert entry.exercise_minutes == minutes, f"{part}: its exercises add up to {minutes} minutes; update utils/course/syllabus.py"
     assert "{{syllabus.learner_time}}" in master and "{{syllabus.run_time}}" in master, (
         f"{part}: the intro should state its times with {{{{syllabus.learner_time}}}} and {{{{syllabus.run_time}}}}"
     )
@@ -213,10 +213,10 @@ def test_each_part_takes_its_times_from_the_syllabus(part: str) -> None:
 
 
 def test_readme_parts_table_is_the_syllabus() -> None:
-    from utils import syllabus
+    from utils.course import syllabus
 
     readme = (repo_root() / "README.md").read_text(encoding="utf-8")
-    assert syllabus.readme_table() in readme, "README's Parts table is stale: paste the output of `python -m utils.syllabus`"
+    assert syllabus.readme_table() in readme, "README's Parts table is stale: paste the output of `python -m utils.course.syllabus`"
     with pytest.raises(KeyError, match="unknown placeholder"):
         syllabus.fill("{{syllabus.nonsense}}", PARTS[0])
     with pytest.raises(KeyError, match="no entry"):

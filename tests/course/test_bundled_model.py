@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from utils.activations import mlp_post_activations, tokenize_texts
-from utils.loading import load_model, load_text_dataset
+from utils.lm.activations import mlp_post_activations, tokenize_texts
+from utils.lm.loading import load_model, load_text_dataset
 from utils.paths import data_dir
 
 FOLDER = data_dir() / "models" / "gelu-1l-mini"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.course.parts import PARTS, all_exercises, as_tuple, wrong_module
 from utils.checks import CheckFailure, NotAttempted
-from utils.grading import reference_namespace, stub_namespace
+from utils.course.grading import reference_namespace, stub_namespace
 
 EXERCISES = all_exercises()
 IDS = [f"{part}:{ex.slug}" for part, ex in EXERCISES]

@@ -1,4 +1,4 @@
-"""utils.cpu_allocator: glibc keeps freed blocks for reuse, so a training step stops faulting in fresh pages.
+"""utils.lm.cpu_allocator: glibc keeps freed blocks for reuse, so a training step stops faulting in fresh pages.
 
 The settings are checked against a fake C library; what they do, in a subprocess (the tuning is for the
 whole process and cannot be undone): page faults are counted (``getrusage``), not timed.
@@ -21,7 +21,7 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 SCRIPT = textwrap.dedent("""
     import json
-    from utils.cpu_allocator import allocator_status, keep_freed_memory
+    from utils.lm.cpu_allocator import allocator_status, keep_freed_memory
 
     tuned = keep_freed_memory()
     again = keep_freed_memory()
@@ -55,7 +55,7 @@ class FakeLibc:
 
 
 def test_keep_freed_memory_sets_both_thresholds_once_and_heap_only_restores(monkeypatch):
-    from utils import cpu_allocator
+    from utils.lm import cpu_allocator
 
     fake = FakeLibc()
     monkeypatch.setattr(cpu_allocator, "_libc", lambda: fake)
@@ -83,7 +83,7 @@ def test_keep_freed_memory_sets_both_thresholds_once_and_heap_only_restores(monk
 
 
 def test_status_before_and_opt_out_words():
-    from utils import cpu_allocator
+    from utils.lm import cpu_allocator
 
     if cpu_allocator._status is None:
         assert cpu_allocator.allocator_status() == "not called yet"
@@ -94,7 +94,7 @@ def test_status_before_and_opt_out_words():
 
 HEAP_ONLY = textwrap.dedent("""
     import json, resource, torch
-    from utils.cpu_allocator import heap_only
+    from utils.lm.cpu_allocator import heap_only
 
     def faults_per_block(n=5):
         for _ in range(20):  # 64 MB blocks (over keep_freed_memory's 32 MB threshold): the heap grows, then reuses

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from tests.course.dashboard_fixtures import bundled, small_dashboard
-from utils import dashboard, latent_effects
-from utils.dashboard_page import CSS, JS, page_html
-from utils.token_text import token_pieces
+from utils import dashboard
+from utils.sae import latent_effects
+from utils.dashboard.page import CSS, JS, page_html
+from utils.lm.token_text import token_pieces
 
 HOOK = "blocks.0.mlp.hook_post"
 
@@ -80,14 +81,14 @@ def test_token_texts_read_right_in_every_script(text):
 
 def test_html_is_self_contained_and_small():
     data, latents = small_dashboard()
-    page = page_html(dashboard._payload(data))
+    page = page_html(dashboard.data._payload(data))
     assert page.count(CSS) == 1 and page.count(JS) == 1
     template = page_html({"meta": {}, "vocab": {}, "latents": {}, "prompts": []})
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=|@import|url\(|https?://", template)
     payload = json.loads(re.search(r'id="dashboard-data">(.*?)</script>', page, re.S).group(1).replace("<\\/", "</"))
     assert sorted(map(int, payload["latents"])) == sorted(latents)
-    empty = len(page_html({**dashboard._payload(data, []), "prompts": []}).encode())
-    no_prompts = len(page_html({**dashboard._payload(data), "prompts": []}).encode())
+    empty = len(page_html({**dashboard.data._payload(data, []), "prompts": []}).encode())
+    no_prompts = len(page_html({**dashboard.data._payload(data), "prompts": []}).encode())
     per_latent = (no_prompts - empty) / len(latents)
     assert per_latent <= 30 * 1024, f"{per_latent / 1024:.1f} KB per latent"
 
@@ -137,7 +138,7 @@ def test_folder_export_has_an_index_and_self_contained_shards(tmp_path):
 
 def test_widget_uses_only_apis_common_to_ipywidgets_7_and_8():
     pytest.importorskip("ipywidgets")
-    from utils.dashboard_widget import DashboardBrowser
+    from utils.dashboard.widget import DashboardBrowser
 
     data, latents = small_dashboard()
     model, sae, _, _ = bundled()

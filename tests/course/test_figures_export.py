@@ -2,7 +2,7 @@
 opened in headless Chromium with the network off shows every plotly figure, and its formulas are typeset.
 
 Here a small notebook; the slow suite does the same for every executed solution notebook
-(``test_notebooks_execute.py``). See :mod:`utils.plot_rendering` for the renderer the course picks.
+(``test_notebooks_execute.py``). See :mod:`utils.parts.plot_rendering` for the renderer the course picks.
 """
 
 from __future__ import annotations

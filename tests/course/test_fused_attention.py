@@ -1,4 +1,4 @@
-"""utils.fused_attention: the fused path gives TransformerLens's numbers, and steps aside whenever a caller
+"""utils.lm.fused_attention: the fused path gives TransformerLens's numbers, and steps aside whenever a caller
 could see the difference (hooks on the scores or pattern, caches, masks, other attention variants)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
-from utils import fused_attention as fa
-from utils.activations import mlp_post_activations
-from utils.loading import new_model
+from utils.lm import fused_attention as fa
+from utils.lm.activations import mlp_post_activations
+from utils.lm.loading import new_model
 
 TINY = {"n_layers": 2, "d_model": 16, "d_mlp": 64, "d_head": 4, "n_heads": 4, "n_ctx": 32, "act_fn": "gelu",
         "d_vocab": 50, "normalization_type": "LN", "device": "cpu"}
@@ -143,7 +143,7 @@ def test_installed_it_stays_and_follows_config_changes(tokens, monkeypatch) -> N
 
 
 def test_the_course_loader_installs_it() -> None:
-    from utils.loading import load_model
+    from utils.lm.loading import load_model
 
     model = load_model("gelu-1l-mini")  # the bundled model, as every notebook loads it
     assert all(fa.uses_fused_attention(attn) for attn in attn_layers(model))

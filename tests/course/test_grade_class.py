@@ -12,10 +12,10 @@ import nbformat
 import pytest
 
 from tests.course.parts import PARTS
-from utils import build_notebooks as bn
-from utils import grade_class as gc
+from utils.course import build_notebooks as bn
+from utils.course import grade_class as gc
 from utils.checks import exercises_of
-from utils.grading import FAILED, NOT_ATTEMPTED, PASSED, Result
+from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, Result
 from utils.paths import repo_root
 
 PART = PARTS[0]
@@ -132,7 +132,7 @@ def test_grading_a_mixed_folder_end_to_end(tmp_path) -> None:
     first_two = [e.id for e in exercises_of(PART)[:2]]
     out_csv, out_html = tmp_path / "grades.csv", tmp_path / "grades.html"
     proc = subprocess.run(
-        [sys.executable, "-m", "utils.grade_class", str(folder), "--csv", str(out_csv), "--html", str(out_html),
+        [sys.executable, "-m", "utils.course.grade_class", str(folder), "--csv", str(out_csv), "--html", str(out_html),
          "--jobs", "2", "--only", ",".join(first_two)],
         cwd=repo_root(), capture_output=True, text=True, timeout=600,
     )
@@ -153,7 +153,7 @@ def test_grading_a_mixed_folder_end_to_end(tmp_path) -> None:
 
 
 def test_bad_folder_is_a_clear_error(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "utils.grade_class", str(tmp_path / "nope"), "--csv", "x.csv"],
+    proc = subprocess.run([sys.executable, "-m", "utils.course.grade_class", str(tmp_path / "nope"), "--csv", "x.csv"],
                           cwd=repo_root(), capture_output=True, text=True)
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
 

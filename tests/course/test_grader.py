@@ -19,9 +19,9 @@ import nbformat
 import pytest
 
 from tests.course.parts import PARTS
-from utils.build_notebooks import Part, build, read_master
+from utils.course.build_notebooks import Part, build, read_master
 from utils.checks import exercises_of
-from utils.grading import FAILED, NOT_ATTEMPTED, PASSED, grade_notebook
+from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, grade_notebook
 from utils.paths import repo_root
 
 PART = PARTS[0]

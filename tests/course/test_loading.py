@@ -1,4 +1,4 @@
-"""utils.loading and utils.activations, offline: every loader path runs on tiny stand-ins written to tmp.
+"""utils.lm.loading and utils.lm.activations, offline: every loader path runs on tiny stand-ins written to tmp.
 
 The hub path is tested without network: a miniature gelu-1l checkpoint, its tokenizer and a miniature
 Neel Nanda SAE are written in the hub repositories' own file formats into a temporary Hugging Face cache
@@ -19,8 +19,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer
 
-from utils import loading
-from utils.activations import mlp_post_activations, token_batches, tokenize_texts
+from utils.lm import hub, loading
+from utils.sae import pretrained
+from utils.lm.activations import mlp_post_activations, token_batches, tokenize_texts
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TOKENIZER_REPO = "NeelNanda/gpt-neox-tokenizer-digits"
@@ -170,7 +171,7 @@ def write_fake_hub(cache: Path, tokenizer_dir: Path, scratch: Path, runs: tuple[
     }
     write_snapshot(
         cache,
-        loading.GELU_1L_SAE_REPO,
+        pretrained.GELU_1L_SAE_REPO,
         {name: content for run in runs for name, content in (
             (f"{run}.pt", torch_bytes(sae, scratch)), (f"{run}_cfg.json", json.dumps(neel_sae_cfg).encode()))},
     )
@@ -244,7 +245,7 @@ def test_gelu_1l_offline_equals_transformer_lens_from_pretrained(hub_cache, use_
 
 def test_neel_sae_loads_offline_with_saelens_names(hub_cache, use_cache, capsys) -> None:
     use_cache(hub_cache["cache"])
-    weights, cfg = loading.load_pretrained_sae("gelu-1l", run=25, device="cpu")
+    weights, cfg = pretrained.load_pretrained_sae("gelu-1l", run=25, device="cpu")
     d_in, d_sae = TINY["d_mlp"], TINY["d_mlp"] * DICT_MULT
     assert set(weights) == {"W_enc", "W_dec", "b_enc", "b_dec"}
     assert weights["W_enc"].shape == (d_in, d_sae) and weights["W_dec"].shape == (d_sae, d_in)
@@ -254,10 +255,10 @@ def test_neel_sae_loads_offline_with_saelens_names(hub_cache, use_cache, capsys)
     assert (cfg["d_in"], cfg["d_sae"], cfg["hook_name"]) == (d_in, d_sae, "blocks.0.mlp.hook_post")
     assert cfg["apply_b_dec_to_input"] is True and cfg["run"] == 25
     assert "d_sae=256" in capsys.readouterr().out
-    run1, _ = loading.load_pretrained_sae("gelu-1l", run="run1", device="cpu")  # Neel's name for run 25
+    run1, _ = pretrained.load_pretrained_sae("gelu-1l", run="run1", device="cpu")  # Neel's name for run 25
     torch.testing.assert_close(run1["W_dec"], weights["W_dec"])
     with pytest.raises(ValueError, match="25, 47"):
-        loading.load_pretrained_sae("gelu-1l", run=3)
+        pretrained.load_pretrained_sae("gelu-1l", run=3)
 
 
 def test_missing_hub_files_fail_fast_with_the_fixes(hub_cache, use_cache, tmp_path) -> None:
@@ -271,7 +272,7 @@ def test_missing_hub_files_fail_fast_with_the_fixes(hub_cache, use_cache, tmp_pa
     assert "HF_HUB_OFFLINE" in message and "gelu-1l-mini" in message
     use_cache(hub_cache["cache"])  # run 47 was never cached
     with pytest.raises(FileNotFoundError, match="run 47.*NeelNanda/sparse_autoencoder.*gelu-1l-mini"):
-        loading.load_pretrained_sae("gelu-1l", run=47)
+        pretrained.load_pretrained_sae("gelu-1l", run=47)
     with pytest.raises(FileNotFoundError, match="c4-code-20k.*gelu-1l-mini"):
         loading.load_text_dataset("gelu-1l")
 
@@ -282,15 +283,15 @@ def test_missing_hub_files_fail_fast_with_the_fixes(hub_cache, use_cache, tmp_pa
 
 @pytest.fixture
 def connections(monkeypatch) -> list:
-    """Every connection attempt utils.loading makes; each one is refused (no network in tests)."""
+    """Every connection attempt utils.lm.loading makes; each one is refused (no network in tests)."""
     calls = []
 
     def refuse(address, timeout):
         calls.append((address, timeout))
         raise OSError("no network in tests")
 
-    monkeypatch.setattr(loading.socket, "create_connection", refuse)
-    monkeypatch.setattr(loading, "_hub_probe_result", None)
+    monkeypatch.setattr(hub.socket, "create_connection", refuse)
+    monkeypatch.setattr(hub, "_hub_probe_result", None)
     return calls
 
 
@@ -314,11 +315,11 @@ def test_hub_probe_is_one_short_attempt_cached_for_the_process(monkeypatch, conn
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    assert loading.hub_status() == (False, "hub unreachable (no connection to huggingface.co:443: OSError)")
-    assert loading.hub_status()[0] is False
+    assert hub.hub_status() == (False, "hub unreachable (no connection to huggingface.co:443: OSError)")
+    assert hub.hub_status()[0] is False
     assert connections == [(("huggingface.co", 443), 2.0)]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert loading.hub_status() == (False, "hub unreachable (HF_HUB_OFFLINE=1)")
+    assert hub.hub_status() == (False, "hub unreachable (HF_HUB_OFFLINE=1)")
     assert len(connections) == 1
 
 
@@ -327,10 +328,10 @@ def test_hub_probe_gives_up_after_its_timeout(monkeypatch) -> None:
         time.sleep(1)
         raise OSError("name resolution timed out")
 
-    monkeypatch.setattr(loading, "_HUB_PROBE_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(loading.socket, "create_connection", stuck_dns_lookup)
+    monkeypatch.setattr(hub, "_HUB_PROBE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(hub.socket, "create_connection", stuck_dns_lookup)
     start = time.perf_counter()
-    assert loading._connect_failure("huggingface.co", 443) == "timed out"
+    assert hub._connect_failure("huggingface.co", 443) == "timed out"
     assert time.perf_counter() - start < 0.8
 
 
@@ -417,35 +418,35 @@ SAE_CFG = {
 def test_sae_saelens_format_round_trips_through_load_pretrained_sae(tmp_path, capsys) -> None:
     root = tmp_path / "saes"
     sparsity = torch.linspace(-6, 0, 32)
-    loading.save_sae_saelens_format(root / "l1_1e-3", make_sae(seed=1), SAE_CFG, sparsity=sparsity)
-    loading.save_sae_saelens_format(root / "l1_3e-3", make_sae(seed=2), SAE_CFG)
+    pretrained.save_sae_saelens_format(root / "l1_1e-3", make_sae(seed=1), SAE_CFG, sparsity=sparsity)
+    pretrained.save_sae_saelens_format(root / "l1_3e-3", make_sae(seed=2), SAE_CFG)
     raw = json.loads((root / "l1_1e-3" / "cfg.json").read_text())
     assert raw["architecture"] == "standard" and raw["metadata"]["hook_name"] == SAE_CFG["hook_name"]
     assert raw["metadata"]["hook_layer"] == 0 and raw["l1_coefficient"] == 1e-3
-    weights, cfg = loading.load_pretrained_sae("gelu-1l-mini", device="cpu", path=root)  # first run, sorted
+    weights, cfg = pretrained.load_pretrained_sae("gelu-1l-mini", device="cpu", path=root)  # first run, sorted
     assert cfg["run"] == "l1_1e-3" and "run l1_1e-3" in capsys.readouterr().out
     assert (cfg["d_in"], cfg["d_sae"], cfg["hook_name"]) == (8, 32, SAE_CFG["hook_name"])
     for key, value in make_sae(seed=1).items():
         torch.testing.assert_close(weights[key], value)
     torch.testing.assert_close(load_file(cfg["sparsity_path"])["sparsity"], sparsity)
-    second, _ = loading.load_pretrained_sae("gelu-1l-mini", run="l1_3e-3", device="cpu", path=root)
+    second, _ = pretrained.load_pretrained_sae("gelu-1l-mini", run="l1_3e-3", device="cpu", path=root)
     torch.testing.assert_close(second["W_enc"], make_sae(seed=2)["W_enc"])
     with pytest.raises(ValueError, match="W_dec"):
-        loading.save_sae_saelens_format(tmp_path / "bad", make_sae() | {"W_dec": torch.zeros(8, 32)}, SAE_CFG)
+        pretrained.save_sae_saelens_format(tmp_path / "bad", make_sae() | {"W_dec": torch.zeros(8, 32)}, SAE_CFG)
     with pytest.raises(FileNotFoundError, match="data/build"):
-        loading.load_pretrained_sae("gelu-1l-mini", path=tmp_path / "none")
+        pretrained.load_pretrained_sae("gelu-1l-mini", path=tmp_path / "none")
 
 
 def test_saelens_reads_what_we_write(tmp_path) -> None:
     sae_lens = pytest.importorskip("sae_lens")
-    loading.save_sae_saelens_format(tmp_path / "sae", make_sae(), SAE_CFG)
+    pretrained.save_sae_saelens_format(tmp_path / "sae", make_sae(), SAE_CFG)
     sae = sae_lens.SAE.load_from_disk(tmp_path / "sae", device="cpu")
     assert sae.cfg.d_in == 8 and sae.cfg.d_sae == 32 and sae.cfg.metadata.hook_name == SAE_CFG["hook_name"]
     torch.testing.assert_close(sae.W_enc.data, make_sae()["W_enc"])
 
 
 # ---------------------------------------------------------------------------------------------------
-# utils.activations
+# utils.lm.activations
 
 
 def test_mlp_post_activations_match_the_full_cache_and_skip_the_unembedding(tokenizer_dir) -> None:

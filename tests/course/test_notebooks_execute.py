@@ -20,8 +20,8 @@ from nbclient import NotebookClient
 from tests.course.browser import cell_seconds
 from tests.course.parts import PARTS
 from tests.course.test_figures_export import check_exported_figures
-from utils.build_notebooks import Part
-from utils.syllabus import info
+from utils.course.build_notebooks import Part
+from utils.course.syllabus import info
 
 TIMINGS = Path(os.environ.get("SAE_COURSE_TIMINGS", Path(tempfile.gettempdir()) / "sae-course-notebook-times.txt"))
 
@@ -39,6 +39,6 @@ def test_solution_notebook_executes_offline(part: str, tmp_path) -> None:
     slowest = ", ".join(f"cell {i} {t:.0f} s" for t, i in cell_seconds(nb)[:3])
     with TIMINGS.open("a", encoding="utf-8") as log:
         log.write(f"{part}: solution notebook executed in {minutes:.1f} min on {os.cpu_count()} CPU cores "
-                  f"(utils/syllabus.py says {info(part).run_time if info(part) else '?'}); slowest cells: {slowest}\n")
+                  f"(utils/course/syllabus.py says {info(part).run_time if info(part) else '?'}); slowest cells: {slowest}\n")
     nbformat.write(nb, tmp_path / f"{part}.executed.ipynb")
     check_exported_figures(nb, tmp_path)  # every figure drawn in the offline HTML export

@@ -53,8 +53,8 @@ def test_measured_metrics_meet_the_targets(run: str) -> None:
 @pytest.fixture(scope="module")
 def validation_acts() -> torch.Tensor:
     """gelu-1l-mini's MLP activations on 32 validation sequences, BOS positions left out: [tokens, 512]."""
-    from utils.activations import mlp_post_activations, tokenize_texts
-    from utils.loading import load_model, load_text_dataset
+    from utils.lm.activations import mlp_post_activations, tokenize_texts
+    from utils.lm.loading import load_model, load_text_dataset
 
     model = load_model("gelu-1l-mini", device="cpu")
     texts = load_text_dataset("gelu-1l-mini", split="validation")["text"][:40]
@@ -64,8 +64,8 @@ def validation_acts() -> torch.Tensor:
 
 @pytest.mark.parametrize("run", RUNS)
 def test_weights_match_their_metrics_on_a_validation_slice(run: str, validation_acts: torch.Tensor) -> None:
-    from utils.sae import SAE
-    from utils.sae_metrics import explained_variance
+    from utils.sae.model import SAE
+    from utils.sae.metrics import explained_variance
 
     x = validation_acts
     sae = SAE.from_pretrained("gelu-1l-mini", run=run)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from utils.prompt_view import patched_loss, prompt_view
+from utils.sae.prompt_view import patched_loss, prompt_view
 
 PROMPT = "def mean(values):\n    return sum(values) / len(values)\nLe chat est noir. Привет, мир! 你好"
 
 
 @pytest.fixture(scope="module")
 def model_sae():
-    from utils.loading import load_model
-    from utils.sae import SAE
+    from utils.lm.loading import load_model
+    from utils.sae.model import SAE
 
     return load_model("gelu-1l-mini"), SAE.from_pretrained("gelu-1l-mini")
 
@@ -60,12 +60,12 @@ def test_rankings(view):
 
 
 def test_quantiles_from_stats(model_sae):
-    from utils.activations import tokenize_texts
-    from utils.feature_stats import compute_feature_stats
+    from utils.lm.activations import tokenize_texts
+    from utils.sae.latent_stats import compute_latent_stats
 
     model, sae = model_sae
     tokens = tokenize_texts([PROMPT * 3] * 20, model.tokenizer, seq_len=64)
-    stats = compute_feature_stats(model, sae, tokens, progress=False, cofire=False, neuron_corr=False)
+    stats = compute_latent_stats(model, sae, tokens, progress=False, cofire=False, neuron_corr=False)
     view = prompt_view(model, sae, PROMPT, stats=stats)
     assert torch.all((view.quantiles >= 0) & (view.quantiles <= 1))
     assert torch.all(view.quantiles[view.acts == 0] == 0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from utils.grading import stub_namespace
-from utils.reference import ExerciseNeeded, continue_line, needs, reference
+from utils.course.grading import stub_namespace
+from utils.course.reference import ExerciseNeeded, continue_line, needs, reference
 
 
 def test_a_cell_needing_an_unfinished_exercise_stops_with_one_line_naming_it_and_the_way_on() -> None:

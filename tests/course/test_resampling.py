@@ -1,4 +1,4 @@
-"""Unit tests of utils.resampling, utils.sae_objectives and the training loop's plug-in interface, and SAELens
+"""Unit tests of utils.sae.resampling, utils.sae.objectives and the training loop's plug-in interface, and SAELens
 interoperability: the resampler on a SAELens SAE, and SAELens's ActivationsStore.from_sae on a bundled SAE."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from utils.checks import exercises_of
-from utils.grading import reference_namespace
-from utils.resampling import ResampleOnSchedule, reset_adam_moments, resample_anthropic, resample_simple
-from utils.sae import SAE, SAEConfig
-from utils.sae_objectives import AuxKLoss, decoder_norm_l1_step
-from utils.sae_training import Plugin, TrainConfig, train_sae
+from utils.course.grading import reference_namespace
+from utils.sae.resampling import ResampleOnSchedule, reset_adam_moments, resample_anthropic, resample_simple
+from utils.sae.model import SAE, SAEConfig
+from utils.sae.objectives import AuxKLoss, decoder_norm_l1_step
+from utils.sae.training import Plugin, TrainConfig, train_sae
 
 D_IN, D_SAE = 8, 32
 
@@ -126,7 +126,8 @@ def test_saelens_activations_store_from_a_bundled_sae():
     sae_lens = pytest.importorskip("sae_lens")
     import datasets
 
-    from utils.loading import load_model, load_pretrained_sae, load_text_dataset
+    from utils.lm.loading import load_model, load_text_dataset
+    from utils.sae.pretrained import load_pretrained_sae
 
     model = load_model("gelu-1l-mini", device="cpu")
     _, cfg = load_pretrained_sae("gelu-1l-mini", device="cpu")

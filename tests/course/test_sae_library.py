@@ -1,4 +1,4 @@
-"""Unit tests of the course's SAE library: utils.sae, utils.sae_training and utils.sae_metrics.
+"""Unit tests of the course's SAE library: utils.sae, utils.sae.training and utils.sae.metrics.
 
 Everything runs on tiny shapes and a tiny randomly initialised transformer, in a few seconds.
 """
@@ -11,21 +11,12 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-from utils.loading import new_model
-from utils.sae import SAE, SAEConfig
-from utils.sae_metrics import (
-    ce_loss_recovered,
-    dead_features,
-    dense_features,
-    evaluate_sae,
-    explained_variance,
-    feature_density,
-    fraction_of_variance_unexplained,
-    kl_divergence,
-    l0,
-    log_feature_sparsity,
-)
-from utils.sae_training import ActivationBuffer, sae_training_step, train_sae
+from utils.lm.loading import new_model
+from utils.sae.model import SAE, SAEConfig
+from utils.sae.metrics import ce_loss_recovered, dead_latents, dense_latents, evaluate_sae, explained_variance, latent_density, fraction_of_variance_unexplained, kl_divergence, l0, log_latent_sparsity
+from utils.sae.activation_buffer import ActivationBuffer
+from utils.sae.steps import sae_training_step
+from utils.sae.training import train_sae
 
 D_IN, D_SAE = 16, 64
 HOOK = "blocks.0.mlp.hook_post"
@@ -138,7 +129,7 @@ def test_save_load_round_trip(tmp_path):
         sae.b_enc.normal_()
         sae.b_dec.normal_()
     density = torch.rand(D_SAE)
-    sae.save(tmp_path / "run", sparsity=log_feature_sparsity(density))
+    sae.save(tmp_path / "run", sparsity=log_latent_sparsity(density))
     cfg = json.loads((tmp_path / "run" / "cfg.json").read_text())
     for key in ("architecture", "d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input", "normalize_activations"):
         assert key in cfg, key
@@ -166,7 +157,7 @@ def test_saelens_reads_our_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------
-# utils.sae_training
+# utils.sae.training
 
 
 @pytest.mark.parametrize("architecture", ["standard", "topk"])
@@ -276,7 +267,7 @@ def test_train_sae_budget_in_seconds_and_resume(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------
-# utils.sae_metrics
+# utils.sae.metrics
 
 
 def test_sparsity_metrics():
@@ -284,11 +275,11 @@ def test_sparsity_metrics():
     torch.testing.assert_close(l0(acts), torch.tensor(1.5))
     sae = identity_sae(2)
     x = torch.tensor([[1.0, 0.0], [2.0, 0.0], [-1.0, 0.0], [3.0, 0.0]])
-    density = feature_density(sae, x, batch_size=3)
+    density = latent_density(sae, x, batch_size=3)
     torch.testing.assert_close(density, torch.tensor([0.75, 0.0, 0.25, 0.0]))
-    assert dead_features(density).tolist() == [False, True, False, True]
-    assert dense_features(density, 0.5).tolist() == [True, False, False, False]
-    torch.testing.assert_close(log_feature_sparsity(density)[1], torch.tensor(-10.0))
+    assert dead_latents(density).tolist() == [False, True, False, True]
+    assert dense_latents(density, 0.5).tolist() == [True, False, False, False]
+    torch.testing.assert_close(log_latent_sparsity(density)[1], torch.tensor(-10.0))
 
 
 def test_explained_variance_is_centred():

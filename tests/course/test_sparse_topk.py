@@ -1,4 +1,4 @@
-"""The sparse TopK training step (utils.sparse_topk) against the dense one (utils.sae_training.sae_training_step).
+"""The sparse TopK training step (utils.sae.sparse_topk) against the dense one (utils.sae.steps.sae_training_step).
 
 Same gradients and metrics after one step, same parameters after several steps of the full update
 (gradient projection, Adam, unit-norm decoder rows); bfloat16 close to float32; clear errors. Tiny shapes.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from utils.sae import SAE, SAEConfig
-from utils.sae_training import sae_training_step
-from utils.sparse_topk import grouped_topk, latent_sums, sparse_topk_training_step, topk_csr
+from utils.sae.model import SAE, SAEConfig
+from utils.sae.steps import sae_training_step
+from utils.sae.sparse_topk import grouped_topk, latent_sums, sparse_topk_training_step, topk_csr
 
 D_IN, D_SAE, K, BATCH = 32, 256, 8, 96
 PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -177,7 +177,8 @@ def test_rejects_a_standard_sae() -> None:
 def test_train_sae_uses_the_sparse_step_for_topk_by_default() -> None:
     """``step_fn="auto"`` (the default) trains a TopK SAE with the sparse step: the same run as ``"sparse_topk"``,
     and to float tolerance the same as the dense ``"fused"`` step."""
-    from utils.sae_training import STEP_FNS, TrainConfig, resolve_step_fn, train_sae
+    from utils.sae.steps import STEP_FNS, resolve_step_fn
+    from utils.sae.training import TrainConfig, train_sae
 
     cfg = SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K)
     assert TrainConfig(n_tokens=1).step_fn == "auto"
@@ -199,7 +200,7 @@ def test_train_sae_uses_the_sparse_step_for_topk_by_default() -> None:
 
 
 def test_choose_bf16_only_for_the_sparse_step_and_only_when_clearly_faster(monkeypatch):
-    from utils import sae_training
+    from utils.sae import steps as sae_training
 
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, architecture="topk", k=K))
     fp32_s, bf16_s = sae_training.encoder_product_seconds(sae, BATCH, rounds=2)
@@ -216,7 +217,7 @@ def test_choose_bf16_only_for_the_sparse_step_and_only_when_clearly_faster(monke
 @pytest.mark.parametrize("setting, chosen, expected", [(None, True, 1.0), (None, False, 0.0), (False, True, 0.0),
                                                        (True, False, 1.0)])
 def test_train_sae_uses_and_records_the_precision(monkeypatch, setting, chosen, expected):
-    from utils import sae_training
+    from utils.sae import training as sae_training
 
     calls = []
     monkeypatch.setattr(sae_training, "choose_bf16", lambda sae, step_fn, batch: calls.append(step_fn) or chosen)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.course.parts import PARTS
-from utils import teachers_guide as tg
+from utils.course import teachers_guide as tg
 from utils.checks import exercises_of
 from utils.paths import repo_root
 
@@ -21,7 +21,7 @@ def test_parse_hours(text, hours) -> None:
 def test_every_part_has_a_time() -> None:
     hours = tg.part_hours()
     missing = [p for p in PARTS if p not in hours]
-    assert not missing, f"no learner time found for {missing} (utils/syllabus.py or the README's Parts table)"
+    assert not missing, f"no learner time found for {missing} (utils/course/syllabus.py or the README's Parts table)"
 
 
 @pytest.mark.parametrize("part", PARTS)
@@ -77,12 +77,12 @@ def test_mistake_in_words_falls_back_to_a_comment_then_the_name() -> None:
 
 
 def test_generated_pages_are_in_sync() -> None:
-    """Rerun `python -m utils.teachers_guide` after changing a master, a check or a wrong implementation."""
+    """Rerun `python -m utils.course.teachers_guide` after changing a master, a check or a wrong implementation."""
     files = tg.generated_files()
     assert set(files) == {tg.guide_dir() / f"{p}.md" for p in PARTS} | {tg.guide_dir() / "schedule.md"}
     stale = [p.name for p, text in files.items()
              if not p.exists() or tg._numbers_blurred(p.read_text(encoding="utf-8")) != tg._numbers_blurred(text)]
-    assert not stale, f"stale teachers' guide pages {stale}: run `python -m utils.teachers_guide`"
+    assert not stale, f"stale teachers' guide pages {stale}: run `python -m utils.course.teachers_guide`"
     for part in PARTS:
         page = files[tg.guide_dir() / f"{part}.md"]
         assert "PASSES this wrong" not in page and "the check crashed" not in page

@@ -1,4 +1,4 @@
-"""Text in every script of the corpus reads right when shown token by token (utils.token_text)."""
+"""Text in every script of the corpus reads right when shown token by token (utils.lm.token_text)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from utils.paths import data_dir
-from utils.token_text import context_html, context_window, render_tokens, token_bytes, token_pieces
+from utils.lm.token_text import context_html, context_window, render_tokens, token_bytes, token_pieces
 
 SCRIPTS = {  # a character class for each script of the corpus (Korean's Hangul with the CJK group)
     "latin-accented": "[àâçéèêëîïôûùüÿñäößąęłżśćńáíóú]",
@@ -23,7 +23,7 @@ SCRIPTS = {  # a character class for each script of the corpus (Korean's Hangul 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from utils.loading import load_model
+    from utils.lm.loading import load_model
 
     return load_model("gelu-1l-mini").tokenizer
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.wrong import mistake
-from utils.grading import reference_namespace
+from utils.course.grading import reference_namespace
 
 REF = reference_namespace("01_toy_models")
 ToyModel, NeuronModel, AbsModel = REF["ToyModel"], REF["NeuronModel"], REF["AbsModel"]

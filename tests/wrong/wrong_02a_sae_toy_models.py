@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.wrong import mistake
-from utils.grading import reference_namespace
+from utils.course.grading import reference_namespace
 
 REF = reference_namespace("02a_sae_toy_models")
 SAE = REF["SAE"]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.wrong import mistake
-from utils.grading import reference_namespace
+from utils.course.grading import reference_namespace
 
 REF = reference_namespace("02b_sae_gelu_1l")
 ActivationStore = REF["ActivationStore"]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.wrong import mistake
-from utils.grading import reference_namespace
+from utils.course.grading import reference_namespace
 
 REF = reference_namespace("03_dead_latents")
 reset_adam_moments = REF["reset_adam_moments"]

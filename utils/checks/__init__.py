@@ -3,7 +3,7 @@
 - Inline: the notebook cell right after an exercise calls ``check_xxx(learner_object)``; it prints a
   pass line, or raises :class:`CheckFailure` with a message that says what property broke and gives a
   hint (never the reference answer). This is what works on Colab.
-- Under pytest: :mod:`utils.grading` runs the same check on the objects defined in the learner's saved
+- Under pytest: :mod:`utils.course.grading` runs the same check on the objects defined in the learner's saved
   notebook and reports passed / failed / "not attempted yet" per exercise.
 
 Each part has one module here (``part01_toy_models`` ...). A check is a function decorated with

@@ -32,7 +32,7 @@ from utils.checks import (
     ks_test,
     unchanged_inputs,
 )
-from utils.toy_models import ToyModelConfig
+from utils.parts.toy_models import ToyModelConfig
 
 #: The false-alarm probability of each statistical test (a check runs fewer than 100 of them).
 ALPHA = 1e-8

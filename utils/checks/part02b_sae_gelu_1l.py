@@ -26,7 +26,7 @@ from utils.checks import (
     one_thread,
     unchanged_inputs,
 )
-from utils.sae import SAE, SAEConfig
+from utils.sae.model import SAE, SAEConfig
 
 __all__ = [
     "check_activation_store",
@@ -53,7 +53,7 @@ def _tiny_model(seed: int):
     The weights are larger than TransformerLens's default initialisation, so that the MLP matters to the
     logits (ablating it changes the loss by a clear margin) and its activations differ token to token.
     """
-    from utils.loading import new_model
+    from utils.lm.loading import new_model
 
     model = new_model(dict(n_layers=1, d_model=16, d_head=4, n_heads=4, d_mlp=D_MLP, n_ctx=N_CTX, d_vocab=D_VOCAB,
                            act_fn="gelu", normalization_type="LN", device="cpu"))

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from utils.checks import (CheckFailure, assert_close, assert_shape, binom_test, check_that, chi2_test, exercise,
                           ks_test, one_thread)
-from utils.sae import SAE, SAEConfig
+from utils.sae.model import SAE, SAEConfig
 
 __all__ = [
     "check_update_tokens_since_fired",
@@ -452,7 +452,7 @@ class _Recorder:
 
 
 def _state(seed: int, batches: list[Tensor]):
-    from utils.sae_training import TrainConfig, TrainState
+    from utils.sae.training import TrainConfig, TrainState
 
     sae = _sae(3, 6, seed)
     tokens = torch.tensor([0, 99, 100, 5000, 3, 250], dtype=torch.long)  # window 100: latents 2, 3, 5 are dead

@@ -366,7 +366,7 @@ def check_quantile_from_histogram(quantile_from_histogram: Callable, *, seed: in
 
 def _tiny_model(seed: int):
     """A random one-layer GELU transformer (d_model 16, d_mlp 32, vocab 40, context 12) with LayerNorm."""
-    from utils.loading import new_model
+    from utils.lm.loading import new_model
 
     model = new_model(dict(n_layers=1, d_model=16, d_head=4, n_heads=4, d_mlp=32, n_ctx=12, d_vocab=40,
                            act_fn="gelu", normalization_type="LN", device="cpu", seed=seed))
@@ -379,7 +379,7 @@ def _tiny_model(seed: int):
 
 
 def _tiny_sae(seed: int):
-    from utils.sae import SAE, SAEConfig
+    from utils.sae.model import SAE, SAEConfig
 
     sae = SAE(SAEConfig(d_in=32, d_sae=24, architecture="standard", seed=seed))
     with torch.no_grad():

@@ -1,0 +1,30 @@
+"""The latent dashboard: one page per latent and a prompt-centric view, offline, for any SAE the course trains.
+
+``dashboard.build(model, sae, tokens)`` gathers the data (``data``), ``dashboard.export_html`` /
+``export_folder`` write self-contained pages (``page``, with ``page.css`` and ``page.js``), ``dashboard.show``
+displays one in a notebook, and ``dashboard.widget.browse`` is an ipywidgets browser with a live prompt view.
+"""
+
+from utils.dashboard.data import (
+    STATS_OPTIONS,
+    DashboardData,
+    build,
+    export_folder,
+    export_html,
+    latent_stats,
+    prompt_view,
+    show,
+    to_json,
+)
+
+__all__ = [
+    "STATS_OPTIONS",
+    "DashboardData",
+    "build",
+    "export_folder",
+    "export_html",
+    "latent_stats",
+    "prompt_view",
+    "show",
+    "to_json",
+]
