@@ -31,6 +31,11 @@ constants, einops' ``"mean"`` ↔ ``"sum"``), ``relu`` ↔ ``gelu``, ``float`` �
 assignment), the returned value detached or turned to float64, the solution run inside
 ``torch.no_grad()``, ``generator=`` dropped (the global RNG instead of the one handed in), ``dtype=``
 dropped, and an arithmetic operation on a tensor argument done in place (``x - y`` → ``x.sub_(y)``).
+Four more model the blind spots of a check with a too-clean or too-kind fixture: a LayerNorm call dropped
+(``ln_final(x)`` → ``x``, ``layer_norm(x, ...)`` → ``x``), an index shifted by one (``x[i]`` → ``x[i ± 1]``, and
+the bounds of ``randint``/``randperm`` calls ± 1: Algorithm R's classic slips), a generator that restarts at
+every call (``generator=g`` → ``generator=torch.Generator().manual_seed(g.initial_seed())``), and a second
+centring (``x - c`` → ``x - c - c``, e.g. ``b_dec`` subtracted twice).
 
 Ids are stable: ``<exercise>:m<6 hex digits>``, a hash of the exercise, the operator, the original source
 line and the change, so editing other lines does not renumber the survivors you have declared.
@@ -181,6 +186,14 @@ _REDUCTION_STRINGS = {"mean": ["sum"], "sum": ["mean"], "max": ["min"], "min": [
 #: Calls that can be dropped, ``f(x)`` → ``x`` (functions of one tensor that keep its shape).
 _DROPPABLE_FUNCTIONS = {"relu", "gelu", "abs", "exp", "log", "sqrt", "sigmoid", "tanh", "contiguous", "clone",
                         "detach", "float", "log_softmax", "softmax"}
+#: Calls of a LayerNorm (a module of TransformerLens's, or torch's functional form): ``ln(x, ...)`` → ``x``.
+_LAYERNORM = re.compile(r"^(ln\w*|layer_norm|LayerNorm\w*)$")
+#: Random-index calls whose bounds an off-by-one mistake shifts.
+_RANDOM_INDEX = {"randint", "randperm", "arange"}
+
+
+def _is_tuple_or_slice(index: ast.AST) -> bool:
+    return isinstance(index, (ast.Tuple, ast.Slice))
 
 
 def _src(node: ast.AST) -> str:
@@ -259,6 +272,10 @@ class _Mutator(ast.NodeTransformer):
                                            lambda s=swap: ast.BinOp(node.left, s(), node.right))
         result = result or self._offer(node, "drop right operand", lambda: node.left)
         result = result or self._offer(node, "drop left operand", lambda: node.right)
+        if isinstance(node.op, ast.Sub) and isinstance(node.right, (ast.Name, ast.Attribute, ast.Call)):
+            result = result or self._offer(node, "a second centring",
+                                           lambda: ast.BinOp(ast.BinOp(node.left, ast.Sub(), node.right), ast.Sub(),
+                                                             copy.deepcopy(node.right)))
         params = self._params[-1] if self._params else set()
         if type(node.op) in _INPLACE and isinstance(node.left, ast.Name) and node.left.id in params:
             result = result or self._offer(
@@ -324,6 +341,19 @@ class _Mutator(ast.NodeTransformer):
                 return new
         return node
 
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        self.generic_visit(node)
+        if not self._inside(node) or not isinstance(node.ctx, ast.Load):
+            return node
+        index = node.slice
+        if isinstance(index, (ast.Name, ast.BinOp, ast.Call)) and not _is_tuple_or_slice(index):
+            for label, op in (("index + 1", ast.Add), ("index - 1", ast.Sub)):
+                new = self._offer(node, label, lambda op=op: ast.Subscript(
+                    node.value, ast.BinOp(index, op(), ast.Constant(1)), ast.Load()))
+                if new is not None:
+                    return new
+        return node
+
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         self.generic_visit(node)
         if not self._inside(node) or not isinstance(node.ctx, ast.Load):
@@ -342,9 +372,29 @@ class _Mutator(ast.NodeTransformer):
         new = None
         if name in _DROPPABLE_FUNCTIONS and len(node.args) == 1 and not node.keywords:
             new = self._offer(node, f"drop {name}()", lambda: node.args[0])
+        elif name and _LAYERNORM.match(name) and node.args:
+            new = self._offer(node, f"drop the LayerNorm {name}()", lambda: node.args[0])
+        if name in _RANDOM_INDEX:
+            for k, arg in enumerate(node.args):
+                if isinstance(arg, ast.Constant):
+                    continue  # the constant mutations cover literal bounds
+                for label, op in (("bound + 1", ast.Add), ("bound - 1", ast.Sub)):
+                    def make(k=k, op=op):
+                        args = list(node.args)
+                        args[k] = ast.BinOp(args[k], op(), ast.Constant(1))
+                        return ast.Call(node.func, args, node.keywords)
+                    new = new or self._offer(node, f"{name} {label}", make)
         elif isinstance(node.func, ast.Attribute) and not node.args and not node.keywords:
             new = self._offer(node, f"drop .{name}()", lambda: node.func.value)
         for k, keyword in enumerate(node.keywords):
+            if keyword.arg == "generator" and not isinstance(keyword.value, ast.Constant):
+                def restart(k=k, keyword=keyword):
+                    fresh = ast.parse(f"torch.Generator().manual_seed(({ast.unparse(keyword.value)}).initial_seed())",
+                                      mode="eval").body
+                    keywords = list(node.keywords)
+                    keywords[k] = ast.keyword("generator", fresh)
+                    return ast.Call(node.func, node.args, keywords)
+                new = new or self._offer(node, "a fresh generator per call", restart)
             if keyword.arg in ("generator", "dtype", "keepdim", "device"):
                 label = "global RNG (generator= dropped)" if keyword.arg == "generator" else f"{keyword.arg}= dropped"
                 new = new or self._offer(node, label, lambda k=k: ast.Call(node.func, node.args, node.keywords[:k] + node.keywords[k + 1:]))

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from tests.course.parts import PARTS, all_exercises, as_tuple, wrong_module
+from tests.wrong import CLASSES
 from utils.checks import CheckFailure, NotAttempted
 from utils.course.grading import reference_namespace, stub_namespace
 
@@ -61,7 +62,42 @@ def test_each_wrong_implementation_fails(part, exercise) -> None:
 @pytest.mark.parametrize("part", PARTS)
 def test_wrong_modules_name_only_real_exercises(part) -> None:
     known = {ex.id for p, ex in EXERCISES if p == part}
-    assert set(wrong_module(part).WRONG) <= known
+    module = wrong_module(part)
+    for table in ("WRONG", "CORRECT", "APPLIES", "SINGLE_FORM"):
+        assert set(getattr(module, table, {})) <= known, f"{module.__name__}.{table} names unknown exercises"
+
+
+@pytest.mark.parametrize(("part", "exercise"), EXERCISES, ids=IDS)
+def test_each_class_of_mistake_that_applies_is_covered(part, exercise) -> None:
+    """``APPLIES[id]``: the blind-spot classes (tests/wrong/__init__.py) that apply to the exercise; each needs a
+    wrong implementation of its own (whose message test above shows the check names it)."""
+    module = wrong_module(part)
+    applies = getattr(module, "APPLIES", {}).get(exercise.id)
+    assert applies, f"{module.__name__}.APPLIES should say which classes of mistakes apply to {exercise.id}"
+    assert set(applies) <= set(CLASSES), f"unknown classes {set(applies) - set(CLASSES)}"
+    kinds = {getattr(o, "mistake_kind", None) for entry in module.WRONG.get(exercise.id, []) for o in as_tuple(entry)}
+    missing = set(applies) - kinds
+    assert not missing, f"{exercise.id}: no wrong implementation of class {sorted(missing)} ({[CLASSES[k] for k in sorted(missing)]})"
+
+
+@pytest.mark.parametrize(("part", "exercise"), EXERCISES, ids=IDS)
+def test_correct_alternatives_pass(part, exercise) -> None:
+    """Correct code in another style passes, for several seeds; two per exercise, or SINGLE_FORM says why not."""
+    module = wrong_module(part)
+    alternatives = getattr(module, "CORRECT", {}).get(exercise.id, [])
+    single = getattr(module, "SINGLE_FORM", {}).get(exercise.id)
+    assert len(alternatives) >= 2 or (single and len(alternatives) >= 1) or (single and len(single) > 20), (
+        f"{exercise.id}: give two correct alternatives in {module.__name__}.CORRECT, or say in SINGLE_FORM why the "
+        f"exercise admits fewer")
+    for entry in alternatives:
+        objs = as_tuple(entry)
+        label = ", ".join(getattr(o, "__name__", repr(o)) for o in objs)
+        assert any(getattr(o, "is_correct_alternative", False) for o in objs), f"{label}: mark it with @correct"
+        for seed in SEEDS:
+            try:
+                exercise.check(*objs, seed=seed, quiet=True)
+            except CheckFailure as failure:
+                pytest.fail(f"the correct alternative {label} was rejected (seed {seed}): {failure}")
 
 
 def test_the_checks_statistical_tests_agree_with_scipy() -> None:
@@ -87,3 +123,15 @@ def test_the_checks_statistical_tests_agree_with_scipy() -> None:
     for hits, n, prob in [(500, 1000, 0.5), (530, 1000, 0.5), (272, 1000, 0.5), (250, 1000, 0.25), (9, 40, 0.1),
                           (0, 30, 0.2), (1000, 1000, 0.5)]:
         assert binom_test(hits, n, prob) == pytest.approx(stats.binomtest(hits, n, prob).pvalue, rel=1e-6, abs=1e-300)
+
+
+@pytest.mark.parametrize(("part", "exercise"), EXERCISES, ids=IDS)
+def test_sampling_checks_state_their_power(part, exercise) -> None:
+    """A check of a sampling exercise says, in its docstring, the false-alarm rate of its tests and their power
+    against each named mistake, computed (a script or a course test recomputes it), not guessed."""
+    if "sampling" not in getattr(wrong_module(part), "APPLIES", {}).get(exercise.id, ()):
+        pytest.skip("not a sampling exercise")
+    doc = (getattr(exercise.check, "__wrapped__", exercise.check).__doc__ or "").lower()
+    assert "power" in doc and "false-alarm" in doc, (
+        f"{exercise.id}: the check's docstring should state its false-alarm rate and its power against each "
+        f"mistake it names")

@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from utils.checks.fixtures import FixtureError
+
 __all__ = [
     "CheckFailure",
     "NotAttempted",
@@ -42,7 +44,9 @@ __all__ = [
     "assert_gradients_reach",
     "unchanged_inputs",
     "assert_type",
+    "assert_randomness_contract",
     "binom_test",
+    "shown_apart",
     "chi2_sf",
     "chi2_test",
     "ks_test",
@@ -106,6 +110,8 @@ def exercise(ex_id: str, title: str, *, objects: Sequence[str]) -> Callable[[Cal
                 ) from None
             except CheckFailure as failure:
                 raise type(failure)(f"{label} failed: {failure}") from None
+            except FixtureError:
+                raise  # the course's own fixture is broken: not the learner's failure
             except Exception as error:  # the learner's code crashed inside the check
                 where = _learner_frame(error)
                 raise CheckFailure(
@@ -263,6 +269,63 @@ def unchanged_inputs(what: str, **inputs: Any):
                 f"{what} modified its input `{name}` in place. Hint: use out-of-place operations "
                 f"(`{name} / n`, not `{name} /= n` or `{name}.div_(n)`) so the caller's tensor is left as it was."
             )
+
+
+def shown_apart(expected: float, got: float, max_digits: int = 10) -> tuple[str, str]:
+    """``expected`` and ``got`` as strings with the fewest significant digits (at least 3) that tell them apart,
+    so a message never says "should be 1, not 1"."""
+    for digits in range(3, max_digits + 1):
+        a, b = f"{expected:.{digits}g}", f"{got:.{digits}g}"
+        if a != b or expected == got:
+            return a, b
+    return repr(expected), repr(got)
+
+
+def _as_tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a (possibly nested) result, flattened to a list, for comparing two results."""
+    if isinstance(value, torch.Tensor):
+        return [value.detach()]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _as_tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _as_tensors(v)]
+    if isinstance(value, (int, float)):
+        return [torch.tensor(float(value))]
+    return []
+
+
+def _same(a: Any, b: Any) -> bool:
+    ta, tb = _as_tensors(a), _as_tensors(b)
+    return len(ta) == len(tb) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(ta, tb))
+
+
+def assert_randomness_contract(call: Callable[[torch.Generator], Any], what: str, seed: int = 0) -> None:
+    """The four promises of a function that takes a generator, checked on ``call(generator)``:
+
+    1. the same seed gives the same result (reproducible);
+    2. another seed gives another result (the generator is used);
+    3. the global random generator is left untouched (``torch.manual_seed`` elsewhere does not change it);
+    4. two calls with one generator give two different results (the stream goes on; a function that makes a
+       fresh generator from the one it was given, or from a fixed seed, restarts it every call).
+    """
+    first = call(torch.Generator().manual_seed(seed))
+    check_that(len(_as_tensors(first)) > 0, f"{what} returned no tensor to compare.")
+    state = torch.random.get_rng_state()
+    again = call(torch.Generator().manual_seed(seed))
+    check_that(torch.equal(torch.random.get_rng_state(), state),
+               f"{what} used torch's global random generator. Hint: pass `generator=generator` to every random call "
+               "(torch.rand, torch.randn, torch.randint, torch.randperm, torch.multinomial...).")
+    check_that(_same(first, again), f"two calls of {what} with generators of the same seed gave different results. "
+                                    "Hint: draw every random number from the generator you are given.")
+    other = call(torch.Generator().manual_seed(seed + 7919))
+    check_that(not _same(first, other), f"{what} gave the same result with generators of different seeds: it does not "
+                                        "use the generator it is given. Hint: pass `generator=generator` to every "
+                                        "random call.")
+    shared = torch.Generator().manual_seed(seed)
+    one, two = call(shared), call(shared)
+    check_that(not _same(one, two), f"two calls of {what} with the same generator object gave the same result, so the "
+                                    "random stream restarts at every call (a fresh torch.Generator, or manual_seed, "
+                                    "inside the function). Hint: draw from the generator you are given, as it is.")
 
 
 # ---------------------------------------------------------------------------------------------------------
