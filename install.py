@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Install the course into the current Python environment (standard library only, so it runs anywhere).
 
-    python install.py            # the course and JupyterLab
-    python install.py --test     # the course and what grading needs (pytest, nbclient, jupytext)
+    python install.py            # everything a learner needs: the course, JupyterLab, and pytest to grade
+    python install.py --test     # and the maintainers' tools (nbconvert, jupytext, ruff...), for the course's tests
 
 For a room without internet (see solutions/teachers/README.md):
 
@@ -12,22 +12,33 @@ For a room without internet (see solutions/teachers/README.md):
     python install.py --from DIR [--test]
                                  # on each laptop: install from DIR with no network (pip --no-index)
 
-torch: where none is installed, this installs torch==2.13.0 (a CPU build where the index offers one).
-Where one is installed (Colab's, or a CUDA build you chose), it is kept: pip is constrained to that
-exact version, so no dependency can replace it.
+torch: where none is installed, this installs torch==2.13.0. A plain `pip install torch` on Linux downloads
+the CUDA build from PyPI (about 900 MB for torch itself, and about 2.5 GB more of NVIDIA libraries), which
+a laptop without an NVIDIA GPU cannot use; so on Linux without one, torch comes from PyTorch's CPU index
+(https://download.pytorch.org/whl/cpu, about 200 MB) when that index answers, and from pip's default index
+otherwise (it says which, and why). `--cuda` asks for pip's default index anyway. Where a torch is installed
+(Colab's, or a CUDA build you chose), it is kept: pip is constrained to that exact version, so no
+dependency can replace it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
+import platform
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 TORCH_PIN = "torch==2.13.0"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+#: What each command installs, on top of the course's own dependencies (pyproject.toml's extras).
+LEARNER_EXTRAS = ("notebook", "grade")
+TEST_EXTRAS = ("notebook", "grade", "test")
 SUPPORTED = ((3, 11), (3, 13))
 ROOT = Path(__file__).resolve().parent
 
@@ -126,6 +137,38 @@ def torch_in(folder: Path) -> str:
     return versions[0]
 
 
+def has_nvidia_gpu() -> bool:
+    """Whether an NVIDIA driver is present (its kernel module's folder, or nvidia-smi on PATH)."""
+    if Path("/proc/driver/nvidia").exists():
+        return True
+    return any((Path(folder) / "nvidia-smi").is_file() for folder in os.environ.get("PATH", "").split(os.pathsep))
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the URL's host opens within ``timeout`` seconds."""
+    host = re.sub(r"^\w+://", "", url).split("/")[0]
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def torch_source(*, cuda: bool) -> tuple[list[str], str]:
+    """pip's arguments for installing torch here, and why: PyTorch's CPU index on Linux without an NVIDIA GPU
+    (when it answers), else pip's default index."""
+    if cuda:
+        return [], "pip's default index (--cuda)"
+    if platform.system() != "Linux":
+        return [], f"pip's default index (on {platform.system()} it has no CUDA build to avoid)"
+    if has_nvidia_gpu():
+        return [], "pip's default index: an NVIDIA GPU is present, so the CUDA build is the one to have"
+    if not reachable(CPU_INDEX):
+        return [], (f"pip's default index: PyTorch's CPU index ({CPU_INDEX}) does not answer; on Linux this may "
+                    "download the CUDA build (several GB) unless your pip is configured otherwise")
+    return ["--index-url", CPU_INDEX], f"PyTorch's CPU index ({CPU_INDEX}): no NVIDIA GPU here, about 200 MB"
+
+
 def installed_torch() -> str | None:
     try:
         return importlib.metadata.version("torch")
@@ -135,7 +178,8 @@ def installed_torch() -> str | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--test", action="store_true", help="install what grading and the course's tests need")
+    parser.add_argument("--test", action="store_true", help="also install the course's own test tools")
+    parser.add_argument("--cuda", action="store_true", help="install torch from pip's default index (CUDA build on Linux)")
     parser.add_argument("--no-editable", action="store_true", help="install a copy instead of linking this checkout")
     parser.add_argument("--download", type=Path, metavar="DIR", help="gather every wheel the course needs into DIR")
     parser.add_argument("--python-version", help="with --download: the target's Python, e.g. 3.11 (default: this one)")
@@ -160,19 +204,24 @@ def main() -> int:
         return 1
 
     torch_version = installed_torch()
-    if torch_version is None:
-        pip(*offline, f"torch=={torch_in(args.wheels)}" if args.wheels else TORCH_PIN)
-        torch_version = installed_torch()
+    if torch_version is None and args.wheels:
+        pip(*offline, f"torch=={torch_in(args.wheels)}")
+    elif torch_version is None:
+        source, why = torch_source(cuda=args.cuda)
+        print(f"Installing {TORCH_PIN} from {why}.", flush=True)
+        pip(*source, TORCH_PIN)
     else:
         print(f"Keeping the installed torch {torch_version}.")
+    torch_version = installed_torch()
 
-    extra = "test" if args.test else "notebook"
+    extras = ",".join(TEST_EXTRAS if args.test else LEARNER_EXTRAS)
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp) / "keep-torch.txt"
         constraints.write_text(f"torch=={torch_version}\n")
-        target = f"{ROOT}[{extra}]"
+        target = f"{ROOT}[{extras}]"
         pip(*offline, "-c", str(constraints), *([] if args.no_editable else ["-e"]), target)
-    print(f"\nThe course is installed (extras: {extra}). Next: see README.md.")
+    print(f"\nThe course is installed (extras: {extras}). Next: `python -m jupyterlab` to work, "
+          "`python -m pytest` to grade your notebooks (README.md).")
     return 0
 
 

@@ -64,3 +64,30 @@ def test_torch_version_is_read_from_the_folder(tmp_path) -> None:
 def test_bad_arguments_are_clear_errors(args, message) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "install.py"), *args], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+@pytest.mark.parametrize(("system", "gpu", "answers", "cuda", "index"), [
+    ("Linux", False, True, False, install.CPU_INDEX),  # a CPU laptop: the small CPU build
+    ("Linux", False, False, False, None),  # the CPU index does not answer: pip's default, and it says so
+    ("Linux", True, True, False, None),  # an NVIDIA GPU: the CUDA build is the one to have
+    ("Linux", False, True, True, None),  # --cuda
+    ("Darwin", False, True, False, None),  # macOS wheels are CPU builds already
+])
+def test_torch_comes_from_the_cpu_index_on_linux_without_a_gpu(monkeypatch, system, gpu, answers, cuda, index):
+    monkeypatch.setattr(install.platform, "system", lambda: system)
+    monkeypatch.setattr(install, "has_nvidia_gpu", lambda: gpu)
+    monkeypatch.setattr(install, "reachable", lambda url, timeout=3.0: answers)
+    args, why = install.torch_source(cuda=cuda)
+    assert args == ([] if index is None else ["--index-url", index])
+    assert why.startswith("PyTorch's CPU index" if index else "pip's default index")
+    if system == "Linux" and not gpu and not answers and not cuda:
+        assert "CUDA build (several GB)" in why
+
+
+def test_a_learner_install_includes_what_grading_needs() -> None:
+    """`python install.py` alone must be enough to run `python -m pytest` on the notebooks."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = pyproject["project"]["optional-dependencies"]
+    learner = {r.split(">")[0].split("=")[0] for name in install.LEARNER_EXTRAS for r in extras[name]}
+    assert {"pytest", "nbformat", "nbclient", "ipykernel", "jupyterlab"} <= learner
+    assert set(install.LEARNER_EXTRAS) < set(install.TEST_EXTRAS)
