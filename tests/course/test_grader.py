@@ -158,6 +158,9 @@ def test_infinite_loops_hit_the_time_limits_and_cost_only_their_exercise(tmp_pat
     for ex in (at_definition, when_called):
         assert results[ex.id].status == FAILED and "infinite loop" in results[ex.id].message, results[ex.id]
     assert "could not be defined" in results[at_definition.id].message
+    # the cell is named as a learner finds it, by its first line, not by a number JupyterLab does not show
+    assert "the cell that starts `while True:`" in results[at_definition.id].message
+    assert not re.search(r"\bcell \d", results[at_definition.id].message), results[at_definition.id].message
     assert results[fine.id].status == NOT_ATTEMPTED, results[fine.id]
 
 

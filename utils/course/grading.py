@@ -73,6 +73,16 @@ class CodeCell:
     source: str
     tags: frozenset[str]
 
+    @property
+    def label(self) -> str:
+        """How a learner finds the cell: by its first line of code (JupyterLab numbers no cells, and ``index``
+        counts markdown cells too), e.g. "the cell that starts `def update_tokens_since_fired(`"."""
+        lines = (line.strip() for line in self.source.splitlines())
+        first = next((line for line in lines if line and not line.startswith("#")), "")
+        if not first:
+            return f"code cell {self.index} (it holds only comments)"
+        return f"the cell that starts `{first if len(first) <= 60 else first[:57] + '...'}`"
+
 
 def notebook_cells(path: Path) -> list[CodeCell]:
     """The code cells of a saved ``.ipynb`` notebook.
@@ -168,7 +178,7 @@ def run_cells(cells: list[CodeCell], *, filename: str, cell_timeout: float = CEL
         try:
             tree = ast.parse(source, filename=where)
         except SyntaxError as error:
-            errors[cell.index] = f"SyntaxError in cell {cell.index}, line {error.lineno}: {error.msg}"
+            errors[cell.index] = f"SyntaxError in {cell.label}, line {error.lineno}: {error.msg}"
             continue
         if not cell.tags & {"setup", "exercise"}:
             tree = _definitions_only(tree)
@@ -177,11 +187,11 @@ def run_cells(cells: list[CodeCell], *, filename: str, cell_timeout: float = CEL
             with time_limit(cell_timeout), contextlib.redirect_stdout(io.StringIO()):
                 exec(code, namespace)
         except ExerciseTimeout as error:
-            errors[cell.index] = f"cell {cell.index} {error} to run (an infinite loop, or heavy work at the top level?)"
+            errors[cell.index] = f"{cell.label} {error} to run (an infinite loop, or heavy work at the top level?)"
         except BaseException as error:  # noqa: BLE001 - the learner's cell may raise anything
             if isinstance(error, KeyboardInterrupt):
                 raise
-            errors[cell.index] = f"cell {cell.index} raised {type(error).__name__}: {error}"
+            errors[cell.index] = f"{cell.label} raised {type(error).__name__}: {error}"
     return namespace, errors
 
 
@@ -196,18 +206,18 @@ def defined_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def _defining_cell(name: str, cells: list[CodeCell]) -> int | None:
-    """The index of the last cell that defines (or assigns) ``name`` at the top level, if any."""
+def _defining_cell(name: str, cells: list[CodeCell]) -> CodeCell | None:
+    """The last cell that defines (or assigns) ``name`` at the top level, if any."""
     found = None
     for cell in cells:
         try:
             tree = ast.parse(_without_magics(cell.source))
         except SyntaxError:
             if f"def {name}" in cell.source or f"class {name}" in cell.source:
-                found = cell.index
+                found = cell
             continue
         if name in defined_names(tree):
-            found = cell.index
+            found = cell
     return found
 
 
@@ -218,17 +228,17 @@ def grade_objects(exercise, namespace: dict, cells: list[CodeCell], errors: dict
     start = time.perf_counter()
     objects = []
     for name in exercise.objects:
-        cell_index = _defining_cell(name, [c for c in cells if not c.tags & ALWAYS_SKIPPED_TAGS])
-        if cell_index is not None and cell_index in errors:
-            return Result(exercise.id, FAILED, f"`{name}` could not be defined: {errors[cell_index]}.")
+        cell = _defining_cell(name, [c for c in cells if not c.tags & ALWAYS_SKIPPED_TAGS])
+        if cell is not None and cell.index in errors:
+            return Result(exercise.id, FAILED, f"`{name}` could not be defined: {errors[cell.index]}.")
         if name not in namespace:
-            if cell_index is None:
+            if cell is None:
                 message = (
                     f"no `{name}` found in the notebook. Did you rename or delete it? "
                     f"The check looks for a top-level definition named exactly `{name}`."
                 )
             else:
-                message = f"`{name}` is defined in cell {cell_index}, but that cell did not run."
+                message = f"`{name}` is defined in {cell.label}, but that cell did not run."
             return Result(exercise.id, FAILED, message)
         objects.append(namespace[name])
     try:
