@@ -287,6 +287,11 @@ def _check_decode(sae, acts: Tensor, seed: int) -> None:
     _assert_values(x_hat, expected, "decode(acts)", "x_hat = acts @ W_dec + b_dec (the rows of W_dec as they are: "
                    "don't normalise them here).", axes=("row", "d_in"), on=on_acts)
     assert_float32(x_hat, "decode(acts)")
+    acts3 = acts[:12].reshape(2, 6, -1)
+    with torch.no_grad():
+        _assert_values(sae.decode(acts3), _ref_decode(sae, acts3), "decode(acts) for acts of shape [2, 6, d_sae]",
+                       "work on the last axis only (`@` does), so that any leading dimensions are kept.",
+                       axes=("batch", "position", "d_in"), on="activations with a sequence axis")
     acts_in = acts.clone().requires_grad_(True)
     _assert_gradients(sae.decode(acts_in), _ref_decode(sae, acts_in),
                       {"W_dec": sae.W_dec, "b_dec": sae.b_dec, "acts (decode's input)": acts_in}, "decode(acts)",
