@@ -214,6 +214,12 @@ class SAEConfig:
 # Write them so that any leading dimensions work (`[batch d_in]`, or `[batch seq d_in]` in Part 2b):
 # `@` and broadcasting already do.
 #
+# Training differentiates through these three methods (exercise 2.2's loss backpropagates through
+# `forward`), so keep every parameter in the computation graph: no `torch.no_grad()`, `.detach()` or
+# `.data` on the way. The check compares the gradients with respect to every parameter with those of
+# the formula above: a value can be right while its gradient is not (a parameter used twice, with one
+# use detached, still gets a gradient, but of the wrong size).
+#
 # The initialisation is given. Each decoder row starts as a random unit vector and the encoder starts
 # as the decoder's transpose, so that at first latent $j$ fires on inputs that point along its own
 # direction; this makes fewer latents die early (Gao et al., 2024, section 2.4; Anthropic's "Circuits
@@ -333,7 +339,9 @@ checks.check_sae_forward(SAE)
 # latents, the **L0** $\lVert f_b \rVert_0 = \#\{j : f_{bj} > 0\}$. L0 has zero gradient almost
 # everywhere, so it cannot be trained on, but it is the number to watch: return its batch mean too.
 #
-# Return a dict of four 0-dimensional tensors: `"loss"`, `"mse"`, `"l1"`, `"l0"`.
+# Return a dict of four 0-dimensional tensors: `"loss"`, `"mse"`, `"l1"`, `"l0"`. The training loop
+# backpropagates from `"loss"`, so it must carry the gradient of both terms (the check compares it
+# with the reference's); it logs the others with `.item()`, so keep them tensors.
 #
 # <details><summary>Hint</summary>
 #
@@ -517,8 +525,9 @@ assert doubled >= 3, doubled
 # sides yourself: the check passes decoder rows that are not unit-norm.
 #
 # Inputs: `W_features` is `[feats d_in]` (one true direction per row; for the toy model that is
-# `toy.W[0].T`), `W_dec` is `[d_sae d_in]`. Return `(recovery, best)`: a float tensor `[feats]` and a
-# long tensor `[feats]` of latent indices.
+# `toy.W[0].T`), `W_dec` is `[d_sae d_in]`. Return `(recovery, best)`: a float tensor `[feats]` in the
+# inputs' dtype (float32 in, float32 out; float64 in, float64 out) and a long tensor `[feats]` of
+# latent indices.
 #
 # <details><summary>Hint</summary>
 #
@@ -616,6 +625,12 @@ plot_saes.plot_cosine_heatmap(cosine_table(toy_5d.W[0].T, sae_5d.W_dec),
 # SAELens has one class per architecture (`StandardSAE`, `TopKSAE`), and so do we: `TopKSAE` inherits
 # everything from your `SAE` and overrides `encode`; `k` is `self.cfg.k`. (The course library's
 # `utils.sae.SAE` puts both in one class, switching on `cfg.architecture`.)
+#
+# The SAE trains through `encode`, so its gradient must be that of the formula: the $k$ kept
+# activations carry the gradient of their pre-activations, and the zeroed ones carry none (which
+# latents are kept is a choice, not a value, and has no gradient). The check compares the gradients
+# with the reference's, so a straight-through estimator, which lets the gradient into every latent,
+# does not pass.
 #
 # <details><summary>Hint</summary>
 #
