@@ -216,6 +216,7 @@ def _follows_dtype(function, W: Tensor, names: str) -> None:
                "dtype (float64). Hint: don't fill a tensor you create yourself (torch.zeros(...) is float32 unless you "
                "pass dtype=W.dtype); compute from W itself.")
 
+
 # ---------------------------------------------------------------------------------------------------------
 # Statistical tests of sampled batches
 # ---------------------------------------------------------------------------------------------------------
@@ -552,10 +553,12 @@ def _check_model_output(model, x: Tensor, expected: Tensor, b: Tensor, variants:
             raise CheckFailure(f"{what} has negative entries (e.g. {values[where].item():.3g} at "
                                f"{', '.join(f'{n} {i}' for n, i in zip(axes, where))}), but it ends in a ReLU. "
                                "Hint: did you forget the final ReLU?")
-        if not torch.allclose(values[0], torch.relu(b).expand_as(values[0]).double(), atol=1e-5):
+        zero_input = torch.relu(b).expand_as(values[0]).double()
+        if not torch.allclose(values[0], zero_input, atol=1e-5):
             raise CheckFailure(
-                f"{what}: for an all-zero input the output should be ReLU(b_final), and it is not. "
-                "Hint: check how (and where) you add the bias."
+                f"{what}: for an all-zero input (batch row 0) the output should be ReLU(b_final), and it is not: "
+                f"{_example(values[0], zero_input, ('instance', 'feature'))}. Hint: check how (and where) you add "
+                "the bias."
             )
         isolated = x.clone()
         isolated[:, 1:] = 0.0  # features in instance 0 only: every other instance must output ReLU(b)
@@ -652,8 +655,9 @@ def check_generate_batch(generate_batch, *, seed: int = 0) -> None:
     same = (x[:, 1, 2] == x[:, 3, 2]) & both
     check_that(
         same.double().mean().item() < 0.01,
-        "generate_batch: two instances often have exactly the same feature value. "
-        "Hint: draw the values with shape (batch, inst, feats), not one draw shared across instances.",
+        f"generate_batch: instances 1 and 3 have exactly the same value of feature 2 in {same.double().mean().item():.1%} "
+        "of the samples (independent draws almost never coincide). Hint: draw the values with shape (batch, inst, "
+        "feats), not one draw shared across instances.",
     )
 
 
