@@ -122,6 +122,12 @@ torch.manual_seed(0)
 # `einops.einsum` lets you write this with the dimension names themselves, e.g.
 # `einops.einsum(A, B, "inst hidden feats, batch inst feats -> batch inst hidden")`.
 #
+# The training loop learns `W` and `b_final` by backpropagating through this forward pass, so keep it
+# differentiable: no `torch.no_grad()`, `.detach()` or `.data` on the way. `W` is used twice, to write
+# ($h = Wx$) and to read ($W^\top h$), and its gradient is the sum of both uses: the check compares the
+# gradient that reaches each parameter with the one the formula gives, not only whether one arrives.
+# Return one float32 tensor of shape `[batch inst feats]`.
+#
 # <details><summary>Hint</summary>
 #
 # Two `einsum`s: one from `feats` to `hidden` (the hidden vector `h`, shape `[batch inst hidden]`),
@@ -178,6 +184,12 @@ checks.check_toy_model(ToyModel)
 # experiments, and two features must not share one either, or they become correlated (that comes in
 # exercise 1.5, on purpose).
 #
+# Draw with torch's own random functions (`torch.rand` and friends), and don't seed inside the
+# function: `torch.manual_seed` outside must make a batch reproducible, and every call must give a
+# fresh batch (training calls `generate_batch` once per step; a function that reseeds itself would
+# train on the same batch over and over). Return one float32 tensor; leave `feature_probability` as
+# it is.
+#
 # <details><summary>Hint</summary>
 #
 # Draw two tensors of shape `(batch_size, n_inst, n_feats)` with `torch.rand`: one for the values,
@@ -224,7 +236,9 @@ checks.check_generate_batch(generate_batch)
 #   instance's gradient by `n_inst`.
 #
 # Shapes: `output`, `target` are `[batch inst feats]`, `importance` is `[inst feats]`; return a
-# scalar (a 0-dimensional tensor).
+# scalar (a 0-dimensional tensor) of the inputs' dtype (float32 here, float64 for float64 inputs).
+# Training calls `loss.backward()`, so the loss must carry the gradient back to `output` (no
+# `.item()`, no `.detach()`), and must not modify `output` or `target` in place.
 #
 # <details><summary>Hint</summary>
 #
@@ -354,6 +368,8 @@ for k, s in enumerate(sparsities_2d):
 # A dropped feature can have $W_i = 0$ exactly; to avoid dividing by zero, normalise with
 # $\lVert W_i \rVert + 10^{-8}$ (its superposition is then 0, not NaN).
 #
+# Both results have `W`'s dtype (float64 in, float64 out), and `W` is left unmodified.
+#
 # <details><summary>Hint</summary>
 #
 # The norms are `W.norm(dim=1)` (over `hidden`). Build `W_hat` by dividing by the norms (careful to
@@ -364,7 +380,8 @@ for k, s in enumerate(sparsities_2d):
 #
 # <details><summary>Hint 2: removing the diagonal</summary>
 #
-# `dots.masked_fill(torch.eye(n_feats, dtype=torch.bool), 0)` zeroes the $j = i$ entries. (The
+# `dots.masked_fill(torch.eye(n_feats, dtype=torch.bool, device=W.device), 0)` zeroes the $j = i$
+# entries; the mask is made on `W`'s device, so that it also works for weights on a GPU. (The
 # diagonal entry is $(\hat W_i \cdot W_i)^2 = \lVert W_i \rVert^2$, which is not interference.)
 # </details>
 
@@ -469,7 +486,8 @@ assert all((n[:c] > 0.5).sum() >= c - 1 for n, c in zip(norms_20, represented_20
 #   $p \leq 0.5$), which is the first or the second with equal chance.
 #
 # Pairs, instances and batch elements are independent of each other. Return shape
-# `[batch inst 2*n_pairs]`.
+# `[batch inst 2*n_pairs]`, float32. As in exercise 1.2, draw with torch's random functions and
+# don't seed inside, and leave `feature_probability` as it is.
 #
 # <details><summary>Hint (correlated)</summary>
 #
@@ -605,7 +623,9 @@ for name, model, generate in [("correlated", model_corr, generate_correlated_fea
 # (**monosemantic**) or several (**polysemantic**)?
 #
 # `NeuronModel` inherits `__init__` (and the shapes of `W`, `b_final`) from `ToyModel`; write its
-# `forward`. It does not depend on your `ToyModel.forward`.
+# `forward`. It does not depend on your `ToyModel.forward`. As in exercise 1.1, training
+# backpropagates through it, and the check compares the gradients that reach `W` and `b_final` with
+# the formula's.
 #
 # <details><summary>Hint</summary>
 #
@@ -713,7 +733,9 @@ for s, W_k in zip(sparsities_neurons, model_neurons.W.detach()):
 #
 # $$ x_{\beta k i} = \begin{cases} v_{\beta k i} \sim \mathcal{U}[-1, 1) & \text{with probability } p_{k i} \\ 0 & \text{otherwise.} \end{cases} $$
 #
-# Absent features must be exactly 0: the whole point of sparsity is that most inputs are zero.
+# Absent features must be exactly 0: the whole point of sparsity is that most inputs are zero. As in
+# exercise 1.2, draw with torch's random functions, don't seed inside, return float32, and leave
+# `feature_probability` as it is.
 #
 # <details><summary>Hint</summary>
 #
@@ -745,6 +767,8 @@ checks.check_generate_signed_batch(generate_signed_batch)
 #
 # Shapes: `W1` is `[inst hidden feats]`, `W2` is `[inst feats hidden]` (its own matrix, *not*
 # $W_1^\top$: reading $|x|$ needs different weights from writing $x$), `b_final` is `[inst feats]`.
+# Training learns all three through this forward pass: the check compares the gradient that reaches
+# each with the formula's.
 #
 # <details><summary>Hint</summary>
 #
@@ -847,7 +871,7 @@ for s, e in zip(sparsities_abs, explained_abs):
 # $0$ for a dropped feature. Input `W` is `[inst hidden feats]`, output `[inst feats]`.
 #
 # As in exercise 1.4, features with $W_i = 0$ must give 0, not NaN: normalise with
-# $\lVert W_i \rVert + 10^{-8}$, and add $10^{-8}$ to the denominator.
+# $\lVert W_i \rVert + 10^{-8}$, and add $10^{-8}$ to the denominator; and the result has `W`'s dtype.
 #
 # <details><summary>Hint</summary>
 #

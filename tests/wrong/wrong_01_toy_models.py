@@ -12,10 +12,11 @@ check's failure message must match (so that a check catching it for the wrong re
 from __future__ import annotations
 
 import einops
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tests.wrong import mistake
+from tests.wrong import correct, mistake
 from utils.course.grading import reference_namespace
 
 REF = reference_namespace("01_toy_models")
@@ -35,7 +36,7 @@ def _back(W, h):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('negative entries.*forget the final ReLU')
+@mistake('negative entries.*forget the final ReLU', kind="branch")
 class ToyNoFinalReLU(ToyModel):
     """Forgot the final ReLU: a linear model plus bias."""
 
@@ -43,7 +44,7 @@ class ToyNoFinalReLU(ToyModel):
         return _back(self.W, _hidden(self.W, features)) + self.b_final
 
 
-@mistake('ignores b_final')
+@mistake('ignores b_final', kind="fixture")
 class ToyNoBias(ToyModel):
     """Forgot to add b_final."""
 
@@ -51,7 +52,7 @@ class ToyNoBias(ToyModel):
         return F.relu(_back(self.W, _hidden(self.W, features)))
 
 
-@mistake('bias seems to be added after the ReLU')
+@mistake('bias seems to be added after the ReLU', kind="branch")
 class ToyBiasAfterReLU(ToyModel):
     """Added the bias after the ReLU instead of inside it."""
 
@@ -77,7 +78,7 @@ class ToyWrongInstanceMixing(ToyModel):
         return F.relu(out + self.b_final)
 
 
-@mistake('does not carry a gradient.*torch\\.no_grad')
+@mistake('does not carry a gradient.*torch\\.no_grad', kind="gradient")
 class ToyForwardNoGrad(ToyModel):
     """Computed the forward pass inside torch.no_grad(): the output has no gradient, so train() never changes W."""
 
@@ -86,7 +87,7 @@ class ToyForwardNoGrad(ToyModel):
             return F.relu(_back(self.W, _hidden(self.W, features)) + self.b_final)
 
 
-@mistake('dtype torch\\.float64; it should be float32')
+@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
 class ToyFloat64(ToyModel):
     """Returned the output in float64 (`.double()`): training then fails far away with a dtype error."""
 
@@ -102,12 +103,51 @@ class ToyGELU(ToyModel):
         return F.gelu(_back(self.W, _hidden(self.W, features)) + self.b_final)
 
 
+@mistake('gradient that reaches `W`.*read-out Wᵀh passes none', kind="gradient")
+class ToyReadoutDetached(ToyModel):
+    """Detached W in the read-out (W.detach() in the second einsum, "W is the same matrix anyway"): the output is
+    right, but W's gradient is only the part through the write h = Wx."""
+
+    def forward(self, features):
+        return F.relu(_back(self.W.detach(), _hidden(self.W, features)) + self.b_final)
+
+
+@mistake('is a tuple; forward should return one tensor', kind="type")
+class ToyReturnsHidden(ToyModel):
+    """Returned (output, hidden) to plot the hidden vectors too: train() then gets a tuple where it needs a tensor."""
+
+    def forward(self, features):
+        h = _hidden(self.W, features)
+        return F.relu(_back(self.W, h) + self.b_final), h
+
+
+@correct
+class ToyLoop(ToyModel):
+    """A loop over instances with matrix products (W_k x for each batch row, then W_kᵀ h), stacked along `inst`."""
+
+    def forward(self, features):
+        outs = []
+        for k in range(self.W.shape[0]):
+            h = features[:, k] @ self.W[k].T  # [batch hidden]
+            outs.append(torch.relu(h @ self.W[k] + self.b_final[k]))
+        return torch.stack(outs, dim=1)
+
+
+@correct
+class ToyGram(ToyModel):
+    """The closed form ReLU((WᵀW) x + b): the Gram matrix WᵀW first, then one batched product, clamp for the ReLU."""
+
+    def forward(self, features):
+        gram = self.W.transpose(1, 2) @ self.W  # [inst feats feats]
+        return (torch.einsum("ifg,big->bif", gram, features) + self.b_final).clamp(min=0)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 1.2 generate_batch
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('presence rates.*comparison reversed')
+@mistake('presence rates.*comparison reversed', kind="sampling")
 def batch_reversed(batch_size, feature_probability):
     """Comparison reversed: features present with probability 1 - p."""
     n_inst, n_feats = feature_probability.shape
@@ -115,7 +155,7 @@ def batch_reversed(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats) * present
 
 
-@mistake('independent features.*each instance needs its own random mask')
+@mistake('independent features.*each instance needs its own random mask', kind="sampling")
 def batch_shared_mask_across_instances(batch_size, feature_probability):
     """One mask draw shared by every instance (shape (batch, 1, feats))."""
     n_inst, n_feats = feature_probability.shape
@@ -123,7 +163,7 @@ def batch_shared_mask_across_instances(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats) * present
 
 
-@mistake("reusing the mask's random numbers")
+@mistake("reusing the mask's random numbers", kind="sampling")
 def batch_same_random_for_mask_and_value(batch_size, feature_probability):
     """Reused the mask's random numbers as the values: values end up uniform in [0, p)."""
     n_inst, n_feats = feature_probability.shape
@@ -138,7 +178,7 @@ def batch_mask_only(batch_size, feature_probability):
     return (torch.rand(batch_size, n_inst, n_feats) < feature_probability).float()
 
 
-@mistake('dtype torch\\.float64; it should be float32')
+@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
 def batch_float64(batch_size, feature_probability):
     """Drew the values in float64 (dtype=torch.float64): the model's float32 weights then refuse the batch."""
     n_inst, n_feats = feature_probability.shape
@@ -146,12 +186,72 @@ def batch_float64(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats, dtype=torch.float64) * present
 
 
-@mistake('independent features.*each feature needs its own random draw')
+@mistake('independent features.*each feature needs its own random draw', kind="sampling")
 def batch_shared_mask_across_features(batch_size, feature_probability):
     """One mask draw per (batch, instance), shared by all features (shape (batch, inst, 1))."""
     n_inst, n_feats = feature_probability.shape
     present = torch.rand(batch_size, n_inst, 1) < feature_probability
     return torch.rand(batch_size, n_inst, n_feats) * present
+
+
+@mistake('restarts at every call', kind="randomness")
+def batch_seeded_each_call(batch_size, feature_probability):
+    """Called torch.manual_seed(0) inside "for reproducibility": every call returns the same batch, so training sees
+    one batch over and over."""
+    torch.manual_seed(0)
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, n_inst, n_feats) < feature_probability
+    return torch.rand(batch_size, n_inst, n_feats) * present
+
+
+@mistake('restarts at every call', kind="randomness")
+def batch_fresh_generator(batch_size, feature_probability):
+    """Made a fresh torch.Generator() in the function: it starts from the same default seed at every call."""
+    g = torch.Generator()
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, n_inst, n_feats, generator=g) < feature_probability
+    return torch.rand(batch_size, n_inst, n_feats, generator=g) * present
+
+
+@mistake("does not come from torch's random generator alone", kind="randomness")
+def batch_numpy(batch_size, feature_probability):
+    """Drew the mask and the values with numpy: torch.manual_seed does not make the batch reproducible."""
+    n_inst, n_feats = feature_probability.shape
+    present = np.random.rand(batch_size, n_inst, n_feats) < feature_probability.numpy()
+    return torch.from_numpy(np.random.rand(batch_size, n_inst, n_feats) * present).float()
+
+
+@mistake('modified its input `feature_probability` in place', kind="inputs")
+def batch_unsqueezes_probability(batch_size, feature_probability):
+    """Added the batch axis to feature_probability in place (unsqueeze_), changing the caller's tensor's shape."""
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, n_inst, n_feats) < feature_probability.unsqueeze_(0)
+    return torch.rand(batch_size, n_inst, n_feats) * present
+
+
+@mistake('returned a tuple; it should return one tensor', kind="type")
+def batch_with_mask(batch_size, feature_probability):
+    """Returned (batch, mask), to look at the mask too."""
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, n_inst, n_feats) < feature_probability
+    return torch.rand(batch_size, n_inst, n_feats) * present, present
+
+
+@correct
+def batch_values_first_bernoulli(batch_size, feature_probability):
+    """The values drawn first, then the mask with torch.bernoulli (another order of draws, another sampler)."""
+    n_inst, n_feats = feature_probability.shape
+    values = torch.rand(batch_size, n_inst, n_feats)
+    present = torch.bernoulli(feature_probability.expand(batch_size, n_inst, n_feats))
+    return values * present
+
+
+@correct
+def batch_where_uniform(batch_size, feature_probability):
+    """torch.where on a mask, with values from Tensor.uniform_ (in place on a fresh tensor, not on an input)."""
+    shape = (batch_size, *feature_probability.shape)
+    present = torch.rand(shape) < feature_probability
+    return torch.where(present, torch.empty(shape).uniform_(0, 1), 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -165,7 +265,7 @@ def loss_mean_everything(output, target, importance):
     return (importance * (output - target) ** 2).mean()
 
 
-@mistake('ignores `importance`')
+@mistake('ignores `importance`', kind="fixture")
 def loss_no_importance(output, target, importance):
     """Forgot the importance weights."""
     return ((output - target) ** 2).mean(0).sum()
@@ -189,10 +289,53 @@ def loss_importance_squared(output, target, importance):
     return (importance * (output - target)).pow(2).mean(0).sum()
 
 
-@mistake('the loss has dtype torch\\.float64')
+@mistake('the loss has dtype torch\\.float64', kind="dtype")
 def loss_float64(output, target, importance):
     """Computed the loss in float64 (`.double()` on the error)."""
     return (importance * (output - target).double() ** 2).mean(0).sum()
+
+
+@mistake('with float64 inputs the loss has dtype torch\\.float32', kind="dtype")
+def loss_accumulates_in_float32(output, target, importance):
+    """Accumulated the per-instance losses into torch.tensor(0.0) in place: float32 whatever the inputs' dtype."""
+    loss = torch.tensor(0.0)
+    for k in range(output.shape[1]):
+        loss += (importance[k] * (output[:, k] - target[:, k]) ** 2).sum(-1).mean()
+    return loss
+
+
+@mistake('the loss has shape \\(3,\\); it should be a single number', kind="type")
+def loss_per_instance(output, target, importance):
+    """Returned one loss per instance (forgot the sum over instances)."""
+    return (importance * (output - target) ** 2).mean(0).sum(-1)
+
+
+@mistake('does not carry a gradient', kind="gradient")
+def loss_item_rewrapped(output, target, importance):
+    """Took .item() (to log it) and wrapped the number back in a tensor: the gradient is lost."""
+    return torch.tensor((importance * (output - target) ** 2).mean(0).sum().item())
+
+
+@mistake('modified its input `output` in place', kind="inputs")
+def loss_error_in_place(output, target, importance):
+    """Computed the error in place to save memory (output.sub_(target)), overwriting the model's output."""
+    error = output.sub_(target)
+    return (importance * error**2).mean(0).sum()
+
+
+@correct
+def loss_loops(output, target, importance):
+    """Loops over instances and features, each term a tensor, summed with torch.stack."""
+    terms = [importance[k, i] * ((output[:, k, i] - target[:, k, i]) ** 2).mean()
+             for k in range(output.shape[1]) for i in range(output.shape[2])]
+    return torch.stack(terms).sum()
+
+
+@correct
+def loss_mse_einops(output, target, importance):
+    """F.mse_loss without reduction, weighted, then einops.reduce over the batch and a sum."""
+    weighted = importance * F.mse_loss(output, target, reduction="none")
+    return einops.reduce(weighted, "batch inst feats -> inst feats", "mean").sum()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -212,7 +355,7 @@ def sup_includes_diagonal(W):
     return norms, (_dots(W_hat, W) ** 2).sum(-1)
 
 
-@mistake('W_i is not normalised')
+@mistake('W_i is not normalised', kind="fixture")
 def sup_not_normalised(W):
     """Used W_i instead of Ŵ_i in the dot product."""
     norms = W.norm(dim=1)
@@ -229,7 +372,7 @@ def sup_cosine(W):
     return norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)
 
 
-@mistake('NaN or inf.*\\+ 1e-8')
+@mistake('NaN or inf.*\\+ 1e-8', kind="branch")
 def sup_no_epsilon(W):
     """Divided by ‖W_i‖ with no epsilon: NaN for a dropped feature."""
     norms = W.norm(dim=1)
@@ -238,7 +381,7 @@ def sup_no_epsilon(W):
     return norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)
 
 
-@mistake('modified its input `W` in place')
+@mistake('modified its input `W` in place', kind="inputs")
 def sup_normalises_in_place(W):
     """Normalised W in place (`W /= ...`), overwriting the caller's weights."""
     norms = W.norm(dim=1)
@@ -247,13 +390,58 @@ def sup_normalises_in_place(W):
     return norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)
 
 
-@mistake('norms has shape \\(3, 4\\), expected \\(3, 7\\)')
+@mistake('norms has shape \\(3, 4\\), expected \\(3, 7\\)', kind="type")
 def sup_norm_wrong_axis(W):
     """Took the norm over the feature axis (dim=2) instead of the hidden axis."""
     norms = W.norm(dim=2)
     W_hat = W / (W.norm(dim=1, keepdim=True) + 1e-8)
     dots = _dots(W_hat, W) ** 2
     return norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)
+
+
+@mistake("for a float64 W, \\(norms, superposition\\) have dtypes .*float32.*follow W's dtype", kind="dtype")
+def sup_loop_float32(W):
+    """Loops that fill torch.zeros(n_inst, n_feats): float32 results even for a float64 W."""
+    n_inst, _, n_feats = W.shape
+    norms, sup = torch.zeros(n_inst, n_feats), torch.zeros(n_inst, n_feats)
+    for k in range(n_inst):
+        for i in range(n_feats):
+            norms[k, i] = W[k, :, i].norm()
+            w_hat = W[k, :, i] / (W[k, :, i].norm() + 1e-8)
+            sup[k, i] = sum((w_hat @ W[k, :, j]) ** 2 for j in range(n_feats) if j != i)
+    return norms, sup
+
+
+@mistake('returned a Tensor of shape \\(2, 3, 7\\); it should return a tuple', kind="type")
+def sup_stacked(W):
+    """Stacked norms and superposition into one tensor instead of returning a tuple."""
+    norms = W.norm(dim=1)
+    W_hat = W / (norms[:, None, :] + 1e-8)
+    dots = _dots(W_hat, W) ** 2
+    return torch.stack([norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)])
+
+
+@correct
+def sup_loops(W):
+    """Loops over instances and features, each value a tensor, stacked (so the dtype follows W)."""
+    n_inst, _, n_feats = W.shape
+    norms, sup = [], []
+    for k in range(n_inst):
+        for i in range(n_feats):
+            w_i = W[k, :, i]
+            w_hat = w_i / (w_i.norm() + 1e-8)
+            norms.append(w_i.norm())
+            sup.append(sum((w_hat @ W[k, :, j]) ** 2 for j in range(n_feats) if j != i))
+    return torch.stack(norms).reshape(n_inst, n_feats), torch.stack(sup).reshape(n_inst, n_feats)
+
+
+@correct
+def sup_gram_minus_diagonal(W):
+    """From the Gram matrix WᵀW: Σ_j (W_i·W_j)² / ‖W_i‖², minus the j = i term ‖W_i‖² (subtracted, not masked)."""
+    norms = W.norm(dim=1)
+    gram = W.transpose(1, 2) @ W
+    total = (gram**2).sum(-1) / (norms + 1e-8) ** 2
+    return norms, total - norms**2
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -290,7 +478,7 @@ def correlated_halves_layout(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('presence rates.*indexed by \\*pair\\*.*\\[:, None\\]')
+@mistake('presence rates.*indexed by \\*pair\\*.*\\[:, None\\]', kind="sampling")
 def correlated_probability_broadcast_over_pairs(batch_size, n_pairs, feature_probability):
     """Compared with feature_probability (shape (inst,)) without [:, None]: it broadcasts along the pairs axis."""
     n_inst = feature_probability.shape[0]
@@ -299,7 +487,7 @@ def correlated_probability_broadcast_over_pairs(batch_size, n_pairs, feature_pro
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('half as often.*probability p instead of 2p')
+@mistake('half as often.*probability p instead of 2p', kind="sampling")
 def anticorrelated_pair_prob_p(batch_size, n_pairs, feature_probability):
     """Pair active with probability p instead of 2p: each feature is present only p/2 of the time."""
     n_inst = feature_probability.shape[0]
@@ -309,7 +497,7 @@ def anticorrelated_pair_prob_p(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('probability 0\\.25 is present in 0\\.1\\d\\d.*active with probability 2p')
+@mistake('second feature of a pair is present less often than the first, p\\(1 − p\\)', kind="sampling")
 def anticorrelated_drop_second(batch_size, n_pairs, feature_probability):
     """Drew both features independently, then switched the second off when both were on: its rate is p(1 - p)."""
     n_inst = feature_probability.shape[0]
@@ -329,12 +517,103 @@ def anticorrelated_halves_layout(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
+@mistake('same feature of each pair is always the one on.*torch\\.randint', kind="sampling")
+def anticorrelated_randint_coin(batch_size, n_pairs, feature_probability):
+    """Chose which feature of the pair is on with torch.randint(0, 1, ...), taking the upper bound as included: it
+    is always 0, the first feature."""
+    n_inst = feature_probability.shape[0]
+    active = torch.rand(batch_size, n_inst, n_pairs) < 2 * feature_probability[:, None]
+    which = torch.randint(0, 1, (batch_size, n_inst, n_pairs))
+    present = einops.rearrange(torch.stack([active & (which == 0), active & (which == 1)], -1), "b i p two -> b i (p two)")
+    return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
+
+
+@mistake('different pairs should be independent', kind="sampling")
+def correlated_one_mask_for_all_pairs(batch_size, n_pairs, feature_probability):
+    """One mask draw per (batch, instance), shared by every pair (shape (batch, inst, 1))."""
+    n_inst = feature_probability.shape[0]
+    present = torch.rand(batch_size, n_inst, 1) < feature_probability[:, None]
+    return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
+
+
+@mistake('each instance needs its own random draws', kind="sampling")
+def correlated_one_mask_for_all_instances(batch_size, n_pairs, feature_probability):
+    """One uniform draw per (batch, pair), shared by every instance and compared with each instance's p."""
+    pair_present = torch.rand(batch_size, 1, n_pairs) < feature_probability[:, None]
+    present = einops.repeat(pair_present, "batch inst pairs -> batch inst (pairs two)", two=2)
+    return torch.rand(batch_size, feature_probability.shape[0], 2 * n_pairs) * present
+
+
+@mistake('restarts at every call', kind="randomness")
+def anticorrelated_seeded(batch_size, n_pairs, feature_probability):
+    """Seeded torch's generator inside (torch.manual_seed(42)): the same batch at every call."""
+    torch.manual_seed(42)
+    return anticorrelated_ref(batch_size, n_pairs, feature_probability)
+
+
+@mistake('modified its input `feature_probability` in place', kind="inputs")
+def anticorrelated_doubles_p_in_place(batch_size, n_pairs, feature_probability):
+    """Doubled the probability in place (feature_probability *= 2) for the pair's activity: the caller's p changes."""
+    n_inst = feature_probability.shape[0]
+    feature_probability *= 2
+    active = torch.rand(batch_size, n_inst, n_pairs) < feature_probability[:, None]
+    first = torch.rand(batch_size, n_inst, n_pairs) < 0.5
+    present = einops.rearrange(torch.stack([active & first, active & ~first], -1), "b i p two -> b i (p two)")
+    return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
+
+
+@mistake('has shape \\(7, 3, 3, 2\\), expected \\(7, 3, 6\\)', kind="type")
+def correlated_pairs_not_flattened(batch_size, n_pairs, feature_probability):
+    """Kept the pairs as their own axis: shape (batch, inst, pairs, 2) instead of (batch, inst, 2·pairs)."""
+    n_inst = feature_probability.shape[0]
+    pair_present = torch.rand(batch_size, n_inst, n_pairs, 1) < feature_probability[:, None, None]
+    return torch.rand(batch_size, n_inst, n_pairs, 2) * pair_present
+
+
+@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+def correlated_float64(batch_size, n_pairs, feature_probability):
+    """Drew the values in float64."""
+    n_inst = feature_probability.shape[0]
+    pair_present = torch.rand(batch_size, n_inst, n_pairs) < feature_probability[:, None]
+    present = einops.repeat(pair_present, "batch inst pairs -> batch inst (pairs two)", two=2)
+    return torch.rand(batch_size, n_inst, 2 * n_pairs, dtype=torch.float64) * present
+
+
+@correct
+def correlated_bernoulli_interleave(batch_size, n_pairs, feature_probability):
+    """The pair mask from torch.bernoulli, repeated with repeat_interleave; values drawn first."""
+    n_inst = feature_probability.shape[0]
+    values = torch.rand(batch_size, n_inst, 2 * n_pairs)
+    pair_present = torch.bernoulli(feature_probability[:, None].expand(batch_size, n_inst, n_pairs))
+    return values * pair_present.repeat_interleave(2, dim=-1)
+
+
+@correct
+def anticorrelated_one_draw(batch_size, n_pairs, feature_probability):
+    """One uniform draw per pair: the first feature is on when u < p, the second when p ≤ u < 2p."""
+    n_inst = feature_probability.shape[0]
+    u = torch.rand(batch_size, n_inst, n_pairs)
+    p = feature_probability[:, None]
+    present = torch.stack([u < p, (u >= p) & (u < 2 * p)], dim=-1).flatten(-2)
+    return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
+
+
+@correct
+def anticorrelated_randint(batch_size, n_pairs, feature_probability):
+    """The pair's active feature chosen with torch.randint(0, 2) and one_hot, values drawn first."""
+    n_inst = feature_probability.shape[0]
+    values = torch.rand(batch_size, n_inst, 2 * n_pairs)
+    active = torch.rand(batch_size, n_inst, n_pairs) < 2 * feature_probability[:, None]
+    which = F.one_hot(torch.randint(0, 2, (batch_size, n_inst, n_pairs)), 2).bool()
+    return values * (which & active[..., None]).flatten(-2)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 1.6 NeuronModel.forward
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('hidden layer has no ReLU')
+@mistake('hidden layer has no ReLU', kind="branch")
 class NeuronNoHiddenReLU(NeuronModel):
     """Forgot the hidden ReLU: this is exercise 1.1's model again."""
 
@@ -342,7 +621,7 @@ class NeuronNoHiddenReLU(NeuronModel):
         return F.relu(_back(self.W, _hidden(self.W, features)) + self.b_final)
 
 
-@mistake('negative entries.*forget the final ReLU')
+@mistake('negative entries.*forget the final ReLU', kind="branch")
 class NeuronNoFinalReLU(NeuronModel):
     """ReLU on the hidden layer only."""
 
@@ -366,12 +645,69 @@ class NeuronGELU(NeuronModel):
         return F.relu(_back(self.W, F.gelu(_hidden(self.W, features))) + self.b_final)
 
 
+@mistake('ignores b_final', kind="fixture")
+class NeuronNoBias(NeuronModel):
+    """Forgot to add b_final."""
+
+    def forward(self, features):
+        return F.relu(_back(self.W, F.relu(_hidden(self.W, features))))
+
+
+@mistake('gradient that reaches `W`.*read-out Wᵀh passes none', kind="gradient")
+class NeuronReadoutDetached(NeuronModel):
+    """Read out with W.detach(): the output is right, but W learns only through the neurons' input weights."""
+
+    def forward(self, features):
+        return F.relu(_back(self.W.detach(), F.relu(_hidden(self.W, features))) + self.b_final)
+
+
+@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+class NeuronFloat64(NeuronModel):
+    """Computed the neurons in float64 "for precision" (features.double() and W.double()), returning float64."""
+
+    def forward(self, features):
+        W = self.W.double()
+        h = F.relu(_hidden(W, features.double()))
+        return F.relu(_back(W, h) + self.b_final)
+
+
+@mistake('is a tuple; forward should return one tensor', kind="type")
+class NeuronReturnsActivations(NeuronModel):
+    """Returned (output, neuron activations), to plot the neurons."""
+
+    def forward(self, features):
+        h = F.relu(_hidden(self.W, features))
+        return F.relu(_back(self.W, h) + self.b_final), h
+
+
+@correct
+class NeuronLoop(NeuronModel):
+    """A loop over instances with matrix products and torch.relu, stacked along `inst`."""
+
+    def forward(self, features):
+        outs = []
+        for k in range(self.W.shape[0]):
+            h = torch.relu(features[:, k] @ self.W[k].T)
+            outs.append(torch.relu(h @ self.W[k] + self.b_final[k]))
+        return torch.stack(outs, dim=1)
+
+
+@correct
+class NeuronBmm(NeuronModel):
+    """Batched matrix products with the instance axis first (bmm), clamp(min=0) for both ReLUs."""
+
+    def forward(self, features):
+        x = features.transpose(0, 1)  # [inst batch feats]
+        h = torch.bmm(x, self.W.transpose(1, 2)).clamp(min=0)
+        return (torch.bmm(h, self.W) + self.b_final[:, None]).clamp(min=0).transpose(0, 1)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 1.7 generate_signed_batch
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('exactly −1.*shift the uniform values.*before')
+@mistake('exactly −1.*shift the uniform values.*before', kind="branch")
 def signed_shift_after_mask(batch_size, feature_probability):
     """Shifted a masked [0, 1) batch to [-1, 1): absent features become -1 instead of 0."""
     n_inst, n_feats = feature_probability.shape
@@ -395,7 +731,7 @@ def signed_gaussian_values(batch_size, feature_probability):
     return torch.randn(batch_size, n_inst, n_feats) * present
 
 
-@mistake('only spread over \\[-0\\.5\\d\\d, 0\\.5\\d\\d\\].*full width')
+@mistake('only spread over \\[-0\\.5\\d\\d, 0\\.5\\d\\d\\].*full width', kind="sampling")
 def signed_half_width(batch_size, feature_probability):
     """Shifted torch.rand by 0.5 without scaling it: values in U[-0.5, 0.5) instead of U[-1, 1)."""
     n_inst, n_feats = feature_probability.shape
@@ -411,7 +747,7 @@ def signed_clamped_gaussian(batch_size, feature_probability):
     return torch.randn(batch_size, n_inst, n_feats).clamp(-1, 1) * present
 
 
-@mistake('exactly 0\\.999.*clamped')
+@mistake('exactly -?0\\.999.*clamped', kind="sampling")
 def signed_clamped_gaussian_open(batch_size, feature_probability):
     """Drew Gaussian values, scaled down and clamped just inside [-1, 1): within range, but not uniform."""
     n_inst, n_feats = feature_probability.shape
@@ -419,7 +755,7 @@ def signed_clamped_gaussian_open(batch_size, feature_probability):
     return (0.5 * torch.randn(batch_size, n_inst, n_feats)).clamp(-0.999, 0.999) * present
 
 
-@mistake('dtype torch\\.float64; it should be float32')
+@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
 def signed_float64(batch_size, feature_probability):
     """Drew the signed values in float64."""
     n_inst, n_feats = feature_probability.shape
@@ -427,12 +763,80 @@ def signed_float64(batch_size, feature_probability):
     return (2 * torch.rand(batch_size, n_inst, n_feats, dtype=torch.float64) - 1) * present
 
 
-@mistake('presence rates.*comparison reversed')
+@mistake('presence rates.*comparison reversed', kind="sampling")
 def signed_reversed(batch_size, feature_probability):
     """Comparison reversed: present with probability 1 - p."""
     n_inst, n_feats = feature_probability.shape
     present = torch.rand(batch_size, n_inst, n_feats) >= feature_probability
     return (2 * torch.rand(batch_size, n_inst, n_feats) - 1) * present
+
+
+@mistake("does not come from torch's random generator alone", kind="randomness")
+def signed_numpy_values(batch_size, feature_probability):
+    """Drew the signed values with np.random.uniform(-1, 1, ...): torch.manual_seed does not make them reproducible."""
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, n_inst, n_feats) < feature_probability
+    values = torch.from_numpy(np.random.uniform(-1, 1, (batch_size, n_inst, n_feats))).float()
+    return values * present
+
+
+@mistake('restarts at every call', kind="randomness")
+def signed_fresh_generator(batch_size, feature_probability):
+    """Drew from a fresh torch.Generator().manual_seed(0) made in the function: the same batch at every call."""
+    g = torch.Generator().manual_seed(0)
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, n_inst, n_feats, generator=g) < feature_probability
+    return (2 * torch.rand(batch_size, n_inst, n_feats, generator=g) - 1) * present
+
+
+@mistake('independent features.*each feature and instance needs its own random draw', kind="sampling")
+def signed_mask_shared_across_features(batch_size, feature_probability):
+    """One mask draw per (batch, instance), shared by its features."""
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, n_inst, 1) < feature_probability
+    return (2 * torch.rand(batch_size, n_inst, n_feats) - 1) * present
+
+
+@mistake('independent features.*each instance needs its own random mask', kind="sampling")
+def signed_mask_shared_across_instances(batch_size, feature_probability):
+    """One mask draw per (batch, feature), shared by every instance."""
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, 1, n_feats) < feature_probability
+    return (2 * torch.rand(batch_size, n_inst, n_feats) - 1) * present
+
+
+@mistake('modified its input `feature_probability` in place', kind="inputs")
+def signed_unsqueezes_probability(batch_size, feature_probability):
+    """Gave feature_probability its batch axis in place (unsqueeze_(0)) to broadcast it: the caller's tensor changes
+    shape."""
+    n_inst, n_feats = feature_probability.shape
+    feature_probability.unsqueeze_(0)
+    present = torch.rand(batch_size, n_inst, n_feats) < feature_probability
+    return (2 * torch.rand(batch_size, n_inst, n_feats) - 1) * present
+
+
+@mistake('returned a tuple; it should return one tensor', kind="type")
+def signed_with_mask(batch_size, feature_probability):
+    """Returned (batch, mask)."""
+    n_inst, n_feats = feature_probability.shape
+    present = torch.rand(batch_size, n_inst, n_feats) < feature_probability
+    return (2 * torch.rand(batch_size, n_inst, n_feats) - 1) * present, present
+
+
+@correct
+def signed_uniform_in_place(batch_size, feature_probability):
+    """Values from Tensor.uniform_(-1, 1) on a fresh tensor, drawn before the mask; the mask by torch.bernoulli."""
+    shape = (batch_size, *feature_probability.shape)
+    values = torch.empty(shape).uniform_(-1, 1)
+    return values * torch.bernoulli(feature_probability.expand(shape))
+
+
+@correct
+def signed_where(batch_size, feature_probability):
+    """torch.where(mask, 2u − 1, 0)."""
+    shape = (batch_size, *feature_probability.shape)
+    present = torch.rand(shape) < feature_probability
+    return torch.where(present, 2 * torch.rand(shape) - 1, torch.zeros(shape))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -448,7 +852,7 @@ class AbsTiedWeights(AbsModel):
         return F.relu(_back(self.W1, F.relu(_hidden(self.W1, features))) + self.b_final)
 
 
-@mistake('hidden layer has no ReLU')
+@mistake('hidden layer has no ReLU', kind="branch")
 class AbsNoHiddenReLU(AbsModel):
     """Forgot the hidden ReLU (then |x| cannot be computed at all)."""
 
@@ -457,7 +861,7 @@ class AbsNoHiddenReLU(AbsModel):
         return F.relu(einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final)
 
 
-@mistake('negative entries.*forget the final ReLU')
+@mistake('negative entries.*forget the final ReLU', kind="branch")
 class AbsNoFinalReLU(AbsModel):
     """Forgot the final ReLU."""
 
@@ -485,6 +889,66 @@ class AbsTransposedW2(AbsModel):
         return F.relu(_back(W2, h) + self.b_final)
 
 
+@mistake('ignores b_final', kind="fixture")
+class AbsNoBias(AbsModel):
+    """Forgot to add b_final."""
+
+    def forward(self, features):
+        h = F.relu(_hidden(self.W1, features))
+        return F.relu(einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats"))
+
+
+@mistake('no gradient reaches `W1`', kind="gradient")
+class AbsHiddenNoGrad(AbsModel):
+    """Computed the hidden layer inside torch.no_grad() ("it is only the features"): W1 never learns."""
+
+    def forward(self, features):
+        with torch.no_grad():
+            h = F.relu(_hidden(self.W1, features))
+        return F.relu(einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final)
+
+
+@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+class AbsFloat64(AbsModel):
+    """Returned the output in float64 (`.double()`)."""
+
+    def forward(self, features):
+        h = F.relu(_hidden(self.W1, features))
+        out = einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats")
+        return F.relu(out + self.b_final).double()
+
+
+@mistake('is a tuple; forward should return one tensor', kind="type")
+class AbsReturnsHidden(AbsModel):
+    """Returned (output, hidden), to look at the neurons."""
+
+    def forward(self, features):
+        h = F.relu(_hidden(self.W1, features))
+        out = einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats")
+        return F.relu(out + self.b_final), h
+
+
+@correct
+class AbsLoop(AbsModel):
+    """A loop over instances with matrix products, stacked along `inst`."""
+
+    def forward(self, features):
+        outs = []
+        for k in range(self.W1.shape[0]):
+            h = torch.relu(features[:, k] @ self.W1[k].T)
+            outs.append(torch.relu(h @ self.W2[k].T + self.b_final[k]))
+        return torch.stack(outs, dim=1)
+
+
+@correct
+class AbsEinsumClamp(AbsModel):
+    """torch.einsum with one-letter axes and clamp(min=0) for the ReLUs."""
+
+    def forward(self, features):
+        h = torch.einsum("ihf,bif->bih", self.W1, features).clamp(min=0)
+        return (torch.einsum("ifh,bih->bif", self.W2, h) + self.b_final).clamp(min=0)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 1.9 feature_dimensionality
 # ---------------------------------------------------------------------------------------------------------
@@ -499,7 +963,7 @@ def dim_excludes_diagonal(W):
     return norms**2 / (dots.sum(-1) + 1e-8)
 
 
-@mistake('Ŵ_i is not normalised')
+@mistake('Ŵ_i is not normalised', kind="fixture")
 def dim_not_normalised(W):
     """Used W_i instead of Ŵ_i in the denominator's dot products."""
     norms = W.norm(dim=1)
@@ -514,7 +978,7 @@ def dim_norm_not_squared(W):
     return norms / ((_dots(W_hat, W) ** 2).sum(-1) + 1e-8)
 
 
-@mistake('dtype torch\\.float64; it should be float32')
+@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
 def dim_float64(W):
     """Computed in float64 for precision and returned the float64 result."""
     W = W.double()
@@ -523,7 +987,7 @@ def dim_float64(W):
     return norms**2 / ((_dots(W_hat, W) ** 2).sum(-1) + 1e-8)
 
 
-@mistake('NaN or inf.*1e-8')
+@mistake('NaN or inf.*1e-8', kind="branch")
 def dim_no_epsilon(W):
     """No epsilon: 0 / 0 = NaN for a dropped feature."""
     norms = W.norm(dim=1)
@@ -531,29 +995,121 @@ def dim_no_epsilon(W):
     return norms**2 / (_dots(W_hat, W) ** 2).sum(-1)
 
 
+@mistake("for a float64 W, the dimensionality has dtype torch\\.float32; it should follow W's dtype", kind="dtype")
+def dim_loop_float32(W):
+    """Loops that fill torch.zeros(n_inst, n_feats): a float32 result even for a float64 W."""
+    n_inst, _, n_feats = W.shape
+    D = torch.zeros(n_inst, n_feats)
+    for k in range(n_inst):
+        for i in range(n_feats):
+            w_hat = W[k, :, i] / (W[k, :, i].norm() + 1e-8)
+            D[k, i] = W[k, :, i].norm() ** 2 / (sum((w_hat @ W[k, :, j]) ** 2 for j in range(n_feats)) + 1e-8)
+    return D
+
+
+@mistake('modified its input `W` in place', kind="inputs")
+def dim_normalises_in_place(W):
+    """Normalised W in place (W /= ...) after taking the norms, overwriting the caller's weights."""
+    norms = W.norm(dim=1)
+    W_unit = W.div_(norms[:, None, :] + 1e-8)
+    dots = _dots(W_unit, W_unit * norms[:, None, :]) ** 2
+    return norms**2 / (dots.sum(-1) + 1e-8)
+
+
+@mistake('has shape \\(3, 3, 5\\), expected \\(3, 5\\)', kind="type")
+def dim_keepdim(W):
+    """Took the norms with keepdim=True (to divide W by them) and used them in the numerator too: the result
+    broadcasts to [inst hidden feats]."""
+    norms = W.norm(dim=1, keepdim=True)
+    W_hat = W / (norms + 1e-8)
+    return norms**2 / ((_dots(W_hat, W) ** 2).sum(-1) + 1e-8)
+
+
+@correct
+def dim_loops(W):
+    """Loops over instances and features, each value a tensor, stacked (so the dtype follows W)."""
+    n_inst, _, n_feats = W.shape
+    rows = []
+    for k in range(n_inst):
+        for i in range(n_feats):
+            w_i = W[k, :, i]
+            w_hat = w_i / (w_i.norm() + 1e-8)
+            rows.append(w_i.norm() ** 2 / (sum((w_hat @ W[k, :, j]) ** 2 for j in range(n_feats)) + 1e-8))
+    return torch.stack(rows).reshape(n_inst, n_feats)
+
+
+@correct
+def dim_gram(W):
+    """The closed form from the Gram matrix G = WᵀW: D_i = G_ii² / Σ_j G_ij² (no normalised W at all)."""
+    gram = W.transpose(1, 2) @ W
+    return torch.diagonal(gram, dim1=1, dim2=2) ** 2 / ((gram**2).sum(-1) + 1e-8)
+
+
 WRONG: dict[str, list] = {
     "1.1": [ToyNoFinalReLU, ToyNoBias, ToyBiasAfterReLU, ToyHiddenReLU, ToyWrongInstanceMixing, ToyForwardNoGrad,
-            ToyFloat64, ToyGELU],
+            ToyReadoutDetached, ToyFloat64, ToyGELU, ToyReturnsHidden],
     "1.2": [batch_reversed, batch_shared_mask_across_instances, batch_same_random_for_mask_and_value,
-            batch_mask_only, batch_shared_mask_across_features, batch_float64],
+            batch_mask_only, batch_shared_mask_across_features, batch_float64, batch_seeded_each_call,
+            batch_fresh_generator, batch_numpy, batch_unsqueezes_probability, batch_with_mask],
     "1.3": [loss_mean_everything, loss_no_importance, loss_sum_over_batch, loss_mean_over_instances,
-            loss_importance_squared, loss_float64],
+            loss_importance_squared, loss_float64, loss_accumulates_in_float32, loss_per_instance,
+            loss_item_rewrapped, loss_error_in_place],
     "1.4": [sup_includes_diagonal, sup_not_normalised, sup_cosine, sup_no_epsilon, sup_norm_wrong_axis,
-            sup_normalises_in_place],
+            sup_normalises_in_place, sup_loop_float32, sup_stacked],
     "1.5": [
         (correlated_independent, anticorrelated_ref),
         (correlated_same_values, anticorrelated_ref),
         (correlated_halves_layout, anticorrelated_ref),
         (correlated_probability_broadcast_over_pairs, anticorrelated_ref),
+        (correlated_one_mask_for_all_pairs, anticorrelated_ref),
+        (correlated_one_mask_for_all_instances, anticorrelated_ref),
+        (correlated_pairs_not_flattened, anticorrelated_ref),
+        (correlated_float64, anticorrelated_ref),
         (correlated_ref, anticorrelated_pair_prob_p),
         (correlated_ref, anticorrelated_drop_second),
         (correlated_ref, anticorrelated_halves_layout),
+        (correlated_ref, anticorrelated_randint_coin),
+        (correlated_ref, anticorrelated_seeded),
+        (correlated_ref, anticorrelated_doubles_p_in_place),
     ],
-    "1.6": [NeuronNoHiddenReLU, NeuronNoFinalReLU, NeuronBiasAfterReLU, NeuronGELU],
+    "1.6": [NeuronNoHiddenReLU, NeuronNoFinalReLU, NeuronBiasAfterReLU, NeuronGELU, NeuronNoBias,
+            NeuronReadoutDetached, NeuronFloat64, NeuronReturnsActivations],
     "1.7": [signed_shift_after_mask, signed_unsigned_values, signed_gaussian_values, signed_reversed, signed_half_width,
-            signed_clamped_gaussian, signed_clamped_gaussian_open, signed_float64],
-    "1.8": [AbsTiedWeights, AbsNoHiddenReLU, AbsNoFinalReLU, AbsGELU, AbsTransposedW2],
-    "1.9": [dim_excludes_diagonal, dim_not_normalised, dim_norm_not_squared, dim_no_epsilon, dim_float64],
+            signed_clamped_gaussian, signed_clamped_gaussian_open, signed_float64, signed_numpy_values,
+            signed_fresh_generator, signed_mask_shared_across_features, signed_mask_shared_across_instances,
+            signed_unsqueezes_probability, signed_with_mask],
+    "1.8": [AbsTiedWeights, AbsNoHiddenReLU, AbsNoFinalReLU, AbsGELU, AbsTransposedW2, AbsNoBias, AbsHiddenNoGrad,
+            AbsFloat64, AbsReturnsHidden],
+    "1.9": [dim_excludes_diagonal, dim_not_normalised, dim_norm_not_squared, dim_no_epsilon, dim_float64,
+            dim_loop_float32, dim_normalises_in_place, dim_keepdim],
+}
+
+#: Correct answers written another way; each must pass.
+CORRECT: dict[str, list] = {
+    "1.1": [ToyLoop, ToyGram],
+    "1.2": [batch_values_first_bernoulli, batch_where_uniform],
+    "1.3": [loss_loops, loss_mse_einops],
+    "1.4": [sup_loops, sup_gram_minus_diagonal],
+    "1.5": [(correlated_bernoulli_interleave, anticorrelated_one_draw), (correlated_ref, anticorrelated_randint)],
+    "1.6": [NeuronLoop, NeuronBmm],
+    "1.7": [signed_uniform_in_place, signed_where],
+    "1.8": [AbsLoop, AbsEinsumClamp],
+    "1.9": [dim_loops, dim_gram],
+}
+
+_MODEL = {"fixture", "branch", "gradient", "dtype", "type", "formula"}
+_SAMPLER = {"randomness", "sampling", "inputs", "dtype", "type", "formula"}
+#: The classes of mistakes (tests/wrong/__init__.CLASSES) that apply to each exercise.
+APPLIES: dict[str, set[str]] = {
+    "1.1": _MODEL,
+    "1.2": _SAMPLER,
+    "1.3": {"fixture", "gradient", "inputs", "dtype", "type", "formula"},
+    "1.4": {"fixture", "branch", "inputs", "dtype", "type", "formula"},
+    "1.5": _SAMPLER,
+    "1.6": _MODEL,
+    "1.7": _SAMPLER | {"branch"},
+    "1.8": _MODEL,
+    "1.9": {"fixture", "branch", "inputs", "dtype", "type", "formula"},
 }
 
 _NO_GRAPH = "a sampled batch carries no autograd graph (nothing in it requires grad): detaching it or sampling under no_grad changes nothing"
@@ -598,5 +1154,7 @@ EQUIVALENT: dict[str, str] = {
 
 #: Mutants that are not equivalent but that no check needs to catch, with why.
 SURVIVORS: dict[str, str] = {
-    "1.4:m61eac2": "torch.eye without device=W.device differs only for a W on a GPU; the toy models (and the check) run on the CPU",
+    "1.4:m61eac2": "torch.eye without device=W.device differs only for a W off the CPU; Part 1 runs on the CPU, and the "
+                   "one stand-in for another device on a CPU-only machine (PyTorch's meta device) imports torch's "
+                   "compiler stack on first use, seconds that a check cannot spend (the hint asks for device=W.device)",
 }
