@@ -144,10 +144,12 @@ class DashboardData:
         pages = self.latents if latents is None else {f: self.latents[f] for f in latents}
         return {"meta": asdict(self.meta) | extra_meta, "vocab": self.vocab, "latents": pages, "prompts": self.prompts}
 
-    _OLD_KEYS = {"meta": "meta", "vocab": "vocab", "latents": "latents", "prompts": "prompts", "_stats": "stats"}
-
     def __getitem__(self, key: str) -> Any:
         """``data["latents"]``, ``data["_stats"]``...: the dict this class replaced, for notebooks written on it."""
-        if key not in self._OLD_KEYS:
+        if key not in _DICT_KEYS:
             raise KeyError(f"{key!r}: the dashboard's data has the attributes meta, vocab, latents, prompts and stats")
-        return getattr(self, self._OLD_KEYS[key])
+        return getattr(self, _DICT_KEYS[key])
+
+
+#: The keys of the dict ``build`` returned before ``DashboardData``, and the attributes that hold them now.
+_DICT_KEYS = {"meta": "meta", "vocab": "vocab", "latents": "latents", "prompts": "prompts", "_stats": "stats"}

@@ -345,7 +345,7 @@ class LatentStatsAccumulator:
     ) -> None:
         """``add_sparse`` for dense activations from elsewhere (a test's, another library's): each token's active
         latents are picked out first. An SAE's own codes come sparse from ``SAE.encode_sparse``."""
-        batch, seq, d_sae = latent_acts.shape
+        _, seq, d_sae = latent_acts.shape
         if seq != self.seq_len or d_sae != self.d_sae:
             raise ValueError(f"expected activations [batch, {self.seq_len}, {self.d_sae}], got {tuple(latent_acts.shape)}")
         acts = latent_acts.detach().float().cpu()
