@@ -69,10 +69,12 @@ def test_prompt_view_lists_every_active_latent_with_exact_effects(architecture):
     acts = sae.encode(x[0])
     n_active = (acts[1:] > 0).sum(-1)
     assert n_active.min() > 0 and (architecture == "topk") == bool((n_active == n_active[0]).all())
+    for p in range(1, len(ids)):
+        listed = {r[0]: r for r in view.latents[p]}
+        assert set(listed) == set(torch.nonzero(acts[p] > 0)[:, 0].tolist()), p
+        assert all(r[1] == pytest.approx(acts[p, f].item(), abs=1e-3) for f, r in listed.items()), p
     for p in (1, 50, len(ids) - 2):
         listed = {r[0]: r for r in view.latents[p]}
-        assert set(listed) == set(torch.nonzero(acts[p] > 0)[:, 0].tolist())
-        assert all(r[1] == pytest.approx(acts[p, f].item(), abs=1e-3) for f, r in listed.items())
         f = max(listed, key=lambda j: listed[j][1])
         assert listed[f][3] == pytest.approx(_patched_loss_change(model, ids, sae, p, f, acts[p, f].item()), abs=2e-4)
 

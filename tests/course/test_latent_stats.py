@@ -252,18 +252,19 @@ def test_encode_sparse_on_edge_cases(architecture):
     assert torch.equal(_dense(values, indices, 48), sae.encode(quiet)) and (values == 0).all()
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_compute_on_the_bundled_model_matches_the_dense_path(architecture):
+@pytest.mark.parametrize(("architecture", "exclude_bos"), [("topk", True), ("standard", True), ("standard", False)])
+def test_compute_on_the_bundled_model_matches_the_dense_path(architecture, exclude_bos):
     """compute_latent_stats (hook_activations, then sae.encode_sparse, for any architecture) equals feeding the
-    dense output of sae.encode to the accumulator."""
+    dense output of sae.encode to the accumulator. With BOS counted too for the L1 SAE: its largest active set,
+    the one that sets k, is BOS's."""
     from utils.lm.activations import hook_activations, tokenize_texts
     from utils.sae.latent_stats import compute_latent_stats
 
     model, sae = bundled()[0], sae_of(architecture)
     tokens = tokenize_texts(["def f(x):\n    return x + 1\n", "Привет, мир! 你好世界. Le chat."] * 30, model.tokenizer, seq_len=32)[:12]
-    opts = dict(top_k=4, n_samples=3, one_per="row", seed=3)
+    opts = dict(top_k=4, n_samples=3, one_per="row", seed=3, exclude_bos=exclude_bos)
     fast = compute_latent_stats(model, sae, tokens, batch_size=5, progress=False, **opts)
-    acc = LatentStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], exclude_bos=True, **opts)  # as the default
+    acc = LatentStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], **opts)
     for start in range(0, len(tokens), 5):
         x = hook_activations(model, tokens[start : start + 5], sae.cfg.hook_name)
         acc.add(sae.encode(x), x, start)
