@@ -124,7 +124,8 @@ def test_the_embedded_json_has_the_shape_page_js_reads():
     data, latents = small_dashboard()
     payload = _embedded(page_html(data.payload()))
     assert set(payload) == {"meta", "vocab", "latents", "prompts"}
-    assert {"model", "run", "other_run", "architecture", "d_sae", "n_tokens", "hist_log10", "hist_bins"} <= set(payload["meta"])
+    meta_keys = {"model", "run", "other_run", "architecture", "d_sae", "n_tokens", "hist_log10", "hist_bins"}
+    assert meta_keys <= set(payload["meta"])
     page = payload["latents"][str(latents[0])]
     assert set(page) == {"density", "n_fired", "max_act", "hist", "top", "intervals", "logits", "neurons", "cofiring",
                          "nearest", "match"}

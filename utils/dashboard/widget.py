@@ -35,8 +35,8 @@ class DashboardBrowser:
         """Show the page opened at ``hash_``, with ``new_prompts`` before the dashboard's own."""
         payload = self.data.payload(start=hash_)
         payload["prompts"] = [*new_prompts, *payload["prompts"]]
-        self.page.value = (f'<iframe srcdoc="{html.escape(page_html(payload), quote=True)}" '
-                           f'style="width:100%;height:{self.height}px;border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
+        self.page.value = (f'<iframe srcdoc="{html.escape(page_html(payload), quote=True)}" style="width:100%;'
+                           f'height:{self.height}px;border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
 
     def show_latent(self, f: int) -> None:
         """Show latent f's page (or say it is not in the data)."""

@@ -51,7 +51,8 @@ __all__ = [
 
 
 def last_mlp_hook(model) -> str:
-    """The hidden layer of the model's last MLP, ``blocks.{n_layers - 1}.mlp.hook_post``: where the closed form holds."""
+    """The hidden layer of the model's last MLP, ``blocks.{n_layers - 1}.mlp.hook_post``: where the closed form
+    holds."""
     return f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
 
 
@@ -133,7 +134,9 @@ def final_residual(
 
 
 @torch.no_grad()
-def encode_sparse(sae, x: Float[Tensor, "n d_in"], batch: int = 4096) -> tuple[Float[Tensor, "n k"], Int[Tensor, "n k"]]:
+def encode_sparse(
+    sae, x: Float[Tensor, "n d_in"], batch: int = 4096
+) -> tuple[Float[Tensor, "n k"], Int[Tensor, "n k"]]:
     """``sae.encode_sparse(x)`` for many tokens, ``batch`` at a time, so that the pre-activations
     ``[batch, d_sae]`` stay small. With an L1 SAE, k differs from batch to batch: the shorter codes are padded
     with value 0 (at latent 0: a padded slot adds nothing, as in :func:`latent_columns`)."""
@@ -146,7 +149,9 @@ def encode_sparse(sae, x: Float[Tensor, "n d_in"], batch: int = 4096) -> tuple[F
     return values, indices
 
 
-def latent_columns(values: Float[Tensor, "n k"], indices: Int[Tensor, "n k"], latents: Int[Tensor, " m"]) -> Float[Tensor, "n m"]:
+def latent_columns(
+    values: Float[Tensor, "n k"], indices: Int[Tensor, "n k"], latents: Int[Tensor, " m"]
+) -> Float[Tensor, "n m"]:
     """The dense activations [n m] of a few latents, from sparse codes (``SAE.encode_sparse``)."""
     match = indices[:, :, None] == latents.to(indices.device)[None, None, :]
     return (values[:, :, None] * match).sum(1)

@@ -81,7 +81,8 @@ class LatentStatsOptions:
         is what the engine did before the option existed)."""
         unknown = set(options) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown latent-statistics options {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
+            known = [f.name for f in fields(cls)]
+            raise ValueError(f"unknown latent-statistics options {sorted(unknown)}; known: {known}")
         return cls(**{**options, "hist_range": tuple(options.get("hist_range", cls.hist_range))})
 
 

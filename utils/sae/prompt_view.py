@@ -90,10 +90,9 @@ def _dense(values: Float[Tensor, "seq k"], indices: Int[Tensor, "seq k"], d_sae:
 
 def _loss_effects(model, sae, resid: Float[Tensor, "seq d_model"], tokens: Int[Tensor, " seq"],
                   values: Float[Tensor, "seq k"], indices: Int[Tensor, "seq k"]) -> Float[Tensor, "seq k"]:
-    """The closed-form loss effect of each active (position, latent) of the code, 0 at padded slots; the
-    last position predicts nothing, so its row is NaN."""
+    """The closed-form loss effect of each active (position, latent) of the code but the last position's (it
+    predicts nothing); 0 at padded slots."""
     effect = torch.zeros(values.shape, device=values.device)
-    effect[-1] = float("nan")
     pos, slot = torch.nonzero(values[:-1] > 0, as_tuple=True)
     if len(pos):
         effects = latent_effects.ablation_effects(
@@ -108,12 +107,11 @@ def prompt_view(model, sae, prompt: str | Int[Tensor, " seq"], stats=None) -> Pr
     """Activations, quantiles (needs ``stats``, else zeros) and exact loss effects of all latents on ``prompt``.
 
     A string is tokenized with a BOS token first, as the model was trained. One forward pass
-    (``latent_effects.final_residual``, at the SAE's own hook), one sparse encode (``sae.encode_sparse``,
-    any architecture); loss effects are computed for the latents active at each position (all others are 0:
-    removing nothing changes nothing)."""
+    (``latent_effects.final_residual``, at the SAE's own hook, which must be the last block's MLP), one sparse
+    encode (``sae.encode_sparse``, any architecture); loss effects are computed for the latents active at each
+    position (all others are 0: removing nothing changes nothing)."""
     from utils.lm.token_text import token_pieces
 
-    latent_effects.check_closed_form(model, sae.cfg.hook_name)
     tokens = _prompt_tokens(model, prompt).to(model.cfg.device)
     resid, x = latent_effects.final_residual(model, tokens[None], sae.cfg.hook_name)
     resid = resid[0].float()
@@ -124,8 +122,8 @@ def prompt_view(model, sae, prompt: str | Int[Tensor, " seq"], stats=None) -> Pr
     effect = _loss_effects(model, sae, resid, tokens, values, indices)
     d_sae = sae.cfg.d_sae
     acts = _dense(values.cpu(), indices.cpu(), d_sae)
-    loss_effect = _dense(torch.nan_to_num(effect).cpu(), indices.cpu(), d_sae)
-    loss_effect[-1] = float("nan")
+    loss_effect = _dense(effect.cpu(), indices.cpu(), d_sae)
+    loss_effect[-1] = float("nan")  # the last position predicts nothing
     quantiles = torch.zeros_like(acts) if stats is None else stats.quantile_of(torch.arange(d_sae), acts)
     return PromptView(tokens=tokens.cpu(), pieces=token_pieces(model.tokenizer, tokens.cpu()), acts=acts,
                       quantiles=quantiles, loss=loss, loss_effect=loss_effect)
