@@ -23,7 +23,7 @@
 #
 # Everything comes from **one pass** over a token set, for all 4,096 latents at once, in memory that does
 # not grow with the number of tokens. You will write the streaming pieces of that pass; the course's
-# engine (`utils.sae.latent_stats`) puts them together, and its results feed Part 5 and the feature dashboard.
+# engine (`utils.sae.latent_stats`) puts them together, and its results feed Part 5 and the latent dashboard.
 #
 # **What you will do** ({{syllabus.learner_time}}):
 #

@@ -81,8 +81,9 @@ _ = torch.manual_seed(0)
 #
 # We load the bundled `gelu-1l-mini` and both of its pretrained TopK SAEs (4,096 latents, k = 32): two
 # runs that differ only in their random seed. For 20k held-out tokens we keep the final residual stream
-# (what the LayerNorm and unembedding read), the MLP activations, and each token's 32 active latents of
-# each SAE, as `(values, indices)` pairs: 32 numbers a token instead of 4,096. A few seconds.
+# (what the LayerNorm and unembedding read), the MLP activations at the SAEs' hook (`sae.cfg.hook_name`), and
+# each token's 32 active latents of each SAE, as `(values, indices)` pairs (`sae.encode_sparse`, here a batch
+# of tokens at a time): 32 numbers a token instead of 4,096. A few seconds.
 
 # %%
 model = load_model("gelu-1l-mini")
@@ -90,7 +91,7 @@ sae = SAE.from_pretrained("gelu-1l-mini", run="topk_4096_seed0")
 sae_b = SAE.from_pretrained("gelu-1l-mini", run="topk_4096_seed1")
 docs = load_text_dataset(model, split="validation")
 tokens = tokenize_texts(docs["text"], model.tokenizer, seq_len=SEQ_LEN, max_seqs=N_SEQS)
-resid, post = latent_effects.final_residual(model, tokens)  # [seq_rows SEQ_LEN d_model], [seq_rows SEQ_LEN d_mlp]
+resid, post = latent_effects.final_residual(model, tokens, sae.cfg.hook_name)  # [rows seq d_model], [rows seq d_mlp]
 flat_post = post[:, 1:].reshape(-1, model.cfg.d_mlp)  # BOS dropped, as in SAE training
 values, indices = latent_effects.encode_sparse(sae, flat_post)
 values_b, indices_b = latent_effects.encode_sparse(sae_b, flat_post)
@@ -695,7 +696,8 @@ assert counts[0.0] <= 2 and counts[4.0] >= 20 and counts[0.0] < counts[2.0], cou
 # of ablating the latent (the largest log-probability changes on hover), the top and bottom logits and
 # their histogram, neuron alignment, correlated latents, the nearest latents by decoder cosine and the
 # matching latent in the other run, plus a view of a prompt's tokens and the latents at each. It saves
-# to one HTML file that works offline, and shows in the notebook.
+# to one HTML file that works offline, and shows in the notebook. It reads any SAE on the model's MLP the
+# same way, through `sae.encode_sparse`: an L1 ("standard") SAE such as Part 2's can be browsed like this TopK one.
 
 # %%
 from utils import dashboard  # noqa: E402
@@ -704,11 +706,11 @@ from utils.dashboard.widget import browse  # noqa: E402
 data = dashboard.build(model, sae, tokens, latents=diverse[:12], other_sae=sae_b,
                        prompts=["The results of the experiment show that", "def main():\n    return 0"])
 path = dashboard.export_html(data, "latent_dashboard.html")
-print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB for {len(data['latents'])} latents); open it in a browser, "
+print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB for {len(data.latents)} latents); open it in a browser, "
       f"offline: {path.resolve().as_uri()}#latent={diverse[0]}")
 
 # %% tags=["solution-only"]
-assert path.stat().st_size < 30 * 1024 * len(data["latents"])
+assert path.stat().st_size < 30 * 1024 * len(data.latents)
 
 # %% [markdown]
 # The same pages in the notebook, with a box for a latent's number and one for your own prompt: "analyse
@@ -727,8 +729,8 @@ browse(data, model, sae)
 # share of its 10 top contexts whose firing token is its most common one. For bimodality we use Sarle's
 # bimodality coefficient of the log-activation histogram, $b = (\gamma^2 + 1) / (\kappa + 3)$ with skewness
 # $\gamma$ and excess kurtosis $\kappa$; $b > 5/9$ (the value of a uniform distribution) suggests two modes.
-# The statistics are the engine's, which the dashboard computed above for every latent (latents with at
-# least 50 firings on these tokens).
+# The statistics are the engine's, which the dashboard computed above for every latent (`data.stats`; latents
+# with at least 50 firings on these tokens).
 #
 # You should see bimodal latents clearly purer than the rest, and a moderate rank correlation between the
 # two. Take it as a lead, not a law: purity by one token favours single-token latents, which tend to have a
@@ -738,7 +740,7 @@ browse(data, model, sae)
 # %%
 from scipy import stats as scipy_stats  # noqa: E402
 
-engine = data["_stats"]
+engine = data.stats
 log_centres = (engine.hist_edges[:-1].log() + engine.hist_edges[1:].log()) / 2
 counts = engine.hist_counts.double()
 n_fired = counts.sum(1)

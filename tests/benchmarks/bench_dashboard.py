@@ -1,4 +1,4 @@
-"""How fast is the feature dashboard on this machine? Prints the figures of one run.
+"""How fast is the latent dashboard on this machine? Prints the figures of one run.
 
     python tests/benchmarks/bench_dashboard.py                    # all 4,096 latents over 1M tokens, 2 threads
     python tests/benchmarks/bench_dashboard.py --tokens 200000 --threads 1
@@ -73,8 +73,8 @@ def main() -> None:
     print(f"   whole dashboard: {t_total:.0f} s = {t_total / 60:.1f} min (target <= 5 min); peak memory {peak_gb:.1f} GB")
     print(f"   process CPU time {cpu_total:.0f} s, i.e. about {cpu_total / args.threads / 60:.1f} min on {args.threads} "
           f"otherwise idle cores; load average during the run {os.getloadavg()[0]:.1f} (a shared machine is slower)")
-    print(f"   {len(data['latents'])} latents in {len(list(out.glob('latents_*.html')))} files, {size / 2**20:.1f} MB "
-          f"({size / len(data['latents']) / 1024:.1f} KB per latent); index: {index}")
+    print(f"   {len(data.latents)} latents in {len(list(out.glob('latents_*.html')))} files, {size / 2**20:.1f} MB "
+          f"({size / len(data.latents) / 1024:.1f} KB per latent); index: {index}")
 
     ids = model.to_tokens(prompt)[0]
     seconds = timed(lambda: dashboard.prompt_view(model, sae, prompt, stats), repeats=5)

@@ -1,4 +1,4 @@
-"""How fast is the feature-statistics engine? One pass over >= 1M tokens for all 4,096 latents of a bundled SAE.
+"""How fast is the latent-statistics engine? One pass over >= 1M tokens for all 4,096 latents of a bundled SAE.
 
     python tests/benchmarks/bench_latent_stats.py                      # 1,000,000 tokens, 2 threads
     python tests/benchmarks/bench_latent_stats.py --tokens 200000 --threads 1 --no-cofire

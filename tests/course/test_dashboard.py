@@ -1,4 +1,5 @@
-"""The dashboard's data and files: exact ablation effects, the prompt view, text in every script, the export."""
+"""The dashboard's data and files, for a TopK and an L1 SAE through the same code: exact ablation effects, the
+prompt view, text in every script, the export."""
 
 from __future__ import annotations
 
@@ -7,19 +8,17 @@ import re
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from tests.course.dashboard_fixtures import bundled, small_dashboard
+from tests.course.dashboard_fixtures import ARCHITECTURES, bundled, sae_of, small_dashboard
 from utils import dashboard
-from utils.sae import latent_effects
 from utils.dashboard.page import CSS, JS, page_html
 from utils.lm.token_text import token_pieces
-
-HOOK = "blocks.0.mlp.hook_post"
+from utils.sae import latent_effects
+from utils.sae.prompt_view import patched_loss
 
 
 def _patched_loss_change(model, tokens, sae, position: int, latent: int, act: float) -> float:
-    """Reference: subtract act * W_dec[latent] from hook_post at one position, run the whole model again."""
+    """Reference: subtract act * W_dec[latent] from the SAE's hook at one position, run the whole model again."""
 
     def hook(acts, hook=None):
         acts = acts.clone()
@@ -28,40 +27,54 @@ def _patched_loss_change(model, tokens, sae, position: int, latent: int, act: fl
 
     with torch.no_grad():
         clean = model(tokens[None])[0, position]
-        patched = model.run_with_hooks(tokens[None], fwd_hooks=[(HOOK, hook)])[0, position]
+        patched = model.run_with_hooks(tokens[None], fwd_hooks=[(sae.cfg.hook_name, hook)])[0, position]
     target = tokens[position + 1]
-    return (F.cross_entropy(patched[None], target[None]) - F.cross_entropy(clean[None], target[None])).item()
+    ce = torch.nn.functional.cross_entropy
+    return (ce(patched[None], target[None]) - ce(clean[None], target[None])).item()
+
+
+def _clean_loss(model, tokens, position: int) -> float:
+    with torch.no_grad():
+        logits = model(tokens[None])[0, position]
+    return torch.nn.functional.cross_entropy(logits, tokens[position + 1]).item()
 
 
 def test_ablation_effects_match_a_patched_forward_pass():
     model, sae, _, tokens = bundled()
     row = tokens[0]
-    resid, post = latent_effects.final_residual(model, row[None])
-    values, indices = latent_effects.encode_sparse(sae, post[0])
+    resid, x = latent_effects.final_residual(model, row[None], sae.cfg.hook_name)
+    values, indices = sae.encode_sparse(x[0])
     positions = torch.tensor([3, 10, 40, 100, 126]).repeat_interleave(2)
     slots = torch.tensor([0, 5] * 5)
     latents, acts = indices[positions, slots], values[positions, slots] * 3  # larger than real: LayerNorm nonlinear
-    out = latent_effects.latent_out_directions(sae.W_dec, model.blocks[0].mlp.W_out)
+    assert (acts > 0).all(), "the fixture removes latents that fire"
     effects = latent_effects.ablation_effects(model, resid[0], torch.cat([row[1:], row[:1]]),
-                                              positions, latents, acts, out)
+                                              positions, latents, acts, latent_effects.sae_out_directions(model, sae))
     expected = [_patched_loss_change(model, row, sae, p, f, a) for p, f, a in zip(positions.tolist(), latents.tolist(),
                                                                                    acts.tolist())]
     assert torch.allclose(effects.loss, torch.tensor(expected), atol=2e-4), (effects.loss, expected)
     assert effects.top_tokens.shape == (10, 3) and (effects.top_changes.abs().diff(dim=1) <= 1e-6).all()
 
 
-def test_prompt_view_lists_every_active_latent_with_exact_effects():
-    model, sae, _, tokens = bundled()
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_prompt_view_lists_every_active_latent_with_exact_effects(architecture):
+    model, _, _, tokens = bundled()
+    sae = sae_of(architecture)
     text = model.to_string(tokens[1, 1:])
     view = dashboard.prompt_view(model, sae, text)
     ids = model.to_tokens(text)[0]
-    assert len(view["s"]) == len(ids) == len(view["latents"])
-    assert view["latents"][0] == [], "BOS has no latents"
-    _, post = latent_effects.final_residual(model, ids[None])
-    acts = sae.encode(post[0])
+    assert len(view.pieces) == len(ids) == len(view.latents)
+    assert view.latents[0] == [], "BOS has no latents"
+    _, x = latent_effects.final_residual(model, ids[None], sae.cfg.hook_name)
+    acts = sae.encode(x[0])
+    n_active = (acts[1:] > 0).sum(-1)
+    assert n_active.min() > 0 and (architecture == "topk") == bool((n_active == n_active[0]).all())
+    for p in range(1, len(ids)):
+        listed = {r[0]: r for r in view.latents[p]}
+        assert set(listed) == set(torch.nonzero(acts[p] > 0)[:, 0].tolist()), p
+        assert all(r[1] == pytest.approx(acts[p, f].item(), abs=1e-3) for f, r in listed.items()), p
     for p in (1, 50, len(ids) - 2):
-        listed = {r[0]: r for r in view["latents"][p]}
-        assert set(listed) == set(torch.nonzero(acts[p] > 0)[:, 0].tolist())
+        listed = {r[0]: r for r in view.latents[p]}
         f = max(listed, key=lambda j: listed[j][1])
         assert listed[f][3] == pytest.approx(_patched_loss_change(model, ids, sae, p, f, acts[p, f].item()), abs=2e-4)
 
@@ -79,49 +92,130 @@ def test_token_texts_read_right_in_every_script(text):
     assert "\ufffd" not in "".join(pieces)
 
 
+def _embedded(page: str) -> dict:
+    """The JSON a page carries."""
+    return json.loads(re.search(r'id="dashboard-data">(.*?)</script>', page, re.S).group(1).replace("<\\/", "</"))
+
+
 def test_html_is_self_contained_and_small():
     data, latents = small_dashboard()
-    page = page_html(dashboard.data._payload(data))
+    page = page_html(data.payload())
     assert page.count(CSS) == 1 and page.count(JS) == 1
     template = page_html({"meta": {}, "vocab": {}, "latents": {}, "prompts": []})
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=|@import|url\(|https?://", template)
-    payload = json.loads(re.search(r'id="dashboard-data">(.*?)</script>', page, re.S).group(1).replace("<\\/", "</"))
-    assert sorted(map(int, payload["latents"])) == sorted(latents)
-    empty = len(page_html({**dashboard.data._payload(data, []), "prompts": []}).encode())
-    no_prompts = len(page_html({**dashboard.data._payload(data), "prompts": []}).encode())
+    assert sorted(map(int, _embedded(page)["latents"])) == sorted(latents)
+    empty = len(page_html({**data.payload([]), "prompts": []}).encode())
+    no_prompts = len(page_html({**data.payload(), "prompts": []}).encode())
     per_latent = (no_prompts - empty) / len(latents)
     assert per_latent <= 30 * 1024, f"{per_latent / 1024:.1f} KB per latent"
 
 
-def test_every_latent_page_has_every_component():
+def test_the_page_files_ship_with_the_package():
+    """page.css and page.js are package files (read with importlib.resources), not strings in page.py."""
+    from importlib.resources import files
+
+    assert files("utils.dashboard").joinpath("page.js").read_text(encoding="utf-8") == JS
+    assert files("utils.dashboard").joinpath("page.css").read_text(encoding="utf-8") == CSS
+    assert "function latentPage" in JS and ".ctx" in CSS and "</script" not in JS
+
+
+def test_the_embedded_json_has_the_shape_page_js_reads():
+    """Every key page.js reads of a latent page, a context, an effect and a prompt view is in the JSON."""
     data, latents = small_dashboard()
+    payload = _embedded(page_html(data.payload()))
+    assert set(payload) == {"meta", "vocab", "latents", "prompts"}
+    meta_keys = {"model", "run", "other_run", "architecture", "d_sae", "n_tokens", "hist_log10", "hist_bins"}
+    assert meta_keys <= set(payload["meta"])
+    page = payload["latents"][str(latents[0])]
+    assert set(page) == {"density", "n_fired", "max_act", "hist", "top", "intervals", "logits", "neurons", "cofiring",
+                         "nearest", "match"}
+    context = page["top"][0]
+    assert set(context) == {"pieces", "acts", "centre", "effects"} and len(context["pieces"]) == len(context["acts"])
+    effect = next(e for c in page["top"] for e in c["effects"].values())
+    assert set(effect) == {"loss", "top"} and all(str(t) in payload["vocab"] for t, _ in effect["top"])
+    assert set(page["intervals"][0]) == {"range", "share", "samples"} and set(page["match"]) == {"latent", "cos"}
+    prompt = payload["prompts"][0]
+    assert set(prompt) == {"text", "pieces", "latents"} and len(prompt["latents"][1][0]) == 4
+    for name in ("pieces", "acts", "centre", "effects", "loss", "top", "samples", "share", "architecture"):
+        assert re.search(rf"\.{name}\b", JS), f"page.js does not read {name}"
+
+
+def test_old_notebooks_can_read_the_data_as_a_dict():
+    """Notebooks written when build returned a dict read data["latents"] and data["_stats"]."""
+    data, latents = small_dashboard()
+    assert data["latents"] is data.latents and data["_stats"] is data.stats and len(data["latents"]) == len(latents)
+    with pytest.raises(KeyError, match="attributes"):
+        data["pages"]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_every_latent_page_has_every_component(architecture):
+    data, latents = small_dashboard(architecture)
+    assert data.meta.architecture.startswith(architecture)
     for f in latents:
-        page = data["latents"][f]
-        assert len(page["hist"]) == data["meta"]["hist_bins"] and sum(page["hist"]) == page["n_fired"] > 0
-        assert 0 < len(page["top"]) <= 10 and all(c["a"][c["c"]] > 0 for c in page["top"])
-        tops = [c["a"][c["c"]] for c in page["top"]]
-        assert tops == sorted(tops, reverse=True) and tops[0] == pytest.approx(page["max_act"], abs=0.01)
-        assert len(page["intervals"]) == 4 and sum(g["share"] for g in page["intervals"]) == pytest.approx(1, abs=1e-3)
-        for g in page["intervals"]:
-            assert all(g["range"][0] - 0.01 <= s["a"][s["c"]] <= g["range"][1] + 0.01 for s in g["samples"])
-        assert len(page["logits"]["top"]) == 10 and len(page["neurons"]["correlated"]) == 3
-        assert len(page["cofiring"]) == 5 and f not in [j for j, _ in page["cofiring"]]
-        assert len(page["nearest"]) == 4 and f not in [j for j, _ in page["nearest"]]
-        assert 0 < page["match"]["cos"] <= 1
+        page = data.latents[f]
+        assert len(page.hist) == data.meta.hist_bins and sum(page.hist) == page.n_fired > 0
+        assert 0 < len(page.top) <= 10 and all(c.acts[c.centre] > 0 for c in page.top)
+        tops = [c.acts[c.centre] for c in page.top]
+        assert tops == sorted(tops, reverse=True) and tops[0] == pytest.approx(page.max_act, abs=0.01)
+        assert len(page.intervals) == 4 and sum(g.share for g in page.intervals) == pytest.approx(1, abs=1e-3)
+        for g in page.intervals:
+            assert all(g.range[0] - 0.01 <= s.acts[s.centre] <= g.range[1] + 0.01 for s in g.samples)
+        assert len(page.logits.top) == 10 and len(page.neurons.correlated) == 3
+        assert len(page.cofiring) == 5 and f not in [j for j, _ in page.cofiring]
+        assert len(page.nearest) == 4 and f not in [j for j, _ in page.nearest]
+        assert 0 < page.match.cos <= 1
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_contexts_show_the_encoded_activations_and_patched_losses(architecture):
+    """Each top context of a latent: its tokens, the latent's activation on each (sae.encode there), and where
+    it fires, the loss effect on the next token (a patched forward pass: patched_loss)."""
+    model, _, _, tokens = bundled()
+    sae = sae_of(architecture)
+    data, latents = small_dashboard(architecture)
+    checked_effects = 0
+    for f in latents[:3]:
+        stats, page = data.stats, data.latents[f]
+        rows, positions = stats.top_seq[f].tolist(), stats.top_pos[f].tolist()
+        for context, row, pos in list(zip(page.top, rows, positions))[:3]:
+            start = pos - context.centre
+            window = tokens[row, start : start + len(context.pieces)]
+            assert "".join(context.pieces) == "".join(token_pieces(model.tokenizer, window.tolist()))
+            _, x = latent_effects.final_residual(model, tokens[row][None], sae.cfg.hook_name)
+            acts = sae.encode(x[0, start : start + len(context.pieces)])[:, f]
+            assert context.acts == pytest.approx(acts.tolist(), abs=6e-3)
+            assert set(context.effects) == {i + 1 for i in range(len(context.pieces) - 1) if acts[i] > 0}
+            for predicted, effect in list(context.effects.items())[:2]:
+                p = start + predicted - 1  # the latent is removed at the token before the one whose loss changes
+                expected = patched_loss(model, sae, tokens[row], p, f) - _clean_loss(model, tokens[row], p)
+                assert effect.loss == pytest.approx(expected, abs=2e-3)
+                checked_effects += 1
+    assert checked_effects >= 4, "the fixture's contexts show ablation effects"
+
+
+def test_build_refuses_an_sae_off_the_last_mlp():
+    import copy
+
+    model, sae, _, tokens = bundled()
+    other = copy.deepcopy(sae)
+    other.cfg.hook_name = "blocks.0.hook_resid_mid"
+    with pytest.raises(ValueError, match="last block's MLP"):
+        dashboard.build(model, other, tokens[:2], latents=[0])
 
 
 def test_correlated_neurons_match_a_dense_computation():
     model, sae, _, tokens = bundled()
     data, latents = small_dashboard()
-    _, post = latent_effects.final_residual(model, tokens)
+    _, post = latent_effects.final_residual(model, tokens, sae.cfg.hook_name)
     acts, post = sae.encode(post)[:, 1:], post[:, 1:]  # the dashboard leaves BOS (position 0) out of the statistics
     x, y = acts.reshape(-1, acts.shape[-1])[:, latents], post.reshape(-1, post.shape[-1])
     xc, yc = x - x.mean(0), y - y.mean(0)
     corr = (xc / xc.norm(dim=0)).T @ (yc / yc.norm(dim=0))
     for k, f in enumerate(latents):
-        for j, c in data["latents"][f]["neurons"]["correlated"]:
+        for j, c in data.latents[f].neurons.correlated:
             assert c == pytest.approx(corr[k, j].item(), abs=2e-3)
-        assert data["latents"][f]["neurons"]["correlated"][0][0] == corr[k].argmax().item()
+        assert data.latents[f].neurons.correlated[0][0] == corr[k].argmax().item()
 
 
 def test_folder_export_has_an_index_and_self_contained_shards(tmp_path):
@@ -131,9 +225,9 @@ def test_folder_export_has_an_index_and_self_contained_shards(tmp_path):
     assert index.exists() and len(shards) == -(-len(latents) // 4)
     for shard in shards:
         assert shard.read_text(encoding="utf-8").count(JS) == 1
-    search = json.loads(re.search(r'id="dashboard-data">(.*?)</script>', index.read_text(encoding="utf-8"),
-                                  re.S).group(1).replace("<\\/", "</"))["search"]
+    search = _embedded(index.read_text(encoding="utf-8"))["search"]
     assert sorted(map(int, search)) == sorted(latents)
+    assert set(search[str(latents[0])]) == {"density", "logits", "contexts"}
 
 
 def test_widget_uses_only_apis_common_to_ipywidgets_7_and_8():

@@ -103,6 +103,15 @@ def exported(tmp_path_factory):
     return path, index, data, latents
 
 
+@pytest.fixture(scope="module")
+def exported_standard(exported):
+    """The L1 SAE's dashboard, beside the TopK one (so that the last test sees its requests too)."""
+    from utils import dashboard
+
+    data, latents = small_dashboard("standard")
+    return dashboard.export_html(data, exported[0].parent / "standard.html"), data, latents
+
+
 def _open(browser, url: str, ready: str) -> None:
     """Go to url and wait until the page shows the element ``ready`` (a CSS selector)."""
     browser("Page.navigate", url=url)
@@ -110,13 +119,15 @@ def _open(browser, url: str, ready: str) -> None:
                      f"!!document.querySelector({json.dumps(ready)})")
 
 
-def test_every_component_is_drawn(browser, exported):
-    path, _, data, latents = exported
+@pytest.mark.parametrize("architecture", ["topk", "standard"])
+def test_every_component_is_drawn(browser, exported, exported_standard, architecture):
+    path, data, latents = (exported[0], *exported[2:]) if architecture == "topk" else exported_standard
     f = latents[0]
     _open(browser, f"{path.as_uri()}#latent={f}", f"#latent-title[data-latent='{f}']")
     state = browser.evaluate("""(() => {
         const text = id => (document.getElementById(id) || {textContent: ''}).textContent.trim().length;
         return {title: document.querySelector('#latent-title').dataset.latent,
+                heading: document.querySelector('#latent-title').textContent,
                 components: Object.fromEntries(%s.map(id => [id, text(id)])),
                 bars: document.querySelectorAll('#activation-histogram rect').length,
                 logitBars: document.querySelectorAll('#logit-histogram rect').length,
@@ -127,25 +138,25 @@ def test_every_component_is_drawn(browser, exported):
                 contexts: document.querySelectorAll('#top-contexts .ctx').length,
                 samples: document.querySelectorAll('#interval-samples .ctx').length};
     })()""" % json.dumps(COMPONENTS))
-    assert state["title"] == str(f)
+    assert state["title"] == str(f) and architecture in state["heading"]
     assert all(n > 20 for n in state["components"].values()), state["components"]
-    assert state["bars"] == data["meta"]["hist_bins"] and state["logitBars"] == 30
-    assert state["contexts"] == len(data["latents"][f]["top"]) > 0 and state["samples"] > 0
+    assert state["bars"] == data.meta.hist_bins and state["logitBars"] == 30
+    assert state["contexts"] == len(data.latents[f].top) > 0 and state["samples"] > 0
     assert state["shaded"] >= state["contexts"], "each top context shades at least its centre token"
     assert state["underlined"] > 0 and state["hover"], "ablation effects are underlined, with the changes on hover"
     shot = base64.b64decode(browser("Page.captureScreenshot", format="png")["data"])
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 30_000, "a blank page compresses to a few KB"
-    if os.environ.get("SAE_DASHBOARD_SCREENSHOT"):
+    if os.environ.get("SAE_DASHBOARD_SCREENSHOT") and architecture == "topk":
         Path(os.environ["SAE_DASHBOARD_SCREENSHOT"]).write_bytes(shot)
 
 
 def test_following_a_latent_from_the_prompt_view_opens_its_page(browser, exported):
     path, _, data, latents = exported
-    view = data["prompts"][0]
-    token = next(i for i, found in enumerate(view["latents"]) if any(r[0] in latents for r in found))
+    view = data.prompts[0]
+    token = next(i for i, found in enumerate(view.latents) if any(r[0] in latents for r in found))
     _open(browser, f"{path.as_uri()}#prompt=0&token={token}", "#prompt-latents")
     n_rows = browser.evaluate("document.querySelectorAll('#prompt-latents tr').length - 1")
-    assert n_rows == len(view["latents"][token]) > 0, "the token's latents are all listed"
+    assert n_rows == len(view.latents[token]) > 0, "the token's latents are all listed"
     box = browser.evaluate("""(() => {
         const a = [...document.querySelectorAll('#prompt-latents a.latent-link')][0];
         a.scrollIntoView(); const r = a.getBoundingClientRect();
@@ -167,7 +178,7 @@ def test_ranking_by_loss_effect_reorders_the_list(browser, exported):
 def test_index_searches_by_top_tokens_and_opens_the_latent(browser, exported):
     _, index, data, latents = exported
     f = latents[1]
-    word = data["vocab"][data["latents"][f]["logits"]["top"][0][0]]
+    word = data.vocab[data.latents[f].logits.top[0][0]]
     _open(browser, f"{index.as_uri()}#q={urllib.request.quote(word)}", "#search-results")
     found = browser.evaluate("[...document.querySelectorAll('#search-results a.latent-link')].map(a => a.dataset.latent)")
     assert str(f) in found

@@ -1,13 +1,16 @@
-"""The feature-statistics engine against brute force on small synthetic activations (utils.sae.latent_stats)."""
+"""The latent-statistics engine (utils.sae.latent_stats) against brute force on small synthetic activations, its
+options, and the one sparse encoder it reads an SAE through (SAE.encode_sparse), for TopK and L1 SAEs alike."""
 
 from __future__ import annotations
 
-import math
+import json
 
 import pytest
 import torch
 
-from utils.sae.latent_stats import LatentStats, LatentStatsAccumulator
+from tests.course.dashboard_fixtures import ARCHITECTURES, bundled, sae_of
+from utils.sae.latent_stats import LatentStats, LatentStatsAccumulator, LatentStatsOptions
+from utils.sae.model import SAE, SAEConfig
 
 D_SAE, D_IN, SEQ, ROWS, BATCH = 12, 5, 16, 40, 7
 
@@ -161,37 +164,136 @@ def test_save_load_round_trip(data, tmp_path):
         assert (torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other), name
 
 
+def test_options_load_from_a_folder_saved_before_they_were_typed(data, tmp_path):
+    """A folder saved when ``options`` was a plain dict, before ``exclude_bos`` existed, still loads."""
+    _, _, st = data
+    folder = st.save(tmp_path / "old")
+    meta = json.loads((folder / "latent_stats.json").read_text(encoding="utf-8"))
+    assert isinstance(meta["options"], dict) and meta["options"]["hist_range"] == [0.01, 10.0]
+    del meta["options"]["exclude_bos"]
+    (folder / "latent_stats.json").write_text(json.dumps(meta), encoding="utf-8")
+    back = LatentStats.load(folder)
+    assert isinstance(back.options, LatentStatsOptions) and back.options == st.options
+    assert back.options.hist_range == (0.01, 10.0) and back.options.exclude_bos is False
+
+
+def test_options_are_one_dataclass_overridable_by_keyword():
+    base = LatentStatsOptions(top_k=5, one_per="row")
+    acc = LatentStatsAccumulator(4, 2, 8, base, n_samples=2)
+    assert acc.options == LatentStatsOptions(top_k=5, one_per="row", n_samples=2) and base.n_samples == 10
+    assert LatentStatsOptions.from_json(base.to_json()) == base
+    with pytest.raises(ValueError, match="unknown latent-statistics options"):
+        LatentStatsOptions.from_json({**base.to_json(), "topk": 3})
+
+
 def test_bad_input_has_clear_messages():
     with pytest.raises(ValueError, match="one_per"):
         LatentStatsAccumulator(4, 2, 8, one_per="doc")
+    with pytest.raises(ValueError, match="hist_range"):
+        LatentStatsOptions(hist_range=(1.0, 0.1))
+    with pytest.raises(ValueError, match="top_k must be a whole number"):
+        LatentStatsOptions(top_k=0)
     acc = LatentStatsAccumulator(4, 2, 8)
     with pytest.raises(ValueError, match="expected activations"):
         acc.add(torch.zeros(2, 7, 4), torch.zeros(2, 7, 2), 0)
-    with pytest.raises(FileNotFoundError, match="No feature statistics"):
+    with pytest.raises(FileNotFoundError, match="No latent statistics"):
         LatentStats.load("/nonexistent/folder")
-    assert not math.isnan(0.0)
 
 
-def test_compute_on_the_bundled_model_matches_the_dense_path():
-    """compute_latent_stats's TopK fast path (sparse, no dense scatter) equals feeding sae.encode's dense output."""
-    from utils.lm.activations import mlp_post_activations, tokenize_texts
+# --------------------------------------------------------------------------------------------------
+# The one sparse encoder, and the engine on a real model through it
+
+
+def _random_sae(architecture: str, seed: int = 0) -> SAE:
+    """A small SAE whose every parameter is random and non-trivial; the L1 one's encoder bias is low enough that
+    the number of active latents differs from token to token."""
+    k = 6 if architecture == "topk" else None
+    sae = SAE(SAEConfig(d_in=16, d_sae=48, architecture=architecture, k=k, seed=seed))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        sae.b_enc.copy_(torch.randn(48, generator=g) * 0.3 - 0.5)
+        sae.b_dec.copy_(torch.randn(16, generator=g) * 0.2)
+        sae.W_enc.add_(torch.randn(16, 48, generator=g) * 0.2)
+    return sae
+
+
+def _dense(values: torch.Tensor, indices: torch.Tensor, d_sae: int) -> torch.Tensor:
+    """A sparse code written out over all latents (slots add up, so padding at any index adds nothing)."""
+    return torch.zeros(*values.shape[:-1], d_sae).scatter_add_(-1, indices, values)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("shape", [(40,), (5, 8)], ids=["n d", "b s d"])
+def test_encode_sparse_is_encode_kept_sparse(architecture, shape):
+    sae = _random_sae(architecture)
+    x = torch.randn(*shape, 16, generator=torch.Generator().manual_seed(1)) * 2
+    values, indices = sae.encode_sparse(x)
+    dense = sae.encode(x)
+    n_active = (dense > 0).sum(-1)
+    assert 0 < n_active.min() and n_active.max() < 48, "the fixture: some but not all latents fire"
+    assert values.shape == indices.shape and values.shape[:-1] == x.shape[:-1]
+    if architecture == "topk":
+        assert values.shape[-1] == 6
+    else:
+        assert values.shape[-1] == n_active.max() > n_active.min(), "padded to the largest active set"
+    assert torch.equal(_dense(values, indices, 48), dense)
+    assert (values >= 0).all() and (indices.sort(-1).values.diff(dim=-1) > 0).all(), "a latent once per token"
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_encode_sparse_on_edge_cases(architecture):
+    sae = _random_sae(architecture)
+    values, indices = sae.encode_sparse(torch.zeros(0, 16))
+    assert values.shape[0] == indices.shape[0] == 0
+    quiet = sae.b_dec.detach().expand(3, 16).clone()  # x = b_dec: the pre-activations are b_enc alone
+    with torch.no_grad():
+        sae.b_enc.fill_(-1.0)
+    values, indices = sae.encode_sparse(quiet)
+    assert torch.equal(_dense(values, indices, 48), sae.encode(quiet)) and (values == 0).all()
+
+
+@pytest.mark.parametrize(("architecture", "exclude_bos"), [("topk", True), ("standard", True), ("standard", False)])
+def test_compute_on_the_bundled_model_matches_the_dense_path(architecture, exclude_bos):
+    """compute_latent_stats (hook_activations, then sae.encode_sparse, for any architecture) equals feeding the
+    dense output of sae.encode to the accumulator. With BOS counted too for the L1 SAE: its largest active set,
+    the one that sets k, is BOS's."""
+    from utils.lm.activations import hook_activations, tokenize_texts
     from utils.sae.latent_stats import compute_latent_stats
-    from utils.lm.loading import load_model
-    from utils.sae.model import SAE
 
-    model, sae = load_model("gelu-1l-mini"), SAE.from_pretrained("gelu-1l-mini")
+    model, sae = bundled()[0], sae_of(architecture)
     tokens = tokenize_texts(["def f(x):\n    return x + 1\n", "Привет, мир! 你好世界. Le chat."] * 30, model.tokenizer, seq_len=32)[:12]
-    opts = dict(top_k=4, n_samples=3, one_per="row", seed=3)
+    opts = dict(top_k=4, n_samples=3, one_per="row", seed=3, exclude_bos=exclude_bos)
     fast = compute_latent_stats(model, sae, tokens, batch_size=5, progress=False, **opts)
-    acc = LatentStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], exclude_bos=True, **opts)  # as the default
+    acc = LatentStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], **opts)
     for start in range(0, len(tokens), 5):
-        x = mlp_post_activations(model, tokens[start : start + 5])
+        x = hook_activations(model, tokens[start : start + 5], sae.cfg.hook_name)
         acc.add(sae.encode(x), x, start)
     dense = acc.finish()
-    for name in ("fire_count", "hist_counts", "top_seq", "top_pos", "interval_counts", "cofire"):
+    per_token = dense.fire_count.sum() / dense.n_tokens
+    assert (per_token == sae.cfg.k) if architecture == "topk" else (5 < per_token < 100), per_token
+    for name in ("fire_count", "hist_counts", "top_seq", "top_pos", "interval_counts", "interval_seq", "interval_pos",
+                 "group_counts", "group_seq", "group_pos", "cofire"):
         assert torch.equal(getattr(fast, name), getattr(dense, name)), name
-    torch.testing.assert_close(fast.top_acts, dense.top_acts)
+    for name in ("act_sum", "act_max", "top_acts", "interval_acts", "group_acts"):
+        torch.testing.assert_close(getattr(fast, name), getattr(dense, name))
     torch.testing.assert_close(fast.neuron_corr, dense.neuron_corr, atol=1e-4, rtol=1e-3)
+
+
+def test_the_order_of_a_tokens_slots_changes_nothing():
+    """The same sparse code with each token's slots shuffled gives the same statistics, samples included."""
+    acts, x = synthetic(4)
+    values, indices = acts.topk(5, dim=-1)
+    shuffle = torch.rand(values.shape, generator=torch.Generator().manual_seed(0)).argsort(-1)
+    opts = dict(top_k=4, n_intervals=3, n_samples=3, one_per="row")
+    runs = []
+    for v, i in ((values, indices), (values.gather(-1, shuffle), indices.gather(-1, shuffle))):
+        acc = LatentStatsAccumulator(D_SAE, D_IN, SEQ, **opts)
+        for start in range(0, ROWS, BATCH):
+            acc.add_sparse(v[start : start + BATCH], i[start : start + BATCH], x[start : start + BATCH], start)
+        runs.append(acc.finish())
+    assert not torch.equal(values, values.gather(-1, shuffle))
+    for name in ("top_seq", "interval_seq", "interval_pos", "interval_acts", "group_seq", "cofire"):
+        assert torch.equal(getattr(runs[0], name), getattr(runs[1], name)), name
 
 
 def test_exclude_bos_leaves_position_0_out_of_every_statistic():

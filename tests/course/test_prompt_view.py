@@ -1,21 +1,20 @@
-"""The prompt-centric view: all latents ranked three ways; closed-form loss effects equal patched forward passes."""
+"""The prompt-centric view, for a TopK and an L1 SAE through the same code: all latents ranked three ways;
+activations equal sae.encode's, closed-form loss effects equal patched forward passes."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from tests.course.dashboard_fixtures import ARCHITECTURES, bundled, sae_of
 from utils.sae.prompt_view import patched_loss, prompt_view
 
 PROMPT = "def mean(values):\n    return sum(values) / len(values)\nLe chat est noir. Привет, мир! 你好"
 
 
-@pytest.fixture(scope="module")
-def model_sae():
-    from utils.lm.loading import load_model
-    from utils.sae.model import SAE
-
-    return load_model("gelu-1l-mini"), SAE.from_pretrained("gelu-1l-mini")
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def model_sae(request):
+    return bundled()[0], sae_of(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +31,18 @@ def test_shapes_and_inactive_latents(view, model_sae):
     inactive = view.acts[:-1] == 0
     assert torch.all(view.loss_effect[:-1][inactive] == 0)
     assert torch.all(view.loss_effect[-1].isnan()) and view.loss[-1].isnan() and torch.all(view.loss[:-1] > 0)
+
+
+def test_acts_are_the_sae_encoding(view, model_sae):
+    from utils.sae import latent_effects
+
+    model, sae = model_sae
+    _, x = latent_effects.final_residual(model, view.tokens[None], sae.cfg.hook_name)
+    expected = sae.encode(x[0])
+    assert torch.allclose(view.acts, expected, atol=1e-6)
+    n_active = (expected[1:] > 0).sum(-1)
+    assert n_active.min() > 0, "the fixture's SAE fires on every token"
+    assert (sae.cfg.architecture == "topk") == bool((n_active == n_active[0]).all()), "an L1 SAE's active sets vary"
 
 
 def test_closed_form_matches_patched_forward_pass(view, model_sae):

@@ -1,13 +1,13 @@
 """The latent dashboard: one page per latent and a prompt-centric view, offline, for any SAE the course trains.
 
-``dashboard.build(model, sae, tokens)`` gathers the data (``data``), ``dashboard.export_html`` /
-``export_folder`` write self-contained pages (``page``, with ``page.css`` and ``page.js``), ``dashboard.show``
-displays one in a notebook, and ``dashboard.widget.browse`` is an ipywidgets browser with a live prompt view.
+``dashboard.build(model, sae, tokens)`` gathers the data (``data``; its types in ``payload``),
+``dashboard.export_html`` / ``export_folder`` write self-contained pages (``page``, with ``page.css`` and
+``page.js``), ``dashboard.show`` displays one in a notebook, and ``dashboard.widget.browse`` is an ipywidgets
+browser with a live prompt view.
 """
 
 from utils.dashboard.data import (
     STATS_OPTIONS,
-    DashboardData,
     build,
     export_folder,
     export_html,
@@ -16,10 +16,13 @@ from utils.dashboard.data import (
     show,
     to_json,
 )
+from utils.dashboard.payload import DashboardData, LatentPage, PromptLatents
 
 __all__ = [
     "STATS_OPTIONS",
     "DashboardData",
+    "LatentPage",
+    "PromptLatents",
     "build",
     "export_folder",
     "export_html",

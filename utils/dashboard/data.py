@@ -1,4 +1,4 @@
-"""A feature dashboard for an SAE on a one-layer model's MLP: one page per latent, and a prompt-centric view.
+"""A latent dashboard for an SAE on a model's last MLP: one page per latent, and a prompt-centric view.
 
 :func:`build` gathers everything about a set of latents (or all of them): density and activation histogram,
 top contexts and interval samples (each token with its activation and the exact effect of ablating the
@@ -7,42 +7,59 @@ histogram, neuron alignment and correlated neurons, correlated latents over the 
 nearest latents by decoder cosine and the matching latent of another run; and the prompt-centric view of a
 few prompts (every latent at every token, ranked in the page by activation, quantile or loss effect).
 
-The statistics are those of the engine in ``utils.sae.latent_stats`` (one pass over the tokens, computed here
-or loaded from its saved results); the rows that hold the contexts are run once more for their ablation
-effects; the text of every token comes from ``utils.lm.token_text``. The result is a JSON-ready dict:
-:func:`export_html` writes it as one self-contained HTML file (JavaScript and CSS inlined once, no network
-request, ``#latent=123`` opens a latent); :func:`export_folder` writes the whole SAE as a folder of such
-files with a searchable index page; :func:`show` displays it in a notebook, and ``utils.dashboard.widget``
-is an ipywidgets browser with a live prompt view.
+The same code serves every SAE architecture, because every step reads the SAE through the course's shared
+pieces: the statistics are the engine's (``utils.sae.latent_stats.compute_latent_stats``, one pass over the
+tokens, or its saved results); the rows that hold the contexts are run once more through
+``utils.sae.latent_effects.final_residual``, encoded with ``SAE.encode_sparse``, and their ablation effects
+come from ``latent_effects.ablation_effects``, the closed form the prompt view (``utils.sae.prompt_view``)
+uses too. The text of every token comes from ``utils.lm.token_text``.
+
+The result is a :class:`~utils.dashboard.payload.DashboardData`: :func:`export_html` writes it as one
+self-contained HTML file (JavaScript and CSS inlined once, no network request, ``#latent=123`` opens a
+latent); :func:`export_folder` writes the whole SAE as a folder of such files with a searchable index page;
+:func:`show` displays it in a notebook, and ``utils.dashboard.widget`` is an ipywidgets browser with a live
+prompt view.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from utils.sae import latent_effects
-from utils.dashboard.page import page_html
-from utils.sae.latent_stats import LatentStats, LatentStatsAccumulator
-from utils.sae.prompt_view import prompt_view as engine_prompt_view
+from utils.dashboard.page import page_html, payload_json
+from utils.dashboard.payload import (
+    Context,
+    DashboardData,
+    DashboardMeta,
+    Effect,
+    Interval,
+    LatentPage,
+    Logits,
+    Match,
+    Neurons,
+    PromptLatents,
+    SearchEntry,
+)
 from utils.lm.token_text import token_pieces
+from utils.sae import latent_effects
+from utils.sae.latent_stats import LatentStats, LatentStatsOptions, compute_latent_stats
+from utils.sae.prompt_view import prompt_view as engine_prompt_view
 
-__all__ = ["DashboardData", "build", "export_folder", "export_html", "latent_stats", "prompt_view", "show"]
-
-DashboardData = dict[str, Any]
+__all__ = ["STATS_OPTIONS", "DashboardData", "build", "export_folder", "export_html", "latent_stats", "prompt_view",
+           "show", "to_json"]
 
 #: The engine's options the dashboard uses: 10 top contexts, 4 activation intervals of 3 samples each, a histogram
 #: of 40 log-spaced bins over [0.01, 31.6], co-firing over the whole SAE and correlations with every neuron; BOS
 #: (position 0) left out, as in SAE training.
-STATS_OPTIONS = dict(top_k=10, n_intervals=4, n_quantile_groups=4, n_samples=3, hist_range=(1e-2, 10**1.5),
-                     n_hist_bins=40, cofire=True, neuron_corr=True, exclude_bos=True)
+STATS_OPTIONS = LatentStatsOptions(top_k=10, n_intervals=4, n_quantile_groups=4, n_samples=3,
+                                   hist_range=(1e-2, 10**1.5), n_hist_bins=40, cofire=True, neuron_corr=True,
+                                   exclude_bos=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -50,18 +67,12 @@ STATS_OPTIONS = dict(top_k=10, n_intervals=4, n_quantile_groups=4, n_samples=3, 
 # ---------------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
 def latent_stats(model, sae, tokens: Int[Tensor, "rows seq"], batch_rows: int = 64, **options) -> LatentStats:
-    """``utils.sae.latent_stats``'s statistics of every latent over ``tokens``, with BOS left out (as in SAE
-    training: the SAE's code there means nothing, and BOS would fill some latents' top contexts)."""
-    options = {**STATS_OPTIONS, **options}
-    acc = LatentStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], hook_name=sae.cfg.hook_name, **options)
-    for start in range(0, len(tokens), batch_rows):
-        _, post = latent_effects.final_residual(model, tokens[start : start + batch_rows])
-        values, indices = latent_effects.encode_sparse(sae, post.reshape(-1, post.shape[-1]))
-        values, indices = values.reshape(*post.shape[:2], -1), indices.reshape(*post.shape[:2], -1)
-        acc.add_sparse(values, indices, post, start)
-    return acc.finish()
+    """``compute_latent_stats`` with the dashboard's options (:data:`STATS_OPTIONS`; keyword arguments replace
+    single ones), BOS left out as in SAE training: the SAE's code there means nothing, and BOS would fill some
+    latents' top contexts."""
+    return compute_latent_stats(model, sae, tokens, replace(STATS_OPTIONS, **options), batch_size=batch_rows,
+                                progress=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -82,7 +93,12 @@ def _top_cosines(unit_a: Tensor, unit_b: Tensor, n: int, exclude_self: bool, chu
     return torch.cat(idx), torch.cat(cos)
 
 
-def _cofiring_phi(stats: LatentStats, latents: list[int], n: int) -> dict[int, list]:
+def _pairs(ids: Tensor, values: Tensor, digits: int = 3) -> list[tuple[int, float]]:
+    """``[(id, value rounded)]`` from two tensors of the same length."""
+    return [(i, round(v, digits)) for i, v in zip(ids.tolist(), values.tolist())]
+
+
+def _cofiring_phi(stats: LatentStats, latents: list[int], n: int) -> dict[int, list[tuple[int, float]]]:
     """The n latents of the whole SAE whose firing correlates most with each latent's (phi coefficient of the
     two firing indicators, from the engine's co-firing counts)."""
     lat = torch.tensor(latents, dtype=torch.long)
@@ -92,8 +108,7 @@ def _cofiring_phi(stats: LatentStats, latents: list[int], n: int) -> dict[int, l
     phi = (both - p[lat, None] * p[None]) / (p[lat, None] * (1 - p[lat, None]) * p[None] * (1 - p[None])).sqrt().clamp_min(1e-12)
     phi[torch.arange(len(lat)), lat] = -2.0
     top = phi.topk(n, dim=-1)
-    return {f: [[j, round(c, 3)] for j, c in zip(top.indices[i].tolist(), top.values[i].tolist())]
-            for i, f in enumerate(latents)}
+    return {f: _pairs(top.indices[i], top.values[i]) for i, f in enumerate(latents)}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -107,52 +122,63 @@ def _window(pos: int, seq: int, before: int, after: int) -> range:
     return range(max(row_start + 1, pos - before), min(row_start + seq, pos + after + 1))
 
 
-@torch.no_grad()
-def _contexts(model, sae, tokens: Tensor, wanted: dict[int, list[int]], before: int, after: int,
-              batch_rows: int = 64) -> dict[tuple[int, int], dict]:
-    """Each (latent, centre token) as a context: token texts, the latent's activation on each token, and where it
-    fires, the exact effect of removing it on the next token's loss with the largest log-prob changes.
+def _pair_effects(model, resid: Float[Tensor, "rows seq d_model"], row_tokens: Int[Tensor, "rows seq"],
+                  pairs: list[tuple[int, int, int, float]], latent_out: Tensor) -> dict[tuple[int, int, int], Effect]:
+    """The ablation effect of each ``(row, position, latent, activation)`` on the next token (the one closed
+    form, ``latent_effects.ablation_effects``), by ``(row, position, latent)``."""
+    if not pairs:
+        return {}
+    row, pos, lat, act = (torch.tensor(column) for column in zip(*pairs))
+    device = resid.device
+    eff = latent_effects.ablation_effects(
+        model, resid[row, pos], row_tokens[row, pos + 1].to(device), torch.arange(len(pairs), device=device),
+        lat.to(device), act.float().to(device), latent_out)
+    loss, tokens, changes = eff.loss.tolist(), eff.top_tokens.tolist(), eff.top_changes.tolist()
+    return {(r, p, f): Effect(round(loss[i], 3), [(t, round(c, 2)) for t, c in zip(tokens[i], changes[i])])
+            for i, (r, p, f, _) in enumerate(pairs)}
 
-    The rows holding contexts are run again in batches (model to the final residual stream, SAE encode); the
-    effects come from ``latent_effects.ablation_effects``, one LayerNorm and unembedding per (token, latent)."""
+
+@torch.no_grad()
+def _row_contexts(model, sae, row_tokens: Int[Tensor, "rows seq"], centres: list[list[tuple[int, int]]],
+                  before: int, after: int, latent_out: Tensor) -> dict[tuple[int, int], Context]:
+    """The contexts of a batch of rows: ``centres[i]`` lists the ``(latent, position)`` to show in row i."""
+    seq = row_tokens.shape[1]
+    resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
+    values, indices = (t.cpu() for t in sae.encode_sparse(x.to(sae.W_enc.dtype)))  # [rows seq k]
+    windows, pairs = [], []  # (latent, row, position, window, its activations); (row, position, latent, act)
+    for row, wanted in enumerate(centres):
+        for f, pos in wanted:
+            w = torch.tensor(list(_window(pos, seq, before, after)))
+            acts = (values[row, w] * (indices[row, w] == f)).sum(-1)
+            windows.append((f, row, pos, w, acts))
+            pairs += [(row, p, f, a) for p, a in zip(w.tolist(), acts.tolist()) if a > 0 and p < seq - 1]
+    effects = _pair_effects(model, resid, row_tokens, pairs, latent_out)
+    pieces = [token_pieces(model.tokenizer, tokens.tolist()) for tokens in row_tokens]  # once per row, then sliced
+    out = {}
+    for f, row, pos, w, acts in windows:
+        ahead = {i + 1: effects[(row, p, f)] for i, p in enumerate(w.tolist()[:-1]) if (row, p, f) in effects}
+        out[(f, row, pos)] = Context(pieces[row][w[0] : w[-1] + 1], [round(a, 2) for a in acts.tolist()],
+                                     pos - int(w[0]), ahead)  # the effect lands on the predicted token, i + 1
+    return out
+
+
+def _contexts(model, sae, tokens: Int[Tensor, "rows seq"], wanted: dict[int, list[int]], before: int, after: int,
+              batch_rows: int = 64) -> dict[tuple[int, int], Context]:
+    """Each (latent, centre token index) as a context: token texts, the latent's activation on each token, and
+    where it fires, the exact effect of removing it on the next token's loss with the largest log-prob changes.
+    The rows holding contexts are run again, ``batch_rows`` at a time."""
     seq = tokens.shape[1]
-    latent_out = latent_effects.latent_out_directions(sae.W_dec, model.blocks[0].mlp.W_out)
+    latent_out = latent_effects.sae_out_directions(model, sae)
     by_row: dict[int, list[tuple[int, int]]] = {}
     for f, centres in wanted.items():
         for c in centres:
-            by_row.setdefault(c // seq, []).append((f, c))
+            by_row.setdefault(c // seq, []).append((f, c % seq))
     rows = sorted(by_row)
     out = {}
-    for s in range(0, len(rows), batch_rows):
-        batch = rows[s : s + batch_rows]
-        resid, post = latent_effects.final_residual(model, tokens[batch])
-        values, indices = latent_effects.encode_sparse(sae, post.reshape(-1, post.shape[-1]))
-        values, indices = values.reshape(len(batch), seq, -1), indices.reshape(len(batch), seq, -1)
-        windows, pairs = [], []  # (f, c, local row, positions in row, acts); (local row, position, latent, act)
-        pieces = [token_pieces(model.tokenizer, tokens[r].tolist()) for r in batch]  # once per row, then sliced
-        for local, r in enumerate(batch):
-            for f, c in by_row[r]:
-                w = torch.tensor(list(_window(c, seq, before, after))) - r * seq
-                acts = (values[local, w] * (indices[local, w] == f)).sum(-1)
-                windows.append((f, c, local, w, acts))
-                pairs += [(local, p, f, a) for p, a in zip(w.tolist(), acts.tolist()) if a > 0 and p < seq - 1]
-        effects = {}
-        if pairs:
-            loc, pos, lat, act = (torch.tensor(x) for x in zip(*pairs))
-            eff = latent_effects.ablation_effects(
-                model, resid[loc, pos], tokens[batch][loc, pos + 1], torch.arange(len(pairs)), lat, act.float(),
-                latent_out)
-            for i, (lo, p, f, _) in enumerate(pairs):
-                effects[(lo, p, f)] = [round(eff.loss[i].item(), 3),
-                                       [[t, round(ch, 2)] for t, ch in zip(eff.top_tokens[i].tolist(), eff.top_changes[i].tolist())]]
-        for f, c, local, w, acts in windows:
-            ids = tokens[batch[local], w].tolist()
-            ctx = {"s": pieces[local][w[0] : w[-1] + 1], "a": [round(a, 2) for a in acts.tolist()],
-                   "c": int(c - batch[local] * seq - w[0].item()), "e": {}}
-            for i, p in enumerate(w.tolist()):  # the effect lands on the predicted token, i + 1
-                if (local, p, f) in effects and i + 1 < len(ids):
-                    ctx["e"][i + 1] = effects[(local, p, f)]
-            out[(f, c)] = ctx
+    for start in range(0, len(rows), batch_rows):
+        batch = rows[start : start + batch_rows]
+        found = _row_contexts(model, sae, tokens[batch], [by_row[r] for r in batch], before, after, latent_out)
+        out |= {(f, batch[row] * seq + pos): context for (f, row, pos), context in found.items()}
     return out
 
 
@@ -166,11 +192,11 @@ def _vocab_texts(tokenizer, ids: set[int]) -> dict[int, str]:
 
 
 @torch.no_grad()
-def prompt_view(model, sae, prompt: str, stats: LatentStats | None = None) -> dict:
-    """Every latent active at every token of ``prompt`` (BOS left out), as ``[latent, activation, quantile, loss
-    effect]`` rows: ``utils.sae.prompt_view``'s exact loss effects, and quantiles when the engine's ``stats`` are given."""
-    view = engine_prompt_view(model, sae, prompt)  # quantiles below, for the active latents only (k per token)
-    per_token = [[] for _ in range(len(view.tokens))]
+def prompt_view(model, sae, prompt: str, stats: LatentStats | None = None) -> PromptLatents:
+    """Every latent active at every token of ``prompt`` (BOS left out), as ``(latent, activation, quantile, loss
+    effect)``: ``utils.sae.prompt_view``'s exact loss effects, and quantiles when the engine's ``stats`` are given."""
+    view = engine_prompt_view(model, sae, prompt)  # quantiles below, for the active latents only
+    per_token: list[list] = [[] for _ in range(len(view.tokens))]
     pos, lat = torch.nonzero(view.acts > 0, as_tuple=True)
     keep = pos > 0
     pos, lat = pos[keep], lat[keep]
@@ -179,8 +205,8 @@ def prompt_view(model, sae, prompt: str, stats: LatentStats | None = None) -> di
     rows = zip(pos.tolist(), lat.tolist(), acts.tolist(), quantiles.tolist(),
                torch.nan_to_num(view.loss_effect[pos, lat]).tolist())
     for p, f, a, q, e in rows:
-        per_token[p].append([f, round(a, 3), round(q, 3) if stats is not None else None, round(e, 4)])
-    return {"text": prompt, "s": view.pieces, "latents": per_token}
+        per_token[p].append((f, round(a, 3), round(q, 3) if stats is not None else None, round(e, 4)))
+    return PromptLatents(prompt, view.pieces, per_token)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -202,33 +228,57 @@ def _row_histograms(rows: Float[Tensor, "n m"], bins: int = 30) -> Int[Tensor, "
     return torch.bincount((b + offsets).flatten(), minlength=len(rows) * bins).reshape(len(rows), bins)
 
 
-def _latent_page(f: int, stats: LatentStats, contexts: dict, lens_row: Tensor, hist_l: Tensor, sae, seq: int) -> dict:
-    """One latent's page, from the engine's statistics, the rendered contexts and its logit-lens row."""
-    top_l, bot_l = lens_row.topk(10), lens_row.topk(10, largest=False)
+def _intervals(f: int, stats: LatentStats, contexts: dict, seq: int) -> list[Interval]:
+    """The latent's activation intervals, each with its share of the firings and its sampled contexts."""
+    fired, edges = max(int(stats.fire_count[f]), 1), stats.interval_edges[f]
+    return [Interval((round(edges[j].item(), 3), round(edges[j + 1].item(), 3)),
+                     round(int(stats.interval_counts[f, j]) / fired, 4),
+                     [contexts[(f, p)] for p in _locations(stats.interval_seq[f, j], stats.interval_pos[f, j], seq)])
+            for j in range(stats.interval_counts.shape[1])]
+
+
+def _logits(lens_row: Float[Tensor, " d_vocab"], lens_hist: Int[Tensor, " bins"]) -> Logits:
+    top, bottom = lens_row.topk(10), lens_row.topk(10, largest=False)
+    return Logits(_pairs(top.indices, top.values), _pairs(bottom.indices, bottom.values), lens_hist.tolist(),
+                  (round(lens_row.min().item(), 3), round(lens_row.max().item(), 3)))
+
+
+def _neurons(f: int, stats: LatentStats, sae) -> Neurons:
     squared = sae.W_dec[f].pow(2)
-    fired = int(stats.fire_count[f])
-    intervals = []
-    for j in range(stats.interval_counts.shape[1]):
-        edges = stats.interval_edges[f]
-        intervals.append({"range": [round(edges[j].item(), 3), round(edges[j + 1].item(), 3)],
-                          "share": round(int(stats.interval_counts[f, j]) / max(fired, 1), 4),
-                          "samples": [contexts[(f, p)] for p in _locations(stats.interval_seq[f, j], stats.interval_pos[f, j], seq)]})
-    neuron_corr = stats.neuron_corr[f].topk(3)
-    return {
-        "density": fired / stats.n_tokens,
-        "n_fired": fired,
-        "max_act": round(stats.act_max[f].item(), 3),
-        "hist": stats.hist_counts[f].tolist(),
-        "top": [contexts[(f, p)] for p in _locations(stats.top_seq[f], stats.top_pos[f], seq)],
-        "intervals": intervals,
-        "logits": {"top": [[t, round(v, 3)] for t, v in zip(top_l.indices.tolist(), top_l.values.tolist())],
-                   "bottom": [[t, round(v, 3)] for t, v in zip(bot_l.indices.tolist(), bot_l.values.tolist())],
-                   "hist": [int(h) for h in hist_l.tolist()],
-                   "range": [round(lens_row.min().item(), 3), round(lens_row.max().item(), 3)]},
-        "neurons": {"share": round((squared.max() / squared.sum()).item(), 3),
-                    "top": [[j, round(sae.W_dec[f, j].item(), 3)] for j in squared.topk(3).indices.tolist()],
-                    "correlated": [[j, round(c, 3)] for j, c in zip(neuron_corr.indices.tolist(), neuron_corr.values.tolist())]},
-    }
+    largest = squared.topk(3).indices
+    correlated = stats.neuron_corr[f].topk(3)
+    return Neurons(round((squared.max() / squared.sum()).item(), 3), _pairs(largest, sae.W_dec[f, largest]),
+                   _pairs(correlated.indices, correlated.values))
+
+
+def _wanted_contexts(stats: LatentStats, latents: list[int], seq: int) -> dict[int, list[int]]:
+    """Each latent's top examples and interval samples, as flat token indices."""
+    wanted = {}
+    for f in latents:
+        where = set(_locations(stats.top_seq[f], stats.top_pos[f], seq))
+        where |= set(_locations(stats.interval_seq[f].flatten(), stats.interval_pos[f].flatten(), seq))
+        wanted[f] = sorted(where)
+    return wanted
+
+
+def _check_stats(stats: LatentStats, tokens: Tensor) -> None:
+    """The statistics must be the engine's, on these very tokens, with what the page needs."""
+    if stats.cofire is None or stats.neuron_corr is None:
+        raise ValueError("the dashboard needs the engine's co-firing counts and neuron correlations: compute the "
+                         "statistics with cofire=True and neuron_corr=True")
+    seq = tokens.shape[1]
+    counted = len(tokens) * (seq - 1 if stats.options.exclude_bos else seq)  # BOS left out, or not
+    if stats.seq_len != seq or stats.n_tokens != counted:
+        raise ValueError(f"stats were computed on {stats.n_tokens} tokens in rows of {stats.seq_len}, not on these "
+                         f"{counted} tokens in rows of {seq}")
+
+
+def _vocab_ids(page: LatentPage) -> set[int]:
+    """The tokens a latent's page names (its logits and the largest log-prob changes of its contexts)."""
+    ids = {t for t, _ in page.logits.top + page.logits.bottom}
+    for context in [*page.top, *(s for g in page.intervals for s in g.samples)]:
+        ids |= {t for effect in context.effects.values() for t, _ in effect.top}
+    return ids
 
 
 @torch.no_grad()
@@ -236,28 +286,19 @@ def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None
           other_sae=None, prompts: list[str] = (), before: int = 12, after: int = 4, batch_rows: int = 64) -> DashboardData:
     """The dashboard's data for ``latents`` (default: all) of ``sae`` over ``tokens`` (rows starting with BOS).
 
-    ``stats`` are the engine's saved results for these tokens (``LatentStats.load(folder)``, computed with at
-    least ``cofire`` and ``neuron_corr``); without them, :func:`latent_stats` computes them first."""
+    Any SAE architecture on the model's last MLP (the closed-form ablation effects hold only there: another
+    hook raises at once). ``stats`` are the engine's saved results for these tokens (``LatentStats.load(folder)``,
+    computed with at least ``cofire`` and ``neuron_corr``); without them, :func:`latent_stats` computes them first."""
+    latent_effects.check_closed_form(model, sae.cfg.hook_name)
     d_sae, seq = sae.cfg.d_sae, tokens.shape[1]
     latents = list(range(d_sae)) if latents is None else [int(f) for f in latents]
     if stats is None:
         stats = latent_stats(model, sae, tokens, batch_rows)
-    if stats.cofire is None or stats.neuron_corr is None:
-        raise ValueError("the dashboard needs the engine's co-firing counts and neuron correlations: compute the "
-                         "statistics with cofire=True and neuron_corr=True")
-    counted = len(tokens) * (seq - 1 if stats.options.get("exclude_bos") else seq)  # BOS left out, or not
-    if stats.seq_len != seq or stats.n_tokens != counted:
-        raise ValueError(f"stats were computed on {stats.n_tokens} tokens in rows of {stats.seq_len}, not on these "
-                         f"{counted} tokens in rows of {seq}")
-    wanted = {}
-    for f in latents:
-        where = set(_locations(stats.top_seq[f], stats.top_pos[f], seq))
-        where |= set(_locations(stats.interval_seq[f].flatten(), stats.interval_pos[f].flatten(), seq))
-        wanted[f] = sorted(where)
-    contexts = _contexts(model, sae, tokens, wanted, before, after, batch_rows)
+    _check_stats(stats, tokens)
+    contexts = _contexts(model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows)
 
     lat = torch.tensor(latents, dtype=torch.long)
-    lens = latent_effects.logit_lens(model, sae.W_dec[lat])
+    lens = latent_effects.logit_lens(model, sae.W_dec[lat], hook_name=sae.cfg.hook_name)
     lens_hist = _row_histograms(lens)
     unit = sae.W_dec / sae.W_dec.norm(dim=-1, keepdim=True)
     near_idx, near_cos = _top_cosines(unit[lat], unit, 5, exclude_self=False)
@@ -266,30 +307,31 @@ def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None
         match = _top_cosines(unit[lat], other_sae.W_dec / other_sae.W_dec.norm(dim=-1, keepdim=True), 1, exclude_self=False)
     cofire = _cofiring_phi(stats, latents, 5)
 
-    vocab_ids: set[int] = set()
     pages = {}
     for i, f in enumerate(latents):
-        page = _latent_page(f, stats, contexts, lens[i], lens_hist[i], sae, seq)
-        page["cofiring"] = cofire[f]
-        page["nearest"] = [[j, round(c, 3)] for j, c in zip(near_idx[i].tolist(), near_cos[i].tolist()) if j != f][:4]
-        if match is not None:
-            page["match"] = {"latent": match[0][i, 0].item(), "cos": round(match[1][i, 0].item(), 3)}
-        vocab_ids |= {t for t, _ in page["logits"]["top"] + page["logits"]["bottom"]}
-        for c in [*page["top"], *(s for g in page["intervals"] for s in g["samples"])]:
-            vocab_ids |= {t for e in c["e"].values() for t, _ in e[1]}
-        pages[f] = page
-    run = getattr(sae, "pretrained_cfg", {}).get("run", "sae")
-    other_run = getattr(other_sae, "pretrained_cfg", {}).get("run", "other run") if other_sae is not None else None
+        pages[f] = LatentPage(
+            density=int(stats.fire_count[f]) / stats.n_tokens, n_fired=int(stats.fire_count[f]),
+            max_act=round(stats.act_max[f].item(), 3), hist=stats.hist_counts[f].tolist(),
+            top=[contexts[(f, p)] for p in _locations(stats.top_seq[f], stats.top_pos[f], seq)],
+            intervals=_intervals(f, stats, contexts, seq), logits=_logits(lens[i], lens_hist[i]),
+            neurons=_neurons(f, stats, sae), cofiring=cofire[f],
+            nearest=[(j, c) for j, c in _pairs(near_idx[i], near_cos[i]) if j != f][:4],
+            match=None if match is None else Match(match[0][i, 0].item(), round(match[1][i, 0].item(), 3)))
     lo, hi = stats.hist_edges[0].item(), stats.hist_edges[-1].item()
-    return {
-        "meta": {"model": model.cfg.model_name, "run": run, "other_run": other_run, "d_sae": d_sae,
-                 "n_tokens": stats.n_tokens, "hist_log10": [round(math.log10(lo), 2), round(math.log10(hi), 2)],
-                 "hist_bins": stats.hist_counts.shape[1]},
-        "vocab": _vocab_texts(model.tokenizer, vocab_ids),
-        "latents": pages,
-        "prompts": [prompt_view(model, sae, p, stats) for p in prompts],
-        "_stats": stats,  # kept for live prompt views; not exported
-    }
+    meta = DashboardMeta(
+        model=model.cfg.model_name, run=getattr(sae, "pretrained_cfg", {}).get("run", "sae"),
+        other_run=None if other_sae is None else getattr(other_sae, "pretrained_cfg", {}).get("run", "other run"),
+        architecture=_architecture(sae), d_sae=d_sae, n_tokens=stats.n_tokens,
+        hist_log10=(round(math.log10(lo), 2), round(math.log10(hi), 2)), hist_bins=stats.hist_counts.shape[1])
+    vocab = _vocab_texts(model.tokenizer, set().union(*(_vocab_ids(page) for page in pages.values())))
+    return DashboardData(meta, vocab, pages, [prompt_view(model, sae, p, stats) for p in prompts], stats)
+
+
+def _architecture(sae) -> str:
+    """The SAE's architecture as the page names it: "topk, k=32", "standard (L1)"."""
+    if sae.cfg.architecture == "topk":
+        return f"topk, k={sae.cfg.k}"
+    return "standard (L1)" if sae.cfg.architecture == "standard" else sae.cfg.architecture
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -297,19 +339,17 @@ def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _payload(data: DashboardData, latents: list[int] | None = None, **extra_meta) -> dict:
-    """The JSON-ready part of ``data`` (optionally a subset of its latents)."""
-    pages = data["latents"] if latents is None else {f: data["latents"][f] for f in latents}
-    return {"meta": {**data["meta"], **extra_meta}, "vocab": data["vocab"], "latents": pages,
-            "prompts": data.get("prompts", [])}
-
-
 def export_html(data: DashboardData, path: str | Path, latents: list[int] | None = None, **extra_meta) -> Path:
     """Write one self-contained HTML file (JS and CSS inlined once, no network) for ``latents`` (default all)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page_html(_payload(data, latents, **extra_meta)), encoding="utf-8")
+    path.write_text(page_html(data.payload(latents, **extra_meta)), encoding="utf-8")
     return path
+
+
+def _search_entry(data: DashboardData, page: LatentPage) -> SearchEntry:
+    return SearchEntry(round(page.density, 6), [data.vocab[t] for t, _ in page.logits.top[:5]],
+                       [c.pieces[c.centre] for c in page.top[:5]])
 
 
 def export_folder(data: DashboardData, folder: str | Path, per_file: int = 128) -> Path:
@@ -317,17 +357,14 @@ def export_folder(data: DashboardData, folder: str | Path, per_file: int = 128) 
     ``index.html`` that searches latents by their top tokens and holds the prompt views."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ids = sorted(data["latents"])
+    ids = sorted(data.latents)
     shards = [ids[s : s + per_file] for s in range(0, len(ids), per_file)]
     names = [f"latents_{chunk[0]:04d}.html" for chunk in shards]
     shard_of = {f: i for i, chunk in enumerate(shards) for f in chunk}
     for name, chunk in zip(names, shards):
         export_html(data, folder / name, chunk, shards=names, shard_of=shard_of, index="index.html")
-    search = {f: {"d": round(p["density"], 6),
-                  "t": [data["vocab"][t] for t, _ in p["logits"]["top"][:5]],
-                  "c": [c["s"][c["c"]] for c in p["top"][:5]]} for f, p in data["latents"].items()}
-    index = {"meta": {**data["meta"], "shards": names, "shard_of": shard_of, "is_index": True},
-             "vocab": {}, "latents": {}, "prompts": data.get("prompts", []), "search": search}
+    index = data.payload([], shards=names, shard_of=shard_of, is_index=True) | {"vocab": {}}  # the search has its texts
+    index["search"] = {f: _search_entry(data, page) for f, page in data.latents.items()}
     (folder / "index.html").write_text(page_html(index), encoding="utf-8")
     return folder / "index.html"
 
@@ -336,11 +373,11 @@ def show(data: DashboardData, latents: list[int] | None = None, height: int = 72
     """Display the dashboard in a notebook, in an iframe (its scripts run in JupyterLab, VS Code and Colab)."""
     from IPython.display import HTML, display
 
-    doc = page_html(_payload(data, latents))
+    doc = page_html(data.payload(latents))
     display(HTML(f'<iframe srcdoc="{html.escape(doc, quote=True)}" style="width:100%;height:{height}px;'
                  f'border:1px solid #ddd" sandbox="allow-scripts"></iframe>'))
 
 
 def to_json(data: DashboardData) -> str:
     """The exported payload as JSON (what the page embeds)."""
-    return json.dumps(_payload(data), separators=(",", ":"), ensure_ascii=False)
+    return payload_json(data.payload())

@@ -1,4 +1,5 @@
-"""The dashboard's page: its CSS and JavaScript, written once and inlined into every exported HTML file.
+"""The dashboard's page: ``page.css`` and ``page.js`` (files of this package), inlined once into every exported
+HTML file with the data as JSON.
 
 No library, no font, no image and no request: the page draws its histograms as inline SVG from the JSON
 it carries, so it works offline and from a ``file://`` address. ``#latent=123`` opens a latent,
@@ -7,171 +8,36 @@ it carries, so it works offline and from a ``file://`` address. ``#latent=123`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from importlib.resources import files
+from typing import Any
 
-__all__ = ["CSS", "JS", "page_html"]
+__all__ = ["CSS", "JS", "page_html", "payload_json"]
 
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
-header{background:#24323f;color:#fff;padding:6px 12px;display:flex;gap:12px;align-items:center;flex-wrap:wrap}
-header a{color:#cde}header input{width:80px}
-main{padding:10px 14px}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:10px}
-section{background:#fff;border:1px solid #ddd;border-radius:4px;padding:8px 10px;margin-bottom:10px}
-h2{font-size:15px;margin:2px 0 6px}h3{font-size:13px;margin:6px 0 2px;color:#555}
-.ctx{font-family:ui-monospace,monospace;font-size:12.5px;white-space:pre-wrap;margin:2px 0;padding:2px 0;border-bottom:1px dotted #eee}
-.tok{border-bottom:3px solid transparent;cursor:default}.tok.centre{outline:1px solid #c60}
-.tok.empty::after{content:"\\200b";border-left:1px dotted #999}
-table{border-collapse:collapse;font-size:12.5px}td{padding:1px 6px}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.pos{color:#1a6b1a}.neg{color:#a11}.muted{color:#777}.ptok{cursor:pointer}.ptok.sel{outline:2px solid #258}
-svg{display:block}.bar{fill:#e08a2c}.bar.l{fill:#4a7fb5}
-"""
-
-JS = r"""
-(function(){
-const D = JSON.parse(document.getElementById('dashboard-data').textContent);
-const M = D.meta, $ = s => document.querySelector(s);
-const esc = s => String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
-const show = s => esc(s).replace(/\n/g, '\u21b5').replace(/\t/g, '\u2192');
-const voc = t => (D.vocab[t] !== undefined ? D.vocab[t] : '#' + t);
-const fmt = (x, d=2) => (x === null || x === undefined) ? '–' : Number(x).toFixed(d);
-function latentHref(f){
-  if (D.latents[f] !== undefined) return '#latent=' + f;
-  if (M.shard_of && M.shard_of[f] !== undefined) return M.shards[M.shard_of[f]] + '#latent=' + f;
-  return null;
-}
-function latentLink(f){
-  const h = latentHref(f);
-  return h ? `<a class="latent-link" data-latent="${f}" href="${h}">${f}</a>` : `<span class="muted">${f}</span>`;
-}
-function bars(counts, cls, w=300, h=70){
-  const m = Math.max(1, ...counts), bw = w / counts.length;
-  return `<svg width="${w}" height="${h}">` + counts.map((c, i) =>
-    `<rect class="bar ${cls}" x="${i*bw}" y="${h - h*c/m}" width="${Math.max(bw-1,1)}" height="${h*c/m}"><title>${c}</title></rect>`
-  ).join('') + '</svg>';
-}
-function context(c, maxAct){
-  return '<div class="ctx">' + c.s.map((s, i) => {
-    const a = c.a[i], e = c.e[i];
-    let style = a > 0 ? `background:rgba(224,138,44,${Math.min(1, a / maxAct).toFixed(2)})` : '';
-    let title = `activation ${fmt(a)}`;
-    if (e){
-      const col = e[0] > 0 ? '26,107,26' : '170,17,17', k = Math.min(1, Math.abs(e[0]) / 0.5).toFixed(2);
-      style += `;border-bottom-color:rgba(${col},${k})`;
-      title += `\nremoving the latent at the previous token: loss on this token ${e[0] > 0 ? '+' : ''}${fmt(e[0], 3)}`
-             + '\nlargest log-prob changes: ' + e[1].map(([t, d]) => `${JSON.stringify(voc(t))} ${d > 0 ? '+' : ''}${fmt(d)}`).join(', ');
-    }
-    return `<span class="tok${i === c.c ? ' centre' : ''}${s === '' ? ' empty' : ''}" data-act="${a}"${e ? ` data-effect="${e[0]}"` : ''} style="${style}" title="${esc(title)}">${show(s)}</span>`;
-  }).join('') + '</div>';
-}
-function pairs(list, label){
-  return '<table>' + list.map(([j, v]) => `<tr><td>${label(j)}</td><td class="num">${fmt(v, 3)}</td></tr>`).join('') + '</table>';
-}
-function latentPage(f){
-  const p = D.latents[f];
-  if (!p) return `<section id="missing"><h2>Latent ${esc(f)} is not in this file</h2>${M.index ? `<a href="${M.index}">index</a>` : ''}</section>`;
-  const maxAct = Math.max(p.max_act, 1e-6), [lo, hi] = M.hist_log10;
-  const logitRow = ([t, v]) => `<tr><td>${show(JSON.stringify(voc(t)))}</td><td class="num ${v > 0 ? 'pos' : 'neg'}">${fmt(v, 3)}</td></tr>`;
-  return `<h1 id="latent-title" data-latent="${f}">Latent ${f} <span class="muted">(${esc(M.run)}, ${esc(M.model)})</span></h1>
-  <div class="grid">
-  <section id="density"><h2>Density</h2>fires on <b>${(100*p.density).toPrecision(3)}%</b> of ${M.n_tokens.toLocaleString()} tokens
-    (${p.n_fired.toLocaleString()} times); largest activation ${fmt(p.max_act)}</section>
-  <section id="activation-histogram"><h2>Activation histogram</h2>${bars(p.hist, '')}
-    <div class="muted">log<sub>10</sub> activation from ${lo} to ${hi}</div></section>
-  <section id="logits"><h2>Top and bottom logits</h2><div style="display:flex;gap:16px">
-    <table>${p.logits.top.map(logitRow).join('')}</table><table>${p.logits.bottom.map(logitRow).join('')}</table></div></section>
-  <section id="logit-histogram"><h2>Logit weights (all tokens)</h2>${bars(p.logits.hist, 'l')}
-    <div class="muted">from ${fmt(p.logits.range[0])} to ${fmt(p.logits.range[1])}, LayerNorm lens</div></section>
-  <section id="neurons"><h2>Neuron alignment</h2>top neuron holds <b>${fmt(100*p.neurons.share, 1)}%</b> of the decoder's norm²
-    <h3>largest decoder weights</h3>${pairs(p.neurons.top, j => 'neuron ' + j)}
-    <h3>most correlated neurons</h3>${pairs(p.neurons.correlated, j => 'neuron ' + j)}</section>
-  <section id="correlated-latents"><h2>Correlated latents (co-firing, whole SAE)</h2>${pairs(p.cofiring, latentLink)}</section>
-  <section id="nearest-latents"><h2>Nearest latents (decoder cosine)</h2>${pairs(p.nearest, latentLink)}</section>
-  <section id="match"><h2>Matching latent in ${esc(M.other_run || 'the other run')}</h2>${p.match ?
-    `latent ${p.match.latent}, decoder cosine <b>${fmt(p.match.cos, 3)}</b>` : '<span class="muted">no other run given</span>'}</section>
-  </div>
-  <section id="top-contexts"><h2>Top contexts</h2>
-    <div class="muted">shading: activation; underline: effect of removing the latent on that token's loss
-    (green: the latent helped, red: it hurt); hover a token for the largest changes</div>
-    ${p.top.map(c => context(c, maxAct)).join('')}</section>
-  <section id="interval-samples"><h2>Interval samples</h2>
-    ${p.intervals.slice().reverse().map(g => `<h3>activations ${fmt(g.range[0])}–${fmt(g.range[1])}
-      (${fmt(100*g.share, 1)}% of firings)</h3>` + g.samples.map(c => context(c, maxAct)).join('')).join('')}</section>`;
-}
-function promptPage(i, tok, key){
-  const v = D.prompts[i];
-  if (!v) return '<section id="missing"><h2>No such prompt</h2></section>';
-  key = key || 'act';
-  const toks = v.s.map((s, j) => `<span class="tok ptok${j === tok ? ' sel' : ''}" data-token="${j}" title="${v.latents[j].length} latents">${show(s)}</span>`).join('');
-  let list = '';
-  if (tok !== null && v.latents[tok]){
-    const col = {act: 1, quantile: 2, loss: 3}[key];
-    const rows = v.latents[tok].slice().sort((a, b) => (key === 'loss' ? Math.abs(b[col]) - Math.abs(a[col]) : (b[col] ?? -1) - (a[col] ?? -1)));
-    list = `<table id="prompt-latents"><tr><th>latent</th><th>activation</th><th>quantile</th><th>loss effect</th></tr>` +
-      rows.map(r => `<tr><td>${latentLink(r[0])}</td><td class="num">${fmt(r[1])}</td><td class="num">${fmt(r[2])}</td>
-        <td class="num ${r[3] > 0 ? 'pos' : 'neg'}">${fmt(r[3], 4)}</td></tr>`).join('') + '</table>';
-  }
-  const opts = ['act', 'quantile', 'loss'].map(k => `<option value="${k}"${k === key ? ' selected' : ''}>${
-    {act: 'activation', quantile: 'activation quantile', loss: 'loss effect'}[k]}</option>`).join('');
-  return `<section id="prompt-view"><h2>Prompt ${i}: the latents at each token</h2>
-    <div class="ctx" id="prompt-tokens">${toks}</div>
-    <p>rank by <select id="rank-key">${opts}</select> <span class="muted">(click a token)</span></p>${list}</section>`;
-}
-function indexPage(query){
-  const q = (query || '').toLowerCase();
-  const ids = Object.keys(D.search).filter(f => !q || f === q ||
-    D.search[f].t.concat(D.search[f].c).some(s => s.toLowerCase().includes(q))).slice(0, 200);
-  return `<section id="search"><h2>Search latents by their top tokens</h2>
-    <input id="search-box" value="${esc(query || '')}" placeholder="a token, or a latent id">
-    <table id="search-results">${ids.map(f => `<tr><td>${latentLink(f)}</td><td class="num">${(100*D.search[f].d).toPrecision(2)}%</td>
-      <td>${D.search[f].t.map(s => show(JSON.stringify(s))).join(' ')}</td><td class="muted">${D.search[f].c.map(s => show(JSON.stringify(s))).join(' ')}</td></tr>`).join('')}</table></section>`;
-}
-function parse(){
-  const h = {};
-  (location.hash || ('#' + (M.start || ''))).replace(/^#/, '').split('&').forEach(kv => { const [k, v] = kv.split('='); if (k) h[k] = decodeURIComponent(v || ''); });
-  return h;
-}
-function nav(){
-  const ids = Object.keys(D.latents);
-  const prompts = D.prompts.map((_, i) => `<a href="#prompt=${i}">prompt ${i}</a>`).join(' ');
-  return `<b>SAE dashboard</b> <span>${ids.length ? `${ids.length} latents` : ''}</span>
-    <label>latent <input id="goto" type="number" min="0" max="${M.d_sae - 1}"></label>
-    ${M.index ? `<a href="${M.index}">index</a>` : ''} ${prompts}`;
-}
-function render(){
-  const h = parse(), body = $('#app');
-  $('#nav').innerHTML = nav();
-  if (h.prompt !== undefined){
-    body.innerHTML = promptPage(+h.prompt, h.token !== undefined ? +h.token : null, h.rank);
-  } else if (M.is_index && h.latent === undefined){
-    body.innerHTML = indexPage(h.q);
-  } else {
-    const f = h.latent !== undefined ? h.latent : Object.keys(D.latents)[0];
-    body.innerHTML = f === undefined ? '<section id="missing">no latents</section>' : latentPage(f);
-  }
-  document.body.dataset.view = h.prompt !== undefined ? 'prompt' : (M.is_index && h.latent === undefined ? 'index' : 'latent');
-  const g = $('#goto');
-  g.addEventListener('change', () => { const href = latentHref(g.value); if (href) location.href = href; else location.hash = 'latent=' + g.value; });
-  document.querySelectorAll('.ptok').forEach(t => t.addEventListener('click', () => {
-    location.hash = `prompt=${h.prompt}&token=${t.dataset.token}` + (h.rank ? `&rank=${h.rank}` : '');
-  }));
-  const r = $('#rank-key');
-  if (r) r.addEventListener('change', () => { location.hash = `prompt=${h.prompt}&token=${h.token || 0}&rank=${r.value}`; });
-  const s = $('#search-box');
-  if (s) s.addEventListener('change', () => { location.hash = 'q=' + encodeURIComponent(s.value); });
-}
-window.addEventListener('hashchange', render);
-render();
-})();
-"""
+CSS = files("utils.dashboard").joinpath("page.css").read_text(encoding="utf-8")
+JS = files("utils.dashboard").joinpath("page.js").read_text(encoding="utf-8")
 
 
-def page_html(payload: dict) -> str:
+def _plain(obj: Any) -> dict[str, Any]:
+    """A dataclass as a dict of its fields, one level deep (``json`` turns the values in their turn)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    raise TypeError(f"cannot put a {type(obj).__name__} in the dashboard's JSON")
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """``payload`` (plain values and the dataclasses of ``utils.dashboard.payload``) as compact JSON."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=_plain)
+
+
+def page_html(payload: dict[str, Any]) -> str:
     """A complete HTML document carrying ``payload`` as JSON, with the CSS and JavaScript inlined once."""
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    data = payload_json(payload).replace("</", "<\\/")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>SAE dashboard</title><style>{CSS}</style></head>"
+        f"<title>Latent dashboard</title><style>{CSS}</style></head>"
         f'<body><header id="nav"></header><main id="app"></main>'
         f'<script type="application/json" id="dashboard-data">{data}</script>'
         f"<script>{JS}</script></body></html>\n"

@@ -22,7 +22,7 @@ class DashboardBrowser:
 
     def __init__(self, data: dashboard.DashboardData, model=None, sae=None, height: int = 720):
         self.data, self.model, self.sae, self.height = data, model, sae, height
-        self.latent = widgets.IntText(value=int(next(iter(data["latents"]), 0)), description="latent")
+        self.latent = widgets.IntText(value=int(next(iter(data.latents), 0)), description="latent")
         self.prompt = widgets.Text(value="", placeholder="your prompt", description="prompt")
         self.run = widgets.Button(description="analyse prompt", disabled=model is None or sae is None)
         self.page = widgets.HTML()
@@ -31,23 +31,21 @@ class DashboardBrowser:
         self.widget = widgets.VBox([widgets.HBox([self.latent, self.prompt, self.run]), self.page])
         self.show_latent(self.latent.value)
 
-    def _render(self, payload: dict, hash_: str) -> None:
-        doc = page_html({**payload, "meta": {**payload["meta"], "start": hash_}})  # the page opens there
-        self.page.value = (f'<iframe srcdoc="{html.escape(doc, quote=True)}" style="width:100%;height:{self.height}px;'
-                           f'border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
+    def _render(self, hash_: str, new_prompts: tuple[dashboard.PromptLatents, ...] = ()) -> None:
+        """Show the page opened at ``hash_``, with ``new_prompts`` before the dashboard's own."""
+        payload = self.data.payload(start=hash_)
+        payload["prompts"] = [*new_prompts, *payload["prompts"]]
+        self.page.value = (f'<iframe srcdoc="{html.escape(page_html(payload), quote=True)}" style="width:100%;'
+                           f'height:{self.height}px;border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
 
     def show_latent(self, f: int) -> None:
         """Show latent f's page (or say it is not in the data)."""
-        self._render(dashboard.data._payload(self.data), f"latent={int(f)}")
+        self._render(f"latent={int(f)}")
 
     def show_prompt(self, prompt: str) -> None:
         """Analyse ``prompt`` now (all latents, exact loss effects) and show its view."""
-        if not prompt:
-            return
-        view = dashboard.prompt_view(self.model, self.sae, prompt, self.data.get("_stats"))
-        payload = dashboard.data._payload(self.data)
-        payload["prompts"] = [view, *payload["prompts"]]
-        self._render(payload, "prompt=0")
+        if prompt:
+            self._render("prompt=0", (dashboard.prompt_view(self.model, self.sae, prompt, self.data.stats),))
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -1,10 +1,20 @@
-"""What an SAE latent on a one-layer model's MLP does to the output: the logit lens and exact ablation.
+"""What an SAE latent on a model's last MLP does to the output: the logit lens and the exact loss effect.
 
-The model is one block: ``resid_final = resid_mid + hook_post @ W_out + b_out``, then the final LayerNorm
-and the unembedding. A latent ``f`` firing with activation ``a`` at a position adds ``a · W_dec[f] @ W_out``
-to ``resid_final`` there and nowhere else, so removing it changes only that position's next-token
-prediction, and the change has a closed form through the final LayerNorm (:func:`ablation_effects`).
-Part 5 has the learner write each of these; the dashboard (``utils.dashboard``) uses them at scale.
+After the last block's MLP, nothing but the final LayerNorm and the unembedding stands between the MLP's
+hidden layer and the logits: ``resid_final = resid_mid + hook_post @ W_out + b_out``. A latent ``f`` firing
+with activation ``a`` at a position adds ``a · W_dec[f] @ W_out`` to ``resid_final`` there and nowhere else,
+so removing it changes only that position's next-token prediction, and the change has a closed form through
+the final LayerNorm (:func:`ablation_effects`): one LayerNorm and unembedding per (position, latent), no
+second forward pass. That holds for an SAE on the last block's MLP (``blocks.{n_layers - 1}.mlp.hook_post``,
+the course's one-layer model's only MLP); :func:`check_closed_form` says so clearly for any other hook.
+
+The pieces, each used by the prompt view (``utils.sae.prompt_view``) and the dashboard (``utils.dashboard``):
+
+- :func:`final_residual`: one forward pass to the final residual stream, with the SAE's input on the way;
+- ``SAE.encode_sparse`` (:func:`encode_sparse` for many tokens): each token's active latents;
+- :func:`ablation_effects`: the loss change when a latent is removed at a position, and the tokens it moves most.
+
+Part 5 has the learner write each of these; ``utils.sae.prompt_view.patched_loss`` is the slow reference.
 """
 
 from __future__ import annotations
@@ -12,22 +22,60 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from utils.lm.activations import hook_layer
+from utils.lm.fused_attention import fused_attention
+
 __all__ = [
     "AblationEffects",
-    "encode_sparse",
-    "latent_columns",
-    "HOOK",
     "ablation_effects",
+    "check_closed_form",
+    "encode_sparse",
     "final_log_probs",
     "final_residual",
+    "last_mlp_hook",
+    "latent_columns",
     "latent_out_directions",
     "logit_lens",
+    "next_token_loss",
+    "sae_out_directions",
 ]
 
-HOOK = "blocks.0.mlp.hook_post"
+
+# ---------------------------------------------------------------------------------------------------------
+# Where the closed form holds
+# ---------------------------------------------------------------------------------------------------------
+
+
+def last_mlp_hook(model) -> str:
+    """The hidden layer of the model's last MLP, ``blocks.{n_layers - 1}.mlp.hook_post``: where the closed form
+    holds."""
+    return f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
+
+
+def check_closed_form(model, hook_name: str) -> None:
+    """Raise a clear error unless ``hook_name`` is the last block's MLP (the only place the closed form is exact)."""
+    if hook_name != last_mlp_hook(model):
+        raise ValueError(
+            f"the closed-form loss effect needs an SAE on {last_mlp_hook(model)!r} (the last block's MLP, whose "
+            f"output reaches the logits through the final LayerNorm alone), got {hook_name!r}"
+        )
+
+
+def _mlp_W_out(model, hook_name: str) -> Float[Tensor, "d_mlp d_model"]:
+    """``W_out`` of the MLP whose hidden layer is ``hook_name`` (``blocks.L.mlp.hook_post``)."""
+    layer = hook_layer(hook_name)
+    if layer is None or hook_name != f"blocks.{layer}.mlp.hook_post":
+        raise ValueError(f"expected an MLP's hidden layer, 'blocks.<layer>.mlp.hook_post', got {hook_name!r}")
+    return model.blocks[layer].mlp.W_out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Directions: what a latent writes
+# ---------------------------------------------------------------------------------------------------------
 
 
 def latent_out_directions(W_dec: Float[Tensor, "d_sae d_mlp"], W_out: Float[Tensor, "d_mlp d_model"]) -> Tensor:
@@ -35,20 +83,95 @@ def latent_out_directions(W_dec: Float[Tensor, "d_sae d_mlp"], W_out: Float[Tens
     return W_dec @ W_out
 
 
-def logit_lens(model, W_dec: Float[Tensor, "d_sae d_mlp"], through_ln: bool = True) -> Float[Tensor, "d_sae d_vocab"]:
-    """The decoder logit lens ``W_dec @ W_out @ W_U``; with ``through_ln``, each direction first centred and
-    scaled by the final LayerNorm's weight (what the LayerNorm does to a direction, up to a positive scale)."""
-    out = latent_out_directions(W_dec, model.blocks[0].mlp.W_out)
+def sae_out_directions(model, sae) -> Float[Tensor, "d_sae d_model"]:
+    """What one unit of each of ``sae``'s latents writes to the final residual stream (checked: the last MLP)."""
+    check_closed_form(model, sae.cfg.hook_name)
+    return latent_out_directions(sae.W_dec, _mlp_W_out(model, sae.cfg.hook_name))
+
+
+def logit_lens(model, W_dec: Float[Tensor, "d_sae d_mlp"], through_ln: bool = True,
+               hook_name: str | None = None) -> Float[Tensor, "d_sae d_vocab"]:
+    """The decoder logit lens ``W_dec @ W_out @ W_U``, with ``W_out`` of the MLP at ``hook_name`` (default: the
+    last one); with ``through_ln``, each direction first centred and scaled by the final LayerNorm's weight
+    (what the LayerNorm does to a direction, up to a positive scale)."""
+    out = latent_out_directions(W_dec, _mlp_W_out(model, hook_name or last_mlp_hook(model)))
     if through_ln:
         out = (out - out.mean(-1, keepdim=True)) * model.ln_final.w
     return out @ model.W_U
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The harvest: the final residual stream and the SAE's input, in one pass
+# ---------------------------------------------------------------------------------------------------------
+
+
 @torch.no_grad()
-def final_residual(model, tokens: Int[Tensor, "batch seq"]) -> tuple[Tensor, Tensor]:
-    """``(resid_final [batch seq d_model], hook_post [batch seq d_mlp])`` from one forward pass (no unembedding)."""
-    _, cache = model.run_with_cache(tokens, names_filter=["blocks.0.hook_resid_post", HOOK], stop_at_layer=1)
-    return cache["blocks.0.hook_resid_post"], cache[HOOK]
+def final_residual(
+    model, tokens: Int[Tensor, "batch seq"], hook_name: str | None = None
+) -> tuple[Float[Tensor, "batch seq d_model"], Float[Tensor, "batch seq d_in"]]:
+    """``(resid_final, sae_input)`` from one forward pass that stops before the final LayerNorm.
+
+    ``resid_final`` is what the final LayerNorm and unembedding read (the closed form starts there);
+    ``sae_input`` the activations at ``hook_name``, an SAE's ``cfg.hook_name`` (default: the last block's MLP,
+    the only hook where the closed form holds: any other raises). The prompt view and the dashboard's
+    contexts read a model through this; the statistics engine, which needs the SAE's input only, through
+    ``utils.lm.activations.hook_activations``, which stops at the hook."""
+    hook_name = hook_name or last_mlp_hook(model)
+    check_closed_form(model, hook_name)
+    tokens = torch.as_tensor(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
+    resid_name = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    with fused_attention(model):
+        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=[resid_name, hook_name],
+                                        stop_at_layer=model.cfg.n_layers)
+    return cache[resid_name], cache[hook_name]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sparse codes of many tokens
+# ---------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode_sparse(
+    sae, x: Float[Tensor, "n d_in"], batch: int = 4096
+) -> tuple[Float[Tensor, "n k"], Int[Tensor, "n k"]]:
+    """``sae.encode_sparse(x)`` for many tokens, ``batch`` at a time, so that the pre-activations
+    ``[batch, d_sae]`` stay small. With an L1 SAE, k differs from batch to batch: the shorter codes are padded
+    with value 0 (at latent 0: a padded slot adds nothing, as in :func:`latent_columns`)."""
+    if len(x) <= batch:
+        return sae.encode_sparse(x)
+    codes = [sae.encode_sparse(x[start : start + batch]) for start in range(0, len(x), batch)]
+    k = max(values.shape[-1] for values, _ in codes)
+    values = torch.cat([F.pad(values, (0, k - values.shape[-1])) for values, _ in codes])
+    indices = torch.cat([F.pad(indices, (0, k - indices.shape[-1])) for _, indices in codes])
+    return values, indices
+
+
+def latent_columns(
+    values: Float[Tensor, "n k"], indices: Int[Tensor, "n k"], latents: Int[Tensor, " m"]
+) -> Float[Tensor, "n m"]:
+    """The dense activations [n m] of a few latents, from sparse codes (``SAE.encode_sparse``)."""
+    match = indices[:, :, None] == latents.to(indices.device)[None, None, :]
+    return (values[:, :, None] * match).sum(1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The closed-form loss effect
+# ---------------------------------------------------------------------------------------------------------
+
+
+def final_log_probs(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+    """Next-token log-probabilities from final residual vectors: the model's final LayerNorm and unembedding."""
+    shape = resid.shape[:-1]
+    flat = resid.reshape(1, -1, resid.shape[-1])  # TransformerLens's modules want [batch pos d_model]
+    return model.unembed(model.ln_final(flat)).log_softmax(-1).reshape(*shape, -1)
+
+
+def next_token_loss(model, resid: Float[Tensor, "n d_model"], next_tokens: Int[Tensor, " n"]) -> Float[Tensor, " n"]:
+    """The loss on ``next_tokens`` predicted from final residual vectors (the model's own loss, without its blocks)."""
+    return -final_log_probs(model, resid).gather(-1, next_tokens[:, None])[:, 0]
 
 
 @dataclass
@@ -76,43 +199,22 @@ def ablation_effects(
     n_top: int = 3,
     chunk: int = 2048,
 ) -> AblationEffects:
-    """For each pair, remove ``acts · latent_out[latent]`` from ``resid[position]``, redo the final LayerNorm and
-    unembedding (:func:`final_log_probs`), and measure the change in the loss on ``next_tokens[position]``
-    (exact for a one-layer model), in chunks of ``chunk`` pairs."""
+    """The course's one closed-form loss effect: for each pair, remove ``acts · latent_out[latent]`` (a latent's
+    contribution ``a · W_dec[f] @ W_out``, see :func:`sae_out_directions`) from ``resid[position]``, redo the
+    final LayerNorm and unembedding (:func:`final_log_probs`), and measure the change in the loss on
+    ``next_tokens[position]``, in chunks of ``chunk`` pairs. Exact when ``resid`` is the final residual
+    stream and the SAE reads the last block's MLP. ``n_top=0`` skips the top tokens (the loss alone)."""
     loss, tops, changes = [], [], []
     for start in range(0, len(positions), chunk):
         pos, lat, a = positions[start : start + chunk], latents[start : start + chunk], acts[start : start + chunk]
-        logp_clean = final_log_probs(model, resid[pos])
+        where, pair_row = torch.unique(pos, return_inverse=True)  # each position's clean pass once
+        logp_clean = final_log_probs(model, resid[where])[pair_row]
         delta = final_log_probs(model, resid[pos] - a[:, None] * latent_out[lat]) - logp_clean
         loss.append(-delta.gather(1, next_tokens[pos][:, None])[:, 0])
         top = delta.abs().topk(n_top, dim=-1).indices
         tops.append(top)
         changes.append(delta.gather(1, top))
     if not loss:
-        empty = torch.zeros(0, n_top)
-        return AblationEffects(torch.zeros(0), empty.long(), empty)
+        empty = torch.zeros(0, n_top, device=resid.device)
+        return AblationEffects(torch.zeros(0, device=resid.device), empty.long(), empty)
     return AblationEffects(torch.cat(loss), torch.cat(tops), torch.cat(changes))
-
-
-def final_log_probs(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
-    """Next-token log-probabilities from final residual vectors: the model's final LayerNorm and unembedding."""
-    shape = resid.shape[:-1]
-    flat = resid.reshape(1, -1, resid.shape[-1])  # TransformerLens's modules want [batch pos d_model]
-    return model.unembed(model.ln_final(flat)).log_softmax(-1).reshape(*shape, -1)
-
-
-@torch.no_grad()
-def encode_sparse(sae, post: Float[Tensor, "n d_mlp"], batch: int = 4096) -> tuple[Tensor, Tensor]:
-    """``(values, indices)`` [n k] of each token's k active latents (a TopK SAE), encoded in batches."""
-    values, indices = [], []
-    for start in range(0, len(post), batch):
-        top = sae.encode(post[start : start + batch]).topk(sae.cfg.k, dim=-1)
-        values.append(top.values)
-        indices.append(top.indices)
-    return torch.cat(values), torch.cat(indices)
-
-
-def latent_columns(values: Tensor, indices: Tensor, latents: Int[Tensor, " m"]) -> Float[Tensor, "n m"]:
-    """The dense activations [n m] of a few latents, from the sparse codes of :func:`encode_sparse`."""
-    match = indices[:, :, None] == latents.to(indices.device)[None, None, :]
-    return (values[:, :, None] * match).sum(1)

@@ -1,7 +1,8 @@
 """What makes each latent fire: statistics for all latents of an SAE from one pass over a token set.
 
-One forward pass of the model (to the SAE's hook only) and one ``sae.encode`` per batch gather, for every
-latent at once:
+One forward pass of the model (to the SAE's hook only, ``utils.lm.activations.hook_activations``) and one
+``sae.encode_sparse`` per batch (each token's active latents, for any architecture) gather, for every latent
+at once:
 
 - firing counts, density, the sum and maximum of its activations;
 - a histogram of its (positive) activations on a log scale, which doubles as a quantile sketch;
@@ -18,15 +19,16 @@ group. A reservoir keeps the ``n_samples`` firings with the smallest random keys
 replacement (the "bottom-k" form of reservoir sampling). Memory stays bounded independently of the number of
 tokens; only the stored examples grow with ``top_k`` and ``n_samples``.
 
-``LatentStatsAccumulator`` is the engine without a model (feed it activations); ``compute_latent_stats``
-runs it over a model and an SAE. Results save to and load from a folder (``LatentStats.save`` / ``load``).
+``LatentStatsOptions`` says what to gather; ``LatentStatsAccumulator`` is the engine without a model (feed it
+activations); ``compute_latent_stats`` runs it over a model and an SAE. Results save to and load from a
+folder (``LatentStats.save`` / ``load``).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,11 +37,53 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["LatentStats", "LatentStatsAccumulator", "compute_latent_stats"]
+__all__ = ["LatentStats", "LatentStatsAccumulator", "LatentStatsOptions", "compute_latent_stats"]
 
 STATS_FILENAME = "latent_stats.safetensors"
 META_FILENAME = "latent_stats.json"
 OnePer = Literal["token", "row", "document"]
+
+
+@dataclass(frozen=True)
+class LatentStatsOptions:
+    """What the engine gathers, and how; saved with the results (``latent_stats.json``, key ``options``)."""
+
+    top_k: int = 20  # top activating examples kept per latent
+    one_per: OnePer = "token"  # at most one top example per token, token row, or document (needs doc_ids)
+    n_intervals: int = 10  # equal-width activation intervals over (0, max], sampled uniformly
+    n_quantile_groups: int = 10  # equal-count groups of firings, sampled uniformly
+    n_samples: int = 10  # examples kept per interval and per group
+    hist_range: tuple[float, float] = (1e-3, 1e2)  # the log-spaced histogram's (low, high) edges
+    n_hist_bins: int = 200
+    cofire: bool = True  # co-firing counts [d_sae d_sae]
+    neuron_corr: bool = True  # Pearson correlation of each latent with each of the SAE's inputs [d_sae d_in]
+    exclude_bos: bool = False  # leave position 0 of every row out of every statistic
+    seed: int = 0  # the reservoirs' random keys
+
+    def __post_init__(self) -> None:
+        if self.one_per not in ("token", "row", "document"):
+            raise ValueError(f'one_per must be "token", "row" or "document", got {self.one_per!r}')
+        low, high = (float(edge) for edge in self.hist_range)
+        if not 0 < low < high:
+            raise ValueError(f"hist_range must be (low, high) with 0 < low < high, got {self.hist_range}")
+        object.__setattr__(self, "hist_range", (low, high))
+        for name in ("top_k", "n_intervals", "n_quantile_groups", "n_samples", "n_hist_bins"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The options as JSON values (``hist_range`` as a list)."""
+        return asdict(self) | {"hist_range": list(self.hist_range)}
+
+    @classmethod
+    def from_json(cls, options: dict[str, Any]) -> LatentStatsOptions:
+        """Options read back from ``to_json`` (or an older save: an option it lacks takes its default, which
+        is what the engine did before the option existed)."""
+        unknown = set(options) - {f.name for f in fields(cls)}
+        if unknown:
+            known = [f.name for f in fields(cls)]
+            raise ValueError(f"unknown latent-statistics options {sorted(unknown)}; known: {known}")
+        return cls(**{**options, "hist_range": tuple(options.get("hist_range", cls.hist_range))})
 
 
 @dataclass
@@ -51,7 +95,7 @@ class LatentStats:
     d_sae: int
     d_in: int
     hook_name: str
-    options: dict[str, Any]
+    options: LatentStatsOptions
     fire_count: Int[Tensor, " d_sae"]
     act_sum: Float[Tensor, " d_sae"]
     act_max: Float[Tensor, " d_sae"]
@@ -153,7 +197,7 @@ class LatentStats:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._META}
         save_file({k: v.contiguous() for k, v in tensors.items() if v is not None}, folder / STATS_FILENAME)
-        meta = {name: getattr(self, name) for name in self._META}
+        meta = {name: getattr(self, name) for name in self._META} | {"options": self.options.to_json()}
         (folder / META_FILENAME).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return folder
 
@@ -164,8 +208,9 @@ class LatentStats:
 
         folder = Path(folder)
         if not (folder / STATS_FILENAME).is_file():
-            raise FileNotFoundError(f"No feature statistics in {folder}: expected {STATS_FILENAME} and {META_FILENAME}")
+            raise FileNotFoundError(f"No latent statistics in {folder}: expected {STATS_FILENAME} and {META_FILENAME}")
         meta = json.loads((folder / META_FILENAME).read_text(encoding="utf-8"))
+        meta["options"] = LatentStatsOptions.from_json(meta["options"])
         tensors = load_file(folder / STATS_FILENAME)
         optional = {"cofire": None, "neuron_corr": None}
         return cls(**meta, **(optional | tensors))
@@ -173,12 +218,6 @@ class LatentStats:
 
 # --------------------------------------------------------------------------------------------------
 # Streaming pieces, each usable on its own
-
-
-def active_latents(acts: Float[Tensor, "n_tok d_sae"]) -> tuple[Float[Tensor, "n_tok k"], Int[Tensor, "n_tok k"]]:
-    """Each token's k largest activations and their latents, k the most latents active on any token of the batch."""
-    k = max(int((acts > 0).sum(-1).max()) if len(acts) else 0, 1)
-    return acts.topk(k, dim=-1)
 
 
 class SmallestKeys:
@@ -265,50 +304,35 @@ class _Spool:
 
 
 class LatentStatsAccumulator:
-    """The engine without a model: ``add`` batches of latent activations, then ``finish`` (see the module docstring)."""
+    """The engine without a model: ``add_sparse`` (or ``add``) batches of latent activations, then ``finish``
+    (see the module docstring). ``options`` default to ``LatentStatsOptions()``; keyword arguments
+    (``top_k=5``...) replace single options."""
 
     def __init__(
         self,
         d_sae: int,
         d_in: int,
         seq_len: int,
+        options: LatentStatsOptions | None = None,
         *,
         hook_name: str = "",
-        top_k: int = 20,
-        one_per: OnePer = "token",
-        n_intervals: int = 10,
-        n_quantile_groups: int = 10,
-        n_samples: int = 10,
-        hist_range: tuple[float, float] = (1e-3, 1e2),
-        n_hist_bins: int = 200,
-        cofire: bool = True,
-        neuron_corr: bool = True,
-        exclude_bos: bool = False,
-        seed: int = 0,
         spool_chunk: int = 2_000_000,
+        **option_overrides: Any,
     ) -> None:
-        if one_per not in ("token", "row", "document"):
-            raise ValueError(f'one_per must be "token", "row" or "document", got {one_per!r}')
-        if not 0 < hist_range[0] < hist_range[1]:
-            raise ValueError(f"hist_range must be (low, high) with 0 < low < high, got {hist_range}")
+        o = self.options = replace(options or LatentStatsOptions(), **option_overrides)
         self.d_sae, self.d_in, self.seq_len, self.hook_name = d_sae, d_in, seq_len, hook_name
-        self.options = dict(
-            top_k=top_k, one_per=one_per, n_intervals=n_intervals, n_quantile_groups=n_quantile_groups,
-            n_samples=n_samples, hist_range=list(hist_range), n_hist_bins=n_hist_bins, cofire=cofire,
-            neuron_corr=neuron_corr, exclude_bos=exclude_bos, seed=seed,
-        )
         self.spool_chunk = spool_chunk
         self.n_tokens = 0
         self.fire_count = torch.zeros(d_sae, dtype=torch.long)
         self.act_sum = torch.zeros(d_sae, dtype=torch.float64)
         self.act_sq_sum = torch.zeros(d_sae, dtype=torch.float64)
         self.act_max = torch.zeros(d_sae)
-        self.hist_edges = torch.logspace(np.log10(hist_range[0]), np.log10(hist_range[1]), n_hist_bins + 1)
-        self.hist_counts = torch.zeros(d_sae * n_hist_bins, dtype=torch.long)
-        self.top = SmallestKeys(d_sae, top_k, (torch.float32, torch.long, torch.long))  # key -act; act, token, group
-        self.cofire = torch.zeros(d_sae * d_sae, dtype=torch.int32) if cofire else None
+        self.hist_edges = torch.logspace(np.log10(o.hist_range[0]), np.log10(o.hist_range[1]), o.n_hist_bins + 1)
+        self.hist_counts = torch.zeros(d_sae * o.n_hist_bins, dtype=torch.long)
+        self.top = SmallestKeys(d_sae, o.top_k, (torch.float32, torch.long, torch.long))  # key -act; act, token, group
+        self.cofire = torch.zeros(d_sae * d_sae, dtype=torch.int32) if o.cofire else None
         self.neuron = None
-        if neuron_corr:
+        if o.neuron_corr:
             z = lambda *shape: torch.zeros(*shape, dtype=torch.float64)  # noqa: E731
             self.neuron = {"x": z(d_in), "xx": z(d_in), "ax": z(d_sae, d_in)}
         self.spool = _Spool()
@@ -320,12 +344,15 @@ class LatentStatsAccumulator:
         first_row: int,
         doc_ids: Int[Tensor, "batch seq"] | None = None,
     ) -> None:
-        """Fold in a batch of rows ``first_row, first_row + 1, ...`` (rows must come in order, each once)."""
-        batch, seq, d_sae = latent_acts.shape
+        """``add_sparse`` for dense activations from elsewhere (a test's, another library's): each token's active
+        latents are picked out first. An SAE's own codes come sparse from ``SAE.encode_sparse``."""
+        _, seq, d_sae = latent_acts.shape
         if seq != self.seq_len or d_sae != self.d_sae:
             raise ValueError(f"expected activations [batch, {self.seq_len}, {self.d_sae}], got {tuple(latent_acts.shape)}")
-        values, idx = active_latents(latent_acts.detach().float().cpu().reshape(-1, d_sae))
-        self.add_sparse(values.reshape(batch, seq, -1), idx.reshape(batch, seq, -1), inputs, first_row, doc_ids)
+        acts = latent_acts.detach().float().cpu()
+        n_active = int((acts > 0).sum(-1).max()) if acts.numel() else 0
+        values, idx = acts.topk(max(n_active, 1), dim=-1, sorted=False)
+        self.add_sparse(values, idx, inputs, first_row, doc_ids)
 
     def add_sparse(
         self,
@@ -335,23 +362,26 @@ class LatentStatsAccumulator:
         first_row: int,
         doc_ids: Int[Tensor, "batch seq"] | None = None,
     ) -> None:
-        """``add`` for activations given as each token's k largest (values, latent indices): a TopK SAE's output."""
+        """Fold in a batch of rows ``first_row, first_row + 1, ...`` (rows must come in order, each once), as
+        sparse codes: each token's ``values`` at latents ``indices`` (``SAE.encode_sparse``'s output, for any
+        architecture); slots of value 0 (padding) count for nothing."""
         batch, seq, _ = values.shape
         if seq != self.seq_len:
             raise ValueError(f"expected activations [batch, {self.seq_len}, ...], got {tuple(values.shape)}")
         d_sae = self.d_sae
         values = values.detach().float().cpu()
-        if self.options["exclude_bos"]:  # position 0 holds BOS in every row: it is not counted as a token at all
+        if self.options.exclude_bos:  # position 0 holds BOS in every row: it is not counted as a token at all
             values = values.clone()
             values[:, 0] = 0.0
-        values, idx = values.reshape(batch * seq, -1), indices.cpu().reshape(batch * seq, -1)
+        idx, order = indices.cpu().reshape(batch * seq, -1).sort(dim=-1)  # by latent: the slots' order changes nothing
+        values = values.reshape(batch * seq, -1).gather(1, order)
         n_tok = len(values)
         valid = values > 0
         all_valid = bool(valid.all())
         tok = torch.arange(n_tok)[:, None].expand_as(idx)
         tok, lat, val = (tok.reshape(-1), idx.reshape(-1), values.reshape(-1)) if all_valid else (tok[valid], idx[valid], values[valid])
         token = tok + first_row * seq
-        self.n_tokens += n_tok - (batch if self.options["exclude_bos"] else 0)
+        self.n_tokens += n_tok - (batch if self.options.exclude_bos else 0)
         self.fire_count += torch.bincount(lat, minlength=d_sae)
         self.act_sum.index_add_(0, lat, val.double())
         self.act_sq_sum.index_add_(0, lat, val.double() ** 2)
@@ -366,7 +396,7 @@ class LatentStatsAccumulator:
             if inputs is None:
                 raise ValueError("neuron_corr=True needs the SAE's inputs (the model's neurons) in add()")
             x = inputs.detach().float().cpu().reshape(-1, self.d_in)
-            counted = x.reshape(batch, seq, self.d_in)[:, 1:].reshape(-1, self.d_in) if self.options["exclude_bos"] else x
+            counted = x.reshape(batch, seq, self.d_in)[:, 1:].reshape(-1, self.d_in) if self.options.exclude_bos else x
             self.neuron["x"] += counted.sum(0).double()
             self.neuron["xx"] += (counted.double() ** 2).sum(0)
             sparse = torch.sparse_coo_tensor(torch.stack([lat, tok]), val, (d_sae, n_tok), check_invariants=False)
@@ -374,13 +404,13 @@ class LatentStatsAccumulator:
         self.spool.append(lat, val, token)
 
     def _add_histogram(self, lat: Tensor, val: Tensor) -> None:
-        n_bins = self.options["n_hist_bins"]
+        n_bins = self.options.n_hist_bins
         bin_ = (torch.searchsorted(self.hist_edges, val, right=True) - 1).clamp(0, n_bins - 1)
         self.hist_counts += torch.bincount(lat * n_bins + bin_, minlength=self.d_sae * n_bins)
 
     def _add_top_k(self, lat: Tensor, val: Tensor, token: Tensor, local: Tensor, doc_ids: Tensor | None) -> None:
         """Merge this batch's firings into the running top-k (a group is a token, a row or a document)."""
-        one_per = self.options["one_per"]
+        one_per = self.options.one_per
         if one_per == "document":
             if doc_ids is None:
                 raise ValueError('one_per="document" needs doc_ids')
@@ -396,19 +426,19 @@ class LatentStatsAccumulator:
     def finish(self) -> LatentStats:
         """The statistics of everything added; the temporary spool is deleted."""
         o = self.options
-        k, d_sae, seq_len = o["top_k"], self.d_sae, self.seq_len
+        d_sae, seq_len = self.d_sae, self.seq_len
         top_v, top_t, _ = self.top.payload
-        hist_counts = self.hist_counts.reshape(d_sae, o["n_hist_bins"])
+        hist_counts = self.hist_counts.reshape(d_sae, o.n_hist_bins)
         stats = LatentStats(
             n_tokens=self.n_tokens, seq_len=seq_len, d_sae=d_sae, d_in=self.d_in, hook_name=self.hook_name,
             options=o, fire_count=self.fire_count, act_sum=self.act_sum, act_max=self.act_max,
             hist_edges=self.hist_edges, hist_counts=hist_counts,
             top_acts=torch.where(top_t >= 0, top_v, 0.0), top_seq=torch.where(top_t >= 0, top_t // seq_len, -1),
             top_pos=torch.where(top_t >= 0, top_t % seq_len, -1),
-            **self._empty_samples("interval", o["n_intervals"]), **self._empty_samples("group", o["n_quantile_groups"]),
+            **self._empty_samples("interval", o.n_intervals), **self._empty_samples("group", o.n_quantile_groups),
         )
-        stats.interval_edges = self._interval_edges(o["n_intervals"])
-        probs = torch.linspace(0, 1, o["n_quantile_groups"] + 1)
+        stats.interval_edges = self._interval_edges(o.n_intervals)
+        probs = torch.linspace(0, 1, o.n_quantile_groups + 1)
         group_edges = stats.quantile_values(probs)
         group_edges[:, 0], group_edges[:, -1] = 0.0, self.act_max
         stats.group_edges = torch.cummax(group_edges, dim=1).values
@@ -421,7 +451,7 @@ class LatentStatsAccumulator:
         return stats
 
     def _empty_samples(self, name: str, n_cells: int) -> dict[str, Tensor]:
-        shape = (self.d_sae, n_cells, self.options["n_samples"])
+        shape = (self.d_sae, n_cells, self.options.n_samples)
         return {
             f"{name}_edges": torch.zeros(self.d_sae, n_cells + 1),
             f"{name}_counts": torch.zeros(self.d_sae, n_cells, dtype=torch.long),
@@ -435,8 +465,8 @@ class LatentStatsAccumulator:
 
     def _draw_samples(self, stats: LatentStats) -> None:
         """Second sweep, over the spool: count each interval/group and keep a bottom-key reservoir of each."""
-        generator = torch.Generator().manual_seed(self.options["seed"])
-        n_samples = self.options["n_samples"]
+        generator = torch.Generator().manual_seed(self.options.seed)
+        n_samples = self.options.n_samples
         kinds = {"interval": stats.interval_edges, "group": stats.group_edges}
         reservoirs = {name: SmallestKeys(self.d_sae * (edges.shape[1] - 1), n_samples, (torch.float32, torch.long))
                       for name, edges in kinds.items()}
@@ -472,48 +502,46 @@ class LatentStatsAccumulator:
 # --------------------------------------------------------------------------------------------------
 
 
+#: ``compute_latent_stats``'s default options: BOS (position 0 of each row) left out, see there.
+MODEL_OPTIONS = LatentStatsOptions(exclude_bos=True)
+
+
 @torch.no_grad()
 def compute_latent_stats(
     model,
     sae,
     tokens: Int[Tensor, "n_seqs seq"],
+    options: LatentStatsOptions | None = None,
     *,
     batch_size: int = 32,
     doc_ids: Int[Tensor, "n_seqs seq"] | None = None,
     progress: bool = True,
-    exclude_bos: bool = True,
-    **options: Any,
+    **option_overrides: Any,
 ) -> LatentStats:
-    """Run ``model`` to the SAE's hook over ``tokens`` in batches, encode with ``sae``, and gather ``LatentStats``.
+    """Run ``model`` to the SAE's hook over ``tokens`` in batches, encode with ``sae.encode_sparse``, and gather
+    ``LatentStats``: the same code for every architecture.
 
-    ``exclude_bos`` leaves position 0 of every row out of every statistic: it holds BOS, whose activation is
-    the same vector in every row and which the course's SAEs never saw in training (``ActivationBuffer``
-    drops it), yet a TopK SAE fires 32 latents there, so each of those would show one identical "example"
-    per row and a density raised by 1/seq. ``options`` are ``LatentStatsAccumulator``'s: top_k, one_per
-    ("token" | "row" | "document", the last with ``doc_ids``), n_intervals, n_quantile_groups, n_samples,
-    hist_range, n_hist_bins, cofire, neuron_corr, seed.
+    ``options`` default to :data:`MODEL_OPTIONS`; keyword arguments replace single ones (``top_k=10``,
+    ``one_per="document"`` with ``doc_ids``...). ``exclude_bos`` (on by default here) leaves position 0 of
+    every row out of every statistic: it holds BOS, whose activation is the same vector in every row and
+    which the course's SAEs never saw in training (``ActivationBuffer`` drops it), yet a TopK SAE fires 32
+    latents there, so each of those would show one identical "example" per row and a density raised by 1/seq.
     """
     from utils.lm.activations import hook_activations
 
     tokens = torch.as_tensor(tokens)
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [n_seqs, seq], got shape {tuple(tokens.shape)}")
-    acc = LatentStatsAccumulator(
-        sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], hook_name=sae.cfg.hook_name, exclude_bos=exclude_bos, **options
-    )
+    acc = LatentStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], options or MODEL_OPTIONS,
+                                 hook_name=sae.cfg.hook_name, **option_overrides)
     starts = range(0, len(tokens), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="feature stats", unit="batch")
+        starts = tqdm(starts, desc="latent stats", unit="batch")
     for start in starts:
-        batch = tokens[start : start + batch_size]
-        x = hook_activations(model, batch, sae.cfg.hook_name)
+        x = hook_activations(model, tokens[start : start + batch_size], sae.cfg.hook_name)
+        values, indices = sae.encode_sparse(x.to(sae.W_enc.dtype))
         docs = None if doc_ids is None else doc_ids[start : start + batch_size]
-        if sae.cfg.architecture == "topk":  # the k largest pre-activations, kept sparse (what sae.encode keeps)
-            pre = torch.relu((x.to(sae.W_enc.dtype) - sae.b_dec) @ sae.W_enc + sae.b_enc)
-            values, indices = pre.topk(sae.cfg.k, dim=-1, sorted=False)
-            acc.add_sparse(values, indices, x, start, docs)
-        else:
-            acc.add(sae.encode(x.to(sae.W_enc.dtype)), x, start, docs)
+        acc.add_sparse(values, indices, x, start, docs)
     return acc.finish()

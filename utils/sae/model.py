@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from utils.sae.saelens_format import load_saelens, save_saelens
@@ -94,6 +94,26 @@ class SAE(nn.Module):
             values, indices = acts.topk(self.cfg.k, dim=-1, sorted=False)
             acts = torch.zeros_like(acts).scatter_(-1, indices, values)
         return acts
+
+    def encode_sparse(self, x: Float[Tensor, "... d_in"]) -> tuple[Float[Tensor, "... k"], Int[Tensor, "... k"]]:
+        """The same code as ``encode``, kept sparse: ``(values, indices)``, each token's active latents.
+
+        Everything that reads many tokens' codes (the statistics engine, the prompt view, the dashboard) uses
+        this, because ``[tokens, d_sae]`` is mostly zeros: 32 numbers a token instead of 4,096.
+
+        - "topk": the k largest ReLU pre-activations, exactly what ``encode`` keeps (some may be 0 if fewer
+          than k are positive), without building the dense code;
+        - "standard" (L1): the active set. k is the largest number of active latents on any token of ``x``
+          (at least 1), and tokens with fewer are padded with value 0 (at latents inactive there).
+
+        Scattering ``values`` at ``indices`` into zeros of shape ``[..., d_sae]`` gives ``encode(x)``. The order
+        within a token's k is unspecified. Architectures whose code is chosen another way override this."""
+        if self.cfg.architecture == "topk":  # what encode keeps, without the dense scatter
+            acts = torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
+            return acts.topk(self.cfg.k, dim=-1, sorted=False)
+        acts = self.encode(x)
+        n_active = int((acts > 0).sum(-1).max()) if acts.numel() else 0
+        return acts.topk(min(max(n_active, 1), self.cfg.d_sae), dim=-1, sorted=False)
 
     def decode(self, acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_in"]:
         """Reconstruction: ``acts @ W_dec + b_dec``."""

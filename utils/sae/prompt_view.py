@@ -6,10 +6,11 @@
 - by **loss effect**: how much the next-token loss changes when the latent's contribution ``a * W_dec[f]``
   is removed from the MLP activation at that position and the forward pass is finished.
 
-In a one-layer model the MLP writes straight into the final residual stream, so removing a latent at
-position t changes only ``resid_final[t]``, by ``a * (W_dec[f] @ W_out)``: the effect is exact in closed form,
-one LayerNorm and unembedding per (position, active latent), with no second forward pass
-(``loss_effects``). ``patched_loss`` is the slow reference: a real forward pass with the hook patched.
+For an SAE on the last block's MLP (the course's one-layer model has no other), removing a latent at
+position t changes only ``resid_final[t]``, by ``a * (W_dec[f] @ W_out)``: the effect is exact in closed
+form, one LayerNorm and unembedding per (position, active latent), with no second forward pass
+(``utils.sae.latent_effects.ablation_effects``, which the dashboard uses too). ``patched_loss`` is the slow
+reference: a real forward pass with the hook patched.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["PromptView", "loss_effects", "patched_loss", "prompt_view"]
+from utils.sae import latent_effects
+
+__all__ = ["PromptView", "patched_loss", "prompt_view"]
 
 RANKINGS = ("act", "quantile", "loss_effect")
 
@@ -58,35 +61,6 @@ class PromptView:
         return "\n".join(lines)
 
 
-def _check_one_layer(model, sae) -> None:
-    """The closed form holds only if the SAE reads the MLP output of the model's last block."""
-    last = f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
-    if sae.cfg.hook_name != last:
-        raise ValueError(
-            f"the closed-form loss effect needs an SAE on {last!r} (the last block's MLP), got {sae.cfg.hook_name!r}"
-        )
-
-
-@torch.no_grad()
-def loss_effects(
-    model,
-    resid_final: Float[Tensor, "seq d_model"],
-    deltas: Float[Tensor, "seq n d_model"],
-    next_tokens: Int[Tensor, " seq"],
-) -> Float[Tensor, "seq n"]:
-    """Next-token loss with ``resid_final[t] - deltas[t, i]`` in place of ``resid_final[t]``, minus the clean loss.
-
-    Exact for a one-layer model: each removal changes only the final residual at its own position.
-    """
-    from utils.sae.latent_effects import final_log_probs
-
-    def loss(resid: Tensor) -> Tensor:  # [..., d_model] -> [...] next-token loss
-        index = next_tokens.reshape(-1, *([1] * (resid.ndim - 2)), 1).expand(*resid.shape[:-1], 1)
-        return -final_log_probs(model, resid).gather(-1, index)[..., 0]
-
-    return loss(resid_final[:, None, :] - deltas) - loss(resid_final[:, None, :])
-
-
 @torch.no_grad()
 def patched_loss(model, sae, tokens: Int[Tensor, " seq"], pos: int, latent: int) -> float:
     """The reference: next-token loss at ``pos`` after a real forward pass with ``a * W_dec[latent]`` removed there."""
@@ -102,43 +76,54 @@ def patched_loss(model, sae, tokens: Int[Tensor, " seq"], pos: int, latent: int)
     return float(F.cross_entropy(logits[0, pos], tokens[0, pos + 1]))
 
 
+def _prompt_tokens(model, prompt: str | Int[Tensor, " seq"]) -> Int[Tensor, " seq"]:
+    """A string tokenized with a BOS token first (as the model was trained), or the given token ids."""
+    if isinstance(prompt, str):
+        return model.to_tokens(prompt, prepend_bos=True)[0]
+    return torch.as_tensor(prompt).reshape(-1)
+
+
+def _dense(values: Float[Tensor, "seq k"], indices: Int[Tensor, "seq k"], d_sae: int) -> Float[Tensor, "seq d_sae"]:
+    """A sparse code (or per-latent values at its slots) written out over all latents, 0 elsewhere."""
+    return torch.zeros(len(values), d_sae, dtype=values.dtype).scatter_add_(1, indices, values)
+
+
+def _loss_effects(model, sae, resid: Float[Tensor, "seq d_model"], tokens: Int[Tensor, " seq"],
+                  values: Float[Tensor, "seq k"], indices: Int[Tensor, "seq k"]) -> Float[Tensor, "seq k"]:
+    """The closed-form loss effect of each active (position, latent) of the code but the last position's (it
+    predicts nothing); 0 at padded slots."""
+    effect = torch.zeros(values.shape, device=values.device)
+    pos, slot = torch.nonzero(values[:-1] > 0, as_tuple=True)
+    if len(pos):
+        effects = latent_effects.ablation_effects(
+            model, resid[:-1], tokens[1:], pos, indices[pos, slot], values[pos, slot],
+            latent_effects.sae_out_directions(model, sae), n_top=0)
+        effect[pos, slot] = effects.loss.to(effect.dtype)
+    return effect
+
+
 @torch.no_grad()
-def prompt_view(model, sae, prompt: str | Int[Tensor, " seq"], stats=None, max_active: int | None = None) -> PromptView:
+def prompt_view(model, sae, prompt: str | Int[Tensor, " seq"], stats=None) -> PromptView:
     """Activations, quantiles (needs ``stats``, else zeros) and exact loss effects of all latents on ``prompt``.
 
-    A string is tokenized with a BOS token first, as the model was trained. Loss effects are computed for
-    the latents active at each position (all others are 0: removing nothing changes nothing).
-    """
+    A string is tokenized with a BOS token first, as the model was trained. One forward pass
+    (``latent_effects.final_residual``, at the SAE's own hook, which must be the last block's MLP), one sparse
+    encode (``sae.encode_sparse``, any architecture); loss effects are computed for the latents active at each
+    position (all others are 0: removing nothing changes nothing)."""
     from utils.lm.token_text import token_pieces
 
-    _check_one_layer(model, sae)
-    if isinstance(prompt, str):
-        tokens = model.to_tokens(prompt, prepend_bos=True)[0]
-    else:
-        tokens = torch.as_tensor(prompt).reshape(-1)
-    tokens = tokens.to(model.cfg.device)
-    resid_name = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    logits, cache = model.run_with_cache(tokens[None], names_filter=[sae.cfg.hook_name, resid_name])
-    post, resid = cache[sae.cfg.hook_name][0], cache[resid_name][0]
-    acts = sae.encode(post.to(sae.W_enc.dtype)).float()
-    seq, d_sae = acts.shape
-    loss = torch.full((seq,), float("nan"))
-    loss[:-1] = F.cross_entropy(logits[0, :-1].float(), tokens[1:], reduction="none").cpu()
-    effect = torch.zeros(seq, d_sae)
-    effect[-1] = float("nan")
-    if seq > 1:
-        k = max_active or max(int((acts[:-1] > 0).sum(-1).max()), 1)
-        values, latents = acts[:-1].topk(k, dim=-1)  # [seq-1, k]
-        # removing a * W_dec[f] from the MLP's hidden layer moves the residual by a * (W_dec[f] @ W_out)
-        W_out = model.blocks[model.cfg.n_layers - 1].mlp.W_out
-        deltas = values[..., None] * (sae.W_dec[latents].float() @ W_out.float())
-        delta_loss = loss_effects(model, resid[:-1].float(), deltas, tokens[1:])
-        delta_loss = torch.where(values > 0, delta_loss, torch.zeros_like(delta_loss))
-        effect[:-1].scatter_(1, latents.cpu(), delta_loss.float().cpu())
-    quantiles = torch.zeros(seq, d_sae)
-    if stats is not None:
-        quantiles = stats.quantile_of(torch.arange(d_sae), acts.cpu())
-    return PromptView(
-        tokens=tokens.cpu(), pieces=token_pieces(model.tokenizer, tokens.cpu()), acts=acts.cpu(),
-        quantiles=quantiles, loss=loss, loss_effect=effect,
-    )
+    tokens = _prompt_tokens(model, prompt).to(model.cfg.device)
+    resid, x = latent_effects.final_residual(model, tokens[None], sae.cfg.hook_name)
+    resid = resid[0].float()
+    values, indices = sae.encode_sparse(x[0].to(sae.W_enc.dtype))
+    values = values.float()
+    loss = torch.full((len(tokens),), float("nan"))
+    loss[:-1] = latent_effects.next_token_loss(model, resid[:-1], tokens[1:]).cpu()
+    effect = _loss_effects(model, sae, resid, tokens, values, indices)
+    d_sae = sae.cfg.d_sae
+    acts = _dense(values.cpu(), indices.cpu(), d_sae)
+    loss_effect = _dense(effect.cpu(), indices.cpu(), d_sae)
+    loss_effect[-1] = float("nan")  # the last position predicts nothing
+    quantiles = torch.zeros_like(acts) if stats is None else stats.quantile_of(torch.arange(d_sae), acts)
+    return PromptView(tokens=tokens.cpu(), pieces=token_pieces(model.tokenizer, tokens.cpu()), acts=acts,
+                      quantiles=quantiles, loss=loss, loss_effect=loss_effect)
