@@ -56,6 +56,8 @@ RENAMED: dict[str, dict[str, str]] = {
                           "dense_features": "dense_latents", "log_feature_sparsity": "log_latent_sparsity"},
     "utils.toy_models": {"TrainConfig": "ToyTrainConfig"},
     "utils.sae_training": {"_Workspace": "Workspace"},
+    # the environment variable became an override of an explicit switch
+    "utils.fused_attention": {"OPT_OUT": "ENV_OVERRIDE"},
 }
 
 
