@@ -92,8 +92,8 @@ from utils.sae import activation_buffer  # noqa: E402
 from utils.lm.cpu_allocator import allocator_status, keep_freed_memory  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
 from utils.sae.model import SAE, SAEConfig  # noqa: E402
-from utils.sae.activation_buffer import ActivationBuffer
-from utils.sae.steps import Workspace, choose_bf16, sae_training_step
+from utils.sae.activation_buffer import ActivationBuffer  # noqa: E402
+from utils.sae.steps import Workspace, choose_bf16, sae_training_step  # noqa: E402
 from utils.sae.training import train_sae  # noqa: E402
 from utils.sae.sparse_topk import grouped_topk, sparse_topk_training_step  # noqa: E402
 
@@ -131,11 +131,11 @@ def bench_steps(d_sae: int, batch: int, rounds: int, clock: Callable[[], float] 
 
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=d_sae, architecture="topk", k=K))
     optimizer = torch.optim.Adam(sae.parameters(), lr=1e-4, fused=True)
-    workspace = _Workspace()
+    workspace = Workspace()
 
     def step(step_fn, dtype=None) -> Callable[[], None]:
         def run() -> None:  # exactly what train_sae does per step
-            step_fn(sae, x, None, dtype, workspace, compute_l1=False)
+            step_fn(sae, x, compute_dtype=dtype, workspace=workspace, compute_l1=False)
             sae.remove_gradient_parallel_to_decoder()
             optimizer.step()
             sae.normalize_decoder()

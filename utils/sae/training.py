@@ -6,7 +6,7 @@
   ``plan_steps``, ``apply_schedules``, ``update_parameters``, ``log_record``, ``save_checkpoint``).
 - The batches come from any iterator of ``[batch, d_in]`` tensors, usually an ``ActivationBuffer``
   (``utils.sae.activation_buffer``); the step that computes the gradients is chosen by ``TrainConfig.step_fn``
-  (``utils.sae.steps``).
+  and follows the step contract ``utils.sae.steps.StepFn``.
 - ``Plugin`` is the one way to extend it: resampling (``utils.sae.resampling``) and auxiliary losses
   (``utils.sae.objectives``) plug in through its two hooks.
 """
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from utils.lm.cpu_allocator import heap_only
 from utils.sae.model import SAE
-from utils.sae.steps import STEP_FNS, StepFn, Workspace, choose_bf16, resolve_step_fn
+from utils.sae.steps import STEP_FNS, StepFn, Workspace, check_step_fn, choose_bf16, resolve_step_fn
 
 __all__ = ["Plugin", "TrainConfig", "TrainState", "train_sae"]
 
@@ -60,8 +60,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if (self.n_tokens is None) == (self.seconds is None):
             raise ValueError("give exactly one budget: n_tokens or seconds")
-        if isinstance(self.step_fn, str) and self.step_fn not in {"auto", *STEP_FNS}:
-            raise ValueError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {self.step_fn!r}")
+        if isinstance(self.step_fn, str):
+            if self.step_fn not in {"auto", *STEP_FNS}:
+                raise ValueError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {self.step_fn!r}")
+        else:
+            check_step_fn(self.step_fn)
 
 
 @dataclass
@@ -269,7 +272,8 @@ def train_sae(
             bar.total = state.total_steps
             apply_schedules(state, l1_target)
             log_now = is_log_step(state)
-            out = step_fn(sae, x, state.l1_coefficient, compute_dtype, workspace, compute_l1=log_now)
+            out = step_fn(sae, x, l1_coefficient=state.l1_coefficient, compute_dtype=compute_dtype, workspace=workspace,
+                          compute_l1=log_now)
             for plugin in plugins:
                 plugin.before_update(state, x, out)
             update_parameters(state)
