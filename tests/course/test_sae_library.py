@@ -208,6 +208,8 @@ def test_a_step_off_the_contract_is_named():
         TrainConfig(n_tokens=1, step_fn=old_style)
     with pytest.raises(ValueError, match="step_fn must be one of"):
         TrainConfig(n_tokens=1, step_fn="sparse")
+    with pytest.raises(TypeError, match="keep_freed_memory is True, False or None"):
+        TrainConfig(n_tokens=1, keep_freed_memory="yes")
 
     def same_names(sae, x, l1_coefficient, compute_dtype, workspace, compute_l1):  # written before the contract
         return sae_training_step(sae, x, l1_coefficient=l1_coefficient, compute_dtype=compute_dtype,

@@ -9,11 +9,15 @@
   and follows the step contract ``utils.sae.steps.StepFn``.
 - ``Plugin`` is the one way to extend it: resampling (``utils.sae.resampling``) and auxiliary losses
   (``utils.sae.objectives``) plug in through its two hooks.
+- What makes it fast on a CPU is switched by ``TrainConfig`` fields, each on by default where it helps:
+  ``step_fn`` (the sparse TopK step), ``bf16`` (bfloat16 products where the CPU is faster in them) and
+  ``keep_freed_memory`` (glibc keeps freed memory during the loop, ``utils.lm.cpu_allocator``, and gets its
+  defaults back when the loop ends). The environment variable ``SAE_COURSE_KEEP_FREED_MEMORY`` overrides the
+  last (0 or 1). Fused attention is the model's switch, not the loop's (``utils.lm.loading.load_model``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +29,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from utils.lm.cpu_allocator import heap_only
+from utils.lm.cpu_allocator import keep_freed_memory
 from utils.sae.model import SAE
 from utils.sae.steps import STEP_FNS, StepFn, Workspace, check_step_fn, choose_bf16, resolve_step_fn
 
@@ -49,13 +53,15 @@ class TrainConfig:
     l1_warmup_frac: float = 0.05  # the L1 coefficient rises from 0 over this fraction (fewer latents die early)
     init_b_dec: str | None = "geometric_median"  # or "mean" of the first batch, or None (keep b_dec)
     step_fn: str | StepFn = "auto"  # "auto" (sparse_topk for TopK on CPU, else fused), "fused", "autograd", "sparse_topk", or a StepFn
-    bf16: bool | None = None  # the step's matrix products in bfloat16 (parameters stay float32); None: see choose_bf16
     unit_norm_decoder: bool = True  # project the gradient and renormalise W_dec's rows after every step
     dead_window_tokens: int = 1_000_000  # a latent is dead if it has not fired on this many tokens
     log_every: int = 20  # steps between history records
     progress: bool = True  # a tqdm bar with live metrics
     checkpoint: str | Path | None = None  # a file to save to (and resume from)
     checkpoint_every: int = 200  # steps between checkpoints
+    # Speed switches (with step_fn's "auto"); None lets train_sae decide. The README's table lists them all
+    bf16: bool | None = None  # the step's matrix products in bfloat16 (parameters stay float32); None: see choose_bf16
+    keep_freed_memory: bool | None = None  # glibc keeps freed memory during the loop (utils.lm.cpu_allocator); None: on a CPU
 
     def __post_init__(self) -> None:
         if (self.n_tokens is None) == (self.seconds is None):
@@ -65,6 +71,9 @@ class TrainConfig:
                 raise ValueError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {self.step_fn!r}")
         else:
             check_step_fn(self.step_fn)
+        for name in ("bf16", "keep_freed_memory"):
+            if getattr(self, name) not in (None, True, False):
+                raise TypeError(f"{name} is True, False or None (let train_sae decide), got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -154,6 +163,11 @@ def start_training(sae: SAE, buffer: Iterator, cfg: TrainConfig, x: Float[Tensor
         with torch.no_grad():
             sae.b_dec.copy_(geometric_median(x) if cfg.init_b_dec == "geometric_median" else x.mean(0))
     return state
+
+
+def keeps_freed_memory(cfg: TrainConfig, sae: SAE) -> bool:
+    """``TrainConfig.keep_freed_memory``, with None meaning on for an SAE on a CPU (where the page faults were measured)."""
+    return cfg.keep_freed_memory if cfg.keep_freed_memory is not None else sae.W_enc.device.type == "cpu"
 
 
 def plan_steps(state: TrainState, seconds_so_far: float) -> None:
@@ -263,8 +277,8 @@ def train_sae(
     bar = tqdm(total=state.total_steps, initial=state.step, disable=not cfg.progress, unit="step", mininterval=1.0)
     t_start = time.perf_counter() - state.elapsed_s
     t_last, step_at_last, first = time.perf_counter(), state.step, True
-    # On a CPU, freed memory is kept for reuse while the loop runs (utils.lm.cpu_allocator): no fresh pages per step
-    with heap_only() if sae.W_enc.device.type == "cpu" else contextlib.nullcontext():
+    # Freed memory kept for reuse while the loop runs (utils.lm.cpu_allocator); glibc's defaults back however it ends
+    with keep_freed_memory(keeps_freed_memory(cfg, sae)):
         while not budget_spent(state, time.perf_counter() - t_start):
             x = x if first else next(buffer)  # the first batch was read to set up (b_dec, the step count)
             first = False
