@@ -220,6 +220,23 @@ def test_a_step_off_the_contract_is_named():
     assert len(history) == 2
 
 
+def test_the_loop_reads_one_batch_per_step_and_says_when_they_run_out():
+    data = _toy_data(n=64 * 8)
+    read = []
+
+    def batches():
+        for x in data.split(64):
+            read.append(1)
+            yield x
+
+    history = train_sae(make_sae(), batches(), n_tokens=64 * 5, progress=False, log_every=1)
+    assert len(history) == 5 and len(read) == 5, "one batch per step, the first one included"
+    with pytest.raises(RuntimeError, match=r"the batches ran out after 8 steps \(512 tokens\)"):
+        train_sae(make_sae(), iter(data.split(64)), n_tokens=64 * 20, progress=False)
+    with pytest.raises(RuntimeError, match="the batches ran out before the first step"):
+        train_sae(make_sae(), iter([]), n_tokens=64, progress=False)
+
+
 def test_bf16_step_is_close():
     sae = make_sae(l1_coefficient=0.1)
     x = torch.randn(64, D_IN)

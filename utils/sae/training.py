@@ -1,9 +1,10 @@
 """Training an SAE on a language model's activations: ``TrainConfig``, the plug-in hooks and ``train_sae``.
 
-- ``train_sae`` is the loop, about 40 lines over a ``TrainConfig``: Adam, learning-rate warm-up and decay,
-  L1 warm-up, unit-norm decoder rows, dead-latent tracking, a tqdm bar with live metrics, optional
-  checkpoints; one budget, tokens or seconds. Each phase is a named helper above it (``start_training``,
-  ``plan_steps``, ``apply_schedules``, ``update_parameters``, ``log_record``, ``save_checkpoint``).
+- ``train_sae`` is the loop, a page over a ``TrainConfig`` that reads top to bottom: Adam, learning-rate
+  warm-up and decay, L1 warm-up, unit-norm decoder rows, dead-latent tracking, a tqdm bar with live metrics,
+  optional checkpoints; one budget, tokens or seconds. Each phase is a named helper above it
+  (``start_training``, ``plan_steps``, ``apply_schedules``, ``update_parameters``, ``log_step``,
+  ``save_checkpoint``...).
 - The batches come from any iterator of ``[batch, d_in]`` tensors, usually an ``ActivationBuffer``
   (``utils.sae.activation_buffer``); the step that computes the gradients is chosen by ``TrainConfig.step_fn``
   and follows the step contract ``utils.sae.steps.StepFn``.
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -170,6 +172,48 @@ def keeps_freed_memory(cfg: TrainConfig, sae: SAE) -> bool:
     return cfg.keep_freed_memory if cfg.keep_freed_memory is not None else sae.W_enc.device.type == "cpu"
 
 
+def next_batch(batches: Iterator[Float[Tensor, "batch d_in"]], state: TrainState | None) -> Float[Tensor, "batch d_in"]:
+    """The next batch, or an error that says when the data ran out (``state`` is None before the first step)."""
+    try:
+        return next(batches)
+    except StopIteration:
+        when = "before the first step" if state is None else f"after {state.step:,} steps ({state.tokens:,} tokens)"
+        raise RuntimeError(f"the batches ran out {when}; give train_sae more data (an ActivationBuffer on token "
+                           "rows or texts cycles over them) or a smaller budget") from None
+
+
+@dataclass
+class Stopwatch:
+    """The run's clock: seconds since it began (a resumed run counts its earlier time too), and the speed between logs."""
+
+    started: float
+    last_log: float
+    step_at_last_log: int
+
+    @classmethod
+    def resuming(cls, state: TrainState) -> Stopwatch:
+        now = time.perf_counter()
+        return cls(started=now - state.elapsed_s, last_log=now, step_at_last_log=state.step)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def tokens_per_s(self, state: TrainState, batch_size: int) -> float:
+        """Tokens per second since the last log (or the start); the next call counts from now."""
+        now = time.perf_counter()
+        rate = (state.step - self.step_at_last_log) * batch_size / (now - self.last_log)
+        self.last_log, self.step_at_last_log = now, state.step
+        return rate
+
+
+def progress_bar(state: TrainState):
+    """A tqdm bar over the steps (its total is set once a seconds budget has been converted into steps)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=state.total_steps, initial=state.step, disable=not state.cfg.progress, unit="step",
+                mininterval=1.0)
+
+
 def plan_steps(state: TrainState, seconds_so_far: float) -> None:
     """For a seconds budget, set ``state.total_steps`` from the speed so far.
 
@@ -209,6 +253,11 @@ def update_parameters(state: TrainState) -> None:
     state.optimizer.zero_grad(set_to_none=True)
 
 
+def count_firing(state: TrainState, fired: Float[Tensor, " d_sae"], batch_size: int) -> None:
+    """Per latent, tokens since it last fired: ``batch_size`` more, or 0 for the latents that fired in this batch."""
+    state.tokens_since_fired.add_(batch_size).masked_fill_(fired > 0, 0)
+
+
 def is_log_step(state: TrainState) -> bool:
     """Log every ``log_every`` steps and on the last one."""
     return (state.step + 1) % state.cfg.log_every == 0 or (
@@ -228,6 +277,28 @@ def log_record(state: TrainState, x: Float[Tensor, "batch d_in"], out: dict[str,
     record |= state.pending_log
     state.pending_log = {}
     return record
+
+
+def log_step(state: TrainState, x: Float[Tensor, "batch d_in"], out: dict[str, Tensor], clock: Stopwatch, bar,
+             callback: Callable[[dict[str, Any]], None] | None) -> None:
+    """Append this step's history record, show it on the bar and hand it to ``callback``."""
+    record = log_record(state, x, out, clock.tokens_per_s(state, len(x)))
+    state.history.append(record)
+    _show(bar, record)
+    if callback is not None:
+        callback(record)
+
+
+def tick(bar, state: TrainState) -> None:
+    """One more step on the progress bar (whose total may have been re-planned)."""
+    bar.total = state.total_steps
+    bar.update(1)
+
+
+def checkpoint_due(state: TrainState) -> bool:
+    """Save every ``checkpoint_every`` steps and after the last one, if there is a checkpoint file."""
+    cfg = state.cfg
+    return cfg.checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or budget_spent(state, 0.0))
 
 
 def save_checkpoint(state: TrainState, path: Path) -> None:
@@ -265,48 +336,40 @@ def train_sae(
     ``cfg`` is a ``TrainConfig`` (or, for short calls, the token budget); keyword ``overrides`` replace its
     fields (``train_sae(sae, buffer, seconds=60, lr=3e-4)``). ``plugins`` extend the loop (see ``Plugin``);
     ``callback(record)`` sees each history record as it is logged, e.g. to plot live."""
-    from tqdm.auto import tqdm
-
+    # Set up: the step function, a first batch to start from, the state (fresh or from the checkpoint)
     cfg = _config(cfg, overrides)
     step_fn = resolve_step_fn(cfg.step_fn, sae)
-    x = next(buffer)
-    bf16 = cfg.bf16 if cfg.bf16 is not None else choose_bf16(sae, step_fn, len(x))
-    workspace, compute_dtype, l1_target = Workspace(), torch.bfloat16 if bf16 else None, sae.cfg.l1_coefficient
-    state = start_training(sae, buffer, cfg, x)
-    state.bf16 = bf16
-    bar = tqdm(total=state.total_steps, initial=state.step, disable=not cfg.progress, unit="step", mininterval=1.0)
-    t_start = time.perf_counter() - state.elapsed_s
-    t_last, step_at_last, first = time.perf_counter(), state.step, True
-    # Freed memory kept for reuse while the loop runs (utils.lm.cpu_allocator); glibc's defaults back however it ends
-    with keep_freed_memory(keeps_freed_memory(cfg, sae)):
-        while not budget_spent(state, time.perf_counter() - t_start):
-            x = x if first else next(buffer)  # the first batch was read to set up (b_dec, the step count)
-            first = False
-            plan_steps(state, time.perf_counter() - t_start)
-            bar.total = state.total_steps
+    batches = iter(buffer)
+    first = next_batch(batches, None)
+    state = start_training(sae, batches, cfg, first)
+    state.bf16 = cfg.bf16 if cfg.bf16 is not None else choose_bf16(sae, step_fn, len(first))
+    step_inputs = dict(compute_dtype=torch.bfloat16 if state.bf16 else None, workspace=Workspace())
+    l1_target, clock = sae.cfg.l1_coefficient, Stopwatch.resuming(state)
+    batches = itertools.chain([first], batches)
+    # The loop; on leaving it, however it ends, the bar closes and glibc's allocator gets its defaults back
+    with progress_bar(state) as bar, keep_freed_memory(keeps_freed_memory(cfg, sae)):
+        while not budget_spent(state, clock.seconds()):
+            # The batch, and this step's place in the schedules
+            x = next_batch(batches, state)
+            plan_steps(state, clock.seconds())
             apply_schedules(state, l1_target)
             log_now = is_log_step(state)
-            out = step_fn(sae, x, l1_coefficient=state.l1_coefficient, compute_dtype=compute_dtype, workspace=workspace,
-                          compute_l1=log_now)
-            for plugin in plugins:
+            # Forward and backward: the gradients in .grad, the metrics in out
+            out = step_fn(sae, x, l1_coefficient=state.l1_coefficient, compute_l1=log_now, **step_inputs)
+            for plugin in plugins:  # e.g. an auxiliary loss adds its gradients
                 plugin.before_update(state, x, out)
+            # The update: Adam, the decoder rows kept at unit norm, which latents fired
             update_parameters(state)
-            state.tokens_since_fired.add_(len(x)).masked_fill_(out["fired"] > 0, 0)
-            for plugin in plugins:
+            count_firing(state, out["fired"], len(x))
+            for plugin in plugins:  # e.g. resampling changes dead latents and their Adam state
                 state.pending_log |= plugin.after_update(state, x, out) or {}
-            state.step, state.tokens = state.step + 1, state.tokens + len(x)
-            state.elapsed_s = time.perf_counter() - t_start
+            state.step, state.tokens, state.elapsed_s = state.step + 1, state.tokens + len(x), clock.seconds()
+            # Bookkeeping: a history record on log steps, the progress bar, a checkpoint when one is due
             if log_now:
-                now = time.perf_counter()
-                state.history.append(log_record(state, x, out, (state.step - step_at_last) * len(x) / (now - t_last)))
-                t_last, step_at_last = now, state.step
-                _show(bar, state.history[-1])
-                if callback is not None:
-                    callback(state.history[-1])
-            bar.update(1)
-            if cfg.checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or budget_spent(state, 0.0)):
+                log_step(state, x, out, clock, bar, callback)
+            tick(bar, state)
+            if checkpoint_due(state):
                 save_checkpoint(state, Path(cfg.checkpoint))
-    bar.close()
     return state.history
 
 
