@@ -409,26 +409,29 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 # SAE. How many tokens that buys depends on the machine (the bar's `tok_s`): about 11 million on our
 # 2-core test machine (10.5M and 11.0M in two runs), against about 3.3 million for the same cell before
 # the four changes below (3.3 times the tokens in alternated 20-second runs of both;
-# `tests/benchmarks/bench_sae.py --only-part2b` measures them on your machine):
+# `tests/benchmarks/bench_sae.py --only-part2b` measures them on your machine). Each is on by default and has
+# a switch, so that you can turn it off and see what it buys:
 # - **A sparse step** (`utils.sae.sparse_topk`). Of the five matrix products in the step you wrote, only the
 #   encoder's stays dense, because every pre-activation is needed to find the top 32; the decoder, its
 #   gradient and the gradients through it touch only the 32 latents each token uses (Gao et al., 2024,
 #   train their TopK SAEs with sparse kernels for the same reason). The results are the same as the
-#   dense step's to float rounding.
+#   dense step's to float rounding. Switch: `TrainConfig(step_fn="fused")` trains with the dense step.
 # - **bfloat16 for the encoder's product, where your CPU is faster in it.** `train_sae` times both
 #   precisions on your SAE before it starts and keeps float32 unless bfloat16 is clearly faster (the
 #   history's `bf16` says which it chose; on our test machine bfloat16, 3 to 4 times as fast). The
 #   parameters, Adam and the rest of the step stay float32, and on this SAE the two precisions trained
-#   equally well (explained variance and CE recovered within the spread between seeds).
+#   equally well (explained variance and CE recovered within the spread between seeds). Switch:
+#   `TrainConfig(bf16=False)` keeps float32, `bf16=True` takes bfloat16 without timing.
 # - **Attention without its pattern** (`utils.lm.fused_attention`). The course's `load_model` lets the
 #   model's attention skip building the `[batch, head, query, key]` pattern whenever nothing asks for it
 #   (no hook on `hook_pattern` or `hook_attn_scores`): PyTorch's fused `scaled_dot_product_attention` gives
 #   the same numbers to float rounding, and your store's `harvest` ran 1.4 times as fast on our test
 #   machine. Ask for the pattern (cache `hook_pattern` with `run_with_cache`, or hook it) and you get
-#   TransformerLens's own code.
+#   TransformerLens's own code. Switch: `load_model(MODEL_NAME, device=DEVICE, fused_attention=False)`.
 # - **Memory reused, not fetched afresh** (`utils.lm.cpu_allocator`). Each step allocates and frees tensors
 #   of a few megabytes; by default the C library hands such blocks back to the operating system and gets
-#   new, zeroed pages for the next step. `train_sae` tells it to keep them while it runs.
+#   new, zeroed pages for the next step. `train_sae` tells it to keep them while it runs, and to hand them
+#   back when it ends. Switch: `TrainConfig(keep_freed_memory=False)`.
 #
 # Batches are 2,048 activations on a CPU, so that the fixed cost of each step (Adam, the decoder's
 # renormalisation) is spread over more tokens. What the loop spends its time on now is mostly what no

@@ -56,6 +56,9 @@ RENAMED: dict[str, dict[str, str]] = {
                           "dense_features": "dense_latents", "log_feature_sparsity": "log_latent_sparsity"},
     "utils.toy_models": {"TrainConfig": "ToyTrainConfig"},
     "utils.sae_training": {"_Workspace": "Workspace"},
+    # the environment variables became overrides of explicit switches; heap_only's block is keep_freed_memory's
+    "utils.fused_attention": {"OPT_OUT": "ENV_OVERRIDE"},
+    "utils.cpu_allocator": {"OPT_OUT": "ENV_OVERRIDE", "heap_only": "keep_freed_memory"},
 }
 
 

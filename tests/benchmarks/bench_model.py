@@ -28,7 +28,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio, timed  # noqa: E402
 from utils.lm.activations import mlp_post_activations  # noqa: E402
-from utils.lm.fused_attention import OPT_OUT  # noqa: E402
+from utils.lm.fused_attention import ENV_OVERRIDE  # noqa: E402
 from lm_training import LMTrainConfig, make_model, make_optimizer, train_step  # noqa: E402
 
 HOOK = "blocks.0.mlp.hook_post"
@@ -65,11 +65,11 @@ def main() -> None:
 
     def eager(fn):  # the same call with TransformerLens's own attention (the model load_model gives has it fused)
         def run():
-            os.environ[OPT_OUT] = "1"
+            os.environ[ENV_OVERRIDE] = "1"
             try:
                 return fn()
             finally:
-                del os.environ[OPT_OUT]
+                del os.environ[ENV_OVERRIDE]
         return run
 
     candidates = {

@@ -22,8 +22,8 @@ candidates alike and the ratios stay meaningful. The load average is printed bef
    also dense and sparse in float32, against SAELens's trainer (``LanguageModelSAETrainingRunner``,
    ``TopKTrainingSAEConfig`` with k = 32, float32) on the same model object, hook, SAE size, batch size,
    activation-buffer size and number of tokens, on CPU, wandb off; and the share of the course trainer's time
-   spent harvesting. SAELens runs after the course trainer's first run, so it gets the same allocator
-   tuning (``utils.lm.cpu_allocator``, for the whole process). Target: >= 3x SAELens.
+   spent harvesting. SAELens gets the same allocator tuning (the script runs inside one
+   ``utils.lm.cpu_allocator.keep_freed_memory`` block). Target: >= 3x SAELens.
 3. Part 2b's training cell (``--part2b-tokens``), each run in a fresh process: "before" is the cell as the
    issue found it (dense float32 step, batch 1,024, glibc's allocator untouched, TransformerLens's own
    attention), "now" is the cell as it is (the default step and precision, batch 2,048, freed memory kept by
@@ -92,8 +92,8 @@ from utils.sae import activation_buffer  # noqa: E402
 from utils.lm.cpu_allocator import allocator_status, keep_freed_memory  # noqa: E402
 from utils.paths import data_dir  # noqa: E402
 from utils.sae.model import SAE, SAEConfig  # noqa: E402
-from utils.sae.activation_buffer import ActivationBuffer
-from utils.sae.steps import Workspace, choose_bf16, sae_training_step
+from utils.sae.activation_buffer import ActivationBuffer  # noqa: E402
+from utils.sae.steps import Workspace, choose_bf16, sae_training_step  # noqa: E402
 from utils.sae.training import train_sae  # noqa: E402
 from utils.sae.sparse_topk import grouped_topk, sparse_topk_training_step  # noqa: E402
 
@@ -131,11 +131,11 @@ def bench_steps(d_sae: int, batch: int, rounds: int, clock: Callable[[], float] 
 
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=d_sae, architecture="topk", k=K))
     optimizer = torch.optim.Adam(sae.parameters(), lr=1e-4, fused=True)
-    workspace = _Workspace()
+    workspace = Workspace()
 
     def step(step_fn, dtype=None) -> Callable[[], None]:
         def run() -> None:  # exactly what train_sae does per step
-            step_fn(sae, x, None, dtype, workspace, compute_l1=False)
+            step_fn(sae, x, compute_dtype=dtype, workspace=workspace, compute_l1=False)
             sae.remove_gradient_parallel_to_decoder()
             optimizer.step()
             sae.normalize_decoder()
@@ -290,7 +290,7 @@ def bench_e2e(model, tokens, source: str, n_tokens: int) -> None:
 
 # Part 2b's training cell, as the issue found it and as it is now (the store is the same as the learner's:
 # 2^16 activations, 64 sequences per model call). "before" also leaves glibc's allocator untuned, so it runs
-# in a process of its own (the tuning cannot be undone in this one).
+# in a process of its own (after tuning, glibc's defaults come back but not its dynamic threshold).
 PART2B_RUNS = {
     "before": dict(step_fn="fused", bf16=False, batch=1024,
                    env={"SAE_COURSE_KEEP_FREED_MEMORY": "0", "SAE_COURSE_EAGER_ATTENTION": "1"}),
@@ -449,7 +449,13 @@ def main() -> None:
     if args.part2b_run:
         part2b_child(args.part2b_run, args.part2b_seconds)
         return
-    keep_freed_memory()  # what train_sae does on a CPU; here first, so that section 1's steps run with it too
+    # What train_sae does on a CPU, here for the whole script: section 1's steps and SAELens run with it too
+    with keep_freed_memory():
+        run_sections(args)
+
+
+def run_sections(args: argparse.Namespace) -> None:
+    """Sections 1 to 4, as the command line asks."""
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {load()}; allocator {allocator_status()}")
     if not (args.skip_steps or args.only_part2b):
         bench_steps(D_SAE, BATCH, args.rounds, CLOCK)

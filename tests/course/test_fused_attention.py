@@ -115,11 +115,11 @@ def test_other_attention_variants_keep_their_own_forward(overrides, tokens) -> N
         torch.testing.assert_close(model(tokens), expected)
 
 
-def test_the_opt_out_and_a_failing_block_leave_the_model_as_it_was(model, tokens, monkeypatch) -> None:
-    monkeypatch.setenv(fa.OPT_OUT, "1")
+def test_the_override_and_a_failing_block_leave_the_model_as_it_was(model, tokens, monkeypatch) -> None:
+    monkeypatch.setenv(fa.ENV_OVERRIDE, "1")
     with fa.fused_attention(model):
-        assert softmax_calls(model, tokens, monkeypatch) == 2, "opted out: TransformerLens's softmax runs"
-    monkeypatch.delenv(fa.OPT_OUT)
+        assert softmax_calls(model, tokens, monkeypatch) == 2, "overridden: TransformerLens's softmax runs"
+    monkeypatch.delenv(fa.ENV_OVERRIDE)
     with pytest.raises(KeyError), fa.fused_attention(model):
         raise KeyError("a learner's bug inside the block")
     assert not any("forward" in vars(attn) for attn in attn_layers(model))
@@ -140,6 +140,37 @@ def test_installed_it_stays_and_follows_config_changes(tokens, monkeypatch) -> N
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_result")
     assert cache["blocks.0.attn.hook_result"].shape == (*tokens.shape, TINY["n_heads"], TINY["d_model"])
     torch.testing.assert_close(model(tokens), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_that_chose_eager_attention_keeps_it_in_the_harvest_too(tokens, monkeypatch) -> None:
+    model = tiny(seed=4)
+    assert fa.set_fused_attention(model, True) == 2
+    assert fa.set_fused_attention(model, False) == 0, "the installed forwards are taken away"
+    assert not any("forward" in vars(attn) for attn in attn_layers(model))
+    with fa.fused_attention(model) as n_fused:  # what the course's harvest does: the model's choice holds
+        assert n_fused == 0
+        assert softmax_calls(model, tokens, monkeypatch) == 2
+    calls = []
+    real = torch.nn.functional.softmax
+    monkeypatch.setattr(torch.nn.functional, "softmax", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    mlp_post_activations(model, tokens)
+    assert calls == [1], "the harvest (stopping at block 0's MLP) ran TransformerLens's attention in block 0"
+    with pytest.raises(TypeError, match="True or False"):
+        fa.set_fused_attention(model, "no")
+
+
+@pytest.mark.parametrize("env, enabled, expected", [("1", True, 0), ("0", False, 2), ("", False, 0), ("", True, 2)])
+def test_the_environment_variable_overrides_the_choice(tokens, monkeypatch, env, enabled, expected) -> None:
+    monkeypatch.setenv(fa.ENV_OVERRIDE, env)
+    model = tiny(seed=5)
+    assert fa.set_fused_attention(model, enabled) == expected
+    assert softmax_calls(model, tokens, monkeypatch) == 2 - expected
+
+
+def test_a_bad_override_is_named(model, tokens, monkeypatch) -> None:
+    monkeypatch.setenv(fa.ENV_OVERRIDE, "sometimes")
+    with pytest.raises(ValueError, match="SAE_COURSE_EAGER_ATTENTION='sometimes': use 1"):
+        fa.fused_attention_wanted(model)
 
 
 def test_the_course_loader_installs_it() -> None:

@@ -353,6 +353,45 @@ def test_bundled_model_round_trips(mini_folder, tokenizer_dir, capsys) -> None:
     torch.testing.assert_close(model(tokens), reference(tokens))
 
 
+def softmaxes_per_forward(model, tokens, monkeypatch) -> int:
+    """How many softmaxes a forward pass runs: TransformerLens's own attention runs one per layer, fused none."""
+    calls = []
+    real = torch.nn.functional.softmax
+    monkeypatch.setattr(torch.nn.functional, "softmax", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    model(tokens)
+    monkeypatch.setattr(torch.nn.functional, "softmax", real)
+    return len(calls)
+
+
+def test_load_model_fuses_attention_unless_asked_not_to(mini_folder, monkeypatch, capsys) -> None:
+    from utils.lm import fused_attention as fa
+
+    monkeypatch.delenv(fa.ENV_OVERRIDE, raising=False)
+    fused = loading.load_model("gelu-1l-mini", device="cpu", path=mini_folder)
+    eager = loading.load_model("gelu-1l-mini", device="cpu", path=mini_folder, fused_attention=False)
+    tokens = fused.to_tokens(SENTENCES[0])
+    assert fa.uses_fused_attention(fused.blocks[0].attn) and softmaxes_per_forward(fused, tokens, monkeypatch) == 0
+    assert "forward" not in vars(eager.blocks[0].attn), "TransformerLens's own Attention.forward, not ours"
+    assert softmaxes_per_forward(eager, tokens, monkeypatch) == 1
+    torch.testing.assert_close(fused(tokens), eager(tokens), atol=1e-5, rtol=1e-5)
+    assert capsys.readouterr().out.splitlines() == ["Loaded gelu-1l-mini (bundled)"] * 2
+    with pytest.raises(TypeError, match="True or False"):
+        loading.load_model("gelu-1l-mini", path=mini_folder, fused_attention="off")
+
+
+@pytest.mark.parametrize("env, asked, fused", [("1", True, False), ("0", False, True)])
+def test_the_environment_variable_wins_over_load_models_argument(mini_folder, monkeypatch, capsys, env, asked,
+                                                                 fused) -> None:
+    from utils.lm import fused_attention as fa
+
+    monkeypatch.setenv(fa.ENV_OVERRIDE, env)
+    model = loading.load_model("gelu-1l-mini", device="cpu", path=mini_folder, fused_attention=asked)
+    assert fa.uses_fused_attention(model.blocks[0].attn) is fused
+    assert softmaxes_per_forward(model, model.to_tokens(SENTENCES[0]), monkeypatch) == (0 if fused else 1)
+    state = "fused" if fused else "unfused"
+    assert capsys.readouterr().out.strip() == f"Loaded gelu-1l-mini (bundled); attention {state} ({fa.ENV_OVERRIDE})"
+
+
 def test_missing_bundled_model_says_where_it_looked_and_how_to_rebuild(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="train_model.py") as error:
         loading.load_model("gelu-1l-mini", path=tmp_path / "nowhere")

@@ -179,6 +179,64 @@ def test_hand_written_gradients_match_autograd(architecture):
     torch.testing.assert_close(out["fired"], (sae.encode(x) > 0).sum(0).float())
 
 
+def test_every_step_follows_the_keyword_only_contract():
+    """``step_fn(sae, x, *, l1_coefficient, compute_dtype, workspace, compute_l1)``: the inputs after ``x`` by
+    keyword only, each with a default (``step(sae, x)`` is one step at the SAE's own settings)."""
+    from utils.sae.objectives import decoder_norm_l1_step
+    from utils.sae.steps import STEP_FNS, Workspace, check_step_fn
+
+    x = torch.randn(32, D_IN, generator=torch.Generator().manual_seed(0)).relu_()
+    for name, step in [*STEP_FNS.items(), ("decoder_norm_l1", decoder_norm_l1_step)]:
+        sae = make_sae(architecture="topk", k=4) if name == "sparse_topk" else make_sae(l1_coefficient=0.1)
+        check_step_fn(step)
+        out = step(sae, x, l1_coefficient=0.2, compute_dtype=None, workspace=Workspace(), compute_l1=True)
+        assert {"mse", "l0", "fired", "l1", "loss"} <= set(out), name
+        assert all(param.grad is not None for param in sae.parameters()), name
+        assert set(step(sae, x)) >= {"mse", "l0", "fired"}, name
+        with pytest.raises(TypeError):
+            step(sae, x, 0.2)  # positional: the contract takes these by keyword
+
+
+def test_a_step_off_the_contract_is_named():
+    from utils.sae.training import TrainConfig
+
+    def old_style(sae, x, l1, dtype, ws, compute_l1=True):
+        return {}
+
+    with pytest.raises(TypeError, match=r"old_style\(sae, x, l1, dtype, ws, compute_l1=True\) does not follow the step "
+                                        r"contract .*l1_coefficient=\.\.\., compute_dtype=\.\.\."):
+        TrainConfig(n_tokens=1, step_fn=old_style)
+    with pytest.raises(ValueError, match="step_fn must be one of"):
+        TrainConfig(n_tokens=1, step_fn="sparse")
+    with pytest.raises(TypeError, match="keep_freed_memory is True, False or None"):
+        TrainConfig(n_tokens=1, keep_freed_memory="yes")
+
+    def same_names(sae, x, l1_coefficient, compute_dtype, workspace, compute_l1):  # written before the contract
+        return sae_training_step(sae, x, l1_coefficient=l1_coefficient, compute_dtype=compute_dtype,
+                                 workspace=workspace, compute_l1=compute_l1)
+
+    history = train_sae(make_sae(), iter(_toy_data().split(64)), n_tokens=64 * 4, step_fn=same_names,
+                        progress=False, log_every=2)
+    assert len(history) == 2
+
+
+def test_the_loop_reads_one_batch_per_step_and_says_when_they_run_out():
+    data = _toy_data(n=64 * 8)
+    read = []
+
+    def batches():
+        for x in data.split(64):
+            read.append(1)
+            yield x
+
+    history = train_sae(make_sae(), batches(), n_tokens=64 * 5, progress=False, log_every=1)
+    assert len(history) == 5 and len(read) == 5, "one batch per step, the first one included"
+    with pytest.raises(RuntimeError, match=r"the batches ran out after 8 steps \(512 tokens\)"):
+        train_sae(make_sae(), iter(data.split(64)), n_tokens=64 * 20, progress=False)
+    with pytest.raises(RuntimeError, match="the batches ran out before the first step"):
+        train_sae(make_sae(), iter([]), n_tokens=64, progress=False)
+
+
 def test_bf16_step_is_close():
     sae = make_sae(l1_coefficient=0.1)
     x = torch.randn(64, D_IN)
@@ -251,7 +309,8 @@ def test_train_sae_fused_matches_autograd():
 def test_train_sae_budget_in_seconds_and_resume(tmp_path):
     data = _toy_data(seed=2)
     sae = make_sae()
-    history = train_sae(sae, iter(data.split(64) * 1000), seconds=0.5, log_every=5, progress=False)
+    # log_every=1: on a loaded machine the budget can end before a fifth step, and then before any record
+    history = train_sae(sae, iter(data.split(64) * 1000), seconds=0.5, log_every=1, progress=False)
     assert history and history[-1]["elapsed_s"] < 2.0
     with pytest.raises(ValueError):
         train_sae(sae, iter(data.split(64)), progress=False)  # no budget

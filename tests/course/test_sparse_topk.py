@@ -176,7 +176,8 @@ def test_rejects_a_standard_sae() -> None:
 
 def test_train_sae_uses_the_sparse_step_for_topk_by_default() -> None:
     """``step_fn="auto"`` (the default) trains a TopK SAE with the sparse step: the same run as ``"sparse_topk"``,
-    and to float tolerance the same as the dense ``"fused"`` step."""
+    and to float tolerance the same as the dense ``"fused"`` step. In float32 (``bf16=False``): left to
+    ``choose_bf16``, the sparse runs may take bfloat16 on a CPU that is faster in it, and the dense one never."""
     from utils.sae.steps import STEP_FNS, resolve_step_fn
     from utils.sae.training import TrainConfig, train_sae
 
@@ -188,7 +189,8 @@ def test_train_sae_uses_the_sparse_step_for_topk_by_default() -> None:
     trained = {}
     for step_fn in ("auto", "sparse_topk", "fused"):
         sae = SAE(cfg)
-        train_sae(sae, iter(data.split(BATCH)), n_tokens=BATCH * 6, step_fn=step_fn, progress=False, log_every=2)
+        train_sae(sae, iter(data.split(BATCH)), n_tokens=BATCH * 6, step_fn=step_fn, bf16=False, progress=False,
+                  log_every=2)
         trained[step_fn] = sae
     for name in PARAMS:
         assert torch.equal(getattr(trained["auto"], name), getattr(trained["sparse_topk"], name))
@@ -223,9 +225,9 @@ def test_train_sae_uses_and_records_the_precision(monkeypatch, setting, chosen, 
     monkeypatch.setattr(sae_training, "choose_bf16", lambda sae, step_fn, batch: calls.append(step_fn) or chosen)
     dtypes = []
 
-    def step(sae, x, l1, compute_dtype, workspace, compute_l1=True):
+    def step(sae, x, *, compute_dtype=None, **inputs):
         dtypes.append(compute_dtype)
-        return sparse_topk_training_step(sae, x, l1, compute_dtype, workspace, compute_l1)
+        return sparse_topk_training_step(sae, x, compute_dtype=compute_dtype, **inputs)
 
     monkeypatch.setitem(sae_training.STEP_FNS, "sparse_topk", step)
     _, sae, x = make_pair(seed=3)

@@ -9,13 +9,19 @@ ran 1.4 times as fast with it (``run_with_cache(stop_at_layer=1)``, as Part 2b's
 ``tests/benchmarks/bench_model.py`` prints the figures), and harvesting is about a third of the time of
 Part 2b's training loop.
 
-``install_fused_attention(model)`` (the course's ``utils.lm.loading.load_model`` calls it) gives each plain
-attention layer a forward that decides call by call: the fused path when the layer is the standard causal
-softmax attention of GPT-2-like models and the call passes only the three inputs, and TransformerLens's own
-forward whenever anything could see the difference: a hook on the scores or the pattern (``run_with_cache``
-of a pattern adds one), a KV cache, an attention mask, another dtype, a config changed since (for example
-``model.set_use_attn_result(True)``). ``fused_attention(model)`` does the same for the length of a ``with``
-block, for a model made elsewhere. ``SAE_COURSE_EAGER_ATTENTION=1`` turns the fused path off everywhere.
+``set_fused_attention(model, True)`` (what ``utils.lm.loading.load_model(..., fused_attention=True)``, the
+default, does) gives each plain attention layer a forward that decides call by call: the fused path when the
+layer is the standard causal softmax attention of GPT-2-like models and the call passes only the three
+inputs, and TransformerLens's own forward whenever anything could see the difference: a hook on the scores
+or the pattern (``run_with_cache`` of a pattern adds one), a KV cache, an attention mask, another dtype, a
+config changed since (for example ``model.set_use_attn_result(True)``). ``set_fused_attention(model, False)``
+(``load_model(..., fused_attention=False)``) takes it away again and records the choice on the model, so
+that ``fused_attention(model)``, which gives a model made elsewhere the same forward for the length of a
+``with`` block (the harvest in ``utils.lm.activations`` runs inside one), leaves that model alone too.
+
+The environment variable ``SAE_COURSE_EAGER_ATTENTION`` overrides the choice: ``1`` keeps TransformerLens's
+own attention everywhere (read at every call, so it also holds for a model loaded before it was set), ``0``
+gives supported layers the fused path even where ``fused_attention=False`` was asked for.
 """
 
 from __future__ import annotations
@@ -31,9 +37,18 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-__all__ = ["OPT_OUT", "fused_attention", "install_fused_attention", "supports_fused_attention", "uses_fused_attention"]
+__all__ = [
+    "ENV_OVERRIDE",
+    "fused_attention",
+    "fused_attention_wanted",
+    "install_fused_attention",
+    "set_fused_attention",
+    "supports_fused_attention",
+    "uses_fused_attention",
+]
 
-OPT_OUT = "SAE_COURSE_EAGER_ATTENTION"  # set to 1 to keep TransformerLens's own attention everywhere
+ENV_OVERRIDE = "SAE_COURSE_EAGER_ATTENTION"  # 1: TransformerLens's own attention everywhere; 0: fused wherever supported
+CHOICE = "fused_attention_enabled"  # the attribute in which set_fused_attention records a model's choice
 
 _OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")  # QK-norm inside forward
 
@@ -88,7 +103,7 @@ def _fused_forward(
     extras = (past_kv_cache_entry, additive_attention_mask, attention_mask, position_bias)
     if (any(extra is not None for extra in extras) or _hooked(attn.hook_attn_scores) or _hooked(attn.hook_pattern)
             or query_input.dtype != torch.float32 or query_input.device.type == "mps"
-            or os.environ.get(OPT_OUT, "0") == "1" or not supports_fused_attention(attn)):
+            or _eager_by_env() or not supports_fused_attention(attn)):
         return type(attn).forward(attn, query_input, key_input, value_input, *extras)
     q, k, v = attn.calculate_qkv_matrices(query_input, key_input, value_input)  # [batch, pos, head, d_head]
     z = F.scaled_dot_product_attention(
@@ -105,6 +120,49 @@ def uses_fused_attention(attn: nn.Module) -> bool:
     return isinstance(forward, functools.partial) and forward.func is _fused_forward
 
 
+def fused_attention_wanted(model: nn.Module) -> bool:
+    """Whether ``model`` should have the fused path: ``SAE_COURSE_EAGER_ATTENTION`` if set, else the choice
+    ``set_fused_attention`` recorded on it (a model nobody chose for: yes)."""
+    override = _env_switch(ENV_OVERRIDE)
+    if override is not None:
+        return not override  # the variable says "eager"
+    return getattr(model, CHOICE, True)
+
+
+def set_fused_attention(model: nn.Module, enabled: bool = True) -> int:
+    """Record ``enabled`` as ``model``'s choice, and give its supported attention layers the call-by-call forward
+    or take it away (the environment variable still overrides: ``fused_attention_wanted``). Returns how many
+    layers have it now."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"fused_attention takes True or False, got {enabled!r}")
+    setattr(model, CHOICE, enabled)
+    if fused_attention_wanted(model):
+        _add_fused_forward(model)
+    else:
+        for attn in model.modules():
+            if uses_fused_attention(attn):
+                del attn.forward
+    return _count(model)
+
+
+def install_fused_attention(model: nn.Module) -> int:
+    """``set_fused_attention(model, True)``: the supported layers get the call-by-call forward; returns how many have it."""
+    return set_fused_attention(model, True)
+
+
+@contextmanager
+def fused_attention(model: nn.Module) -> Iterator[int]:
+    """Within the block, the model's supported attention layers use the call-by-call forward, unless the model's
+    choice or the environment variable says otherwise (``fused_attention_wanted``); yields how many do. Layers
+    that had it before keep it afterwards."""
+    added = _add_fused_forward(model) if fused_attention_wanted(model) else []
+    try:
+        yield _count(model)
+    finally:
+        for attn in added:
+            del attn.forward
+
+
 def _add_fused_forward(model: nn.Module) -> list[nn.Module]:
     """Give the call-by-call forward to each supported layer without a forward of its own; returns those layers
     (a forward someone else set, or one installed before, is left alone)."""
@@ -114,19 +172,22 @@ def _add_fused_forward(model: nn.Module) -> list[nn.Module]:
     return added
 
 
-def install_fused_attention(model: nn.Module) -> int:
-    """Give every supported attention layer of ``model`` the call-by-call forward; returns how many have it."""
-    _add_fused_forward(model)
+def _count(model: nn.Module) -> int:
     return sum(uses_fused_attention(m) for m in model.modules())
 
 
-@contextmanager
-def fused_attention(model: nn.Module) -> Iterator[int]:
-    """Within the block, the model's supported attention layers use the call-by-call forward; yields how many
-    do. Layers that had it before keep it afterwards."""
-    added = _add_fused_forward(model)
-    try:
-        yield sum(uses_fused_attention(m) for m in model.modules())
-    finally:
-        for attn in added:
-            del attn.forward
+def _eager_by_env() -> bool:
+    """Whether ``SAE_COURSE_EAGER_ATTENTION`` asks for TransformerLens's own attention (read at every call)."""
+    return _env_switch(ENV_OVERRIDE) is True
+
+
+def _env_switch(name: str) -> bool | None:
+    """An on/off environment variable: True for 1/true/yes/on, False for 0/false/no/off, None if unset or empty."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r}: use 1 (on) or 0 (off), or unset it to let the code decide")

@@ -30,7 +30,7 @@ from transformer_lens import loading_from_pretrained as tl_loading
 from transformer_lens.utilities import download_file_from_hf
 from transformers import AutoTokenizer
 
-from utils.lm.fused_attention import install_fused_attention
+from utils.lm.fused_attention import ENV_OVERRIDE, fused_attention_wanted, set_fused_attention
 from utils.lm.hub import MISSING_OFFLINE, hub_access, hub_status, not_available
 from utils.paths import data_dir
 
@@ -89,14 +89,22 @@ def pick_auto() -> tuple[str, str]:
 
 
 def load_model(
-    name: str = "auto", device: str | torch.device | None = None, path: str | Path | None = None
+    name: str = "auto",
+    device: str | torch.device | None = None,
+    path: str | Path | None = None,
+    *,
+    fused_attention: bool = True,
 ) -> HookedTransformer:
     """Load ``"gelu-1l"``, ``"gelu-1l-mini"`` or ``"auto"`` as a ``HookedTransformer`` with its tokenizer.
 
     ``path`` overrides the folder of the bundled ``gelu-1l-mini`` (default ``data/models/gelu-1l-mini``).
-    Attention computes without its pattern whenever nothing asks for it (``utils.lm.fused_attention``: the same
-    numbers, faster; ``run_with_cache`` of a pattern, or a hook on it, gets TransformerLens's own path).
+    With ``fused_attention=True`` (the default) attention computes without its pattern whenever nothing asks for
+    it (``utils.lm.fused_attention``: the same numbers, faster; ``run_with_cache`` of a pattern, or a hook on it,
+    gets TransformerLens's own path); ``False`` keeps TransformerLens's own attention for every call, the
+    course's harvest included. The environment variable ``SAE_COURSE_EAGER_ATTENTION`` (1 or 0) overrides it.
     """
+    if not isinstance(fused_attention, bool):
+        raise TypeError(f"load_model(fused_attention=...) takes True or False, got {fused_attention!r}")
     why = None
     if name == "auto":
         name, why = pick_auto()
@@ -106,8 +114,10 @@ def load_model(
     else:
         folder = Path(path) if path is not None else data_dir() / "models" / "gelu-1l-mini"
         model, source = _load_bundled_model(folder, device), "bundled"
-    install_fused_attention(model)
-    print(f"Loaded {name} ({source})" + (f": {why}" if why else ""))
+    set_fused_attention(model, fused_attention)
+    overridden = fused_attention != fused_attention_wanted(model)  # by SAE_COURSE_EAGER_ATTENTION
+    attention = f"; attention {'fused' if fused_attention_wanted(model) else 'unfused'} ({ENV_OVERRIDE})"
+    print(f"Loaded {name} ({source})" + (f": {why}" if why else "") + (attention if overridden else ""))
     return model
 
 

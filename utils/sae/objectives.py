@@ -63,12 +63,15 @@ def init_decoder_norm(sae: SAE, norm: float = 0.1) -> None:
 def decoder_norm_l1_step(
     sae: SAE,
     x: Float[Tensor, "batch d_in"],
+    *,
     l1_coefficient: float | None = None,
     compute_dtype: torch.dtype | None = None,
     workspace=None,
     compute_l1: bool = True,
 ) -> dict[str, Tensor]:
-    """A ``StepFn`` for ``loss = ||x - x_hat||^2 + lambda * sum_j f_j ||W_dec[j]||`` (batch-averaged), by autograd."""
+    """A step (``utils.sae.steps.StepFn``) for ``loss = ||x - x_hat||^2 + lambda * sum_j f_j ||W_dec[j]||``
+    (batch-averaged), by autograd. It runs in the parameters' dtype (``compute_dtype`` is not used) and always
+    returns ``l1`` and ``loss`` (they come with the backward pass)."""
     lam = sae.cfg.l1_coefficient if l1_coefficient is None else l1_coefficient
     for param in sae.parameters():
         param.grad = None

@@ -24,7 +24,7 @@ latent i is active: the bags of the two weight gradients). With k/d_sae =
 the top-k selection and Adam. Gao et al. (2024, section 4.5 and appendix D) train their TopK SAEs with
 sparse decoder kernels for the same reason.
 
-``sparse_topk_training_step`` has the contract of ``sae_training_step``: the gradients of
+``sparse_topk_training_step`` follows the step contract (``utils.sae.steps.StepFn``): the gradients of
 ``sae.loss(x)["loss"]`` written into the parameters' ``.grad`` (the caller then removes the part parallel
 to the decoder rows, steps the optimiser and renormalises), and the same returned metrics.
 ``compute_dtype=torch.bfloat16`` runs the encoder's product in bfloat16; the parameters, the gradients, the
@@ -116,6 +116,7 @@ def latent_sums(
 def sparse_topk_training_step(
     sae: SAE,
     x: Float[Tensor, "batch d_in"],
+    *,
     l1_coefficient: float | None = None,
     compute_dtype: torch.dtype | None = None,
     workspace=None,

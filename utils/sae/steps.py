@@ -1,20 +1,23 @@
-"""One SAE training step: gradients into ``.grad``, metrics out; and how the loop picks one.
+"""One SAE training step: gradients into ``.grad``, metrics out; the contract every step follows; how the loop picks one.
 
+- ``StepFn``: the contract, as a ``typing.Protocol``: ``step_fn(sae, x, *, l1_coefficient, compute_dtype,
+  workspace, compute_l1) -> dict``, the inputs after ``x`` by keyword only.
 - ``sae_training_step`` ("fused"): hand-written gradients (five matrix products and a few elementwise
   passes, no autograd graph), the same numbers as ``sae.loss(x).backward()``, faster.
 - ``autograd_training_step`` ("autograd"): the same contract through autograd; the reference.
 - ``sparse_topk_training_step`` ("sparse_topk", ``utils.sae.sparse_topk``): a TopK SAE's step with sparse
   decoder products.
 
-Every step follows ``StepFn``'s contract; ``resolve_step_fn`` turns ``TrainConfig.step_fn`` into one, and
-``choose_bf16`` decides whether its products run in bfloat16.
+``resolve_step_fn`` turns ``TrainConfig.step_fn`` into a step (and names what is wrong with a function that
+does not follow the contract); ``choose_bf16`` decides whether its products run in bfloat16.
 """
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from jaxtyping import Float
@@ -29,10 +32,46 @@ __all__ = [
     "StepFn",
     "Workspace",
     "autograd_training_step",
+    "check_step_fn",
     "choose_bf16",
     "resolve_step_fn",
     "sae_training_step",
 ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The contract
+
+
+class StepFn(Protocol):
+    """A training step: ``out = step_fn(sae, x, l1_coefficient=..., compute_dtype=..., workspace=..., compute_l1=...)``.
+
+    It writes the gradients of its loss on the batch ``x`` into the parameters' ``.grad`` (replacing what was
+    there) and does not step the optimiser. The loop passes every keyword; a step gives each a default, so that
+    ``step_fn(sae, x)`` is one step at the SAE's own settings:
+
+    - ``l1_coefficient``: this step's L1 coefficient (the loop warms it up); None: ``sae.cfg.l1_coefficient``.
+    - ``compute_dtype``: the dtype of the step's matrix products (``torch.bfloat16``), or None for the
+      parameters' own; the parameters, their gradients and the returned metrics stay float32.
+    - ``workspace``: a ``Workspace`` of scratch tensors kept from step to step, or None for fresh ones.
+    - ``compute_l1``: whether to return ``l1`` and ``loss`` too (the loop asks only on the steps it logs).
+
+    Returns detached tensors, averaged over the batch like ``SAE.loss``: ``mse``, ``l0``, ``fired`` (``[d_sae]``,
+    how many tokens of ``x`` each latent fired on) and, if ``compute_l1``, ``l1`` and ``loss``."""
+
+    def __call__(
+        self,
+        sae: SAE,
+        x: Float[Tensor, "batch d_in"],
+        *,
+        l1_coefficient: float | None = None,
+        compute_dtype: torch.dtype | None = None,
+        workspace: Workspace | None = None,
+        compute_l1: bool = True,
+    ) -> dict[str, Tensor]: ...
+
+
+STEP_KEYWORDS = ("l1_coefficient", "compute_dtype", "workspace", "compute_l1")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -56,12 +95,13 @@ class Workspace:
 def sae_training_step(
     sae: SAE,
     x: Float[Tensor, "batch d_in"],
+    *,
     l1_coefficient: float | None = None,
     compute_dtype: torch.dtype | None = None,
     workspace: Workspace | None = None,
     compute_l1: bool = True,
 ) -> dict[str, Tensor]:
-    """Forward pass and gradients of ``sae.loss(x)["loss"]``, written into the parameters' ``.grad``.
+    """Forward pass and gradients of ``sae.loss(x)["loss"]``, written into the parameters' ``.grad`` (a ``StepFn``).
 
     The same gradients as ``sae.loss(x)["loss"].backward()``, computed by hand. With ``B`` the batch size
     and ``lambda`` the L1 coefficient, ``loss = (1/B) sum_b ||x_hat_b - x_b||^2 + lambda (1/B) sum_b sum_j f_bj``:
@@ -141,6 +181,7 @@ def sae_training_step(
 def autograd_training_step(
     sae: SAE,
     x: Float[Tensor, "batch d_in"],
+    *,
     l1_coefficient: float | None = None,
     compute_dtype: torch.dtype | None = None,
     workspace: Workspace | None = None,
@@ -161,24 +202,47 @@ def autograd_training_step(
     return {key: value.detach().float() for key, value in losses.items()} | {"fired": fired}
 
 
-StepFn = Callable[..., dict[str, Tensor]]
-"""A training step: ``step_fn(sae, x, l1_coefficient, compute_dtype, workspace, compute_l1) -> out``.
-
-It writes the gradients of its loss into the parameters' ``.grad`` (replacing what was there) and returns
-detached ``mse``, ``l0`` and ``fired`` (``[d_sae]``, tokens each latent fired on in ``x``), plus ``l1`` and
-``loss`` when ``compute_l1`` (the loop asks for them only on the steps it logs). It does not step the optimiser."""
+# ---------------------------------------------------------------------------------------------------
+# Which step: TrainConfig.step_fn, and whether its products run in bfloat16
 
 STEP_FNS: dict[str, StepFn] = {"fused": sae_training_step, "autograd": autograd_training_step,
-                               "sparse_topk": sparse_topk_training_step}  # (issue 14) TopK SAEs only
+                               "sparse_topk": sparse_topk_training_step}  # "sparse_topk": TopK SAEs only
+
+
+def check_step_fn(step_fn: StepFn) -> None:
+    """Raise a ``TypeError`` that says what is missing if ``step_fn`` cannot be called as ``StepFn`` says.
+
+    A step written before the contract took its inputs by keyword still works if its parameters have the
+    contract's names (``def step(sae, x, l1_coefficient, compute_dtype, workspace, compute_l1)``)."""
+    if not callable(step_fn):
+        raise TypeError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {step_fn!r}")
+    try:
+        signature = inspect.signature(step_fn)
+    except (TypeError, ValueError):  # a builtin or C function without a signature: trust it
+        return
+    try:
+        signature.bind(None, None, **dict.fromkeys(STEP_KEYWORDS))
+    except TypeError as error:
+        name = getattr(step_fn, "__name__", repr(step_fn))
+        raise TypeError(
+            f"step_fn {name}{signature} does not follow the step contract ({error}): it is called as "
+            f"step_fn(sae, x, l1_coefficient=..., compute_dtype=..., workspace=..., compute_l1=...); "
+            "see utils.sae.steps.StepFn") from None
 
 
 def resolve_step_fn(step_fn: str | StepFn, sae: SAE) -> StepFn:
-    """``"auto"``: the sparse step (``utils.sae.sparse_topk``) for a TopK SAE on a CPU, the fused dense one otherwise
-    (on a GPU the dense products are cheap and the sparse step is not yet measured there)."""
+    """The step ``TrainConfig.step_fn`` names. ``"auto"``: the sparse step (``utils.sae.sparse_topk``) for a TopK SAE
+    on a CPU, the fused dense one otherwise (on a GPU the dense products are cheap and the sparse step is not yet
+    measured there)."""
     if step_fn == "auto":
         sparse = sae.cfg.architecture == "topk" and sae.W_enc.device.type == "cpu"
         step_fn = "sparse_topk" if sparse else "fused"
-    return STEP_FNS[step_fn] if isinstance(step_fn, str) else step_fn
+    if isinstance(step_fn, str):
+        if step_fn not in STEP_FNS:
+            raise ValueError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {step_fn!r}")
+        return STEP_FNS[step_fn]
+    check_step_fn(step_fn)
+    return step_fn
 
 
 BF16_MIN_SPEEDUP = 1.2  # choose_bf16 picks bfloat16 only when it is clearly faster, not on noise

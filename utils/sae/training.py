@@ -1,19 +1,25 @@
 """Training an SAE on a language model's activations: ``TrainConfig``, the plug-in hooks and ``train_sae``.
 
-- ``train_sae`` is the loop, about 40 lines over a ``TrainConfig``: Adam, learning-rate warm-up and decay,
-  L1 warm-up, unit-norm decoder rows, dead-latent tracking, a tqdm bar with live metrics, optional
-  checkpoints; one budget, tokens or seconds. Each phase is a named helper above it (``start_training``,
-  ``plan_steps``, ``apply_schedules``, ``update_parameters``, ``log_record``, ``save_checkpoint``).
+- ``train_sae`` is the loop, a page over a ``TrainConfig`` that reads top to bottom: Adam, learning-rate
+  warm-up and decay, L1 warm-up, unit-norm decoder rows, dead-latent tracking, a tqdm bar with live metrics,
+  optional checkpoints; one budget, tokens or seconds. Each phase is a named helper above it
+  (``start_training``, ``plan_steps``, ``apply_schedules``, ``update_parameters``, ``log_step``,
+  ``save_checkpoint``...).
 - The batches come from any iterator of ``[batch, d_in]`` tensors, usually an ``ActivationBuffer``
   (``utils.sae.activation_buffer``); the step that computes the gradients is chosen by ``TrainConfig.step_fn``
-  (``utils.sae.steps``).
+  and follows the step contract ``utils.sae.steps.StepFn``.
 - ``Plugin`` is the one way to extend it: resampling (``utils.sae.resampling``) and auxiliary losses
   (``utils.sae.objectives``) plug in through its two hooks.
+- What makes it fast on a CPU is switched by ``TrainConfig`` fields, each on by default where it helps:
+  ``step_fn`` (the sparse TopK step), ``bf16`` (bfloat16 products where the CPU is faster in them) and
+  ``keep_freed_memory`` (glibc keeps freed memory during the loop, ``utils.lm.cpu_allocator``, and gets its
+  defaults back when the loop ends). The environment variable ``SAE_COURSE_KEEP_FREED_MEMORY`` overrides the
+  last (0 or 1). Fused attention is the model's switch, not the loop's (``utils.lm.loading.load_model``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,9 +31,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from utils.lm.cpu_allocator import heap_only
+from utils.lm.cpu_allocator import keep_freed_memory
 from utils.sae.model import SAE
-from utils.sae.steps import STEP_FNS, StepFn, Workspace, choose_bf16, resolve_step_fn
+from utils.sae.steps import STEP_FNS, StepFn, Workspace, check_step_fn, choose_bf16, resolve_step_fn
 
 __all__ = ["Plugin", "TrainConfig", "TrainState", "train_sae"]
 
@@ -49,19 +55,27 @@ class TrainConfig:
     l1_warmup_frac: float = 0.05  # the L1 coefficient rises from 0 over this fraction (fewer latents die early)
     init_b_dec: str | None = "geometric_median"  # or "mean" of the first batch, or None (keep b_dec)
     step_fn: str | StepFn = "auto"  # "auto" (sparse_topk for TopK on CPU, else fused), "fused", "autograd", "sparse_topk", or a StepFn
-    bf16: bool | None = None  # the step's matrix products in bfloat16 (parameters stay float32); None: see choose_bf16
     unit_norm_decoder: bool = True  # project the gradient and renormalise W_dec's rows after every step
     dead_window_tokens: int = 1_000_000  # a latent is dead if it has not fired on this many tokens
     log_every: int = 20  # steps between history records
     progress: bool = True  # a tqdm bar with live metrics
     checkpoint: str | Path | None = None  # a file to save to (and resume from)
     checkpoint_every: int = 200  # steps between checkpoints
+    # Speed switches (with step_fn's "auto"); None lets train_sae decide. The README's table lists them all
+    bf16: bool | None = None  # the step's matrix products in bfloat16 (parameters stay float32); None: see choose_bf16
+    keep_freed_memory: bool | None = None  # glibc keeps freed memory during the loop (utils.lm.cpu_allocator); None: on a CPU
 
     def __post_init__(self) -> None:
         if (self.n_tokens is None) == (self.seconds is None):
             raise ValueError("give exactly one budget: n_tokens or seconds")
-        if isinstance(self.step_fn, str) and self.step_fn not in {"auto", *STEP_FNS}:
-            raise ValueError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {self.step_fn!r}")
+        if isinstance(self.step_fn, str):
+            if self.step_fn not in {"auto", *STEP_FNS}:
+                raise ValueError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {self.step_fn!r}")
+        else:
+            check_step_fn(self.step_fn)
+        for name in ("bf16", "keep_freed_memory"):
+            if getattr(self, name) not in (None, True, False):
+                raise TypeError(f"{name} is True, False or None (let train_sae decide), got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -153,6 +167,53 @@ def start_training(sae: SAE, buffer: Iterator, cfg: TrainConfig, x: Float[Tensor
     return state
 
 
+def keeps_freed_memory(cfg: TrainConfig, sae: SAE) -> bool:
+    """``TrainConfig.keep_freed_memory``, with None meaning on for an SAE on a CPU (where the page faults were measured)."""
+    return cfg.keep_freed_memory if cfg.keep_freed_memory is not None else sae.W_enc.device.type == "cpu"
+
+
+def next_batch(batches: Iterator[Float[Tensor, "batch d_in"]], state: TrainState | None) -> Float[Tensor, "batch d_in"]:
+    """The next batch, or an error that says when the data ran out (``state`` is None before the first step)."""
+    try:
+        return next(batches)
+    except StopIteration:
+        when = "before the first step" if state is None else f"after {state.step:,} steps ({state.tokens:,} tokens)"
+        raise RuntimeError(f"the batches ran out {when}; give train_sae more data (an ActivationBuffer on token "
+                           "rows or texts cycles over them) or a smaller budget") from None
+
+
+@dataclass
+class Stopwatch:
+    """The run's clock: seconds since it began (a resumed run counts its earlier time too), and the speed between logs."""
+
+    started: float
+    last_log: float
+    step_at_last_log: int
+
+    @classmethod
+    def resuming(cls, state: TrainState) -> Stopwatch:
+        now = time.perf_counter()
+        return cls(started=now - state.elapsed_s, last_log=now, step_at_last_log=state.step)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def tokens_per_s(self, state: TrainState, batch_size: int) -> float:
+        """Tokens per second since the last log (or the start); the next call counts from now."""
+        now = time.perf_counter()
+        rate = (state.step - self.step_at_last_log) * batch_size / (now - self.last_log)
+        self.last_log, self.step_at_last_log = now, state.step
+        return rate
+
+
+def progress_bar(state: TrainState):
+    """A tqdm bar over the steps (its total is set once a seconds budget has been converted into steps)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=state.total_steps, initial=state.step, disable=not state.cfg.progress, unit="step",
+                mininterval=1.0)
+
+
 def plan_steps(state: TrainState, seconds_so_far: float) -> None:
     """For a seconds budget, set ``state.total_steps`` from the speed so far.
 
@@ -192,6 +253,11 @@ def update_parameters(state: TrainState) -> None:
     state.optimizer.zero_grad(set_to_none=True)
 
 
+def count_firing(state: TrainState, fired: Float[Tensor, " d_sae"], batch_size: int) -> None:
+    """Per latent, tokens since it last fired: ``batch_size`` more, or 0 for the latents that fired in this batch."""
+    state.tokens_since_fired.add_(batch_size).masked_fill_(fired > 0, 0)
+
+
 def is_log_step(state: TrainState) -> bool:
     """Log every ``log_every`` steps and on the last one."""
     return (state.step + 1) % state.cfg.log_every == 0 or (
@@ -211,6 +277,28 @@ def log_record(state: TrainState, x: Float[Tensor, "batch d_in"], out: dict[str,
     record |= state.pending_log
     state.pending_log = {}
     return record
+
+
+def log_step(state: TrainState, x: Float[Tensor, "batch d_in"], out: dict[str, Tensor], clock: Stopwatch, bar,
+             callback: Callable[[dict[str, Any]], None] | None) -> None:
+    """Append this step's history record, show it on the bar and hand it to ``callback``."""
+    record = log_record(state, x, out, clock.tokens_per_s(state, len(x)))
+    state.history.append(record)
+    _show(bar, record)
+    if callback is not None:
+        callback(record)
+
+
+def tick(bar, state: TrainState) -> None:
+    """One more step on the progress bar (whose total may have been re-planned)."""
+    bar.total = state.total_steps
+    bar.update(1)
+
+
+def checkpoint_due(state: TrainState) -> bool:
+    """Save every ``checkpoint_every`` steps and after the last one, if there is a checkpoint file."""
+    cfg = state.cfg
+    return cfg.checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or budget_spent(state, 0.0))
 
 
 def save_checkpoint(state: TrainState, path: Path) -> None:
@@ -248,47 +336,40 @@ def train_sae(
     ``cfg`` is a ``TrainConfig`` (or, for short calls, the token budget); keyword ``overrides`` replace its
     fields (``train_sae(sae, buffer, seconds=60, lr=3e-4)``). ``plugins`` extend the loop (see ``Plugin``);
     ``callback(record)`` sees each history record as it is logged, e.g. to plot live."""
-    from tqdm.auto import tqdm
-
+    # Set up: the step function, a first batch to start from, the state (fresh or from the checkpoint)
     cfg = _config(cfg, overrides)
     step_fn = resolve_step_fn(cfg.step_fn, sae)
-    x = next(buffer)
-    bf16 = cfg.bf16 if cfg.bf16 is not None else choose_bf16(sae, step_fn, len(x))
-    workspace, compute_dtype, l1_target = Workspace(), torch.bfloat16 if bf16 else None, sae.cfg.l1_coefficient
-    state = start_training(sae, buffer, cfg, x)
-    state.bf16 = bf16
-    bar = tqdm(total=state.total_steps, initial=state.step, disable=not cfg.progress, unit="step", mininterval=1.0)
-    t_start = time.perf_counter() - state.elapsed_s
-    t_last, step_at_last, first = time.perf_counter(), state.step, True
-    # On a CPU, freed memory is kept for reuse while the loop runs (utils.lm.cpu_allocator): no fresh pages per step
-    with heap_only() if sae.W_enc.device.type == "cpu" else contextlib.nullcontext():
-        while not budget_spent(state, time.perf_counter() - t_start):
-            x = x if first else next(buffer)  # the first batch was read to set up (b_dec, the step count)
-            first = False
-            plan_steps(state, time.perf_counter() - t_start)
-            bar.total = state.total_steps
+    batches = iter(buffer)
+    first = next_batch(batches, None)
+    state = start_training(sae, batches, cfg, first)
+    state.bf16 = cfg.bf16 if cfg.bf16 is not None else choose_bf16(sae, step_fn, len(first))
+    step_inputs = dict(compute_dtype=torch.bfloat16 if state.bf16 else None, workspace=Workspace())
+    l1_target, clock = sae.cfg.l1_coefficient, Stopwatch.resuming(state)
+    batches = itertools.chain([first], batches)
+    # The loop; on leaving it, however it ends, the bar closes and glibc's allocator gets its defaults back
+    with progress_bar(state) as bar, keep_freed_memory(keeps_freed_memory(cfg, sae)):
+        while not budget_spent(state, clock.seconds()):
+            # The batch, and this step's place in the schedules
+            x = next_batch(batches, state)
+            plan_steps(state, clock.seconds())
             apply_schedules(state, l1_target)
             log_now = is_log_step(state)
-            out = step_fn(sae, x, state.l1_coefficient, compute_dtype, workspace, compute_l1=log_now)
-            for plugin in plugins:
+            # Forward and backward: the gradients in .grad, the metrics in out
+            out = step_fn(sae, x, l1_coefficient=state.l1_coefficient, compute_l1=log_now, **step_inputs)
+            for plugin in plugins:  # e.g. an auxiliary loss adds its gradients
                 plugin.before_update(state, x, out)
+            # The update: Adam, the decoder rows kept at unit norm, which latents fired
             update_parameters(state)
-            state.tokens_since_fired.add_(len(x)).masked_fill_(out["fired"] > 0, 0)
-            for plugin in plugins:
+            count_firing(state, out["fired"], len(x))
+            for plugin in plugins:  # e.g. resampling changes dead latents and their Adam state
                 state.pending_log |= plugin.after_update(state, x, out) or {}
-            state.step, state.tokens = state.step + 1, state.tokens + len(x)
-            state.elapsed_s = time.perf_counter() - t_start
+            state.step, state.tokens, state.elapsed_s = state.step + 1, state.tokens + len(x), clock.seconds()
+            # Bookkeeping: a history record on log steps, the progress bar, a checkpoint when one is due
             if log_now:
-                now = time.perf_counter()
-                state.history.append(log_record(state, x, out, (state.step - step_at_last) * len(x) / (now - t_last)))
-                t_last, step_at_last = now, state.step
-                _show(bar, state.history[-1])
-                if callback is not None:
-                    callback(state.history[-1])
-            bar.update(1)
-            if cfg.checkpoint is not None and (state.step % cfg.checkpoint_every == 0 or budget_spent(state, 0.0)):
+                log_step(state, x, out, clock, bar, callback)
+            tick(bar, state)
+            if checkpoint_due(state):
                 save_checkpoint(state, Path(cfg.checkpoint))
-    bar.close()
     return state.history
 
 
