@@ -1,7 +1,7 @@
 """install.py's offline mode: what --download gathers, for which platforms, and what --from refuses.
 
 The real round trip (download every wheel, install from the folder alone in a fresh environment) runs in
-CI (.ci/run, the issue-15 block): it needs minutes and a package index, so it is not a unit test.
+CI (.ci/run, its offline-install block): it needs minutes and a package index, so it is not a unit test.
 """
 
 from __future__ import annotations

@@ -114,28 +114,11 @@ def read_structure(part: str) -> tuple[str, list[tuple[str, str]], list[tuple[st
 
 
 def part_hours() -> dict[str, tuple[float, float]]:
-    """Each part's learner time in hours (low, high): from ``utils.course.syllabus`` if it exists, else the README."""
-    try:
-        from utils.course import syllabus  # created by issue 10; read defensively until its shape settles
-    except ImportError:
-        syllabus = None
-    hours: dict[str, tuple[float, float]] = {}
-    if syllabus is not None:
-        entries = getattr(syllabus, "PARTS", None) or getattr(syllabus, "SYLLABUS", None) or {}
-        items = entries.items() if isinstance(entries, dict) else ((getattr(e, "name", None), e) for e in entries)
-        for name, entry in items:
-            text = str(getattr(entry, "learner_time", None) or (entry.get("learner_time") if isinstance(entry, dict) else ""))
-            parsed = parse_hours(text)
-            if name and parsed:
-                hours[str(name)] = parsed
-    if hours:
-        return hours
-    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
-    for match in re.finditer(r"^\|[^|]*\|\s*\[`(?P<name>\d\d\w*)`\][^|]*\|[^|]*\|\s*(?P<time>[^|]*)\|", readme, re.M):
-        parsed = parse_hours(match["time"])
-        if parsed:
-            hours[match["name"]] = parsed
-    return hours
+    """Each part's learner time in hours (low, high), from ``utils.course.syllabus``."""
+    from utils.course import syllabus
+
+    hours = {entry.name: parse_hours(entry.learner_time) for entry in syllabus.PARTS}
+    return {name: parsed for name, parsed in hours.items() if parsed}
 
 
 def parse_hours(text: str) -> tuple[float, float] | None:
