@@ -10,10 +10,7 @@
 2. The prompt-centric view of a 128-token prompt over all latents, with exact loss effects (the median of
    5 runs). Target: 1 second or less.
 
-Measured on 2026-12-01 on the course's 2-core test machine, idle (load average 1.7, the run itself), defaults
-(1,000,064 tokens, 2 threads): engine pass 121 s, contexts with ablation effects, weights and pages 136 s,
-export 4 s; the whole dashboard 262 s = 4.4 min (target met), peak memory 1.8 GB, 4,096 latents in 32 files
-of 42.5 MB in all; the prompt view 0.20 s (target met).
+The figures measured so far, with the machine and its load, are in ``tests/benchmarks/README.md``.
 """
 
 from __future__ import annotations

@@ -10,15 +10,10 @@ statistics, and the sweep over the spool that draws interval and quantile sample
 2 CPU cores. The figures depend on what else runs on the machine: report the load average with them
 (printed at the start and the end).
 
-Measured (issue 12), 1,000,064 tokens, 2 threads, on the course's 2-core machine while it was shared by
-about 20 busy processes (load average 14-20, this run niced): 1557 s wall, 642 tokens/s, 2.6e6 latent-tokens/s,
-the process getting 19% of the CPU; 319 s of CPU time in all (user 271 s + system 48 s, corpus loading
-included), so about 160 s of wall time on 2 idle cores if both are kept busy; peak memory 1.32 GB.
-Measured again on 2026-12-01 on the same machine, idle (load average 1.3-1.6, the run itself), with BOS left
-out (the default since then): 992,251 counted tokens (1,000,064 read) in 111.8 s, 8,877 tokens/s, 3.6e7
-latent-tokens/s, 198 s of CPU time (177% of one core), peak memory 1.33 GB: within the 3-minute aim.
+The figures measured so far, with the machine and its load, are in ``tests/benchmarks/README.md``.
 
 Tokens: the bundled training split (rows of 128 tokens, BOS first); the SAE: ``topk_4096_seed0``.
+
 """
 
 from __future__ import annotations

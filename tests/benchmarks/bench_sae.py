@@ -38,37 +38,7 @@ On a shared machine, ``--threads 1 --cpu-time`` times by this process's CPU time
 Uses the bundled ``gelu-1l-mini`` and corpus when present, else an untrained model of the same shape
 on random tokens (the speed does not depend on the weights).
 
-Measured on 2026-12-02 (session 21) on a 2-core test machine that is an AMD EPYC (family 26, AVX-512 with
-avx512_bf16, no AMX), 2 threads, wall clock, glibc's allocator tuned by ``utils.lm.cpu_allocator`` as
-``train_sae`` runs; the machine ran 10-15% slower than in the session before (matmuls at 166-172 GFLOP/s,
-against 185-190), and runs of the same configuration varied by up to 30% between processes:
-- ``python tests/benchmarks/bench_sae.py --part2b-pairs 4``, section 1: step, 512 -> 4096, batch 4096: dense
-  fp32 667 ms (83% of matmul throughput), sparse fp32 236 ms (3.28x), sparse bf16 80 ms (8.34x dense fp32:
-  the precision train_sae chooses here; target met), dense bf16 235 ms; 512 -> 1024, batch 2048 (Part 2b):
-  dense fp32 76.1 ms, sparse fp32 28.2 ms (2.70x), sparse bf16 18.6 ms (4.06x);
-- ``--skip-steps``, section 2, 200k tokens: course default (sparse, bf16 chosen) 30,606 tokens/s (runs 35,440
-  and 25,771), sparse fp32 19,903, dense fp32 5,806, SAELens 6.54 TopK 3,436: 8.91x SAELens (target met;
-  sparse fp32 5.79x, dense 1.69x); 17% of the default trainer's time is harvesting;
-- ``--only-part2b --part2b-pairs 4``, section 3, 20 s per run: before (dense fp32, batch 1,024, allocator
-  untouched, TransformerLens's attention) 18,918 tokens/s, now 61,426 (47,449 in float32): 3.26x (target
-  met; 2.95x earlier in the session with the decoder's sums in ``embedding_bag`` but attention not fused,
-  2.80x and 2.81x in the session before, with neither). The notebook's own 150 s cell trained on 10.5M
-  and 11.0M tokens in two runs, where the issue's notebook stated about 3 million. What no TopK step can
-  skip takes 9.7 ms of "before"'s 54.1 ms per 1,024 tokens (harvest 4.8 ms, bf16 encoder product 1.9 ms,
-  grouped top-k 3.0 ms).
-The session before (same machine, quiet, matmuls at 185-190 GFLOP/s): step at 4096 latents sparse fp32 3.83x,
-sparse bf16 8.23x; end to end 9.34x SAELens; Part 2b 2.93x in 2 pairs.
-- the same machine without the allocator tuning (the first run of the session, before it existed): sparse
-  fp32 step 2.35x dense at 4096 latents, bf16 5.98x; Part 2b's step at batch 1,024: sparse bf16 12.7 ms
-  against dense fp32 39.0 ms.
-Earlier, on the previous 2-core test machine (also AVX-512 with avx512_bf16, no AMX, but bfloat16 matmuls
-slower than float32 there, so ``choose_bf16`` keeps float32): step 3.14x at 4096 latents, end to end 4.02x
-SAELens, Part 2b (sparse fp32, batch 1,024, before the allocator tuning) 1.53x.
-Quality (``--quality-tokens 200000``, seeds 0 and 1): on that machine bf16 - fp32 explained variance +0.0001
-(seed spread 0.0035), CE recovered +0.08 points (spread 0.06); on this session's machine, with the sums in
-``embedding_bag`` (``--skip-steps --skip-speed --quality-tokens 200000``), explained variance +0.0001 (spread
-0.0037), CE recovered -0.02 points (spread 0.11); dead 0 in all: bfloat16 trains as well, which is why
-``train_sae`` may choose it.
+The figures measured so far, with the machine and its load, are in ``tests/benchmarks/README.md``.
 """
 
 from __future__ import annotations

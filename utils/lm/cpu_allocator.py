@@ -80,11 +80,9 @@ def keep_freed_memory(enabled: bool = True) -> Iterator[bool]:
 
     Yields whether the memory is kept inside the block. ``enabled=False`` leaves glibc alone, unless
     ``SAE_COURSE_KEEP_FREED_MEMORY=1`` says otherwise (and ``=0`` wins over ``enabled=True``); inside a block
-    that already keeps it, a nested block changes nothing and the outermost one restores. Measured on the
-    course's 2-core test machine with Part 2b's sparse step (512 -> 1,024 latents, batch 1,024, bfloat16 encoder
-    product): 14.9 -> 11.6 ms per step, and the harvest of 64 sequences through ``gelu-1l-mini`` 6.9 -> 4.5 ms
-    per 1,024 tokens (medians of 40 and 20 repeats, in a process with and one without the tuning).
-    ``tests/benchmarks/bench_sae.py`` (section 3) compares Part 2b's whole training run with and without it."""
+    that already keeps it, a nested block changes nothing and the outermost one restores.
+    ``tests/benchmarks/bench_sae.py`` (section 3) compares Part 2b's whole training run with and without it
+    (figures in ``tests/benchmarks/README.md``)."""
     if not isinstance(enabled, bool):
         raise TypeError(f"keep_freed_memory(enabled) takes True or False, got {enabled!r}")
     kept = _open(enabled)

@@ -3,11 +3,9 @@
 TransformerLens 3.9's ``Attention.forward`` materialises the attention scores and the pattern
 (``[batch, head, query, key]``) so that ``hook_attn_scores`` and ``hook_pattern`` can see them: a causal
 mask through ``torch.where``, a softmax, a NaN clean-up with a second ``torch.where``. When nothing reads
-them, PyTorch's fused attention computes the same ``z`` without keeping the pattern. On the course's
-2-core test machine, harvesting ``blocks.0.mlp.hook_post`` from ``gelu-1l-mini`` (64 rows of 128 tokens)
-ran 1.4 times as fast with it (``run_with_cache(stop_at_layer=1)``, as Part 2b's store does;
-``tests/benchmarks/bench_model.py`` prints the figures), and harvesting is about a third of the time of
-Part 2b's training loop.
+them, PyTorch's fused attention computes the same ``z`` without keeping the pattern, which makes the
+harvest of MLP activations (about a third of Part 2b's training loop) clearly faster on a CPU
+(``tests/benchmarks/bench_model.py`` measures it; the figures are in ``tests/benchmarks/README.md``).
 
 ``set_fused_attention(model, True)`` (what ``utils.lm.loading.load_model(..., fused_attention=True)``, the
 default, does) gives each plain attention layer a forward that decides call by call: the fused path when the

@@ -14,9 +14,9 @@ pre-activation is needed to pick the top ``k``), and the other four touch only t
     dL/dW_enc[:, i] = sum over (b, s) with j = i of d_v[b, s] (x - b_dec)[b]         2 B k d_in
 
 The three sums are ``F.embedding_bag`` calls with per-sample weights: the decoder's forward one bag of
-``k`` rows of ``W_dec`` per token, each weight gradient one bag per latent (the tokens it is active on).
-On the course's CPU test machine, at a batch of 2,048, each took 0.8-1.0 ms against 2.1-2.3 ms for the
-same product with a CSR matrix (``torch.mm``/``addmm``).
+``k`` rows of ``W_dec`` per token, each weight gradient one bag per latent (the tokens it is active on):
+on a CPU, about twice as fast as the same products with a CSR matrix (``torch.mm``/``addmm``; figures in
+``tests/benchmarks/README.md``).
 ``f`` is kept as two compressed sparse row (CSR) matrices with the same entries: one token-major (row b
 holds token b's k latents: the sampled product ``d_v``), one latent-major (row i holds the tokens on which
 latent i is active: the bags of the two weight gradients). With k/d_sae =
@@ -53,8 +53,7 @@ def grouped_topk(pre: Float[Tensor, "batch n"], k: int, group_size: int = 8) -> 
     groups with the largest maxima, and pick the top ``k`` of their ``k * group_size`` entries. Every top-k
     entry ``e`` is in a kept group: a group whose maximum beats ``e``'s group's maximum holds an entry larger
     than ``e``, and at most ``k - 1`` entries are. (With ties, another equally valid top-k set may come out.)
-    On the course's 2-core test machine, 1,024 rows of 1,024 took 4.8 ms against ``torch.topk``'s 5.9 ms
-    (``tests/benchmarks/bench_sae.py``, section 3)."""
+    Faster than one ``torch.topk`` over the row on a CPU (``tests/benchmarks/bench_sae.py``, section 3)."""
     B, n = pre.shape
     m = n // group_size
     if n % group_size or m < 2 * k or group_size < 2:  # too few groups to skip any: one plain top-k
@@ -75,7 +74,7 @@ def topk_csr(
     so that any other values on the same entries (the gradients ``d_v``) can be laid out the same way
     (``latent_scale`` folds a constant factor of the product it is used in into its ``B * k`` values).
     On a CPU each of ``by_token``'s rows keeps ``indices``' order (ATen's CPU kernels need no sorted columns,
-    and sorting 2,048 rows cost 0.6 ms a step); on CUDA they are sorted, as cuSPARSE documents CSR."""
+    and sorting costs time every step); on CUDA they are sorted, as cuSPARSE documents CSR."""
     B, k = indices.shape
     device = indices.device
     # 32-bit indices where they fit: sorting them is faster, and the sparse kernels (MKL, cuSPARSE) take them as is

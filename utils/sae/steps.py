@@ -255,8 +255,8 @@ def choose_bf16(sae: SAE, step_fn: StepFn, batch_size: int, rounds: int = 5) -> 
     with a bfloat16 and a float32 encoder product gave explained variance and CE loss recovered within the
     seeds' spread, and no dead latents either way (``tests/benchmarks/bench_sae.py --quality-tokens``).
     Whether it is faster depends on the CPU, and not only on its flags: on the course's 2-core test
-    machines, 3.2 to 4.1 times as fast on an AMD EPYC (family 26) and slower than float32 on an earlier one
-    with the same ``avx512_bf16`` flag. So it is measured here, on this SAE's encoder product at this
+    machines it has been several times as fast on one and slower than float32 on another with the same
+    ``avx512_bf16`` flag (``tests/benchmarks/README.md``). So it is measured here, on this SAE's encoder product at this
     batch size (a fraction of a second), and bfloat16 is chosen if it is ``BF16_MIN_SPEEDUP`` times as fast.
     The choice is in every history record (``"bf16"``: 1 or 0)."""
     if step_fn is not sparse_topk_training_step or sae.W_enc.device.type != "cpu":
