@@ -40,6 +40,11 @@
 #
 # **How it works.** As in the other parts: fill in each `raise NotImplementedError()`, then run the check
 # cell right after it; `pytest tests/test_05_latent_effects.py` grades the saved notebook the same way.
+# These exercises read trained weights and activations, and nothing is trained through them, so no result
+# needs a gradient: compute them under `torch.no_grad()` if you like (as Part 4's 4.6 does). The one
+# exception is the steering hook of 5.9, which runs inside the model's forward pass; its text says why.
+# Each function leaves its inputs as they are and returns tensors of its inputs' dtype (float64 in,
+# float64 out).
 #
 # **Running time.** The whole notebook runs in {{syllabus.run_time}} on a 2-core CPU (allow more if other programs
 # share it), offline: the model, its corpus and both pretrained SAEs ship with the course. At the end, `utils.dashboard` puts everything of
@@ -116,8 +121,10 @@ print(f"{tuple(tokens.shape)} tokens; latents firing on more than 1% of tokens: 
 # $$ \ell_f = W_{dec}[f] \, W_{out} \, W_U \quad\in \mathbb R^{d_{vocab}}, \qquad
 #    W_{dec}: [d_{sae}, d_{mlp}],\; W_{out}: [d_{mlp}, d_{model}],\; W_U: [d_{model}, d_{vocab}]. $$
 #
-# Return all of them at once, `[d_sae, d_vocab]`. Multiply in the cheaper order: `W_dec @ W_out` first
-# is `d_sae × d_mlp × d_model` operations, while `W_out @ W_U` first makes a `d_mlp × d_vocab` matrix.
+# Return all of them at once, `[d_sae, d_vocab]`. The decoder rows need not have norm 1 (the check's do
+# not): a row's norm is part of what one unit of its latent adds. Multiply in the cheaper order:
+# `W_dec @ W_out` first is `d_sae × d_mlp × d_model` operations, while `W_out @ W_U` first makes a
+# `d_mlp × d_vocab` matrix.
 #
 # <details><summary>Hint</summary>
 #
@@ -254,8 +261,11 @@ assert lens_vs_exact.median() > 0.8, "the LayerNorm lens should predict the exac
 #
 # Is a top logit of 1.2 a lot? Compare it with what a *random* direction of the same norm in the MLP's
 # space would give. A direction uniform on the sphere is a standard Gaussian vector divided by its own
-# norm (the Gaussian is rotation-invariant, so its direction is uniform), then scaled to `norm`. Use the
-# generator you are given, so the baseline is reproducible.
+# norm (the Gaussian is rotation-invariant, so its direction is uniform), then scaled to `norm`. Draw every
+# random number from the generator you are given, as it is, so the baseline is reproducible: not from torch's
+# global generator, and not from a fresh generator seeded from it (two calls with one generator must give two
+# different sets of directions). Return float32, torch's default dtype. The check tests the distribution: in 3
+# dimensions each coordinate of a uniform direction is uniform on $[-1, 1]$ (Archimedes).
 #
 # <details><summary>Hint</summary>
 #
@@ -316,6 +326,8 @@ assert 0.3 < above < 0.75
 # splits one feature into a few latents with almost the same direction. A greedy filter keeps the list
 # diverse: go through the candidates in order, and keep a candidate if its cosine with each latent kept
 # so far is below `max_cos` (0.7 here). Compare with the latents *kept*, not with every candidate seen.
+# The rows need not have norm 1. Return the kept candidates as a list of Python ints, in their order, and
+# leave `W_dec` and `candidates` as they are.
 #
 # <details><summary>Hint</summary>
 #
@@ -429,7 +441,8 @@ assert alignment.median() < 0.5, "but most latents are not single neurons"
 # $$ \rho_{ij} = \frac{\sum_t (x_{ti} - \bar x_i)(y_{tj} - \bar y_j)}
 #    {\sqrt{\sum_t (x_{ti} - \bar x_i)^2} \sqrt{\sum_t (y_{tj} - \bar y_j)^2}}. $$
 #
-# A latent that never fires on these tokens is a constant column: return 0 for it, not NaN.
+# A latent that never fires on these tokens is a constant column: return 0 for it, not NaN (in `x` and in
+# `y` alike).
 #
 # <details><summary>Hint</summary>
 #
@@ -478,7 +491,8 @@ for i, f in enumerate(some.tolist()):
 # Two SAEs trained from different seeds on the same activations: do they find the same latents? A latent
 # both find is a better candidate for a real feature of the model than one only a single run has
 # (Bricken et al. call these "universal" when they recur across models). Return, for each latent of A,
-# the index of its best match in B and the cosine.
+# the index of its best match in B (an integer tensor) and the cosine, in that order. The rows need not have
+# norm 1 (a dot product would favour long rows).
 #
 # <details><summary>Hint</summary>
 #
@@ -544,9 +558,11 @@ assert len(universal) >= 3 and sum(agree) >= len(universal) - 1
 #
 # for positions `p = 0 … seq−2` (the last has no next token). Get `x` from one forward pass with a cache
 # (`blocks.0.hook_resid_post`), apply `model.ln_final` and `model.unembed` yourself, and return
-# `[batch, seq−1]`: positive where the latent helped the prediction. The check compares it with a real
-# patched forward pass. (This is exact, not the first-order "direct logit" approximation: the LayerNorm
-# is recomputed on the changed stream, dividing by its new standard deviation.)
+# `[batch, seq−1]`: positive where the latent helped the prediction. No gradient is needed. The check
+# compares it with a real patched forward pass, on a small model whose LayerNorm weights and biases and
+# unembedding bias all differ from 1 and 0, with a decoder row whose norm is not 1. (This is exact, not the
+# first-order "direct logit" approximation: the LayerNorm is recomputed on the changed stream, dividing by
+# its new standard deviation.)
 #
 # <details><summary>Hint</summary>
 #
@@ -635,6 +651,13 @@ assert effect[firing].mean() > 0.2
 # Monosemanticity*](https://transformer-circuits.pub/2024/scaling-monosemanticity), "feature steering").
 # A hook receives the activations `[batch, seq, d_mlp]` and a `hook` argument, and returns the new
 # activations; return a new tensor rather than changing the one passed in.
+#
+# Keep the hook differentiable (no `torch.no_grad()`, `.detach()` or `.data` inside it). Unlike the
+# exercises before, the hook is not an analysis of the model: it becomes part of the model's forward pass,
+# and a steered model may still be differentiated, to attribute its output to earlier activations or to
+# learn a steering vector by gradient descent. A hook that cuts the graph would silently give every
+# parameter before it, and `direction` itself, no gradient. The check compares both gradients, with
+# respect to the activations and to `direction`, with those of `acts + coefficient * direction`.
 #
 # <details><summary>Hint</summary>
 #
