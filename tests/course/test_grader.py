@@ -204,3 +204,27 @@ def test_pytest_grades_the_learners_notebooks_and_nothing_else(tmp_path: Path) -
     assert sum("not attempted yet" in line for line in lines) == fresh_count
     assert sum("no notebook" in line for line in lines) == total - len(EXERCISES) - fresh_count
     assert "grading.py" not in out, "a skip names a line of the grader instead of the exercise"
+
+
+def test_the_plain_report_reads_the_part_from_the_notebook_not_its_file_name(tmp_path: Path) -> None:
+    """`python -m utils.course.grading NOTEBOOK`: a solved notebook saved under another name is graded as its
+    part (from its metadata; from its content when a copy lost the metadata); a foreign one gets a clear error."""
+    import json
+    import subprocess
+    import sys
+
+    solved = json.loads((repo_root() / "solutions" / f"{PART}.ipynb").read_text(encoding="utf-8"))
+    renamed = tmp_path / "my homework (1).ipynb"
+    renamed.write_text(json.dumps(solved), encoding="utf-8")
+    stripped = tmp_path / "exported.ipynb"
+    stripped.write_text(json.dumps({**solved, "metadata": {}}), encoding="utf-8")
+    first = EXERCISES[0]
+    for path in (renamed, stripped):
+        proc = subprocess.run([sys.executable, "-m", "utils.course.grading", str(path), "--only", first.id],
+                              capture_output=True, text=True, cwd=repo_root())
+        assert proc.returncode == 0 and f"Exercise {first.id}" in proc.stdout and "passed" in proc.stdout, proc.stderr
+    foreign = tmp_path / "notes.ipynb"
+    foreign.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "utils.course.grading", str(foreign)], capture_output=True, text=True,
+                          cwd=repo_root())
+    assert proc.returncode != 0 and "cannot tell which part this is" in proc.stderr

@@ -21,22 +21,20 @@ else. Notebooks are graded in parallel (``--jobs``, default: one per CPU core), 
 from __future__ import annotations
 
 import argparse
-import ast
 import csv
 import html
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, Result, defined_names, grade_notebook
+from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, Result, grade_notebook
+from utils.course.identify import METADATA_KEY, _part_tokens, identify_part, known_parts, top_level_names  # noqa: F401
 
-#: The notebook metadata key the generator writes (``metadata.sae_course.part``).
-METADATA_KEY = "sae_course"
 BROKEN, FOREIGN = "broken", "foreign"
 
 
@@ -57,76 +55,12 @@ class Submission:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def known_parts() -> list[str]:
-    """Every part that has a master and a check module, in course order."""
-    from utils.course.build_notebooks import parts
-    from utils.checks import exercises_of
-
-    found = []
-    for part in parts():
-        try:
-            if exercises_of(part.name):
-                found.append(part.name)
-        except ImportError:
-            continue
-    return found
-
-
 def find_notebooks(folder: Path) -> list[Path]:
     """Every ``.ipynb`` under ``folder``, skipping Jupyter's checkpoint copies and hidden folders."""
     return sorted(
         p for p in folder.rglob("*.ipynb")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
     )
-
-
-def top_level_names(sources: Iterable[str]) -> set[str]:
-    """Names a notebook's code cells define at the top level (functions, classes, simple assignments)."""
-    names: set[str] = set()
-    for source in sources:
-        text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:  # a broken cell still counts by its visible definitions
-            names.update(re.findall(r"^(?:def|class)\s+(\w+)", text, flags=re.M))
-            continue
-        names |= defined_names(tree)
-    return names
-
-
-def _part_tokens(part: str) -> list[str]:
-    """Spellings of a part in a file name: ``02a_sae_toy_models``, ``02a``, ``part2a``, ``part_2a``..."""
-    number = part.split("_", 1)[0]
-    short = number.lstrip("0") or "0"
-    return [part, number, f"part{short}", f"part_{short}", f"part-{short}", f"part {short}", f"p{short}"]
-
-
-def _name_mentions(stem: str, part: str) -> bool:
-    low = stem.lower()
-    return any(re.search(rf"(?<![0-9a-z]){re.escape(t)}(?![0-9a-z])", low) for t in _part_tokens(part))
-
-
-def identify_part(nb, stem: str, parts: list[str]) -> tuple[str | None, str]:
-    """The part of notebook ``nb`` (named ``stem``) and how it was found, or ``(None, why)``."""
-    from utils.checks import exercises_of
-
-    declared = nb.get("metadata", {}).get(METADATA_KEY, {})
-    declared = declared.get("part") if isinstance(declared, dict) else None
-    if declared in parts:
-        return declared, "metadata"
-    defined = top_level_names(c.get("source", "") for c in nb.get("cells", []) if c.get("cell_type") == "code")
-    scores = []
-    for part in parts:
-        objects = {name for ex in exercises_of(part) for name in ex.objects}
-        scores.append((len(objects & defined) / len(objects), _name_mentions(stem, part), part))
-    scores.sort(reverse=True)
-    best_score, _, best = scores[0]
-    if best_score >= 0.5:
-        return best, f"content ({best_score:.0%} of its exercise objects defined)"
-    why = "not a course notebook: no part's exercise functions or classes are defined in it"
-    if declared:
-        why = f"its metadata names an unknown part {declared!r}, and " + why.removeprefix("not a course notebook: ")
-    return None, why
 
 
 def learner_of(path: Path, folder: Path, part: str | None) -> str:
@@ -149,7 +83,7 @@ def read_submission(path: Path, folder: Path, parts: list[str]) -> Submission:
 
     try:
         nb = nbformat.read(path, as_version=4)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is reported, not raised
+    except Exception as error:
         reason = f"could not be read as a notebook: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
         return Submission(path, learner_of(path, folder, None), how=reason, problem=BROKEN)
     part, how = identify_part(nb, path.stem, parts)
@@ -252,7 +186,7 @@ def render_html(submissions: list[Submission], folder: Path) -> str:
     from utils.checks import exercises_of
 
     esc = html.escape
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Grades: {esc(str(folder))}</title><style>{_CSS}</style></head><body>",

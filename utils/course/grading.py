@@ -40,6 +40,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from utils.course.identify import defined_names
 from utils.paths import repo_root
 
 #: Seconds one cell may take to run, and one check may take: about 10x the slowest legitimate one on a
@@ -188,22 +189,11 @@ def run_cells(cells: list[CodeCell], *, filename: str, cell_timeout: float = CEL
                 exec(code, namespace)
         except ExerciseTimeout as error:
             errors[cell.index] = f"{cell.label} {error} to run (an infinite loop, or heavy work at the top level?)"
-        except BaseException as error:  # noqa: BLE001 - the learner's cell may raise anything
+        except BaseException as error:
             if isinstance(error, KeyboardInterrupt):
                 raise
             errors[cell.index] = f"{cell.label} raised {type(error).__name__}: {error}"
     return namespace, errors
-
-
-def defined_names(tree: ast.Module) -> set[str]:
-    """The names a cell defines at its top level: functions, classes and simple assignments (``x = ...``)."""
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    return names
 
 
 def _defining_cell(name: str, cells: list[CodeCell]) -> CodeCell | None:
@@ -253,7 +243,7 @@ def grade_objects(exercise, namespace: dict, cells: list[CodeCell], errors: dict
         return Result(exercise.id, FAILED, message, time.perf_counter() - start)
     except ExerciseTimeout as error:
         return Result(exercise.id, FAILED, f"Exercise {exercise.id}: the check {error} (an infinite loop?).", time.perf_counter() - start)
-    except BaseException as error:  # noqa: BLE001
+    except BaseException as error:
         if isinstance(error, KeyboardInterrupt):
             raise
         tb = traceback.format_exception_only(type(error), error)[-1].strip()
@@ -395,7 +385,15 @@ def stub_namespace(part: str) -> dict[str, Any]:
 
 
 def part_of(notebook: Path) -> str:
-    return Path(notebook).stem
+    """The part a saved notebook is, from its metadata or its content (not its file name, which a learner may
+    have changed); a clear error if it is no course notebook."""
+    from utils.course.identify import part_of_file
+
+    part, how = part_of_file(notebook)
+    if part is None:
+        raise SystemExit(f"{notebook}: cannot tell which part this is ({how}). Name the part: "
+                         f"python -m utils.course.grading {notebook} 01_toy_models")
+    return part
 
 
 def main(argv: list[str] | None = None) -> int:
