@@ -360,6 +360,24 @@ def intervals_store_all_then_draw(stream, max_act, n_intervals, n_samples, gener
     return samples, [len(kept) for kept in firings]
 
 
+@mistake(r"not kept equally often", kind="sampling")
+def intervals_merge_per_batch(stream, max_act, n_intervals, n_samples, generator):
+    """Vectorises per batch: keeps n_samples drawn uniformly from the old sample and the batch's firings together, so
+    the old sample, which stands for every earlier firing, weighs as only n_samples of them (late batches win)."""
+    samples, seen, offset = [[] for _ in range(n_intervals)], [0] * n_intervals, 0
+    for batch in stream:
+        pools = [list(kept) for kept in samples]
+        for t in torch.nonzero(batch > 0).flatten().tolist():
+            j = _interval(float(batch[t]), max_act, n_intervals)
+            seen[j] += 1
+            pools[j].append(offset + t)
+        for j, pool in enumerate(pools):
+            order = torch.randperm(len(pool), generator=generator)[:n_samples].tolist()
+            samples[j] = [pool[i] for i in order]
+        offset += len(batch)
+    return samples, seen
+
+
 @mistake(r"global random generator", kind="randomness")
 def intervals_global_rng(stream, max_act, n_intervals, n_samples, generator):
     """Draws from torch's global random generator instead of the one handed in: runs are not reproducible."""
@@ -957,7 +975,8 @@ WRONG = {
     "4.2": [context_after_exclusive, context_negative_start, context_token_by_token, context_pieces_list],
     "4.3": [intervals_include_zeros, intervals_keep_first, intervals_always_replace, intervals_randint_inclusive,
             intervals_draw_before_count, intervals_shared_counter, intervals_token_position_counter,
-            intervals_one_over_i, intervals_reservoir_per_slot, intervals_store_all_then_draw, intervals_global_rng,
+            intervals_one_over_i, intervals_merge_per_batch, intervals_reservoir_per_slot,
+            intervals_store_all_then_draw, intervals_global_rng,
             intervals_fresh_generator, intervals_batch_local_indices, intervals_left_closed, intervals_tensor_indices,
             intervals_normalise_in_place],
     "4.4": [groups_with_zeros, groups_equal_width, groups_over_n_plus_one, groups_min_first_edge, groups_as_list,

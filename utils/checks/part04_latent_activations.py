@@ -255,7 +255,9 @@ def check_context_text(context_text: Callable, *, seed: int = 0) -> None:
     """The window in the middle of a row, at its start and at its end (clipped), and around a character split over
     two tokens; a str result; the tokens left unchanged."""
     generator = _gen(seed, 2)
-    tokens = torch.randint(0, 100, (3, 30), generator=generator)
+    tokens = torch.stack([torch.randperm(100, generator=generator)[:30] for _ in range(3)])
+    assert_fixture(all(len(set(row.tolist())) == len(row) for row in tokens),
+                   "the tokens of a row are distinct, so that a window shifted or cut by one shows other text")
     with unchanged_inputs("context_text", tokens=tokens):
         got = context_text(tokens, 1, 15, _fake_pieces, before=4, after=3)
     check_that(isinstance(got, str), f"context_text should return a str, got {type(got).__name__}. Hint: join the "
@@ -401,9 +403,9 @@ def _design_values(generator: torch.Generator) -> Tensor:
     return values
 
 
-def _validate_samples(out, cells: list[int | None], n_int: int, n_samples: int, on: str) -> tuple[list[list[int]],
-                                                                                                   list[int]]:
-    """The structure of interval_samples' result: types, counts, sizes, no repeats, tokens in their interval."""
+def _validate_samples(out, cells: list[int | None], n_int: int, n_samples: int, on: str, *,
+                      membership_only: bool = False) -> tuple[list[list[int]], list[int]]:
+    """The structure of interval_samples' result: types, counts, sizes, tokens in their interval, no repeats."""
     check_that(isinstance(out, tuple) and len(out) == 2,
                f"interval_samples should return a tuple (samples, counts), got {type(out).__name__}.")
     samples, counts = out
@@ -432,16 +434,43 @@ def _validate_samples(out, cells: list[int | None], n_int: int, n_samples: int, 
             raise CheckFailure(f"Interval {j}'s samples should be a list of Python ints (token indices), got a "
                                f"{type(chosen).__name__}" + (f" of {kinds}" if kinds else "") + ". Hint: iterate over "
                                "torch.nonzero(...).flatten().tolist().")
+        bad = [t for t in chosen if not (0 <= t < len(cells)) or cells[t] != j]
+        check_that(not bad, f"On {on}, interval {j} holds token(s) {bad}, whose activations are not in that interval "
+                            f"(token indices count from the start of the stream, across batches).")
+    if membership_only:
+        return samples, counts
+    for j, chosen in enumerate(samples):
         check_that(len(chosen) == min(want_counts[j], n_samples),
                    f"On {on}, interval {j} has {want_counts[j]} firings, so it should keep "
                    f"{min(want_counts[j], n_samples)} samples, but it keeps {len(chosen)}: {chosen}.")
         check_that(len(set(chosen)) == len(chosen),
                    f"On {on}, interval {j}'s samples {chosen} repeat a token: a sample must be drawn without "
                    f"replacement (each firing kept at most once).")
-        bad = [t for t in chosen if not (0 <= t < len(cells)) or cells[t] != j]
-        check_that(not bad, f"On {on}, interval {j} holds token(s) {bad}, whose activations are not in that interval "
-                            f"(token indices count from the start of the stream, across batches).")
     return samples, counts
+
+
+def _keep_everything(interval_samples: Callable, seed: int) -> None:
+    """With n_samples above every interval's count, the samples are all the firings, by their index in the stream."""
+    batches = [torch.tensor([0.3, 0.0, 0.8, 0.0]), torch.tensor([0.55]), torch.tensor([0.0, 0.3, 0.0, 0.0, 1.0])]
+    cells = [_interval_of(float(v), 1.0, 2) for v in torch.cat(batches)]
+    want = [[t for t, c in enumerate(cells) if c == j] for j in range(2)]
+    on = "a stream of 10 tokens in batches of 4, 1 and 5 (max_act=1, 2 intervals, n_samples=5: every firing is kept)"
+    samples, _ = _validate_samples(interval_samples(iter(batches), 1.0, 2, 5, torch.Generator().manual_seed(seed)),
+                                   cells, 2, 5, on, membership_only=True)
+    got = [sorted(chosen) for chosen in samples]
+    if got == want:
+        return
+    starts = [0, 4, 5]
+    local = [sorted(t - max(s for s in starts if s <= t) for t in kept) for kept in want]
+    if got == local:
+        raise CheckFailure(f"On {on}, the samples are {got}, expected {want}: these are positions within each batch. "
+                           f"Token indices count from the start of the stream, across batches (the first token of the "
+                           f"second batch is token 4).")
+    repeated = [kept for kept in got if len(set(kept)) < len(kept)]
+    check_that(not repeated, f"On {on}, the samples {repeated} repeat a token: a sample must be drawn without "
+                             f"replacement (each firing kept at most once).")
+    raise CheckFailure(f"On {on}, the samples are {got}, expected every firing of each interval, {want}. Hint: keep "
+                       f"each firing while an interval holds fewer than n_samples.")
 
 
 def _uniformity(interval_samples: Callable, generator: torch.Generator) -> tuple[str, bool] | None:
@@ -505,7 +534,9 @@ def check_interval_samples(interval_samples: Callable, *, seed: int = 0) -> None
     binomial test per firing token compares how often it is kept with a uniform sample's n_samples / N of the
     runs (2/3 in the small intervals, 1/3 in the large one); every run must also keep min(N, n_samples) distinct
     tokens of the right interval. Each test's false-alarm rate is ALPHA = 1e-8: 12 exact binomial tests; 12 in
-    all, so the false-alarm rate of the check is below 1.2e-07 per run.
+    all, so the false-alarm rate of the check is below 1.3e-07 per run (the randomness contract adds less than
+    2e-12: two runs of a correct sampler on its stream, 4 intervals of at least 20 firings with 3 samples each,
+    coincide with probability below 1 / C(20, 3)^4).
 
     Power (the probability that the check rejects the mistake), recomputed exactly from this design by
     tests/course/test_power_04.py: at least 1 - 1e-6 against each of an index off by one, r drawn from
@@ -513,7 +544,8 @@ def check_interval_samples(interval_samples: Callable, *, seed: int = 0) -> None
     draw made before the count is incremented); one counter shared across intervals; the token's position in the
     stream as the counter; a probability of 1 / i instead of n_samples / i; a bias towards the first items (the
     first n_samples are never replaced); a bias towards the last items (every later firing replaces one); and
-    sampling with replacement (independent picks per slot, caught by a repeated token in some run).
+    sampling with replacement (independent picks per slot, caught by a repeated token in some run). Computed, the
+    first is missed with probability 1.7e-14 and every other with probability below 1e-100.
     """
     generator = _gen(seed, 3)
     max_act, n_int, n_samples = 2.0, 4, 3
@@ -531,6 +563,8 @@ def check_interval_samples(interval_samples: Callable, *, seed: int = 0) -> None
                      "value; batch /= max_act or batch.div_(...) changes the caller's batch).",
                      **{"batch" if b == 0 else f"batch_{b}": x for b, x in enumerate(batches)}):
         out = interval_samples(iter(batches), max_act, n_int, n_samples, torch.Generator().manual_seed(seed))
+    _validate_samples(out, cells, n_int, n_samples, on, membership_only=True)
+    _keep_everything(interval_samples, seed)
     _validate_samples(out, cells, n_int, n_samples, on)
 
     crowd = torch.rand(160, generator=generator) * (torch.rand(160, generator=generator) < 0.8)
