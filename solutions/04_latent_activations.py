@@ -114,7 +114,9 @@ print(f"tokens {tuple(tokens.shape)}; SAE {sae}")
 # $$ \text{top}_k\big(\text{old}_f \cup \{(a_{t f},\ \texttt{first\_index} + t)\}_{t}\big). $$
 #
 # The lists start as zeros (activations) and -1 (indices): a 0 is an empty slot, since a token where the
-# latent does not fire is never an example. Return `(top_acts, top_idx)`, float32 and int64.
+# latent does not fire is never an example. Return new tensors `(top_acts, top_idx)`, float32 and int64,
+# and leave the ones you are given, and the batch, unchanged: the caller may still hold them. A batch can
+# hold fewer tokens than k (the last one of a stream).
 #
 # <details><summary>Hint</summary>
 #
@@ -312,7 +314,9 @@ show_examples(stats.top_examples(densest))
 # items; the $i$-th item ($i > n$, counting from 1) replaces a uniformly chosen kept item with probability
 # $n / i$. Equivalently: draw $r$ uniform in $\{0, \dots, i-1\}$, and if $r < n$ the item replaces slot $r$.
 # One reservoir per interval. Token indices count from the start of the stream, across batches. Draw every
-# random number from `generator`.
+# random number from `generator`, as it is: the same seed must give the same samples, and two calls with one
+# generator two different ones (don't seed it or make a new one). Return the samples as lists of Python ints,
+# the counts as a list of ints, and leave the batches unchanged.
 #
 # <details><summary>Hint</summary>
 #
@@ -388,7 +392,8 @@ assert low_share.median() > 0.5, low_share.median()
 # ones. The other convention (used by the open reproduction of Bricken et al.'s visualisations) is
 # equal-*count* groups: group $g$ is $(e_g, e_{g+1}]$ with $e_0 = 0$, $e_n = a_\max$ and $e_g$ the
 # $g/n$ quantile of the **firings** (the positive activations; zeros excluded again), so each group holds
-# $1/n$ of them.
+# $1/n$ of them (within one firing: quantile conventions differ). Return the $n + 1$ edges as a float32
+# tensor, and leave `acts` unchanged.
 #
 # <details><summary>Hint</summary>
 #
@@ -438,6 +443,7 @@ print(f"latent {densest}: firings per quantile group {g.tolist()} (equal-width i
 #
 # linear in $\log v$ inside the bin, since the bins are log-spaced. A value $\le 0$ has $q = 0$; a value
 # at or above the last edge $q = 1$; a value below the first edge, $q = 0$ (bin 0, $\phi$ clamped).
+# Return a float32 tensor, one quantile per value, and leave the inputs unchanged.
 #
 # <details><summary>Hint</summary>
 #
@@ -638,7 +644,8 @@ assert 0.08 < best_neuron[alive].median() < 0.2 and best_neuron[81] < 0.4
 # MLP output except the unembedding, so the change is exactly this: one LayerNorm and one unembedding per
 # active latent, no second forward pass, and exact (not a linear approximation). Recompute the LayerNorm
 # on the changed residual: its scale depends on the residual's norm, which the removal changes. Latents
-# not active at $t$ get 0. Return a float32 tensor `[d_sae]`.
+# not active at $t$ get 0. Return a float32 tensor `[d_sae]`, and leave the model and the SAE as they were
+# (no weight changed, no hook left on the model).
 #
 # <details><summary>Hint</summary>
 #
@@ -707,7 +714,8 @@ for f in top3:
 # The three rankings answer different questions: what fires hardest here (`"act"`), what is most unusual
 # for itself here (`"quantile"`), what matters most to the next prediction (`"loss_effect"`). A loss effect
 # counts by its size either way: a latent whose removal *lowers* the loss was pushing towards a wrong
-# token, and matters as much as one that helps.
+# token, and matters as much as one that helps. Return the ids as a list of Python ints, and leave the three
+# vectors unchanged.
 #
 # <details><summary>Hint</summary>
 #
