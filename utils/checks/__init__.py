@@ -171,10 +171,13 @@ def exercises_of(part: str) -> list[Exercise]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def check_that(condition: bool, message: str) -> None:
-    """Raise :class:`CheckFailure` with ``message`` unless ``condition`` holds."""
+def check_that(condition: bool, message: str | Callable[[], str]) -> None:
+    """Raise :class:`CheckFailure` with ``message`` unless ``condition`` holds.
+
+    ``message`` may be a function that builds it, called only on failure: a message that quotes the learner's
+    result (``lambda: f"... got {out[0]}"``) must not crash a passing check whose result is empty."""
     if not condition:
-        raise CheckFailure(message)
+        raise CheckFailure(message() if callable(message) else message)
 
 
 def assert_shape(tensor: Any, shape: Sequence[int], what: str) -> None:
