@@ -79,6 +79,17 @@ class StoreKeepsBOS(ActivationStore):
         return einops.rearrange(cache[self.hook_name], "batch seq d_mlp -> (batch seq) d_mlp")
 
 
+@mistake("returned the activations at blocks\\.0\\.mlp\\.hook_post: read the store's own hook_name")
+class StoreFixedHook(ActivationStore):
+    """Read the notebook's HOOK (blocks.0.mlp.hook_post) in harvest instead of the store's own hook_name."""
+
+    @torch.no_grad()
+    def harvest(self, tokens):
+        hook = "blocks.0.mlp.hook_post"  # the notebook's HOOK, whatever the store was built for
+        _, cache = self.model.run_with_cache(tokens, names_filter=hook, stop_at_layer=1)
+        return einops.rearrange(cache[hook][:, 1:], "batch seq d_mlp -> (batch seq) d_mlp")
+
+
 @mistake('ran the whole model')
 class StoreRunsWholeModel(ActivationStore):
     """Ran the whole model (no stop_at_layer) to harvest one hook."""
@@ -647,6 +658,17 @@ def ce_zero_ablates_mlp_out(model, sae, tokens, mean_acts):
     return _ce_dict(clean, rec, zero, mean)
 
 
+@mistake('the splices went in at blocks\\.0\\.mlp\\.hook_post, not at the SAE\'s own hook')
+def ce_fixed_hook(model, sae, tokens, mean_acts):
+    """Spliced at the notebook's HOOK (blocks.0.mlp.hook_post) instead of sae.cfg.hook_name."""
+    h = "blocks.0.mlp.hook_post"
+    clean = _loss(model, tokens)
+    rec = _loss(model, tokens, h, splice_hook(lambda a: sae(a)[0]))
+    zero = _loss(model, tokens, h, splice_hook(torch.zeros_like))
+    mean = _loss(model, tokens, h, splice_hook(lambda a: mean_acts.expand_as(a)))
+    return _ce_dict(clean, rec, zero, mean)
+
+
 @mistake('fraction of the loss gap \\*lost\\*')
 def ce_fraction_lost(model, sae, tokens, mean_acts):
     """Returned the fraction of the loss gap lost instead of recovered."""
@@ -870,6 +892,14 @@ class StatsDenseAtThreshold(FeatureFiringStats):
         return self.fired / self.n_tokens >= threshold
 
 
+@mistake('ignores its threshold argument')
+class StatsDenseFixedThreshold(FeatureFiringStats):
+    """Wrote the 10% threshold into dense() instead of using its argument."""
+
+    def dense(self, threshold=0.1):
+        return self.fired / self.n_tokens > 0.1
+
+
 @mistake('count tokens \\(not batches\\)')
 class StatsCountsBatches(FeatureFiringStats):
     """Counted batches, not tokens, since a latent last fired."""
@@ -943,7 +973,8 @@ class StatsLoops(FeatureFiringStats):
 
 WRONG: dict[str, list] = {
     "2.6": [StoreNeverReshuffles, StoreShufflesBeforeWriting, StoreRefillsWhenEmpty, StoreRefillsOneBatchLate,
-            StoreKeepsBOS, StoreRunsWholeModel, StoreHandWrittenMLP, StoreRefillsEverything, StoreOverwritesUnserved,
+            StoreKeepsBOS, StoreRunsWholeModel, StoreFixedHook, StoreHandWrittenMLP, StoreRefillsEverything,
+            StoreOverwritesUnserved,
             StoreKeepsBatchDims, StoreShufflesOnlyFresh, StoreServesKeptFirst, StoreShufflesWithReplacement,
             StoreRefillsOneShort, StorePermutesOneRowShort, StoreGlobalRNG, StoreReseedsEveryRefill, StoreFloat64],
     "2.7": [step_without_projection, step_projection_assumes_unit_rows, step_normalizes_before_step,
@@ -957,12 +988,13 @@ WRONG: dict[str, list] = {
             ev_returns_fvu, ev_per_dimension_vector, ev_float64, ev_centres_in_place],
     "2.10": [(splice_all_positions, ce_loss_recovered), (splice_returns_nothing, ce_loss_recovered),
              (splice_hook, ce_zero_baseline_uses_mean), (splice_hook, ce_reconstruction_spliced_at_bos_too),
-             (splice_hook, ce_zero_ablates_mlp_out), (splice_hook, ce_fraction_lost),
+             (splice_hook, ce_zero_ablates_mlp_out), (splice_hook, ce_fixed_hook), (splice_hook, ce_fraction_lost),
              (splice_hook, ce_recomputes_the_mean), (splice_hook, ce_returns_tensors)],
     "2.11": [kl_reversed, kl_log_of_softmax, kl_torch_batchmean, kl_not_summed, kl_of_raw_logits, kl_float64,
              kl_normalises_in_place],
     "2.12": [StatsDeadOffByOne, StatsResetsBeforeAdding, StatsDensePerBatch, StatsDenseMeanOfBatchDensities,
-             StatsCountsBatches, StatsDenseAtThreshold, StatsDeadIndices, StatsDenseFloatMask],
+             StatsCountsBatches, StatsDenseAtThreshold, StatsDenseFixedThreshold, StatsDeadIndices,
+             StatsDenseFloatMask],
 }
 
 CORRECT: dict[str, list] = {

@@ -200,6 +200,8 @@ class _CallCounter:
 #: The real-model part of 2.6: 48 token rows of 16, a store of 8 batches of 24 activations.
 _STORE = dict(n_acts=192, batch_size=24, model_batch_size=2)
 _STORE_SEQS = 48
+#: A second hook the store must read when told to (block 0's residual stream between attention and MLP).
+_OTHER_HOOK = "blocks.0.hook_resid_mid"
 
 #: 2.6's sampling design. A store of MIX_ROWS numbered activations (handed out by the check in place of the
 #: model's) serves batches of MIX_BATCH, so MIX_BATCHES batches between refills, and is watched over MIX_REFILLS
@@ -323,6 +325,18 @@ def _check_harvest(ActivationStore, model, tokens: Tensor, reference: Tensor, se
     _assert_values(harvested, expected, "harvest(tokens)",
                    f"the activations at the store's hook_name ({HOOK}), positions 1 onwards, flattened row by row.",
                    axes=("token", "neuron"), on="the check's 3 token rows", rtol=1e-4, atol=1e-4)
+
+    # another hook: the store reads its own hook_name, not the notebook's HOOK
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens[:3], names_filter=_OTHER_HOOK)
+    other = _without_refill(ActivationStore)(model, tokens, hook_name=_OTHER_HOOK, seed=seed, **_STORE).harvest(few)
+    expected = cache[_OTHER_HOOK][:, 1:].reshape(-1, cache[_OTHER_HOOK].shape[-1])
+    if isinstance(other, Tensor) and other.shape == harvested.shape and torch.allclose(other.float(), got, atol=1e-4):
+        raise CheckFailure(f"harvest(tokens) for a store with hook_name={_OTHER_HOOK!r} returned the activations at "
+                           f"{HOOK}: read the store's own hook_name (self.hook_name), not a fixed hook.")
+    _assert_values(other, expected, f"harvest(tokens) for a store with hook_name={_OTHER_HOOK!r}",
+                   "the activations at self.hook_name, positions 1 onwards, flattened row by row.",
+                   axes=("token", "dim"), on="the check's 3 token rows", rtol=1e-4, atol=1e-4)
 
 
 def _check_serving(ActivationStore, model, tokens: Tensor, reference: Tensor, seed: int) -> list[int]:
@@ -840,9 +854,10 @@ def check_training_step(training_step, *, seed: int = 0) -> None:
                     raise CheckFailure(f"step {step + 1} ({measured}): {hint}")
             raise CheckFailure(
                 f"after step {step + 1}, the parameters differ from one correct step: {measured}. The check's "
-                "optimizer is plain SGD, so a parameter moves by -lr times its gradient: that gradient has the wrong "
-                "size. Hint: loss = mse + l1_coefficient * l1 from sae.loss(x); zero the gradients, backward, remove "
-                "the gradient parallel to the decoder rows, optimizer.step(), renormalise the decoder.")
+                "optimizer is plain SGD, so one correct step moves each parameter by -lr times its gradient: either "
+                "the gradient reaching it has the wrong size, or it was moved by something other than the optimizer "
+                "passed in. Hint: loss = mse + l1_coefficient * l1 from sae.loss(x); zero the gradients, backward, "
+                "remove the gradient parallel to the decoder rows, optimizer.step(), renormalise the decoder.")
         check_that(isinstance(out, dict), f"training_step should return a dict of floats, got {type(out).__name__}.")
         missing = [k for k in ("loss", "mse", "l1", "l0") if k not in out]
         check_that(not missing, f"the dict training_step returns lacks {missing}.")
@@ -928,7 +943,7 @@ def check_l0_and_density(l0, feature_density, *, seed: int = 0) -> None:
             raise CheckFailure(f"feature_density(acts) has dtype {density.dtype}; it should be a fraction between 0 "
                                "and 1, as float32.")
         got_density = density.detach().float()
-        j = int(want.argmax())
+        j = int((got_density - want).abs().argmax())  # the latent where the learner's density is furthest off
         if torch.allclose(got_density, want * n_tokens, atol=1e-4):
             raise CheckFailure(f"feature_density(acts) counts firing tokens (latent {j}: {got_density[j].item():g}, "
                                f"expected the fraction {want[j].item():.4g}); divide by the number of tokens "
@@ -1098,11 +1113,12 @@ def _sampled_tokens(model, n_seqs: int, seq: int, generator: torch.Generator) ->
     return tokens
 
 
-def _fitted_sae(acts: Tensor, seed: int) -> SAE:
+def _fitted_sae(acts: Tensor, seed: int, hook_name: str = HOOK) -> SAE:
     """A trained-like SAE on the model's MLP (non-zero biases, its latents firing on 20-40% of the entries) whose
     decoder is fitted, by ridge regression on its own codes, to reconstruct ``acts`` the way a trained SAE would
     (explained variance around 0.85); its rows then have unequal norms, from about 0.05 to 2."""
-    sae = trained_like_sae(D_MLP, 2 * D_MLP, seed, inputs=acts, firing=(0.2, 0.4))
+    sae = trained_like_sae(acts.shape[-1], 2 * acts.shape[-1], seed, inputs=acts, firing=(0.2, 0.4),
+                           hook_name=hook_name)
     with torch.no_grad():
         codes = sae.encode(acts)
         ridge = 0.1 * codes.pow(2).sum(0).mean()
@@ -1121,6 +1137,32 @@ def _fixture_210(seed: int) -> dict:
     acts = acts.reshape(-1, D_MLP)
     mean_acts = acts.mean(0) + 0.3 * torch.randn(D_MLP, generator=g)
     return {"model": model, "sae": _fitted_sae(acts, seed), "tokens": tokens, "mean_acts": mean_acts}
+
+
+#: A second hook for 2.10: an SAE on the MLP's pre-activations, so that a splice must read sae.cfg.hook_name.
+_OTHER_SAE_HOOK = "blocks.0.mlp.hook_pre"
+
+
+def _other_hook_case(model, seed: int) -> dict:
+    """3 rows of 10 tokens sampled from the model, and an SAE fitted to its MLP's pre-activations (hook_pre)."""
+    g = _gen(seed, 14)
+    tokens = _sampled_tokens(model, 3, 10, g)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(torch.cat([tokens, _sampled_tokens(model, 12, 10, g)]),
+                                        names_filter=_OTHER_SAE_HOOK)
+    acts = cache[_OTHER_SAE_HOOK][:, 1:].reshape(-1, D_MLP)
+    return {"sae": _fitted_sae(acts, seed + 100, hook_name=_OTHER_SAE_HOOK), "tokens": tokens,
+            "mean_acts": acts.mean(0)}
+
+
+def _naive_ce_values(model, sae, tokens: Tensor, mean_acts: Tensor, hook_name: str) -> dict[str, float]:
+    with torch.no_grad():
+        return _recovered({
+            "ce_clean": _naive_ce(model, tokens, None),
+            "ce_reconstructed": _naive_ce(model, tokens, lambda a: sae(a)[0], hook_name),
+            "ce_zero_ablated": _naive_ce(model, tokens, lambda a: torch.zeros_like(a), hook_name),
+            "ce_mean_ablated": _naive_ce(model, tokens, lambda a: mean_acts, hook_name),
+        })
 
 
 def _output_210(objects: tuple, fixture: dict) -> Tensor:
@@ -1171,13 +1213,8 @@ def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) ->
     _check_splice_hook(splice_hook, _gen(seed, 11))
     fixture = _fixture_210(seed)
     model, sae, tokens, mean_acts = fixture["model"], fixture["sae"], fixture["tokens"], fixture["mean_acts"]
+    want = _naive_ce_values(model, sae, tokens, mean_acts, HOOK)
     with torch.no_grad():
-        want = _recovered({
-            "ce_clean": _naive_ce(model, tokens, None),
-            "ce_reconstructed": _naive_ce(model, tokens, lambda a: sae(a)[0]),
-            "ce_zero_ablated": _naive_ce(model, tokens, lambda a: torch.zeros_like(a)),
-            "ce_mean_ablated": _naive_ce(model, tokens, lambda a: mean_acts),
-        })
         with_bos = {key: model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(HOOK, hook)]).item()
                     for key, hook in [("ce_reconstructed", lambda a, hook: sae(a)[0]),
                                       ("ce_zero_ablated", lambda a, hook: torch.zeros_like(a)),
@@ -1244,6 +1281,22 @@ def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) ->
             raise CheckFailure(f'{measured(key)}: the fraction of the loss gap *lost*; return the fraction recovered, '
                                "(ablated − reconstructed) / (ablated − clean).")
         raise CheckFailure(f"{measured(key)}. Hint: ({base} − ce_reconstructed) / ({base} − ce_clean).")
+
+    # an SAE on another hook: every splice goes at sae.cfg.hook_name
+    case = _other_hook_case(model, seed)
+    want = _naive_ce_values(model, case["sae"], case["tokens"], case["mean_acts"], _OTHER_SAE_HOOK)
+    got = ce_loss_recovered(model, case["sae"], case["tokens"], case["mean_acts"])
+    bad = [key for key in _CE_KEYS if not _close(float(got[key]), want[key])]
+    if bad:
+        e, g = shown_apart(want[bad[0]], float(got[bad[0]]))
+        on = f"for an SAE with hook_name {_OTHER_SAE_HOOK!r}, \"{bad[0]}\" is {g}, expected {e}"
+        at_post = _naive_ce_values(model, case["sae"], case["tokens"], case["mean_acts"], HOOK)
+        assert_fixture(not _close(at_post["ce_reconstructed"], want["ce_reconstructed"]), "the two hooks differ")
+        if all(_close(float(got[key]), at_post[key]) for key in bad):
+            raise CheckFailure(f"{on}: the splices went in at {HOOK}, not at the SAE's own hook. Hint: hook "
+                               "sae.cfg.hook_name, not a fixed name.")
+        raise CheckFailure(f"{on}, though the check's SAE on {HOOK} gave the right values. Hint: every splice goes in "
+                           "at sae.cfg.hook_name.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1416,9 +1469,13 @@ def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int,
     for part, what in [(0, "dead"), (1, "dense")]:
         assert_fixture(any(any(w[part]) for w in want) and all(not all(w[part]) for w in want),
                        f"some latents {what} and some not")
+    other = 0.25  # a second threshold, so that one written into dense() shows
+    want_other = [w[1] for w in _naive_firing(batches, window, other)]
+    assert_fixture(any(o != w[1] for o, w in zip(want_other, want)), f"dense({other}) differs from dense({threshold})")
 
     stats = FeatureFiringStats(d_sae, window_tokens=window)
     got: list[tuple[list[bool], list[bool]]] = []
+    got_other: list[list[bool]] = []
     for batch in batches:
         with unchanged_inputs("update", acts=batch):
             result = stats.update(batch)
@@ -1430,6 +1487,9 @@ def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int,
             check_that(mask.dtype == torch.bool, f"{what} should be a boolean mask, one True/False per latent, but has "
                        f"dtype {mask.dtype}.")
         got.append((dead.tolist(), dense.tolist()))
+        dense_other = stats.dense(other)
+        check_that(isinstance(dense_other, Tensor), f"dense({other}) should return a tensor.")
+        got_other.append(dense_other.tolist())
 
     def matches(variant: list, part: int) -> bool:
         return all(g[part] == v[part] for g, v in zip(got, variant))
@@ -1478,3 +1538,16 @@ def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int,
                                "firings by total tokens instead.")
         raise CheckFailure(f"after {seen} tokens, dense({threshold}) is wrong ({state}). Hint: a latent is dense if it "
                            f"fired on more than {threshold:.0%} of all the tokens seen so far.")
+    k = next((k for k in range(len(batches)) if got_other[k] != want_other[k]), None)
+    if k is not None:
+        seen = sum(sizes[: k + 1])
+        j = next(j for j in range(d_sae) if got_other[k][j] != want_other[k][j])
+        density = want[k][3][j]
+        state = (f"latent {j} fired on {round(density * seen)} of the {seen} tokens, a density of {density:.4g}: "
+                 f"dense({other}) says {got_other[k][j]}, expected {want_other[k][j]}")
+        if got_other[k] == got[k][1]:
+            raise CheckFailure(f"dense({other}) gives the same latents as dense({threshold}) after {seen} tokens "
+                               f"({state}): it ignores its threshold argument. Hint: compare the density with "
+                               "`threshold`, not with a number written into the method.")
+        raise CheckFailure(f"after {seen} tokens, dense({other}) is wrong ({state}). Hint: a latent is dense if it "
+                           f"fired on more than `threshold` of all the tokens seen so far.")
