@@ -658,7 +658,8 @@ print(f"for comparison, outputting the mean activation: {explained_variance(eval
 # one-layer SAE code scores against zero ablation; mean ablation is the usual alternative, which removes
 # what the activations say about *this* token but keeps their average. Which of the two is harsher depends on
 # the model, as you will see. Every splice leaves position 0 alone (use your `splice_hook` for all
-# three), and `mean_acts` is given: do not recompute it.
+# three) and goes in at the SAE's own hook point, `sae.cfg.hook_name` (an SAE may read another hook than
+# `HOOK`; the check hands in one that does), and `mean_acts` is given: do not recompute it.
 #
 # <details><summary>Hint</summary>
 #
