@@ -199,7 +199,9 @@ if not ON_GELU_1L:
 #    in it before the last refill, from other sequences.
 #
 # The constructor is given: it sets `pointer = n_acts` (an empty store counts as all served), so that
-# `refill()` fills the whole store once. Use `self.generator` for the permutation (reproducible runs).
+# `refill()` fills the whole store once. Draw the permutation from `self.generator`, as it is: the same seed
+# then gives the same run, and each refill a new order (a generator re-seeded or made afresh in `refill` would
+# shuffle every refill alike; torch's global generator would make runs depend on unrelated code).
 #
 # <details><summary>Hint</summary>
 #
@@ -315,7 +317,10 @@ print(f"a batch: {tuple(x.shape)}, mean {x.mean():.3f}, mean norm {x.norm(dim=-1
 # 4. `optimizer.step()`;
 # 5. renormalise the decoder rows to unit norm.
 #
-# Return the loss parts as Python floats (`.item()`), for logging.
+# Step the `optimizer` you are given, whatever kind it is. The decoder rows of the SAE handed in need not have
+# unit norm yet (one loaded from elsewhere may not; the check's have norms between 0.5 and 2), so the component
+# along a row is the one along the row's direction, $w / \lVert w \rVert$. Return the loss parts as Python
+# floats (`.item()`), for logging.
 #
 # <details><summary>Hint</summary>
 #
@@ -483,7 +488,8 @@ plot_saes.plot_training_history(curves, keys=("mse", "l0", "explained_variance",
 #
 # $L_0$ is one number: how many latents a token uses on average. The density is one number per latent:
 # the fraction of tokens it fires on. They are the same count, averaged two ways:
-# $L_0 = \sum_j \text{density}_j$.
+# $L_0 = \sum_j \text{density}_j$. (The function keeps its older name, `feature_density`, for learners already on
+# the course; what it measures is a *latent*'s density.)
 #
 # <details><summary>Hint</summary>
 #
@@ -652,7 +658,8 @@ print(f"for comparison, outputting the mean activation: {explained_variance(eval
 # one-layer SAE code scores against zero ablation; mean ablation is the usual alternative, which removes
 # what the activations say about *this* token but keeps their average. Which of the two is harsher depends on
 # the model, as you will see. Every splice leaves position 0 alone (use your `splice_hook` for all
-# three), and `mean_acts` is given: do not recompute it.
+# three) and goes in at the SAE's own hook point, `sae.cfg.hook_name` (an SAE may read another hook than
+# `HOOK`; the check hands in one that does), and `mean_acts` is given: do not recompute it.
 #
 # <details><summary>Hint</summary>
 #
@@ -837,8 +844,8 @@ print(f"KL(clean ‖ with your SAE): {mean_kl(model, sae, ce_tokens):.3f} nats p
 # latent fires on a large share of all tokens; a latent that is on for every tenth token is unlikely to
 # mean one specific thing, and such latents are counted as a warning sign.
 #
-# `FeatureFiringStats` sees the latent activations batch by batch (`update(acts)`, `acts` of shape
-# `[batch d_sae]`) and keeps, per latent,
+# `FeatureFiringStats` (an older name, kept for learners already on the course: it tracks latents) sees the
+# latent activations batch by batch (`update(acts)`, `acts` of shape `[batch d_sae]`) and keeps, per latent,
 #
 # - `tokens_since_fired`: tokens seen since the end of the last batch in which it fired (add the batch's
 #   size to every counter, then reset to 0 the counters of latents that fired in the batch);
@@ -846,8 +853,8 @@ print(f"KL(clean ‖ with your SAE): {mean_kl(model, sae, ce_tokens):.3f} nats p
 #
 # Then $\text{dead}_j \iff \texttt{tokens\_since\_fired}_j \ge \texttt{window\_tokens}$ (it has not fired
 # on any of the last `window_tokens` tokens), and $\text{dense}_j \iff \texttt{fired}_j / \texttt{n\_tokens} >
-# \text{threshold}$. Density is per token: a latent that fires on one token of every batch is rare,
-# not dense.
+# \text{threshold}$; `dead()` and `dense()` return boolean masks, one entry per latent. Density is per token:
+# a latent that fires on one token of every batch is rare, not dense.
 #
 # <details><summary>Hint</summary>
 #
