@@ -364,7 +364,7 @@ def simple_with_torch_where(sae, optimizer, dead, generator):
 # ----- 3.5 sampling by squared loss -----
 
 
-@mistake(r"which is what weighting by the loss itself gives", kind="sampling")
+@mistake(r"which fits weighting by the loss itself \(0\.25\)", kind="sampling")
 def sample_by_loss(losses, n, generator):
     """Weights inputs by the loss instead of its square (a common slip in public resamplers)."""
     return torch.multinomial(losses, n, replacement=True, generator=generator)
@@ -502,7 +502,7 @@ def _anthropic(sae, optimizer, dead, inputs, generator, centre=1, weight=2, enco
     return n
 
 
-@mistake(r"which is what weighting by the loss itself gives", kind="sampling")
+@mistake(r"which fits weighting by the loss itself, not its square", kind="sampling")
 def anthropic_by_loss(sae, optimizer, dead, inputs, generator):
     """Draws inputs with probability proportional to the loss, not the squared loss."""
     return _anthropic(sae, optimizer, dead, inputs, generator, weight=1)
@@ -527,10 +527,17 @@ def anthropic_residual_direction(sae, optimizer, dead, inputs, generator):
                       direction=lambda s, x: x - s.decode(s.encode(x)))
 
 
-@mistake(r"fits a loss measured from b_dec", kind="branch")
+@mistake(r"which fits a loss measured from b_dec", kind="branch")
 def anthropic_loss_from_b_dec(sae, optimizer, dead, inputs, generator):
     """Measures each input's loss as ||x - b_dec||^2, which equals the reconstruction error only when no latent fires."""
     return _anthropic(sae, optimizer, dead, inputs, generator, loss=lambda s, x: (x - s.b_dec).pow(2).sum(-1))
+
+
+@mistake(r"which fits .*a loss whose encoder input was centred twice", kind="fixture")
+def anthropic_encoder_centred_twice(sae, optimizer, dead, inputs, generator):
+    """Centres the pool before encoding it (``sae.encode(inputs - sae.b_dec)``), though encode subtracts b_dec itself."""
+    return _anthropic(sae, optimizer, dead, inputs, generator,
+                      loss=lambda s, x: (s.decode(s.encode(x - s.b_dec)) - x).pow(2).sum(-1))
 
 
 @mistake(r"wrong encoder scale.*chosen input's norm")
@@ -858,7 +865,7 @@ WRONG = {
             squares_in_place, sample_float_indices, sample_with_random_choices, sample_global_rng,
             sample_fresh_generator],
     "3.6": [anthropic_by_loss, anthropic_not_centred, anthropic_centred_twice, anthropic_residual_direction,
-            anthropic_loss_from_b_dec, anthropic_input_norm, anthropic_without_adam_reset, anthropic_resets_everything,
+            anthropic_loss_from_b_dec, anthropic_encoder_centred_twice, anthropic_input_norm, anthropic_without_adam_reset, anthropic_resets_everything,
             anthropic_without_replacement, anthropic_one_input, anthropic_touches_alive, anthropic_global_rng,
             anthropic_centres_pool_in_place, anthropic_returns_tensor, anthropic_new_parameters],
     "3.7": [WindowInSteps, OffByOneStep, KeepsCounters, PoolIsThisBatch, PoolEveryStep, ReturnsTheCount,

@@ -74,8 +74,9 @@ N_LOW, N_HIGH, TWO_LEVEL_DRAWS = 90, 10, 1000
 CELL_LOSSES, CELL_CALLS, CELL_DRAWS = (2.0, 4.0, 1.0, 3.0), 500, 6
 #: 3.6: ANTHROPIC_DEAD dead latents, a pool of 90 inputs of loss 1 and 10 of loss 3 (P(loss 3) = 0.5).
 ANTHROPIC_DEAD = 1000
-#: 3.6: a loss that ignores the reconstruction (||x - b_dec||^2) picks a loss-3 input at most this often.
-IGNORES_RECONSTRUCTION_MAX = 0.1
+#: 3.6: a loss that ignores the reconstruction (||x - b_dec||^2) picks a loss-3 input at most this often,
+#: and one whose encoder input is centred twice at most CENTRED_TWICE_MAX (the check asserts both on its fixture).
+IGNORES_RECONSTRUCTION_MAX, CENTRED_TWICE_MAX = 0.1, 0.2
 
 #: The mistakes each sampling check names in its docstring, with the power claimed against each (the probability
 #: that the check rejects it); tests/course/test_power_03.py recomputes every one.
@@ -87,6 +88,7 @@ POWER_CLAIMS: dict[str, dict[str, float]] = {
             "draws sorted within a call": 1 - 1e-6},
     "3.6": {"weights by the loss, not its square": 1 - 1e-6,
             "a loss that ignores the reconstruction (||x - b_dec||^2)": 1 - 1e-6,
+            "b_dec subtracted twice in the loss (sae.encode(x - b_dec))": 1 - 1e-6,
             "sampling without replacement": 1.0, "one input for every dead latent": 1.0},
 }
 
@@ -507,7 +509,8 @@ def _output_34(objects: tuple, fixture: dict) -> Tensor:
                                                                       torch.Generator().manual_seed(0))))
 
 
-sensitivity("3.4", build=lambda seed: _dead_fixture(3, 6, 10, seed), output=_output_34, tolerance=1e-6)
+sensitivity("3.4", build=lambda seed: _dead_fixture(SIMPLE_D_IN, SIMPLE_ALIVE, SIMPLE_DEAD, seed), output=_output_34,
+            tolerance=1e-6)
 
 
 @exercise("3.4", "simple resampling", objects=["resample_simple"])
@@ -570,15 +573,16 @@ def _two_level_pool(seed: int) -> tuple[Tensor, Tensor]:
     return high, high.float() * 2 + 1  # losses: 1 or 3
 
 
-def _law_message(what: str, hits: int, n: int, p_right: float, p_by_loss: float, extra: str = "") -> str:
-    """The loss-3 inputs' share among ``n`` draws, against the squared-loss law; names the loss-weighted law only
-    when the count fits it (and not the right one)."""
+def _law_message(what: str, hits: int, n: int, p_right: float, alternatives: list[tuple[float, str]],
+                 hint: str = "the probabilities are proportional to loss ** 2") -> str:
+    """The loss-3 inputs' share among ``n`` draws, against the squared-loss law; names the mistakes whose law the
+    count fits (p > 1e-3 under it), all of them if several do, none if none does."""
     shown_want, shown_got = shown_apart(p_right, hits / n)
-    fits_loss = binom_test(hits, n, p_by_loss) > 1e-3
+    fits = [f"{why} ({p:.3g})" for p, why in alternatives if binom_test(hits, n, p) > 1e-3]
     return (f"{what}: with 90 inputs of loss 1 and 10 of loss 3, weighting by the squared loss picks a loss-3 input "
             f"with probability {shown_want}; your {n:,} draws picked one {hits:,} times, a share of {shown_got}"
-            + (f", which is what weighting by the loss itself gives ({p_by_loss:g})" if fits_loss else "")
-            + f" (exact binomial test, p < {ALPHA:g}).{extra} Hint: the probabilities are proportional to loss ** 2.")
+            + (f", which fits {', or '.join(fits)}" if fits else "")
+            + f" (exact binomial test, p < {ALPHA:g}). Hint: {hint}.")
 
 
 def _check_indices(got, n: int, size: int, what: str) -> None:
@@ -655,7 +659,8 @@ def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> No
         got = sample_by_squared_loss(losses, TWO_LEVEL_DRAWS, _generator(seed, 9))
     _check_indices(got, TWO_LEVEL_DRAWS, len(losses), what)
     hits = int(high[got].sum())
-    check_that(binom_test(hits, TWO_LEVEL_DRAWS, 0.5) > ALPHA, _law_message(what, hits, TWO_LEVEL_DRAWS, 0.5, 0.25))
+    check_that(binom_test(hits, TWO_LEVEL_DRAWS, 0.5) > ALPHA, _law_message(
+        what, hits, TWO_LEVEL_DRAWS, 0.5, [(0.25, "weighting by the loss itself")]))
     # 4. per index, and per draw position
     losses = torch.tensor(CELL_LOSSES)
     p = (losses.double() ** 2 / (losses.double() ** 2).sum()).tolist()
@@ -711,9 +716,12 @@ def _anthropic_fixture(seed: int, n_quiet: int, n_dead: int, groups: list[tuple[
     U, their encoder columns are D's dual basis in U, their biases b are 0.05 to 0.15. An input
     ``x = b_dec + u + v`` with ``u = c @ D`` (c > 0) in U and v orthogonal to U then has activations c + b, the
     reconstruction ``x_hat = b_dec + u + b @ D``, and the loss ``||v||^2 + ||b @ D||^2``, set to the group's loss
-    through ||v||. The other alive latents and the dead ones never fire on the pool (biases below
-    -||W_enc[:, j]|| max ||x - b_dec||). Everything else is trained-like: decoder rows of unequal norms, b_dec of
-    norm about 2.5, encoder columns of varied norms (the dead ones 3 times larger)."""
+    through ||v||. b_dec is ``-a @ D`` in U (a from 2 to 3) plus a trained-like part in V: the basis latents still
+    fire on ``x - 2 b_dec`` (activations c + b + a), so an encoder fed an input centred twice shifts every loss by
+    the same ``||(a + b) @ D||^2 - ||b @ D||^2``, several times the losses themselves. The other alive latents and
+    the dead ones never fire on the pool, even uncentred or centred twice (biases below
+    -||W_enc[:, j]|| (max ||x - b_dec|| + 2 ||b_dec||)). Everything else is trained-like: decoder rows of unequal
+    norms, encoder columns of varied norms (the dead ones 3 times larger)."""
     g = _generator(seed, 11)
     d_sae = 3 + n_quiet + n_dead
     sae = trained_like_sae(_D_IN_36, d_sae, seed)
@@ -729,9 +737,10 @@ def _anthropic_fixture(seed: int, n_quiet: int, n_dead: int, groups: list[tuple[
     E = QU @ torch.linalg.inv(M)  # [d_in, 3], D @ E = I
     b = 0.05 + 0.1 * torch.rand(3, generator=g)
     beta = b @ D
+    a = 2.0 + torch.rand(3, generator=g)
     pool = []
     with torch.no_grad():
-        sae.b_dec.mul_(3.0)
+        sae.b_dec.copy_(3.0 * sae.b_dec @ QV @ QV.T - a @ D)  # a large part in U, where b_dec @ E = -a < 0
         sae.W_dec[basis] = D
         sae.W_enc[:, basis] = E
         sae.b_enc[basis] = b
@@ -744,7 +753,7 @@ def _anthropic_fixture(seed: int, n_quiet: int, n_dead: int, groups: list[tuple[
         pool = torch.cat(pool)
         order = torch.randperm(len(pool), generator=g)
         pool = pool[order]
-        radius = float((pool - sae.b_dec).norm(dim=-1).max())
+        radius = float((pool - sae.b_dec).norm(dim=-1).max() + 2 * sae.b_dec.norm())  # x, x - b_dec, x - 2 b_dec
         others = torch.cat([quiet, dead_index])
         sae.b_enc[others] = -sae.W_enc[:, others].norm(dim=0) * radius - 0.5 - torch.rand(len(others), generator=g)
     labels = torch.cat([torch.full((count,), k) for k, (count, _, _) in enumerate(groups)])[order]
@@ -796,6 +805,16 @@ def _assert_anthropic_fixture(fx: dict, losses: list[float]) -> None:
     assert_fixture(_moments_nonzero(fx["optimizer"], sae), "every Adam moment is non-zero before resampling")
 
 
+def _wrong_laws(sae, pool: Tensor, hard: Tensor) -> dict[str, float]:
+    """P(a loss-3 input) when the loss is measured the wrong way: from b_dec, with the encoder's input centred twice,
+    with a reconstruction that leaves out b_dec."""
+    with torch.no_grad():
+        losses = {"ignores": pool - sae.b_dec, "twice": sae.decode(sae.encode(pool - sae.b_dec)) - pool,
+                  "no_b_dec": sae.encode(pool) @ sae.W_dec - pool}
+    weights = {name: e.double().pow(2).sum(-1).pow(2) for name, e in losses.items()}
+    return {name: float(w[hard].sum() / w.sum()) for name, w in weights.items()}
+
+
 def _chosen_inputs(rows: Tensor, fx: dict, what: str) -> Tensor:
     """Which pool input each new decoder row came from, or a failure naming the mistake the rows match."""
     directions = dict(fx["directions"])
@@ -826,7 +845,8 @@ def _output_36(objects: tuple, fixture: dict) -> Tensor:
                                                                       torch.Generator().manual_seed(0))))
 
 
-sensitivity("3.6", build=_fixture_36, output=_output_36, tolerance=1e-6)
+sensitivity("3.6", build=lambda seed: _anthropic_fixture(seed, 20, ANTHROPIC_DEAD, _POOL_LAW), output=_output_36,
+            tolerance=1e-6)
 
 
 @exercise("3.6", "Anthropic's resampling", objects=["resample_anthropic"])
@@ -844,13 +864,15 @@ def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
        latents: at least 10 must go to it (a correct answer fails with probability below 1e-30; without replacement
        at most 1 can: power 1).
     2. The law: 1,000 dead latents, 90 inputs of loss 1 (each 8 farther from b_dec than the loss, so that a loss
-       that ignores the reconstruction weighs them most) and 10 of loss 3: the number of latents given a loss-3
+       that ignores the reconstruction weighs them most) and 10 of loss 3 (a loss computed with b_dec mishandled is
+       shifted by several times the losses, which evens them out): the number of latents given a loss-3
        input is Binomial(1000, 0.5); one exact binomial test, then one per loss-3 input (Binomial(1000, 0.05)).
        The dead latents must not all get the same input.
 
     False-alarm rate: 11 exact binomial tests at 1e-8 each, below 1e-6 in all. Power (recomputed in
     tests/course/test_power_03.py): weights by the loss, not its square (P = 0.25): > 1 - 1e-6; a loss that
-    ignores the reconstruction (||x - b_dec||^2) (P at most 0.1, asserted on the fixture): > 1 - 1e-6; sampling
+    ignores the reconstruction (||x - b_dec||^2) (P at most 0.1, asserted on the fixture): > 1 - 1e-6; b_dec
+    subtracted twice in the loss (sae.encode(x - b_dec)) (P at most 0.2, asserted): > 1 - 1e-6; sampling
     without replacement: 1; one input for every dead latent (a count of 0 or 1,000): 1. Then the randomness
     contract (utils.checks.assert_randomness_contract) on a small copy."""
     what = "resample_anthropic"
@@ -875,10 +897,11 @@ def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
     hard = fx["group"] == 1
     weights = _ref_losses(sae, pool).pow(2)
     p_hard = float(weights[hard].sum() / weights.sum())
-    ignoring = (pool - sae.b_dec.detach()).double().pow(2).sum(-1).pow(2)
+    wrong_laws = _wrong_laws(sae, pool, hard)
     assert_fixture(abs(p_hard - 0.5) < 1e-3, "P(a loss-3 input) is 0.5")
-    assert_fixture(float(ignoring[hard].sum() / ignoring.sum()) <= IGNORES_RECONSTRUCTION_MAX,
-                   "a loss that ignores the reconstruction rarely picks a loss-3 input")
+    assert_fixture(wrong_laws["ignores"] <= IGNORES_RECONSTRUCTION_MAX and wrong_laws["twice"] <= CENTRED_TWICE_MAX,
+                   f"a loss that ignores the reconstruction or centres the encoder's input twice rarely picks a "
+                   f"loss-3 input ({wrong_laws})")
     objects = {name: getattr(sae, name) for name in PARAMS}
     params, adam = _params(sae), _adam_snapshot(optimizer, sae)
     with unchanged_inputs(what, inputs=pool, dead=dead):
@@ -892,11 +915,14 @@ def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
     check_that(distinct > 1, f"{what}: all {ANTHROPIC_DEAD:,} dead latents went to the same input. Hint: draw one "
                "input per dead latent (n = the number of dead latents), with replacement.")
     hits = int(hard[chosen].sum())
-    fits_ignoring = binom_test(hits, ANTHROPIC_DEAD, float(ignoring[hard].sum() / ignoring.sum())) > 1e-3
-    check_that(binom_test(hits, ANTHROPIC_DEAD, p_hard) > ALPHA, _law_message(
-        what, hits, ANTHROPIC_DEAD, p_hard, 0.25,
-        " That fits a loss measured from b_dec, ||x - b_dec||^2, which ignores what the SAE reconstructs: the loss is "
-        "||x - x_hat||^2 with x_hat = sae.decode(sae.encode(x))." if fits_ignoring else ""))
+    check_that(binom_test(hits, ANTHROPIC_DEAD, p_hard) > ALPHA, _law_message(what, hits, ANTHROPIC_DEAD, p_hard, [
+        (0.25, "weighting by the loss itself, not its square"),
+        (wrong_laws["ignores"], "a loss measured from b_dec, ||x - b_dec||^2, which ignores what the SAE reconstructs"),
+        (wrong_laws["twice"], "a loss whose encoder input was centred twice, sae.encode(x - b_dec) (encode subtracts "
+                              "b_dec itself)"),
+        (wrong_laws["no_b_dec"], "a reconstruction without b_dec, acts @ W_dec (decode adds b_dec)")],
+        "the probabilities are proportional to loss ** 2, with the loss ||x - x_hat||^2 and "
+        "x_hat = sae.decode(sae.encode(x))"))
     per_input = torch.bincount(chosen, minlength=len(pool))
     for b in hard.nonzero().flatten().tolist():
         p_b = float(weights[b] / weights.sum())
