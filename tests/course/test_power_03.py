@@ -50,7 +50,9 @@ def claim(exercise: str, mistake: str) -> float:
 
 def test_the_acceptance_region_is_the_checks() -> None:
     """The acceptance region computed here is utils.checks.binom_test's (checked at its edges)."""
-    for n, p0 in [(checks.TWO_LEVEL_DRAWS, 0.5), (checks.CELL_CALLS, 16 / 30), (checks.CELL_CALLS * checks.CELL_DRAWS, 1 / 30)]:
+    pooled = checks.CELL_CALLS * checks.CELL_DRAWS
+    designs = [(checks.TWO_LEVEL_DRAWS, 0.5), (checks.CELL_CALLS, 16 / 30), (pooled, 1 / 30)]
+    for n, p0 in designs:
         accepted = acceptance(n, p0)
         low, high = int(accepted.min()), int(accepted.max())
         assert np.array_equal(accepted, np.arange(low, high + 1)), "the acceptance region is an interval"
@@ -115,7 +117,8 @@ def cell_probabilities() -> np.ndarray:
 def test_power_3_5_sample_by_squared_loss() -> None:
     p = cell_probabilities()
     pooled_n = checks.CELL_CALLS * checks.CELL_DRAWS
-    # False alarm of the with-replacement test (not a p-value test): fewer than REPLACE_MIN of REPLACE_DRAWS on the heavy index
+    # False alarm of the with-replacement test (not a p-value test): fewer than REPLACE_MIN of REPLACE_DRAWS draws on
+    # the heavy index
     heavy = checks.HEAVY_LOSS**2 / (checks.HEAVY_LOSS**2 + checks.REPLACE_POOL - 1)
     assert stats.binom.cdf(checks.REPLACE_MIN - 1, checks.REPLACE_DRAWS, heavy) < 1e-40
     # Without replacement: the heavy index is drawn once at most

@@ -235,7 +235,10 @@ def _simple(sae, optimizer, dead, generator, directions=None, scale=None, reset=
         return 0
     with torch.no_grad():
         norm = sae.W_enc[:, ~dead].norm(dim=0).mean() if scale is None else scale(sae, dead)
-        d = F.normalize(torch.randn(n, sae.W_dec.shape[1], generator=generator), dim=-1) if directions is None else directions(n, sae, generator)
+        if directions is None:
+            d = F.normalize(torch.randn(n, sae.W_dec.shape[1], generator=generator), dim=-1)
+        else:
+            d = directions(n, sae, generator)
         sae.W_dec[dead] = d
         sae.W_enc[:, dead] = 0.2 * norm * d.T
         if bias:
@@ -273,8 +276,10 @@ def simple_positive_directions(sae, optimizer, dead, generator):
 @mistake(r"all 1,500 dead latents got the same direction", kind="sampling")
 def simple_one_direction(sae, optimizer, dead, generator):
     """Draws one direction and gives it to every dead latent (broadcast over the rows)."""
-    return _simple(sae, optimizer, dead, generator,
-                   directions=lambda n, s, g: F.normalize(torch.randn(1, s.W_dec.shape[1], generator=g), dim=-1).expand(n, -1))
+    def one(n, s, g):
+        return F.normalize(torch.randn(1, s.W_dec.shape[1], generator=g), dim=-1).expand(n, -1)
+
+    return _simple(sae, optimizer, dead, generator, directions=one)
 
 
 @mistake(r"global random generator", kind="randomness")
@@ -384,7 +389,7 @@ def sample_by_softmax(losses, n, generator):
 
 @mistake(r"neighbours 16 and 18: an index off by one", kind="sampling")
 def sample_bucketize_from_zero(losses, n, generator):
-    """Inverse CDF with bucket edges that start at 0 (the cumulative sum shifted), so every index comes out one too high."""
+    """Inverse CDF with bucket edges that start at 0 (the cumulative sum shifted): each index comes out one too high."""
     w = losses.pow(2)
     edges = torch.cumsum(w, 0) - w
     return torch.bucketize(torch.rand(n, generator=generator) * w.sum(), edges)
@@ -474,7 +479,9 @@ def sample_normalised_probabilities(losses, n, generator):
 def sample_one_at_a_time(losses, n, generator):
     """One draw per call of torch.multinomial, concatenated."""
     w = losses.pow(2)
-    return torch.cat([torch.multinomial(w, 1, generator=generator) for _ in range(n)]) if n else torch.zeros(0, dtype=torch.long)
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat([torch.multinomial(w, 1, generator=generator) for _ in range(n)])
 
 
 # ----- 3.6 Anthropic's resampling -----
@@ -529,13 +536,13 @@ def anthropic_residual_direction(sae, optimizer, dead, inputs, generator):
 
 @mistake(r"which fits a loss measured from b_dec", kind="branch")
 def anthropic_loss_from_b_dec(sae, optimizer, dead, inputs, generator):
-    """Measures each input's loss as ||x - b_dec||^2, which equals the reconstruction error only when no latent fires."""
+    """Measures each input's loss as ||x - b_dec||^2, the reconstruction error only when no latent fires."""
     return _anthropic(sae, optimizer, dead, inputs, generator, loss=lambda s, x: (x - s.b_dec).pow(2).sum(-1))
 
 
 @mistake(r"which fits .*a loss whose encoder input was centred twice", kind="fixture")
 def anthropic_encoder_centred_twice(sae, optimizer, dead, inputs, generator):
-    """Centres the pool before encoding it (``sae.encode(inputs - sae.b_dec)``), though encode subtracts b_dec itself."""
+    """Centres the pool before encoding it (``sae.encode(inputs - sae.b_dec)``): encode subtracts b_dec itself."""
     return _anthropic(sae, optimizer, dead, inputs, generator,
                       loss=lambda s, x: (s.decode(s.encode(x - s.b_dec)) - x).pow(2).sum(-1))
 
@@ -857,15 +864,16 @@ WRONG = {
             computes_in_place, returns_a_list],
     "3.3": [resets_rows_of_W_enc, clears_whole_state, resets_only_exp_avg, forgets_b_enc, resets_b_dec_too,
             zeroes_the_parameters_too, assumes_every_parameter_has_state],
-    "3.4": [simple_without_adam_reset, simple_mean_over_all_latents, simple_unscaled_encoder, simple_positive_directions,
-            simple_one_direction, simple_global_rng, simple_fresh_generator, simple_keeps_bias, simple_new_parameters,
-            simple_returns_tensor, simple_returns_none_when_none_dead],
+    "3.4": [simple_without_adam_reset, simple_mean_over_all_latents, simple_unscaled_encoder,
+            simple_positive_directions, simple_one_direction, simple_global_rng, simple_fresh_generator,
+            simple_keeps_bias, simple_new_parameters, simple_returns_tensor, simple_returns_none_when_none_dead],
     "3.5": [sample_by_loss, sample_without_replacement, sample_by_softmax, sample_bucketize_from_zero,
             sample_searchsorted_minus_one, sample_skips_first, sample_skips_last, sample_worst_first, sample_sorted,
             squares_in_place, sample_float_indices, sample_with_random_choices, sample_global_rng,
             sample_fresh_generator],
     "3.6": [anthropic_by_loss, anthropic_not_centred, anthropic_centred_twice, anthropic_residual_direction,
-            anthropic_loss_from_b_dec, anthropic_encoder_centred_twice, anthropic_input_norm, anthropic_without_adam_reset, anthropic_resets_everything,
+            anthropic_loss_from_b_dec, anthropic_encoder_centred_twice, anthropic_input_norm,
+            anthropic_without_adam_reset, anthropic_resets_everything,
             anthropic_without_replacement, anthropic_one_input, anthropic_touches_alive, anthropic_global_rng,
             anthropic_centres_pool_in_place, anthropic_returns_tensor, anthropic_new_parameters],
     "3.7": [WindowInSteps, OffByOneStep, KeepsCounters, PoolIsThisBatch, PoolEveryStep, ReturnsTheCount,
@@ -892,7 +900,9 @@ APPLIES = {
     "3.7": {"formula", "branch", "randomness", "type"},
 }
 
-_NO_GRAD = "no gradient is meant to flow here (counts, probabilities of a fixed density, sampled indices, optimiser state, a plug-in that edits parameters under no_grad): detaching or no_grad changes nothing a caller can observe"
+_NO_GRAD = ("no gradient is meant to flow here (counts, probabilities of a fixed density, sampled indices, optimiser "
+            "state, a plug-in that edits parameters under no_grad): detaching or no_grad changes nothing a caller can "
+            "observe")
 EQUIVALENT = {
     "3.1:m33e485": "detach on an int64 counter: " + _NO_GRAD,
     "3.2:m1616ea": "detach of the probability: " + _NO_GRAD,
@@ -900,9 +910,11 @@ EQUIVALENT = {
     "3.3:mddebed": "no_grad around the Adam-state edit (the function is already decorated @torch.no_grad): " + _NO_GRAD,
     "3.5:medf407": "detach of integer indices: " + _NO_GRAD,
     "3.5:m318e65": "no_grad around sampling: " + _NO_GRAD,
-    "3.6:m3afe94": "sum vs mean of the squared error over d_in scales every loss by 1/d_in: the sampling law (proportional to loss^2) is unchanged",
+    "3.6:m3afe94": "sum vs mean of the squared error over d_in scales every loss by 1/d_in: the sampling law "
+                   "(proportional to loss^2) is unchanged",
     "3.1:mfaacd0": "no_grad around an int64 counter: " + _NO_GRAD,
-    "3.4:m500989": "n_dead == -1 is never true, so the early return never happens: the general path handles 0 dead latents too",
+    "3.4:m500989": "n_dead == -1 is never true, so the early return never happens: the general path handles 0 dead "
+                   "latents too",
     "3.4:m815f10": "no_grad inside a function already decorated @torch.no_grad: " + _NO_GRAD,
     "3.6:mcd7390": "no_grad inside a function already decorated @torch.no_grad: " + _NO_GRAD,
     "3.7:m76bfb4": "no_grad around after_update: the resampler runs under no_grad anyway; " + _NO_GRAD,

@@ -31,18 +31,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from utils.checks import (CheckFailure, assert_randomness_contract, assert_shape, binom_test, check_that,
-                          exercise, ks_test, one_thread, shown_apart, unchanged_inputs)
+from utils.checks import (
+    CheckFailure,
+    assert_randomness_contract,
+    assert_shape,
+    binom_test,
+    check_that,
+    exercise,
+    ks_test,
+    one_thread,
+    shown_apart,
+    unchanged_inputs,
+)
 from utils.checks.fixtures import assert_fixture, sensitivity, trained_like_sae
 
 __all__ = [
-    "check_update_tokens_since_fired",
     "check_prob_looks_dead",
-    "check_reset_adam_moments",
-    "check_resample_simple",
-    "check_sample_by_squared_loss",
     "check_resample_anthropic",
     "check_resample_on_schedule",
+    "check_resample_simple",
+    "check_reset_adam_moments",
+    "check_sample_by_squared_loss",
+    "check_update_tokens_since_fired",
 ]
 
 #: The false-alarm probability of each statistical test (a check runs fewer than 100 of them).
@@ -68,7 +78,8 @@ FIXTURE_FREE = {
 SIMPLE_D_IN, SIMPLE_ALIVE, SIMPLE_DEAD = 3, 60, 1500
 #: 3.5, with replacement: 50 losses of 1 but one of HEAVY_LOSS, REPLACE_DRAWS draws, at least REPLACE_MIN on it.
 REPLACE_POOL, HEAVY_INDEX, HEAVY_LOSS, REPLACE_DRAWS, REPLACE_MIN = 50, 17, 1000.0, 20, 10
-#: 3.5, loss or its square: 90 losses of 1 and 10 of 3, TWO_LEVEL_DRAWS draws; P(a loss-3 input) = 0.5 (0.25 by the loss).
+#: 3.5, loss or its square: 90 losses of 1 and 10 of 3, TWO_LEVEL_DRAWS draws; P(a loss-3 input) = 0.5 (0.25 by the
+#: loss itself).
 N_LOW, N_HIGH, TWO_LEVEL_DRAWS = 90, 10, 1000
 #: 3.5, per draw position and per index: CELL_CALLS calls of CELL_DRAWS draws each on the losses CELL_LOSSES.
 CELL_LOSSES, CELL_CALLS, CELL_DRAWS = (2.0, 4.0, 1.0, 3.0), 500, 6
@@ -121,8 +132,9 @@ def _adam(sae, seed: int, steps: int = 3, only: tuple[str, ...] = PARAMS) -> tor
 
 
 def _adam_snapshot(optimizer: torch.optim.Optimizer, sae) -> dict:
-    return {name: {k: v.clone() if isinstance(v, Tensor) else v for k, v in optimizer.state.get(getattr(sae, name), {}).items()}
-            for name in PARAMS}
+    states = {name: optimizer.state.get(getattr(sae, name), {}) for name in PARAMS}
+    return {name: {k: v.clone() if isinstance(v, Tensor) else v for k, v in state.items()}
+            for name, state in states.items()}
 
 
 def _moments_nonzero(optimizer: torch.optim.Optimizer, sae) -> bool:
@@ -159,15 +171,18 @@ def _check_adam_reset(optimizer, sae, before: dict, latents: Tensor, what: str) 
             if name == "b_dec":
                 changed = int((now != old).sum())
                 check_that(changed == 0, f"{what}: Adam's {key} for b_dec changed ({changed} of its {old.numel()} "
-                           "entries). Hint: b_dec belongs to no latent; resampling must leave its optimiser state alone.")
+                           "entries). Hint: b_dec belongs to no latent; resampling must leave its optimiser state "
+                           "alone.")
                 continue
             index = _latent_index(name, latents)
             keep = torch.ones_like(old, dtype=torch.bool)
             keep[index] = False
             nonzero = int(now[index].ne(0).sum())
+            article = "an" if name == "b_enc" else "a"
             check_that(nonzero == 0, f"{what}: Adam's {key} for the resampled latents' entries of {name} was not reset "
-                       f"to 0 ({nonzero} of {now[index].numel()} entries are not 0). Hint: a latent is {'an' if name == 'b_enc' else 'a'} {_unit(name)} of "
-                       f"{name}; its old moments would push the new parameters the way the dead latent was going.")
+                       f"to 0 ({nonzero} of {now[index].numel()} entries are not 0). Hint: a latent is {article} "
+                       f"{_unit(name)} of {name}; its old moments would push the new parameters the way the dead "
+                       "latent was going.")
             changed = int((now[keep] != old[keep]).sum())
             check_that(changed == 0, f"{what}: Adam's {key} for {name} changed outside the resampled latents' "
                        f"{_unit(name, True)} ({changed} of {int(keep.sum())} entries). Hint: reset exactly the touched "
@@ -206,7 +221,8 @@ def _check_alive_untouched(sae, before: dict, dead: Tensor, what: str) -> None:
         now, old = getattr(sae, name).detach()[index], before[name][index]
         changed = int((now != old).sum())
         check_that(changed == 0, f"{what}: the alive latents' entries of {name} changed ({changed} of {old.numel()}, "
-                   f"by up to {float((now - old).abs().max()):.3g}). Hint: touch only the dead latents' {_unit(name, True)}.")
+                   f"by up to {float((now - old).abs().max()):.3g}). Hint: touch only the dead latents' "
+                   f"{_unit(name, True)}.")
     check_that(torch.equal(sae.b_dec.detach(), before["b_dec"]), f"{what}: b_dec changed (by up to "
                f"{float((sae.b_dec.detach() - before['b_dec']).abs().max()):.3g}). Hint: resampling reads b_dec but "
                "never writes it.")
@@ -243,8 +259,8 @@ def _check_new_latents(sae, before: dict, dead: Tensor, what: str, input_norms: 
     rows = sae.W_dec.detach()[dead]
     check_that(bool(torch.isfinite(rows).all()), f"{what}: the new decoder rows contain NaN or inf.")
     norms = rows.norm(dim=-1)
-    check_that(bool(((norms - 1).abs() < 1e-4).all()), f"{what}: the new decoder rows should have unit norm; their norms "
-               f"range from {norms.min():.4g} to {norms.max():.4g}. Hint: normalise each direction (dim=-1).")
+    check_that(bool(((norms - 1).abs() < 1e-4).all()), f"{what}: the new decoder rows should have unit norm; their "
+               f"norms range from {norms.min():.4g} to {norms.max():.4g}. Hint: normalise each direction (dim=-1).")
     cols = sae.W_enc.detach()[:, dead].T  # [n_dead, d_in]
     cos = F.cosine_similarity(cols, rows, dim=-1)
     check_that(bool((cos > 1 - 1e-4).all()), f"{what}: a new encoder column does not point along its latent's new "
@@ -252,9 +268,10 @@ def _check_new_latents(sae, before: dict, dead: Tensor, what: str, input_norms: 
                "the decoder row, W_enc[:, dead] = scale * directions.T.")
     _check_scale(sae, before, dead, what, input_norms)
     b = sae.b_enc.detach()[dead]
-    check_that(bool((b == 0).all()), f"{what}: the resampled latents' encoder biases should be 0; {int((b != 0).sum())} "
-               f"of {b.numel()} are not (up to {b.abs().max():.3g} in size; the dead latents' old biases were "
-               f"{before['b_enc'][dead].min():.3g} to {before['b_enc'][dead].max():.3g}). Hint: sae.b_enc[dead] = 0.")
+    check_that(bool((b == 0).all()), f"{what}: the resampled latents' encoder biases should be 0; "
+               f"{int((b != 0).sum())} of {b.numel()} are not (up to {b.abs().max():.3g} in size; the dead latents' "
+               f"old biases were {before['b_enc'][dead].min():.3g} to {before['b_enc'][dead].max():.3g}). Hint: "
+               "sae.b_enc[dead] = 0.")
     return rows
 
 
@@ -324,7 +341,8 @@ def _compare_counts(got: Tensor, t: Tensor, acts: Tensor, batch: str) -> None:
         hint = "'fired' means a positive activation on any token of the batch (the first, the last, or several): " \
                "its count restarts at 0"
     elif int(got[j]) == int(t[j]) + 1 and len(acts) > 1:
-        hint = "you added 1 (one step): the window is measured in tokens, not steps, so add the batch's number of tokens"
+        hint = ("you added 1 (one step): the window is measured in tokens, not steps, so add the batch's number of "
+                "tokens")
     else:
         hint = "a latent that did not fire gets the batch's number of tokens added to its count"
     raise CheckFailure(f"latent {j} had count {int(t[j])} and {fired}: its count should be {int(want[j])}, got "
@@ -353,15 +371,17 @@ def check_update_tokens_since_fired(update_tokens_since_fired, *, seed: int = 0)
         got = update_tokens_since_fired(t, acts)
     assert_shape(got, (8,), f"{what}(tokens_since_fired, acts) for 8 latents")
     check_that(got.dtype == torch.long, f"the counter should stay int64 (exact for any number of tokens, and "
-               f"tokens_since_fired is int64), got {got.dtype}. Hint: torch.where(fired, 0, tokens_since_fired + n) keeps it.")
+               f"tokens_since_fired is int64), got {got.dtype}. Hint: torch.where(fired, 0, tokens_since_fired + n) "
+               "keeps it.")
     _compare_counts(got, t, acts, "a batch")
     for batch in (1, 13, 4):  # batches of other sizes, one after another
         acts = F.relu(torch.randn(batch, 8, generator=g) - 1.5)
         t = got
         got = update_tokens_since_fired(t, acts)
         assert_shape(got, (8,), f"{what}(...) after a batch of {batch} token(s)")
-        check_that(got.dtype == torch.long, f"after a batch of {batch} token(s) the counter has dtype {got.dtype}, not int64.")
-        _compare_counts(got, t, acts, f"the next batch")
+        check_that(got.dtype == torch.long, f"after a batch of {batch} token(s) the counter has dtype {got.dtype}, "
+                   "not int64.")
+        _compare_counts(got, t, acts, "the next batch")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -399,12 +419,14 @@ def check_prob_looks_dead(prob_looks_dead, *, seed: int = 0) -> None:
             got = prob_looks_dead(density, window)
         assert_shape(got, density.shape, f"prob_looks_dead(density, {window})")
         check_that(got.dtype == density.dtype, f"prob_looks_dead should return the densities' dtype ({density.dtype}), "
-                   f"got {got.dtype}. Hint: compute with the densities as they are, without .double() or .float() at the end.")
+                   f"got {got.dtype}. Hint: compute with the densities as they are, without .double() or .float() at "
+                   "the end.")
         want = torch.exp(window * torch.log1p(-density.double()))
         bad = ~torch.isclose(got.detach().double(), want, rtol=1e-3, atol=1e-6)
         if bad.any():
             i = int(bad.nonzero()[0])
-            raise CheckFailure(_looks_dead_message(float(density[i]), window, float(want[i]), float(got[i]), density, i))
+            raise CheckFailure(_looks_dead_message(float(density[i]), window, float(want[i]), float(got[i]), density,
+                                                   i))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -465,8 +487,8 @@ def check_reset_adam_moments(reset_adam_moments, *, seed: int = 0) -> None:
             reset_adam_moments(optimizer, partial, latents)
         except (KeyError, IndexError, TypeError) as error:
             raise CheckFailure(f"with an optimiser that has stepped {stepped} (the others have no state, "
-                               f"optimizer.state[param] is empty), {what} raised {type(error).__name__}: {error}. Hint: a "
-                               "parameter the optimiser has not stepped yet has no moments: skip it.") from None
+                               f"optimizer.state[param] is empty), {what} raised {type(error).__name__}: {error}. "
+                               "Hint: a parameter the optimiser has not stepped yet has no moments: skip it.") from None
         _check_adam_reset(optimizer, partial, before, latents, f"with an optimiser that has stepped {stepped}, {what}")
 
 
@@ -600,9 +622,9 @@ def _check_indices(got, n: int, size: int, what: str) -> None:
 
 def _cell_message(what: str, where: str, index: int, count: int, total: int, p: float) -> str:
     shown_want, shown_got = shown_apart(p, count / total)
-    return (f"{what}: {where}, index {index} (loss {CELL_LOSSES[index]:g}) was drawn {count:,} times out of {total:,}, a "
-            f"share of {shown_got}; its probability is loss^2 / sum of loss^2 = {shown_want} (exact binomial test, "
-            f"p < {ALPHA:g}).")
+    return (f"{what}: {where}, index {index} (loss {CELL_LOSSES[index]:g}) was drawn {count:,} times out of "
+            f"{total:,}, a share of {shown_got}; its probability is loss^2 / sum of loss^2 = {shown_want} (exact "
+            f"binomial test, p < {ALPHA:g}).")
 
 
 @exercise("3.5", "sampling inputs by squared loss", objects=["sample_by_squared_loss"])
@@ -646,8 +668,8 @@ def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> No
             cause = (f"all {len(got)} draws are distinct: sampling without replacement. Hint: several dead latents may "
                      "go to the same input (replacement=True).")
         elif neighbour >= REPLACE_MIN:
-            cause = (f"{neighbour} draws went to its neighbours {HEAVY_INDEX - 1} and {HEAVY_INDEX + 1}: an index off by "
-                     "one. Hint: check where your cumulative sums start and end.")
+            cause = (f"{neighbour} draws went to its neighbours {HEAVY_INDEX - 1} and {HEAVY_INDEX + 1}: an index off "
+                     "by one. Hint: check where your cumulative sums start and end.")
         else:
             cause = "Hint: the probabilities are proportional to loss ** 2, drawn with replacement."
         raise CheckFailure(f"{what}: index {HEAVY_INDEX} carries 99.995% of the squared-loss weight (loss "
@@ -781,7 +803,8 @@ def _directions(fx: dict) -> dict[str, Tensor]:
                 "x - b_dec": F.normalize(pool - 2 * b_dec, dim=-1),
                 "the new directions point along the residual x - x_hat, not the centred input x - b_dec (the two "
                 "agree only where no latent fires)": F.normalize(pool - x_hat, dim=-1),
-                "the new directions are centred by the pool's mean, not by b_dec": F.normalize(pool - pool.mean(0), dim=-1)}
+                "the new directions are centred by the pool's mean, not by b_dec":
+                    F.normalize(pool - pool.mean(0), dim=-1)}
 
 
 def _assert_anthropic_fixture(fx: dict, losses: list[float]) -> None:
@@ -945,7 +968,8 @@ def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
 # 3.7 the plug-in
 # ---------------------------------------------------------------------------------------------------------
 
-_COUNTS_37 = (0, 99, 100, 5000, 3, 250)  # tokens since each latent fired; with a window of 100, latents 2, 3, 5 are dead
+#: Tokens since each latent fired: with a window of 100, latents 2, 3 and 5 are dead.
+_COUNTS_37 = (0, 99, 100, 5000, 3, 250)
 _WINDOW_37, _STEPS_37 = 100, (3, 5)
 
 
@@ -1044,8 +1068,8 @@ def _check_plugin_randomness(ResampleOnSchedule, fixture: dict, seed: int) -> No
     check_that(not torch.equal(first, draws(seed + 7919)), "plug-ins with different seeds gave the resampler the same "
                "random stream: the seed is ignored. Hint: pass self.generator, made from the seed in __init__.")
     check_that(not torch.equal(first[0], first[1]), "the two resamplings of one run got the same random stream: the "
-               "generator restarts at every step (a fresh torch.Generator, or manual_seed, in after_update). Hint: pass "
-               "self.generator as it is, so that each resampling draws on from the last.")
+               "generator restarts at every step (a fresh torch.Generator, or manual_seed, in after_update). Hint: "
+               "pass self.generator as it is, so that each resampling draws on from the last.")
 
 
 @exercise("3.7", "resampling on a schedule", objects=["ResampleOnSchedule"])
@@ -1063,7 +1087,7 @@ def check_resample_on_schedule(ResampleOnSchedule, *, seed: int = 0) -> None:
                    "some latents are dead and some alive, one exactly at the window")
 
     for pool_batches in (0, 1, 3):
-        def on_step(step, state, out, before, batches, taken, recorder, calls):
+        def on_step(step, state, out, before, batches, taken, recorder, calls, pool_batches=pool_batches):
             scheduled = step + 1 in _STEPS_37
             if not scheduled:
                 check_that(out is None or out == {}, f"after step {step + 1} (not in steps={list(_STEPS_37)}) "
@@ -1096,13 +1120,14 @@ def check_resample_on_schedule(ResampleOnSchedule, *, seed: int = 0) -> None:
             after = state.tokens_since_fired
             check_that(bool((after[want_dead] == 0).all()) and torch.equal(after[~want_dead], before[~want_dead]),
                        f"after resampling, the counters should be 0 for the resampled latents and unchanged for the "
-                       f"others: {before.tolist()} became {after.tolist()}. Hint: a resampled latent gets a fresh window.")
+                       f"others: {before.tolist()} became {after.tolist()}. Hint: a resampled latent gets a fresh "
+                       "window.")
             if pool_batches:
                 pool = call["pool"]
                 want = torch.cat(batches.batches[taken:taken + pool_batches])
                 check_that(isinstance(pool, Tensor) and pool.shape == want.shape and torch.equal(pool, want),
-                           f"with pool_batches={pool_batches} the pool should be the next {pool_batches} batch(es) from "
-                           f"state.buffer, concatenated ({tuple(want.shape)}), got "
+                           f"with pool_batches={pool_batches} the pool should be the next {pool_batches} "
+                           f"batch(es) from state.buffer, concatenated ({tuple(want.shape)}), got "
                            f"{tuple(pool.shape) if isinstance(pool, Tensor) else type(pool).__name__}"
                            + (" (this step's batch x)" if isinstance(pool, Tensor) and pool.shape == (4, 3)
                               and bool((pool == 0).all()) else "")
