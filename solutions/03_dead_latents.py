@@ -136,7 +136,8 @@ checks.check_update_tokens_since_fired(update_tokens_since_fired)
 # > You should spend up to 10 minutes on this.
 #
 # **Goal:** compute $(1 - p)^W$ for a tensor of densities $p$ and a window of $W$ tokens, accurately
-# in `float32` even for $p = 10^{-7}$ and $W = 10^7$.
+# in `float32` even for $p = 10^{-7}$ and $W = 10^7$. Return a tensor of the densities' shape and dtype
+# (float32 densities give a float32 result, float64 ones a float64 result), and leave `density` unchanged.
 #
 # <details><summary>Hint</summary>
 #
@@ -220,7 +221,9 @@ assert looks_dead[0] > 3 * looks_dead[-1], looks_dead
 # > You should spend up to 10 minutes on this.
 #
 # **Goal:** zero `exp_avg` and `exp_avg_sq` for the columns of `W_enc`, rows of `W_dec` and entries of
-# `b_enc` that belong to `latents`, in place, and nothing else.
+# `b_enc` that belong to `latents`, in place, and nothing else (not the parameters, not `b_dec`'s state, not
+# the step counts). A parameter the optimiser has not stepped yet has no state (`optimizer.state[param]` is
+# empty): skip it, whether it is one of the four or all of them.
 #
 # <details><summary>Hint</summary>
 #
@@ -253,12 +256,17 @@ checks.check_reset_adam_moments(reset_adam_moments)
 #
 # **Goal:** give every dead latent a random unit direction (uniform on the sphere), drawn with the
 # `generator` handed in, and set its decoder row, encoder column and encoder bias as above; reset its
-# Adam moments with your `reset_adam_moments`. Return the number of latents resampled.
+# Adam moments with your `reset_adam_moments`. Return the number of latents resampled, as a Python `int`
+# (it goes into the training history).
 #
 # $$ d \sim \mathcal{N}(0, I) / \|\cdot\|, \qquad W_{dec}[j] = d, \qquad W_{enc}[:, j] = 0.2 \, \overline{\|W_{enc}[:, \text{alive}]\|} \, d, \qquad b_{enc}[j] = 0 $$
 #
-# Compute the alive latents' mean encoder norm before you change anything. This is the baseline:
-# it revives latents, but points them nowhere in particular.
+# Compute the alive latents' mean encoder norm before you change anything. Write into the SAE's existing
+# parameters (`sae.W_dec[dead] = ...` under `torch.no_grad()`), never put new tensors in their place: the
+# optimiser holds those parameters, and would go on training the old ones. Draw every random number from
+# `generator` as it is (no `torch.manual_seed`, no new generator): the same seed then gives the same
+# directions, and two calls with one generator give new ones. This is the baseline: it revives latents,
+# but points them nowhere in particular.
 #
 # <details><summary>Hint</summary>
 #
@@ -324,7 +332,9 @@ checks.check_resample_simple(resample_simple)
 # > You should spend up to 10 minutes on this.
 #
 # **Goal:** draw `n` indices into `losses`, index $b$ with probability $\ell_b^2 / \sum_c \ell_c^2$, with
-# replacement, using the `generator` handed in.
+# replacement, using the `generator` handed in. Return them as an `int64` tensor of shape `[n]`; each draw
+# independent of the others and of its position (don't sort them or choose the first one yourself), and
+# `losses` left unchanged. The check tests the draws as a distribution, per index and per draw position.
 #
 # <details><summary>Hint</summary>
 #
@@ -350,7 +360,10 @@ checks.check_sample_by_squared_loss(sample_by_squared_loss)
 # > You should spend up to 20 minutes on this.
 #
 # **Goal:** resample the dead latents as in steps 1-3 above, from the pool `inputs`, using your
-# `sample_by_squared_loss` and `reset_adam_moments`. Return the number of latents resampled.
+# `sample_by_squared_loss` and `reset_adam_moments`. Return the number of latents resampled, as a Python
+# `int`. As in `resample_simple`, write into the existing parameters and draw only from `generator`; leave
+# `inputs` unchanged. (The check's SAE has latents that fire on its pool, so the reconstruction $\hat x$ is
+# not $b_{dec}$ there: the loss must come from `sae.decode(sae.encode(x))`.)
 #
 # Use only `sae.encode`, `sae.decode` and the four parameters: then the same function works on a SAELens
 # SAE, which has the same names.
@@ -415,7 +428,10 @@ checks.check_resample_anthropic(resample_anthropic)
 #
 # `self.resample` has the signature of `resample_simple`: `(sae, optimizer, dead, generator)`. If
 # `self.pool_batches > 0`, it is `resample_anthropic`, and takes the pool as a fourth argument before
-# the generator: the concatenation of `self.pool_batches` batches drawn from `state.buffer`.
+# the generator: the concatenation of `self.pool_batches` batches drawn from `state.buffer` (only on the
+# steps of the schedule: a batch drawn there is one the loop never trains on). The generator is always the
+# plug-in's own `self.generator`, made once from `seed`: then a run is reproducible from its seed, and each
+# resampling draws on from the last instead of repeating it.
 #
 # <details><summary>Hint</summary>
 #
