@@ -8,6 +8,12 @@ import functools
 PROMPTS = ["The results of the experiment show that the", "def main():\n    return 0", "Привет, мир! 你好世界"]
 ARCHITECTURES = ("topk", "standard")
 
+#: Two latents of the bundled TopK run that fire on Arabic text in the held-out rows and whose top logits are half
+#: characters (a byte-level token holding only the rest of a UTF-8 character): 948's ten top logits all are, 2147
+#: fires on such tokens. They put byte labels ("⟨99⟩") in the vocab and continuation marks ("·") in the contexts,
+#: what a dashboard of any SAE on this model meets (``test_dashboard`` checks that they still do).
+SCRIPT_LATENTS = (948, 2147)
+
 #: How far the L1 SAE's encoder bias sits below the TopK run's: about 30 latents fire per token then, from
 #: about 10 to 70 depending on the token, so the active sets differ in size as an L1 SAE's do.
 STANDARD_BIAS_SHIFT = 0.4
@@ -53,8 +59,9 @@ def sae_of(architecture: str):
 
 
 def small_dashboard(architecture: str = "topk"):
-    """The dashboard of the 4 latents that fire most on the rows above and the strongest at tokens 2-4 of the
-    first prompt, with three prompts, for the SAE of ``architecture`` (built once for each)."""
+    """The dashboard of the 4 latents that fire most on the rows above, the strongest at tokens 2-4 of the first
+    prompt and the two Arabic latents of ``SCRIPT_LATENTS``, with three prompts, for the SAE of ``architecture``
+    (built once for each)."""
     return _small_dashboard(architecture)
 
 
@@ -68,6 +75,6 @@ def _small_dashboard(architecture: str):
     counts = stats.fire_count
     view = dashboard.prompt_view(model, sae, PROMPTS[0])
     at_prompt = [max(found, key=lambda r: r[1])[0] for found in view.latents[2:5]]  # strongest at tokens 2-4
-    latents = list(dict.fromkeys([*counts.topk(4).indices.tolist(), *at_prompt]))
+    latents = list(dict.fromkeys([*counts.topk(4).indices.tolist(), *at_prompt, *SCRIPT_LATENTS]))
     data = dashboard.build(model, sae, tokens, latents=latents, stats=stats, other_sae=other, prompts=PROMPTS)
     return data, latents

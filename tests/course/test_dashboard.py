@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.course.dashboard_fixtures import ARCHITECTURES, bundled, sae_of, small_dashboard
+from tests.course.dashboard_fixtures import ARCHITECTURES, SCRIPT_LATENTS, bundled, sae_of, small_dashboard
 from utils import dashboard
-from utils.dashboard.page import CSS, JS, page_html
-from utils.lm.token_text import token_pieces
+from utils.dashboard.data import centre_text
+from utils.dashboard.page import CSS, JS, NO_SCRIPT, page_html, payload_json
+from utils.dashboard.payload import Context
+from utils.lm.token_text import CONTINUATION, readable_pieces, token_label, token_pieces
 from utils.sae import latent_effects
 from utils.sae.prompt_view import patched_loss
 
@@ -181,7 +184,7 @@ def test_contexts_show_the_encoded_activations_and_patched_losses(architecture):
         for context, row, pos in list(zip(page.top, rows, positions))[:3]:
             start = pos - context.centre
             window = tokens[row, start : start + len(context.pieces)]
-            assert "".join(context.pieces) == "".join(token_pieces(model.tokenizer, window.tolist()))
+            assert context.pieces == readable_pieces(model.tokenizer, window.tolist())
             _, x = latent_effects.final_residual(model, tokens[row][None], sae.cfg.hook_name)
             acts = sae.encode(x[0, start : start + len(context.pieces)])[:, f]
             assert context.acts == pytest.approx(acts.tolist(), abs=6e-3)
@@ -243,3 +246,136 @@ def test_widget_uses_only_apis_common_to_ipywidgets_7_and_8():
     browser.prompt.value = "print('hello')"
     browser.run.click()
     assert "prompt=0" in browser.page.value and "hello" in browser.page.value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tokens that hold part of a character: never shown as ""
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _token_texts(payload: dict) -> dict[str, list[str]]:
+    """Every token text a page's JSON carries, by where it is shown (the page draws each as it is)."""
+    contexts = [c for page in payload["latents"].values()
+                for c in [*page["top"], *(s for g in page["intervals"] for s in g["samples"])]]
+    search = payload.get("search", {}).values()
+    return {"vocab": list(payload["vocab"].values()),
+            "contexts": [piece for c in contexts for piece in c["pieces"]],
+            "prompts": [piece for view in payload["prompts"] for piece in view["pieces"]],
+            "search": [text for entry in search for text in entry["logits"] + entry["contexts"]]}
+
+
+def _assert_readable(texts: dict[str, list[str]]) -> None:
+    for where, found in texts.items():
+        assert all(found), f"an empty token text in the {where}"
+        assert not any("\ufffd" in text for text in found), f"a broken character in the {where}"
+
+
+def test_the_fixture_has_latents_whose_tokens_are_half_characters():
+    """SCRIPT_LATENTS still are what the fixture says: top logits that read "" token by token, firing here."""
+    model, _, _, _ = bundled()
+    data, latents = small_dashboard()
+    assert set(SCRIPT_LATENTS) <= set(latents)
+    for f in SCRIPT_LATENTS:
+        tops = [t for t, _ in data.latents[f].logits.top]
+        assert sum(token_pieces(model.tokenizer, [t])[0] == "" for t in tops) >= 5, f"latent {f}"
+        assert data.latents[f].n_fired > 0 and data.latents[f].top, f"latent {f} fires on the held-out rows"
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_no_token_text_is_empty_in_the_payload(architecture):
+    model, _, _, _ = bundled()
+    data, _ = small_dashboard(architecture)
+    texts = _token_texts(json.loads(payload_json(data.payload())))  # the payload as the page's JSON
+    _assert_readable(texts)
+    assert any("\u27e8" in text for text in texts["vocab"]), "the fixture's logits include half characters"
+    assert CONTINUATION in texts["contexts"] and CONTINUATION in texts["prompts"], "and split characters in text"
+    assert all(text == token_label(model.tokenizer, t) for t, text in data.vocab.items())
+
+
+def test_no_token_text_is_empty_in_the_exported_files(tmp_path):
+    data, _ = small_dashboard()
+    one = dashboard.export_html(data, tmp_path / "one.html")
+    index = dashboard.export_folder(data, tmp_path / "all", per_file=4)
+    pages = [one, index, *sorted((tmp_path / "all").glob("latents_*.html"))]
+    for page in pages:
+        _assert_readable(_token_texts(_embedded(page.read_text(encoding="utf-8"))))
+    search = _embedded(index.read_text(encoding="utf-8"))["search"]
+    assert any(text.endswith(CONTINUATION) for f in SCRIPT_LATENTS for text in search[str(f)]["contexts"]), \
+        "a centre token that holds the rest of a character is searchable by that character"
+
+
+def test_a_centre_token_that_ends_a_character_is_searched_by_it():
+    context = Context(["a", "\u4f60", CONTINUATION, CONTINUATION, "b"], [0.0] * 5, 3, {})
+    assert centre_text(context) == "\u4f60" + CONTINUATION
+    assert centre_text(Context([CONTINUATION, "x"], [0.0, 0.0], 0, {})) == CONTINUATION
+    assert centre_text(Context(["a", "\u4f60"], [0.0, 0.0], 1, {})) == "\u4f60"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Opening the page from a notebook: the no-script message, the links, the widget
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_the_page_says_what_to_do_where_scripts_do_not_run():
+    page = page_html({"meta": {}, "vocab": {}, "latents": {}, "prompts": []})
+    assert page.count("<noscript>") == 1 and NO_SCRIPT in page
+    message = re.sub(r"<[^>]+>", "", NO_SCRIPT)
+    assert "Trust HTML" in message and "file://" in message and "dashboard.links(path)" in message
+
+
+def test_links_open_the_file_from_the_notebook_folder_and_from_a_browser(tmp_path):
+    from urllib.parse import unquote, urlparse
+
+    notebook_dir = tmp_path / "notebooks"
+    notebook_dir.mkdir()
+    page = tmp_path / "out dir" / "dash board.html"
+    page.parent.mkdir()
+    page.write_text("<html></html>", encoding="utf-8")
+    found = dashboard.links(page, latent=7, notebook_dir=notebook_dir)
+    assert found.relative == "../out dir/dash board.html" and found.href == "../out%20dir/dash%20board.html#latent=7"
+    assert (notebook_dir / found.relative).resolve() == page.resolve(), "the relative link leads to the file"
+    assert Path(unquote(urlparse(found.uri).path)) == page.resolve() and found.uri.endswith("#latent=7")
+    text, shown = str(found), found._repr_html_()
+    assert found.relative + "#latent=7" in text and found.uri in text and repr(found) == text
+    assert f'href="{found.href}"' in shown and f'href="{found.uri}"' in shown
+    assert "JupyterLab" in text and "Trust HTML" in text and "address bar" in text
+    here = dashboard.links(page, notebook_dir=page.parent)
+    assert here.relative == "dash board.html" and here.fragment == ""
+    with pytest.raises(FileNotFoundError, match="export_html"):
+        dashboard.links(tmp_path / "missing.html")
+
+
+def test_links_default_to_the_kernels_folder(tmp_path, monkeypatch):
+    page = tmp_path / "latent_dashboard.html"
+    page.write_text("<html></html>", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert dashboard.links("latent_dashboard.html").relative == "latent_dashboard.html"
+
+
+def test_widget_shows_the_page_in_a_sandboxed_iframe_with_a_text_fallback():
+    pytest.importorskip("ipywidgets")
+    from utils.dashboard.widget import NO_FRONT_END, DashboardBrowser, browse
+
+    data, latents = small_dashboard()
+    browser = browse(data)  # no display, no kernel: the widget is built all the same
+    assert isinstance(browser, DashboardBrowser) and browser.run.disabled, "no model: no live prompt"
+    assert 'sandbox="allow-scripts"' in browser.page.value and "allow-same-origin" not in browser.page.value
+    bundle = browser._repr_mimebundle_()
+    assert bundle["text/plain"] == NO_FRONT_END
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == browser.widget.model_id
+    browser.latent.value = 4095 if 4095 not in latents else 4094
+    assert f"latent={browser.latent.value}" in browser.page.value, "a latent not in the export opens its message"
+
+
+def test_without_ipywidgets_browse_says_so_and_shows_the_page(monkeypatch):
+    """The widget module imports without ipywidgets (the notebook's import line must not fail), and browse says so."""
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets now raises ImportError
+    monkeypatch.delitem(sys.modules, "utils.dashboard.widget", raising=False)  # imported anew, without it
+    widget = importlib.import_module("utils.dashboard.widget")
+    data, _ = small_dashboard()
+    shown = widget.browse(data)
+    assert isinstance(shown, widget.WidgetsMissing) and repr(shown) == widget.NO_WIDGETS
+    assert "pip install ipywidgets" in widget.NO_WIDGETS and "srcdoc" in shown._repr_html_()

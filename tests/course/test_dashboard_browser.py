@@ -1,9 +1,12 @@
 """The exported dashboard in headless Chromium, network off: every component drawn, no request leaves the page,
-and following a latent from the prompt view opens its page.
+following a latent from the prompt view opens its page, no token shows as empty text, a latent not in the export
+says so, the page says what to do where scripts are off, and the widget's page draws in its sandboxed iframe.
 
 Chromium is driven over the DevTools protocol (``websocket-client``); DNS is mapped to nothing and the proxy
 points at a closed port, so a request could not succeed, and the protocol's network events show whether one was
-even tried. Set ``SAE_DASHBOARD_SCREENSHOT=path.png`` to keep the screenshot.
+even tried. The widget's sandboxed iframe is another renderer (an out-of-process frame): the client attaches to it
+with ``Target.setAutoAttach`` and sends it commands with its ``sessionId``. Set ``SAE_DASHBOARD_SCREENSHOT=path.png``
+to keep the screenshot.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.course.dashboard_fixtures import small_dashboard
+from tests.course.dashboard_fixtures import PROMPTS, SCRIPT_LATENTS, bundled, small_dashboard
 
 websocket = pytest.importorskip("websocket")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,9 +40,11 @@ class DevTools:
         self.ws = websocket.create_connection(ws_url, timeout=30, suppress_origin=True)
         self.next_id, self.events = 0, []
 
-    def __call__(self, method: str, **params):
+    def __call__(self, method: str, session: str | None = None, **params):
+        """Send a command (to the frame of ``session``, else the page) and return its result."""
         self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        message = {"id": self.next_id, "method": method, "params": params}
+        self.ws.send(json.dumps(message | ({"sessionId": session} if session else {})))
         while True:
             message = json.loads(self.ws.recv())
             if message.get("id") == self.next_id:
@@ -48,14 +53,14 @@ class DevTools:
                 return message.get("result", {})
             self.events.append(message)
 
-    def evaluate(self, expression: str):
-        result = self("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+    def evaluate(self, expression: str, session: str | None = None):
+        result = self("Runtime.evaluate", session, expression=expression, returnByValue=True, awaitPromise=True)
         return result["result"].get("value")
 
-    def wait_for(self, expression: str, timeout: float = 20.0):
+    def wait_for(self, expression: str, timeout: float = 20.0, session: str | None = None):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            value = self.evaluate(expression, session)
             if value:
                 return value
             time.sleep(0.1)
@@ -185,6 +190,173 @@ def test_index_searches_by_top_tokens_and_opens_the_latent(browser, exported):
     href = browser.evaluate(f"document.querySelector('#search-results a[data-latent=\"{f}\"]').href")
     _open(browser, href, f"#latent-title[data-latent='{f}']")
     assert browser.evaluate("document.querySelector('#latent-title').dataset.latent") == str(f)
+
+
+def _click(browser, selector: str) -> None:
+    """A real mouse click on the first element matching ``selector`` (scrolled into view)."""
+    box = browser.evaluate(f"""(() => {{
+        const a = document.querySelector({json.dumps(selector)}); a.scrollIntoView();
+        const r = a.getBoundingClientRect(); return {{x: r.x + r.width / 2, y: r.y + r.height / 2}};
+    }})()""")
+    for kind in ("mousePressed", "mouseReleased"):
+        browser("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left", clickCount=1)
+
+
+SHOWN_TOKENS = """(() => ({
+    tokens: [...document.querySelectorAll('.tok')].map(t => t.textContent),
+    marks: [...document.querySelectorAll('.tok.cont')].map(t => [t.textContent, t.getBoundingClientRect().width]),
+    logits: [...document.querySelectorAll('#logits td:first-child')].map(t => t.textContent),
+    tooltips: [...document.querySelectorAll('.tok[data-effect]')].map(t => t.title),
+    search: [...document.querySelectorAll('#search-results td:nth-child(n+3)')].map(t => t.textContent),
+    notes: [...document.querySelectorAll('.muted')].map(t => t.textContent).join(' ')}))()"""
+
+
+def test_no_token_shows_as_empty_text(browser, exported):
+    """Where a token holds part of a character: the Arabic latents' logits, contexts and tooltips, the prompt
+    views (Cyrillic and Chinese), and the index's search, as Chromium draws them."""
+    path, index, _, _ = exported
+    seen = {"labels": 0, "marks": 0}
+    views = [(f"{path.as_uri()}#latent={f}", f"#latent-title[data-latent='{f}']") for f in SCRIPT_LATENTS]
+    views += [(f"{path.as_uri()}#prompt={i}", "#prompt-tokens") for i in range(len(PROMPTS))]
+    views += [(f"{index.as_uri()}#q=", "#search-results")]
+    for url, ready in views:
+        _open(browser, url, ready)
+        shown = browser.evaluate(SHOWN_TOKENS)
+        assert all(shown["tokens"]) and all(shown["search"]), url
+        assert not [t for t in shown["logits"] + shown["search"] if t in ('""', "")], url
+        assert not [t for t in shown["tooltips"] if '""' in t or "\ufffd" in t], url
+        assert all(text == "\u00b7" and width > 2 for text, width in shown["marks"]), "the mark is drawn, and seen"
+        seen["marks"] += len(shown["marks"])
+        labels = [t for t in shown["logits"] + shown["search"] if "\u27e8" in t]
+        seen["labels"] += len(labels)
+        assert not labels or "a byte of a character" in shown["notes"], "a page with byte labels says what they are"
+    _open(browser, f"{path.as_uri()}#latent={SCRIPT_LATENTS[0]}", "#logits")
+    logits = browser.evaluate(SHOWN_TOKENS)["logits"]
+    assert sum("\u27e8" in t for t in logits) >= 5, "the Arabic latent's top logits show their bytes"
+    assert seen["marks"] > 0 and seen["labels"] > 0
+
+
+def test_an_empty_piece_of_an_older_export_still_shows_the_mark(browser, exported):
+    """Exports made before readable_pieces carry "" where a token holds the rest of a character."""
+    from utils.dashboard.page import page_html, payload_json
+
+    path, _, data, latents = exported
+    payload = json.loads(payload_json(data.payload()))
+    context = payload["latents"][str(latents[0])]["top"][0]
+    context["pieces"][0] = ""
+    older = path.parent / "older.html"
+    older.write_text(page_html(payload), encoding="utf-8")
+    _open(browser, f"{older.as_uri()}#latent={latents[0]}", "#top-contexts .tok")
+    first = browser.evaluate("(() => { const t = document.querySelector('#top-contexts .tok'); "
+                             "return [t.textContent, t.className]; })()")
+    assert first == ["\u00b7", "tok cont"] or first == ["\u00b7", "tok centre cont"]
+
+
+def test_latents_not_in_the_export_say_so_in_the_prompt_view(browser, exported):
+    path, _, data, latents = exported
+    view = data.prompts[0]
+    token = next(i for i, found in enumerate(view.latents) if any(r[0] not in latents for r in found))
+    absent = sum(r[0] not in latents for r in view.latents[token])
+    _open(browser, f"{path.as_uri()}#prompt=0&token={token}", "#prompt-latents")
+    note = " ".join(browser.evaluate("document.querySelector('#prompt-missing').textContent").split())
+    assert f"{absent} of these {len(view.latents[token])} latents (in grey) are not in this export" in note
+    assert browser.evaluate("document.querySelectorAll('#prompt-latents a.latent-missing').length") == absent
+    f = browser.evaluate("document.querySelector('#prompt-latents a.latent-missing').dataset.latent")
+    _click(browser, "#prompt-latents a.latent-missing")
+    message = browser.wait_for(f"document.querySelector('#missing[data-latent=\"{f}\"]') && "
+                               "document.querySelector('#missing').textContent")
+    assert f"Latent {f} is not in this export. To see its page, build the dashboard with it in latents=" in \
+        " ".join(message.split())
+
+
+def test_without_javascript_the_page_says_what_to_do(browser, exported):
+    """JupyterLab's HTML viewer runs no script until "Trust HTML": the page then shows its <noscript> message."""
+    path, _, _, latents = exported
+    browser("Page.navigate", url="about:blank")
+    browser("Emulation.setScriptExecutionDisabled", value=True)
+    try:
+        _open(browser, path.as_uri(), "#no-script")
+        shown = browser.evaluate("(() => { const m = document.querySelector('#no-script'); "
+                                 "return {text: m.innerText, height: m.getBoundingClientRect().height}; })()")
+    finally:
+        browser("Emulation.setScriptExecutionDisabled", value=False)
+    assert "Trust HTML" in shown["text"] and "file://" in shown["text"] and shown["height"] > 50
+    browser("Page.navigate", url="about:blank")  # load the page anew, scripts on
+    _open(browser, f"{path.as_uri()}#latent={latents[0]}", "#latent-title")
+    assert browser.evaluate("document.querySelector('#no-script') === null"), "with scripts on, the message is gone"
+
+
+def test_the_relative_link_opens_the_page_from_the_notebook_folder(browser, exported):
+    """dashboard.links' relative link, in a page in the notebook's folder, opens the dashboard (as JupyterLab
+    resolves it: against the notebook's folder)."""
+    from utils import dashboard
+
+    path, _, _, latents = exported
+    notebook_dir = path.parent / "notebooks"
+    notebook_dir.mkdir(exist_ok=True)
+    found = dashboard.links(path, latent=latents[1], notebook_dir=notebook_dir)
+    host = notebook_dir / "links.html"
+    host.write_text(f'<!DOCTYPE html><html><meta charset="utf-8"><body>{found._repr_html_()}</body></html>',
+                    encoding="utf-8")
+    _open(browser, host.as_uri(), "a.dashboard-relative")
+    assert browser.evaluate("document.querySelector('a.dashboard-relative').href") == found.uri
+    assert browser.evaluate("document.querySelector('a.dashboard-file').href") == found.uri
+    _click(browser, "a.dashboard-relative")
+    assert browser.wait_for("document.querySelector('#latent-title') && "
+                            "document.querySelector('#latent-title').dataset.latent") == str(latents[1])
+
+
+def _iframe_session(browser, seen: int, timeout: float = 20.0) -> str:
+    """The session of the newest out-of-process iframe attached after ``seen`` events."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        attached = [e["params"] for e in browser.events[seen:] if e.get("method") == "Target.attachedToTarget"]
+        frames = [a["sessionId"] for a in attached if a["targetInfo"]["type"] == "iframe"]
+        if frames:
+            return frames[-1]
+        browser.evaluate("1")  # read the events that came in meanwhile
+        time.sleep(0.1)
+    raise AssertionError("the iframe did not attach")
+
+
+def test_the_widget_draws_its_page_and_says_which_latents_it_lacks(browser, exported):
+    """The widget's HTML put in a page as ipywidgets' HTML view does (innerHTML, no sanitising): its sandboxed
+    iframe draws the live prompt view, and a latent of the prompt that is not in the export says so."""
+    from utils.dashboard.widget import DashboardBrowser
+
+    path, _, data, latents = exported
+    model, sae, _, _ = bundled()
+    widget = DashboardBrowser(data, model, sae)
+    widget.prompt.value = PROMPTS[0]
+    widget.run.click()
+    host = path.parent / "widget.html"
+    host.write_text("<!DOCTYPE html><html><body><div id='widget'></div><script>document.getElementById('widget')"
+                    f".innerHTML = {json.dumps(widget.page.value)};</script></body></html>", encoding="utf-8")
+    browser("Target.setAutoAttach", autoAttach=True, waitForDebuggerOnStart=False, flatten=True)
+    seen = len(browser.events)
+    _open(browser, host.as_uri(), "iframe")
+    frame = _iframe_session(browser, seen)
+    assert browser.wait_for("document.body && document.body.dataset.view", session=frame) == "prompt"
+    view = data.prompts[0]  # the same prompt, analysed live
+    token = next(i for i, found in enumerate(view.latents) if any(r[0] not in latents for r in found))
+    browser.evaluate(f"document.querySelector('.ptok[data-token=\"{token}\"]').click()", session=frame)
+    note = browser.wait_for("document.querySelector('#prompt-missing') && "
+                            "document.querySelector('#prompt-missing').textContent", session=frame)
+    assert "latents (in grey) are not in this export: build the dashboard with them in latents=" in note
+    browser.evaluate("document.querySelector('#prompt-latents a.latent-missing').click()", session=frame)
+    message = browser.wait_for("document.querySelector('#missing') && document.querySelector('#missing').textContent",
+                               session=frame)
+    message = " ".join(message.split())
+    assert "is not in this export. To see its page, build the dashboard with it in latents=" in message
+    present = next(r[0] for found in view.latents for r in found if r[0] in latents)
+    found = next(i for i, row in enumerate(view.latents) if any(r[0] == present for r in row))
+    browser.evaluate(f"location.hash = 'prompt=0&token={found}'", session=frame)
+    browser.wait_for(f"!!document.querySelector('#prompt-latents a.latent-link[data-latent=\"{present}\"]')",
+                     session=frame)
+    browser.evaluate(f"document.querySelector('a.latent-link[data-latent=\"{present}\"]').click()", session=frame)
+    opened = browser.wait_for("document.querySelector('#latent-title') && "
+                              "document.querySelector('#latent-title').dataset.latent", session=frame)
+    assert opened == str(present), "a latent of the export opens its page inside the widget's iframe"
 
 
 def test_no_request_left_the_page(browser, exported):

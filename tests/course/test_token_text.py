@@ -8,8 +8,19 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from utils.lm.token_text import (
+    CONTINUATION,
+    context_html,
+    context_window,
+    readable_from_bytes,
+    readable_pieces,
+    render_tokens,
+    token_bytes,
+    token_label,
+    token_labels,
+    token_pieces,
+)
 from utils.paths import data_dir
-from utils.lm.token_text import context_html, context_window, render_tokens, token_bytes, token_pieces
 
 SCRIPTS = {  # a character class for each script of the corpus (Korean's Hangul with the CJK group)
     "latin-accented": "[àâçéèêëîïôûùüÿñäößąęłżśćńáíóú]",
@@ -109,3 +120,60 @@ def test_circuitsvis_renders_offline_with_inlined_javascript():
     assert "<script" in html and "CircuitsVis.ColoredTokens" in html
     assert "unpkg.com" not in html and "cdn.jsdelivr" not in html  # nothing fetched from the network
     assert "\\u041f\\u0440\\u0438\\u0432\\u0435\\u0442" in html  # "Привет", JSON-escaped
+    assert '"\\u00b7"' in html, "the empty piece is drawn as the continuation mark"
+
+
+def test_context_html_marks_an_empty_piece():
+    html = context_html(["你", "", "a"], [0.0, 1.0, 0.0])
+    spans = re.findall(r"<span[^>]*>(.*?)</span>", html)
+    assert spans == ["你", CONTINUATION, "a"] and "the rest of the character before" in html
+
+
+def _from_label(label: str) -> bytes:
+    """The bytes a token's label stands for: text as UTF-8, each "⟨d8 a7⟩" as its bytes (a label has no mark)."""
+    parts = re.split(r"\u27e8([0-9a-f ]*)\u27e9", label)
+    return b"".join(bytes.fromhex(p) if i % 2 else p.encode() for i, p in enumerate(parts))
+
+
+@pytest.mark.parametrize("chunks, expected", [
+    ([b"\xd8"], ["\u27e8d8\u27e9"]),  # the first half of an Arabic letter, alone
+    ([b"\xa7\xd9\x84"], ["\u27e8a7\u27e9\u0644"]),  # the rest of one letter, then a whole one ("ل")
+    ([b"\xd8", b"\xa7\xd9\x84"], ["\u0627", CONTINUATION + "\u0644"]),  # "ا" where it starts, the mark after
+    ([b"\xe4", b"\xbd", b"\xa0ab"], ["\u4f60", CONTINUATION, CONTINUATION + "ab"]),  # "你" over three tokens
+    ([b"a\xe4\xbd"], ["a\u27e8e4 bd\u27e9"]),  # cut off by the window's end: one run of bytes
+    ([b"\xf0\x9f", b"\x98", b"\x80!"], ["\U0001f600", CONTINUATION, CONTINUATION + "!"]),  # 4 bytes, 3 tokens
+    ([b"\xd8a"], ["\u27e8d8\u27e9a"]),  # a lead byte followed by no continuation: "a" is not swallowed
+    ([b"\xff", b" \xc0\x80"], ["\u27e8ff\u27e9", " \u27e8c0 80\u27e9"]),  # bytes UTF-8 never uses, an overlong form
+    ([b"", b"x"], ["\u27e8\u27e9", "x"]),  # an empty chunk still shows
+])
+def test_readable_text_marks_split_characters(chunks, expected):
+    assert readable_from_bytes(chunks) == expected
+
+
+def test_every_token_alone_has_a_readable_label(tokenizer):
+    """The whole vocabulary: no label is empty or "�", and each stands for exactly the token's bytes."""
+    ids = list(range(len(tokenizer)))
+    labels, chunks = token_labels(tokenizer, ids), token_bytes(tokenizer, ids)
+    assert all(labels) and not any("\ufffd" in label for label in labels)
+    assert [_from_label(label) for label in labels] == chunks
+    halves = [i for i, label in enumerate(labels) if "\u27e8" in label]
+    assert len(halves) > 100, "byte-level BPE has tokens that hold part of a character"
+    assert sum(token_pieces(tokenizer, [i])[0] == "" for i in halves) > 50, "the tokens that read as empty before"
+    arabic_half = next(i for i, c in enumerate(chunks) if c == b"\xd8")
+    assert token_label(tokenizer, arabic_half) == "\u27e8d8\u27e9"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_readable_pieces_are_the_pieces_with_the_mark(script, tokenizer, corpus):
+    """On whole text, readable_pieces is token_pieces with "·" where a token starts inside a character (alone
+    where the piece was empty), and never empty."""
+    text = sample(corpus, SCRIPTS[script])
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    pieces, readable = token_pieces(tokenizer, ids), readable_pieces(tokenizer, ids)
+    chunks = token_bytes(tokenizer, ids)
+    assert all(readable) and "\ufffd" not in "".join(readable)
+    starts_inside = [0x80 <= chunk[0] < 0xC0 for chunk in chunks]
+    assert readable == [CONTINUATION * inside + piece for inside, piece in zip(starts_inside, pieces)]
+    if script != "latin-accented":
+        assert sum(starts_inside) > 0, "the sample splits characters"
+    assert readable_pieces(tokenizer, torch.tensor(ids)) == readable

@@ -2,8 +2,9 @@
 
 ``dashboard.build(model, sae, tokens)`` gathers the data (``data``; its types in ``payload``),
 ``dashboard.export_html`` / ``export_folder`` write self-contained pages (``page``, with ``page.css`` and
-``page.js``), ``dashboard.show`` displays one in a notebook, and ``dashboard.widget.browse`` is an ipywidgets
-browser with a live prompt view.
+``page.js``), ``dashboard.links(path)`` gives the links that open one from a notebook (``page_links``: from JupyterLab,
+and as a ``file://`` address), ``dashboard.show`` displays one in a notebook, and ``dashboard.widget.browse`` is an
+ipywidgets browser with a live prompt view.
 """
 
 from utils.dashboard.data import (
@@ -16,17 +17,20 @@ from utils.dashboard.data import (
     show,
     to_json,
 )
+from utils.dashboard.page_links import DashboardLinks, links
 from utils.dashboard.payload import DashboardData, LatentPage, PromptLatents
 
 __all__ = [
     "STATS_OPTIONS",
     "DashboardData",
+    "DashboardLinks",
     "LatentPage",
     "PromptLatents",
     "build",
     "export_folder",
     "export_html",
     "latent_stats",
+    "links",
     "prompt_view",
     "show",
     "to_json",

@@ -12,7 +12,9 @@ pieces: the statistics are the engine's (``utils.sae.latent_stats.compute_latent
 tokens, or its saved results); the rows that hold the contexts are run once more through
 ``utils.sae.latent_effects.final_residual``, encoded with ``SAE.encode_sparse``, and their ablation effects
 come from ``latent_effects.ablation_effects``, the closed form the prompt view (``utils.sae.prompt_view``)
-uses too. The text of every token comes from ``utils.lm.token_text``.
+uses too. The text of every token comes from ``utils.lm.token_text``, readable and never empty: running text
+(contexts, prompts) as ``readable_pieces`` (a token that holds the rest of a character shows "·"), a token alone
+(logits, the tokens of an effect, the search) as ``token_label`` (half a character shows as its bytes, "⟨d8⟩").
 
 The result is a :class:`~utils.dashboard.payload.DashboardData`: :func:`export_html` writes it as one
 self-contained HTML file (JavaScript and CSS inlined once, no network request, ``#latent=123`` opens a
@@ -23,7 +25,6 @@ prompt view.
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from utils.dashboard.page import page_html, payload_json
+from utils.dashboard.page import iframe_html, page_html, payload_json
 from utils.dashboard.payload import (
     Context,
     DashboardData,
@@ -46,7 +47,7 @@ from utils.dashboard.payload import (
     PromptLatents,
     SearchEntry,
 )
-from utils.lm.token_text import token_pieces
+from utils.lm.token_text import CONTINUATION, readable_from_bytes, readable_pieces, token_bytes, token_labels
 from utils.sae import latent_effects
 from utils.sae.latent_stats import LatentStats, LatentStatsOptions, compute_latent_stats
 from utils.sae.prompt_view import prompt_view as engine_prompt_view
@@ -153,11 +154,12 @@ def _row_contexts(model, sae, row_tokens: Int[Tensor, "rows seq"], centres: list
             windows.append((f, row, pos, w, acts))
             pairs += [(row, p, f, a) for p, a in zip(w.tolist(), acts.tolist()) if a > 0 and p < seq - 1]
     effects = _pair_effects(model, resid, row_tokens, pairs, latent_out)
-    pieces = [token_pieces(model.tokenizer, tokens.tolist()) for tokens in row_tokens]  # once per row, then sliced
+    chunks = [token_bytes(model.tokenizer, tokens.tolist()) for tokens in row_tokens]  # once per row, then sliced
     out = {}
     for f, row, pos, w, acts in windows:
         ahead = {i + 1: effects[(row, p, f)] for i, p in enumerate(w.tolist()[:-1]) if (row, p, f) in effects}
-        out[(f, row, pos)] = Context(pieces[row][w[0] : w[-1] + 1], [round(a, 2) for a in acts.tolist()],
+        pieces = readable_from_bytes(chunks[row][w[0] : w[-1] + 1])  # the window's own text: what it shows
+        out[(f, row, pos)] = Context(pieces, [round(a, 2) for a in acts.tolist()],
                                      pos - int(w[0]), ahead)  # the effect lands on the predicted token, i + 1
     return out
 
@@ -183,7 +185,9 @@ def _contexts(model, sae, tokens: Int[Tensor, "rows seq"], wanted: dict[int, lis
 
 
 def _vocab_texts(tokenizer, ids: set[int]) -> dict[int, str]:
-    return {i: token_pieces(tokenizer, [i])[0] for i in sorted(ids)}
+    """Each token the page names alone, as ``token_label`` reads it (never ``""``: half a character is "⟨d8⟩")."""
+    ordered = sorted(ids)
+    return dict(zip(ordered, token_labels(tokenizer, ordered)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,7 +210,7 @@ def prompt_view(model, sae, prompt: str, stats: LatentStats | None = None) -> Pr
                torch.nan_to_num(view.loss_effect[pos, lat]).tolist())
     for p, f, a, q, e in rows:
         per_token[p].append((f, round(a, 3), round(q, 3) if stats is not None else None, round(e, 4)))
-    return PromptLatents(prompt, view.pieces, per_token)
+    return PromptLatents(prompt, readable_pieces(model.tokenizer, view.tokens), per_token)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -347,9 +351,19 @@ def export_html(data: DashboardData, path: str | Path, latents: list[int] | None
     return path
 
 
+def centre_text(context: Context) -> str:
+    """The text of a context's centre token, for the search: its piece, or, where the token only holds the rest
+    of a character ("·"), that character and the mark ("你·"), so that searching "你" finds the latent."""
+    at = context.centre
+    while at > 0 and context.pieces[at] == CONTINUATION:
+        at -= 1
+    piece = context.pieces[at]
+    return piece if at == context.centre or piece == CONTINUATION else piece[-1] + CONTINUATION
+
+
 def _search_entry(data: DashboardData, page: LatentPage) -> SearchEntry:
     return SearchEntry(round(page.density, 6), [data.vocab[t] for t, _ in page.logits.top[:5]],
-                       [c.pieces[c.centre] for c in page.top[:5]])
+                       [centre_text(c) for c in page.top[:5]])
 
 
 def export_folder(data: DashboardData, folder: str | Path, per_file: int = 128) -> Path:
@@ -373,9 +387,7 @@ def show(data: DashboardData, latents: list[int] | None = None, height: int = 72
     """Display the dashboard in a notebook, in an iframe (its scripts run in JupyterLab, VS Code and Colab)."""
     from IPython.display import HTML, display
 
-    doc = page_html(data.payload(latents))
-    display(HTML(f'<iframe srcdoc="{html.escape(doc, quote=True)}" style="width:100%;height:{height}px;'
-                 f'border:1px solid #ddd" sandbox="allow-scripts"></iframe>'))
+    display(HTML(iframe_html(page_html(data.payload(latents)), height)))
 
 
 def to_json(data: DashboardData) -> str:

@@ -2,11 +2,23 @@
 // It reads the JSON in <script id="dashboard-data"> (utils/dashboard/payload.py says its shape):
 //   {meta, vocab: {token id: text}, latents: {latent: page}, prompts: [view], search (index pages only)}
 // and draws the view the address asks for: #latent=123, #prompt=0&token=5&rank=loss, or the index's #q=word.
+// Token texts come from utils/lm/token_text.py, never empty: "·" starts a token that holds the rest of a character
+// shown on the token before, and "⟨d8⟩" is a byte of a character split across tokens, shown alone.
 (function(){
 const D = JSON.parse(document.getElementById('dashboard-data').textContent);
 const M = D.meta, $ = s => document.querySelector(s);
 const esc = s => String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
-const show = s => esc(s).replace(/\n/g, '\u21b5').replace(/\t/g, '\u2192');
+const show = s => esc(s).replace(/\n/g, '\u21b5').replace(/\t/g, '\u2192')
+  .replace(/\u27e8[0-9a-f ]*\u27e9/g, b => `<span class="bytes">${b}</span>`);  // "⟨d8⟩", boxed: bytes, not text
+const CONT = '\u00b7', BYTES = '\u27e8';  // the continuation mark, and the bracket that opens a byte label
+const tokText = s => show(s === '' ? CONT : s);  // an empty piece (older exports) still shows the mark
+const isCont = s => s === '' || s === CONT;
+const contNote = '\nthis token holds the rest of the character shown on the token before it';
+const byteNote = '<div class="muted"><span class="bytes">⟨d8⟩</span>: a byte of a character that byte-level BPE '
+  + 'split across tokens; alone, it is no character</div>';
+const hasBytes = texts => texts.some(s => String(s).includes(BYTES));
+const missing = f => `To see its page, build the dashboard with it in <code>latents=</code>, e.g. `
+  + `<code>dashboard.build(model, sae, tokens, latents=[..., ${esc(f)}])</code>, then export or browse it again`;
 const voc = t => (D.vocab[t] !== undefined ? D.vocab[t] : '#' + t);
 const fmt = (x, d=2) => (x === null || x === undefined) ? '–' : Number(x).toFixed(d);
 function latentHref(f){
@@ -16,7 +28,8 @@ function latentHref(f){
 }
 function latentLink(f){
   const h = latentHref(f);
-  return h ? `<a class="latent-link" data-latent="${f}" href="${h}">${f}</a>` : `<span class="muted">${f}</span>`;
+  return h ? `<a class="latent-link" data-latent="${f}" href="${h}">${f}</a>`
+           : `<a class="latent-missing" data-latent="${f}" href="#latent=${f}" title="not in this export">${f}</a>`;
 }
 function bars(counts, cls, w=300, h=70){
   const m = Math.max(1, ...counts), bw = w / counts.length;
@@ -28,14 +41,16 @@ function context(c, maxAct){
   return '<div class="ctx">' + c.pieces.map((s, i) => {
     const a = c.acts[i], e = c.effects[i];
     let style = a > 0 ? `background:rgba(224,138,44,${Math.min(1, a / maxAct).toFixed(2)})` : '';
-    let title = `activation ${fmt(a)}`;
+    let title = `activation ${fmt(a)}` + (isCont(s) ? contNote : '');
     if (e){
       const col = e.loss > 0 ? '26,107,26' : '170,17,17', k = Math.min(1, Math.abs(e.loss) / 0.5).toFixed(2);
       style += `;border-bottom-color:rgba(${col},${k})`;
       title += `\nremoving the latent at the previous token: loss on this token ${e.loss > 0 ? '+' : ''}${fmt(e.loss, 3)}`
              + '\nlargest log-prob changes: ' + e.top.map(([t, d]) => `${JSON.stringify(voc(t))} ${d > 0 ? '+' : ''}${fmt(d)}`).join(', ');
     }
-    return `<span class="tok${i === c.centre ? ' centre' : ''}${s === '' ? ' empty' : ''}" data-act="${a}"${e ? ` data-effect="${e.loss}"` : ''} style="${style}" title="${esc(title)}">${show(s)}</span>`;
+    const cls = 'tok' + (i === c.centre ? ' centre' : '') + (isCont(s) ? ' cont' : '');
+    return `<span class="${cls}" data-act="${a}"${e ? ` data-effect="${e.loss}"` : ''} style="${style}" `
+      + `title="${esc(title)}">${tokText(s)}</span>`;
   }).join('') + '</div>';
 }
 function pairs(list, label){
@@ -43,7 +58,8 @@ function pairs(list, label){
 }
 function latentPage(f){
   const p = D.latents[f];
-  if (!p) return `<section id="missing"><h2>Latent ${esc(f)} is not in this file</h2>${M.index ? `<a href="${M.index}">index</a>` : ''}</section>`;
+  if (!p) return `<section id="missing" data-latent="${esc(f)}"><h2>Latent ${esc(f)} is not in this export.</h2>
+    <p>${missing(f)}.</p>${M.index ? `<a href="${M.index}">index</a>` : ''}</section>`;
   const maxAct = Math.max(p.max_act, 1e-6), [lo, hi] = M.hist_log10;
   const logitRow = ([t, v]) => `<tr><td>${show(JSON.stringify(voc(t)))}</td><td class="num ${v > 0 ? 'pos' : 'neg'}">${fmt(v, 3)}</td></tr>`;
   return `<h1 id="latent-title" data-latent="${f}">Latent ${f} <span class="muted">(${esc(M.run)}: ${esc(M.architecture)}, ${esc(M.model)})</span></h1>
@@ -53,7 +69,8 @@ function latentPage(f){
   <section id="activation-histogram"><h2>Activation histogram</h2>${bars(p.hist, '')}
     <div class="muted">log<sub>10</sub> activation from ${lo} to ${hi}</div></section>
   <section id="logits"><h2>Top and bottom logits</h2><div style="display:flex;gap:16px">
-    <table>${p.logits.top.map(logitRow).join('')}</table><table>${p.logits.bottom.map(logitRow).join('')}</table></div></section>
+    <table>${p.logits.top.map(logitRow).join('')}</table><table>${p.logits.bottom.map(logitRow).join('')}</table></div>
+    ${hasBytes(p.logits.top.concat(p.logits.bottom).map(([t]) => voc(t))) ? byteNote : ''}</section>
   <section id="logit-histogram"><h2>Logit weights (all tokens)</h2>${bars(p.logits.hist, 'l')}
     <div class="muted">from ${fmt(p.logits.range[0])} to ${fmt(p.logits.range[1])}, LayerNorm lens</div></section>
   <section id="neurons"><h2>Neuron alignment</h2>top neuron holds <b>${fmt(100*p.neurons.share, 1)}%</b> of the decoder's norm²
@@ -76,12 +93,18 @@ function promptPage(i, tok, key){
   const v = D.prompts[i];
   if (!v) return '<section id="missing"><h2>No such prompt</h2></section>';
   key = key || 'act';
-  const toks = v.pieces.map((s, j) => `<span class="tok ptok${j === tok ? ' sel' : ''}" data-token="${j}" title="${v.latents[j].length} latents">${show(s)}</span>`).join('');
+  const toks = v.pieces.map((s, j) => `<span class="tok ptok${j === tok ? ' sel' : ''}${isCont(s) ? ' cont' : ''}" `
+    + `data-token="${j}" title="${v.latents[j].length} latents${isCont(s) ? esc(contNote) : ''}">${tokText(s)}</span>`
+  ).join('');
   let list = '';
   if (tok !== null && v.latents[tok]){
     const col = {act: 1, quantile: 2, loss: 3}[key];
     const rows = v.latents[tok].slice().sort((a, b) => (key === 'loss' ? Math.abs(b[col]) - Math.abs(a[col]) : (b[col] ?? -1) - (a[col] ?? -1)));
-    list = `<table id="prompt-latents"><tr><th>latent</th><th>activation</th><th>quantile</th><th>loss effect</th></tr>` +
+    const absent = rows.filter(r => latentHref(r[0]) === null).length;
+    const note = `${absent} of these ${rows.length} latents (in grey) are not in this export: `
+      + 'build the dashboard with them in <code>latents=</code> to see their pages.';
+    list = (absent ? `<p id="prompt-missing" class="muted">${note}</p>` : '')
+      + '<table id="prompt-latents"><tr><th>latent</th><th>activation</th><th>quantile</th><th>loss effect</th></tr>' +
       rows.map(r => `<tr><td>${latentLink(r[0])}</td><td class="num">${fmt(r[1])}</td><td class="num">${fmt(r[2])}</td>
         <td class="num ${r[3] > 0 ? 'pos' : 'neg'}">${fmt(r[3], 4)}</td></tr>`).join('') + '</table>';
   }
@@ -98,7 +121,8 @@ function indexPage(query){
   return `<section id="search"><h2>Search latents by their top tokens</h2>
     <input id="search-box" value="${esc(query || '')}" placeholder="a token, or a latent id">
     <table id="search-results">${ids.map(f => `<tr><td>${latentLink(f)}</td><td class="num">${(100*D.search[f].density).toPrecision(2)}%</td>
-      <td>${D.search[f].logits.map(s => show(JSON.stringify(s))).join(' ')}</td><td class="muted">${D.search[f].contexts.map(s => show(JSON.stringify(s))).join(' ')}</td></tr>`).join('')}</table></section>`;
+      <td>${D.search[f].logits.map(s => show(JSON.stringify(s))).join(' ')}</td><td class="muted">${D.search[f].contexts.map(s => show(JSON.stringify(s))).join(' ')}</td></tr>`).join('')}</table>
+    ${hasBytes(ids.flatMap(f => D.search[f].logits.concat(D.search[f].contexts))) ? byteNote : ''}</section>`;
 }
 function parse(){
   const h = {};
@@ -112,6 +136,15 @@ function nav(){
     <label>latent <input id="goto" type="number" min="0" max="${M.d_sae - 1}"></label>
     ${M.index ? `<a href="${M.index}">index</a>` : ''} ${prompts}`;
 }
+// Go to href. A link within the page ("#latent=5") sets only the hash: in an <iframe srcdoc> (dashboard.show, the
+// widget) a relative address resolves against the notebook's page, and following it would load the notebook there.
+function go(href){
+  if (href.startsWith('#')) location.hash = href.slice(1); else location.href = href;
+}
+document.addEventListener('click', e => {
+  const a = e.target.closest && e.target.closest('a[href^="#"]');
+  if (a && !e.defaultPrevented && e.button === 0){ e.preventDefault(); go(a.getAttribute('href')); }
+});
 function render(){
   const h = parse(), body = $('#app');
   $('#nav').innerHTML = nav();
@@ -125,7 +158,7 @@ function render(){
   }
   document.body.dataset.view = h.prompt !== undefined ? 'prompt' : (M.is_index && h.latent === undefined ? 'index' : 'latent');
   const g = $('#goto');
-  g.addEventListener('change', () => { const href = latentHref(g.value); if (href) location.href = href; else location.hash = 'latent=' + g.value; });
+  g.addEventListener('change', () => go(latentHref(g.value) || '#latent=' + g.value));
   document.querySelectorAll('.ptok').forEach(t => t.addEventListener('click', () => {
     location.hash = `prompt=${h.prompt}&token=${t.dataset.token}` + (h.rank ? `&rank=${h.rank}` : '');
   }));

@@ -2,9 +2,19 @@
 
 gelu-1l-mini's tokenizer is byte-level BPE: a token is a run of bytes, and a character outside ASCII (2 bytes
 in Cyrillic, Greek and Arabic, 3 in CJK) can be split across two tokens. Decoding each token on its own then
-shows broken bytes ("�"). ``token_pieces`` gives each token a display string instead: every character is
-shown whole on the token where its first byte is; a token that holds only the rest of a character gets ``""``
-(the renderers draw a thin continuation mark there). Joined, the pieces are the decoded text.
+shows broken bytes ("�"). Two ways to show tokens here, one for running text and one for a token alone:
+
+- ``token_pieces`` (running text, Part 4's exercises): every character whole on the token where its first
+  byte is; a token that holds only the rest of a character gets ``""``, and the renderers (``render_tokens``,
+  ``context_html``, the dashboard's page) draw that empty piece as ``CONTINUATION`` ("·"). Joined, the pieces
+  are the decoded text.
+- ``readable_pieces`` (running text that is never empty, what the dashboard shows) and ``token_label`` (one
+  token alone: a logit, a token in a tooltip): the same rule, and two more so that no token shows as ``""``
+  or "�". A token that begins with the rest of a character shown on an earlier token starts with
+  ``CONTINUATION`` ("你" then "·", or "ا" then "·ل"), and a byte that belongs to no whole character in view (a
+  token alone that holds half a character, a window cut mid-character) shows as its value in hex between
+  angle brackets, ``⟨d8⟩`` (a run of such bytes in one token: ``⟨e4 bd⟩``). So the label of the Arabic
+  half-token ``b"\\xd8"`` is ``"⟨d8⟩"``, never ``""``.
 
 Rendering: ``render_tokens`` colours tokens by a value, with circuitsvis (its JavaScript is inlined from the
 installed package, so it works offline in JupyterLab, VS Code and Colab) or plain HTML (no JavaScript).
@@ -20,9 +30,11 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-__all__ = ["context_html", "context_window", "render_tokens", "token_bytes", "token_pieces", "visible"]
+__all__ = ["CONTINUATION", "byte_label", "context_html", "context_window", "readable_from_bytes", "readable_pieces",
+           "render_tokens", "token_bytes", "token_label", "token_labels", "token_pieces", "visible"]
 
-CONTINUATION = "\u00b7"  # what a continuation-only token shows as in rendered text ("·")
+CONTINUATION = "\u00b7"  # "·": a token's start that is the rest of a character shown on an earlier token
+BYTE_BRACKETS = ("\u27e8", "\u27e9")  # "⟨", "⟩": around bytes that form no whole character in view
 
 
 @lru_cache(maxsize=1)
@@ -85,6 +97,76 @@ def token_pieces(tokenizer, ids: Sequence[int] | Int[Tensor, " seq"]) -> list[st
     return pieces_from_bytes(token_bytes(tokenizer, ids))
 
 
+def byte_label(raw: bytes) -> str:
+    """Bytes that form no whole character, as their hex values between angle brackets: ``b"\\xe4\\xbd"`` ->
+    ``"⟨e4 bd⟩"``. Hex, because a half character has no text, and brackets, so that it cannot be read as text."""
+    return BYTE_BRACKETS[0] + " ".join(f"{b:02x}" for b in raw) + BYTE_BRACKETS[1]
+
+
+def _whole_character(data: bytes, at: int) -> int:
+    """The length of the whole, valid UTF-8 character that starts at ``data[at]``; 0 where none does (a
+    continuation byte, a lead byte whose continuation bytes are missing or wrong, a byte UTF-8 never uses)."""
+    size = _utf8_length(data[at])
+    if size == 0 or at + size > len(data):
+        return 0
+    try:
+        data[at : at + size].decode("utf-8")
+    except UnicodeDecodeError:
+        return 0
+    return size
+
+
+def readable_from_bytes(chunks: Sequence[bytes]) -> list[str]:
+    """Display strings for byte chunks, none of them empty (the module docstring's rules for ``readable_pieces``).
+
+    Each whole character shows on the chunk holding its first byte, and a chunk that begins with the rest of it
+    starts with ``CONTINUATION``; bytes that belong to no whole character within ``chunks`` show as
+    :func:`byte_label`. Why not ``""`` or "�": an empty token cannot be seen, hovered or told from its
+    neighbour, and "�" hides which bytes the token holds.
+    """
+    try:  # most windows: every chunk is whole characters, so none is split (a split leaves both halves invalid)
+        return [chunk.decode("utf-8") or byte_label(b"") for chunk in chunks]
+    except UnicodeDecodeError:
+        pass
+    data = b"".join(chunks)
+    owner = [i for i, chunk in enumerate(chunks) for _ in chunk]  # chunk of each byte
+    parts: list[list[str | bytearray]] = [[] for _ in chunks]  # text, or a run of bytes to label
+    at = 0
+    while at < len(data):
+        size, home = _whole_character(data, at), parts[owner[at]]
+        if size:
+            home.append(data[at : at + size].decode("utf-8"))
+            for later in sorted({owner[j] for j in range(at + 1, at + size)} - {owner[at]}):
+                parts[later].append(CONTINUATION)
+            at += size
+            continue
+        if not home or not isinstance(home[-1], bytearray):
+            home.append(bytearray())
+        home[-1].append(data[at])
+        at += 1
+    return ["".join(p if isinstance(p, str) else byte_label(p) for p in chunk) or byte_label(b"") for chunk in parts]
+
+
+def readable_pieces(tokenizer, ids: Sequence[int] | Int[Tensor, " seq"]) -> list[str]:
+    """One display string per token of a running text, never empty: ``token_pieces``, with ``CONTINUATION`` where
+    a token begins with the rest of a character and ``⟨d8⟩`` for bytes of no whole character in ``ids``."""
+    ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+    return readable_from_bytes(token_bytes(tokenizer, ids))
+
+
+def token_labels(tokenizer, ids: Sequence[int] | Int[Tensor, " n"]) -> list[str]:
+    """Each token alone as readable text (a logit, a token in a tooltip): its whole characters, and its bytes
+    of a split character as ``⟨d8⟩``, so that no token reads ``""`` or "�"."""
+    ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+    return [readable_from_bytes([chunk])[0] for chunk in token_bytes(tokenizer, ids)]
+
+
+def token_label(tokenizer, token: int) -> str:
+    """One token alone as readable text (see :func:`token_labels`): ``"⟨d8⟩"`` for the first half of an Arabic
+    letter, ``" the"`` for `` the``."""
+    return token_labels(tokenizer, [int(token)])[0]
+
+
 def visible(piece: str) -> str:
     """A piece with its whitespace made visible: newline "↵", tab "→", a continuation-only token "·"."""
     return (piece or CONTINUATION).replace("\n", "↵").replace("\t", "→")
@@ -121,7 +203,8 @@ def context_html(pieces: Sequence[str], values: Sequence[float], centre: int | N
             style += ";color:#999"
         if i == centre:
             style += ";outline:2px solid #c00"
-        title = html.escape(f"{piece!r}: {value:.3g}", quote=True)
+        shown = repr(piece) if piece else f"{CONTINUATION!r} (the rest of the character before)"
+        title = html.escape(f"{shown}: {value:.3g}", quote=True)
         spans.append(f'<span title="{title}" style="{style}">{html.escape(visible(piece))}</span>')
     return '<div style="font-family:monospace;white-space:pre;line-height:1.6">' + "".join(spans) + "</div>"
 
