@@ -60,9 +60,17 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 import utils.checks.part01_toy_models as checks
-from utils.parts import plot_toy_models as plots
 from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
-from utils.parts.toy_models import ToyModelConfig, ToyTrainConfig, importance_decay, log_spaced_probabilities, per_feature_loss, probability_from_sparsity, train
+from utils.parts import plot_toy_models as plots
+from utils.parts.toy_models import (
+    ToyModelConfig,
+    ToyTrainConfig,
+    importance_decay,
+    log_spaced_probabilities,
+    per_feature_loss,
+    probability_from_sparsity,
+    train,
+)
 
 # These models are tiny: one thread is faster than several, which spend their time waiting on each other.
 torch.set_num_threads(1)

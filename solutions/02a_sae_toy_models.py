@@ -62,8 +62,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import utils.checks.part02a_sae_toy_models as checks
-from utils.parts import plot_saes
 from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
+from utils.parts import plot_saes
 from utils.parts.toy_models import ToyModelConfig, ToyTrainConfig, train
 
 # These models are tiny: one thread is faster than several, which spend their time waiting on each other.

@@ -69,13 +69,13 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 import utils.checks.part02b_sae_gelu_1l as checks
-from utils.parts import plot_saes
+from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
 from utils.lm.activations import mlp_post_activations, tokenize_texts
 from utils.lm.loading import load_model, load_text_dataset
-from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
+from utils.parts import plot_saes
 from utils.sae.model import SAE, SAEConfig
-from utils.sae.training import TrainConfig, train_sae
 from utils.sae.steps import sae_training_step
+from utils.sae.training import TrainConfig, train_sae
 
 MODEL_NAME = "auto"  # "gelu-1l-mini" (bundled, runs anywhere), "gelu-1l" (hub + GPU), or "auto" to pick
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

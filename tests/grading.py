@@ -16,8 +16,10 @@ def grading_test(part: str):
     def test_exercise(exercise, notebook_grades, grade_lines) -> None:
         results = notebook_grades(part)
         if results is None:
-            line = (f"⏭  Exercise {exercise.id} ({exercise.title}): no notebook {part}.ipynb yet "
-                    "(make it with `python -m utils.course.build_notebooks`).")
+            line = (
+                f"⏭  Exercise {exercise.id} ({exercise.title}): no notebook {part}.ipynb yet "
+                "(make it with `python -m utils.course.build_notebooks`)."
+            )
             grade_lines.append(line)
             pytest.skip(line)
         result = results[exercise.id]

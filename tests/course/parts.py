@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from utils.course.build_notebooks import parts
 from utils.checks import Exercise, exercises_of
+from utils.course.build_notebooks import parts
 
 PARTS = [p.name for p in parts()]
 

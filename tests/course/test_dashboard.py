@@ -51,10 +51,19 @@ def test_ablation_effects_match_a_patched_forward_pass():
     slots = torch.tensor([0, 5] * 5)
     latents, acts = indices[positions, slots], values[positions, slots] * 3  # larger than real: LayerNorm nonlinear
     assert (acts > 0).all(), "the fixture removes latents that fire"
-    effects = latent_effects.ablation_effects(model, resid[0], torch.cat([row[1:], row[:1]]),
-                                              positions, latents, acts, latent_effects.sae_out_directions(model, sae))
-    expected = [_patched_loss_change(model, row, sae, p, f, a) for p, f, a in zip(positions.tolist(), latents.tolist(),
-                                                                                   acts.tolist())]
+    effects = latent_effects.ablation_effects(
+        model,
+        resid[0],
+        torch.cat([row[1:], row[:1]]),
+        positions,
+        latents,
+        acts,
+        latent_effects.sae_out_directions(model, sae),
+    )
+    expected = [
+        _patched_loss_change(model, row, sae, p, f, a)
+        for p, f, a in zip(positions.tolist(), latents.tolist(), acts.tolist())
+    ]
     assert torch.allclose(effects.loss, torch.tensor(expected), atol=2e-4), (effects.loss, expected)
     assert effects.top_tokens.shape == (10, 3) and (effects.top_changes.abs().diff(dim=1) <= 1e-6).all()
 
@@ -82,11 +91,21 @@ def test_prompt_view_lists_every_active_latent_with_exact_effects(architecture):
         assert listed[f][3] == pytest.approx(_patched_loss_change(model, ids, sae, p, f, acts[p, f].item()), abs=2e-4)
 
 
-@pytest.mark.parametrize("text", [
-    "Les résultats sont déjà là, naïve façon", "Größenänderung über Straßen", "Привет, мир! Это проверка",
-    "Καλημέρα κόσμε, δοκιμή", "مرحبا بالعالم، هذا اختبار", "你好世界，这是一个测试", "日本語のテキストです。カタカナ",
-    "def f(x):\n    return {'ключ': x}  # комментарий", "Xin chào thế giới, tiếng Việt", "안녕하세요 세계",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Les résultats sont déjà là, naïve façon",
+        "Größenänderung über Straßen",
+        "Привет, мир! Это проверка",
+        "Καλημέρα κόσμε, δοκιμή",
+        "مرحبا بالعالم، هذا اختبار",
+        "你好世界，这是一个测试",
+        "日本語のテキストです。カタカナ",
+        "def f(x):\n    return {'ключ': x}  # комментарий",
+        "Xin chào thế giới, tiếng Việt",
+        "안녕하세요 세계",
+    ],
+)
 def test_token_texts_read_right_in_every_script(text):
     model, _, _, _ = bundled()
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -130,8 +149,19 @@ def test_the_embedded_json_has_the_shape_page_js_reads():
     meta_keys = {"model", "run", "other_run", "architecture", "d_sae", "n_tokens", "hist_log10", "hist_bins"}
     assert meta_keys <= set(payload["meta"])
     page = payload["latents"][str(latents[0])]
-    assert set(page) == {"density", "n_fired", "max_act", "hist", "top", "intervals", "logits", "neurons", "cofiring",
-                         "nearest", "match"}
+    assert set(page) == {
+        "density",
+        "n_fired",
+        "max_act",
+        "hist",
+        "top",
+        "intervals",
+        "logits",
+        "neurons",
+        "cofiring",
+        "nearest",
+        "match",
+    }
     context = page["top"][0]
     assert set(context) == {"pieces", "acts", "centre", "effects"} and len(context["pieces"]) == len(context["acts"])
     effect = next(e for c in page["top"] for e in c["effects"].values())
@@ -255,13 +285,18 @@ def test_widget_uses_only_apis_common_to_ipywidgets_7_and_8():
 
 def _token_texts(payload: dict) -> dict[str, list[str]]:
     """Every token text a page's JSON carries, by where it is shown (the page draws each as it is)."""
-    contexts = [c for page in payload["latents"].values()
-                for c in [*page["top"], *(s for g in page["intervals"] for s in g["samples"])]]
+    contexts = [
+        c
+        for page in payload["latents"].values()
+        for c in [*page["top"], *(s for g in page["intervals"] for s in g["samples"])]
+    ]
     search = payload.get("search", {}).values()
-    return {"vocab": list(payload["vocab"].values()),
-            "contexts": [piece for c in contexts for piece in c["pieces"]],
-            "prompts": [piece for view in payload["prompts"] for piece in view["pieces"]],
-            "search": [text for entry in search for text in entry["logits"] + entry["contexts"]]}
+    return {
+        "vocab": list(payload["vocab"].values()),
+        "contexts": [piece for c in contexts for piece in c["pieces"]],
+        "prompts": [piece for view in payload["prompts"] for piece in view["pieces"]],
+        "search": [text for entry in search for text in entry["logits"] + entry["contexts"]],
+    }
 
 
 def _assert_readable(texts: dict[str, list[str]]) -> None:
@@ -300,8 +335,9 @@ def test_no_token_text_is_empty_in_the_exported_files(tmp_path):
     for page in pages:
         _assert_readable(_token_texts(_embedded(page.read_text(encoding="utf-8"))))
     search = _embedded(index.read_text(encoding="utf-8"))["search"]
-    assert any(text.endswith(CONTINUATION) for f in SCRIPT_LATENTS for text in search[str(f)]["contexts"]), \
+    assert any(text.endswith(CONTINUATION) for f in SCRIPT_LATENTS for text in search[str(f)]["contexts"]), (
         "a centre token that holds the rest of a character is searchable by that character"
+    )
 
 
 def test_a_centre_token_that_ends_a_character_is_searched_by_it():

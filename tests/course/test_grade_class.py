@@ -12,9 +12,9 @@ import nbformat
 import pytest
 
 from tests.course.parts import PARTS
+from utils.checks import exercises_of
 from utils.course import build_notebooks as bn
 from utils.course import grade_class as gc
-from utils.checks import exercises_of
 from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, Result
 from utils.paths import repo_root
 
@@ -132,9 +132,24 @@ def test_grading_a_mixed_folder_end_to_end(tmp_path) -> None:
     first_two = [e.id for e in exercises_of(PART)[:2]]
     out_csv, out_html = tmp_path / "grades.csv", tmp_path / "grades.html"
     proc = subprocess.run(
-        [sys.executable, "-m", "utils.course.grade_class", str(folder), "--csv", str(out_csv), "--html", str(out_html),
-         "--jobs", "2", "--only", ",".join(first_two)],
-        cwd=repo_root(), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "utils.course.grade_class",
+            str(folder),
+            "--csv",
+            str(out_csv),
+            "--html",
+            str(out_html),
+            "--jobs",
+            "2",
+            "--only",
+            ",".join(first_two),
+        ],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Grading" in proc.stderr  # the progress bar
@@ -153,8 +168,12 @@ def test_grading_a_mixed_folder_end_to_end(tmp_path) -> None:
 
 
 def test_bad_folder_is_a_clear_error(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "utils.course.grade_class", str(tmp_path / "nope"), "--csv", "x.csv"],
-                          cwd=repo_root(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "utils.course.grade_class", str(tmp_path / "nope"), "--csv", "x.csv"],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
 
 

@@ -19,8 +19,8 @@ import nbformat
 import pytest
 
 from tests.course.parts import PARTS
-from utils.course.build_notebooks import Part, build, read_master
 from utils.checks import exercises_of
+from utils.course.build_notebooks import Part, build, read_master
 from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, grade_notebook
 from utils.paths import repo_root
 
@@ -62,7 +62,8 @@ def paste_wrong_implementation(nb, part: str, ex) -> None:
     """What a learner's wrong answer looks like to the grader: the exercise's objects redefined, after its cell."""
     entry = f"_WRONG[{ex.id!r}][0]"
     add_cell_after(
-        nb, exercise_cell(nb, ex.objects[0]),
+        nb,
+        exercise_cell(nb, ex.objects[0]),
         f"from tests.wrong.wrong_{part} import WRONG as _WRONG\n"
         f"{', '.join(ex.objects)}, = {f'({entry},)' if len(ex.objects) == 1 else entry}\n",
     )
@@ -90,7 +91,9 @@ def test_fresh_exercise_notebook_is_all_not_attempted(part: str, tmp_path: Path)
 
 def test_solution_notebook_passes_every_exercise() -> None:
     results = grade_notebook(Part(PART).solution_notebook, PART)
-    assert all(r.status == PASSED for r in results.values()), {k: r.message for k, r in results.items() if r.status != PASSED}
+    assert all(r.status == PASSED for r in results.values()), {
+        k: r.message for k, r in results.items() if r.status != PASSED
+    }
 
 
 @pytest.mark.parametrize("part", PARTS[1:])
@@ -190,7 +193,10 @@ def test_pytest_grades_the_learners_notebooks_and_nothing_else(tmp_path: Path) -
     nbformat.write(build(read_master(Part(fresh)), fresh, solution=False), tmp_path / f"{fresh}.ipynb")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", f"--notebooks={tmp_path}", "-p", "no:randomly"],
-        cwd=repo_root(), capture_output=True, text=True, timeout=600,
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     out = proc.stdout
     total = sum(len(exercises_of(p)) for p in PARTS)
@@ -200,7 +206,9 @@ def test_pytest_grades_the_learners_notebooks_and_nothing_else(tmp_path: Path) -
     lines = [line for line in out.splitlines() if line.startswith(("✅", "❌", "⏭"))]
     assert len(lines) == total, lines
     failed = next(line for line in lines if line.startswith("❌"))
-    assert failed.startswith(f"❌ Exercise {ex.id} ({ex.title}) failed: ") and failed.count(f"Exercise {ex.id}") == 1, failed
+    assert failed.startswith(f"❌ Exercise {ex.id} ({ex.title}) failed: ") and failed.count(f"Exercise {ex.id}") == 1, (
+        failed
+    )
     assert sum("not attempted yet" in line for line in lines) == fresh_count
     assert sum("no notebook" in line for line in lines) == total - len(EXERCISES) - fresh_count
     assert "grading.py" not in out, "a skip names a line of the grader instead of the exercise"
@@ -220,11 +228,16 @@ def test_the_plain_report_reads_the_part_from_the_notebook_not_its_file_name(tmp
     stripped.write_text(json.dumps({**solved, "metadata": {}}), encoding="utf-8")
     first = EXERCISES[0]
     for path in (renamed, stripped):
-        proc = subprocess.run([sys.executable, "-m", "utils.course.grading", str(path), "--only", first.id],
-                              capture_output=True, text=True, cwd=repo_root())
+        proc = subprocess.run(
+            [sys.executable, "-m", "utils.course.grading", str(path), "--only", first.id],
+            capture_output=True,
+            text=True,
+            cwd=repo_root(),
+        )
         assert proc.returncode == 0 and f"Exercise {first.id}" in proc.stdout and "passed" in proc.stdout, proc.stderr
     foreign = tmp_path / "notes.ipynb"
     foreign.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "utils.course.grading", str(foreign)], capture_output=True, text=True,
-                          cwd=repo_root())
+    proc = subprocess.run(
+        [sys.executable, "-m", "utils.course.grading", str(foreign)], capture_output=True, text=True, cwd=repo_root()
+    )
     assert proc.returncode != 0 and "cannot tell which part this is" in proc.stderr

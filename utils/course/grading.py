@@ -94,8 +94,13 @@ def notebook_cells(path: Path) -> list[CodeCell]:
     for i, c in enumerate(nb.get("cells", [])):
         if c.get("cell_type") == "code":
             source = c.get("source", "")
-            cells.append(CodeCell(i + 1, "".join(source) if isinstance(source, list) else source,
-                                  frozenset(c.get("metadata", {}).get("tags", []))))
+            cells.append(
+                CodeCell(
+                    i + 1,
+                    "".join(source) if isinstance(source, list) else source,
+                    frozenset(c.get("metadata", {}).get("tags", [])),
+                )
+            )
     return cells
 
 
@@ -164,7 +169,9 @@ def _quiet_plots() -> None:
         pass
 
 
-def run_cells(cells: list[CodeCell], *, filename: str, cell_timeout: float = CELL_TIMEOUT_S) -> tuple[dict, dict[int, str]]:
+def run_cells(
+    cells: list[CodeCell], *, filename: str, cell_timeout: float = CELL_TIMEOUT_S
+) -> tuple[dict, dict[int, str]]:
     """Execute the gradable parts of ``cells`` in a fresh namespace.
 
     Returns the namespace and, by cell index, the error each failing cell raised (as a short message).
@@ -211,7 +218,9 @@ def _defining_cell(name: str, cells: list[CodeCell]) -> CodeCell | None:
     return found
 
 
-def grade_objects(exercise, namespace: dict, cells: list[CodeCell], errors: dict[int, str], check_timeout: float = CHECK_TIMEOUT_S) -> Result:
+def grade_objects(
+    exercise, namespace: dict, cells: list[CodeCell], errors: dict[int, str], check_timeout: float = CHECK_TIMEOUT_S
+) -> Result:
     """Run one exercise's check on the learner's objects found in ``namespace``."""
     from utils.checks import CheckFailure, NotAttempted
 
@@ -242,12 +251,19 @@ def grade_objects(exercise, namespace: dict, cells: list[CodeCell], errors: dict
             message = f"Exercise {exercise.id}: your code {error.__cause__} during the check (an infinite loop?)."
         return Result(exercise.id, FAILED, message, time.perf_counter() - start)
     except ExerciseTimeout as error:
-        return Result(exercise.id, FAILED, f"Exercise {exercise.id}: the check {error} (an infinite loop?).", time.perf_counter() - start)
+        return Result(
+            exercise.id,
+            FAILED,
+            f"Exercise {exercise.id}: the check {error} (an infinite loop?).",
+            time.perf_counter() - start,
+        )
     except BaseException as error:
         if isinstance(error, KeyboardInterrupt):
             raise
         tb = traceback.format_exception_only(type(error), error)[-1].strip()
-        return Result(exercise.id, FAILED, f"Exercise {exercise.id}: the check crashed: {tb}", time.perf_counter() - start)
+        return Result(
+            exercise.id, FAILED, f"Exercise {exercise.id}: the check crashed: {tb}", time.perf_counter() - start
+        )
     return Result(exercise.id, PASSED, "", time.perf_counter() - start)
 
 
@@ -272,7 +288,11 @@ def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]
             sink.write(json.dumps({"started": exercise.id}) + "\n")
             sink.flush()
             if setup_errors:
-                result = Result(exercise.id, FAILED, "the notebook's set-up cells failed, so nothing can be graded: " + "; ".join(setup_errors))
+                result = Result(
+                    exercise.id,
+                    FAILED,
+                    "the notebook's set-up cells failed, so nothing can be graded: " + "; ".join(setup_errors),
+                )
             else:
                 result = grade_objects(exercise, namespace, cells, errors)
             sink.write(json.dumps(asdict(result)) + "\n")
@@ -281,8 +301,10 @@ def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]
 
 def _limits() -> tuple[float, float]:
     """The cell and check time limits now (read at call time, so that a test's environment applies)."""
-    return (float(os.environ.get("SAE_COURSE_CELL_TIMEOUT", CELL_TIMEOUT_S)),
-            float(os.environ.get("SAE_COURSE_CHECK_TIMEOUT", CHECK_TIMEOUT_S)))
+    return (
+        float(os.environ.get("SAE_COURSE_CELL_TIMEOUT", CELL_TIMEOUT_S)),
+        float(os.environ.get("SAE_COURSE_CHECK_TIMEOUT", CHECK_TIMEOUT_S)),
+    )
 
 
 def _run_worker(command: list[str], env: dict, out: str, *, startup: float, per_exercise: float) -> str:
@@ -306,7 +328,9 @@ def _run_worker(command: list[str], env: dict, out: str, *, startup: float, per_
         return f"the grader's worker exited with code {proc.returncode}: {stderr.read().strip()[-500:]}"
 
 
-def grade_notebook(notebook: Path, part: str, *, only: list[str] | None = None, timeout: float | None = None) -> dict[str, Result]:
+def grade_notebook(
+    notebook: Path, part: str, *, only: list[str] | None = None, timeout: float | None = None
+) -> dict[str, Result]:
     """Grade a saved notebook of ``part`` in worker processes; returns results by exercise id.
 
     ``only`` limits grading to some exercise ids. A worker that hangs or dies costs only the exercise it
@@ -328,8 +352,19 @@ def grade_notebook(notebook: Path, part: str, *, only: list[str] | None = None, 
         remaining = [i for i in wanted if i not in results]
         with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as handle:
             out = handle.name
-        command = [sys.executable, "-m", "utils.course.grading", "--worker", str(notebook), part, out,
-                   "--only", ",".join(remaining), "--skip", ",".join(results)]
+        command = [
+            sys.executable,
+            "-m",
+            "utils.course.grading",
+            "--worker",
+            str(notebook),
+            part,
+            out,
+            "--only",
+            ",".join(remaining),
+            "--skip",
+            ",".join(results),
+        ]
         crash = _run_worker(command, env, out, startup=startup, per_exercise=per_exercise)
         started: str | None = None
         for line in Path(out).read_text(encoding="utf-8").splitlines():
@@ -378,7 +413,9 @@ def reference_namespace(part: str) -> dict[str, Any]:
 
 def stub_namespace(part: str) -> dict[str, Any]:
     """The objects the learner's untouched exercise notebook defines (every solution a stub)."""
-    namespace, errors = run_cells(master_cells(part, solution=False), filename=f"notebooks/{part}.ipynb", cell_timeout=120)
+    namespace, errors = run_cells(
+        master_cells(part, solution=False), filename=f"notebooks/{part}.ipynb", cell_timeout=120
+    )
     if errors:
         raise RuntimeError(f"the exercise notebook of {part} does not run: {errors}")
     return namespace
@@ -391,8 +428,10 @@ def part_of(notebook: Path) -> str:
 
     part, how = part_of_file(notebook)
     if part is None:
-        raise SystemExit(f"{notebook}: cannot tell which part this is ({how}). Name the part: "
-                         f"python -m utils.course.grading {notebook} 01_toy_models")
+        raise SystemExit(
+            f"{notebook}: cannot tell which part this is ({how}). Name the part: "
+            f"python -m utils.course.grading {notebook} 01_toy_models"
+        )
     return part
 
 

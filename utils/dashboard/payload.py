@@ -13,8 +13,17 @@ from typing import Any
 from utils.sae.latent_stats import LatentStats
 
 __all__ = [
-    "Context", "DashboardData", "DashboardMeta", "Effect", "Interval", "LatentPage", "Logits", "Match", "Neurons",
-    "PromptLatents", "SearchEntry",
+    "Context",
+    "DashboardData",
+    "DashboardMeta",
+    "Effect",
+    "Interval",
+    "LatentPage",
+    "Logits",
+    "Match",
+    "Neurons",
+    "PromptLatents",
+    "SearchEntry",
 ]
 
 #: ``(id, value)``: a token and its logit, a neuron and its weight, a latent and its correlation...
