@@ -587,7 +587,7 @@ def _contribution(model, W_dec_f, latent_acts):
 
 @mistake(r"clean residual stream's LayerNorm scale")
 def ablation_frozen_layernorm_scale(model, tokens, W_dec_f, latent_acts):
-    """Keeps the clean LayerNorm scale for the ablated stream (the first-order "direct path")."""
+    """Keeps the clean LayerNorm scale for the ablated stream (a frozen LayerNorm, as in direct logit attribution)."""
     x = _final_resid(model, tokens)
     ln = model.ln_final
     scale = (x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(ln.eps).sqrt()

@@ -304,8 +304,8 @@ def check_layernorm_logit_lens(layernorm_logit_lens, *, seed: int = 0) -> None:
     if not _close(doubled, 2 * out.detach(), 1e-4, 1e-4):
         i, j = divmod(int((doubled - 2 * out.detach()).abs().argmax()), D_VOCAB)
         e, g = shown_apart(2 * float(out[i, j]), float(doubled[i, j]))
-        raise CheckFailure(f"doubling a direction should double its logits (the lens is linear: the LayerNorm's "
-                           f"denominator is one positive number per token, left out), but direction {i}'s logit for "
+        raise CheckFailure(f"doubling a direction should double its logits (the lens is linear: it leaves out the "
+                           f"LayerNorm's division by the token's scale), but direction {i}'s logit for "
                            f"token {j} became {g}, not {e}. " + (
                                f"Your lens is what you get when {cause}." if cause else
                                "Hint: centre and scale by ln_w, but do not divide by a norm or a standard deviation."))
@@ -777,8 +777,9 @@ def _named_ablations(model, tokens: Tensor, W_dec_f: Tensor, latent_acts: Tensor
             (loss(x + delta) - loss(x), "you add the latent's contribution instead of removing it"),
             (loss(x) - loss(x - delta), "you return clean loss minus ablated loss (the sign is reversed)"),
             (loss(x - delta, frozen=True) - loss(x, frozen=True),
-             "you keep the clean residual stream's LayerNorm scale (the first-order 'direct' effect): apply "
-             "model.ln_final to the changed stream itself, whose standard deviation is not the clean one"),
+             "you keep the clean residual stream's LayerNorm scale (a frozen LayerNorm, which drops how the scale "
+             "changes with the latent): apply model.ln_final to the changed stream itself, whose standard deviation "
+             "is not the clean one"),
             (loss(x - delta, affine=False) - loss(x, affine=False),
              "you leave out the final LayerNorm's weight and bias (ln_final.w and ln_final.b): apply model.ln_final "
              "itself"),
