@@ -376,8 +376,8 @@ assert 0.3 < along.median() < 0.45
 # The term matters because a latent's direction is far from orthogonal to the residual stream where it fires
 # (median cosine about 0.4): the latent's own contribution is part of that stream. What a latent does at a token
 # depends on the token. The naive lens is a good first look, read from the weights; the effect at a token is the
-# first-order lens there, or, as cheaply in this model, the exact effect. The top and bottom logits on the
-# dashboard below are the naive lens.
+# first-order lens there, or, as cheaply in this model, the exact effect. The dashboard at the end of this part
+# shows the exact effect, averaged over each latent's top examples (the naive lens only for a latent with none).
 
 # %% [markdown]
 # ## Exercise 5.3: a baseline of random directions
@@ -947,9 +947,9 @@ assert 6 <= carried <= 18, carried
 #
 # `utils.dashboard` gathers all of this for any set of latents: density and activation histogram, top contexts and
 # interval samples with each token shaded by activation and underlined by the exact effect of ablating the latent (the
-# largest log-probability changes on hover), the top and bottom logits of the naive lens of 5.2 and their histogram
-# (the weights' view, the same in every context: on the latent's own contexts the exact effects on hover are the
-# truth), neuron alignment, correlated latents, the nearest latents by decoder cosine and the matching latent in the
+# largest log-probability changes on hover), the top and bottom logits of the latent's exact effect where it fires
+# (each token's logit change, centred over the vocabulary and averaged over its top examples: not the naive lens,
+# which ignores the context) and their histogram, neuron alignment, correlated latents, the nearest latents by decoder cosine and the matching latent in the
 # other run, plus a view of a prompt's tokens and the latents at each. It saves to one HTML file that works offline,
 # and shows in the notebook. It reads any SAE on the model's MLP the same way, through `sae.encode_sparse`: an L1
 # ("standard") SAE such as Part 2's can be browsed like this TopK one.
@@ -961,13 +961,18 @@ from utils.dashboard.widget import browse  # noqa: E402
 data = dashboard.build(model, sae, tokens, latents=diverse[:12], other_sae=sae_b,
                        prompts=["The results of the experiment show that", "def main():\n    return 0"])
 path = dashboard.export_html(data, "latent_dashboard.html")
-print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB for {len(data.latents)} latents); open it in a browser, "
-      f"offline: {path.resolve().as_uri()}#latent={diverse[0]}")
+dashboard.links(path, latent=diverse[0])
 
 # %% tags=["solution-only"]
 assert path.stat().st_size < 30 * 1024 * len(data.latents)
+assert all(page.logits.kind == "effect" for page in data.latents.values())  # "the exact effect where it fires"
 
 # %% [markdown]
+# The cell shows two links. In JupyterLab the first opens the page in a tab: click **Trust HTML** in its toolbar so
+# its script runs, or open the link in a new browser tab. The second is the file's `file://` address, for a browser
+# on the computer that holds it. In Colab, use the browser below. A latent of your prompt that is not among the 12
+# exported shows in grey, and its page says how to add it (`latents=`).
+#
 # The same pages in the notebook, with a box for a latent's number and one for your own prompt: "analyse
 # prompt" runs the prompt-centric view live (every latent at every token, with exact loss effects), and
 # each latent listed there opens its page. (It needs a notebook front end: JupyterLab, VS Code or Colab.)

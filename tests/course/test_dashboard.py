@@ -227,6 +227,38 @@ def test_contexts_show_the_encoded_activations_and_patched_losses(architecture):
     assert checked_effects >= 4, "the fixture's contexts show ablation effects"
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_logits_are_the_exact_effect_where_the_latent_fires(architecture):
+    """A page's top and bottom logits: the exact change in each token's logit that the latent makes at its top
+    examples (a patched forward pass's logits, clean minus without the latent), centred over the vocabulary and
+    averaged; not the naive lens of its weights, which ignores the LayerNorm's dependence on the context."""
+    model, _, _, tokens = bundled()
+    sae = sae_of(architecture)
+    data, latents = small_dashboard(architecture)
+    for f in latents[:2]:
+        stats, page = data.stats, data.latents[f]
+        assert page.logits.kind == "effect" and page.logits.n_examples == len(page.top) > 0
+        rows, positions = stats.top_seq[f].tolist(), stats.top_pos[f].tolist()
+        total = torch.zeros(model.cfg.d_vocab)
+        for row, pos in list(zip(rows, positions))[: page.logits.n_examples]:
+
+            def remove(acts, hook=None, pos=pos):
+                acts = acts.clone()
+                acts[0, pos] -= sae.encode(acts[0, pos])[f] * sae.W_dec[f]
+                return acts
+
+            with torch.no_grad():
+                clean = model(tokens[row][None])[0, pos]
+                without = model.run_with_hooks(tokens[row][None], fwd_hooks=[(sae.cfg.hook_name, remove)])[0, pos]
+            change = clean - without
+            total += change - change.mean()
+        mean = total / page.logits.n_examples
+        assert [t for t, _ in page.logits.top] == mean.topk(10).indices.tolist()
+        assert [v for _, v in page.logits.top] == pytest.approx(mean.topk(10).values.tolist(), abs=2e-3)
+        lens = latent_effects.logit_lens(model, sae.W_dec[f : f + 1], hook_name=sae.cfg.hook_name)[0]
+        assert lens.topk(10).indices.tolist() != mean.topk(10).indices.tolist(), "the fixture shows the difference"
+
+
 def test_build_refuses_an_sae_off_the_last_mlp():
     import copy
 

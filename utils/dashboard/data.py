@@ -183,8 +183,13 @@ def _row_contexts(
     before: int,
     after: int,
     latent_out: Tensor,
+    tops: set[tuple[int, int, int]] = frozenset(),
+    effects: dict[int, tuple[Tensor, int]] | None = None,
 ) -> dict[tuple[int, int], Context]:
-    """The contexts of a batch of rows: ``centres[i]`` lists the ``(latent, position)`` to show in row i."""
+    """The contexts of a batch of rows: ``centres[i]`` lists the ``(latent, position)`` to show in row i.
+
+    For each ``(latent, row, position)`` in ``tops`` (a top example), the latent's exact logit effect there,
+    centred over the vocabulary, is added to ``effects[latent]`` (a running sum and a count)."""
     seq = row_tokens.shape[1]
     resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
     values, indices = (t.cpu() for t in sae.encode_sparse(x.to(sae.W_enc.dtype)))  # [rows seq k]
@@ -195,15 +200,45 @@ def _row_contexts(
             acts = (values[row, w] * (indices[row, w] == f)).sum(-1)
             windows.append((f, row, pos, w, acts))
             pairs += [(row, p, f, a) for p, a in zip(w.tolist(), acts.tolist()) if a > 0 and p < seq - 1]
-    effects = _pair_effects(model, resid, row_tokens, pairs, latent_out)
+    if effects is not None:
+        _add_logit_effects(model, resid, [(f, row, pos, float(acts[pos - int(w[0])])) for f, row, pos, w, acts in windows
+                                          if (f, row, pos) in tops], latent_out, effects)
+    effects_at = _pair_effects(model, resid, row_tokens, pairs, latent_out)
     chunks = [token_bytes(model.tokenizer, tokens.tolist()) for tokens in row_tokens]  # once per row, then sliced
     out = {}
     for f, row, pos, w, acts in windows:
-        ahead = {i + 1: effects[(row, p, f)] for i, p in enumerate(w.tolist()[:-1]) if (row, p, f) in effects}
+        ahead = {i + 1: effects_at[(row, p, f)] for i, p in enumerate(w.tolist()[:-1]) if (row, p, f) in effects_at}
         pieces = readable_from_bytes(chunks[row][w[0] : w[-1] + 1])  # the window's own text: what it shows
         out[(f, row, pos)] = Context(
             pieces, [round(a, 2) for a in acts.tolist()], pos - int(w[0]), ahead
         )  # the effect lands on the predicted token, i + 1
+    return out
+
+
+def _add_logit_effects(
+    model, resid: Tensor, examples: list[tuple[int, int, int, float]], latent_out: Tensor, effects: dict
+) -> None:
+    """Add each ``(latent, row, position, activation)``'s exact logit effect, centred over the vocabulary, to
+    ``effects[latent]`` (sum, count)."""
+    examples = [e for e in examples if e[3] > 0]
+    if not examples:
+        return
+    lat, row, pos, act = (torch.tensor(column) for column in zip(*examples))
+    device = resid.device
+    contributions = act.float().to(device)[:, None] * latent_out[lat.to(device)]
+    logits = latent_effects.exact_logit_effect(model, resid[row, pos], contributions).float().cpu()
+    logits -= logits.mean(-1, keepdim=True)
+    for f, row_logits in zip(lat.tolist(), logits):
+        total, n = effects.get(f, (torch.zeros_like(row_logits), 0))
+        effects[f] = (total + row_logits, n + 1)
+
+
+def _by_row(where: dict[int, list[int]], seq: int) -> dict[int, list[tuple[int, int]]]:
+    """``{latent: flat token indices}`` regrouped as ``{row: [(latent, position)]}``."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for f, centres in where.items():
+        for c in centres:
+            out.setdefault(c // seq, []).append((f, c % seq))
     return out
 
 
@@ -215,21 +250,23 @@ def _contexts(
     before: int,
     after: int,
     batch_rows: int = 64,
+    tops: dict[int, list[int]] | None = None,
+    effects: dict[int, tuple[Tensor, int]] | None = None,
 ) -> dict[tuple[int, int], Context]:
     """Each (latent, centre token index) as a context: token texts, the latent's activation on each token, and
     where it fires, the exact effect of removing it on the next token's loss with the largest log-prob changes.
-    The rows holding contexts are run again, ``batch_rows`` at a time."""
+    The rows holding contexts are run again, ``batch_rows`` at a time. With ``tops`` (each latent's top examples,
+    as flat token indices) and ``effects``, the latents' exact logit effects there are summed into ``effects``."""
     seq = tokens.shape[1]
     latent_out = latent_effects.sae_out_directions(model, sae)
-    by_row: dict[int, list[tuple[int, int]]] = {}
-    for f, centres in wanted.items():
-        for c in centres:
-            by_row.setdefault(c // seq, []).append((f, c % seq))
+    by_row, top_rows = _by_row(wanted, seq), _by_row(tops or {}, seq)
     rows = sorted(by_row)
     out = {}
     for start in range(0, len(rows), batch_rows):
         batch = rows[start : start + batch_rows]
-        found = _row_contexts(model, sae, tokens[batch], [by_row[r] for r in batch], before, after, latent_out)
+        top_here = {(f, i, pos) for i, r in enumerate(batch) for f, pos in top_rows.get(r, ())}
+        found = _row_contexts(model, sae, tokens[batch], [by_row[r] for r in batch], before, after, latent_out,
+                              top_here, effects)
         out |= {(f, batch[row] * seq + pos): context for (f, row, pos), context in found.items()}
     return out
 
@@ -300,14 +337,30 @@ def _intervals(f: int, stats: LatentStats, contexts: dict, seq: int) -> list[Int
     ]
 
 
-def _logits(lens_row: Float[Tensor, " d_vocab"], lens_hist: Int[Tensor, " bins"]) -> Logits:
-    top, bottom = lens_row.topk(10), lens_row.topk(10, largest=False)
+def _logits(row: Float[Tensor, " d_vocab"], hist: Int[Tensor, " bins"], kind: str, n_examples: int) -> Logits:
+    top, bottom = row.topk(10), row.topk(10, largest=False)
     return Logits(
         _pairs(top.indices, top.values),
         _pairs(bottom.indices, bottom.values),
-        lens_hist.tolist(),
-        (round(lens_row.min().item(), 3), round(lens_row.max().item(), 3)),
+        hist.tolist(),
+        (round(row.min().item(), 3), round(row.max().item(), 3)),
+        kind,
+        n_examples,
     )
+
+
+def _logit_rows(model, sae, lat: Tensor, effects: dict[int, tuple[Tensor, int]]) -> tuple[Tensor, list[str], list[int]]:
+    """Each latent's logit row: its exact effect averaged over its top examples where it has any, else the naive
+    lens of its decoder direction (Part 5 shows why the two differ: the LayerNorm's scale moves with the latent)."""
+    lens = latent_effects.logit_lens(model, sae.W_dec[lat], hook_name=sae.cfg.hook_name).float().cpu()
+    kinds, counts = [], []
+    for i, f in enumerate(lat.tolist()):
+        total, n = effects.get(f, (None, 0))
+        if n:
+            lens[i] = total / n
+        kinds.append("effect" if n else "weights")
+        counts.append(n)
+    return lens, kinds, counts
 
 
 def _neurons(f: int, stats: LatentStats, sae) -> Neurons:
@@ -379,10 +432,13 @@ def build(
     if stats is None:
         stats = latent_stats(model, sae, tokens, batch_rows)
     _check_stats(stats, tokens)
-    contexts = _contexts(model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows)
+    tops = {f: _locations(stats.top_seq[f], stats.top_pos[f], seq) for f in latents}
+    effects: dict[int, tuple[Tensor, int]] = {}
+    contexts = _contexts(model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows, tops,
+                         effects)
 
     lat = torch.tensor(latents, dtype=torch.long)
-    lens = latent_effects.logit_lens(model, sae.W_dec[lat], hook_name=sae.cfg.hook_name)
+    lens, kinds, n_examples = _logit_rows(model, sae, lat, effects)
     lens_hist = _row_histograms(lens)
     unit = sae.W_dec / sae.W_dec.norm(dim=-1, keepdim=True)
     near_idx, near_cos = _top_cosines(unit[lat], unit, 5, exclude_self=False)
@@ -402,7 +458,7 @@ def build(
             hist=stats.hist_counts[f].tolist(),
             top=[contexts[(f, p)] for p in _locations(stats.top_seq[f], stats.top_pos[f], seq)],
             intervals=_intervals(f, stats, contexts, seq),
-            logits=_logits(lens[i], lens_hist[i]),
+            logits=_logits(lens[i], lens_hist[i], kinds[i], n_examples[i]),
             neurons=_neurons(f, stats, sae),
             cofiring=cofire[f],
             nearest=[(j, c) for j, c in _pairs(near_idx[i], near_cos[i]) if j != f][:4],
