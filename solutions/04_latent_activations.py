@@ -856,8 +856,8 @@ print(f"  the {len(candidates['a newline and indentation'])} indentation latents
 # - The latents whose top examples are `http` or `://` fire inside a URL on 5% to 40% of their firings,
 #   and none covers a quarter of the URL tokens. Most of their firings are elsewhere (` urllib`, `file`,
 #   `rst`...), which their top ten never showed.
-# - The CJK latents of the top-examples query are precise (about 75% to 95%), and each covers at most a
-#   fifth of the CJK tokens.
+# - The CJK latents of the top-examples query are precise (about 75% to 95%), and each covers under a
+#   quarter of the CJK tokens.
 
 # %% tags=["solution-only"]
 the_precision = on_test["the token ` the`"][0][candidates["the token ` the`"]]
