@@ -947,10 +947,10 @@ assert f1(*on_test["a Python source file"]).max() < 0.35 and on_test["a Python s
 #   text (spaces, newlines, punctuation, Latin words between the characters). The query missed it because
 #   some of its top examples come right after Latin words in Chinese text (`/etc/selinux/config`,
 #   `postgres`), and their windows looked Latin. The CJK text is not shared between several partial
-#   latents: one latent covers most of it, and the precise latents of the query each add a corner.
-# - **Python source files.** No latent: the best covers under a fifth of their tokens. Code is read token by
-#   token (names, indentation, brackets), and a document-wide property is not what a one-layer MLP's latents
-#   follow, except where every token shows it, as in Chinese text.
+#   latents: one latent covers most of it, and the precise latents of the query each fire on a corner of it.
+# - **Python source files.** No latent: the best covers under a fifth of their tokens. Whatever covers
+#   Python code, it is not one latent for the whole file (the indentation latents above are part of it);
+#   Chinese text, in which nearly every token looks Chinese, has one.
 #
 # The two CJK latents below have more to say: here are their top examples, and what the display convention
 # of split characters would have done to the precision of the one the search found.
