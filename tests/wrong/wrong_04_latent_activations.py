@@ -969,6 +969,125 @@ def rank_topk(acts, quantiles, effects, by, n=10):
     return [int(f) for f in values.topk(n).indices]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# 4.8 every latent's precision and recall
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _counts(active, label, d_sae):
+    slot = active >= 0
+    return (torch.bincount(active[slot], minlength=d_sae),
+            torch.bincount(active[slot & label[:, None]], minlength=d_sae))
+
+
+@mistake(r"precision and recall are swapped")
+def pr_swapped(active, label, d_sae):
+    """Divides the shared count by the label's count for precision and by the latent's for recall."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / label.sum().clamp_min(1), hits / fires.clamp_min(1)
+
+
+@mistake(r"recall divides by the number of tokens; it should divide by the number of tokens where the label holds")
+def pr_recall_over_all_tokens(active, label, d_sae):
+    """Divides recall by the number of tokens, not by the number of tokens where the rule holds."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / fires.clamp_min(1), hits / len(label)
+
+
+@mistake(r"precision divides by the number of tokens where the label holds")
+def pr_precision_over_label(active, label, d_sae):
+    """Divides precision by the label's count too (both ratios share one denominator)."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / label.sum().clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@mistake(r"latent \d+'s precision is .*expected")
+def pr_first_slot_only(active, label, d_sae):
+    """Counts only each token's first slot (active[:, 0]), as if a token had one active latent."""
+    first = active[:, 0]
+    fires = torch.bincount(first[first >= 0], minlength=d_sae)
+    hits = torch.bincount(first[(first >= 0) & label], minlength=d_sae)
+    return hits / fires.clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@mistake(r"empty slots \(-1\) were counted as firings of latent 0", kind="branch")
+def pr_empty_slots_as_latent_0(active, label, d_sae):
+    """Clamps the empty slots' -1 to 0 before counting, so that they count as firings of latent 0."""
+    ids = active.clamp_min(0)
+    fires = torch.bincount(ids.flatten(), minlength=d_sae)
+    hits = torch.bincount(ids[label].flatten(), minlength=d_sae)
+    return hits / fires.clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@mistake(r"empty slots.*raised RuntimeError.*leave it out", kind="branch")
+def pr_counts_empty_slots(active, label, d_sae):
+    """Counts every slot, empty ones included: bincount fails on -1."""
+    fires = torch.bincount(active.flatten(), minlength=d_sae)
+    hits = torch.bincount(active[label].flatten(), minlength=d_sae)
+    return hits / fires.clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@mistake(r"never fires there, so its precision is 0 / 0", kind="branch")
+def pr_nan_for_silent_latents(active, label, d_sae):
+    """Divides by the raw firing counts: a latent that never fires gets 0 / 0 = nan."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / fires, hits / label.sum().clamp_min(1)
+
+
+@mistake(r"no token holds the label there, so every recall is 0 / 0", kind="branch")
+def pr_nan_without_positives(active, label, d_sae):
+    """Divides recall by the raw number of labelled tokens: a rule that never holds gives 0 / 0 = nan."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / fires.clamp_min(1), hits / label.sum()
+
+
+@mistake(r"should return a tuple \(precision, recall\) of two tensors, got dict", kind="type")
+def pr_dict(active, label, d_sae):
+    """Returns a dict {"precision": ..., "recall": ...} instead of the tuple."""
+    fires, hits = _counts(active, label, d_sae)
+    return {"precision": hits / fires.clamp_min(1), "recall": hits / label.sum().clamp_min(1)}
+
+
+@mistake(r"precision should be float32, got torch.float64", kind="dtype")
+def pr_float64(active, label, d_sae):
+    """Computes the ratios in float64 (.double()) and returns them so."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits.double() / fires.clamp_min(1), hits.double() / label.sum().clamp_min(1)
+
+
+@mistake(r"modified its input `active` in place", kind="inputs")
+def pr_marks_empty_slots_in_place(active, label, d_sae):
+    """Turns the empty slots into an extra latent d_sae in place (active[active < 0] = d_sae), then drops it."""
+    active[active < 0] = d_sae
+    fires = torch.bincount(active.flatten(), minlength=d_sae + 1)[:d_sae]
+    hits = torch.bincount(active[label].flatten(), minlength=d_sae + 1)[:d_sae]
+    return hits / fires.clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@correct
+def pr_python_counts(active, label, d_sae):
+    """Counts token by token in Python, with dicts."""
+    fires, hits = {}, {}
+    for slots, holds in zip(active.tolist(), label.tolist()):
+        for f in slots:
+            if f >= 0:
+                fires[f] = fires.get(f, 0) + 1
+                hits[f] = hits.get(f, 0) + int(holds)
+    positives = sum(label.tolist())
+    precision = torch.tensor([hits.get(f, 0) / fires[f] if f in fires else 0.0 for f in range(d_sae)])
+    recall = torch.tensor([hits.get(f, 0) / positives if positives else 0.0 for f in range(d_sae)])
+    return precision, recall
+
+
+@correct
+def pr_dense_matrix(active, label, d_sae):
+    """Builds the dense [n_tok, d_sae] firing matrix (an extra column for the empty slots), then sums columns."""
+    fired = torch.zeros(len(active), d_sae + 1).scatter_(1, active.where(active >= 0, d_sae), 1.0)[:, :d_sae]
+    fires, hits = fired.sum(0), (fired * label[:, None].float()).sum(0)
+    precision = torch.where(fires > 0, hits / fires.clamp_min(1), 0.0)
+    return precision, hits / max(float(label.float().sum()), 1.0)
+
+
 WRONG = {
     "4.1": [top_k_forgets_offset, top_k_of_batch_only, top_k_indices_from_topk, top_k_over_latents, top_k_batch_first,
             top_k_in_place, top_k_float_indices],
@@ -988,6 +1107,9 @@ WRONG = {
             effects_gradient, effects_all_at_once, effects_dict, effects_float64, effects_zero_decoder_row,
             effects_hook_left_on],
     "4.7": [rank_signed_effect, rank_ascending, rank_ignores_quantile, rank_tensor_ids, rank_abs_in_place],
+    "4.8": [pr_swapped, pr_recall_over_all_tokens, pr_precision_over_label, pr_first_slot_only,
+            pr_empty_slots_as_latent_0, pr_counts_empty_slots, pr_nan_for_silent_latents, pr_nan_without_positives,
+            pr_dict, pr_float64, pr_marks_empty_slots_in_place],
 }
 
 CORRECT = {
@@ -998,11 +1120,13 @@ CORRECT = {
     "4.5": [quantile_loop, quantile_bucketize],
     "4.6": [effects_patched_passes, effects_closed_form_by_hand],
     "4.7": [rank_python_sorted, rank_topk],
+    "4.8": [pr_python_counts, pr_dense_matrix],
 }
 
 #: The classes of mistakes (tests/wrong/__init__.CLASSES) that apply to each exercise. None is trained through, so
 #: "gradient" applies to none; 4.2 and 4.7 return text and ids, so "dtype" does not apply to them; only 4.3 draws
-#: random numbers; only 4.6 has parameters that a too-clean fixture could leave at trivial values.
+#: random numbers; only 4.6 has parameters that a too-clean fixture could leave at trivial values (4.8's codes and
+#: label are data: FIXTURE_FREE in the check module).
 APPLIES = {
     "4.1": {"formula", "branch", "type", "dtype", "inputs"},
     "4.2": {"formula", "branch", "type"},
@@ -1011,6 +1135,7 @@ APPLIES = {
     "4.5": {"formula", "branch", "type", "dtype", "inputs"},
     "4.6": {"formula", "fixture", "branch", "type", "dtype", "inputs"},
     "4.7": {"formula", "branch", "type", "inputs"},
+    "4.8": {"formula", "branch", "type", "dtype", "inputs"},
 }
 
 _NO_GRAD = ("statistics of activations: nothing in this exercise carries or needs a gradient, so no_grad/detach "
@@ -1065,6 +1190,9 @@ EQUIVALENT = {
     "4.6:m67a871": _NO_GRAD,
     "4.7:m211277": "stable or not changes only the order among equal values, and equal values rank the same",
     "4.7:m4d244f": _NO_GRAD,
+    "4.8:m951703": _NO_GRAD,
+    "4.8:mbffab4": _NO_GRAD,
+    "4.8:mceaa99": _NO_GRAD,
 }
 
 SURVIVORS = {

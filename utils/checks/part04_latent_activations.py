@@ -48,6 +48,7 @@ from utils.checks.fixtures import assert_fixture, sensitivity, trained_like_mode
 __all__ = [
     "check_context_text",
     "check_interval_samples",
+    "check_latent_precision_recall",
     "check_loss_effects_at",
     "check_quantile_from_histogram",
     "check_quantile_group_edges",
@@ -74,6 +75,8 @@ FIXTURE_FREE = {
            "values: there is no weight or bias to leave at a trivial value",
     "4.7": "rank_latents takes three vectors of per-latent statistics and a name: there is no weight or bias to leave "
            "at a trivial value",
+    "4.8": "latent_precision_recall takes each token's active latent ids (an SAE's sparse code, drawn here with unequal "
+           "weights and empty slots) and a boolean label: there is no weight or bias to leave at a trivial value",
 }
 
 
@@ -933,3 +936,152 @@ def check_rank_latents(rank_latents: Callable, *, seed: int = 0) -> None:
                 f'by="{by}": the 5 latents returned, {got}, have {by} values {_fmt(float(key[i]) for i in got)}; the '
                 f"5 largest, largest first, are {_fmt(float(key[i]) for i in want)} (latents {want}). Hint: "
                 f"torch.argsort(..., descending=True) on the values that `by` names.")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4.8 Searching every latent for a proxy
+
+
+def _codes_48(seed: int, *, empty: bool, n_tok: int = 90, d_sae: int = 12, k: int = 4) -> tuple[Tensor, Tensor]:
+    """Sparse codes as an SAE gives them (each token's k active latents), and a label that some latents follow.
+
+    Each token has k distinct latents drawn with unequal weights (latent 0 the most common); the last latent never
+    fires, and latent ``d_sae - 2`` fires on exactly one token, a labelled one (precision 1 from a count of 1).
+    The label holds on about a third of the tokens, mostly where latent 2 fires. With ``empty``, about one slot in
+    six is empty (-1: fewer latents were active there), and one whole token."""
+    generator = _gen(seed, 8)
+    weights = torch.linspace(3.0, 0.5, d_sae)
+    weights[-2:] = 0.0
+    active = torch.stack([torch.multinomial(weights, k, generator=generator) for _ in range(n_tok)])
+    label = torch.where((active == 2).any(1), torch.rand(n_tok, generator=generator) < 0.8,
+                        torch.rand(n_tok, generator=generator) < 0.15)
+    lone = int(torch.nonzero(label)[0])
+    active[lone, -1] = d_sae - 2
+    if empty:
+        drop = torch.rand(n_tok, k, generator=generator) < 1 / 6
+        drop[lone, -1] = False
+        drop[(lone + 1) % n_tok] = True
+        active[drop] = -1
+    return active, label
+
+
+def _precision_recall_reference(active: Tensor, label: Tensor, d_sae: int) -> tuple[Tensor, Tensor]:
+    """Counts by brute force, token by token: 0 where a ratio is undefined."""
+    fires, hits = [0] * d_sae, [0] * d_sae
+    for slots, y in zip(active.tolist(), label.tolist()):
+        for f in set(slots) - {-1}:
+            fires[f] += 1
+            hits[f] += int(y)
+    positives = int(label.sum())
+    precision = [h / n if n else 0.0 for h, n in zip(hits, fires)]
+    recall = [h / positives if positives else 0.0 for h in hits]
+    return torch.tensor(precision), torch.tensor(recall)
+
+
+def _call_48(latent_precision_recall: Callable, active: Tensor, label: Tensor, d_sae: int,
+             on: str) -> tuple[Tensor, Tensor]:
+    """The learner's result, checked for type, shape, dtype, finiteness, and its inputs left alone."""
+    with unchanged_inputs("latent_precision_recall", active=active, label=label):
+        out = latent_precision_recall(active, label, d_sae)
+    check_that(isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, Tensor) for t in out),
+               lambda: f"latent_precision_recall should return a tuple (precision, recall) of two tensors, got "
+                       f"{type(out).__name__}" + (f" of {[type(t).__name__ for t in out]}"
+                                                  if isinstance(out, (tuple, list)) else "") + ".")
+    precision, recall = out
+    assert_shape(precision, (d_sae,), f"precision on {on}")
+    assert_shape(recall, (d_sae,), f"recall on {on}")
+    for name, t in (("precision", precision), ("recall", recall)):
+        check_that(t.dtype == torch.float32, f"{name} should be float32, got {t.dtype}. Hint: a count divided by a "
+                                             f"count is float32 already in torch; don't convert to float64.")
+    return precision.detach(), recall.detach()
+
+
+@exercise("4.8", "Every latent's precision and recall at once", objects=["latent_precision_recall"])
+def check_latent_precision_recall(latent_precision_recall: Callable, *, seed: int = 0) -> None:
+    """Every latent's precision and recall against brute-force counts, on sparse codes with no empty slot and then
+    with empty slots (-1, a whole token once), a latent that never fires (precision 0, not 0/0) and one that fires
+    once; on a label that holds on one token only, and on none (recall 0, not 0/0); shape, dtype, a tuple of two
+    tensors; the codes and the label left unchanged."""
+    d_sae = 12
+    full, label = _codes_48(seed, empty=False, d_sae=d_sae)
+    active, _ = _codes_48(seed, empty=True, d_sae=d_sae)
+    counts = torch.bincount(active[active >= 0], minlength=d_sae)
+    assert_fixture(bool(counts[0] > 0 and counts[-1] == 0 and counts[-2] == 1 and (active == -1).any()
+                        and (active == -1).all(1).any() and (full >= 0).all() and 0.2 < label.float().mean() < 0.6),
+                   "latent 0 fires, the last never, the second-to-last once; some slots and one whole token are empty "
+                   "(none in the full codes); a fifth to three fifths of the tokens are labelled")
+    want = _precision_recall_reference(active, label, d_sae)
+    assert_fixture(0 < float(want[0][2]) < 1 and float(want[0][-2]) == 1.0 and len(set(want[1].tolist())) > 4,
+                   "precision and recall take many values, none trivial")
+
+    on = f"codes with every slot filled ({full.shape[1]} latents per token)"
+    got = _call_48(latent_precision_recall, full, label, d_sae, on)
+    _compare_48(got, _precision_recall_reference(full, label, d_sae), full, label, d_sae, on)
+
+    on = "codes with empty slots (-1)"
+    try:
+        got = _call_48(latent_precision_recall, active, label, d_sae, on)
+    except CheckFailure:
+        raise
+    except Exception as error:
+        raise CheckFailure(f"On {on}, latent_precision_recall raised {type(error).__name__}: {str(error).rstrip('.')}. Hint: an empty "
+                           f"slot (-1: the SAE had fewer active latents there) is no firing; leave it out "
+                           f"(active[active >= 0]) before counting.") from error
+    _compare_48(got, want, active, label, d_sae, on)
+
+    for n_pos, what in ((1, "a label that holds on one token only"), (0, "a label that holds on no token")):
+        one = torch.zeros_like(label)
+        if n_pos:
+            one[int(torch.nonzero(active[:, 0] >= 0)[0])] = True
+        got = _call_48(latent_precision_recall, active, one, d_sae, what)
+        _compare_48(got, _precision_recall_reference(active, one, d_sae), active, one, d_sae, what)
+
+
+def _compare_48(got: tuple[Tensor, Tensor], want: tuple[Tensor, Tensor], active: Tensor, label: Tensor, d_sae: int,
+                on: str) -> None:
+    """Fail with the property that broke, naming a known mistake when the result is exactly its result."""
+    (precision, recall), (want_p, want_r) = got, want
+    for name, t, w in (("precision", precision, want_p), ("recall", recall, want_r)):
+        bad = torch.nonzero(~torch.isfinite(t)).flatten().tolist()
+        if bad:
+            f = bad[0]
+            why = (f"latent {f} never fires there, so its precision is 0 / 0" if name == "precision" else
+                   "no token holds the label there, so every recall is 0 / 0")
+            raise CheckFailure(f"On {on}, {name} is {float(t[f])} for latent {f}: {why}. Return 0 where a ratio has "
+                               f"nothing to count (divide by the count clamped to at least 1).")
+    close = lambda a, b: bool(torch.allclose(a, b, atol=1e-6))  # noqa: E731
+    if close(precision, want_p) and close(recall, want_r):
+        return
+    if close(precision, want_r) and close(recall, want_p):
+        raise CheckFailure(f"On {on}, precision and recall are swapped. Precision is the share of a latent's firings "
+                           f"where the label holds (divide by how often the latent fires); recall the share of the "
+                           f"labelled tokens where the latent fires (divide by how many tokens hold the label).")
+    slot = active >= 0
+    hits = torch.bincount(active[slot & label[:, None]], minlength=d_sae).float()
+    padded = active.clamp_min(0)
+    mistakes = {
+        "the empty slots (-1) were counted as firings of latent 0 (clamping -1 to 0 makes them latent 0): leave "
+        "them out (active[active >= 0])":
+            (torch.bincount(padded[label].flatten(), minlength=d_sae).float()
+             / torch.bincount(padded.flatten(), minlength=d_sae).float().clamp_min(1),
+             torch.bincount(padded[label].flatten(), minlength=d_sae).float() / max(int(label.sum()), 1)),
+        "recall divides by the number of tokens; it should divide by the number of tokens where the label holds":
+            (want_p, hits / len(label)),
+        "recall divides by the number of firings on labelled tokens (all latents together); it should divide by the "
+        "number of tokens where the label holds":
+            (want_p, hits / max(float(hits.sum()), 1.0)),
+        "precision divides by the number of tokens where the label holds; it should divide by the number of tokens "
+        "where the latent fires":
+            (hits / max(int(label.sum()), 1), want_r),
+    }
+    for cause, (p, r) in mistakes.items():
+        if close(precision, p) and close(recall, r):
+            raise CheckFailure(f"On {on}, your precision and recall are what you get when {cause}.")
+    name, t, w = ("precision", precision, want_p) if not close(precision, want_p) else ("recall", recall, want_r)
+    f = int((t - w).abs().argmax())
+    expected, measured = shown_apart(float(w[f]), float(t[f]))
+    formula = ("(tokens where the latent fires and the label holds) / (tokens where the latent fires)"
+               if name == "precision" else "(tokens where the latent fires and the label holds) / (tokens where the "
+                                           "label holds)")
+    raise CheckFailure(f"On {on}, latent {f}'s {name} is {measured}, expected {expected}. {name.capitalize()} = "
+                       f"{formula}; a token counts once per latent, and an empty slot (-1) is no firing.")
