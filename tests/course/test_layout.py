@@ -253,15 +253,21 @@ COHORT_PARTS = sorted({p.name.split(".")[0] for p in COHORT.glob("*.ipynb")})
     "part", [pytest.param(p, marks=[] if p == "05_latent_effects" else pytest.mark.slow) for p in COHORT_PARTS]
 )
 def test_a_notebook_on_the_old_paths_still_grades(part: str, tmp_path) -> None:
-    """The cohort's solved notebook grades all passed, and its fresh one all not attempted, as before the move.
+    """The cohort's solved notebook grades all passed, and its fresh one all not attempted, as before the move; an
+    exercise added since (its objects nowhere in the old notebook) is "not attempted", saying it is newer.
 
     Part 5 (which imports the most moved names) runs with the course tests; the rest with ``-m slow``."""
-    from utils.course.grading import NOT_ATTEMPTED, PASSED, grade_notebook
+    from utils.checks import exercises_of
+    from utils.course.grading import NOT_ATTEMPTED, PASSED, grade_notebook, notebook_text
 
+    text = notebook_text(COHORT / f"{part}.solution.ipynb")
+    newer = {e.id for e in exercises_of(part) if not any(name in text for name in e.objects)}
     solved = grade_notebook(COHORT / f"{part}.solution.ipynb", part)
-    assert {e: r.status for e, r in solved.items()} == dict.fromkeys(solved, PASSED), [
-        f"{e}: {r.message}" for e, r in solved.items() if r.status != PASSED
+    expected = {e: NOT_ATTEMPTED if e in newer else PASSED for e in solved}
+    assert {e: r.status for e, r in solved.items()} == expected, [
+        f"{e}: {r.message}" for e, r in solved.items() if r.status != expected[e]
     ]
+    assert all("newer than your notebook" in solved[e].message for e in newer)
     fresh = grade_notebook(COHORT / f"{part}.learner.ipynb", part)
     assert {r.status for r in fresh.values()} == {NOT_ATTEMPTED}, [
         f"{e}: {r.message}" for e, r in fresh.items() if r.status != NOT_ATTEMPTED

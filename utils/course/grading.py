@@ -28,6 +28,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,13 @@ def notebook_cells(path: Path) -> list[CodeCell]:
                 )
             )
     return cells
+
+
+def notebook_text(path: Path) -> str:
+    """Every cell's source of a saved notebook, markdown included, as one text."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    sources = (c.get("source", "") for c in nb.get("cells", []))
+    return "\n".join("".join(s) if isinstance(s, list) else s for s in sources)
 
 
 def master_cells(part: str, *, solution: bool) -> list[CodeCell]:
@@ -219,9 +227,18 @@ def _defining_cell(name: str, cells: list[CodeCell]) -> CodeCell | None:
 
 
 def grade_objects(
-    exercise, namespace: dict, cells: list[CodeCell], errors: dict[int, str], check_timeout: float = CHECK_TIMEOUT_S
+    exercise,
+    namespace: dict,
+    cells: list[CodeCell],
+    errors: dict[int, str],
+    check_timeout: float = CHECK_TIMEOUT_S,
+    notebook_text: str | None = None,
 ) -> Result:
-    """Run one exercise's check on the learner's objects found in ``namespace``."""
+    """Run one exercise's check on the learner's objects found in ``namespace``.
+
+    ``notebook_text`` (every cell's source, markdown included) tells an exercise that is newer than the notebook
+    (added to the course after the learner's copy was made: neither its heading nor its objects appear anywhere)
+    from one the learner deleted or renamed: the first is "not attempted", with how to get its cells."""
     from utils.checks import CheckFailure, NotAttempted
 
     start = time.perf_counter()
@@ -231,6 +248,11 @@ def grade_objects(
         if cell is not None and cell.index in errors:
             return Result(exercise.id, FAILED, f"`{name}` could not be defined: {errors[cell.index]}.")
         if name not in namespace:
+            if cell is None and notebook_text is not None and _newer_than(exercise, notebook_text):
+                return Result(exercise.id, NOT_ATTEMPTED, (
+                    f"Exercise {exercise.id} ({exercise.title}) is newer than your notebook: it was added to the course "
+                    f"after your copy was made. Copy its cells from the course's current notebooks/ folder (a fresh "
+                    f"clone, or `git pull` and look at the notebook in git), then come back to it."))
             if cell is None:
                 message = (
                     f"no `{name}` found in the notebook. Did you rename or delete it? "
@@ -272,6 +294,12 @@ def grade_objects(
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _newer_than(exercise, notebook_text: str) -> bool:
+    """Whether the notebook never mentions the exercise: not its heading, not one of its objects."""
+    mentioned = re.search(rf"Exercise {re.escape(exercise.id)}\b", notebook_text)
+    return not mentioned and not any(re.search(rf"\b{re.escape(name)}\b", notebook_text) for name in exercise.objects)
+
+
 def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]) -> None:
     """Grade ``notebook`` in this process, appending one JSON line per exercise to ``out``."""
     from utils.checks import exercises_of
@@ -279,6 +307,7 @@ def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]
     _quiet_plots()
     path = Path(notebook)
     cells = notebook_cells(path)
+    text = notebook_text(path)
     namespace, errors = run_cells(cells, filename=path.name)
     setup_errors = [errors[c.index] for c in cells if "setup" in c.tags and c.index in errors]
     with open(out, "a", encoding="utf-8") as sink:
@@ -294,7 +323,7 @@ def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]
                     "the notebook's set-up cells failed, so nothing can be graded: " + "; ".join(setup_errors),
                 )
             else:
-                result = grade_objects(exercise, namespace, cells, errors)
+                result = grade_objects(exercise, namespace, cells, errors, notebook_text=text)
             sink.write(json.dumps(asdict(result)) + "\n")
             sink.flush()
 
