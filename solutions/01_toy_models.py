@@ -598,7 +598,7 @@ for name, model, generate in [("correlated", model_corr, generate_correlated_fea
     W = model.W.detach()
     W_hat = W / W.norm(dim=1, keepdim=True)
     cos_in_pair = (W_hat[:, :, 0] * W_hat[:, :, 1]).sum(-1)  # cosine between the features of pair 0
-    loss = per_feature_loss(model, lambda n: generate(n, 2, p_pairs), batch_size=50_000).sum(-1)
+    loss = per_feature_loss(model, lambda n, generate=generate: generate(n, 2, p_pairs), batch_size=50_000).sum(-1)
     for p, cos, l in zip(probs_pairs, cos_in_pair.split(repeats), loss.split(repeats)):
         print(f"{name:>14}, p = {p:<4}: cos(W_0, W_1) = {[round(c, 2) for c in cos.tolist()]}, "
               f"loss = {[round(v, 4) for v in l.tolist()]}")

@@ -57,22 +57,21 @@
 # %% tags=["setup"]
 import math
 
+# %% tags=["setup"]
+import datasets
 import plotly.express as px
 import torch
 import torch.nn.functional as F
+import transformers
 from jaxtyping import Float, Int
 from torch import Tensor
 
 # %% tags=["setup"]
-import datasets  # noqa: F401  (TransformerLens builds on these two: importing them first keeps each cell short)
-import transformers  # noqa: F401
-
-# %% tags=["setup"]
 import utils.checks.part05_latent_effects as checks
-from utils.sae import latent_effects
 from utils.lm.activations import tokenize_texts
 from utils.lm.loading import load_model, load_text_dataset
 from utils.parts.plot_rendering import use_offline_renderer
+from utils.sae import latent_effects
 from utils.sae.model import SAE
 
 use_offline_renderer()  # plotly figures that also survive an HTML export, offline (utils/parts/plot_rendering.py)
@@ -955,8 +954,8 @@ assert 6 <= carried <= 18, carried
 # ("standard") SAE such as Part 2's can be browsed like this TopK one.
 
 # %%
-from utils import dashboard  # noqa: E402
-from utils.dashboard.widget import browse  # noqa: E402
+from utils import dashboard
+from utils.dashboard.widget import browse
 
 data = dashboard.build(model, sae, tokens, latents=diverse[:12], other_sae=sae_b,
                        prompts=["The results of the experiment show that", "def main():\n    return 0"])
@@ -998,7 +997,7 @@ browse(data, model, sae)
 # bimodality both pick out single-token latents.
 
 # %%
-from scipy import stats as scipy_stats  # noqa: E402
+from scipy import stats as scipy_stats
 
 engine = data.stats
 log_centres = (engine.hist_edges[:-1].log() + engine.hist_edges[1:].log()) / 2

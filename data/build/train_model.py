@@ -135,7 +135,8 @@ def main() -> None:
     t0 = time.time()
     val_ce = evaluate(model, val_seqs, bf16=False)
     log(
-        f"done: {summary}; validation CE (fp32, all {val_seqs.numel():,} tokens) {val_ce:.4f} in {time.time() - t0:.0f}s"
+        f"done: {summary}; validation CE (fp32, all {val_seqs.numel():,} tokens) {val_ce:.4f} "
+        f"in {time.time() - t0:.0f}s"
     )
 
     MODEL_DIR.mkdir(parents=True, exist_ok=True)

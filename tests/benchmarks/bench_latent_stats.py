@@ -6,8 +6,8 @@
 Prints the time, tokens per second, latent-tokens per second (tokens x latents covered) and the peak
 resident memory of the process (``ru_maxrss``, which includes the model, the SAE, the tokens and the
 co-firing table of 4096 x 4096 int32, 64 MB). Everything is in: model forward to the hook, encode, the
-statistics, and the sweep over the spool that draws interval and quantile samples. Aim: 3 minutes or less and under 2 GB on
-2 CPU cores. The figures depend on what else runs on the machine: report the load average with them
+statistics, and the sweep over the spool that draws interval and quantile samples. Aim: 3 minutes or less
+and under 2 GB on 2 CPU cores. The figures depend on what else runs on the machine: report the load average with them
 (printed at the start and the end).
 
 The figures measured so far, with the machine and its load, are in ``tests/benchmarks/README.md``.
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     corpus = load_text_dataset(model, split="train")
     tokens = tokenize_texts(corpus["text"], model.tokenizer, seq_len=128, max_seqs=rows)
     print(
-        f"tokens {tuple(tokens.shape)} = {tokens.numel():,}; SAE {sae}; peak memory before the pass {peak_rss_gb():.2f} GB"
+        f"tokens {tuple(tokens.shape)} = {tokens.numel():,}; SAE {sae}; peak memory before the pass "
+        f"{peak_rss_gb():.2f} GB"
     )
 
     t0, cpu0 = time.perf_counter(), cpu_seconds()

@@ -147,7 +147,8 @@ def bench_steps(d_sae: int, batch: int, rounds: int, clock: Callable[[], float] 
     chosen = "sparse bf16" if choose_bf16(sae, sparse_topk_training_step, batch) else "sparse fp32"
     print(
         f"   target: the sparse step >= 2.5x dense fp32 -> {median_ratio(times['dense fp32'], times[chosen]):.2f}x in "
-        f"{chosen[7:]}, the precision train_sae chooses here (fp32 {median_ratio(times['dense fp32'], times['sparse fp32']):.2f}x, "
+        f"{chosen[7:]}, the precision train_sae chooses here "
+        f"(fp32 {median_ratio(times['dense fp32'], times['sparse fp32']):.2f}x, "
         f"bf16 {median_ratio(times['dense fp32'], times['sparse bf16']):.2f}x)"
     )
 
@@ -444,7 +445,8 @@ def bench_quality(model, tokens, n_tokens: int, seeds: list[int]) -> None:
     )
     print(
         f"\n4. Quality, float32 against bfloat16 encoder products (sparse step, float32 weights and Adam): Part 2b's "
-        f"SAE ({PART2B['d_sae']} latents, batch {PART2B['batch']}) trained on {n_tokens:,} tokens per run, evaluated on "
+        f"SAE ({PART2B['d_sae']} latents, batch {PART2B['batch']}) trained on {n_tokens:,} tokens per run, evaluated "
+        "on "
         f"{len(held_out)} held-out sequences; {load()}"
     )
     print("   seed  dtype     EV     CE rec. (zero)  CE rec. (mean)  dead (no firing on held-out)")

@@ -811,7 +811,8 @@ def mutation_report(
         for row in rows.values():
             if not fast and row.percent < 100 * TARGET:
                 problems.append(
-                    f"exercise {row.exercise} kills {row.percent:.1f}% of its non-equivalent mutants (< {100 * TARGET:.0f}%)."
+                    f"exercise {row.exercise} kills {row.percent:.1f}% of its non-equivalent mutants "
+                    f"(< {100 * TARGET:.0f}%)."
                 )
         reports[part] = list(rows.values())
     return reports, problems
@@ -830,7 +831,8 @@ def format_report(reports: dict[str, list[ExerciseReport]]) -> str:
             "total", *(sum(getattr(r, a) for r in rows) for a in ("generated", "killed", "survived", "equivalent"))
         )
         out.append(
-            f"  {'total':<9}{total.generated:>10}{total.killed:>8}{total.survived:>10}{total.equivalent:>12}{total.percent:>9.1f}%"
+            f"  {'total':<9}{total.generated:>10}{total.killed:>8}{total.survived:>10}"
+            f"{total.equivalent:>12}{total.percent:>9.1f}%"
         )
         for r in rows:
             for m in r.unexplained:
@@ -868,7 +870,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_report(reports))
     print(
-        f"\n{sum(r.generated for rows in reports.values() for r in rows)} mutants in {time.perf_counter() - start:.0f} s."
+        f"\n{sum(r.generated for rows in reports.values() for r in rows)} mutants in {time.perf_counter() - start:.0f} "
+        "s."
     )
     if problems:
         print("\nProblems:\n  " + "\n  ".join(problems))

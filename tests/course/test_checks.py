@@ -106,7 +106,8 @@ def test_correct_alternatives_pass(part, exercise) -> None:
 
 
 def test_the_checks_statistical_tests_agree_with_scipy() -> None:
-    """utils.checks' torch versions of the chi-squared, KS and binomial tests (scipy.stats is too slow to import inside a check)."""
+    """utils.checks' torch versions of the chi-squared, KS and binomial tests (scipy.stats is too slow to import inside
+    a check)."""
     import torch
 
     from utils.checks import binom_test, chi2_sf, chi2_test, ks_test

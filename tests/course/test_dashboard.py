@@ -242,7 +242,7 @@ def test_logits_are_the_exact_effect_where_the_latent_fires(architecture):
         total = torch.zeros(model.cfg.d_vocab)
         for row, pos in list(zip(rows, positions))[: page.logits.n_examples]:
 
-            def remove(acts, hook=None, pos=pos):
+            def remove(acts, hook=None, pos=pos, f=f):
                 acts = acts.clone()
                 acts[0, pos] -= sae.encode(acts[0, pos])[f] * sae.W_dec[f]
                 return acts

@@ -76,12 +76,14 @@ def test_eps_sits_inside_the_square_root() -> None:
     resid = 0.1 * _residuals(model)  # variance of order 1e-2
     d = _directions(model, 6)
     expected = torch.stack([torch.func.jvp(lambda r: _ln(model, r), (r,), (v,))[1] for r, v in zip(resid, d)])
-    torch.testing.assert_close(latent_effects.first_order_lens(model, d, resid), expected @ model.W_U,
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        latent_effects.first_order_lens(model, d, resid), expected @ model.W_U, rtol=1e-10, atol=1e-12
+    )
     r_c, d_c = resid - resid.mean(-1, keepdim=True), d - d.mean(-1, keepdim=True)
     no_eps = r_c.pow(2).mean(-1, keepdim=True)
-    without = (model.ln_final.w * (d_c - (r_c * d_c).sum(-1, keepdim=True) / (r_c.shape[-1] * no_eps) * r_c)
-               / no_eps.sqrt()) @ model.W_U
+    without = (
+        model.ln_final.w * (d_c - (r_c * d_c).sum(-1, keepdim=True) / (r_c.shape[-1] * no_eps) * r_c) / no_eps.sqrt()
+    ) @ model.W_U
     assert (without - expected @ model.W_U).abs().max() > 1e-2
 
 
@@ -107,8 +109,10 @@ def test_the_naive_lens_is_the_first_order_lens_without_the_scales_term(model) -
     identity = naive / variance.sqrt() - alpha * (latent_effects.final_logits(model, resid) - bias_logits)
     torch.testing.assert_close(latent_effects.first_order_lens(model, d, resid), identity)
     orthogonal = d_c - (d_c * r_c).sum(-1, keepdim=True) / r_c.pow(2).sum(-1, keepdim=True) * r_c
-    torch.testing.assert_close(latent_effects.first_order_lens(model, orthogonal, resid),
-                               ((orthogonal * model.ln_final.w) @ model.W_U) / variance.sqrt())
+    torch.testing.assert_close(
+        latent_effects.first_order_lens(model, orthogonal, resid),
+        ((orthogonal * model.ln_final.w) @ model.W_U) / variance.sqrt(),
+    )
 
 
 def test_exact_logit_effect_is_the_difference_of_two_passes_and_agrees_with_the_ablation(model) -> None:
@@ -121,15 +125,27 @@ def test_exact_logit_effect_is_the_difference_of_two_passes_and_agrees_with_the_
     one = latent_effects.exact_logit_effect(model, resid, contributions[0])  # one contribution at every residual
     torch.testing.assert_close(one, logits(resid) - logits(resid - contributions[0]))
     # the ablation's change in log-probabilities is minus this, shifted by one number per token
-    ablation = latent_effects.ablation_effects(model, resid, torch.zeros(len(resid), dtype=torch.long),
-                                               torch.arange(len(resid)), torch.arange(len(resid)), acts, d,
-                                               n_top=model.cfg.d_vocab)
+    ablation = latent_effects.ablation_effects(
+        model,
+        resid,
+        torch.zeros(len(resid), dtype=torch.long),
+        torch.arange(len(resid)),
+        torch.arange(len(resid)),
+        acts,
+        d,
+        n_top=model.cfg.d_vocab,
+    )
     delta_logp = torch.zeros_like(effect).scatter_(1, ablation.top_tokens, ablation.top_changes)
     centred = lambda v: v - v.mean(-1, keepdim=True)  # noqa: E731
     torch.testing.assert_close(centred(delta_logp), -centred(effect))
     # and the first-order lens is its derivative: the two agree ever better as the activation shrinks
-    errors = [(latent_effects.exact_logit_effect(model, resid, s * d) - s * latent_effects.first_order_lens(
-        model, d, resid)).abs().max() / s for s in (1e-1, 1e-2, 1e-3)]
+    errors = [
+        (latent_effects.exact_logit_effect(model, resid, s * d) - s * latent_effects.first_order_lens(model, d, resid))
+        .abs()
+        .max()
+        / s
+        for s in (1e-1, 1e-2, 1e-3)
+    ]
     assert errors[1] < errors[0] / 5 and errors[2] < errors[1] / 5, errors
 
 
@@ -147,6 +163,7 @@ def test_a_steered_forward_pass_is_the_exact_effect_at_each_position_and_nowhere
             push = torch.zeros(acts.shape[1], 1, dtype=acts.dtype)
             push[p] = c
             return acts + push * W_dec_f
+
         return hook
 
     with torch.no_grad():
@@ -163,7 +180,19 @@ def test_a_steered_forward_pass_is_the_exact_effect_at_each_position_and_nowhere
 def test_first_order_lens_refuses_another_normalisation(model) -> None:
     from utils.lm.loading import new_model
 
-    rms = new_model(dict(n_layers=1, d_model=8, d_head=4, n_heads=2, d_mlp=16, n_ctx=8, d_vocab=11, act_fn="gelu",
-                         normalization_type="RMS", device="cpu"))
+    rms = new_model(
+        dict(
+            n_layers=1,
+            d_model=8,
+            d_head=4,
+            n_heads=2,
+            d_mlp=16,
+            n_ctx=8,
+            d_vocab=11,
+            act_fn="gelu",
+            normalization_type="RMS",
+            device="cpu",
+        )
+    )
     with pytest.raises(ValueError, match="final LayerNorm"):
         latent_effects.first_order_lens(rms, torch.randn(8), torch.randn(8))

@@ -408,7 +408,8 @@ def test_missing_bundled_model_says_where_it_looked_and_how_to_rebuild(tmp_path)
 
 
 def test_repo_root_found_from_the_notebooks_folder_of_a_non_editable_install(tmp_path, monkeypatch) -> None:
-    """`pip install .` puts utils/ in site-packages; a notebook run from the checkout's notebooks/ must still find data/."""
+    """`pip install .` puts utils/ in site-packages; a notebook run from the checkout's notebooks/ must still find
+    data/."""
     from utils import paths
 
     repo = tmp_path / "checkout"

@@ -86,7 +86,8 @@ def test_a_real_mutant_is_killed_and_the_reference_survives() -> None:
 def test_the_checks_kill_a_fixed_sample_of_every_exercises_mutants() -> None:
     """The regression guard: at most 6 mutants per exercise (the same ones every run); any unexplained survivor fails.
 
-    The full run is `python -m tests.course.mutation` (CI runs it); declare equivalents in tests/wrong/wrong_NN_name.py."""
+    The full run is `python -m tests.course.mutation` (CI runs it); declare equivalents in
+    tests/wrong/wrong_NN_name.py."""
     reports, problems = mutation.mutation_report(PARTS, fast=True, sample=6, timeout=30)
     assert all(row.generated for rows in reports.values() for row in rows), "an exercise has no mutants"
     assert not problems, "\n".join(problems) + "\n" + mutation.format_report(reports)

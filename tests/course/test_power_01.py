@@ -160,7 +160,8 @@ def misses_part01() -> dict[str, dict[str, float]]:
 
 
 def test_the_clamped_gaussian_law_is_a_distribution() -> None:
-    """The interval probabilities used for the clamped Gaussian: 0.5·randn clamped to ±0.999, atoms in the end intervals."""
+    """The interval probabilities used for the clamped Gaussian: 0.5·randn clamped to ±0.999, atoms in the end
+    intervals."""
     rng = np.random.default_rng(0)
     draws = np.clip(0.5 * rng.standard_normal(1_000_000), -0.999, 0.999)
     counts = np.histogram(draws, bins=np.linspace(-1, 1, BINS + 1))[0] / draws.size

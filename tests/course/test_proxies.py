@@ -78,8 +78,11 @@ def test_by_document_spreads_values_to_tokens() -> None:
     code = text.by_document([False, False, True])
     assert tokens.shape == (3, 4)  # a b EOS | c EOS d | e f EOS
     assert lang.tolist() == [["", "en", "en", ""], ["", "zh", "", "python"], ["", "python", "python", ""]]
-    assert code.dtype == torch.bool and code.tolist() == [[False, False, False, False], [False, False, False, True],
-                                                           [False, True, True, False]]
+    assert code.dtype == torch.bool and code.tolist() == [
+        [False, False, False, False],
+        [False, False, False, True],
+        [False, True, True, False],
+    ]
     with pytest.raises(ValueError, match="3 documents"):
         text.by_document([1, 2])
 
@@ -88,8 +91,13 @@ def test_document_ids_match_tokenize_texts_on_real_text() -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(data_dir() / "models" / "gelu-1l-mini"))
-    texts = ["The package manager.", "软件包管理系统会自动处理依赖关系。", "def f(x):\n    return x + 1\n",
-             "Привет, мир! https://www.debian.org/doc/", "Ein Paket."]
+    texts = [
+        "The package manager.",
+        "软件包管理系统会自动处理依赖关系。",
+        "def f(x):\n    return x + 1\n",
+        "Привет, мир! https://www.debian.org/doc/",
+        "Ein Paket.",
+    ]
     tokens = tokenize_texts(texts, tokenizer, seq_len=9)
     ids = TokenSetText(tokens, tokenizer).document_ids()
     whole = int(ids.max())  # the last document present may be cut off with the leftover row
@@ -102,9 +110,25 @@ def test_document_ids_match_tokenize_texts_on_real_text() -> None:
 
 
 def test_scripts_of_code_points() -> None:
-    chars = {"a": "Latin", "é": "Latin", "ệ": "Latin", "ж": "Cyrillic", "λ": "Greek", "ع": "Arabic", "软": "CJK",
-             "の": "CJK", "カ": "CJK", "한": "CJK", "。": "CJK", "，": "CJK", "7": None, " ": None, ".": None,
-             "\n": None, "_": None}
+    chars = {
+        "a": "Latin",
+        "é": "Latin",
+        "ệ": "Latin",
+        "ж": "Cyrillic",
+        "λ": "Greek",
+        "ع": "Arabic",
+        "软": "CJK",
+        "の": "CJK",
+        "カ": "CJK",
+        "한": "CJK",
+        "。": "CJK",
+        "，": "CJK",
+        "7": None,
+        " ": None,
+        ".": None,
+        "\n": None,
+        "_": None,
+    }
     got = code_point_scripts(np.array([ord(c) for c in chars]))
     names = list(SCRIPTS)
     assert [names[i] if i >= 0 else None for i in got] == list(chars.values())
@@ -119,7 +143,8 @@ def test_a_split_character_belongs_to_every_token_that_holds_a_byte_of_it() -> N
     text = TokenSetText(tokens, tokenizer)
     assert text.script("CJK")[0].tolist() == [False, False, True, True, True, False, False]
     assert text.script("CJK", split="start")[0].tolist() == [False, False, True, False, True, False, False], (
-        "the display convention: the character on the token where it starts")
+        "the display convention: the character on the token where it starts"
+    )
     assert text.script("Latin")[0].tolist() == [False, True, False, True, False, False, False]
     with pytest.raises(ValueError, match="unknown script"):
         text.script("Klingon")
@@ -199,7 +224,8 @@ def test_python_tokens_follow_pythons_own_tokenizer() -> None:
     assert text.python_tokens({"NAME"})[0, len(code) + 2], "without documents=, prose is read as Python too"
     tokens, tokenizer = token_set([["a"], [], ["b", " #", "c"]], seq_len=7)  # an empty document in between
     assert TokenSetText(tokens, tokenizer).python_tokens({"COMMENT"}, [False, False, True]).tolist() == [
-        [False, False, False, False, False, True, True]]
+        [False, False, False, False, False, True, True]
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -209,9 +235,8 @@ def test_python_tokens_follow_pythons_own_tokenizer() -> None:
 def test_the_validation_split_maps_back_to_its_documents() -> None:
     """Every document of the held-out split is found whole at the tokens the proxies give it, so its language
     (``sources.parquet``) labels the right tokens; no document holds the EOS token's own string."""
-    from transformers import AutoTokenizer
-
     import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(data_dir() / "models" / "gelu-1l-mini"))
     texts = pq.read_table(data_dir() / "corpus" / "validation.parquet").column("text").to_pylist()

@@ -1197,10 +1197,22 @@ APPLIES: dict[str, set[str]] = {
     "1.9": {"fixture", "branch", "inputs", "dtype", "type", "formula"},
 }
 
-_NO_GRAPH = "a sampled batch carries no autograd graph (nothing in it requires grad): detaching it or sampling under no_grad changes nothing"
-_LE = "torch.rand draws from [0, 1) in float32 steps of 2^-24: `u <= p` and `u < p` differ only when u equals p exactly, an event of probability about 6e-8 per draw that the distribution cannot show"
-_ANALYSIS = "an analysis of trained weights that the course only reads (plots, tables) and never backpropagates through: a detached or no_grad result is the same result"
-_EPS = "the 1e-8 only keeps a dropped feature (W_i = 0) from 0/0; doubling it, halving it or flipping its sign moves every result by about 1e-8 relative, below float32 resolution, and a dropped feature still gets 0"
+_NO_GRAPH = (
+    "a sampled batch carries no autograd graph (nothing in it requires grad): detaching it or sampling under "
+    "no_grad changes nothing"
+)
+_LE = (
+    "torch.rand draws from [0, 1) in float32 steps of 2^-24: `u <= p` and `u < p` differ only when u equals p "
+    "exactly, an event of probability about 6e-8 per draw that the distribution cannot show"
+)
+_ANALYSIS = (
+    "an analysis of trained weights that the course only reads (plots, tables) and never backpropagates "
+    "through: a detached or no_grad result is the same result"
+)
+_EPS = (
+    "the 1e-8 only keeps a dropped feature (W_i = 0) from 0/0; doubling it, halving it or flipping its sign moves "
+    "every result by about 1e-8 relative, below float32 resolution, and a dropped feature still gets 0"
+)
 
 #: Mutants of the reference (python -m tests.course.mutation 01) that behave identically on every input the
 #: exercise admits, with why.
@@ -1219,7 +1231,8 @@ EQUIVALENT: dict[str, str] = {
     "1.5:mc94501": _LE,
     "1.5:m97964f": _LE,
     "1.5:m70e07b": _LE,
-    "1.5:m437553": "which feature of an active pair is on is a fair coin: `u > 0.5` picks the first one with the same probability 1/2 as `u < 0.5`",
+    "1.5:m437553": "which feature of an active pair is on is a fair coin: `u > 0.5` picks the first one with the same "
+    "probability 1/2 as `u < 0.5`",
     "1.5:madade0": _NO_GRAPH,
     "1.5:m23b6a0": _NO_GRAPH,
     "1.5:md86dba": _NO_GRAPH,
@@ -1239,7 +1252,7 @@ EQUIVALENT: dict[str, str] = {
 
 #: Mutants that are not equivalent but that no check needs to catch, with why.
 SURVIVORS: dict[str, str] = {
-    "1.4:m61eac2": "torch.eye without device=W.device differs only for a W off the CPU; Part 1 runs on the CPU, and the "
-    "one stand-in for another device on a CPU-only machine (PyTorch's meta device) imports torch's "
+    "1.4:m61eac2": "torch.eye without device=W.device differs only for a W off the CPU; Part 1 runs on the CPU, and "
+    "the one stand-in for another device on a CPU-only machine (PyTorch's meta device) imports torch's "
     "compiler stack on first use, seconds that a check cannot spend (the hint asks for device=W.device)",
 }

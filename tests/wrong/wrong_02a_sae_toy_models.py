@@ -845,9 +845,15 @@ CORRECT: dict[str, list] = {
     "2.5": [TopKOfReLU, TopKThresholdMask],
 }
 
-_EPS = "the 1e-8 only keeps a zero decoder row from 0/0; doubling or halving it changes no result by more than about 1e-8 relative, below float32 resolution, and a zero row still stays 0"
+_EPS = (
+    "the 1e-8 only keeps a zero decoder row from 0/0; doubling or halving it changes no result by more than about "
+    "1e-8 relative, below float32 resolution, and a zero row still stays 0"
+)
 _NO_GRAD = "the method is already decorated with @torch.no_grad(): a second no_grad block changes nothing"
-_UNIT = "the exercise's precondition is unit-norm decoder rows (normalize_decoder runs after every step, and the docstring says so): dividing a unit row by its norm divides by 1"
+_UNIT = (
+    "the exercise's precondition is unit-norm decoder rows (normalize_decoder runs after every step, and the "
+    "docstring says so): dividing a unit row by its norm divides by 1"
+)
 
 #: Mutants of the reference (python -m tests.course.mutation 02a) that behave identically on every input the
 #: exercise admits, with why.
@@ -861,7 +867,9 @@ EQUIVALENT: dict[str, str] = {
     "2.3:m23c225": _NO_GRAD,
     "2.3:mb4e810": _UNIT,
     "2.3:mb17b9a": _UNIT,
-    "2.4:md21c63": "feature recovery is a measurement the course only reads (tables, plots), never backpropagated: a detached result is the same result",
-    "2.4:m486d89": "feature recovery is a measurement the course only reads (tables, plots), never backpropagated: computing it under no_grad gives the same result",
+    "2.4:md21c63": "feature recovery is a measurement the course only reads (tables, plots), never backpropagated: a "
+    "detached result is the same result",
+    "2.4:m486d89": "feature recovery is a measurement the course only reads (tables, plots), never backpropagated: "
+    "computing it under no_grad gives the same result",
     "2.4:m0e05c9": "best holds integer indices, which never carry a gradient: detaching them changes nothing",
 }

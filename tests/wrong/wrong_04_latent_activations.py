@@ -124,7 +124,7 @@ def context_after_exclusive(tokens, seq, pos, pieces_of, before=10, after=5):
     lo, hi = max(0, pos - before), min(tokens.shape[1], pos + after)
     pieces = pieces_of(tokens[seq, lo:hi].tolist())
     c = pos - lo
-    return "".join(pieces[:c]) + "«" + pieces[c] + "»" + "".join(pieces[c + 1:])
+    return "".join(pieces[:c]) + "«" + pieces[c] + "»" + "".join(pieces[c + 1 :])
 
 
 @mistake(r"near the start of a row.*max\(0, pos - before\)", kind="branch")
@@ -135,7 +135,7 @@ def context_negative_start(tokens, seq, pos, pieces_of, before=10, after=5):
     if not pieces:
         return "«»"
     c = pos - lo
-    return "".join(pieces[:c]) + "«" + pieces[min(c, len(pieces) - 1)] + "»" + "".join(pieces[c + 1:])
+    return "".join(pieces[:c]) + "«" + pieces[min(c, len(pieces) - 1)] + "»" + "".join(pieces[c + 1 :])
 
 
 @mistake(r"split over two tokens.*on its own", kind="branch")
@@ -144,7 +144,7 @@ def context_token_by_token(tokens, seq, pos, pieces_of, before=10, after=5):
     lo, hi = max(0, pos - before), min(tokens.shape[1], pos + after + 1)
     pieces = [pieces_of([t])[0] for t in tokens[seq, lo:hi].tolist()]
     c = pos - lo
-    return "".join(pieces[:c]) + "«" + pieces[c] + "»" + "".join(pieces[c + 1:])
+    return "".join(pieces[:c]) + "«" + pieces[c] + "»" + "".join(pieces[c + 1 :])
 
 
 @mistake(r"should return a str, got list", kind="type")
@@ -160,7 +160,7 @@ def context_pieces_list(tokens, seq, pos, pieces_of, before=10, after=5):
 def context_marked_list(tokens, seq, pos, pieces_of, before=10, after=5):
     """Marks the centre inside the list of pieces, then joins once."""
     lo = max(0, pos - before)
-    ids = tokens[seq].tolist()[lo: pos + after + 1]
+    ids = tokens[seq].tolist()[lo : pos + after + 1]
     pieces = pieces_of(ids)
     pieces[pos - lo] = f"«{pieces[pos - lo]}»"
     return "".join(pieces)
@@ -717,8 +717,21 @@ def quantile_bucketize(edges, counts, values):
 RESID = "blocks.0.hook_resid_post"
 
 
-def _effects(model, sae, tokens, pos, *, scale=True, layernorm="recompute", target_offset=1, b_U=True, b_out=True,
-             reconstruction=False, together=False, dtype=torch.float32):
+def _effects(
+    model,
+    sae,
+    tokens,
+    pos,
+    *,
+    scale=True,
+    layernorm="recompute",
+    target_offset=1,
+    b_U=True,
+    b_out=True,
+    reconstruction=False,
+    together=False,
+    dtype=torch.float32,
+):
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens[None], names_filter=[sae.cfg.hook_name, RESID])
         post = cache[sae.cfg.hook_name][0, pos]
@@ -742,13 +755,16 @@ def _effects(model, sae, tokens, pos, *, scale=True, layernorm="recompute", targ
             def norm(r):
                 return (r - r.mean(-1, keepdim=True)) / scale_ * ln.w + ln.b
         elif layernorm == "none":
+
             def norm(r):
                 return r
         elif layernorm == "no affine":
+
             def norm(r):
                 centred = r - r.mean(-1, keepdim=True)
                 return centred / (centred.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
         else:
+
             def norm(r):
                 return ln(r[None])[0]
 
@@ -883,6 +899,7 @@ def effects_patched_passes(model, sae, tokens, pos):
         clean = torch.nn.functional.cross_entropy(logits[0, pos], tokens[pos + 1])
         effects = torch.zeros(sae.cfg.d_sae)
         for f in torch.nonzero(acts > 0).flatten().tolist():
+
             def remove(post, hook, f=f):
                 post = post.clone()
                 post[:, pos] -= acts[f] * sae.W_dec[f]
@@ -976,8 +993,10 @@ def rank_topk(acts, quantiles, effects, by, n=10):
 
 def _counts(active, label, d_sae):
     slot = active >= 0
-    return (torch.bincount(active[slot], minlength=d_sae),
-            torch.bincount(active[slot & label[:, None]], minlength=d_sae))
+    return (
+        torch.bincount(active[slot], minlength=d_sae),
+        torch.bincount(active[slot & label[:, None]], minlength=d_sae),
+    )
 
 
 @mistake(r"precision and recall are swapped")
@@ -997,7 +1016,7 @@ def pr_recall_over_all_tokens(active, label, d_sae):
 @mistake(r"precision divides by the number of tokens where the label holds")
 def pr_precision_over_label(active, label, d_sae):
     """Divides precision by the label's count too (both ratios share one denominator)."""
-    fires, hits = _counts(active, label, d_sae)
+    _, hits = _counts(active, label, d_sae)
     return hits / label.sum().clamp_min(1), hits / label.sum().clamp_min(1)
 
 
@@ -1089,27 +1108,83 @@ def pr_dense_matrix(active, label, d_sae):
 
 
 WRONG = {
-    "4.1": [top_k_forgets_offset, top_k_of_batch_only, top_k_indices_from_topk, top_k_over_latents, top_k_batch_first,
-            top_k_in_place, top_k_float_indices],
+    "4.1": [
+        top_k_forgets_offset,
+        top_k_of_batch_only,
+        top_k_indices_from_topk,
+        top_k_over_latents,
+        top_k_batch_first,
+        top_k_in_place,
+        top_k_float_indices,
+    ],
     "4.2": [context_after_exclusive, context_negative_start, context_token_by_token, context_pieces_list],
-    "4.3": [intervals_include_zeros, intervals_keep_first, intervals_always_replace, intervals_randint_inclusive,
-            intervals_draw_before_count, intervals_shared_counter, intervals_token_position_counter,
-            intervals_one_over_i, intervals_merge_per_batch, intervals_reservoir_per_slot,
-            intervals_store_all_then_draw, intervals_global_rng,
-            intervals_fresh_generator, intervals_batch_local_indices, intervals_left_closed, intervals_tensor_indices,
-            intervals_normalise_in_place],
-    "4.4": [groups_with_zeros, groups_equal_width, groups_over_n_plus_one, groups_min_first_edge, groups_as_list,
-            groups_float64, groups_nan_in_place],
-    "4.5": [quantile_linear_in_value, quantile_whole_bin, quantile_keeps_zero, quantile_unclamped, quantile_float64,
-            quantile_list, quantile_clamps_in_place],
-    "4.6": [effects_unscaled, effects_frozen_layernorm, effects_no_layernorm, effects_layernorm_without_affine,
-            effects_no_unembed_bias, effects_no_mlp_out_bias, effects_wrong_target, effects_from_reconstruction,
-            effects_gradient, effects_all_at_once, effects_dict, effects_float64, effects_zero_decoder_row,
-            effects_hook_left_on],
+    "4.3": [
+        intervals_include_zeros,
+        intervals_keep_first,
+        intervals_always_replace,
+        intervals_randint_inclusive,
+        intervals_draw_before_count,
+        intervals_shared_counter,
+        intervals_token_position_counter,
+        intervals_one_over_i,
+        intervals_merge_per_batch,
+        intervals_reservoir_per_slot,
+        intervals_store_all_then_draw,
+        intervals_global_rng,
+        intervals_fresh_generator,
+        intervals_batch_local_indices,
+        intervals_left_closed,
+        intervals_tensor_indices,
+        intervals_normalise_in_place,
+    ],
+    "4.4": [
+        groups_with_zeros,
+        groups_equal_width,
+        groups_over_n_plus_one,
+        groups_min_first_edge,
+        groups_as_list,
+        groups_float64,
+        groups_nan_in_place,
+    ],
+    "4.5": [
+        quantile_linear_in_value,
+        quantile_whole_bin,
+        quantile_keeps_zero,
+        quantile_unclamped,
+        quantile_float64,
+        quantile_list,
+        quantile_clamps_in_place,
+    ],
+    "4.6": [
+        effects_unscaled,
+        effects_frozen_layernorm,
+        effects_no_layernorm,
+        effects_layernorm_without_affine,
+        effects_no_unembed_bias,
+        effects_no_mlp_out_bias,
+        effects_wrong_target,
+        effects_from_reconstruction,
+        effects_gradient,
+        effects_all_at_once,
+        effects_dict,
+        effects_float64,
+        effects_zero_decoder_row,
+        effects_hook_left_on,
+    ],
     "4.7": [rank_signed_effect, rank_ascending, rank_ignores_quantile, rank_tensor_ids, rank_abs_in_place],
-    "4.8": [pr_swapped, pr_recall_over_all_tokens, pr_precision_over_label, pr_first_slot_only,
-            pr_empty_slots_as_latent_0, pr_counts_empty_slots, pr_nan_for_silent_latents, pr_nan_without_positives,
-            pr_dict, pr_float64, pr_marks_empty_slots_in_place],
+    "4.8": [
+        pr_swapped,
+        pr_recall_over_all_tokens,
+        pr_precision_over_label,
+        pr_first_slot_only,
+        pr_empty_slots_as_latent_0,
+        pr_counts_empty_slots,
+        pr_nan_for_silent_latents,
+        pr_nan_without_positives,
+        pr_dict,
+        pr_float64,
+        pr_marks_empty_slots_in_place,
+    ],
 }
 
 CORRECT = {
@@ -1138,8 +1213,9 @@ APPLIES = {
     "4.8": {"formula", "branch", "type", "dtype", "inputs"},
 }
 
-_NO_GRAD = ("statistics of activations: nothing in this exercise carries or needs a gradient, so no_grad/detach "
-            "change nothing")
+_NO_GRAD = (
+    "statistics of activations: nothing in this exercise carries or needs a gradient, so no_grad/detach change nothing"
+)
 _FLOAT32 = "the inputs are float32 already (the contract), so the cast is a no-op"
 EQUIVALENT = {
     "4.1:ma6197c": "torch.cat promotes a float32 or lower-precision batch to the running lists' float32 anyway",
@@ -1147,11 +1223,11 @@ EQUIVALENT = {
     "4.1:m013eb5": _NO_GRAD,
     "4.1:mb52f4f": _NO_GRAD,
     "4.1:mbbc3af": "one index too many at the end of the batch's index list: topk never picks a position past "
-                   "k + n_tok, so the extra column is never gathered",
+    "k + n_tok, so the extra column is never gathered",
     "4.2:m6a1349": _NO_GRAD,
     "4.3:mfd550a": "a > 0 makes ceil(a / max * n) >= 1, so the lower clamp (0 or -1) never acts",
     "4.3:ma53b9f": "activations never exceed max_act (it is their maximum), so j <= n - 1 and the upper clamp "
-                   "never acts",
+    "never acts",
     "4.3:mf7120f": "activations never exceed max_act, so the upper clamp never acts",
     "4.3:mbb8293": "activations never exceed max_act, so the upper clamp never acts",
     "4.3:m9e83f8": _NO_GRAD,
@@ -1167,10 +1243,10 @@ EQUIVALENT = {
     "4.5:mb9660d": "the clamp only keeps log() finite for values <= 0, which torch.where then sets to 0",
     "4.5:mf5dc3e": "the clamp only keeps log() finite for values <= 0, which torch.where then sets to 0",
     "4.5:mf20a1a": "searchsorted left vs right differs only at an exact edge, where phi = 1 in the bin below gives "
-                   "the same q",
+    "the same q",
     "4.5:m33ade0": "cumsum(-1) and cumsum(0) are the same on a 1-D tensor",
     "4.5:m67e3de": "for -1 < v <= 0 the interpolation already gives 0 (bin 0, phi clamped to 0), so the where is "
-                   "redundant there",
+    "redundant there",
     "4.5:mccef34": "at v = 0 the interpolation already gives 0 (bin 0, phi clamped to 0)",
     "4.5:me2c213": _NO_GRAD,
     "4.5:m3253ef": _NO_GRAD,
@@ -1178,9 +1254,9 @@ EQUIVALENT = {
     "4.6:m071864": "the batch has one row: index -1 is index 0",
     "4.6:m46ca31": "the batch has one row: index -1 is index 0",
     "4.6:mb8a48a": "a latent with activation 0 moves the residual by exactly 0, so its effect is 0 either way (up to "
-                   "float rounding, which the check allows: 1e-5)",
+    "float rounding, which the check allows: 1e-5)",
     "4.6:mfa119a": "a latent with activation 0 moves the residual by exactly 0, so its effect is 0 either way (up to "
-                   "float rounding, which the check allows: 1e-5)",
+    "float rounding, which the check allows: 1e-5)",
     "4.6:md410f1": "a one-layer model: blocks[-1] is blocks[0]",
     "4.6:m0e9a7f": "the result is assigned into a float32 tensor, which casts it back",
     "4.6:m0f677a": "the result is assigned into a float32 tensor, which casts it anyway",
@@ -1197,7 +1273,7 @@ EQUIVALENT = {
 
 SURVIVORS = {
     "4.3:m0afaeb": "float(batch[t]) -> batch[t]: a / max_act * n computed in float32 instead of float64, which differs "
-                   "only for an activation within float32 rounding of an interval edge (a * n rounding to an integer); "
-                   "a rounding, not a method, and a check that demanded float64 here would reject correct code that "
-                   "finds the intervals with float32 tensor operations",
+    "only for an activation within float32 rounding of an interval edge (a * n rounding to an integer); "
+    "a rounding, not a method, and a check that demanded float64 here would reject correct code that "
+    "finds the intervals with float32 tensor operations",
 }

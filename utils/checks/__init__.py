@@ -106,7 +106,8 @@ def exercise(ex_id: str, title: str, *, objects: Sequence[str]) -> Callable[[Cal
                     check(*objs, seed=seed)
             except NotImplementedError:
                 raise NotAttempted(
-                    f"{label}: not attempted yet ({_objects_repr(objs)} still {'raise' if len(objs) > 1 else 'raises'} NotImplementedError)."
+                    f"{label}: not attempted yet ({_objects_repr(objs)} still {'raise' if len(objs) > 1 else 'raises'} "
+                    "NotImplementedError)."
                 ) from None
             except CheckFailure as failure:
                 raise type(failure)(f"{label} failed: {failure}") from None
@@ -253,7 +254,8 @@ def assert_gradients_reach(result: Any, params: dict[str, torch.Tensor], what: s
             + (
                 f"Hint: {hint}"
                 if hint
-                else "Hint: don't compute it inside `torch.no_grad()`, and don't call `.detach()`, `.item()` or `.data` on the way."
+                else "Hint: don't compute it inside `torch.no_grad()`, and don't call `.detach()`, `.item()` or "
+                "`.data` on the way."
             )
         )
     grads = torch.autograd.grad(result.float().sum(), list(params.values()), allow_unused=True, retain_graph=True)
@@ -271,7 +273,8 @@ def assert_gradients_reach(result: Any, params: dict[str, torch.Tensor], what: s
 
 @contextlib.contextmanager
 def unchanged_inputs(what: str, **inputs: Any):
-    """Fail if the block modifies any of the tensors in ``inputs`` in place (the learner's inputs must be left alone)."""
+    """Fail if the block modifies any of the tensors in ``inputs`` in place (the learner's inputs must be left
+    alone)."""
     copies = {name: t.detach().clone() for name, t in inputs.items() if isinstance(t, torch.Tensor)}
     yield
     for name, before in copies.items():

@@ -178,7 +178,8 @@ def _sample(generate, *args, p: Tensor, what: str):
 
 
 def _index_of(flat: Tensor | int, shape: torch.Size) -> tuple[int, ...]:
-    """The multi-index of a flat index (torch's own unravel_index imports its compiler stack: seconds, the first time)."""
+    """The multi-index of a flat index (torch's own unravel_index imports its compiler stack: seconds, the first
+    time)."""
     index, out = int(flat), []
     for size in reversed(shape):
         index, r = divmod(index, size)
@@ -356,7 +357,8 @@ def _uniform_values(x: Tensor, p: Tensor, low: float, high: float, what: str) ->
         top = int(count.argmax())
         if count[top].item() > 0.01 * n:
             raise CheckFailure(
-                f"{what}: {count[top].item() / n:.0%} of the present values are exactly {common[top].item():.4g}, so they "
+                f"{what}: {count[top].item() / n:.0%} of the present values are exactly {common[top].item():.4g}, so "
+                "they "
                 f"are not uniform {law}. Hint: values pile up at one point, as they do when a draw is clamped; "
                 "draw them uniform in the first place (`torch.rand`, scaled and shifted)."
             )
@@ -748,7 +750,8 @@ def check_generate_batch(generate_batch, *, seed: int = 0) -> None:
     same = (x[:, 1, 2] == x[:, 3, 2]) & both
     check_that(
         same.double().mean().item() < 0.01,
-        f"generate_batch: instances 1 and 3 have exactly the same value of feature 2 in {same.double().mean().item():.1%} "
+        f"generate_batch: instances 1 and 3 have exactly the same value of feature 2 in "
+        f"{same.double().mean().item():.1%} "
         "of the samples (independent draws almost never coincide). Hint: draw the values with shape (batch, inst, "
         "feats), not one draw shared across instances.",
     )
@@ -815,21 +818,14 @@ def check_importance_weighted_loss(importance_weighted_loss, *, seed: int = 0) -
         sq = (o - t) ** 2
         mistakes = {
             "the loss ignores `importance`: multiply each squared error by its feature's importance.": sq.mean(0).sum(),
-            "it looks like a mean over instances (or features): sum over instances and features, mean only over the batch.": (
-                imp * sq
-            )
-            .mean(0)
-            .sum()
-            / I,
+            "it looks like a mean over instances (or features): sum over instances and features, mean only over the "
+            "batch.": (imp * sq).mean(0).sum() / I,
             "it looks like a mean over features: sum over features (weighted by importance).": (imp * sq).mean(0).sum()
             / F_,
             "it looks like a mean over every axis: only the batch axis should be averaged.": (imp * sq).mean(),
             "it looks like a sum over the batch: average over the batch axis instead.": (imp * sq).sum(),
-            "importance seems to be squared: multiply the *squared error* by importance, I·(x − x')², not (I·(x − x'))².": (
-                imp**2 * sq
-            )
-            .mean(0)
-            .sum(),
+            "importance seems to be squared: multiply the *squared error* by importance, I·(x − x')², not (I·(x − "
+            "x'))².": (imp**2 * sq).mean(0).sum(),
             "the error is not squared: use (output − target)².": (imp * (o - t).abs()).mean(0).sum(),
         }
         wanted, got = shown_apart(expected.item(), value.item())
@@ -1267,9 +1263,8 @@ def check_abs_model(AbsModel, *, seed: int = 0) -> None:
     model, x = _run_model(AbsModel, fixture, separate=True)
     expected = _naive_forward(W1d, W2d, bd, xd, hidden_relu=True)
     variants = {
-        "the second layer seems to use W1ᵀ: this model has its own output matrix W2 ([inst feats hidden]).": _naive_forward(
-            W1d, W1d.transpose(1, 2), bd, xd, hidden_relu=True
-        ),
+        "the second layer seems to use W1ᵀ: this model has its own output matrix W2 ([inst feats "
+        "hidden]).": _naive_forward(W1d, W1d.transpose(1, 2), bd, xd, hidden_relu=True),
         "the hidden layer has no ReLU: h = ReLU(W1 x).": _naive_forward(W1d, W2d, bd, xd, hidden_relu=False),
         "the output ignores b_final: did you forget to add the bias?": _naive_forward(
             W1d, W2d, 0 * bd, xd, hidden_relu=True
@@ -1352,11 +1347,15 @@ def check_feature_dimensionality(feature_dimensionality, *, seed: int = 0) -> No
         if not math.isfinite(alone) or alone > 1e3 or abs(alone) < 1e-3:
             hint = "did you leave out the j = i term? The sum runs over all j, including i."
         elif abs(alone - 1.0 / 0.8) < 1e-3 or abs(alone - 0.8) < 1e-3:
-            hint = "it looks like a power is off: the numerator is ‖W_i‖² and the dot products use Ŵ_i (normalised) and W_j."
+            hint = (
+                "it looks like a power is off: the numerator is ‖W_i‖² and the dot products use Ŵ_i (normalised) "
+                "and W_j."
+            )
         elif abs(alone - 0.64) < 1e-3 or abs(alone - 1 / 0.64) < 1e-3:
             hint = "it looks like Ŵ_i is not normalised: Ŵ_i = W_i / ‖W_i‖."
         raise CheckFailure(
-            f"a feature orthogonal to every other feature (norm 0.8) gets dimensionality {shown_apart(1.0, alone)[1]}; it "
+            f"a feature orthogonal to every other feature (norm 0.8) gets dimensionality {shown_apart(1.0, alone)[1]}; "
+            "it "
             f"should get 1. Hint: {hint}"
         )
     check_that(

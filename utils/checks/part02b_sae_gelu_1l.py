@@ -1387,7 +1387,8 @@ sensitivity(
     output=_output_210,
     tolerance=1e-3,
     exempt={
-        "model.blocks.0.attn.b_K": "q · b_K is the same for every key of a query, and softmax ignores a shift shared by "
+        "model.blocks.0.attn.b_K": "q · b_K is the same for every key of a query, and softmax ignores a shift shared "
+        "by "
         "all its inputs: b_K never changes a model's output",
     },
 )

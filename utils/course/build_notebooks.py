@@ -58,10 +58,12 @@ COLAB_CELL = f"""\
 import importlib.metadata, os, subprocess, sys
 
 if "google.colab" in sys.modules and not os.path.isdir("/content/sae-course"):
-    subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{GITHUB_REPO}", "/content/sae-course"], check=True)
+    repository = "https://github.com/{GITHUB_REPO}"
+    subprocess.run(["git", "clone", "--depth", "1", repository, "/content/sae-course"], check=True)
     with open("/content/keep-torch.txt", "w") as constraints:
         constraints.write(f"torch=={{importlib.metadata.version('torch')}}\\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/content/keep-torch.txt", "/content/sae-course"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", "/content/keep-torch.txt"]
+    subprocess.run([*pip, "/content/sae-course"], check=True)
 if "google.colab" in sys.modules:
     os.environ["SAE_COURSE_ROOT"] = "/content/sae-course"
 """

@@ -87,7 +87,8 @@ def read_submission(path: Path, folder: Path, parts: list[str]) -> Submission:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as error:
-        reason = f"could not be read as a notebook: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+        first_line = str(error).splitlines()[0][:200] if str(error) else ""
+        reason = f"could not be read as a notebook: {type(error).__name__}: {first_line}"
         return Submission(path, learner_of(path, folder, None), how=reason, problem=BROKEN)
     part, how = identify_part(nb, path.stem, parts)
     submission = Submission(path, learner_of(path, folder, part), part, how)
@@ -194,7 +195,8 @@ body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
 table { border-collapse: collapse; margin-bottom: 2rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: center; vertical-align: top; }
 th.learner, td.learner { text-align: left; white-space: nowrap; }
-td.passed { background: #d9f2d9; } td.failed { background: #f8d7d7; } td.not-attempted { background: #eee; color: #777; }
+td.passed { background: #d9f2d9; } td.failed { background: #f8d7d7; }
+td.not-attempted { background: #eee; color: #777; }
 td.failed details { text-align: left; max-width: 28rem; } td.failed summary { cursor: pointer; }
 .legend span { display: inline-block; padding: 0.1rem 0.5rem; margin-right: 0.5rem; border: 1px solid #ccc; }
 .small { color: #666; font-size: 0.85rem; }
@@ -214,7 +216,8 @@ def render_html(submissions: list[Submission], folder: Path) -> str:
         f"<title>Grades: {esc(str(folder))}</title><style>{_CSS}</style></head><body>",
         f"<h1>Grades for {esc(str(folder))}</h1>",
         f'<p class="small">Graded {stamp}; {len(submissions)} notebook(s). Click a ✗ for the grader\'s message.</p>',
-        '<p class="legend"><span style="background:#d9f2d9">✓ passed</span><span style="background:#f8d7d7">✗ failed</span>'
+        '<p class="legend"><span style="background:#d9f2d9">✓ passed</span><span style="background:#f8d7d7">✗ '
+        "failed</span>"
         '<span style="background:#eee">– not attempted</span></p>',
     ]
     for part in sorted({s.part for s in submissions if s.part and not s.problem}):
@@ -233,7 +236,8 @@ def render_html(submissions: list[Submission], folder: Path) -> str:
                     out.append("<td></td>")
                 elif r.status == FAILED:
                     out.append(
-                        f'<td class="failed"><details><summary>{_SYMBOL[FAILED]}</summary>{esc(r.message)}</details></td>'
+                        f'<td class="failed"><details><summary>{_SYMBOL[FAILED]}</summary>'
+                        f"{esc(r.message)}</details></td>"
                     )
                 else:
                     css = r.status.replace(" ", "-")

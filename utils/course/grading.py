@@ -249,10 +249,17 @@ def grade_objects(
             return Result(exercise.id, FAILED, f"`{name}` could not be defined: {errors[cell.index]}.")
         if name not in namespace:
             if cell is None and notebook_text is not None and _newer_than(exercise, notebook_text):
-                return Result(exercise.id, NOT_ATTEMPTED, (
-                    f"Exercise {exercise.id} ({exercise.title}) is newer than your notebook: it was added to the course "
-                    f"after your copy was made. Copy its cells from the course's current notebooks/ folder (a fresh "
-                    f"clone, or `git pull` and look at the notebook in git), then come back to it."))
+                return Result(
+                    exercise.id,
+                    NOT_ATTEMPTED,
+                    (
+                        f"Exercise {exercise.id} ({exercise.title}) is newer than your notebook: it was added to the "
+                        "course "
+                        f"after your copy was made. Copy its cells from the course's current notebooks/ folder (a "
+                        "fresh "
+                        f"clone, or `git pull` and look at the notebook in git), then come back to it."
+                    ),
+                )
             if cell is None:
                 message = (
                     f"no `{name}` found in the notebook. Did you rename or delete it? "

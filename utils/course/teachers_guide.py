@@ -264,7 +264,8 @@ def part_page(info: PartInfo) -> str:
     for e in info.exercises:
         stars = lambda n, c: (c * n) if n is not None else "?"  # noqa: E731
         out.append(
-            f"| {e.id} | {_cell(e.title)} | {e.minutes or '?'} | {stars(e.difficulty, '●')} | {stars(e.importance, '●')} |"
+            f"| {e.id} | {_cell(e.title)} | {e.minutes or '?'} | {stars(e.difficulty, '●')} "
+            f"| {stars(e.importance, '●')} |"
         )
     out += ["", "Checkpoints (in notebook order):", ""]
     out += [f"{k}. after {', '.join(ids)}: **{_cell(name)}**" for k, (name, ids) in enumerate(info.sections, 1)]

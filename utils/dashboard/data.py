@@ -201,8 +201,13 @@ def _row_contexts(
             windows.append((f, row, pos, w, acts))
             pairs += [(row, p, f, a) for p, a in zip(w.tolist(), acts.tolist()) if a > 0 and p < seq - 1]
     if effects is not None:
-        _add_logit_effects(model, resid, [(f, row, pos, float(acts[pos - int(w[0])])) for f, row, pos, w, acts in windows
-                                          if (f, row, pos) in tops], latent_out, effects)
+        _add_logit_effects(
+            model,
+            resid,
+            [(f, row, pos, float(acts[pos - int(w[0])])) for f, row, pos, w, acts in windows if (f, row, pos) in tops],
+            latent_out,
+            effects,
+        )
     effects_at = _pair_effects(model, resid, row_tokens, pairs, latent_out)
     chunks = [token_bytes(model.tokenizer, tokens.tolist()) for tokens in row_tokens]  # once per row, then sliced
     out = {}
@@ -265,8 +270,9 @@ def _contexts(
     for start in range(0, len(rows), batch_rows):
         batch = rows[start : start + batch_rows]
         top_here = {(f, i, pos) for i, r in enumerate(batch) for f, pos in top_rows.get(r, ())}
-        found = _row_contexts(model, sae, tokens[batch], [by_row[r] for r in batch], before, after, latent_out,
-                              top_here, effects)
+        found = _row_contexts(
+            model, sae, tokens[batch], [by_row[r] for r in batch], before, after, latent_out, top_here, effects
+        )
         out |= {(f, batch[row] * seq + pos): context for (f, row, pos), context in found.items()}
     return out
 
@@ -434,8 +440,9 @@ def build(
     _check_stats(stats, tokens)
     tops = {f: _locations(stats.top_seq[f], stats.top_pos[f], seq) for f in latents}
     effects: dict[int, tuple[Tensor, int]] = {}
-    contexts = _contexts(model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows, tops,
-                         effects)
+    contexts = _contexts(
+        model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows, tops, effects
+    )
 
     lat = torch.tensor(latents, dtype=torch.long)
     lens, kinds, n_examples = _logit_rows(model, sae, lat, effects)

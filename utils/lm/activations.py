@@ -16,7 +16,8 @@ __all__ = ["hook_activations", "hook_layer", "mlp_post_activations", "token_batc
 
 
 def hook_layer(hook_name: str) -> int | None:
-    """The block a TransformerLens hook name is in (``"blocks.0.mlp.hook_post"`` -> 0), or None (e.g. ``hook_embed``)."""
+    """The block a TransformerLens hook name is in (``"blocks.0.mlp.hook_post"`` -> 0), or None (e.g.
+    ``hook_embed``)."""
     match = re.match(r"blocks\.(\d+)\.", hook_name)
     return int(match.group(1)) if match else None
 

@@ -80,7 +80,8 @@ _status = "not used yet"
 
 @contextlib.contextmanager
 def keep_freed_memory(enabled: bool = True) -> Iterator[bool]:
-    """Within the block, glibc keeps freed memory for reuse; when it ends, glibc's defaults come back (module docstring).
+    """Within the block, glibc keeps freed memory for reuse; when it ends, glibc's defaults come back (see the
+    module docstring).
 
     Yields whether the memory is kept inside the block. ``enabled=False`` leaves glibc alone, unless
     ``SAE_COURSE_KEEP_FREED_MEMORY=1`` says otherwise (and ``=0`` wins over ``enabled=True``); inside a block

@@ -152,7 +152,8 @@ def set_fused_attention(model: nn.Module, enabled: bool = True) -> int:
 
 
 def install_fused_attention(model: nn.Module) -> int:
-    """``set_fused_attention(model, True)``: the supported layers get the call-by-call forward; returns how many have it."""
+    """``set_fused_attention(model, True)``: the supported layers get the call-by-call forward; returns how many have
+    it."""
     return set_fused_attention(model, True)
 
 

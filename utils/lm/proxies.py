@@ -36,6 +36,7 @@ convention, to measure what it would change).
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import tokenize
 from collections.abc import Sequence
@@ -57,14 +58,33 @@ __all__ = ["SCRIPTS", "URL_PATTERN", "TokenSetText", "code_point_scripts", "corp
 #: forms (U+FF00-FFEF) whose Script_Extensions are those scripts: "。" or "，" occur only in CJK text. Characters of
 #: no script (digits, ASCII punctuation, spaces: Unicode's "Common") belong to none.
 SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
-    "Latin": ((0x41, 0x5A), (0x61, 0x7A), (0xAA, 0xAA), (0xBA, 0xBA), (0xC0, 0xD6), (0xD8, 0xF6), (0xF8, 0x24F),
-              (0x1E00, 0x1EFF)),
+    "Latin": (
+        (0x41, 0x5A),
+        (0x61, 0x7A),
+        (0xAA, 0xAA),
+        (0xBA, 0xBA),
+        (0xC0, 0xD6),
+        (0xD8, 0xF6),
+        (0xF8, 0x24F),
+        (0x1E00, 0x1EFF),
+    ),
     "Greek": ((0x370, 0x3FF), (0x1F00, 0x1FFF)),
     "Cyrillic": ((0x400, 0x52F),),
     "Arabic": ((0x600, 0x6FF), (0x750, 0x77F), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)),
-    "CJK": ((0x1100, 0x11FF), (0x2E80, 0x2FDF), (0x3000, 0x303F), (0x3040, 0x30FF), (0x3130, 0x318F),
-            (0x31F0, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF),
-            (0xFF00, 0xFFEF), (0x20000, 0x2FA1F)),
+    "CJK": (
+        (0x1100, 0x11FF),
+        (0x2E80, 0x2FDF),
+        (0x3000, 0x303F),
+        (0x3040, 0x30FF),
+        (0x3130, 0x318F),
+        (0x31F0, 0x31FF),
+        (0x3400, 0x4DBF),
+        (0x4E00, 0x9FFF),
+        (0xAC00, 0xD7AF),
+        (0xF900, 0xFAFF),
+        (0xFF00, 0xFFEF),
+        (0x20000, 0x2FA1F),
+    ),
 }
 
 #: A URL as it appears in running text: a scheme and ``://``, or ``www.``, then anything up to a space, a quote or a
@@ -112,8 +132,10 @@ class TokenSetText:
         # Each distinct token once: its bytes (b"" for BOS and EOS, which are no text)
         self.vocab, self._vocab_of = np.unique(self.stream.numpy(), return_inverse=True)
         specials = {tokenizer.convert_tokens_to_ids(t) for t in getattr(tokenizer, "all_special_tokens", [])}
-        self.vocab_bytes = [b"" if i in specials else chunk
-                            for i, chunk in zip(self.vocab.tolist(), token_bytes(tokenizer, self.vocab.tolist()))]
+        self.vocab_bytes = [
+            b"" if i in specials else chunk
+            for i, chunk in zip(self.vocab.tolist(), token_bytes(tokenizer, self.vocab.tolist()))
+        ]
         self.special = np.isin(self.vocab, list(specials))[self._vocab_of]
         # Every byte of the stream, and every character, across token boundaries
         sizes = np.array([len(chunk) for chunk in self.vocab_bytes], dtype=np.int64)[self._vocab_of]
@@ -123,7 +145,9 @@ class TokenSetText:
         self.text = data.decode("utf-8", errors="surrogateescape")  # a stray byte: one character U+DC80-DCFF
         cp = np.frombuffer(self.text.encode("utf-32-le", errors="surrogatepass"), dtype="<u4").astype(np.int64)
         self.code_points = cp
-        self.char_size = np.select([cp < 0x80, cp < 0x800, (cp >= 0xDC80) & (cp <= 0xDCFF), cp < 0x10000], [1, 2, 1, 3], 4)
+        self.char_size = np.select(
+            [cp < 0x80, cp < 0x800, (cp >= 0xDC80) & (cp <= 0xDCFF), cp < 0x10000], [1, 2, 1, 3], 4
+        )
         self.char_start = np.cumsum(self.char_size) - self.char_size  # the first byte of every character
 
     # ----------------------------------------------------------------------------------------------------
@@ -172,7 +196,9 @@ class TokenSetText:
             fill = False if values.dtype == bool else -1 if values.dtype.kind in "iu" else ""
         out = np.where(docs >= 0, values[np.clip(docs, 0, len(values) - 1)], fill)
         if (docs >= len(values)).any():
-            raise ValueError(f"the tokens hold {int(docs.max()) + 1} documents, but only {len(values)} values were given")
+            raise ValueError(
+                f"the tokens hold {int(docs.max()) + 1} documents, but only {len(values)} values were given"
+            )
         return torch.from_numpy(out) if out.dtype.kind in "biuf" else out
 
     # ----------------------------------------------------------------------------------------------------
@@ -184,7 +210,9 @@ class TokenSetText:
             raise ValueError(f"unknown script {name!r}; known: {list(SCRIPTS)}")
         return self._chars_to_tokens(code_point_scripts(self.code_points) == list(SCRIPTS).index(name), split)
 
-    def matches(self, pattern: str | re.Pattern, split: Literal["every", "start"] = "every") -> Bool[Tensor, "n_rows seq"]:
+    def matches(
+        self, pattern: str | re.Pattern, split: Literal["every", "start"] = "every"
+    ) -> Bool[Tensor, "n_rows seq"]:
         """Tokens that hold a byte of a match of ``pattern`` in their document's text (matches never cross
         documents: the EOS between two documents has no text, and each document is searched on its own)."""
         pattern = re.compile(pattern)
@@ -201,15 +229,19 @@ class TokenSetText:
         boundaries = np.flatnonzero(self.special)  # EOS tokens: no bytes, so their first byte is where text resumes
         cuts = np.searchsorted(self.char_start, self.token_start[boundaries])
         edges = [0, *cuts.tolist(), len(self.code_points)]
-        return list(zip(edges[:-1], edges[1:]))
+        return list(itertools.pairwise(edges))
 
     def token_matches(self, pattern: str | re.Pattern) -> Bool[Tensor, "n_rows seq"]:
         """Tokens whose own text matches ``pattern`` entirely (``re.fullmatch``), e.g. ``"[0-9]"`` for a digit.
 
         A token is read alone here: one that holds part of a character has "\ufffd" for it."""
         pattern = re.compile(pattern)
-        hit = np.array([bool(chunk) and pattern.fullmatch(chunk.decode("utf-8", errors="replace")) is not None
-                        for chunk in self.vocab_bytes])
+        hit = np.array(
+            [
+                bool(chunk) and pattern.fullmatch(chunk.decode("utf-8", errors="replace")) is not None
+                for chunk in self.vocab_bytes
+            ]
+        )
         return self._rows(hit[self._vocab_of], False)
 
     def token_is(self, string: str) -> Bool[Tensor, "n_rows seq"]:

@@ -34,7 +34,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ToyModelConfig:
-    """The shape of a stack of toy models: ``n_inst`` instances, each mapping ``n_feats`` → ``d_hidden`` → ``n_feats``."""
+    """The shape of a stack of toy models: ``n_inst`` instances, each mapping ``n_feats`` → ``d_hidden`` →
+    ``n_feats``."""
 
     n_inst: int
     n_feats: int

@@ -102,8 +102,9 @@ def sae_out_directions(model, sae) -> Float[Tensor, "d_sae d_model"]:
     return latent_out_directions(sae.W_dec, _mlp_W_out(model, sae.cfg.hook_name))
 
 
-def logit_lens(model, W_dec: Float[Tensor, "d_sae d_mlp"], through_ln: bool = True,
-               hook_name: str | None = None) -> Float[Tensor, "d_sae d_vocab"]:
+def logit_lens(
+    model, W_dec: Float[Tensor, "d_sae d_mlp"], through_ln: bool = True, hook_name: str | None = None
+) -> Float[Tensor, "d_sae d_vocab"]:
     """The decoder logit lens ``W_dec @ W_out @ W_U``, with ``W_out`` of the MLP at ``hook_name`` (default: the
     last one); with ``through_ln``, each direction first centred and scaled by the final LayerNorm's weight.
 
@@ -125,8 +126,9 @@ def _final_ln_weight(model) -> Tensor | None:
     return model.ln_final.w if kind == "LN" else None
 
 
-def first_order_lens(model, directions: Float[Tensor, "... d_model"],
-                     resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+def first_order_lens(
+    model, directions: Float[Tensor, "... d_model"], resid: Float[Tensor, "... d_model"]
+) -> Float[Tensor, "... d_vocab"]:
     """The logits that adding ``ε · direction`` to the final residual stream ``resid`` adds, per unit of ``ε``, to
     first order: the final LayerNorm's Jacobian at ``resid`` applied to the direction, then ``W_U``.
 
@@ -171,8 +173,9 @@ def final_residual(
         raise ValueError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
     resid_name = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
     with fused_attention(model):
-        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=[resid_name, hook_name],
-                                        stop_at_layer=model.cfg.n_layers)
+        _, cache = model.run_with_cache(
+            tokens.to(model.cfg.device), names_filter=[resid_name, hook_name], stop_at_layer=model.cfg.n_layers
+        )
     return cache[resid_name], cache[hook_name]
 
 
@@ -223,8 +226,9 @@ def final_log_probs(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor,
 
 
 @torch.no_grad()
-def exact_logit_effect(model, resid: Float[Tensor, "... d_model"],
-                       contributions: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+def exact_logit_effect(
+    model, resid: Float[Tensor, "... d_model"], contributions: Float[Tensor, "... d_model"]
+) -> Float[Tensor, "... d_vocab"]:
     """The logits that ``contributions`` (already part of ``resid``) add, exactly: ``logits(resid) −
     logits(resid − contributions)``, the final LayerNorm and unembedding redone (:func:`final_logits`).
 

@@ -1,4 +1,5 @@
-"""One SAE training step: gradients into ``.grad``, metrics out; the contract every step follows; how the loop picks one.
+"""One SAE training step: gradients into ``.grad``, metrics out; the contract every step follows; how the loop
+picks one.
 
 - ``StepFn``: the contract, as a ``typing.Protocol``: ``step_fn(sae, x, *, l1_coefficient, compute_dtype,
   workspace, compute_l1) -> dict``, the inputs after ``x`` by keyword only.
@@ -187,7 +188,8 @@ def autograd_training_step(
     workspace: Workspace | None = None,
     compute_l1: bool = True,
 ) -> dict[str, Tensor]:
-    """``sae_training_step``'s contract through ``sae.loss(x).backward()``: gradients into ``.grad``, detached metrics."""
+    """``sae_training_step``'s contract through ``sae.loss(x).backward()``: gradients into ``.grad``, detached
+    metrics."""
     saved, sae.cfg.l1_coefficient = (
         sae.cfg.l1_coefficient,
         sae.cfg.l1_coefficient if l1_coefficient is None else l1_coefficient,
@@ -274,7 +276,8 @@ def choose_bf16(sae: SAE, step_fn: StepFn, batch_size: int, rounds: int = 5) -> 
 
 @torch.no_grad()
 def encoder_product_seconds(sae: SAE, batch_size: int, rounds: int = 5) -> tuple[float, float]:
-    """Median seconds of the encoder's product (casts included, as the sparse step does them) in float32 and bfloat16."""
+    """Median seconds of the encoder's product (casts included, as the sparse step does them) in float32 and
+    bfloat16."""
     x = torch.randn(batch_size, sae.cfg.d_in, generator=torch.Generator().manual_seed(0)).to(sae.W_enc.device)
     W_enc, b_enc = sae.W_enc.detach(), sae.b_enc.detach()
     products = {

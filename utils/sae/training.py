@@ -174,7 +174,8 @@ def start_training(sae: SAE, buffer: Iterator, cfg: TrainConfig, x: Float[Tensor
 
 
 def keeps_freed_memory(cfg: TrainConfig, sae: SAE) -> bool:
-    """``TrainConfig.keep_freed_memory``, with None meaning on for an SAE on a CPU (where the page faults were measured)."""
+    """``TrainConfig.keep_freed_memory``, with None meaning on for an SAE on a CPU (where the page faults were
+    measured)."""
     return cfg.keep_freed_memory if cfg.keep_freed_memory is not None else sae.W_enc.device.type == "cpu"
 
 
@@ -192,7 +193,8 @@ def next_batch(batches: Iterator[Float[Tensor, "batch d_in"]], state: TrainState
 
 @dataclass
 class Stopwatch:
-    """The run's clock: seconds since it began (a resumed run counts its earlier time too), and the speed between logs."""
+    """The run's clock: seconds since it began (a resumed run counts its earlier time too), and the speed between
+    logs."""
 
     started: float
     last_log: float
