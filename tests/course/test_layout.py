@@ -260,9 +260,16 @@ def test_a_notebook_on_the_old_paths_still_grades(part: str, tmp_path) -> None:
     from utils.checks import exercises_of
     from utils.course.grading import NOT_ATTEMPTED, PASSED, grade_notebook, notebook_text
 
+    from tests.course.parts import solved_by_a_learner
+
     text = notebook_text(COHORT / f"{part}.solution.ipynb")
     newer = {e.id for e in exercises_of(part) if not any(name in text for name in e.objects)}
-    solved = grade_notebook(COHORT / f"{part}.solution.ipynb", part)
+    own_words = tmp_path / f"{part}.ipynb"  # the cohort's solutions as a learner's own (the reference's code is
+    own_words.write_text(  # graded "used the reference")
+        json.dumps(solved_by_a_learner(json.loads((COHORT / f"{part}.solution.ipynb").read_text(encoding="utf-8")))),
+        encoding="utf-8",
+    )
+    solved = grade_notebook(own_words, part)
     expected = {e: NOT_ATTEMPTED if e in newer else PASSED for e in solved}
     assert {e: r.status for e, r in solved.items()} == expected, [
         f"{e}: {r.message}" for e, r in solved.items() if r.status != expected[e]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, Result, grade_notebook
+from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, USED_REFERENCE, Result, grade_notebook
 from utils.course.identify import METADATA_KEY, _part_tokens, identify_part, known_parts, top_level_names  # noqa: F401
 
 BROKEN, FOREIGN = "broken", "foreign"
@@ -196,12 +196,12 @@ table { border-collapse: collapse; margin-bottom: 2rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: center; vertical-align: top; }
 th.learner, td.learner { text-align: left; white-space: nowrap; }
 td.passed { background: #d9f2d9; } td.failed { background: #f8d7d7; }
-td.not-attempted { background: #eee; color: #777; }
+td.not-attempted { background: #eee; color: #777; } td.used-the-reference { background: #fff1c6; }
 td.failed details { text-align: left; max-width: 28rem; } td.failed summary { cursor: pointer; }
 .legend span { display: inline-block; padding: 0.1rem 0.5rem; margin-right: 0.5rem; border: 1px solid #ccc; }
 .small { color: #666; font-size: 0.85rem; }
 """
-_SYMBOL = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "–"}  # in every common font, unlike emoji
+_SYMBOL = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "–", USED_REFERENCE: "R"}  # in every common font, unlike emoji
 
 
 def render_html(submissions: list[Submission], folder: Path) -> str:
@@ -218,7 +218,8 @@ def render_html(submissions: list[Submission], folder: Path) -> str:
         f'<p class="small">Graded {stamp}; {len(submissions)} notebook(s). Click a ✗ for the grader\'s message.</p>',
         '<p class="legend"><span style="background:#d9f2d9">✓ passed</span><span style="background:#f8d7d7">✗ '
         "failed</span>"
-        '<span style="background:#eee">– not attempted</span></p>',
+        '<span style="background:#eee">– not attempted</span>'
+        '<span style="background:#fff1c6">R used the reference (skipped ahead, or copied the solution)</span></p>',
     ]
     for part in sorted({s.part for s in submissions if s.part and not s.problem}):
         graded = [s for s in submissions if s.part == part and not s.problem]
@@ -267,7 +268,7 @@ def summary(submissions: list[Submission]) -> str:
         graded = [s for s in submissions if s.part == part and not s.problem]
         counts = {
             status: sum(r.status == status for s in graded for r in s.results.values())
-            for status in (PASSED, FAILED, NOT_ATTEMPTED)
+            for status in (PASSED, FAILED, NOT_ATTEMPTED, USED_REFERENCE)
         }
         lines.append(f"{part}: {len(graded)} notebook(s); " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     for s in submissions:

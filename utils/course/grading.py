@@ -51,6 +51,9 @@ CELL_TIMEOUT_S = float(os.environ.get("SAE_COURSE_CELL_TIMEOUT", 120))
 CHECK_TIMEOUT_S = float(os.environ.get("SAE_COURSE_CHECK_TIMEOUT", 60))
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
+#: The exercise's objects are the course's reference (``reference("1.1")``, or the solution's code copied): a grade
+#: of its own, never "passed".
+USED_REFERENCE = "used the reference"
 ALWAYS_SKIPPED_TAGS = {"check", "colab"}
 
 
@@ -269,6 +272,9 @@ def grade_objects(
                 message = f"`{name}` is defined in {cell.label}, but that cell did not run."
             return Result(exercise.id, FAILED, message)
         objects.append(namespace[name])
+    used = _used_reference(exercise, objects, cells)
+    if used:
+        return Result(exercise.id, USED_REFERENCE, used)
     try:
         with time_limit(check_timeout), contextlib.redirect_stdout(io.StringIO()):
             exercise.check(*objects, quiet=True)
@@ -299,6 +305,49 @@ def grade_objects(
 # ---------------------------------------------------------------------------------------------------------
 # The worker process and the parent that supervises it.
 # ---------------------------------------------------------------------------------------------------------
+
+
+def _used_reference(exercise, objects: list, cells: list[CodeCell]) -> str:
+    """Why the exercise's objects are the course's reference, or "": handed out by ``reference()`` in this
+    process, or defined by code identical to the solution's (the same syntax tree, comments and layout aside)."""
+    # What reference() handed out in this process (read, not imported: the grader runs as __main__, and a module
+    # that imports it back would be a second copy; none was handed out if reference was never imported).
+    handed_out = getattr(sys.modules.get("utils.course.reference"), "HANDED_OUT", {})
+    for name, obj in zip(exercise.objects, objects):
+        if id(obj) in handed_out:
+            return (f"`{name}` is the course's reference solution (`{name} = reference(\"{exercise.id}\")`): "
+                    f"the notebook goes on with it, but the exercise is yours to solve for the grade.")
+    learner, solution = _definitions(cells), _solution_definitions(exercise.part)
+    for name in exercise.objects:
+        if name in learner and learner[name] == solution.get(name):
+            return (f"`{name}` is the reference solution's code, copied: the exercise is yours to solve for the "
+                    f"grade (a different solution of your own passes).")
+    return ""
+
+
+@cache
+def _solution_definitions(part: str) -> dict[str, str]:
+    """The reference solution's definitions (:func:`_definitions`), from the generated solution notebook; none where
+    a handout left the solutions out."""
+    path = repo_root() / "solutions" / f"{part}.ipynb"
+    return _definitions(notebook_cells(path)) if part and path.is_file() else {}
+
+
+def _definitions(cells: list[CodeCell]) -> dict[str, str]:
+    """Each top-level function or class of the exercise cells, as its syntax tree (``ast.dump``: comments, blank
+    lines and docstrings' layout do not count)."""
+    out = {}
+    for cell in cells:
+        if "exercise" not in cell.tags:
+            continue
+        try:
+            tree = ast.parse(_without_magics(cell.source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out[node.name] = ast.dump(node)
+    return out
 
 
 def _newer_than(exercise, notebook_text: str) -> bool:
@@ -417,7 +466,7 @@ def grade_notebook(
     return {i: results[i] for i in wanted}
 
 
-SYMBOLS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏭ "}
+SYMBOLS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏭ ", USED_REFERENCE: "📖"}
 
 
 def describe(result: Result, title: str = "") -> str:
@@ -430,6 +479,8 @@ def describe(result: Result, title: str = "") -> str:
         return f"{SYMBOLS[PASSED]} {label} passed."
     if result.status == NOT_ATTEMPTED:
         return f"{SYMBOLS[NOT_ATTEMPTED]} {label}: not attempted yet."
+    if result.status == USED_REFERENCE:
+        return f"{SYMBOLS[USED_REFERENCE]} {label}: used the reference, not graded as passed: {detail}"
     return f"{SYMBOLS[FAILED]} {label} failed: {detail}"
 
 
