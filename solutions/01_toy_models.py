@@ -114,7 +114,7 @@ torch.manual_seed(0)
 # then trains 8 models as fast as one.
 
 # %% [markdown]
-# ## Exercise 1.1: the toy model's forward pass
+# ## Exercise 1.1: The toy model's forward pass
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -171,7 +171,7 @@ class ToyModel(nn.Module):
 checks.check_toy_model(ToyModel)
 
 # %% [markdown]
-# ## Exercise 1.2: sparse feature batches
+# ## Exercise 1.2: Sparse feature batches
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -219,7 +219,7 @@ def generate_batch(batch_size: int, feature_probability: Float[Tensor, "inst fea
 checks.check_generate_batch(generate_batch)
 
 # %% [markdown]
-# ## Exercise 1.3: the importance-weighted loss
+# ## Exercise 1.3: The importance-weighted loss
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -352,7 +352,7 @@ for k, s in enumerate(sparsities_2d):
 # its mean) and the others near zero. That negative bias is the ReLU doing the filtering.
 
 # %% [markdown]
-# ## Exercise 1.4: feature norms and superposition
+# ## Exercise 1.4: Feature norms and superposition
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -473,7 +473,7 @@ assert all((n[:c] > 0.5).sum() >= c - 1 for n, c in zip(norms_20, represented_20
 # (section "Superposition as a Phase Change").
 
 # %% [markdown]
-# ## Exercise 1.5: correlated and anticorrelated features
+# ## Exercise 1.5: Correlated and anticorrelated features
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -611,7 +611,7 @@ for name, model, generate in [("correlated", model_corr, generate_correlated_fea
 # many features there are.
 
 # %% [markdown]
-# ## Exercise 1.6: neurons, a privileged basis
+# ## Exercise 1.6: Neurons: a privileged basis
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -731,7 +731,7 @@ for s, W_k in zip(sparsities_neurons, model_neurons.W.detach()):
 # fewer neurons than twice the features, the model has to share neurons between features.
 
 # %% [markdown]
-# ## Exercise 1.7: signed sparse inputs
+# ## Exercise 1.7: Signed sparse inputs
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵⚪⚪⚪
 # >
@@ -765,7 +765,7 @@ def generate_signed_batch(batch_size: int, feature_probability: Float[Tensor, "i
 checks.check_generate_signed_batch(generate_signed_batch)
 
 # %% [markdown]
-# ## Exercise 1.8: a model that computes $|x|$
+# ## Exercise 1.8: A model that computes |x|
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -860,7 +860,7 @@ for s, e in zip(sparsities_abs, explained_abs):
 # same as before: interference when features that share neurons are active together.
 
 # %% [markdown]
-# ## Exercise 1.9: feature dimensionality
+# ## Exercise 1.9: Feature dimensionality
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >

@@ -102,7 +102,7 @@ tokens = all_tokens[order]
 print(f"tokens {tuple(tokens.shape)}; SAE {sae}")
 
 # %% [markdown]
-# ## Exercise 4.1: streaming top-k
+# ## Exercise 4.1: Streaming top-k
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -168,7 +168,7 @@ for start in range(0, 64, 16):
 print(f"latents with at least one example in 64 rows: {(top_acts[:, 0] > 0).sum()} of {sae.cfg.d_sae}")
 
 # %% [markdown]
-# ## Exercise 4.2: a context window around an example
+# ## Exercise 4.2: A context window around an example
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -298,7 +298,7 @@ print(f"latent {densest}, the densest (fires on {stats.density[densest]:.1%} of 
 show_examples(stats.top_examples(densest))
 
 # %% [markdown]
-# ## Exercise 4.3: interval samples by reservoir sampling
+# ## Exercise 4.3: Interval samples by reservoir sampling
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -385,7 +385,7 @@ low_share = stats.interval_counts[alive, :3].sum(1).double() / stats.fire_count[
 assert low_share.median() > 0.5, low_share.median()
 
 # %% [markdown]
-# ## Exercise 4.4: equal-count quantile groups
+# ## Exercise 4.4: Equal-count quantile groups
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -429,7 +429,7 @@ g = stats.group_counts[densest]
 print(f"latent {densest}: firings per quantile group {g.tolist()} (equal-width intervals: {stats.interval_counts[densest].tolist()})")
 
 # %% [markdown]
-# ## Exercise 4.5: a token's activation quantile
+# ## Exercise 4.5: A token's activation quantile
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -486,7 +486,7 @@ assert torch.allclose(quantile_from_histogram(stats.hist_edges, stats.hist_count
                       stats.quantile_of(densest, probe[:3]), atol=1e-5)
 
 # %% [markdown]
-# ## Exercise 4.6: the exact loss effect of removing a latent
+# ## Exercise 4.6: The exact loss effect of removing a latent
 #
 # > **Difficulty** 🔴🔴🔴🔴⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -566,7 +566,7 @@ for f in top3:
     assert abs(float(effects[f]) - (patched_loss(model, sae, prompt_tokens, pos, f) - clean)) < 1e-4
 
 # %% [markdown]
-# ## Exercise 4.7: the prompt-centric view
+# ## Exercise 4.7: The prompt-centric view: ranking latents
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -775,7 +775,7 @@ print(f"active {tuple(active.shape)}: {(active >= 0).sum(1).float().mean():.1f} 
 assert torch.equal(torch.bincount(active[active >= 0], minlength=sae.cfg.d_sae), stats.fire_count), "the engine's counts"
 
 # %% [markdown]
-# ## Exercise 4.8: every latent's precision and recall at once
+# ## Exercise 4.8: Every latent's precision and recall at once
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵🔵
 # >

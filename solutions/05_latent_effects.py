@@ -105,7 +105,7 @@ W_dec, W_out, W_U = sae.W_dec.detach(), model.blocks[0].mlp.W_out.detach(), mode
 print(f"{tuple(tokens.shape)} tokens; latents firing on more than 1% of tokens: {(density > 0.01).sum()}")
 
 # %% [markdown]
-# ## Exercise 5.1: the decoder logit lens
+# ## Exercise 5.1: The decoder logit lens
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -157,7 +157,7 @@ for f in strongest.tolist():
           f"  bottom: {model.to_str_tokens(lens_raw[f].topk(4, largest=False).indices)}")
 
 # %% [markdown]
-# ## Exercise 5.2: the logit lens through the final LayerNorm
+# ## Exercise 5.2: The logit lens through the final LayerNorm
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -379,7 +379,7 @@ assert 0.3 < along.median() < 0.45
 # shows the exact effect, averaged over each latent's top examples (the naive lens only for a latent with none).
 
 # %% [markdown]
-# ## Exercise 5.3: a baseline of random directions
+# ## Exercise 5.3: A baseline of random directions
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -440,7 +440,7 @@ assert 1.2 < latent_top.median() / random_top.median() < 2.0, "latents' top logi
 assert 0.3 < above < 0.75
 
 # %% [markdown]
-# ## Exercise 5.4: a set of diverse latents
+# ## Exercise 5.4: A set of diverse latents
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵⚪⚪⚪
 # >
@@ -498,7 +498,7 @@ print(f"largest decoder cosine between two latents: {closest.max():.2f}; kept {l
 assert closest.max() < 0.7 and len(diverse) == 200 and len(stricter) < 200
 
 # %% [markdown]
-# ## Exercise 5.5: neuron alignment
+# ## Exercise 5.5: Neuron alignment
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵⚪⚪⚪
 # >
@@ -556,7 +556,7 @@ assert alignment.median() < 0.5, "but most latents are not single neurons"
 # probe, latent by latent.
 
 # %% [markdown]
-# ## Exercise 5.6: activation correlation
+# ## Exercise 5.6: Activation correlation
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -613,7 +613,7 @@ for i, f in enumerate(some.tolist()):
           f"top neuron's share of the decoder {alignment[f]:.2f}")
 
 # %% [markdown]
-# ## Exercise 5.7: matching latents across two runs
+# ## Exercise 5.7: Matching latents across two runs
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -672,7 +672,7 @@ assert 0.3 < match_cos.median() < 0.8
 assert len(universal) >= 3 and sum(agree) >= len(universal) - 1
 
 # %% [markdown]
-# ## Exercise 5.8: ablating a latent, exactly
+# ## Exercise 5.8: Ablating a latent, exactly
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵🔵
 # >
@@ -771,7 +771,7 @@ assert (effect[~firing].abs() < 1e-5).all(), "removing a latent where it does no
 assert effect[firing].mean() > 0.2
 
 # %% [markdown]
-# ## Exercise 5.9: steering
+# ## Exercise 5.9: Steering
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >

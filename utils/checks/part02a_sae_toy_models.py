@@ -402,7 +402,7 @@ def _check_forward(sae, x: Tensor, seed: int) -> None:
     )
 
 
-@exercise("2.1", "the SAE's encoder and decoder", objects=["SAE"])
+@exercise("2.1", "The SAE's encoder and decoder", objects=["SAE"])
 @one_thread
 def check_sae_forward(SAE, *, seed: int = 0) -> None:
     """encode, decode and forward on a trained-like SAE: values, shapes, dtype, inputs left alone, and the gradient
@@ -557,7 +557,7 @@ def _check_loss_gradient(sae, x: Tensor, loss: Tensor, cfg: _Cfg, seed: int) -> 
     )
 
 
-@exercise("2.2", "the SAE's loss", objects=["SAE"])
+@exercise("2.2", "The SAE's loss", objects=["SAE"])
 @one_thread
 def check_sae_loss(SAE, *, seed: int = 0) -> None:
     """The four numbers of the loss on a trained-like SAE (the learner's encode/decode swapped for the reference's),
@@ -790,7 +790,7 @@ def _check_remove_gradient(sae, cfg: _Cfg, grad: Tensor, W_unit: Tensor) -> None
     )
 
 
-@exercise("2.3", "keeping the decoder rows at unit norm", objects=["SAE"])
+@exercise("2.3", "Keeping the decoder rows at unit norm", objects=["SAE"])
 @one_thread
 def check_sae_decoder_norm(SAE, *, seed: int = 0) -> None:
     """normalize_decoder on rows of norms spread over 0.5 to 2 (and a zero row), then
@@ -855,7 +855,7 @@ def _best_of(table: Tensor) -> tuple[Tensor, Tensor]:
     return values, indices
 
 
-@exercise("2.4", "measuring feature recovery", objects=["feature_recovery"])
+@exercise("2.4", "Measuring feature recovery", objects=["feature_recovery"])
 @one_thread
 def check_feature_recovery(feature_recovery, *, seed: int = 0) -> None:
     """Recovery and best on features and decoder rows of unequal norms, with an antipodal row and a long, loosely
@@ -1009,7 +1009,7 @@ def _naive_topk_acts(pre: Tensor, k: int) -> Tensor:
     return out.reshape(pre.shape)
 
 
-@exercise("2.5", "a TopK SAE", objects=["TopKSAE"])
+@exercise("2.5", "A TopK SAE", objects=["TopKSAE"])
 @one_thread
 def check_topk_sae(TopKSAE, *, seed: int = 0) -> None:
     """encode on a batch where some inputs have fewer than k positive pre-activations and some more: values, dtype,

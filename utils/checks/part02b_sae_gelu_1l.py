@@ -773,7 +773,7 @@ def _check_shuffle(ActivationStore, model, tokens: Tensor, seed: int) -> None:
                 )
 
 
-@exercise("2.6", "an activation store", objects=["ActivationStore"])
+@exercise("2.6", "An activation store", objects=["ActivationStore"])
 @one_thread
 def check_activation_store(ActivationStore, *, seed: int = 0) -> None:
     """The store on the trained-like model (harvest's values, what is served, when it refills), then its shuffle on
@@ -933,7 +933,7 @@ _STEP_MISTAKES = {
 }
 
 
-@exercise("2.7", "one training step", objects=["training_step"])
+@exercise("2.7", "One training step", objects=["training_step"])
 @one_thread
 def check_training_step(training_step, *, seed: int = 0) -> None:
     """Three steps on a trained-like SAE (decoder rows of unequal norms, non-zero biases), with plain SGD as the
@@ -1194,7 +1194,7 @@ _EV_MESSAGES = {
 }
 
 
-@exercise("2.9", "explained variance", objects=["explained_variance"])
+@exercise("2.9", "Explained variance", objects=["explained_variance"])
 @one_thread
 def check_explained_variance(explained_variance, *, seed: int = 0) -> None:
     """On activations with a large mean and unequal scales per dimension (for [batch seq d], a different mean per
@@ -1431,7 +1431,7 @@ def _check_splice_hook(splice_hook, generator: torch.Generator) -> None:
     )
 
 
-@exercise("2.10", "cross-entropy loss recovered", objects=["splice_hook", "ce_loss_recovered"])
+@exercise("2.10", "Cross-entropy loss recovered", objects=["splice_hook", "ce_loss_recovered"])
 @one_thread
 def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) -> None:
     """splice_hook on random activations; the losses on the trained-like model (non-zero b_out, b_U and LayerNorm
@@ -1736,7 +1736,7 @@ def _firing_batches(generator: torch.Generator) -> list[Tensor]:
     return batches
 
 
-@exercise("2.12", "dead and dense latents", objects=["FeatureFiringStats"])
+@exercise("2.12", "Dead and dense latents", objects=["FeatureFiringStats"])
 @one_thread
 def check_feature_firing_stats(FeatureFiringStats, *, seed: int = 0) -> None:
     """On a stream of 10 batches of 5 to 40 tokens, designed latent by latent (see ``_firing_batches``): with a

@@ -213,7 +213,7 @@ def _output_51(objects: tuple, fixture: dict) -> Tensor:
 sensitivity("5.1", build=_fixture_51, output=_output_51, tolerance=1e-2)
 
 
-@exercise("5.1", "the decoder logit lens", objects=["decoder_logit_lens"])
+@exercise("5.1", "The decoder logit lens", objects=["decoder_logit_lens"])
 @one_thread
 def check_decoder_logit_lens(decoder_logit_lens, *, seed: int = 0) -> None:
     """The lens on a trained-like decoder (rows of unequal norms), W_out and W_U: its shape, dtype (float32 and
@@ -308,7 +308,7 @@ def _ln_lens(d: Tensor, w: Tensor, W_U: Tensor) -> Tensor:
     return ((d - d.mean(-1, keepdim=True)) * w) @ W_U
 
 
-@exercise("5.2", "the logit lens through the final LayerNorm", objects=["layernorm_logit_lens"])
+@exercise("5.2", "The logit lens through the final LayerNorm", objects=["layernorm_logit_lens"])
 @one_thread
 def check_layernorm_logit_lens(layernorm_logit_lens, *, seed: int = 0) -> None:
     """The LayerNorm lens of trained-like output directions (with a mean over d_model) and LayerNorm weight (0.7 to
@@ -395,7 +395,7 @@ def check_layernorm_logit_lens(layernorm_logit_lens, *, seed: int = 0) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@exercise("5.3", "random directions of a given norm", objects=["random_directions"])
+@exercise("5.3", "A baseline of random directions", objects=["random_directions"])
 @one_thread
 def check_random_directions(random_directions, *, seed: int = 0) -> None:
     """Shape, dtype and norms of the directions; the generator's contract (reproducible with one seed, different
@@ -508,7 +508,7 @@ def _assert_kept(diverse_latents, W: Tensor, candidates: list[int], max_cos: flo
     check_that(got == want, f"{what}: the greedy filter with max_cos={max_cos} keeps {want}, but yours kept {got}.")
 
 
-@exercise("5.4", "a set of diverse latents", objects=["diverse_latents"])
+@exercise("5.4", "A set of diverse latents", objects=["diverse_latents"])
 @one_thread
 def check_diverse_latents(diverse_latents, *, seed: int = 0) -> None:
     """The greedy filter on small decoders built to show one property each (compare with the latents kept so far
@@ -633,7 +633,7 @@ sensitivity(
 )
 
 
-@exercise("5.5", "neuron alignment", objects=["neuron_alignment"])
+@exercise("5.5", "Neuron alignment", objects=["neuron_alignment"])
 @one_thread
 def check_neuron_alignment(neuron_alignment, *, seed: int = 0) -> None:
     """Rows built to show one property each (a single negative neuron, the 16/25 share, the k argument), then a
@@ -722,7 +722,7 @@ def _correlation(x: Tensor, y: Tensor) -> Tensor:
     return torch.where(norms > 0, cov / norms.clamp_min(1e-300), torch.zeros_like(cov))
 
 
-@exercise("5.6", "activation correlation", objects=["activation_correlation"])
+@exercise("5.6", "Activation correlation", objects=["activation_correlation"])
 @one_thread
 def check_activation_correlation(activation_correlation, *, seed: int = 0) -> None:
     """Two exact relations (correlation 1 and -1), the full table against Pearson's formula, constant columns in x
@@ -826,7 +826,7 @@ sensitivity(
 )
 
 
-@exercise("5.7", "matching latents across two runs", objects=["match_latents"])
+@exercise("5.7", "Matching latents across two runs", objects=["match_latents"])
 @one_thread
 def check_match_latents(match_latents, *, seed: int = 0) -> None:
     """Two trained-like decoders where matching by dot product, or by absolute cosine, picks other latents: a tuple
@@ -986,7 +986,7 @@ def _named_ablations(model, tokens: Tensor, W_dec_f: Tensor, latent_acts: Tensor
         )
 
 
-@exercise("5.8", "ablating a latent, exactly", objects=["ablation_loss_effect"])
+@exercise("5.8", "Ablating a latent, exactly", objects=["ablation_loss_effect"])
 @one_thread
 def check_ablation_loss_effect(ablation_loss_effect, *, seed: int = 0) -> None:
     """The loss changes on a trained-like model (LayerNorm weights 0.7 to 1.3, every bias non-zero) with a decoder
@@ -1103,7 +1103,7 @@ def _check_steering_gradients(steering_hook, seed: int) -> None:
             )
 
 
-@exercise("5.9", "steering", objects=["steering_hook"])
+@exercise("5.9", "Steering", objects=["steering_hook"])
 @one_thread
 def check_steering_hook(steering_hook, *, seed: int = 0) -> None:
     """The hook on activations [2 3 4]: a new tensor, acts + coefficient * direction at every position, of the
