@@ -92,7 +92,7 @@ def test_checkpoint_copies_are_skipped(tmp_path) -> None:
     assert gc.find_notebooks(tmp_path) == [tmp_path / "a" / "x.ipynb"]
 
 
-def fake_grade(path, part, *, only):
+def fake_grade(path, part, *, only, sandbox=True):
     """Stands in for the real grader: every exercise fails with a message naming the notebook."""
     return {i: Result(i, FAILED, f"<b>{Path(path).name}</b> & co") for i in only}
 

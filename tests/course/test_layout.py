@@ -257,10 +257,9 @@ def test_a_notebook_on_the_old_paths_still_grades(part: str, tmp_path) -> None:
     exercise added since (its objects nowhere in the old notebook) is "not attempted", saying it is newer.
 
     Part 5 (which imports the most moved names) runs with the course tests; the rest with ``-m slow``."""
+    from tests.course.parts import solved_by_a_learner
     from utils.checks import exercises_of
     from utils.course.grading import NOT_ATTEMPTED, PASSED, grade_notebook, notebook_text
-
-    from tests.course.parts import solved_by_a_learner
 
     text = notebook_text(COHORT / f"{part}.solution.ipynb")
     newer = {e.id for e in exercises_of(part) if not any(name in text for name in e.objects)}

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from utils.checks import seal
 from utils.checks.fixtures import FixtureError
 
 __all__ = [
@@ -100,6 +101,7 @@ def exercise(ex_id: str, title: str, *, objects: Sequence[str]) -> Callable[[Cal
         def run(*objs: Any, seed: int = 0, quiet: bool = False) -> None:
             if len(objs) != len(objects):
                 raise TypeError(f"{check.__name__} takes {len(objects)} object(s): {', '.join(objects)}")
+            _refuse_if_tampered(label)
             try:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
@@ -118,6 +120,7 @@ def exercise(ex_id: str, title: str, *, objects: Sequence[str]) -> Callable[[Cal
                 raise CheckFailure(
                     f"{label} failed: your code raised {type(error).__name__}: {error}{where}"
                 ) from error
+            _refuse_if_tampered(label)  # the learner's code ran during the check
             if not quiet:
                 print(f"✅ {label} passed.")
 
@@ -128,6 +131,20 @@ def exercise(ex_id: str, title: str, *, objects: Sequence[str]) -> Callable[[Cal
         return run
 
     return decorate
+
+
+class Tampered(CheckFailure):
+    """Code in this process replaced what the checks rely on: no check here can be trusted (``utils.checks.seal``)."""
+
+
+def _refuse_if_tampered(label: str) -> None:
+    changed = seal.broken()
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise Tampered(
+            f"{label}: this notebook has replaced what the checks rely on ({shown}), so no check can be trusted "
+            f"in it. Restart the kernel and run the notebook without that code."
+        )
 
 
 def one_thread(check: Callable[..., None]) -> Callable[..., None]:
@@ -400,3 +417,6 @@ def ks_test(values: torch.Tensor, cdf: Callable[[torch.Tensor], torch.Tensor]) -
         return d, 1.0
     p = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))
     return d, min(max(p, 0.0), 1.0)
+
+
+seal.take()  # fingerprint the helpers above before any learner code runs (each part's module adds its checks)

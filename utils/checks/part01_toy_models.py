@@ -43,6 +43,7 @@ from utils.checks import (
     chi2_sf,
     exercise,
     ks_test,
+    seal,
     shown_apart,
     unchanged_inputs,
 )
@@ -1393,3 +1394,6 @@ def check_feature_dimensionality(feature_dimensionality, *, seed: int = 0) -> No
 sensitivity(
     "1.9", build=_dimensionality_fixture, tolerance=1e-3, output=lambda objects, f: objects[0](_dimensionality_W(f))
 )
+
+
+seal.take()  # fingerprint these checks before any learner code runs (utils/checks/seal.py)

@@ -36,6 +36,7 @@ from utils.checks import (
     check_that,
     exercise,
     one_thread,
+    seal,
     shown_apart,
     unchanged_inputs,
 )
@@ -1107,3 +1108,6 @@ def _naive_topk_acts_graph(sae, x: Tensor, k: int) -> Tensor:
     with torch.no_grad():
         keep = _naive_topk_acts(pre, k) > 0
     return torch.where(keep, pre, torch.zeros_like(pre))
+
+
+seal.take()  # fingerprint these checks before any learner code runs (utils/checks/seal.py)

@@ -44,6 +44,7 @@ from utils.checks import (
     check_that,
     exercise,
     one_thread,
+    seal,
     shown_apart,
     unchanged_inputs,
 )
@@ -1879,3 +1880,6 @@ def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int,
             f"after {seen} tokens, dense({other}) is wrong ({state}). Hint: a latent is dense if it "
             f"fired on more than `threshold` of all the tokens seen so far."
         )
+
+
+seal.take()  # fingerprint these checks before any learner code runs (utils/checks/seal.py)

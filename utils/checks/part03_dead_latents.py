@@ -40,6 +40,7 @@ from utils.checks import (
     exercise,
     ks_test,
     one_thread,
+    seal,
     shown_apart,
     unchanged_inputs,
 )
@@ -1449,3 +1450,6 @@ def check_resample_on_schedule(ResampleOnSchedule, *, seed: int = 0) -> None:
             f"resampler ran {len(recorder.calls)} times, expected {len(_STEPS_37)}.",
         )
     _check_plugin_randomness(ResampleOnSchedule, fixture, seed)
+
+
+seal.take()  # fingerprint these checks before any learner code runs (utils/checks/seal.py)

@@ -40,6 +40,7 @@ from utils.checks import (
     check_that,
     exercise,
     one_thread,
+    seal,
     shown_apart,
     unchanged_inputs,
 )
@@ -1291,3 +1292,6 @@ def _compare_48(
         f"On {on}, latent {f}'s {name} is {measured}, expected {expected}. {name.capitalize()} = "
         f"{formula}; a token counts once per latent, and an empty slot (-1) is no firing."
     )
+
+
+seal.take()  # fingerprint these checks before any learner code runs (utils/checks/seal.py)

@@ -37,6 +37,7 @@ from utils.checks import (
     exercise,
     ks_test,
     one_thread,
+    seal,
     shown_apart,
 )
 from utils.checks.fixtures import assert_fixture, sensitivity, trained_like_model, trained_like_sae
@@ -1151,3 +1152,6 @@ def check_steering_hook(steering_hook, *, seed: int = 0) -> None:
         named=((flipped, "you drop the coefficient's sign (use it as given, negative ones too)"),),
         atol=1e-4,
     )
+
+
+seal.take()  # fingerprint these checks before any learner code runs (utils/checks/seal.py)

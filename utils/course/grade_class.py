@@ -109,8 +109,10 @@ def grade_all(
     only: list[str] | None = None,
     progress: bool = True,
     grade: Callable[..., dict[str, Result]] = grade_notebook,
+    sandbox: bool = True,
 ) -> None:
-    """Grade every identified submission (``jobs`` at a time), filling in its ``results``."""
+    """Grade every identified submission (``jobs`` at a time), filling in its ``results``; each notebook in a
+    sandbox of its own (``utils.course.sandbox``) unless ``sandbox=False``."""
     from tqdm.auto import tqdm
 
     from utils.checks import exercises_of
@@ -122,7 +124,7 @@ def grade_all(
     def one(submission: Submission) -> Submission:
         ids = [e.id for e in exercises_of(submission.part) if not only or e.id in only]
         if ids:
-            submission.results = grade(submission.path, submission.part, only=ids)
+            submission.results = grade(submission.path, submission.part, only=ids, sandbox=sandbox)
         return submission
 
     bar = tqdm(total=len(todo), desc="Grading", unit="notebook", disable=not progress, file=sys.stderr)
@@ -287,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", default="", help="grade only these exercise ids, e.g. 1.1,1.2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-sandbox", action="store_true", help="run the notebooks without the sandbox (resource limits only)"
+    )
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
@@ -298,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No notebooks (*.ipynb) found under {args.folder}.", file=sys.stderr)
         return 1
     only = [x for x in args.only.split(",") if x] or None
-    grade_all(submissions, jobs=args.jobs, only=only, progress=not args.no_progress)
+    grade_all(submissions, jobs=args.jobs, only=only, progress=not args.no_progress, sandbox=not args.no_sandbox)
     if args.csv:
         write_csv(submissions, args.folder, args.csv)
     if args.html:

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import hashlib
+import hmac
 import io
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -249,6 +252,15 @@ def grade_objects(
     for name in exercise.objects:
         cell = _defining_cell(name, [c for c in cells if not c.tags & ALWAYS_SKIPPED_TAGS])
         if cell is not None and cell.index in errors:
+            if "ReferenceUnavailable" in errors[cell.index]:  # reference() where the solutions are not
+                return Result(
+                    exercise.id,
+                    USED_REFERENCE,
+                    (
+                        f'`{name}` comes from the course\'s reference solution (`reference("{exercise.id}")`): '
+                        f"the exercise is yours to solve for the grade."
+                    ),
+                )
             return Result(exercise.id, FAILED, f"`{name}` could not be defined: {errors[cell.index]}.")
         if name not in namespace:
             if cell is None and notebook_text is not None and _newer_than(exercise, notebook_text):
@@ -309,19 +321,16 @@ def grade_objects(
 
 def _used_reference(exercise, objects: list, cells: list[CodeCell]) -> str:
     """Why the exercise's objects are the course's reference, or "": handed out by ``reference()`` in this
-    process, or defined by code identical to the solution's (the same syntax tree, comments and layout aside)."""
+    process. (Code identical to the solution's is found by the parent, from the notebook's text.)"""
     # What reference() handed out in this process (read, not imported: the grader runs as __main__, and a module
     # that imports it back would be a second copy; none was handed out if reference was never imported).
     handed_out = getattr(sys.modules.get("utils.course.reference"), "HANDED_OUT", {})
     for name, obj in zip(exercise.objects, objects):
         if id(obj) in handed_out:
-            return (f"`{name}` is the course's reference solution (`{name} = reference(\"{exercise.id}\")`): "
-                    f"the notebook goes on with it, but the exercise is yours to solve for the grade.")
-    learner, solution = _definitions(cells), _solution_definitions(exercise.part)
-    for name in exercise.objects:
-        if name in learner and learner[name] == solution.get(name):
-            return (f"`{name}` is the reference solution's code, copied: the exercise is yours to solve for the "
-                    f"grade (a different solution of your own passes).")
+            return (
+                f'`{name}` is the course\'s reference solution (`{name} = reference("{exercise.id}")`): '
+                f"the notebook goes on with it, but the exercise is yours to solve for the grade."
+            )
     return ""
 
 
@@ -356,21 +365,45 @@ def _newer_than(exercise, notebook_text: str) -> bool:
     return not mentioned and not any(re.search(rf"\b{re.escape(name)}\b", notebook_text) for name in exercise.objects)
 
 
-def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]) -> None:
-    """Grade ``notebook`` in this process, appending one JSON line per exercise to ``out``."""
-    from utils.checks import exercises_of
+def _signed(line: dict, key: bytes) -> str:
+    """A results line with its HMAC under ``key``: the parent keeps only lines its worker's harness wrote."""
+    body = json.dumps(line, sort_keys=True)
+    return json.dumps({"line": body, "mac": hmac.new(key, body.encode(), hashlib.sha256).hexdigest()}) + "\n"
 
+
+def _verified(text: str, key: bytes) -> dict | None:
+    """The line a results-file line carries, if its HMAC is right; None for anything else (forged, broken)."""
+    try:
+        record = json.loads(text)
+        body, mac = record["line"], record["mac"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not hmac.compare_digest(mac, hmac.new(key, body.encode(), hashlib.sha256).hexdigest()):
+        return None
+    return json.loads(body)
+
+
+def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]) -> None:
+    """Grade ``notebook`` in this process, appending one signed JSON line per exercise to ``out``.
+
+    The key that signs them comes on standard input, read before any learner code runs: a notebook's code can
+    write to the results file (it is in its process), but a line it adds without the key is ignored."""
+    from utils.checks import exercises_of, seal
+
+    key = sys.stdin.buffer.read().strip()
     _quiet_plots()
+    exercises, tampered = exercises_of(part), seal.broken  # taken before any learner code runs
+    seal.take()
     path = Path(notebook)
     cells = notebook_cells(path)
     text = notebook_text(path)
     namespace, errors = run_cells(cells, filename=path.name)
     setup_errors = [errors[c.index] for c in cells if "setup" in c.tags and c.index in errors]
     with open(out, "a", encoding="utf-8") as sink:
-        for exercise in exercises_of(part):
+        for exercise in exercises:
             if (only and exercise.id not in only) or exercise.id in skip:
                 continue
-            sink.write(json.dumps({"started": exercise.id}) + "\n")
+            sink.write(_signed({"started": exercise.id}, key))
             sink.flush()
             if setup_errors:
                 result = Result(
@@ -380,7 +413,17 @@ def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]
                 )
             else:
                 result = grade_objects(exercise, namespace, cells, errors, notebook_text=text)
-            sink.write(json.dumps(asdict(result)) + "\n")
+            changed = tampered()
+            if changed:  # the learner's code replaced what the checks rely on: no grade from here on is true
+                result = Result(
+                    exercise.id,
+                    FAILED,
+                    (
+                        f"the notebook replaced what the grader relies on ({', '.join(changed[:3])}), so its exercises "
+                        f"cannot be graded; remove that code and grade it again."
+                    ),
+                )
+            sink.write(_signed(asdict(result), key))
             sink.flush()
 
 
@@ -392,78 +435,145 @@ def _limits() -> tuple[float, float]:
     )
 
 
-def _run_worker(command: list[str], env: dict, out: str, *, startup: float, per_exercise: float) -> str:
+def _run_worker(box, out: Path, key: bytes, *, startup: float, per_exercise: float) -> str:
     """Run a worker until it exits, or kill it once it makes no progress in time; returns why it stopped.
 
     Progress is a new line in ``out``: the worker gets ``startup`` seconds for its first line (set-up and
-    exercise cells) and ``per_exercise`` seconds for each line after that."""
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as stderr:
-        proc = subprocess.Popen(command, env=env, cwd=repo_root(), stdout=subprocess.DEVNULL, stderr=stderr, text=True)
-        lines, deadline, allowed = 0, time.monotonic() + startup, startup
-        while proc.poll() is None:
-            time.sleep(0.05)
-            now_lines = Path(out).read_text(encoding="utf-8").count("\n")
-            if now_lines > lines:
-                lines, deadline, allowed = now_lines, time.monotonic() + per_exercise, per_exercise
-            elif time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                return f"the grader's worker stopped answering for {allowed:.0f} s (an infinite loop in native code?)"
+    exercise cells) and ``per_exercise`` seconds for each line after that. Whatever happens, the worker and
+    everything it started end here (``utils.course.sandbox.started``)."""
+    from utils.course.sandbox import started
+
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
+        with started(box, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr) as proc:
+            proc.stdin.write(key)  # the key that signs its results, before it reads the notebook
+            proc.stdin.close()
+            lines, deadline, allowed = 0, time.monotonic() + startup, startup
+            while proc.poll() is None:
+                time.sleep(0.05)
+                now_lines = _count_lines(out)
+                if now_lines > lines:
+                    lines, deadline, allowed = now_lines, time.monotonic() + per_exercise, per_exercise
+                elif time.monotonic() > deadline:
+                    return (
+                        f"the grader's worker stopped answering for {allowed:.0f} s (an infinite loop in native code?)"
+                    )
         stderr.seek(0)
-        return f"the grader's worker exited with code {proc.returncode}: {stderr.read().strip()[-500:]}"
+        tail = stderr.read()[-500:].strip()  # its output is capped by the sandbox's file-size limit, read last
+        return f"the grader's worker exited with code {proc.returncode}: {tail}"
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").count("\n")
+    except OSError:
+        return 0
+
+
+def _read_results(path: Path, key: bytes) -> tuple[dict[str, Result], str | None]:
+    """The results a worker wrote, and the exercise it had started when it stopped (if it stopped in one).
+    A line that is not a result signed with ``key`` (a broken or forged line) is ignored."""
+    results: dict[str, Result] = {}
+    started: str | None = None
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            record = _verified(line, key)
+            if record is None:
+                continue
+            if "started" in record:
+                started = str(record["started"])
+            else:
+                results[str(record["exercise"])] = Result(**record)
+                started = None
+        except (ValueError, TypeError, KeyError):
+            continue
+    return results, started
+
+
+#: Said once per process when a sandbox was asked for and none runs here.
+_SAID_UNSANDBOXED: list[str] = []
 
 
 def grade_notebook(
-    notebook: Path, part: str, *, only: list[str] | None = None, timeout: float | None = None
+    notebook: Path,
+    part: str,
+    *,
+    only: list[str] | None = None,
+    timeout: float | None = None,
+    sandbox: bool = False,
 ) -> dict[str, Result]:
     """Grade a saved notebook of ``part`` in worker processes; returns results by exercise id.
 
     ``only`` limits grading to some exercise ids. A worker that hangs or dies costs only the exercise it
     was on: the rest are graded by a fresh worker. ``timeout`` overrides how long one check may go without
-    an answer before its worker is killed (default: twice the check limit, plus 10 s).
+    an answer before its worker is killed (default: twice the check limit, plus 10 s). Every worker runs
+    with resource limits in a session of its own; with ``sandbox`` (class grading, ``--strict``), inside
+    bubblewrap too where it runs (``utils.course.sandbox``). Whether an exercise's code is the reference
+    solution's is decided here, in this process, from the notebook's text (never by running it).
     """
     from utils.checks import exercises_of
+    from utils.course.sandbox import sandbox_for
 
     wanted = [e.id for e in exercises_of(part) if not only or e.id in only]
     results: dict[str, Result] = {}
     if not Path(notebook).exists():
         return {i: Result(i, FAILED, f"notebook {notebook} not found") for i in wanted}
+    notebook = Path(notebook).resolve()
     cell_limit, check_limit = _limits()
-    startup = 120.0 + cell_limit * max(1, len(notebook_cells(Path(notebook))))
+    startup = 120.0 + cell_limit * max(1, len(notebook_cells(notebook)))
     per_exercise = timeout or 2 * check_limit + 10
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo_root()), os.environ.get("PYTHONPATH", "")])}
-    env.setdefault("HF_HUB_OFFLINE", "1")
     while len(results) < len(wanted):
         remaining = [i for i in wanted if i not in results]
-        with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as handle:
-            out = handle.name
-        command = [
-            sys.executable,
-            "-m",
-            "utils.course.grading",
-            "--worker",
-            str(notebook),
-            part,
-            out,
-            "--only",
-            ",".join(remaining),
-            "--skip",
-            ",".join(results),
-        ]
-        crash = _run_worker(command, env, out, startup=startup, per_exercise=per_exercise)
-        started: str | None = None
-        for line in Path(out).read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if "started" in record:
-                started = record["started"]
-            else:
-                results[record["exercise"]] = Result(**record)
-                started = None
-        os.unlink(out)
+        command = [sys.executable, "-m", "utils.course.grading", "--worker", str(notebook), part, "RESULTS"]
+        command += ["--only", ",".join(remaining), "--skip", ",".join(results)]
+        box = sandbox_for(command, notebook=notebook, course_root=repo_root(), sandbox=sandbox)
+        out = box.workdir / "results.jsonl"
+        inside = "/grading/work/results.jsonl" if box.confined else str(out)
+        box.argv = [inside if a == "RESULTS" else a for a in box.argv]
+        if sandbox and not box.confined and not _SAID_UNSANDBOXED:
+            _SAID_UNSANDBOXED.append(box.why)
+            print(
+                f"Grading without a sandbox ({box.why}): the notebooks run with resource limits only.",
+                file=sys.stderr,
+            )
+        try:
+            key = secrets.token_hex(32).encode()
+            crash = _run_worker(box, out, key, startup=startup, per_exercise=per_exercise)
+            found, started = _read_results(out, key)
+        finally:
+            box.close()
+        results |= {i: r for i, r in found.items() if i in remaining}
         if len(results) < len(wanted):
-            culprit = started or next(i for i in wanted if i not in results)
+            culprit = started if started in remaining and started not in results else None
+            culprit = culprit or next(i for i in wanted if i not in results)
             results[culprit] = Result(culprit, FAILED, f"Exercise {culprit}: {crash}")
-    return {i: results[i] for i in wanted}
+    return _mark_copies({i: results[i] for i in wanted}, notebook, part)
+
+
+def _mark_copies(results: dict[str, Result], notebook: Path, part: str) -> dict[str, Result]:
+    """A passed exercise whose code is the reference solution's, to the syntax tree, is "used the reference"."""
+    from utils.checks import exercises_of
+
+    learner, solution = _definitions(notebook_cells(notebook)), _solution_definitions(part)
+    for exercise in exercises_of(part):
+        result = results.get(exercise.id)
+        if result is None or result.status != PASSED:
+            continue
+        copied = [name for name in exercise.objects if name in learner and learner[name] == solution.get(name)]
+        if copied:
+            results[exercise.id] = Result(
+                exercise.id,
+                USED_REFERENCE,
+                (
+                    f"`{copied[0]}` is the reference solution's code, copied: the exercise is yours to solve for the "
+                    f"grade (a different solution of your own passes)."
+                ),
+                result.seconds,
+            )
+    return results
 
 
 SYMBOLS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏭ ", USED_REFERENCE: "📖"}
@@ -532,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?")
     parser.add_argument("--only", default="")
     parser.add_argument("--skip", default="")
+    parser.add_argument("--sandbox", action="store_true", help="grade in the sandbox a teacher's class grading uses")
     args = parser.parse_args(argv)
     split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
     if args.worker:
@@ -541,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
 
     part = args.part or part_of(Path(args.notebook))
     titles = {e.id: e.title for e in exercises_of(part)}
-    results = grade_notebook(Path(args.notebook), part, only=split(args.only) or None)
+    results = grade_notebook(Path(args.notebook), part, only=split(args.only) or None, sandbox=args.sandbox)
     for result in results.values():
         print(describe(result, titles.get(result.exercise, "")))
     return 0 if all(r.status != FAILED for r in results.values()) else 1

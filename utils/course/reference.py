@@ -15,6 +15,10 @@ from typing import Any
 from utils.paths import repo_root
 
 
+class ReferenceUnavailable(RuntimeError):
+    """``reference()`` was called where the reference solutions are not (a handout, a teacher's sandboxed grading)."""
+
+
 class ExerciseNeeded(RuntimeError):
     """A cell needs an exercise that is not done yet; the message says how to continue without it."""
 
@@ -52,6 +56,12 @@ def reference(exercise_id: str):
     One object is returned as itself; several as a tuple in the exercise's order
     (``l0, feature_density = reference("2.8")``)."""
     ex, part = _exercise(exercise_id)
+    if not (repo_root() / "solutions" / f"{part}.ipynb").is_file():
+        raise ReferenceUnavailable(
+            f"the course's reference solutions are not in this copy of the course (a handout without them, or a "
+            f"teacher's grading run), so Exercise {exercise_id} cannot be skipped with reference(): solve it, or ask "
+            f"your teacher to release it"
+        )
     namespace = _reference_namespace(part)
     objects = tuple(namespace[name] for name in ex.objects)
     for obj in objects:

@@ -45,42 +45,66 @@ class PartInfo:
 
 PARTS: list[PartInfo] = [
     PartInfo(
-        "01_toy_models", "1", "Toy models of superposition",
+        "01_toy_models",
+        "1",
+        "Toy models of superposition",
         "Toy models of superposition (Elhage et al., 2022): the phase change, feature geometry, correlated "
         "features, privileged bases, computation in superposition, feature dimensionality",
-        learner_time="2½–3 hours", exercise_minutes=100, run_minutes=1.5,
+        learner_time="2½–3 hours",
+        exercise_minutes=100,
+        run_minutes=1.5,
     ),
     PartInfo(
-        "02a_sae_toy_models", "2a", "Sparse autoencoders on toy models",
+        "02a_sae_toy_models",
+        "2a",
+        "Sparse autoencoders on toy models",
         "An SAE (ReLU + L1, then TopK) whose latents recover a toy model's known features",
-        learner_time="2–2½ hours", exercise_minutes=85, run_minutes=1.0,
+        learner_time="2–2½ hours",
+        exercise_minutes=85,
+        run_minutes=1.0,
     ),
     PartInfo(
-        "02b_sae_gelu_1l", "2b", "Sparse autoencoders on the MLP of a real transformer",
+        "02b_sae_gelu_1l",
+        "2b",
+        "Sparse autoencoders on the MLP of a real transformer",
         "An SAE trained on the MLP of a real 1-layer model, and the metrics practitioners use: L0, explained "
         "variance, CE loss recovered, KL, dead and dense latents",
-        learner_time="3–4 hours", exercise_minutes=105, run_minutes=3.0,
+        learner_time="3–4 hours",
+        exercise_minutes=105,
+        run_minutes=3.0,
     ),
     PartInfo(
-        "03_dead_latents", "3", "Dead latents, and how to revive them",
+        "03_dead_latents",
+        "3",
+        "Dead latents, and how to revive them",
         "Dead latents and resampling: tokens-since-fired windows vs ultra-low density, simple and Anthropic's "
         "squared-loss resampling with the Adam reset, a resampling plug-in for the training loop, compared on a "
         "toy SAE and gelu-1l-mini with TopK's auxiliary loss and Anthropic's 2024 recipe",
-        learner_time="2–2½ hours", exercise_minutes=90, run_minutes=2.0,
+        learner_time="2–2½ hours",
+        exercise_minutes=90,
+        run_minutes=2.0,
     ),
     PartInfo(
-        "04_latent_activations", "4", "What makes a latent fire",
+        "04_latent_activations",
+        "4",
+        "What makes a latent fire",
         "What makes a latent fire: streaming top-k, context windows that read right in every script, interval "
         "samples by reservoir sampling, quantile groups and sketches, the prompt-centric view with exact loss "
         "effects; reading and doubting real latents",
-        learner_time="2–2½ hours", exercise_minutes=115, run_minutes=1.0,
+        learner_time="2–2½ hours",
+        exercise_minutes=115,
+        run_minutes=1.0,
     ),
     PartInfo(
-        "05_latent_effects", "5", "What a latent does: logit lens, ablation and steering",
+        "05_latent_effects",
+        "5",
+        "What a latent does: logit lens, ablation and steering",
         "What a latent does: the decoder logit lens and the final LayerNorm, a random-direction baseline, diverse "
         "latents, neuron alignment, latents matched across two runs, exact ablation, steering; an offline "
         "feature dashboard",
-        learner_time="about 2 hours", exercise_minutes=100, run_minutes=1.0,
+        learner_time="about 2 hours",
+        exercise_minutes=100,
+        run_minutes=1.0,
     ),
 ]
 
