@@ -40,10 +40,9 @@
 # **How it works.** Each exercise is a function or class with its body replaced by
 # `raise NotImplementedError()`. Fill it in, run it, and run the check cell right after it: it prints
 # ✅ or tells you what property broke and gives a hint. `pytest` grades the saved notebook the same way.
-# Hints and solutions hide in collapsible blocks: try first, then peek.
+# {{course.peek}}
 #
-# **Skipping ahead.** A cell that builds on an exercise you have not done stops with one line naming
-# it and the line to run to go on with the reference solution, e.g. `ToyModel = reference("1.1")`.
+# **Skipping ahead.** {{course.skip_ahead}}
 #
 # **Running time.** Every model here trains in under a minute on a laptop CPU: one vectorised model
 # trains many *instances* at once, each with its own sparsity. The whole notebook runs in

@@ -43,7 +43,7 @@
 # **How it works.** Each exercise is a function or class with its body replaced by
 # `raise NotImplementedError()`. Fill it in, run it, and run the check cell right after it: it prints
 # ✅ or tells you what property broke and gives a hint. `pytest tests/test_02a_sae_toy_models.py` grades
-# the saved notebook the same way. Hints and solutions hide in collapsible blocks: try first, then peek.
+# the saved notebook the same way. {{course.peek}}
 #
 # **Running time.** Everything here trains on a laptop CPU in under a minute per cell; the whole notebook
 # runs in {{syllabus.run_time}} on a 2-core CPU.

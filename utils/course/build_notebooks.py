@@ -51,6 +51,35 @@ from utils.paths import repo_root
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 MARKER = re.compile(r"^(?P<indent>\s*)# (?P<kind>BEGIN|END) SOLUTION\s*$")
 
+#: Sentences that differ between the course's notebooks and a handout's (``utils.course.handout``): a master's
+#: markdown writes ``{{course.peek}}`` and gets (course text, handout text)[handout].
+COURSE_TEXT = {
+    "peek": (
+        "Hints and solutions hide in collapsible blocks: try first, then peek.",
+        "Hints hide in collapsible blocks: try first, then peek. This copy has no solutions: your teacher shares them.",
+    ),
+    "skip_ahead": (
+        "A cell that builds on an exercise you have not done stops with one line naming it and the line to run "
+        'to go on with the reference solution, e.g. `ToyModel = reference("1.1")`.',
+        "A cell that builds on an exercise you have not done stops with one line naming it, so that nothing "
+        "half-runs. If your teacher released that exercise, the line also says how to go on with its reference "
+        'solution (e.g. `ToyModel = reference("1.1")`); otherwise solve it first.',
+    ),
+}
+COURSE_PLACEHOLDER = re.compile(r"\{\{course\.(\w+)\}\}")
+
+
+def course_text(text: str, *, handout: bool = False) -> str:
+    """Replace ``{{course.name}}`` placeholders with the course's or the handout's sentence (``COURSE_TEXT``)."""
+
+    def value(match: re.Match) -> str:
+        if match[1] not in COURSE_TEXT:
+            raise KeyError(f"unknown placeholder {match[0]} (known: {', '.join(COURSE_TEXT)})")
+        return COURSE_TEXT[match[1]][handout]
+
+    return COURSE_PLACEHOLDER.sub(value, text)
+
+
 COLAB_CELL = f"""\
 # Colab set-up: runs only on Google Colab, and does nothing elsewhere.
 # It clones the course (for its offline data bundle) and installs it, not editable, with pip constrained
@@ -140,8 +169,9 @@ def read_master(part: Part | str | Path) -> nbformat.NotebookNode:
     return jupytext.read(path, fmt="py:percent")
 
 
-def build(master: nbformat.NotebookNode, name: str, *, solution: bool) -> nbformat.NotebookNode:
-    """Build the solution (``solution=True``) or exercise notebook of part ``name`` from its master."""
+def build(master: nbformat.NotebookNode, name: str, *, solution: bool, handout: bool = False) -> nbformat.NotebookNode:
+    """Build the solution (``solution=True``) or exercise notebook of part ``name`` from its master (with
+    ``handout``, its text is the handout's: see ``COURSE_TEXT``)."""
     keep_out = "exercise-only" if solution else "solution-only"
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
@@ -163,7 +193,7 @@ def build(master: nbformat.NotebookNode, name: str, *, solution: bool) -> nbform
                 raise ValueError(f"{name} cell {i}: solution markers outside an 'exercise' cell")
             new = nbformat.v4.new_code_cell(source)
         elif cell.cell_type == "markdown":
-            new = nbformat.v4.new_markdown_cell(fill(source, name))  # {{syllabus.learner_time}} etc.
+            new = nbformat.v4.new_markdown_cell(course_text(fill(source, name), handout=handout))
         else:
             new = nbformat.v4.new_raw_cell(source)
         public_tags = sorted(cell_tags - {"solution-only", "exercise-only"})
@@ -226,7 +256,7 @@ def handout(part: Part) -> dict[str, nbformat.NotebookNode]:
     exams, or workshops where the teacher reveals the answers), and ``NN_name_solutions.ipynb``: each
     exercise's header and reference code (after the set-up cells, so that it runs), to hand out afterwards."""
     master = read_master(part)
-    learner = build(master, part.name, solution=False)
+    learner = build(master, part.name, solution=False, handout=True)
     learner.cells = [c for c in learner.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
     answers = nbformat.v4.new_notebook(
         metadata={**learner.metadata, "sae_course": {"part": part.name, "solutions": True}}
@@ -255,19 +285,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if a generated notebook is stale or hand-edited")
     parser.add_argument("--force", action="store_true", help="overwrite learner notebooks in notebooks/ even if edited")
     parser.add_argument(
-        "--handout", type=Path, metavar="DIR", help="write notebooks for handing out into DIR (see handout())"
+        "--handout",
+        type=Path,
+        metavar="DIR",
+        help="write a learner distribution without solutions to DIR/course, and the answers to DIR/answers "
+        "(see utils.course.handout)",
+    )
+    parser.add_argument(
+        "--release",
+        default="",
+        metavar="IDS",
+        help="with --handout: exercises learners may skip with reference(), e.g. 1.1,2a.3 (default: none)",
     )
     parser.add_argument("parts", nargs="*", help="part names (default: all), e.g. 01_toy_models")
     args = parser.parse_args(argv)
     chosen = [p for p in parts() if not args.parts or p.name in args.parts]
     if args.parts and len(chosen) != len(args.parts):
         parser.error(f"unknown part among {args.parts}; known: {[p.name for p in parts()]}")
+    if args.release and not args.handout:
+        parser.error("--release goes with --handout")
     if args.handout:
-        args.handout.mkdir(parents=True, exist_ok=True)
-        for part in chosen:
-            for file_name, nb in handout(part).items():
-                (args.handout / file_name).write_text(render(nb), encoding="utf-8")
-                print(f"wrote {args.handout / file_name}")
+        from utils.course.handout import write_handout
+
+        release = {r.strip() for r in args.release.split(",") if r.strip()}
+        try:
+            written = write_handout(args.handout, chosen, release)
+        except (FileExistsError, ValueError) as e:
+            parser.error(str(e))
+        for path in written:
+            print(f"wrote {path}")
         return 0
     stale, kept = [], []
     for part in chosen:

@@ -9,6 +9,7 @@ so no plot shows an untrained model as if it were a result.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,32 @@ def _exercise(exercise_id: str):
     raise KeyError(f"no exercise {exercise_id!r} in the course")
 
 
+def exercise_ids() -> list[str]:
+    """Every exercise id of the course, in course order."""
+    from utils.checks import exercises_of
+
+    return [ex.id for module in sorted((Path(__file__).parent.parent / "checks").glob("part*.py"))
+            for ex in exercises_of(module.stem.removeprefix("part"))]  # fmt: skip
+
+
+def _solutions_notebook(part: str) -> Path:
+    return repo_root() / "solutions" / f"{part}.ipynb"
+
+
+def released(exercise_id: str) -> bool:
+    """Whether ``reference(exercise_id)`` can hand the exercise out here: always in the full course; in a
+    handout (``utils.course.handout``) only for the exercises the teacher released."""
+    _, part = _exercise(exercise_id)
+    path = _solutions_notebook(part)
+    if not path.is_file():
+        return False
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("sae_course", {})
+    except ValueError:
+        return False
+    return "released" not in listed or exercise_id in listed["released"]
+
+
 @functools.cache
 def _reference_namespace(part: str) -> dict[str, Any]:
     """The objects of the part's reference solution, from its generated solution notebook (no jupytext)."""
@@ -56,11 +83,16 @@ def reference(exercise_id: str):
     One object is returned as itself; several as a tuple in the exercise's order
     (``l0, feature_density = reference("2.8")``)."""
     ex, part = _exercise(exercise_id)
-    if not (repo_root() / "solutions" / f"{part}.ipynb").is_file():
+    if not _solutions_notebook(part).is_file():
         raise ReferenceUnavailable(
             f"the course's reference solutions are not in this copy of the course (a handout without them, or a "
             f"teacher's grading run), so Exercise {exercise_id} cannot be skipped with reference(): solve it, or ask "
             f"your teacher to release it"
+        )
+    if not released(exercise_id):
+        raise ReferenceUnavailable(
+            f"Exercise {exercise_id} is not released in this handout, so it cannot be skipped with reference(): "
+            f"solve it, or ask your teacher to release it"
         )
     namespace = _reference_namespace(part)
     objects = tuple(namespace[name] for name in ex.objects)
@@ -106,7 +138,8 @@ def needs(*exercise_ids: str, where: dict[str, Any]) -> None:
                 state = "is not done yet"
             except CheckFailure:
                 state = "does not pass its check yet"
-        raise ExerciseNeeded(
-            f"This cell needs Exercise {ex.id} ({ex.title}), which {state}. To go on with the reference "
-            f"solution, run `{continue_line(exercise_id)}` (then this cell again)."
-        )
+        if released(exercise_id):
+            then = f"To go on with the reference solution, run `{continue_line(exercise_id)}` (then this cell again)."
+        else:
+            then = "Its reference solution is not in this copy of the course: solve it first, or ask your teacher."
+        raise ExerciseNeeded(f"This cell needs Exercise {ex.id} ({ex.title}), which {state}. {then}")
