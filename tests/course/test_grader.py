@@ -103,7 +103,9 @@ def test_the_reference_is_a_grade_of_its_own_never_passed(tmp_path: Path) -> Non
     other exercises grade as they are (here: the solution notebook itself, whose code is the reference's)."""
     nb = solution_notebook()
     skipped, copied, own = EXERCISES[0], EXERCISES[1], EXERCISES[2]
-    exercise_cell(nb, skipped.objects[0]).source = (
+    exercise_cell(
+        nb, skipped.objects[0]
+    ).source = (
         f"from utils.course.reference import reference\n{', '.join(skipped.objects)} = reference({skipped.id!r})\n"
     )
     reference = nbformat.read(Part(PART).solution_notebook, as_version=4)

@@ -624,6 +624,7 @@ def ablation_off_by_one(model, tokens, W_dec_f, latent_acts):
     """Pairs the logits at position p with the token at p (not p + 1), dropping the first position."""
     x = _final_resid(model, tokens)
     ablated = x - _contribution(model, W_dec_f, latent_acts)
+
     def loss(r):
         return F.cross_entropy(model.unembed(model.ln_final(r))[:, 1:].transpose(1, 2), tokens[:, 1:], reduction="none")
 
