@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from utils.checks import Exercise, exercises_of
@@ -48,3 +50,23 @@ def solved_by_a_learner(nb):
             source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
             cell["source"] = in_own_words(source)
     return nb
+
+
+@contextmanager
+def instrumented(module: ModuleType, **replacements: object) -> Iterator[None]:
+    """Replace names in a checks module for a test (to count the statistical tests a check runs) without the
+    checks refusing to run as tampered: the seal (``utils.checks.seal``) is taken afresh over the replacements,
+    and both the names and the seal are put back afterwards."""
+    from utils.checks import seal
+
+    old, saved = {name: getattr(module, name) for name in replacements}, seal._SEAL
+    for name, value in replacements.items():
+        setattr(module, name, value)
+    seal._SEAL = None
+    seal.take()
+    try:
+        yield
+    finally:
+        for name, value in old.items():
+            setattr(module, name, value)
+        seal._SEAL = saved

@@ -15,6 +15,7 @@ from tests.course.parts import PARTS, solved_by_a_learner
 from utils.checks import exercises_of
 from utils.course import build_notebooks as bn
 from utils.course import grade_class as gc
+from utils.course import handout
 from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, USED_REFERENCE, Result
 from utils.paths import repo_root
 
@@ -193,7 +194,7 @@ def test_bad_folder_is_a_clear_error(tmp_path) -> None:
 
 @pytest.mark.parametrize("part", PARTS)
 def test_handout_has_no_solution_and_solutions_hold_every_exercise(part) -> None:
-    files = bn.handout(bn.Part(part))
+    files = handout.notebooks(bn.Part(part))
     learner, answers = files[f"{part}.ipynb"], files[f"{part}_solutions.ipynb"]
     assert not any("<summary>Solution" in c.source for c in learner.cells)
     assert not any("# BEGIN SOLUTION" in c.source for c in learner.cells)
@@ -211,7 +212,7 @@ def test_handout_has_no_solution_and_solutions_hold_every_exercise(part) -> None
 
 
 def test_handout_command_writes_the_course_and_the_answers(tmp_path) -> None:
-    assert bn.main(["--handout", str(tmp_path), PART]) == 0
+    assert handout.main([str(tmp_path), PART]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers", "course"]
     assert sorted(p.name for p in (tmp_path / "answers").iterdir()) == [f"{PART}_solutions.ipynb"]
     assert sorted(p.name for p in (tmp_path / "course" / "notebooks").iterdir()) == [f"{PART}.ipynb"]

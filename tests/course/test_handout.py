@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import utils.course.build_notebooks as bn
+import utils.course.handout as handout
 from tests.course.parts import solved_by_a_learner
 from utils.checks import exercises_of
 from utils.course.handout import given_away, notebook_sources, reference_lines
@@ -23,7 +24,7 @@ RELEASED = "1.1"
 @pytest.fixture(scope="module")
 def handout_dir(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("handout")
-    assert bn.main(["--handout", str(dest), "--release", RELEASED, PART]) == 0
+    assert handout.main([str(dest), "--release", RELEASED, PART]) == 0
     return dest
 
 
@@ -53,7 +54,7 @@ def test_the_distribution_holds_no_unreleased_reference_code(handout_dir) -> Non
 
 def test_a_later_part_that_starts_from_earlier_answers_is_named(tmp_path, capsys) -> None:
     """Part 2a's set-up cells define Part 1's toy model and batch generator: handing both out says so."""
-    assert bn.main(["--handout", str(tmp_path), PART, "02a_sae_toy_models"]) == 0
+    assert handout.main([str(tmp_path), PART, "02a_sae_toy_models"]) == 0
     out = capsys.readouterr().out
     assert "note: Exercise 1.2's reference code is in notebooks/02a_sae_toy_models.ipynb" in out
     away = given_away(tmp_path / "course", [PART], set())
@@ -104,7 +105,7 @@ except r.ExerciseNeeded as e:
 
 def test_unknown_release_is_refused(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
-        bn.main(["--handout", str(tmp_path), "--release", "1.1,9.9", PART])
+        handout.main([str(tmp_path), "--release", "1.1,9.9", PART])
     assert "9.9" in capsys.readouterr().err
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.course.parts import instrumented
 from utils.checks import part01_toy_models as checks
 
 stats = pytest.importorskip("scipy.stats")
@@ -212,7 +213,7 @@ def test_part01_false_alarm_budgets() -> None:
         assert stated >= count * ALPHA * (1 - 1e-9) and stated <= 1e-6, ex.id
 
 
-def test_part01_sampling_checks_run_the_tests_they_count(monkeypatch) -> None:
+def test_part01_sampling_checks_run_the_tests_they_count() -> None:
     """The number of statistical tests a check's docstring counts is the number the reference's run makes (the
     exact binomial, chi-squared and Kolmogorov–Smirnov tests, plus 1.5's one correlation test, which uses Z)."""
     import re
@@ -229,14 +230,14 @@ def test_part01_sampling_checks_run_the_tests_they_count(monkeypatch) -> None:
 
         return run
 
-    for name in ("binom_test", "chi2_sf", "ks_test"):
-        monkeypatch.setattr(checks, name, counting(getattr(checks, name)))
     namespace = reference_namespace("01_toy_models")
     extra = {"1.5": 1}
+    counted = {name: counting(getattr(checks, name)) for name in ("binom_test", "chi2_sf", "ks_test")}
     for ex in exercises_of("01_toy_models"):
         if ex.id not in checks.POWER_CLAIMS:
             continue
         calls["n"] = 0
-        ex.check(*(namespace[name] for name in ex.objects), quiet=True)
+        with instrumented(checks, **counted):
+            ex.check(*(namespace[name] for name in ex.objects), quiet=True)
         doc = " ".join((getattr(ex.check, "__wrapped__", ex.check).__doc__ or "").split())
         assert int(re.search(r"; (\d+) in all", doc)[1]) == calls["n"] + extra.get(ex.id, 0), ex.id

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.course.parts import instrumented
 from utils.checks import part04_latent_activations as checks
 
 stats = pytest.importorskip("scipy.stats")
@@ -250,7 +251,7 @@ def test_part04_false_alarm_budget() -> None:
     assert count * ALPHA + contract <= stated <= 1e-6
 
 
-def test_part04_sampling_check_runs_the_tests_it_counts(monkeypatch) -> None:
+def test_part04_sampling_check_runs_the_tests_it_counts() -> None:
     """The number of tests the docstring counts is the number of exact binomial tests the reference's run makes."""
     from utils.checks import exercises_of
     from utils.course.grading import reference_namespace
@@ -262,7 +263,8 @@ def test_part04_sampling_check_runs_the_tests_it_counts(monkeypatch) -> None:
         calls["n"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(checks, "binom_test", counting)
     ex = next(e for e in exercises_of("04_latent_activations") if e.id == "4.3")
-    ex.check(*(reference_namespace("04_latent_activations")[name] for name in ex.objects), quiet=True)
+    namespace = reference_namespace("04_latent_activations")
+    with instrumented(checks, binom_test=counting):
+        ex.check(*(namespace[name] for name in ex.objects), quiet=True)
     assert int(re.search(r"; (\d+) in all", _doc())[1]) == calls["n"]

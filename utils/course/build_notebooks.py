@@ -21,8 +21,8 @@ Usage::
     python -m utils.course.build_notebooks            # write notebooks/NN_name.ipynb and solutions/NN_name.ipynb
     python -m utils.course.build_notebooks --check    # fail if any generated notebook is stale or hand-edited
     python -m utils.course.build_notebooks --force    # also overwrite learner notebooks that were edited
-    python -m utils.course.build_notebooks --handout DIR   # for handing out: learner notebooks without the
-                                                    # Solution blocks, and the solutions on their own
+
+For handing out a copy of the course without solutions, see ``utils.course.handout``.
 
 Generated notebooks are committed without outputs; never edit them by hand, edit the master.
 
@@ -251,70 +251,15 @@ def generated_files(part: Part) -> dict[Path, str]:
     }
 
 
-def handout(part: Part) -> dict[str, nbformat.NotebookNode]:
-    """Notebooks for handing out, by file name: the learner's without its collapsed Solution blocks (for
-    exams, or workshops where the teacher reveals the answers), and ``NN_name_solutions.ipynb``: each
-    exercise's header and reference code (after the set-up cells, so that it runs), to hand out afterwards."""
-    master = read_master(part)
-    learner = build(master, part.name, solution=False, handout=True)
-    learner.cells = [c for c in learner.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
-    answers = nbformat.v4.new_notebook(
-        metadata={**learner.metadata, "sae_course": {"part": part.name, "solutions": True}}
-    )
-    title = next((c.source.splitlines()[0] for c in master.cells if c.cell_type == "markdown"), part.name)
-    answers.cells.append(nbformat.v4.new_markdown_cell(f"{title}: solutions"))
-    header = ""
-    for cell in master.cells:
-        if cell.cell_type == "markdown":
-            header = next((line for line in cell.source.splitlines() if line.startswith("## ")), header)
-        elif "setup" in tags(cell):
-            answers.cells.append(nbformat.v4.new_code_cell(cell.source, metadata={"tags": ["setup"]}))
-        elif "exercise" in tags(cell):
-            if header:
-                answers.cells.append(nbformat.v4.new_markdown_cell(header))
-                header = ""
-            answers.cells.append(nbformat.v4.new_code_cell(drop_markers(cell.source), metadata={"tags": ["exercise"]}))
-    for nb, prefix in ((learner, "h"), (answers, "s")):
-        for k, cell in enumerate(nb.cells):
-            cell["id"] = f"{part.name[:2]}{prefix}-{k:03d}"
-    return {f"{part.name}.ipynb": learner, f"{part.name}_solutions.ipynb": answers}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if a generated notebook is stale or hand-edited")
     parser.add_argument("--force", action="store_true", help="overwrite learner notebooks in notebooks/ even if edited")
-    parser.add_argument(
-        "--handout",
-        type=Path,
-        metavar="DIR",
-        help="write a learner distribution without solutions to DIR/course, and the answers to DIR/answers "
-        "(see utils.course.handout)",
-    )
-    parser.add_argument(
-        "--release",
-        default="",
-        metavar="IDS",
-        help="with --handout: exercises learners may skip with reference(), e.g. 1.1,2a.3 (default: none)",
-    )
     parser.add_argument("parts", nargs="*", help="part names (default: all), e.g. 01_toy_models")
     args = parser.parse_args(argv)
     chosen = [p for p in parts() if not args.parts or p.name in args.parts]
     if args.parts and len(chosen) != len(args.parts):
         parser.error(f"unknown part among {args.parts}; known: {[p.name for p in parts()]}")
-    if args.release and not args.handout:
-        parser.error("--release goes with --handout")
-    if args.handout:
-        from utils.course.handout import write_handout
-
-        release = {r.strip() for r in args.release.split(",") if r.strip()}
-        try:
-            written = write_handout(args.handout, chosen, release)
-        except (FileExistsError, ValueError) as e:
-            parser.error(str(e))
-        for path in written:
-            print(f"wrote {path}")
-        return 0
     stale, kept = [], []
     for part in chosen:
         for path, text in generated_files(part).items():

@@ -1,7 +1,7 @@
 """A learner distribution that really hides the solutions: for an exam, or a workshop where the teacher reveals them.
 
-    python -m utils.course.build_notebooks --handout DIR                      # nothing released
-    python -m utils.course.build_notebooks --handout DIR --release 1.1,2a.3   # these exercises may be skipped
+    python -m utils.course.handout DIR                          # every part, nothing released
+    python -m utils.course.handout DIR --release 1.1,1.2 01_toy_models   # one part; these may be skipped
 
 writes two folders:
 
@@ -23,12 +23,17 @@ compares against; a learner who reads the package can find them. The teachers' g
 
 from __future__ import annotations
 
+import argparse
+import ast
+import json
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import nbformat
 
+from utils.course.build_notebooks import MARKER, Part, build, drop_markers, parts, read_master, render, tags
+from utils.course.identify import defined_names
 from utils.paths import repo_root
 
 #: What a learner distribution holds, relative to the course root (folders are copied whole, minus caches).
@@ -64,7 +69,6 @@ def released_solutions(part, release: set[str]) -> nbformat.NotebookNode | None:
     code only (None if none of its exercises is released). ``utils.course.reference`` reads the released list
     from its metadata."""
     from utils.checks import exercises_of
-    from utils.course.build_notebooks import drop_markers, read_master, tags
 
     exercises = [ex for ex in exercises_of(part.name) if ex.id in release]
     if not exercises:
@@ -87,10 +91,6 @@ def released_solutions(part, release: set[str]) -> nbformat.NotebookNode | None:
 
 
 def _defines_any(source: str, names: set[str]) -> bool:
-    import ast
-
-    from utils.course.identify import defined_names
-
     return bool(defined_names(ast.parse(source)) & names)
 
 
@@ -98,7 +98,6 @@ def reference_lines(part: str) -> dict[str, list[str]]:
     """Each exercise's distinctive reference lines, by exercise id: the lines between its solution markers that
     are long enough not to occur by chance and that the learner's notebook does not show anyway."""
     from utils.checks import exercises_of
-    from utils.course.build_notebooks import MARKER, Part, build, read_master, tags
 
     master = read_master(Part(part))
     shown = "\n".join(c.source for c in build(master, part, solution=False, handout=True).cells
@@ -123,8 +122,6 @@ def reference_lines(part: str) -> dict[str, list[str]]:
 
 def notebook_sources(path: Path) -> str:
     """The cell sources of a notebook file, joined (its JSON escapes quotes; the code is what counts)."""
-    import json
-
     try:
         cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError):
@@ -176,12 +173,39 @@ def unknown_exercises(release: Iterable[str]) -> list[str]:
     return sorted(set(release) - known)
 
 
+def notebooks(part: Part) -> dict[str, nbformat.NotebookNode]:
+    """Notebooks for handing out, by file name: the learner's without its collapsed Solution blocks (for
+    exams, or workshops where the teacher reveals the answers), and ``NN_name_solutions.ipynb``: each
+    exercise's header and reference code (after the set-up cells, so that it runs), to hand out afterwards."""
+    master = read_master(part)
+    learner = build(master, part.name, solution=False, handout=True)
+    learner.cells = [c for c in learner.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
+    answers = nbformat.v4.new_notebook(
+        metadata={**learner.metadata, "sae_course": {"part": part.name, "solutions": True}}
+    )
+    title = next((c.source.splitlines()[0] for c in master.cells if c.cell_type == "markdown"), part.name)
+    answers.cells.append(nbformat.v4.new_markdown_cell(f"{title}: solutions"))
+    header = ""
+    for cell in master.cells:
+        if cell.cell_type == "markdown":
+            header = next((line for line in cell.source.splitlines() if line.startswith("## ")), header)
+        elif "setup" in tags(cell):
+            answers.cells.append(nbformat.v4.new_code_cell(cell.source, metadata={"tags": ["setup"]}))
+        elif "exercise" in tags(cell):
+            if header:
+                answers.cells.append(nbformat.v4.new_markdown_cell(header))
+                header = ""
+            answers.cells.append(nbformat.v4.new_code_cell(drop_markers(cell.source), metadata={"tags": ["exercise"]}))
+    for nb, prefix in ((learner, "h"), (answers, "s")):
+        for k, cell in enumerate(nb.cells):
+            cell["id"] = f"{part.name[:2]}{prefix}-{k:03d}"
+    return {f"{part.name}.ipynb": learner, f"{part.name}_solutions.ipynb": answers}
+
+
 def write_handout(dest: Path, parts: list, release: set[str]) -> list[Path]:
     """Write ``dest/course`` (the learner distribution) and ``dest/answers`` for ``parts``; returns what it wrote.
 
     ``dest/course`` must not exist yet (a distribution is made whole, never merged into an old one)."""
-    from utils.course.build_notebooks import handout, render
-
     course, answers = dest / "course", dest / "answers"
     if course.exists():
         raise FileExistsError(f"{course} exists already: remove it or choose another folder")
@@ -195,7 +219,7 @@ def write_handout(dest: Path, parts: list, release: set[str]) -> list[Path]:
     (course / "solutions" / "README.md").write_text(SOLUTIONS_NOTE.format(released=_released_text(release)))
     answers.mkdir(parents=True, exist_ok=True)
     for part in parts:
-        files = handout(part)
+        files = notebooks(part)
         path = course / "notebooks" / f"{part.name}.ipynb"
         path.write_text(render(files[f"{part.name}.ipynb"]), encoding="utf-8")
         path = answers / f"{part.name}_solutions.ipynb"
@@ -212,3 +236,31 @@ def write_handout(dest: Path, parts: list, release: set[str]) -> list[Path]:
             f"it): hand that part out once Exercise {exercise_id} is done"
         )
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dest", type=Path, help="where to write course/ (for learners) and answers/ (for you)")
+    parser.add_argument(
+        "--release",
+        default="",
+        metavar="IDS",
+        help="exercises learners may skip with reference(), e.g. 1.1,1.2 (default: none)",
+    )
+    parser.add_argument("parts", nargs="*", help="part names (default: all), e.g. 01_toy_models")
+    args = parser.parse_intermixed_args(argv)
+    chosen = [p for p in parts() if not args.parts or p.name in args.parts]
+    if args.parts and len(chosen) != len(args.parts):
+        parser.error(f"unknown part among {args.parts}; known: {[p.name for p in parts()]}")
+    release = {r.strip() for r in args.release.split(",") if r.strip()}
+    try:
+        written = write_handout(args.dest, chosen, release)
+    except (FileExistsError, ValueError) as e:
+        parser.error(str(e))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
