@@ -502,3 +502,65 @@ def test_the_engine_gives_todays_exact_statistics(architecture, one_per, exclude
         counts = torch.bincount(lat * n_cells + cell, minlength=sae.cfg.d_sae * n_cells).reshape(-1, n_cells)
         assert torch.equal(getattr(got, f"{name}_counts"), counts), name
     torch.testing.assert_close(got.interval_edges, want["act_max"][:, None] * torch.linspace(0, 1, 6)[None, :])
+
+
+_SAMPLES = ("interval_acts", "interval_seq", "interval_pos", "group_acts", "group_seq", "group_pos")
+_EXACT = ("fire_count", "act_max", "hist_counts", "top_acts", "top_seq", "top_pos", "interval_counts", "group_counts")
+
+
+def test_samples_depend_on_the_seed_and_the_data_only():
+    """The same activations fed in batches of another size, with the latents in another order, give the same samples
+    (latent f's samples are those of its twin in the permuted run); another seed gives other samples."""
+    acts, x = synthetic(5)
+    opts = dict(top_k=4, n_intervals=3, n_quantile_groups=2, n_samples=3, one_per="row", seed=11)
+    perm = torch.randperm(D_SAE, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(perm, torch.arange(D_SAE))
+
+    def run_with(a, batch, **extra):
+        acc = LatentStatsAccumulator(D_SAE, D_IN, SEQ, **(opts | extra))
+        for start in range(0, ROWS, batch):
+            acc.add(a[start : start + batch], x[start : start + batch], start)
+        return acc.finish()
+
+    base = run_with(acts, BATCH)
+    permuted = run_with(acts[..., perm], 13)  # latent j of this run is latent perm[j] of the base run
+    assert int((base.interval_seq >= 0).sum()) > D_SAE, "the fixture: samples were drawn"
+    for name in _SAMPLES + _EXACT + ("cofire",):
+        got = getattr(permuted, name)
+        want = getattr(base, name)[perm]
+        if name == "cofire":
+            want = want[:, perm]
+        assert torch.equal(got, want), name
+    other_seed = run_with(acts, BATCH, seed=12)
+    assert not torch.equal(other_seed.interval_seq, base.interval_seq)
+    for name in _EXACT:
+        assert torch.equal(getattr(other_seed, name), getattr(base, name)), name
+
+
+def test_permuting_the_saes_latents_permutes_its_statistics_and_samples():
+    """On the bundled model, an SAE whose latents are permuted (encoder columns, biases, decoder rows) gives every
+    statistic of its twin, the samples included, exactly."""
+    from utils.sae.latent_stats import compute_latent_stats
+    from utils.sae.model import SAE
+
+    model, sae, _, tokens = bundled()
+    tokens = tokens[:12]
+    perm = torch.randperm(sae.cfg.d_sae, generator=torch.Generator().manual_seed(0))
+    twin = SAE(sae.cfg)
+    state = sae.state_dict()
+    twin.load_state_dict(
+        state
+        | {
+            "W_enc": state["W_enc"][:, perm].contiguous(),
+            "b_enc": state["b_enc"][perm].contiguous(),
+            "W_dec": state["W_dec"][perm].contiguous(),
+        }
+    )
+    twin.requires_grad_(False)
+    opts = dict(top_k=5, n_intervals=4, n_quantile_groups=3, n_samples=4, one_per="row", neuron_corr=False)
+    base = compute_latent_stats(model, sae, tokens, batch_size=5, progress=False, **opts)
+    got = compute_latent_stats(model, twin, tokens, batch_size=7, progress=False, **opts)
+    assert int((base.group_seq >= 0).sum()) > 1000, "the fixture: many samples"
+    for name in _SAMPLES + _EXACT:
+        assert torch.equal(getattr(got, name), getattr(base, name)[perm]), name
+    assert torch.equal(got.cofire, base.cofire[perm][:, perm])
