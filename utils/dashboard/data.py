@@ -153,24 +153,31 @@ def _pair_effects(
     latent_out: Tensor,
 ) -> dict[tuple[int, int, int], Effect]:
     """The ablation effect of each ``(row, position, latent, activation)`` on the next token (the one closed
-    form, ``latent_effects.ablation_effects``), by ``(row, position, latent)``."""
+    form, ``latent_effects.ablation_effects``), by ``(row, position, latent)``.
+
+    Many pairs share a position (the windows of several latents overlap): the pairs go in order of position,
+    each position's residual once, so that ``ablation_effects`` computes each position's clean log-probabilities
+    once (once per chunk of pairs it holds, at most)."""
     if not pairs:
         return {}
     row, pos, lat, act = (torch.tensor(column) for column in zip(*pairs))
-    device = resid.device
+    seq, device = row_tokens.shape[1], resid.device
+    flat = row * seq + pos
+    order = flat.argsort(stable=True)
+    where, position = torch.unique(flat[order], return_inverse=True)  # each position once; pair -> its position
     eff = latent_effects.ablation_effects(
         model,
-        resid[row, pos],
-        row_tokens[row, pos + 1].to(device),
-        torch.arange(len(pairs), device=device),
-        lat.to(device),
-        act.float().to(device),
+        resid.reshape(-1, resid.shape[-1])[where.to(device)],
+        row_tokens.reshape(-1)[where + 1].to(device),  # the next token: pos < seq - 1, so still in the row
+        position.to(device),
+        lat[order].to(device),
+        act[order].float().to(device),
         latent_out,
     )
     loss, tokens, changes = eff.loss.tolist(), eff.top_tokens.tolist(), eff.top_changes.tolist()
     return {
-        (r, p, f): Effect(round(loss[i], 3), [(t, round(c, 2)) for t, c in zip(tokens[i], changes[i])])
-        for i, (r, p, f, _) in enumerate(pairs)
+        pairs[i][:3]: Effect(round(loss[j], 3), [(t, round(c, 2)) for t, c in zip(tokens[j], changes[j])])
+        for j, i in enumerate(order.tolist())
     }
 
 
