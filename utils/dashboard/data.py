@@ -87,12 +87,19 @@ STATS_OPTIONS = LatentStatsOptions(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def latent_stats(model, sae, tokens: Int[Tensor, "rows seq"], batch_rows: int = 64, **options) -> LatentStats:
+def latent_stats(
+    model,
+    sae,
+    tokens: Int[Tensor, "rows seq"],
+    batch_rows: int = 64,
+    seconds: dict[str, list[float]] | None = None,
+    **options,
+) -> LatentStats:
     """``compute_latent_stats`` with the dashboard's options (:data:`STATS_OPTIONS`; keyword arguments replace
     single ones), BOS left out as in SAE training: the SAE's code there means nothing, and BOS would fill some
-    latents' top contexts."""
+    latents' top contexts. A dict passed as ``seconds`` receives each phase's wall-clock and CPU seconds."""
     return compute_latent_stats(
-        model, sae, tokens, replace(STATS_OPTIONS, **options), batch_size=batch_rows, progress=False
+        model, sae, tokens, replace(STATS_OPTIONS, **options), batch_size=batch_rows, progress=False, seconds=seconds
     )
 
 
