@@ -413,9 +413,11 @@ print(f"per step on {len(demo_batches[0]):,} tokens: your autograd step {autogra
 # keep it at 300 or below so that the notebook stays under 10 minutes, or raise it and wait for a better
 # SAE. How many tokens that buys depends on the machine (the bar's `tok_s`): about 11 million on our
 # 2-core test machine (10.5M and 11.0M in two runs), against about 3.3 million for the same cell before
-# the four changes below (3.3 times the tokens in alternated 20-second runs of both;
-# `tests/benchmarks/bench_sae.py --only-part2b` measures them on your machine). Each is on by default and has
-# a switch, so that you can turn it off and see what it buys:
+# the four changes below. What we measured there: 3.26 times the tokens per second, the median over 4
+# pairs of 20-second runs of both, alternated, on a CPU where bfloat16 is faster (2.5 times with the
+# encoder in float32, as on a CPU where it is not; `tests/benchmarks/README.md` has the figures and the
+# machine). `tests/benchmarks/bench_sae.py --only-part2b` measures it on your machine. Each change is on by
+# default and has a switch, so that you can turn it off and see what it buys:
 # - **A sparse step** (`utils.sae.sparse_topk`). Of the five matrix products in the step you wrote, only the
 #   encoder's stays dense, because every pre-activation is needed to find the top 32; the decoder, its
 #   gradient and the gradients through it touch only the 32 latents each token uses (Gao et al., 2024,

@@ -3,7 +3,11 @@
     python tests/benchmarks/bench_latent_stats.py                      # 1,000,000 tokens, 2 threads
     python tests/benchmarks/bench_latent_stats.py --tokens 200000 --threads 1 --no-cofire
 
-Prints the time, tokens per second, latent-tokens per second (tokens x latents covered) and the peak
+Prints the time, tokens per second, latent-tokens per second (tokens x latents covered), the arithmetic done
+(about 4.5 MFLOP per token: the encoder's product and the model's matmuls to the hook) as GFLOP/s against the fp32
+matmul limit measured in the same run (the encoder's own product, ``[1024, d_in] @ [d_in, d_sae]``, median of
+repeats, on the same threads) and the ratio of the two, where the time went (wall-clock and CPU seconds of each
+phase: forward, encode, counts, top-k, co-firing, neuron correlation, spool, samples), and the peak
 resident memory of the process (``ru_maxrss``, which includes the model, the SAE, the tokens and the
 co-firing table of 4096 x 4096 int32, 64 MB). Everything is in: model forward to the hook, encode, the
 statistics, and the sweep over the spool that draws interval and quantile samples. Aim: 3 minutes or less
@@ -11,6 +15,10 @@ and under 2 GB on 2 CPU cores. The figures depend on what else runs on the machi
 (printed at the start and the end).
 
 The figures measured so far, with the machine and its load, are in ``tests/benchmarks/README.md``.
+
+Aim (the issue on the engine's speed): >= 50% of the fp32 matmul limit on 2 idle cores. On a loaded machine the
+wall-clock ratio means little; the CPU-time ratio (the pass's CPU seconds against the matmul's, both per FLOP) is
+the steadier figure.
 
 Tokens: the bundled training split (rows of 128 tokens, BOS first); the SAE: ``topk_4096_seed0``.
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,6 +54,32 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def matmul_peak(d_in: int, d_sae: int, rows: int = 1024, repeats: int = 20) -> tuple[float, float]:
+    """The fp32 matmul limit on this machine now: GFLOP/s of ``[rows, d_in] @ [d_in, d_sae]`` into a reused buffer,
+    the median of ``repeats`` by wall clock and by CPU time (CPU seconds / threads: what the product costs when it
+    has the cores to itself)."""
+    a, b = torch.randn(rows, d_in), torch.randn(d_in, d_sae)
+    out = torch.empty(rows, d_sae)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        torch.mm(a, b, out=out)
+        wall.append(time.perf_counter() - t0)
+        cpu.append((time.process_time() - c0) / torch.get_num_threads())
+    flop = 2 * rows * d_in * d_sae
+    return flop / statistics.median(wall) / 1e9, flop / statistics.median(cpu) / 1e9
+
+
+def flop_per_token(model, d_in: int, d_sae: int, seq: int) -> float:
+    """Multiply-adds x 2 of one token: the encoder's product, and the model's matmuls up to the SAE's hook (one
+    layer: Q, K, V, O, attention over (seq + 1) / 2 positions on average, the MLP's input projection)."""
+    c = model.cfg
+    forward = 2 * (4 * c.d_model * c.d_model + c.d_model * c.d_mlp) + 2 * 2 * c.d_model * (seq + 1) / 2
+    return 2 * d_in * d_sae + forward
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=1_000_000)
@@ -65,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{peak_rss_gb():.2f} GB"
     )
 
+    peak_wall, peak_cpu = matmul_peak(sae.cfg.d_in, sae.cfg.d_sae)
+    print(
+        f"fp32 matmul limit now ([1024, {sae.cfg.d_in}] @ [{sae.cfg.d_in}, {sae.cfg.d_sae}], {args.threads} threads): "
+        f"{peak_wall:.1f} GFLOP/s by wall clock, {peak_cpu:.1f} by CPU time; load {os.getloadavg()}"
+    )
+    phases: dict[str, list[float]] = {}
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     stats = compute_latent_stats(
         model,
@@ -76,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         cofire=not args.no_cofire,
         neuron_corr=True,
         progress=False,
+        seconds=phases,
     )
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     n = stats.n_tokens
@@ -87,6 +129,16 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU time of the pass {cpu:.0f} s (user + system), {cpu / seconds:.0%} of one core on average: on a shared "
         f"machine, CPU time / threads is a floor for the wall time on {args.threads} idle cores"
     )
+    flop = flop_per_token(model, sae.cfg.d_in, sae.cfg.d_sae, tokens.shape[1]) * n
+    achieved_wall, achieved_cpu = flop / seconds / 1e9, flop / (cpu / args.threads) / 1e9
+    print(
+        f"arithmetic {flop / n / 1e6:.2f} MFLOP/token: {achieved_wall:.1f} GFLOP/s by wall clock = "
+        f"{achieved_wall / peak_wall:.0%} of the matmul limit by wall clock; by CPU time (CPU s / threads) "
+        f"{achieved_cpu:.1f} GFLOP/s = {achieved_cpu / peak_cpu:.0%} of the limit by CPU time"
+    )
+    print("phase                       wall s   CPU s   share of the pass's CPU time")
+    for phase, (wall, cpu_s) in sorted(phases.items(), key=lambda kv: -kv[1][1]):
+        print(f"  {phase:24s} {wall:7.1f} {cpu_s:7.1f}   {cpu_s / cpu:5.1%}")
     print(f"peak memory (whole process) {peak_rss_gb():.2f} GB; load average at end {os.getloadavg()}")
     print(f"latents that fire: {int((stats.fire_count > 0).sum())}; firings {int(stats.fire_count.sum()):,}")
     return 0

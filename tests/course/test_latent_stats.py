@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -349,3 +350,217 @@ def test_exclude_bos_leaves_position_0_out_of_every_statistic():
     expected = (ac.T @ xc) / (ac.norm(dim=0)[:, None] * xc.norm(dim=0)[None, :]).clamp_min(1e-12)
     alive = a_flat.sum(0) > 0
     torch.testing.assert_close(got.neuron_corr[alive].double(), expected[alive], rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# The engine made faster gives today's statistics: a frozen copy of the engine as it was (commit bf2ed31)
+
+
+class _FrozenSmallestKeys:
+    """``SmallestKeys`` as it was: two stable sorts per update."""
+
+    def __init__(self, n_cells: int, n: int, payload_dtypes) -> None:
+        self.n = n
+        self.key = torch.full((n_cells, n), float("inf"))
+        self.payload = [torch.full((n_cells, n), -1, dtype=dtype) for dtype in payload_dtypes]
+
+    def add(self, cell, key, *payload, group=None) -> None:
+        keep = key < self.key[cell, -1]
+        if not keep.any():
+            return
+        cell, key, payload = cell[keep], key[keep], [p[keep] for p in payload]
+        touched = torch.unique(cell)
+        old_key = self.key[touched].reshape(-1)
+        filled = old_key < float("inf")
+        cell = torch.cat([touched.repeat_interleave(self.n)[filled], cell])
+        key = torch.cat([old_key[filled], key])
+        payload = [torch.cat([old[touched].reshape(-1)[filled], new]) for old, new in zip(self.payload, payload)]
+        order = torch.argsort(key, stable=True)
+        order = order[torch.argsort(cell[order], stable=True)]
+        cell, key, payload = cell[order], key[order], [p[order] for p in payload]
+        if group is not None:
+            ids = cell * (int(payload[-1].max()) + 1) + payload[-1]
+            sorted_ids, by_id = torch.sort(ids, stable=True)
+            first = torch.ones_like(sorted_ids, dtype=torch.bool)
+            first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+            mask = torch.zeros_like(first)
+            mask[by_id[first]] = True
+            cell, key, payload = cell[mask], key[mask], [p[mask] for p in payload]
+        rank = torch.arange(len(cell)) - torch.searchsorted(cell, cell)
+        sel = rank < self.n
+        self.key[touched] = float("inf")
+        self.key[cell[sel], rank[sel]] = key[sel]
+        for store, new in zip(self.payload, payload):
+            store[touched] = -1
+            store[cell[sel], rank[sel]] = new[sel]
+
+
+def _frozen_engine(model, sae, tokens, batch_size: int, o: LatentStatsOptions) -> dict[str, torch.Tensor]:
+    """The exact statistics as the engine computed them before it was made faster: the model to the hook,
+    ``sae.encode_sparse`` on whole rows, BOS zeroed after the encoder, each token's slots sorted, every ordered pair
+    of latents counted (the diagonal too), the top-k with two stable sorts per update, a COO product for the neuron
+    sums, and each firing's interval and group found by ``searchsorted`` (the samples were drawn from ``torch.rand``
+    then: the engine draws them another way now, so they are not compared)."""
+    from utils.lm.activations import hook_activations
+
+    d_sae, d_in, seq = sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1]
+    edges = torch.logspace(np.log10(o.hist_range[0]), np.log10(o.hist_range[1]), o.n_hist_bins + 1)
+    out = {
+        "fire_count": torch.zeros(d_sae, dtype=torch.long),
+        "act_sum": torch.zeros(d_sae, dtype=torch.float64),
+        "act_sq_sum": torch.zeros(d_sae, dtype=torch.float64),
+        "act_max": torch.zeros(d_sae),
+        "hist_counts": torch.zeros(d_sae * o.n_hist_bins, dtype=torch.long),
+        "cofire": torch.zeros(d_sae * d_sae, dtype=torch.int32),
+        "x": torch.zeros(d_in, dtype=torch.float64),
+        "xx": torch.zeros(d_in, dtype=torch.float64),
+        "ax": torch.zeros(d_sae, d_in, dtype=torch.float64),
+    }
+    top = _FrozenSmallestKeys(d_sae, o.top_k, (torch.float32, torch.long, torch.long))
+    firings, n_tokens = [], 0
+    for start in range(0, len(tokens), batch_size):
+        x = hook_activations(model, tokens[start : start + batch_size], sae.cfg.hook_name)
+        values, indices = sae.encode_sparse(x.to(sae.W_enc.dtype))
+        batch = len(values)
+        values = values.detach().float().clone()
+        if o.exclude_bos:
+            values[:, 0] = 0.0
+        idx, order = indices.reshape(batch * seq, -1).sort(dim=-1)
+        values = values.reshape(batch * seq, -1).gather(1, order)
+        valid = values > 0
+        tok = torch.arange(batch * seq)[:, None].expand_as(idx)
+        tok, lat, val = tok[valid], idx[valid], values[valid]
+        token = tok + start * seq
+        n_tokens += batch * seq - (batch if o.exclude_bos else 0)
+        out["fire_count"] += torch.bincount(lat, minlength=d_sae)
+        out["act_sum"].index_add_(0, lat, val.double())
+        out["act_sq_sum"].index_add_(0, lat, val.double() ** 2)
+        out["act_max"] = torch.maximum(out["act_max"], torch.zeros(d_sae).scatter_reduce_(0, lat, val, "amax"))
+        bin_ = (torch.searchsorted(edges, val, right=True) - 1).clamp(0, o.n_hist_bins - 1)
+        out["hist_counts"] += torch.bincount(lat * o.n_hist_bins + bin_, minlength=d_sae * o.n_hist_bins)
+        group = {"token": token, "row": token // seq}[o.one_per]
+        top.add(lat, -val, val, token, group, group=None if o.one_per == "token" else group)
+        pairs = (idx[:, :, None] * d_sae + idx[:, None, :])[valid[:, :, None] & valid[:, None, :]]
+        out["cofire"].index_add_(0, pairs, torch.ones(len(pairs), dtype=torch.int32))
+        xs = x.reshape(-1, d_in)
+        counted = x[:, 1:].reshape(-1, d_in) if o.exclude_bos else xs
+        out["x"] += counted.sum(0).double()
+        out["xx"] += (counted.double() ** 2).sum(0)
+        sparse = torch.sparse_coo_tensor(torch.stack([lat, tok]), val, (d_sae, batch * seq), check_invariants=False)
+        out["ax"] += torch.sparse.mm(sparse, xs).double()
+        firings.append((lat, val))
+    top_v, top_t, _ = top.payload
+    out |= {
+        "n_tokens": n_tokens,
+        "top_acts": torch.where(top_t >= 0, top_v, 0.0),
+        "top_seq": torch.where(top_t >= 0, top_t // seq, -1),
+        "top_pos": torch.where(top_t >= 0, top_t % seq, -1),
+        "hist_counts": out["hist_counts"].reshape(d_sae, o.n_hist_bins),
+        "cofire": out["cofire"].reshape(d_sae, d_sae),
+    }
+    n = max(n_tokens, 1)
+    mean_a, mean_x = out["act_sum"] / n, out["x"] / n
+    var_a = (out["act_sq_sum"] / n - mean_a**2).clamp_min(0)
+    var_x = (out["xx"] / n - mean_x**2).clamp_min(0)
+    cov = out["ax"] / n - mean_a[:, None] * mean_x[None, :]
+    denom = (var_a[:, None] * var_x[None, :]).sqrt()
+    out["neuron_corr"] = torch.where(denom > 0, cov / denom.clamp_min(1e-300), torch.zeros_like(cov)).float()
+    out["firings"] = [torch.cat(column) for column in zip(*firings)]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("architecture", "one_per", "exclude_bos"),
+    [("topk", "row", True), ("topk", "token", False), ("standard", "row", True), ("standard", "token", False)],
+)
+def test_the_engine_gives_todays_exact_statistics(architecture, one_per, exclude_bos):
+    """On the bundled model's held-out rows, for a TopK and an L1 SAE, every exact statistic equals that of the
+    engine before it was made faster (``_frozen_engine``): counts, density, sums and maxima, the histogram, the
+    top-k examples and their activations, co-firing, the interval and group counts; the neuron correlations to
+    float tolerance (sums in another order)."""
+    from utils.sae.latent_stats import compute_latent_stats
+
+    model, _, _, tokens = bundled()
+    sae = sae_of(architecture)
+    tokens = tokens[:24]
+    o = LatentStatsOptions(top_k=8, one_per=one_per, exclude_bos=exclude_bos, n_intervals=5, n_quantile_groups=4)
+    got = compute_latent_stats(model, sae, tokens, o, batch_size=10, progress=False)
+    want = _frozen_engine(model, sae, tokens, 10, o)
+    fired = got.fire_count > 0
+    assert 0 < int(fired.sum()) < sae.cfg.d_sae and int(got.fire_count.max()) > o.top_k, "the fixture: a real mix"
+    assert got.n_tokens == want["n_tokens"]
+    for name in ("fire_count", "act_max", "hist_counts", "top_acts", "top_seq", "top_pos", "cofire"):
+        assert torch.equal(getattr(got, name), want[name]), name
+    torch.testing.assert_close(got.density, want["fire_count"].double() / want["n_tokens"])
+    torch.testing.assert_close(got.act_sum, want["act_sum"], rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(got.neuron_corr, want["neuron_corr"], rtol=1e-4, atol=1e-5)
+    lat, val = want["firings"]
+    for name in ("interval", "group"):
+        edges = getattr(got, f"{name}_edges")
+        n_cells = edges.shape[1] - 1
+        cell = (torch.searchsorted(edges[lat], val[:, None]).squeeze(1) - 1).clamp(0, n_cells - 1)
+        counts = torch.bincount(lat * n_cells + cell, minlength=sae.cfg.d_sae * n_cells).reshape(-1, n_cells)
+        assert torch.equal(getattr(got, f"{name}_counts"), counts), name
+    torch.testing.assert_close(got.interval_edges, want["act_max"][:, None] * torch.linspace(0, 1, 6)[None, :])
+
+
+_SAMPLES = ("interval_acts", "interval_seq", "interval_pos", "group_acts", "group_seq", "group_pos")
+_EXACT = ("fire_count", "act_max", "hist_counts", "top_acts", "top_seq", "top_pos", "interval_counts", "group_counts")
+
+
+def test_samples_depend_on_the_seed_and_the_data_only():
+    """The same activations fed in batches of another size, with the latents in another order, give the same samples
+    (latent f's samples are those of its twin in the permuted run); another seed gives other samples."""
+    acts, x = synthetic(5)
+    opts = dict(top_k=4, n_intervals=3, n_quantile_groups=2, n_samples=3, one_per="row", seed=11)
+    perm = torch.randperm(D_SAE, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(perm, torch.arange(D_SAE))
+
+    def run_with(a, batch, **extra):
+        acc = LatentStatsAccumulator(D_SAE, D_IN, SEQ, **(opts | extra))
+        for start in range(0, ROWS, batch):
+            acc.add(a[start : start + batch], x[start : start + batch], start)
+        return acc.finish()
+
+    base = run_with(acts, BATCH)
+    permuted = run_with(acts[..., perm], 13)  # latent j of this run is latent perm[j] of the base run
+    assert int((base.interval_seq >= 0).sum()) > D_SAE, "the fixture: samples were drawn"
+    for name in _SAMPLES + _EXACT + ("cofire",):
+        got = getattr(permuted, name)
+        want = getattr(base, name)[perm]
+        if name == "cofire":
+            want = want[:, perm]
+        assert torch.equal(got, want), name
+    other_seed = run_with(acts, BATCH, seed=12)
+    assert not torch.equal(other_seed.interval_seq, base.interval_seq)
+    for name in _EXACT:
+        assert torch.equal(getattr(other_seed, name), getattr(base, name)), name
+
+
+def test_permuting_the_saes_latents_permutes_its_statistics_and_samples():
+    """On the bundled model, an SAE whose latents are permuted (encoder columns, biases, decoder rows) gives every
+    statistic of its twin, the samples included, exactly."""
+    from utils.sae.latent_stats import compute_latent_stats
+    from utils.sae.model import SAE
+
+    model, sae, _, tokens = bundled()
+    tokens = tokens[:12]
+    perm = torch.randperm(sae.cfg.d_sae, generator=torch.Generator().manual_seed(0))
+    twin = SAE(sae.cfg)
+    state = sae.state_dict()
+    twin.load_state_dict(
+        state
+        | {
+            "W_enc": state["W_enc"][:, perm].contiguous(),
+            "b_enc": state["b_enc"][perm].contiguous(),
+            "W_dec": state["W_dec"][perm].contiguous(),
+        }
+    )
+    twin.requires_grad_(False)
+    opts = dict(top_k=5, n_intervals=4, n_quantile_groups=3, n_samples=4, one_per="row", neuron_corr=False)
+    base = compute_latent_stats(model, sae, tokens, batch_size=5, progress=False, **opts)
+    got = compute_latent_stats(model, twin, tokens, batch_size=7, progress=False, **opts)
+    assert int((base.group_seq >= 0).sum()) > 1000, "the fixture: many samples"
+    for name in _SAMPLES + _EXACT:
+        assert torch.equal(getattr(got, name), getattr(base, name)[perm]), name
+    assert torch.equal(got.cofire, base.cofire[perm][:, perm])

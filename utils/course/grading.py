@@ -174,13 +174,44 @@ def time_limit(seconds: float):
 
 
 def _quiet_plots() -> None:
-    """Make ``fig.show()`` a no-op in the worker: there is no browser or notebook to show figures in."""
-    try:
-        import plotly.basedatatypes
+    """Make ``fig.show()`` a no-op in the worker: there is no browser or notebook to show figures in.
 
-        plotly.basedatatypes.BaseFigure.show = lambda self, *a, **k: None
-    except ImportError:
-        pass
+    Done when plotly is first imported (by the notebook's cells), not by importing it here: a part without
+    figures starts its worker without plotly."""
+
+    def silence(module) -> None:
+        module.BaseFigure.show = lambda self, *a, **k: None
+
+    if "plotly.basedatatypes" in sys.modules:
+        silence(sys.modules["plotly.basedatatypes"])
+    else:
+        sys.meta_path.insert(0, _AfterImport("plotly.basedatatypes", silence))
+
+
+class _AfterImport:
+    """A meta-path finder that runs ``then(module)`` right after the module ``name`` is first imported (a
+    post-import hook), then steps aside."""
+
+    def __init__(self, name: str, then) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        if fullname != self.name:
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def run(module) -> None:
+            exec_module(module)
+            self.then(module)
+
+        spec.loader.exec_module = run
+        return spec
 
 
 def run_cells(
@@ -514,10 +545,10 @@ def grade_notebook(
     bubblewrap too where it runs (``utils.course.sandbox``). Whether an exercise's code is the reference
     solution's is decided here, in this process, from the notebook's text (never by running it).
     """
-    from utils.checks import exercises_of
+    from utils.course.exercise_index import exercise_index  # not the checks: the parent imports no torch
     from utils.course.sandbox import sandbox_for
 
-    wanted = [e.id for e in exercises_of(part) if not only or e.id in only]
+    wanted = [e.id for e in exercise_index(part) if not only or e.id in only]
     results: dict[str, Result] = {}
     if not Path(notebook).exists():
         return {i: Result(i, FAILED, f"notebook {notebook} not found") for i in wanted}
@@ -555,10 +586,10 @@ def grade_notebook(
 
 def _mark_copies(results: dict[str, Result], notebook: Path, part: str) -> dict[str, Result]:
     """A passed exercise whose code is the reference solution's, to the syntax tree, is "used the reference"."""
-    from utils.checks import exercises_of
+    from utils.course.exercise_index import exercise_index  # not the checks: the parent imports no torch
 
     learner, solution = _definitions(notebook_cells(notebook)), _solution_definitions(part)
-    for exercise in exercises_of(part):
+    for exercise in exercise_index(part):
         result = results.get(exercise.id)
         if result is None or result.status != PASSED:
             continue
@@ -648,10 +679,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         _worker(args.notebook, args.part, args.out, split(args.only), split(args.skip))
         return 0
-    from utils.checks import exercises_of
+    from utils.course.exercise_index import exercise_index
 
     part = args.part or part_of(Path(args.notebook))
-    titles = {e.id: e.title for e in exercises_of(part)}
+    titles = {e.id: e.title for e in exercise_index(part)}
     results = grade_notebook(Path(args.notebook), part, only=split(args.only) or None, sandbox=args.sandbox)
     for result in results.values():
         print(describe(result, titles.get(result.exercise, "")))

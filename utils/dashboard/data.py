@@ -10,11 +10,13 @@ few prompts (every latent at every token, ranked in the page by activation, quan
 The same code serves every SAE architecture, because every step reads the SAE through the course's shared
 pieces: the statistics are the engine's (``utils.sae.latent_stats.compute_latent_stats``, one pass over the
 tokens, or its saved results); the rows that hold the contexts are run once more through
-``utils.sae.latent_effects.final_residual``, encoded with ``SAE.encode_sparse``, and their ablation effects
-come from ``latent_effects.ablation_effects``, the closed form the prompt view (``utils.sae.prompt_view``)
-uses too. The text of every token comes from ``utils.lm.token_text``, readable and never empty: running text
-(contexts, prompts) as ``readable_pieces`` (a token that holds the rest of a character shows "·"), a token alone
-(logits, the tokens of an effect, the search) as ``token_label`` (half a character shows as its bytes, "⟨d8⟩").
+``utils.sae.latent_effects.final_residual``, encoded as the engine encodes (``latent_stats.encode_sparse``:
+``SAE.encode_sparse``'s code, each token's active latents only), and their ablation effects come from
+``latent_effects.ablation_effects``, the closed form the prompt view (``utils.sae.prompt_view``) uses too, each
+position's clean log-probabilities once. The text of every token comes from ``utils.lm.token_text``, readable
+and never empty: running text (contexts, prompts) as ``readable_pieces`` (a token that holds the rest of a
+character shows "·"), a token alone (logits, the tokens of an effect, the search) as ``token_label`` (half a
+character shows as its bytes, "⟨d8⟩").
 
 The result is a :class:`~utils.dashboard.payload.DashboardData`: :func:`export_html` writes it as one
 self-contained HTML file (JavaScript and CSS inlined once, no network request, ``#latent=123`` opens a
@@ -49,7 +51,7 @@ from utils.dashboard.payload import (
 )
 from utils.lm.token_text import CONTINUATION, readable_from_bytes, readable_pieces, token_bytes, token_labels
 from utils.sae import latent_effects
-from utils.sae.latent_stats import LatentStats, LatentStatsOptions, compute_latent_stats
+from utils.sae.latent_stats import LatentStats, LatentStatsOptions, compute_latent_stats, encode_sparse
 from utils.sae.prompt_view import prompt_view as engine_prompt_view
 
 __all__ = [
@@ -85,12 +87,19 @@ STATS_OPTIONS = LatentStatsOptions(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def latent_stats(model, sae, tokens: Int[Tensor, "rows seq"], batch_rows: int = 64, **options) -> LatentStats:
+def latent_stats(
+    model,
+    sae,
+    tokens: Int[Tensor, "rows seq"],
+    batch_rows: int = 64,
+    seconds: dict[str, list[float]] | None = None,
+    **options,
+) -> LatentStats:
     """``compute_latent_stats`` with the dashboard's options (:data:`STATS_OPTIONS`; keyword arguments replace
     single ones), BOS left out as in SAE training: the SAE's code there means nothing, and BOS would fill some
-    latents' top contexts."""
+    latents' top contexts. A dict passed as ``seconds`` receives each phase's wall-clock and CPU seconds."""
     return compute_latent_stats(
-        model, sae, tokens, replace(STATS_OPTIONS, **options), batch_size=batch_rows, progress=False
+        model, sae, tokens, replace(STATS_OPTIONS, **options), batch_size=batch_rows, progress=False, seconds=seconds
     )
 
 
@@ -153,24 +162,31 @@ def _pair_effects(
     latent_out: Tensor,
 ) -> dict[tuple[int, int, int], Effect]:
     """The ablation effect of each ``(row, position, latent, activation)`` on the next token (the one closed
-    form, ``latent_effects.ablation_effects``), by ``(row, position, latent)``."""
+    form, ``latent_effects.ablation_effects``), by ``(row, position, latent)``.
+
+    Many pairs share a position (the windows of several latents overlap): the pairs go in order of position,
+    each position's residual once, so that ``ablation_effects`` computes each position's clean log-probabilities
+    once (once per chunk of pairs it holds, at most)."""
     if not pairs:
         return {}
     row, pos, lat, act = (torch.tensor(column) for column in zip(*pairs))
-    device = resid.device
+    seq, device = row_tokens.shape[1], resid.device
+    flat = row * seq + pos
+    order = flat.argsort(stable=True)
+    where, position = torch.unique(flat[order], return_inverse=True)  # each position once; pair -> its position
     eff = latent_effects.ablation_effects(
         model,
-        resid[row, pos],
-        row_tokens[row, pos + 1].to(device),
-        torch.arange(len(pairs), device=device),
-        lat.to(device),
-        act.float().to(device),
+        resid.reshape(-1, resid.shape[-1])[where.to(device)],
+        row_tokens.reshape(-1)[where + 1].to(device),  # the next token: pos < seq - 1, so still in the row
+        position.to(device),
+        lat[order].to(device),
+        act[order].float().to(device),
         latent_out,
     )
     loss, tokens, changes = eff.loss.tolist(), eff.top_tokens.tolist(), eff.top_changes.tolist()
     return {
-        (r, p, f): Effect(round(loss[i], 3), [(t, round(c, 2)) for t, c in zip(tokens[i], changes[i])])
-        for i, (r, p, f, _) in enumerate(pairs)
+        pairs[i][:3]: Effect(round(loss[j], 3), [(t, round(c, 2)) for t, c in zip(tokens[j], changes[j])])
+        for j, i in enumerate(order.tolist())
     }
 
 
@@ -192,7 +208,9 @@ def _row_contexts(
     centred over the vocabulary, is added to ``effects[latent]`` (a running sum and a count)."""
     seq = row_tokens.shape[1]
     resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
-    values, indices = (t.cpu() for t in sae.encode_sparse(x.to(sae.W_enc.dtype)))  # [rows seq k]
+    values, indices = (  # the engine's encoder: sae.encode_sparse's code, a chunk of tokens at a time
+        t.cpu().reshape(*x.shape[:2], -1) for t in encode_sparse(sae, x.reshape(-1, x.shape[-1]))
+    )  # [rows seq k]
     windows, pairs = [], []  # (latent, row, position, window, its activations); (row, position, latent, act)
     for row, wanted in enumerate(centres):
         for f, pos in wanted:

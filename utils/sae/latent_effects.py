@@ -277,17 +277,39 @@ def ablation_effects(
     contribution ``a · W_dec[f] @ W_out``, see :func:`sae_out_directions`) from ``resid[position]``, redo the
     final LayerNorm and unembedding (:func:`final_log_probs`), and measure the change in the loss on
     ``next_tokens[position]``, in chunks of ``chunk`` pairs. Exact when ``resid`` is the final residual
-    stream and the SAE reads the last block's MLP. ``n_top=0`` skips the top tokens (the loss alone)."""
+    stream and the SAE reads the last block's MLP. ``n_top=0`` skips the top tokens (the loss alone).
+
+    Computed without a log-probability table: the change in log-probability is the change in logits minus one
+    number per pair (the change in the log-sum-exp), so the loss needs the logits at the next token and two
+    ``logsumexp``, and the largest absolute changes lie among the ``n_top`` largest and ``n_top`` smallest changes
+    in logits (the same tokens and values as from the table, to float rounding)."""
     loss, tops, changes = [], [], []
     for start in range(0, len(positions), chunk):
         pos, lat, a = positions[start : start + chunk], latents[start : start + chunk], acts[start : start + chunk]
         where, pair_row = torch.unique(pos, return_inverse=True)  # each position's clean pass once
-        logp_clean = final_log_probs(model, resid[where])[pair_row]
-        delta = final_log_probs(model, resid[pos] - a[:, None] * latent_out[lat]) - logp_clean
-        loss.append(-delta.gather(1, next_tokens[pos][:, None])[:, 0])
-        top = delta.abs().topk(n_top, dim=-1).indices
-        tops.append(top)
-        changes.append(delta.gather(1, top))
+        logits_clean = final_logits(model, resid[where])
+        delta = final_logits(model, resid[pos] - a[:, None] * latent_out[lat])  # ablated logits, for now
+        shift = (delta.logsumexp(-1) - logits_clean.logsumexp(-1)[pair_row])[:, None]  # the change in log-sum-exp
+        delta -= logits_clean[pair_row]  # the change in logits
+        loss.append(shift[:, 0] - delta.gather(1, next_tokens[pos][:, None])[:, 0])
+        if n_top == 0:
+            tops.append(torch.zeros(len(pos), 0, dtype=torch.long, device=delta.device))
+            changes.append(torch.zeros(len(pos), 0, device=delta.device))
+            continue
+        if 2 * n_top < delta.shape[-1]:  # the extremes of the change in logits: where |change| is largest
+            candidates = torch.cat(
+                [delta.topk(n_top, dim=-1).indices, delta.topk(n_top, dim=-1, largest=False).indices], dim=-1
+            )
+        else:
+            candidates = torch.arange(delta.shape[-1], device=delta.device).expand(len(pos), -1)
+        change = delta.gather(1, candidates) - shift
+        size = change.abs()
+        if candidates.shape[-1] == 2 * n_top:  # a token among both extremes (all changes equal) counts once
+            twice = (candidates[:, n_top:, None] == candidates[:, None, :n_top]).any(-1)
+            size[:, n_top:].masked_fill_(twice, -1.0)
+        best = size.topk(n_top, dim=-1).indices
+        tops.append(candidates.gather(1, best))
+        changes.append(change.gather(1, best))
     if not loss:
         empty = torch.zeros(0, n_top, device=resid.device)
         return AblationEffects(torch.zeros(0, device=resid.device), empty.long(), empty)

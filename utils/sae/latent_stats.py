@@ -1,8 +1,8 @@
 """What makes each latent fire: statistics for all latents of an SAE from one pass over a token set.
 
-One forward pass of the model (to the SAE's hook only, ``utils.lm.activations.hook_activations``) and one
-``sae.encode_sparse`` per batch (each token's active latents, for any architecture) gather, for every latent
-at once:
+One forward pass of the model (to the SAE's hook only, ``utils.lm.activations.hook_activations``) and one sparse
+encode per batch (each token's active latents: ``sae.encode_sparse``'s code, see ``encode_sparse`` below) gather,
+for every latent at once:
 
 - firing counts, density, the sum and maximum of its activations;
 - a histogram of its (positive) activations on a log scale, which doubles as a quantile sketch;
@@ -16,8 +16,20 @@ feature visualisation; zeros are excluded and each interval's share of the firin
 equal-count quantile groups. The pass writes the sparse firings (latent, activation, token index) to a
 temporary file; a second sweep over that file, not over the model, fills one reservoir per interval and
 group. A reservoir keeps the ``n_samples`` firings with the smallest random keys, a uniform sample without
-replacement (the "bottom-k" form of reservoir sampling). Memory stays bounded independently of the number of
+replacement (the "bottom-k" form of reservoir sampling). A firing's key is a hash of the seed and its token's
+index (``token_keys``), so the samples depend on the seed and the data alone: not on the batch size, the order
+in which the encoder lists a token's latents, or the order of the latents (latent f of an SAE whose latents
+were permuted gets the samples of its twin). Every latent's reservoirs use the same key for the same token, so
+latents that fire on the same tokens tend to sample the same ones (coordinated, or "permanent random number",
+sampling), and each latent's sample is still uniform. Memory stays bounded independently of the number of
 tokens; only the stored examples grow with ``top_k`` and ``n_samples``.
+
+Where the time goes, and what keeps it low (``tests/benchmarks/bench_latent_stats.py`` prints each phase): the
+encoder's product ``[tokens, d_in] @ [d_in, d_sae]`` is nearly all the arithmetic, so the rest is made cheap
+next to it. The product runs a thousand tokens at a time into one reused buffer, the bias is added in place and
+the ReLU is applied to the ``k`` kept values only; BOS is sliced off before the encoder instead of zeroed after
+it; co-firing counts each pair of latents once (the table is symmetric); the top-k and the reservoirs merge
+with one sort per update.
 
 ``LatentStatsOptions`` says what to gather; ``LatentStatsAccumulator`` is the engine without a model (feed it
 activations); ``compute_latent_stats`` runs it over a model and an SAE. Results save to and load from a
@@ -28,16 +40,28 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["LatentStats", "LatentStatsAccumulator", "LatentStatsOptions", "compute_latent_stats"]
+__all__ = [
+    "LatentStats",
+    "LatentStatsAccumulator",
+    "LatentStatsOptions",
+    "SmallestKeys",
+    "compute_latent_stats",
+    "encode_sparse",
+    "token_keys",
+]
 
 STATS_FILENAME = "latent_stats.safetensors"
 META_FILENAME = "latent_stats.json"
@@ -226,39 +250,67 @@ class SmallestKeys:
     """For each of ``n_cells`` cells, the ``n`` entries with the smallest keys seen so far, and their payloads.
 
     Top-k by activation is this with key = -activation and cell = latent; a bottom-k reservoir (a uniform
-    sample without replacement) is this with uniform random keys. Stored dense: ``key [n_cells, n]`` sorted
-    ascending (``inf`` where empty) and one ``[n_cells, n]`` tensor per payload (-1 / 0 where empty).
+    sample without replacement) is this with random keys. Keys are float32 (``key_dtype``'s default) or int64
+    whole numbers ``0 <= key < 2 ** SmallestKeys.key_bits(n_cells)``; of two equal keys, the entry offered first
+    wins. Stored dense: ``key [n_cells, n]`` sorted ascending (``inf``, or int64's largest value, where empty)
+    and one ``[n_cells, n]`` tensor per payload (-1 where empty).
+
+    An update sorts the offered entries and the kept entries of the cells they touch together, by cell and then
+    key, in one sort of a 64-bit number that holds both (``cell << key_bits | key``).
     """
 
-    def __init__(self, n_cells: int, n: int, payload_dtypes: tuple[torch.dtype, ...]) -> None:
-        self.n = n
-        self.key = torch.full((n_cells, n), float("inf"))
+    def __init__(
+        self, n_cells: int, n: int, payload_dtypes: tuple[torch.dtype, ...], key_dtype: torch.dtype = torch.float32
+    ) -> None:
+        if key_dtype not in (torch.float32, torch.int64):
+            raise ValueError(f"keys are float32 or int64, got {key_dtype}")
+        self.n, self.n_cells = n, n_cells
+        self.shift = self.key_bits(n_cells)
+        self.empty = float("inf") if key_dtype == torch.float32 else torch.iinfo(torch.int64).max
+        self.key = torch.full((n_cells, n), self.empty, dtype=key_dtype)
         self.payload = [torch.full((n_cells, n), -1, dtype=dtype) for dtype in payload_dtypes]
+
+    @staticmethod
+    def key_bits(n_cells: int) -> int:
+        """How many bits an int64 key may have beside the cell's number in one int64 (at least 32)."""
+        return 63 - max(1, (n_cells - 1).bit_length())
+
+    @staticmethod
+    def _ordered(key: Tensor) -> Tensor:
+        """int64 numbers in the order of ``key``: a float32's bits, made to sort as the floats do; ints as they are."""
+        if key.dtype != torch.float32:
+            return key
+        bits = key.view(torch.int32).long()
+        return (bits ^ ((bits >> 31) & 0x7FFFFFFF)) + 2**31  # negative floats: magnitude bits flipped
 
     def add(self, cell: Tensor, key: Tensor, *payload: Tensor, group: Tensor | None = None) -> None:
         """Offer entries; with ``group``, a cell keeps at most one entry per group (the smallest key).
 
         ``group`` must then be the last payload, so that entries already kept carry theirs.
         """
-        keep = key < self.key[cell, -1]  # cannot beat a full cell's largest kept key: drop early
-        if not keep.any():
+        if not len(key):
             return
-        cell, key, payload = cell[keep], key[keep], [p[keep] for p in payload]
-        touched = torch.unique(cell)
+        keep = key < self.key[cell, -1]  # cannot beat a full cell's largest kept key: drop early
+        if not bool(keep.all()):
+            if not keep.any():
+                return
+            cell, key, payload = cell[keep], key[keep], [p[keep] for p in payload]
+        touched = torch.zeros(self.n_cells, dtype=torch.bool)
+        touched[cell] = True
+        touched = touched.nonzero().squeeze(1)
         old_key = self.key[touched].reshape(-1)
-        filled = old_key < float("inf")
-        cell = torch.cat([touched.repeat_interleave(self.n)[filled], cell])
+        filled = old_key != self.empty
+        cell = torch.cat([touched.repeat_interleave(self.n)[filled], cell])  # kept entries first: they win ties
         key = torch.cat([old_key[filled], key])
         payload = [torch.cat([old[touched].reshape(-1)[filled], new]) for old, new in zip(self.payload, payload)]
-        order = torch.argsort(key, stable=True)
-        order = order[torch.argsort(cell[order], stable=True)]  # by cell, then key
+        order = ((cell << self.shift) | self._ordered(key)).sort(stable=True).indices  # by cell, then key
         cell, key, payload = cell[order], key[order], [p[order] for p in payload]
         if group is not None:
             first = _first_of_each(cell * (int(payload[-1].max()) + 1) + payload[-1])
             cell, key, payload = cell[first], key[first], [p[first] for p in payload]
         rank = torch.arange(len(cell)) - torch.searchsorted(cell, cell)
         sel = rank < self.n
-        self.key[touched] = float("inf")
+        self.key[touched] = self.empty
         self.key[cell[sel], rank[sel]] = key[sel]
         for store, new in zip(self.payload, payload):
             store[touched] = -1
@@ -273,6 +325,25 @@ def _first_of_each(ids: Tensor) -> Tensor:
     mask = torch.zeros_like(first)
     mask[order[first]] = True
     return mask
+
+
+_GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment: 2**64 / the golden ratio
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (Steele, Lea and Flood, 2014): a bijection of 64-bit words that scrambles every bit."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def token_keys(token: Int[Tensor, " n"], seed: int, bits: int = 32) -> Int[Tensor, " n"]:
+    """A random-looking whole number in ``[0, 2**bits)`` for each token index: the token-th output of a splitmix64
+    stream started from ``seed``. The same (seed, token) always gives the same key; over tokens, the keys behave as
+    independent uniform draws (splitmix64 passes the BigCrush battery of tests)."""
+    start = int(_mix64(np.array([seed % 2**64], dtype=np.uint64))[0])
+    z = token.numpy().astype(np.uint64) * np.uint64(_GOLDEN) + np.uint64(start)  # wraps around 2**64, as meant
+    return torch.from_numpy((_mix64(z) >> np.uint64(64 - bits)).astype(np.int64))
 
 
 @dataclass
@@ -294,7 +365,7 @@ class _Spool:
             ("token", token, np.int64),
         ):
             with open(self.path(name), "ab") as f:
-                array.numpy().astype(dtype).tofile(f)
+                array.numpy().astype(dtype, copy=False).tofile(f)
         self.n += len(latent)
 
     def chunks(self, size: int):
@@ -314,7 +385,8 @@ class _Spool:
 class LatentStatsAccumulator:
     """The engine without a model: ``add_sparse`` (or ``add``) batches of latent activations, then ``finish``
     (see the module docstring). ``options`` default to ``LatentStatsOptions()``; keyword arguments
-    (``top_k=5``...) replace single options."""
+    (``top_k=5``...) replace single options. ``seconds`` holds the wall-clock and CPU seconds of each phase so
+    far (``{"top-k": [wall, cpu], ...}``), for the benchmarks."""
 
     def __init__(
         self,
@@ -338,12 +410,27 @@ class LatentStatsAccumulator:
         self.hist_edges = torch.logspace(np.log10(o.hist_range[0]), np.log10(o.hist_range[1]), o.n_hist_bins + 1)
         self.hist_counts = torch.zeros(d_sae * o.n_hist_bins, dtype=torch.long)
         self.top = SmallestKeys(d_sae, o.top_k, (torch.float32, torch.long, torch.long))  # key -act; act, token, group
+        # co-firing: pair (a, b), a < b, at a * d_sae + b; the latents renamed by how often they fire in the first
+        # batch (the frequent ones first), so that the pairs counted most sit in one corner of the table, in cache
         self.cofire = torch.zeros(d_sae * d_sae, dtype=torch.int32) if o.cofire else None
+        self.cofire_name: Tensor | None = None
         self.neuron = None
         if o.neuron_corr:
             z = lambda *shape: torch.zeros(*shape, dtype=torch.float64)  # noqa: E731
             self.neuron = {"x": z(d_in), "xx": z(d_in), "ax": z(d_sae, d_in)}
         self.spool = _Spool()
+        self.seconds: dict[str, list[float]] = {}
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the wall-clock and CPU seconds of the block to ``seconds[phase]``."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            spent = self.seconds.setdefault(phase, [0.0, 0.0])
+            spent[0] += time.perf_counter() - wall
+            spent[1] += time.process_time() - cpu
 
     def add(
         self,
@@ -374,53 +461,66 @@ class LatentStatsAccumulator:
     ) -> None:
         """Fold in a batch of rows ``first_row, first_row + 1, ...`` (rows must come in order, each once), as
         sparse codes: each token's ``values`` at latents ``indices`` (``SAE.encode_sparse``'s output, for any
-        architecture); slots of value 0 (padding) count for nothing."""
+        architecture); slots of value 0 (padding) count for nothing. With ``exclude_bos``, position 0 of each
+        row is sliced off first: it is not counted as a token at all."""
         batch, seq, _ = values.shape
         if seq != self.seq_len:
             raise ValueError(f"expected activations [batch, {self.seq_len}, ...], got {tuple(values.shape)}")
-        d_sae = self.d_sae
-        values = values.detach().float().cpu()
-        if self.options.exclude_bos:  # position 0 holds BOS in every row: it is not counted as a token at all
-            values = values.clone()
-            values[:, 0] = 0.0
-        idx, order = indices.cpu().reshape(batch * seq, -1).sort(dim=-1)  # by latent: the slots' order changes nothing
-        values = values.reshape(batch * seq, -1).gather(1, order)
-        n_tok = len(values)
-        valid = values > 0
-        all_valid = bool(valid.all())
-        tok = torch.arange(n_tok)[:, None].expand_as(idx)
-        tok, lat, val = (
-            (tok.reshape(-1), idx.reshape(-1), values.reshape(-1))
-            if all_valid
-            else (tok[valid], idx[valid], values[valid])
-        )
-        token = tok + first_row * seq
-        self.n_tokens += n_tok - (batch if self.options.exclude_bos else 0)
-        self.fire_count += torch.bincount(lat, minlength=d_sae)
-        self.act_sum.index_add_(0, lat, val.double())
-        self.act_sq_sum.index_add_(0, lat, val.double() ** 2)
-        self.act_max = torch.maximum(self.act_max, torch.zeros(d_sae).scatter_reduce_(0, lat, val, "amax"))
-        self._add_histogram(lat, val)
-        self._add_top_k(lat, val, token, tok, doc_ids)
-        if self.cofire is not None:
-            pairs = idx[:, :, None] * d_sae + idx[:, None, :]
-            pairs = pairs.reshape(-1) if all_valid else pairs[valid[:, :, None] & valid[:, None, :]]
-            self.cofire.index_add_(0, pairs, torch.ones(len(pairs), dtype=torch.int32))
-        if self.neuron is not None:
-            if inputs is None:
-                raise ValueError("neuron_corr=True needs the SAE's inputs (the model's neurons) in add()")
-            x = inputs.detach().float().cpu().reshape(-1, self.d_in)
-            counted = x.reshape(batch, seq, self.d_in)[:, 1:].reshape(-1, self.d_in) if self.options.exclude_bos else x
-            self.neuron["x"] += counted.sum(0).double()
-            self.neuron["xx"] += (counted.double() ** 2).sum(0)
-            sparse = torch.sparse_coo_tensor(torch.stack([lat, tok]), val, (d_sae, n_tok), check_invariants=False)
-            self.neuron["ax"] += torch.sparse.mm(sparse, x).double()
-        self.spool.append(lat, val, token)
+        first = 1 if self.options.exclude_bos else 0
+        flat = lambda t: None if t is None else t[:, first:].reshape(batch * (seq - first), *t.shape[2:])  # noqa: E731
+        self.add_tokens(flat(values), flat(indices), flat(inputs), self.token_index(first_row, batch), flat(doc_ids))
 
-    def _add_histogram(self, lat: Tensor, val: Tensor) -> None:
-        n_bins = self.options.n_hist_bins
-        bin_ = (torch.searchsorted(self.hist_edges, val, right=True) - 1).clamp(0, n_bins - 1)
-        self.hist_counts += torch.bincount(lat * n_bins + bin_, minlength=self.d_sae * n_bins)
+    def token_index(self, first_row: int, rows: int) -> Int[Tensor, " tokens"]:
+        """The flat index (row * seq_len + position) of each counted token of ``rows`` rows from ``first_row``
+        (position 0 left out with ``exclude_bos``)."""
+        first = 1 if self.options.exclude_bos else 0
+        row = torch.arange(first_row, first_row + rows)[:, None] * self.seq_len
+        return (row + torch.arange(first, self.seq_len)[None, :]).reshape(-1)
+
+    def add_tokens(
+        self,
+        values: Float[Tensor, "n k"],
+        indices: Int[Tensor, "n k"],
+        inputs: Float[Tensor, "n d_in"] | None,
+        token: Int[Tensor, " n"],
+        doc_ids: Int[Tensor, " n"] | None = None,
+    ) -> None:
+        """Fold in the sparse codes of ``n`` counted tokens whose flat indices are ``token`` (increasing, and after
+        every token added before): what ``add_sparse`` does once BOS is sliced off."""
+        if self.neuron is not None and inputs is None:
+            raise ValueError("neuron_corr=True needs the SAE's inputs (the model's neurons) in add()")
+        with self.timed("counts"):
+            values, indices = values.detach().float().cpu(), indices.cpu()
+            n_tok, k = values.shape
+            valid = values > 0
+            all_valid = bool(valid.all())
+            if all_valid:  # every slot fires (a TopK SAE): the firings are the code itself, token by token
+                lat, val = indices.reshape(-1).long(), values.reshape(-1)
+                local = torch.arange(n_tok).repeat_interleave(k)
+            else:
+                local, slot = valid.nonzero(as_tuple=True)
+                lat, val = indices[local, slot].long(), values[local, slot]
+            tok = token[local]
+            self.n_tokens += n_tok
+            fired = torch.bincount(lat, minlength=self.d_sae)
+            self.fire_count += fired
+            v64 = val.double()
+            self.act_sum.index_add_(0, lat, v64)
+            self.act_sq_sum.index_add_(0, lat, v64 * v64)
+            self.act_max.scatter_reduce_(0, lat, val, "amax")
+            n_bins = self.options.n_hist_bins
+            bin_ = (torch.searchsorted(self.hist_edges, val, right=True) - 1).clamp(0, n_bins - 1)
+            self.hist_counts.index_add_(0, lat * n_bins + bin_, torch.ones_like(bin_))
+        with self.timed("top-k"):
+            self._add_top_k(lat, val, tok, local, doc_ids)
+        if self.cofire is not None:
+            with self.timed("co-firing"):
+                self._add_cofire(indices, None if all_valid else valid, fired)
+        if self.neuron is not None:
+            with self.timed("neuron correlation"):
+                self._add_neurons(inputs, lat, val, local, fired)
+        with self.timed("spool"):
+            self.spool.append(lat, val, tok)
 
     def _add_top_k(self, lat: Tensor, val: Tensor, token: Tensor, local: Tensor, doc_ids: Tensor | None) -> None:
         """Merge this batch's firings into the running top-k (a group is a token, a row or a document)."""
@@ -434,6 +534,40 @@ class LatentStatsAccumulator:
         else:
             group = token
         self.top.add(lat, -val, val, token, group, group=None if one_per == "token" else group)
+
+    def _add_cofire(self, indices: Int[Tensor, "n k"], valid: Tensor | None, fired: Tensor) -> None:
+        """Count each pair of latents that fire on the same token once: sort each token's latents (by their names
+        in the table), then pair each slot with the slots ``shift`` to its right, for every shift."""
+        d_sae, k = self.d_sae, indices.shape[1]
+        if self.cofire_name is None:
+            self.cofire_name = torch.empty(d_sae, dtype=torch.long)
+            self.cofire_name[fired.argsort(descending=True, stable=True)] = torch.arange(d_sae)
+        wide = d_sae * (d_sae + 1) >= 2**31  # pair numbers beyond int32
+        names = self.cofire_name.to(torch.int64 if wide else torch.int32)[indices]
+        if valid is not None:
+            names.masked_fill_(~valid, d_sae)  # padding sorts last and pairs with nothing
+        names = names.sort(dim=-1).values
+        pairs = []
+        for shift in range(1, k):
+            a, b = names[:, : k - shift], names[:, shift:]
+            pair = a * d_sae + b
+            pairs.append(pair.reshape(-1) if valid is None else pair[b < d_sae])
+        pairs = torch.cat(pairs) if pairs else names.new_zeros(0)
+        self.cofire.index_add_(0, pairs, torch.ones(1, dtype=torch.int32).expand(len(pairs)))
+
+    def _add_neurons(self, x: Tensor, lat: Tensor, val: Tensor, local: Tensor, fired: Tensor) -> None:
+        """The sums the correlations need: of each input, of its square, and of each latent's activation times it
+        (one ``embedding_bag`` sum per latent over the tokens where it fires)."""
+        x = x.detach().float().cpu().reshape(-1, self.d_in)
+        self.neuron["x"] += x.sum(0).double()
+        self.neuron["xx"] += (x.double() ** 2).sum(0)
+        order = lat.argsort(stable=True)  # by latent, tokens in order
+        offsets = torch.zeros(self.d_sae + 1, dtype=torch.long)
+        torch.cumsum(fired, 0, out=offsets[1:])
+        ax = F.embedding_bag(
+            local[order], x, offsets, mode="sum", per_sample_weights=val[order], include_last_offset=True
+        )
+        self.neuron["ax"] += ax.double()
 
     # ----------------------------------------------------------------------------------------------
 
@@ -466,13 +600,26 @@ class LatentStatsAccumulator:
         group_edges = stats.quantile_values(probs)
         group_edges[:, 0], group_edges[:, -1] = 0.0, self.act_max
         stats.group_edges = torch.cummax(group_edges, dim=1).values
-        self._draw_samples(stats)
+        with self.timed("samples (second sweep)"):
+            self._draw_samples(stats)
         if self.cofire is not None:
-            stats.cofire = self.cofire.reshape(d_sae, d_sae)
+            stats.cofire = self._cofire_table()
         if self.neuron is not None:
             stats.neuron_corr = self._neuron_corr()
         self.spool.close()
         return stats
+
+    def _cofire_table(self) -> Int[Tensor, "d_sae d_sae"]:
+        """The full symmetric table, by latent: the pairs counted once, mirrored, and each latent's own count on
+        the diagonal (a latent co-fires with itself wherever it fires)."""
+        d_sae = self.d_sae
+        if self.cofire_name is None:  # nothing was added
+            return self.cofire.reshape(d_sae, d_sae)
+        name = self.cofire_name
+        once = self.cofire.reshape(d_sae, d_sae)[name][:, name]  # row f, column g: the pair (f, g), if f's name < g's
+        table = once + once.T
+        table.diagonal().copy_(self.fire_count)
+        return table
 
     def _empty_samples(self, name: str, n_cells: int) -> dict[str, Tensor]:
         shape = (self.d_sae, n_cells, self.options.n_samples)
@@ -488,20 +635,23 @@ class LatentStatsAccumulator:
         return self.act_max[:, None] * torch.linspace(0, 1, n + 1)[None, :]
 
     def _draw_samples(self, stats: LatentStats) -> None:
-        """Second sweep, over the spool: count each interval/group and keep a bottom-key reservoir of each."""
-        generator = torch.Generator().manual_seed(self.options.seed)
+        """Second sweep, over the spool: count each interval/group and keep a bottom-key reservoir of each, the
+        keys a hash of the seed and the token (``token_keys``)."""
         n_samples = self.options.n_samples
         kinds = {"interval": stats.interval_edges, "group": stats.group_edges}
         reservoirs = {
-            name: SmallestKeys(self.d_sae * (edges.shape[1] - 1), n_samples, (torch.float32, torch.long))
+            name: SmallestKeys(self.d_sae * (edges.shape[1] - 1), n_samples, (torch.float32, torch.long), torch.int64)
             for name, edges in kinds.items()
         }
+        bits = min(SmallestKeys.key_bits(r.n_cells) for r in reservoirs.values())
         for lat, val, token in self.spool.chunks(self.spool_chunk):
-            key = torch.rand(len(lat), generator=generator)
+            key = token_keys(token, self.options.seed, bits)
             for name, edges in kinds.items():
                 n_cells = edges.shape[1] - 1
-                # cell j holds (edges[j], edges[j+1]]: searchsorted(left) - 1
-                j = (torch.searchsorted(edges[lat], val[:, None]).squeeze(1) - 1).clamp(0, n_cells - 1)
+                # cell j holds (edges[j], edges[j+1]]: j counts the inner edges below the value
+                j = torch.zeros_like(lat)
+                for inner in edges[:, 1:-1].T.contiguous():
+                    j += inner[lat] < val
                 cell = lat * n_cells + j
                 getattr(stats, f"{name}_counts").view(-1).add_(torch.bincount(cell, minlength=self.d_sae * n_cells))
                 reservoirs[name].add(cell, key, val, token)
@@ -526,6 +676,48 @@ class LatentStatsAccumulator:
 
 
 # --------------------------------------------------------------------------------------------------
+# The SAE's code, for many tokens
+
+
+@torch.no_grad()
+def encode_sparse(
+    sae, x: Float[Tensor, "n d_in"], chunk: int = 1024
+) -> tuple[Float[Tensor, "n k"], Int[Tensor, "n k"]]:
+    """``sae.encode_sparse(x)`` for many tokens: the same code (the same numbers; with ties at the k-th value,
+    another equally valid choice), ``chunk`` tokens at a time into one reused buffer of pre-activations.
+
+    For the course's two architectures the pre-activations ``x_c @ W_enc`` get the bias added in place; a
+    "topk" SAE then keeps the ``k`` largest (``utils.sae.sparse_topk.grouped_topk``) and applies the ReLU to
+    those ``k`` only (an entry the ReLU zeroes is padding, as in ``encode_sparse``); a "standard" SAE keeps its
+    positive entries, padded to the largest active set. An SAE class with its own ``encode_sparse`` is asked
+    directly."""
+    from utils.sae.model import SAE
+    from utils.sae.sparse_topk import grouped_topk
+
+    architecture = sae.cfg.architecture
+    if type(sae).encode_sparse is not SAE.encode_sparse or architecture not in ("topk", "standard") or not len(x):
+        return sae.encode_sparse(x)
+    W_enc, b_enc, b_dec = sae.W_enc.detach(), sae.b_enc.detach(), sae.b_dec.detach()
+    x = x.detach().to(W_enc.dtype).reshape(-1, W_enc.shape[0])
+    buffer = torch.empty(min(chunk, len(x)), W_enc.shape[1], dtype=W_enc.dtype, device=W_enc.device)
+    codes = []
+    for start in range(0, len(x), chunk):
+        pre = torch.mm(x[start : start + chunk] - b_dec, W_enc, out=buffer[: min(chunk, len(x) - start)])
+        pre += b_enc
+        if architecture == "topk":
+            values, indices = grouped_topk(pre, sae.cfg.k)
+            codes.append((values.relu_(), indices))
+        else:
+            pre.relu_()
+            n_active = int((pre > 0).sum(-1).max())
+            codes.append(pre.topk(min(max(n_active, 1), pre.shape[1]), dim=-1, sorted=False))
+    k = max(values.shape[1] for values, _ in codes)
+    values = torch.cat([F.pad(values, (0, k - values.shape[1])) for values, _ in codes])
+    indices = torch.cat([F.pad(indices, (0, k - indices.shape[1])) for _, indices in codes])
+    return values, indices
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 #: ``compute_latent_stats``'s default options: BOS (position 0 of each row) left out, see there.
@@ -542,16 +734,18 @@ def compute_latent_stats(
     batch_size: int = 32,
     doc_ids: Int[Tensor, "n_seqs seq"] | None = None,
     progress: bool = True,
+    seconds: dict[str, list[float]] | None = None,
     **option_overrides: Any,
 ) -> LatentStats:
-    """Run ``model`` to the SAE's hook over ``tokens`` in batches, encode with ``sae.encode_sparse``, and gather
-    ``LatentStats``: the same code for every architecture.
+    """Run ``model`` to the SAE's hook over ``tokens`` in batches, encode (``encode_sparse``, the SAE's own code)
+    and gather ``LatentStats``: the same code for every architecture.
 
     ``options`` default to :data:`MODEL_OPTIONS`; keyword arguments replace single ones (``top_k=10``,
     ``one_per="document"`` with ``doc_ids``...). ``exclude_bos`` (on by default here) leaves position 0 of
     every row out of every statistic: it holds BOS, whose activation is the same vector in every row and
     which the course's SAEs never saw in training (``ActivationBuffer`` drops it), yet a TopK SAE fires 32
     latents there, so each of those would show one identical "example" per row and a density raised by 1/seq.
+    A dict passed as ``seconds`` receives the wall-clock and CPU seconds of each phase (forward, encode, ...).
     """
     from utils.lm.activations import hook_activations
 
@@ -566,14 +760,22 @@ def compute_latent_stats(
         hook_name=sae.cfg.hook_name,
         **option_overrides,
     )
+    first = 1 if acc.options.exclude_bos else 0  # BOS sliced off before the encoder: it is not counted
     starts = range(0, len(tokens), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="latent stats", unit="batch")
     for start in starts:
-        x = hook_activations(model, tokens[start : start + batch_size], sae.cfg.hook_name)
-        values, indices = sae.encode_sparse(x.to(sae.W_enc.dtype))
-        docs = None if doc_ids is None else doc_ids[start : start + batch_size]
-        acc.add_sparse(values, indices, x, start, docs)
-    return acc.finish()
+        rows = tokens[start : start + batch_size]
+        with acc.timed("forward"):
+            x = hook_activations(model, rows, sae.cfg.hook_name)[:, first:]
+            x = x.reshape(-1, x.shape[-1])
+        with acc.timed("encode"):
+            values, indices = encode_sparse(sae, x)
+        docs = None if doc_ids is None else doc_ids[start : start + batch_size, first:].reshape(-1)
+        acc.add_tokens(values, indices, x, acc.token_index(start, len(rows)), docs)
+    stats = acc.finish()
+    if seconds is not None:
+        seconds.update(acc.seconds)
+    return stats
