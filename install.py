@@ -88,7 +88,16 @@ def download(folder: Path, *, python_version: str | None, platform: str | None, 
     if not (python_version or platform):
         pip("--prefer-binary", "--dest", str(folder), *wanted, verb="download")
         for archive in [*folder.glob("*.tar.gz"), *folder.glob("*.zip")]:
-            pip("--no-deps", "--no-index", "--find-links", str(folder), "--wheel-dir", str(folder), str(archive), verb="wheel")
+            pip(
+                "--no-deps",
+                "--no-index",
+                "--find-links",
+                str(folder),
+                "--wheel-dir",
+                str(folder),
+                str(archive),
+                verb="wheel",
+            )
             archive.unlink()
         return _report(folder)
     target = ["--only-binary=:all:", "--dest", str(folder), "--find-links", str(folder)]
@@ -108,8 +117,10 @@ def download(folder: Path, *, python_version: str | None, platform: str | None, 
                 raise SystemExit(f"pip download failed (exit code {proc.returncode}); see above.")
             break
         if re.match(r"torch\b", missing[1]):
-            raise SystemExit(f"No wheel of {missing[1]} for Python {python_version or 'this'} on {platform or 'this platform'} "
-                             "(recent torch needs manylinux_2_28 on Linux): choose another --torch or --platform.")
+            raise SystemExit(
+                f"No wheel of {missing[1]} for Python {python_version or 'this'} on {platform or 'this platform'} "
+                "(recent torch needs manylinux_2_28 on Linux): choose another --torch or --platform."
+            )
         built.add(missing[1])
         print(f"{missing[1]} has no wheel for this target: building one from its source.", flush=True)
         pip("--no-deps", "--wheel-dir", str(folder), missing[1], verb="wheel")
@@ -164,8 +175,10 @@ def torch_source(*, cuda: bool) -> tuple[list[str], str]:
     if has_nvidia_gpu():
         return [], "pip's default index: an NVIDIA GPU is present, so the CUDA build is the one to have"
     if not reachable(CPU_INDEX):
-        return [], (f"pip's default index: PyTorch's CPU index ({CPU_INDEX}) does not answer; on Linux this may "
-                    "download the CUDA build (several GB) unless your pip is configured otherwise")
+        return [], (
+            f"pip's default index: PyTorch's CPU index ({CPU_INDEX}) does not answer; on Linux this may "
+            "download the CUDA build (several GB) unless your pip is configured otherwise"
+        )
     return ["--index-url", CPU_INDEX], f"PyTorch's CPU index ({CPU_INDEX}): no NVIDIA GPU here, about 200 MB"
 
 
@@ -179,7 +192,9 @@ def installed_torch() -> str | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--test", action="store_true", help="also install the course's own test tools")
-    parser.add_argument("--cuda", action="store_true", help="install torch from pip's default index (CUDA build on Linux)")
+    parser.add_argument(
+        "--cuda", action="store_true", help="install torch from pip's default index (CUDA build on Linux)"
+    )
     parser.add_argument("--no-editable", action="store_true", help="install a copy instead of linking this checkout")
     parser.add_argument("--download", type=Path, metavar="DIR", help="gather every wheel the course needs into DIR")
     parser.add_argument("--python-version", help="with --download: the target's Python, e.g. 3.11 (default: this one)")
@@ -220,8 +235,10 @@ def main() -> int:
         constraints.write_text(f"torch=={torch_version}\n")
         target = f"{ROOT}[{extras}]"
         pip(*offline, "-c", str(constraints), *([] if args.no_editable else ["-e"]), target)
-    print(f"\nThe course is installed (extras: {extras}). Next: `python -m jupyterlab` to work, "
-          "`python -m pytest` to grade your notebooks (README.md).")
+    print(
+        f"\nThe course is installed (extras: {extras}). Next: `python -m jupyterlab` to work, "
+        "`python -m pytest` to grade your notebooks (README.md)."
+    )
     return 0
 
 

@@ -60,9 +60,17 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 import utils.checks.part01_toy_models as checks
-from utils.parts import plot_toy_models as plots
 from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
-from utils.parts.toy_models import ToyModelConfig, ToyTrainConfig, importance_decay, log_spaced_probabilities, per_feature_loss, probability_from_sparsity, train
+from utils.parts import plot_toy_models as plots
+from utils.parts.toy_models import (
+    ToyModelConfig,
+    ToyTrainConfig,
+    importance_decay,
+    log_spaced_probabilities,
+    per_feature_loss,
+    probability_from_sparsity,
+    train,
+)
 
 # These models are tiny: one thread is faster than several, which spend their time waiting on each other.
 torch.set_num_threads(1)
@@ -106,7 +114,7 @@ torch.manual_seed(0)
 # then trains 8 models as fast as one.
 
 # %% [markdown]
-# ## Exercise 1.1: the toy model's forward pass
+# ## Exercise 1.1: The toy model's forward pass
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -163,7 +171,7 @@ class ToyModel(nn.Module):
 checks.check_toy_model(ToyModel)
 
 # %% [markdown]
-# ## Exercise 1.2: sparse feature batches
+# ## Exercise 1.2: Sparse feature batches
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -211,7 +219,7 @@ def generate_batch(batch_size: int, feature_probability: Float[Tensor, "inst fea
 checks.check_generate_batch(generate_batch)
 
 # %% [markdown]
-# ## Exercise 1.3: the importance-weighted loss
+# ## Exercise 1.3: The importance-weighted loss
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -344,7 +352,7 @@ for k, s in enumerate(sparsities_2d):
 # its mean) and the others near zero. That negative bias is the ReLU doing the filtering.
 
 # %% [markdown]
-# ## Exercise 1.4: feature norms and superposition
+# ## Exercise 1.4: Feature norms and superposition
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -465,7 +473,7 @@ assert all((n[:c] > 0.5).sum() >= c - 1 for n, c in zip(norms_20, represented_20
 # (section "Superposition as a Phase Change").
 
 # %% [markdown]
-# ## Exercise 1.5: correlated and anticorrelated features
+# ## Exercise 1.5: Correlated and anticorrelated features
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -590,7 +598,7 @@ for name, model, generate in [("correlated", model_corr, generate_correlated_fea
     W = model.W.detach()
     W_hat = W / W.norm(dim=1, keepdim=True)
     cos_in_pair = (W_hat[:, :, 0] * W_hat[:, :, 1]).sum(-1)  # cosine between the features of pair 0
-    loss = per_feature_loss(model, lambda n: generate(n, 2, p_pairs), batch_size=50_000).sum(-1)
+    loss = per_feature_loss(model, lambda n, generate=generate: generate(n, 2, p_pairs), batch_size=50_000).sum(-1)
     for p, cos, l in zip(probs_pairs, cos_in_pair.split(repeats), loss.split(repeats)):
         print(f"{name:>14}, p = {p:<4}: cos(W_0, W_1) = {[round(c, 2) for c in cos.tolist()]}, "
               f"loss = {[round(v, 4) for v in l.tolist()]}")
@@ -603,7 +611,7 @@ for name, model, generate in [("correlated", model_corr, generate_correlated_fea
 # many features there are.
 
 # %% [markdown]
-# ## Exercise 1.6: neurons, a privileged basis
+# ## Exercise 1.6: Neurons: a privileged basis
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -723,7 +731,7 @@ for s, W_k in zip(sparsities_neurons, model_neurons.W.detach()):
 # fewer neurons than twice the features, the model has to share neurons between features.
 
 # %% [markdown]
-# ## Exercise 1.7: signed sparse inputs
+# ## Exercise 1.7: Signed sparse inputs
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵⚪⚪⚪
 # >
@@ -757,7 +765,7 @@ def generate_signed_batch(batch_size: int, feature_probability: Float[Tensor, "i
 checks.check_generate_signed_batch(generate_signed_batch)
 
 # %% [markdown]
-# ## Exercise 1.8: a model that computes $|x|$
+# ## Exercise 1.8: A model that computes |x|
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -852,7 +860,7 @@ for s, e in zip(sparsities_abs, explained_abs):
 # same as before: interference when features that share neurons are active together.
 
 # %% [markdown]
-# ## Exercise 1.9: feature dimensionality
+# ## Exercise 1.9: Feature dimensionality
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >

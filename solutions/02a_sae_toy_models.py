@@ -62,8 +62,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 import utils.checks.part02a_sae_toy_models as checks
-from utils.parts import plot_saes
 from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
+from utils.parts import plot_saes
 from utils.parts.toy_models import ToyModelConfig, ToyTrainConfig, train
 
 # These models are tiny: one thread is faster than several, which spend their time waiting on each other.
@@ -195,7 +195,7 @@ class SAEConfig:
 
 
 # %% [markdown]
-# ## Exercise 2.1: the SAE's encoder and decoder
+# ## Exercise 2.1: The SAE's encoder and decoder
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵🔵
 # >
@@ -312,7 +312,7 @@ class SAE(nn.Module):
 checks.check_sae_forward(SAE)
 
 # %% [markdown]
-# ## Exercise 2.2: the SAE's loss
+# ## Exercise 2.2: The SAE's loss
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵🔵
 # >
@@ -354,7 +354,7 @@ checks.check_sae_forward(SAE)
 checks.check_sae_loss(SAE)
 
 # %% [markdown]
-# ## Exercise 2.3: keeping the decoder rows at unit norm
+# ## Exercise 2.3: Keeping the decoder rows at unit norm
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -503,7 +503,7 @@ assert doubled >= 3, doubled
 # **shrinkage**, the L1 penalty's pull towards zero; exercise 2.5 comes back to it.
 
 # %% [markdown]
-# ## Exercise 2.4: measuring feature recovery
+# ## Exercise 2.4: Measuring feature recovery
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -599,7 +599,7 @@ plot_saes.plot_cosine_heatmap(cosine_table(toy_5d.W[0].T, sae_5d.W_dec),
 # directions the model actually uses.
 
 # %% [markdown]
-# ## Exercise 2.5: a TopK SAE
+# ## Exercise 2.5: A TopK SAE
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >

@@ -69,13 +69,13 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 import utils.checks.part02b_sae_gelu_1l as checks
-from utils.parts import plot_saes
+from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
 from utils.lm.activations import mlp_post_activations, tokenize_texts
 from utils.lm.loading import load_model, load_text_dataset
-from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
+from utils.parts import plot_saes
 from utils.sae.model import SAE, SAEConfig
-from utils.sae.training import TrainConfig, train_sae
 from utils.sae.steps import sae_training_step
+from utils.sae.training import TrainConfig, train_sae
 
 MODEL_NAME = "auto"  # "gelu-1l-mini" (bundled, runs anywhere), "gelu-1l" (hub + GPU), or "auto" to pick
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -169,7 +169,7 @@ if not ON_GELU_1L:
 # own activation.
 
 # %% [markdown]
-# ## Exercise 2.6: an activation store
+# ## Exercise 2.6: An activation store
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -291,7 +291,7 @@ x = next(store)
 print(f"a batch: {tuple(x.shape)}, mean {x.mean():.3f}, mean norm {x.norm(dim=-1).mean():.2f}")
 
 # %% [markdown]
-# ## Exercise 2.7: one training step
+# ## Exercise 2.7: One training step
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -559,7 +559,7 @@ print("density quartiles over latents: " + ", ".join(f"{q:.2%}" for q in quartil
 # means something next to a measure of what the reconstruction keeps.
 
 # %% [markdown]
-# ## Exercise 2.9: explained variance
+# ## Exercise 2.9: Explained variance
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -626,7 +626,7 @@ print(f"for comparison, outputting the mean activation: {explained_variance(eval
 # whether the model still works with the reconstruction in place of its activations.
 
 # %% [markdown]
-# ## Exercise 2.10: cross-entropy loss recovered
+# ## Exercise 2.10: Cross-entropy loss recovered
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵🔵
 # >
@@ -826,7 +826,7 @@ print(f"KL(clean ‖ with your SAE): {mean_kl(model, sae, ce_tokens):.3f} nats p
 # how much the model's predictions depend on it.
 
 # %% [markdown]
-# ## Exercise 2.12: dead and dense latents
+# ## Exercise 2.12: Dead and dense latents
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >

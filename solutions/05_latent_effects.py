@@ -26,7 +26,7 @@
 # | | exercise | you will learn |
 # |---|---|---|
 # | 5.1 | the decoder logit lens | which tokens a latent promotes, read from the weights alone |
-# | 5.2 | the logit lens through the LayerNorm | what the final LayerNorm does to a direction |
+# | 5.2 | the logit lens through the LayerNorm | the LayerNorm's centring and weight, and the term it leaves out |
 # | 5.3 | random directions | a baseline: how unusual is a latent's top logit? |
 # | 5.4 | diverse latents | picking latents that are not near-copies of each other |
 # | 5.5 | neuron alignment | whether a latent is one neuron in disguise |
@@ -35,8 +35,9 @@
 # | 5.8 | ablating a latent | the exact effect of one latent on each token's loss |
 # | 5.9 | steering | pushing a latent's direction into the model and reading what it writes |
 #
-# Then the dashboard puts all of it on one page per latent, and a last section for the curious asks whether
-# latents with bimodal activation histograms are easier to interpret.
+# After 5.2 we put three lenses side by side, from the weights-only lens to the exact effect, and measure how far
+# apart they are. Then the dashboard puts all of it on one page per latent, and a last section for the curious
+# asks whether latents with bimodal activation histograms are easier to interpret.
 #
 # **How it works.** As in the other parts: fill in each `raise NotImplementedError()`, then run the check
 # cell right after it; `pytest tests/test_05_latent_effects.py` grades the saved notebook the same way.
@@ -47,8 +48,8 @@
 # float64 out).
 #
 # **Running time.** The whole notebook runs in {{syllabus.run_time}} on a 2-core CPU (allow more if other programs
-# share it), offline: the model, its corpus and both pretrained SAEs ship with the course. At the end, `utils.dashboard` puts everything of
-# this part on one page per latent, in the notebook and as an HTML file.
+# share it), offline: the model, its corpus and both pretrained SAEs ship with the course. At the end,
+# `utils.dashboard` puts everything of this part on one page per latent, in the notebook and as an HTML file.
 
 # %% [markdown]
 # ## Setup
@@ -56,22 +57,21 @@
 # %% tags=["setup"]
 import math
 
+# %% tags=["setup"]
+import datasets
 import plotly.express as px
 import torch
 import torch.nn.functional as F
+import transformers
 from jaxtyping import Float, Int
 from torch import Tensor
 
 # %% tags=["setup"]
-import datasets  # noqa: F401  (TransformerLens builds on these two: importing them first keeps each cell short)
-import transformers  # noqa: F401
-
-# %% tags=["setup"]
 import utils.checks.part05_latent_effects as checks
-from utils.sae import latent_effects
 from utils.lm.activations import tokenize_texts
 from utils.lm.loading import load_model, load_text_dataset
 from utils.parts.plot_rendering import use_offline_renderer
+from utils.sae import latent_effects
 from utils.sae.model import SAE
 
 use_offline_renderer()  # plotly figures that also survive an HTML export, offline (utils/parts/plot_rendering.py)
@@ -105,7 +105,7 @@ W_dec, W_out, W_U = sae.W_dec.detach(), model.blocks[0].mlp.W_out.detach(), mode
 print(f"{tuple(tokens.shape)} tokens; latents firing on more than 1% of tokens: {(density > 0.01).sum()}")
 
 # %% [markdown]
-# ## Exercise 5.1: the decoder logit lens
+# ## Exercise 5.1: The decoder logit lens
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -157,24 +157,44 @@ for f in strongest.tolist():
           f"  bottom: {model.to_str_tokens(lens_raw[f].topk(4, largest=False).indices)}")
 
 # %% [markdown]
-# ## Exercise 5.2: the logit lens through the final LayerNorm
+# ## Exercise 5.2: The logit lens through the final LayerNorm
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
 # > You should spend up to 10 minutes on this exercise.
 #
-# **Goal:** apply to each latent's output direction what the final LayerNorm does to a direction, then
-# unembed.
+# **Goal:** apply to each latent's output direction the part of the final LayerNorm that is the same in every
+# context (its centring and its weight), then unembed; and see what that leaves out.
 #
-# The unembedding does not read the residual stream `x` itself but
-# $\mathrm{LN}(x) = \frac{x - \bar x}{\sqrt{\mathrm{mean}((x - \bar x)^2) + \varepsilon}} \odot w + b$. For a
-# small change `δ` to `x`, the numerator changes by `δ − mean(δ)`: the mean over `d_model` is removed,
-# and each coordinate is scaled by the LayerNorm's weight `w`. The denominator is one positive number per
-# token, which depends on the context, not on the latent. So, up to a positive factor per token,
+# The unembedding does not read the residual stream $x \in \mathbb R^n$ ($n$ = `d_model`) itself but
+#
+# $$ \mathrm{LN}(x) = w \odot \frac{x_c}{\sigma(x)} + b, \qquad x_c = x - \bar x, \qquad
+#    \sigma(x) = \sqrt{\tfrac1n \lVert x_c \rVert^2 + \varepsilon}, $$
+#
+# with $\varepsilon = 10^{-5}$ inside the square root (that is how TransformerLens's `ln_final` computes it).
+# Add a small $\delta$ to $x$. The numerator changes by $\delta_c$, its centred part. The denominator changes too:
+# $\sigma^2$ changes by $\tfrac2n x_c \cdot \delta_c$, so $\sigma$ by $\frac{x_c\cdot\delta_c}{n\sigma}$. To first
+# order, then,
+#
+# $$ \mathrm{LN}(x + \delta) - \mathrm{LN}(x) \approx \frac{w}{\sigma} \odot
+#    \Big( \delta_c - \frac{x_c \cdot \delta_c}{n\,\sigma^2}\, x_c \Big). $$
+#
+# Two things in it depend on the context. The factor $1/\sigma$ is one positive number per token: it scales the
+# change without turning it. The second term is how the scale itself moves with $\delta$. It is first order, of
+# the same order as the first term, and it removes from $\delta_c$ (nearly all of) its component along the
+# token's own centred residual $x_c$: before its weight and bias, a LayerNorm puts every vector on a sphere, and
+# pushing $x$ further along where it already points barely moves it there.
+#
+# The lens of this exercise keeps only what is the same in every context, the centring and the weight:
 #
 # $$ \ell^{LN}_f = \big( (d_f - \bar d_f) \odot w \big) \, W_U, \qquad d_f = W_{dec}[f] \, W_{out}. $$
 #
-# Write it for a batch of directions `d: [n, d_model]` (the mean is over `d_model`, per direction).
+# Up to the factor $1/\sigma$, it is the LayerNorm's derivative along a direction orthogonal to $x_c$, and an
+# approximation along any other. It is what can be read from the weights alone, and what Bricken et al. show on
+# each latent's page as its top and bottom logits. After the exercise we measure what the left-out term costs,
+# and put it back.
+#
+# Write the lens for a batch of directions `d: [n, d_model]` (the mean is over `d_model`, per direction).
 #
 # <details><summary>Hint</summary>
 #
@@ -184,7 +204,8 @@ for f in strongest.tolist():
 # %% tags=["exercise"]
 def layernorm_logit_lens(directions: Float[Tensor, "n d_model"], ln_w: Float[Tensor, " d_model"],
                          W_U: Float[Tensor, "d_model d_vocab"]) -> Float[Tensor, "n d_vocab"]:
-    """Each direction centred over d_model and scaled by the final LayerNorm's weight, then unembedded."""
+    """Each direction centred over d_model and scaled by the final LayerNorm's weight, then unembedded (the lens of
+    the weights alone: no 1/sigma, and no change of the LayerNorm's scale with the direction)."""
     # BEGIN SOLUTION
     centred = directions - directions.mean(-1, keepdim=True)
     return (centred * ln_w) @ W_U
@@ -195,25 +216,52 @@ def layernorm_logit_lens(directions: Float[Tensor, "n d_model"], ln_w: Float[Ten
 checks.check_layernorm_logit_lens(layernorm_logit_lens)
 
 # %% [markdown]
-# How much does the LayerNorm change the picture? Compare the two lenses latent by latent (the cosine of
-# their logit vectors), and then compare the LayerNorm lens with the **exact** effect of each latent on
-# its top contexts: on the 20 tokens where it fires most, remove its contribution, redo the LayerNorm and
-# the unembedding, and measure how every token's log-probability moves (`latent_effects.ablation_effects`
-# does this for many (token, latent) pairs at once; exercise 5.8 builds it). The exact effect of
-# *removing* the latent is the negative of what it adds, so we correlate the lens with minus the change.
+# How much do the centring and the weight change the picture? Compare the plain lens of 5.1 with this one, latent
+# by latent (the cosine of their logit vectors).
 
 # %%
 ln_w = model.ln_final.w.detach()
 out_dirs = W_dec @ W_out
 lens = layernorm_logit_lens(out_dirs, ln_w, W_U)
 lens_cosine = F.cosine_similarity(lens, lens_raw, dim=-1)
-print(f"cosine between the plain and the LayerNorm lens: median {lens_cosine.median():.4f}, min {lens_cosine.min():.3f}")
+print(f"cosine between the plain and the LayerNorm lens: median {lens_cosine.median():.4f}, "
+      f"min {lens_cosine.min():.3f}; ln_final.w from {ln_w.min():.2f} to {ln_w.max():.2f}")
 
-flat_resid = resid[:, 1:].reshape(-1, model.cfg.d_model)
-flat_next = torch.cat([tokens[:, 2:], torch.zeros(len(tokens), 1, dtype=torch.long)], 1).reshape(-1)
-last_in_row = torch.arange(len(flat_next)) % (SEQ_LEN - 1) == SEQ_LEN - 2  # no next token there
+# %% tags=["solution-only"]
+assert lens_cosine.median() > 0.99, "the two lenses should agree closely for most latents"
 
+# %% [markdown]
+# You should see the two agree almost perfectly (median cosine above 0.99): this model's output directions have
+# little mean over `d_model`, and its LayerNorm weight varies little around its mean, so centring and scaling
+# barely turn them. Both lenses are properties of the weights, the same in every context. What they leave out,
+# the context, comes next.
+#
+# ## Three lenses side by side
+#
+# At a token where latent $f$ fires with activation $a$, with $x$ the final residual stream there (the latent's
+# own contribution included), three ways to say what the latent adds to the logits:
+#
+# 1. **the naive lens** of 5.2, $a\,\ell^{LN}_f$: the weights alone, the same at every token;
+# 2. **the first-order lens** $a\,\ell^{(1)}_f(x)$: the LayerNorm's Jacobian at this token's own $x$ (both terms
+#    of the formula of 5.2), then $W_U$. It is `latent_effects.first_order_lens`, a few lines worth reading in
+#    `utils/sae/latent_effects.py`;
+# 3. **the exact effect**, $\mathrm{logits}(x) - \mathrm{logits}(x - a\,d_f)$: the LayerNorm and the unembedding
+#    redone on the stream without the latent (`latent_effects.exact_logit_effect`; exercise 5.8 writes its effect
+#    on the loss).
+#
+# The first-order lens is the naive one with the left-out term put back. Since
+# $\frac{w}{\sigma} \odot x_c \, W_U = (\mathrm{LN}(x) - b)\,W_U$, writing $\ell(x)$ for the token's logits and
+# $\ell_0 = b\,W_U + b_U$ for what the biases alone give,
+#
+# $$ \ell^{(1)}_f(x) = \frac{1}{\sigma}\,\ell^{LN}_f \;-\; \alpha\,\big(\ell(x) - \ell_0\big), \qquad
+#    \alpha = \frac{x_c \cdot d_{f,c}}{n\,\sigma^2}. $$
+#
+# The LayerNorm takes from what the latent adds a multiple of what the context already predicts, in proportion to
+# how far the latent's direction points along the residual stream. First, two checks at the top context of the
+# latent with the largest top logit: the library's Jacobian against autograd's (`torch.func.jvp` through
+# `model.ln_final` itself), and the identity above.
 
+# %%
 def top_positions(f: int, n: int = 20) -> tuple[Tensor, Tensor]:
     """The token positions (in the flat held-out set) where latent f fires most, and its activations there."""
     column = latent_effects.latent_columns(values, indices, torch.tensor([f]))[:, 0]
@@ -222,36 +270,116 @@ def top_positions(f: int, n: int = 20) -> tuple[Tensor, Tensor]:
     return top.indices, top.values
 
 
-def exact_logit_change(f: int) -> Tensor:
-    """Mean change in every token's log-probability when latent f is removed on its top contexts [d_vocab]."""
-    pos, acts = top_positions(f)
-    x = flat_resid[pos]
-    removed = x - acts[:, None] * out_dirs[f]
-    logp = lambda r: torch.log_softmax(model.unembed(model.ln_final(r[:, None]))[:, 0], -1)  # noqa: E731
-    return (logp(removed) - logp(x)).mean(0)
-
-
-study = [f for f in density.topk(400).indices.tolist() if density[f] < 0.05][:40]
-lens_vs_exact = torch.stack([F.cosine_similarity(lens[f], -exact_logit_change(f), dim=0) for f in study])
-print(f"lens vs exact effect on top contexts, over {len(study)} latents: median cosine {lens_vs_exact.median():.3f}, "
-      f"lowest {lens_vs_exact.min():.3f}")
+flat_resid = resid[:, 1:].reshape(-1, model.cfg.d_model)
+flat_next = torch.cat([tokens[:, 2:], torch.zeros(len(tokens), 1, dtype=torch.long)], 1).reshape(-1)
+last_in_row = torch.arange(len(flat_next)) % (SEQ_LEN - 1) == SEQ_LEN - 2  # no next token there
+f0 = strongest[0].item()
+x, d = flat_resid[top_positions(f0)[0][0]], out_dirs[f0]
+first_order = latent_effects.first_order_lens(model, d, x)
+with torch.no_grad():
+    _, ln_jvp = torch.func.jvp(lambda r: model.ln_final(r[None, None])[0, 0], (x,), (d,))
+x_c, d_c = x - x.mean(), d - d.mean()
+variance = x_c.pow(2).mean() + model.ln_final.eps  # sigma squared
+alpha = (x_c @ d_c) / (model.cfg.d_model * variance)
+bias_logits = model.ln_final.b.detach() @ W_U + model.b_U.detach()
+identity = lens[f0] / variance.sqrt() - alpha * (latent_effects.final_logits(model, x) - bias_logits)
+print(f"latent {f0} at its top context, logits of the first-order lens up to {first_order.abs().max():.2f}: largest "
+      f"difference from autograd's {(first_order - ln_jvp @ W_U).abs().max():.1e}, from the identity "
+      f"{(first_order - identity).abs().max():.1e}; cosine of d_c and x_c {F.cosine_similarity(d_c, x_c, dim=0):.2f}")
 
 # %% tags=["solution-only"]
-assert lens_cosine.median() > 0.99, "the two lenses should agree closely for most latents"
-assert lens_vs_exact.median() > 0.8, "the LayerNorm lens should predict the exact effect well on top contexts"
+assert (first_order - ln_jvp @ W_U).abs().max() < 1e-4 and (first_order - identity).abs().max() < 1e-4
 
 # %% [markdown]
-# You should see the plain and LayerNorm lenses agree almost perfectly here (median cosine above 0.99):
-# this model's residual directions have little mean over `d_model`, and its LayerNorm weight is nearly
-# flat, so centring and scaling barely turn them. The lens also predicts the exact effect on the top
-# contexts well (median cosine above 0.8), but not perfectly. Two things separate them: the LayerNorm's
-# denominator changes when a large activation is removed (the effect is not linear in `a`), and the
-# log-softmax turns logit changes into log-probability changes, which shrink where a token was already
-# near certain. Bricken et al. show the lens on each latent's page as "the direct logit effect"; the
-# dashboard shows both.
+# Now the three lenses on many latents: 200 drawn at random (seeded) among the latents that fire at least 20 times
+# on the held-out tokens, each at its 20 top contexts, 4,000 (latent, token) pairs. For each pair, the cosine of
+# each lens's logit change with the exact one, and how many of the exact change's top 10 tokens each lens's top 10
+# shares.
+#
+# What we compare: changes in the **logits, centred over the vocabulary** (each vector minus its mean over the
+# 8,192 tokens). A change in log-probabilities is the change in logits minus one number per token, the change in
+# $\log\sum\exp$; centring removes that number, so comparing log-probabilities would give the same cosines, and
+# the top 10 are the same either way. Left uncentred, that one number would lower the cosines without saying
+# anything about which tokens the latent favours.
+#
+# You should see the naive lens point roughly where the exact effect does, and the first-order lens almost
+# exactly. This cell takes a few seconds.
+
+# %%
+def centred(v: Tensor) -> Tensor:
+    return v - v.mean(-1, keepdim=True)
+
+
+def top10_shared(a: Tensor, b: Tensor) -> Tensor:
+    """How many of each row's top 10 entries of b are among its top 10 entries of a."""
+    top_a, top_b = a.topk(10, dim=-1).indices, b.topk(10, dim=-1).indices
+    return (top_a[:, :, None] == top_b[:, None, :]).any(-1).sum(-1).float()
+
+
+def compare_lenses(latents: Tensor, positions: Tensor, acts: Tensor) -> dict[tuple[str, str], Tensor]:
+    """For (latent, position, activation) triples: each lens's cosine with the exact logit change (all centred over
+    the vocabulary), the number of top 10 tokens it shares with it, and the cosine of the latent's direction with the
+    residual stream there (both centred over d_model)."""
+    x, d, a = flat_resid[positions], out_dirs[latents], acts[:, None]
+    exact = latent_effects.exact_logit_effect(model, x, a * d)
+    out = {("direction", "cosine with x"): F.cosine_similarity(centred(d), centred(x), dim=-1)}
+    first_order_change = a * latent_effects.first_order_lens(model, d, x)
+    for name, change in (("naive", a * lens[latents]), ("first-order", first_order_change)):
+        out[name, "cosine"] = F.cosine_similarity(centred(change), centred(exact), dim=-1)
+        out[name, "top 10 shared"] = top10_shared(change, exact)
+    return out
+
+
+n_fired = density * len(values)
+eligible = torch.nonzero(n_fired >= 20)[:, 0]
+sample = eligible[torch.randperm(len(eligible), generator=torch.Generator().manual_seed(0))[:200]]
+columns = torch.zeros(len(values), sae.cfg.d_sae).scatter_(1, indices, values)[:, sample]  # [tokens, 200]
+columns[last_in_row] = 0
+top = columns.topk(20, dim=0)  # each latent's 20 top contexts: [20, 200]
+del columns
+pairs = (sample.repeat(20), top.indices.flatten(), top.values.flatten())  # 4,000 (latent, position, activation)
+with torch.no_grad():
+    chunks = [compare_lenses(*(p[i : i + 1000] for p in pairs)) for i in range(0, 4000, 1000)]
+agreement = {key: torch.cat([c[key] for c in chunks]).reshape(20, 200).T for key in chunks[0]}  # [latent, context]
+for name in ("naive", "first-order"):
+    cos, shared = agreement[name, "cosine"], agreement[name, "top 10 shared"]
+    halves = [f"{cos[half].median():.3f}" for half in (slice(0, 100), slice(100, 200))]
+    print(f"{name:>11} lens vs exact, {cos.numel()} pairs: cosine median {cos.median():.3f} (the two halves of the "
+          f"latents: {', '.join(halves)}), 5th percentile {cos.quantile(0.05):.3f}, lowest {cos.min():.3f}; "
+          f"top 10 shared: {shared.mean():.1f} on average, at most {shared.quantile(0.05):.0f} for 5% of pairs")
+along = agreement["direction", "cosine with x"]
+print(f"cosine of the latent's direction with the residual stream where it fires: median {along.median():.2f}")
+
+# %% tags=["solution-only"]
+# The figures the prose states, each within the spread over six random samples of 200 latents (seeds 0 to 5):
+# naive median 0.929-0.942, 5th percentile 0.770-0.793, lowest 0.53-0.61, top 10 shared 5.85-6.25 on average;
+# first-order median 0.997-0.998, 5th percentile 0.975-0.981, lowest 0.933-0.953, shared 8.85-8.95; direction
+# along the residual 0.36-0.39.
+naive_cos, first_cos = agreement["naive", "cosine"], agreement["first-order", "cosine"]
+assert 0.92 < naive_cos.median() < 0.95 and 0.75 < naive_cos.quantile(0.05) < 0.81, naive_cos.quantile(0.05)
+assert 0.5 < naive_cos.min() < 0.65, naive_cos.min()
+assert first_cos.median() > 0.995 and first_cos.quantile(0.05) > 0.97 and first_cos.min() > 0.92, first_cos.min()
+assert 5.6 < agreement["naive", "top 10 shared"].mean() < 6.5 and agreement["first-order", "top 10 shared"].mean() > 8.6
+assert 0.3 < along.median() < 0.45
 
 # %% [markdown]
-# ## Exercise 5.3: a baseline of random directions
+# The naive lens agrees with the exact effect only roughly: a median cosine of about 0.94, below about 0.78 for one
+# pair in twenty (about 0.6 at worst), and 6 of the top 10 tokens shared on average. The first-order lens, the same
+# formula with the scale's term kept, agrees almost perfectly: a median cosine of about 0.997, above 0.97 for 19
+# pairs in 20 (about 0.95 at worst), and 9 of 10 tokens shared. Other random samples of 200 latents give medians
+# within 0.01 of these (the solution's asserts state the spread). So the gap is the first-order term that the
+# naive lens leaves out. It is not the non-linearity: what the first-order lens misses, the part of the effect of
+# second order in $a$, is small even at each latent's largest activations. Nor is it the log-softmax, which shifts
+# every token's change in log-probability by the same amount.
+#
+# The term matters because a latent's direction is far from orthogonal to the residual stream where it fires
+# (median cosine about 0.4): the latent's own contribution is part of that stream. What a latent does at a token
+# depends on the token. The naive lens is a good first look, read from the weights; the effect at a token is the
+# first-order lens there, or, as cheaply in this model, the exact effect. The dashboard at the end of this part
+# shows the exact effect, averaged over each latent's top examples (the naive lens only for a latent with none).
+
+# %% [markdown]
+# ## Exercise 5.3: A baseline of random directions
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -302,7 +430,6 @@ above = (latent_top > random_top.quantile(0.99)).float().mean()
 print(f"top logit: random directions median {random_top.median():.3f} (99th percentile "
       f"{random_top.quantile(0.99):.3f}); latents median {latent_top.median():.3f}; {above:.0%} of latents above "
       f"the random directions' 99th percentile")
-f0 = strongest[0].item()
 px.histogram(x=[*lens[f0].tolist(), *layernorm_logit_lens(random_dirs[:1] @ W_out, ln_w, W_U)[0].tolist()],
              color=["latent"] * model.cfg.d_vocab + ["random direction"] * model.cfg.d_vocab, barmode="overlay",
              nbins=100, title=f"Logit weights of latent {f0} and of one random direction of the same norm",
@@ -313,7 +440,7 @@ assert 1.2 < latent_top.median() / random_top.median() < 2.0, "latents' top logi
 assert 0.3 < above < 0.75
 
 # %% [markdown]
-# ## Exercise 5.4: a set of diverse latents
+# ## Exercise 5.4: A set of diverse latents
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵⚪⚪⚪
 # >
@@ -371,7 +498,7 @@ print(f"largest decoder cosine between two latents: {closest.max():.2f}; kept {l
 assert closest.max() < 0.7 and len(diverse) == 200 and len(stricter) < 200
 
 # %% [markdown]
-# ## Exercise 5.5: neuron alignment
+# ## Exercise 5.5: Neuron alignment
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵⚪⚪⚪
 # >
@@ -420,11 +547,16 @@ assert alignment.median() < 0.5, "but most latents are not single neurons"
 
 # %% [markdown]
 # You should see most latents spread over many neurons (the share in the top neuron is small, though
-# larger than for random directions), with a tail of latents that are nearly one neuron. The first are
-# what the SAE adds: directions in superposition, which no single neuron shows.
+# larger than for random directions), with a tail of latents that are nearly one neuron. A latent spread over
+# many neurons is a direction that no single neuron shows: reading the neurons one at a time would miss it.
+# That is what this measure says, and all it says. It is not evidence of superposition: a model with fewer
+# features than neurons, each on a rotated direction, would give the same small shares. Superposition is a claim
+# about the model, more features than dimensions; an SAE with 4,096 latents in 512 dimensions has that many
+# directions because we asked for them, and whether they are the model's features is what Part 4 and this part
+# probe, latent by latent.
 
 # %% [markdown]
-# ## Exercise 5.6: activation correlation
+# ## Exercise 5.6: Activation correlation
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -466,8 +598,10 @@ checks.check_activation_correlation(activation_correlation)
 
 # %% [markdown]
 # The neurons most correlated with a few of our diverse latents, and the share of the latent's decoder
-# norm² in its top neuron. You should see correlations well below 1 for most of them: a latent is
-# carried by a few neurons at once, each of which also does other things.
+# norm² in its top neuron. You should see correlations well below 1 for most of them: no single neuron's
+# activation tracks the latent's. Two things give that, and correlation does not tell them apart: a latent
+# written over several neurons (the decoder share says whether it is), and neurons that also fire on tokens where
+# the latent does not. Neither, on its own, is evidence of superposition.
 
 # %%
 some = torch.tensor(diverse[:6])
@@ -479,7 +613,7 @@ for i, f in enumerate(some.tolist()):
           f"top neuron's share of the decoder {alignment[f]:.2f}")
 
 # %% [markdown]
-# ## Exercise 5.7: matching latents across two runs
+# ## Exercise 5.7: Matching latents across two runs
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -538,7 +672,7 @@ assert 0.3 < match_cos.median() < 0.8
 assert len(universal) >= 3 and sum(agree) >= len(universal) - 1
 
 # %% [markdown]
-# ## Exercise 5.8: ablating a latent, exactly
+# ## Exercise 5.8: Ablating a latent, exactly
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵🔵
 # >
@@ -560,9 +694,10 @@ assert len(universal) >= 3 and sum(agree) >= len(universal) - 1
 # (`blocks.0.hook_resid_post`), apply `model.ln_final` and `model.unembed` yourself, and return
 # `[batch, seq−1]`: positive where the latent helped the prediction. No gradient is needed. The check
 # compares it with a real patched forward pass, on a small model whose LayerNorm weights and biases and
-# unembedding bias all differ from 1 and 0, with a decoder row whose norm is not 1. (This is exact, not the
-# first-order "direct logit" approximation: the LayerNorm is recomputed on the changed stream, dividing by
-# its new standard deviation.)
+# unembedding bias all differ from 1 and 0, with a decoder row whose norm is not 1. (This is exact: the LayerNorm
+# is recomputed on the changed stream, dividing by its new standard deviation. Keeping the clean stream's scale
+# instead, a "frozen" LayerNorm, is neither exact nor first-order: it drops how the scale changes with the
+# latent, the term of 5.2's derivation.)
 #
 # <details><summary>Hint</summary>
 #
@@ -636,7 +771,7 @@ assert (effect[~firing].abs() < 1e-5).all(), "removing a latent where it does no
 assert effect[firing].mean() > 0.2
 
 # %% [markdown]
-# ## Exercise 5.9: steering
+# ## Exercise 5.9: Steering
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -646,8 +781,7 @@ assert effect[firing].mean() > 0.2
 # at every position.
 #
 # Ablation takes a latent out; steering pushes it in. Add a multiple of its decoder direction to
-# `hook_post` at every position, generate text, and see whether the text turns towards what the latent
-# stands for (Templeton et al., 2024, [*Scaling
+# `hook_post` at every position, generate text, and see where the text turns (Templeton et al., 2024, [*Scaling
 # Monosemanticity*](https://transformer-circuits.pub/2024/scaling-monosemanticity), "feature steering").
 # A hook receives the activations `[batch, seq, d_mlp]` and a `hook` argument, and returns the new
 # activations; return a new tensor rather than changing the one passed in.
@@ -678,64 +812,166 @@ def steering_hook(direction: Float[Tensor, " d_mlp"], coefficient: float):
 checks.check_steering_hook(steering_hook)
 
 # %% [markdown]
-# We steer with latent `f0` (the one with the largest top logit), at coefficients from 0 to four times
-# its largest activation on held-out text, and generate greedily from a short prompt. You should see
-# nothing change at small coefficients, the text bend towards the tokens the logit lens put at the top
-# for this latent in between, and at the largest coefficient nothing but those tokens.
+# Before generating, what steering can and cannot tell us in this model. In a forward pass over given tokens, the
+# hook adds $c\,W_{dec}[f]$ to the MLP's neurons at each position $t$, hence $c\,d_f$ to the final residual stream
+# at $t$, and nothing anywhere else: no layer after the MLP reads across positions. The logits at $t$ are
+# $\mathrm{unembed}(\mathrm{LN}(x_t + c\,d_f))$, the closed form of 5.8 with the sign turned, and to first order
+# $c\,\ell^{(1)}_f(x_t)$, the first-order lens. A steered forward pass is not evidence beside the lenses: it *is*
+# the exact effect. We check both halves of that on four held-out rows, steering with latent `f0` (the one with the
+# largest top logit) at twice its largest activation on held-out text: the steered logits against the closed form,
+# and a model steered at every position but the last against the clean model, at that last position.
+
+# %%
+max_act = values[indices == f0].max().item()
+coefficient = 2 * max_act
+rows4 = tokens[:4]
+
+
+def steer_all_but_last(acts, hook=None):
+    push = torch.full((acts.shape[1], 1), coefficient)
+    push[-1] = 0.0
+    return acts + push * W_dec[f0]
+
+
+with torch.no_grad():
+    steered_logits = model.run_with_hooks(rows4, fwd_hooks=[(HOOK, steering_hook(W_dec[f0], coefficient))])
+    closed_form = latent_effects.final_logits(model, resid[:4] + coefficient * out_dirs[f0])
+    last_clean = model(rows4)[:, -1]
+    last_after_steering_before = model.run_with_hooks(rows4, fwd_hooks=[(HOOK, steer_all_but_last)])[:, -1]
+print(f"steered logits vs the closed form: largest difference {(steered_logits - closed_form).abs().max():.1e} "
+      f"(logits up to {steered_logits.abs().max():.0f}); last position, steered everywhere before it vs clean: "
+      f"{(last_after_steering_before - last_clean).abs().max():.1e}")
+
+# %% tags=["solution-only"]
+assert (steered_logits - closed_form).abs().max() < 1e-3
+assert (last_after_steering_before - last_clean).abs().max() < 1e-5
+
+# %% [markdown]
+# Now generation, where the tokens the model chooses become its context. We steer at every position, at
+# coefficients from 0 to four times the latent's largest activation, and generate greedily from a short prompt.
+# You should see nothing change at small coefficients, the text bend towards the tokens the logit lens put at the
+# top for this latent in between, and at the largest coefficients nothing but those tokens.
 
 # %%
 prompt = "The results of the experiment show that"
+prompt_tokens = model.to_tokens(prompt)
+n_prompt = prompt_tokens.shape[1]
 top_lens_tokens = set(lens[f0].topk(20).indices.tolist())
-max_act = values[indices == f0].max().item()
-n_prompt = len(model.to_tokens(prompt)[0])
 
 
 def generate(hooks) -> Tensor:
     """24 greedy tokens after the prompt, with the given hooks on."""
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-        return model.generate(prompt, max_new_tokens=24, do_sample=False, verbose=False, return_type="tokens")[0, n_prompt:]
+        generated = model.generate(prompt, max_new_tokens=24, do_sample=False, verbose=False, return_type="tokens")
+    return generated[0, n_prompt:]
 
 
-counts = {}
+counts, texts = {}, {}
 for scale in [0.0, 0.5, 1.0, 2.0, 4.0]:
-    text = generate([(HOOK, steering_hook(W_dec[f0], scale * max_act))])
-    counts[scale] = sum(t in top_lens_tokens for t in text.tolist())
+    texts[scale] = generate([(HOOK, steering_hook(W_dec[f0], scale * max_act))])
+    counts[scale] = sum(t in top_lens_tokens for t in texts[scale].tolist())
     print(f"{scale:3.1f} x max activation: {counts[scale]:2d} of 24 tokens among the latent's top 20 | "
-          f"{model.to_string(text)!r}")
+          f"{model.to_string(texts[scale])!r}")
+direction_c = out_dirs[f0] - out_dirs[f0].mean()
+limit_logits = lens[f0] / direction_c.pow(2).mean().sqrt() + bias_logits  # LN(x + c d) as c grows, unembedded
+print(f"top token of the logits as the coefficient grows: {model.to_string(limit_logits.argmax()[None])!r}")
 
 # %% tags=["solution-only"]
 assert counts[0.0] <= 2 and counts[4.0] >= 20 and counts[0.0] < counts[2.0], counts
+assert texts[4.0].unique().tolist() == [limit_logits.argmax().item()]
 
 # %% [markdown]
-# Steering is a blunt test. A coefficient too small does nothing visible; too large and every token is
-# the latent's favourite, whatever the context. Between the two the text bends towards the latent, which
-# is evidence of what it *does*, to set beside the evidence of Part 4 about when it *fires*.
+# At the largest coefficients the result was fixed in advance. As $c$ grows, $\mathrm{LN}(x + c\,d_f)$ tends to
+# $w \odot d_{f,c} / \mathrm{rms}(d_{f,c}) + b$ whatever $x$ is, so the logits tend to the naive lens (scaled) plus
+# the biases' logits, whose top token is the one the text at 4× repeats: a heavily steered model recites the naive
+# lens, which is no test of it. In between, the push competes with the context.
+#
+# What generation adds is the context. A token chosen at $t$ is read at $t+1$ and after, by attention; the push at
+# $t$ itself reaches nothing else. Two measurements show it. First, steer only the prompt's last position, at twice
+# the largest activation, and generate with nothing else steered (the whole sequence is recomputed at each step,
+# so the hook sees that position every time): the first new token is what the closed form predicts there, and any
+# change after it comes through that one token. Second, read back the text steered at every position at 1×: how
+# many of its tokens would the *unsteered* model have chosen itself, given the steered text before them? Those are
+# carried by the context the earlier pushes wrote, not by the push at their own position.
+
+# %%
+def greedy(hooks, n_new: int = 24) -> Tensor:
+    """n_new greedy tokens after the prompt, the whole sequence recomputed at every step (no cache)."""
+    sequence = prompt_tokens
+    with torch.no_grad():
+        for _ in range(n_new):
+            logits = model.run_with_hooks(sequence, fwd_hooks=hooks)
+            sequence = torch.cat([sequence, logits[:, -1:].argmax(-1)], dim=1)
+    return sequence[0, n_prompt:]
+
+
+def steer_last_prompt_position(acts, hook=None):
+    push = torch.zeros(acts.shape[1], 1)
+    push[n_prompt - 1] = coefficient
+    return acts + push * W_dec[f0]
+
+
+plain, once = greedy([]), greedy([(HOOK, steer_last_prompt_position)])
+with torch.no_grad():
+    x_last = latent_effects.final_residual(model, prompt_tokens)[0][0, -1]
+    predicted = latent_effects.final_logits(model, x_last + coefficient * out_dirs[f0]).argmax().item()
+    steered_text = torch.cat([prompt_tokens[0], texts[1.0]])
+    own_choices = model(steered_text[None])[0, n_prompt - 1 : -1].argmax(-1)
+carried = (own_choices == texts[1.0]).sum().item()
+print(f"steered once, at the prompt's last position: first token {model.to_string(once[:1])!r} (the closed form "
+      f"predicts {model.to_string(torch.tensor([predicted]))!r}); {(once != plain).sum()} of 24 tokens differ from "
+      f"the unsteered text\n  {model.to_string(once)!r}")
+print(f"steered at every position at 1x: the unsteered model, reading the steered text, chooses {carried} of its "
+      f"24 tokens itself")
+
+# %% tags=["solution-only"]
+assert once[0].item() == predicted != plain[0].item() and (once != plain).sum() >= 12
+assert 6 <= carried <= 18, carried
+
+# %% [markdown]
+# You should see the single push change the first token, as the closed form says, and, through that token alone,
+# the rest of the text. And about half the tokens of the text steered at 1× are ones the unsteered model would
+# have written itself after the steered text before them. That is what steering shows beyond the lenses: how an
+# effect at one position compounds through the text the model writes. (In a model with more layers, a push at $t$
+# also reaches later positions directly, through attention to the residual stream at $t$; here only the tokens
+# carry it.)
+#
+# Steering is a blunt test. At one position it is exactly the effect the lenses compute; over a generation it
+# adds how that effect compounds through the tokens. Text that bends towards a latent's tokens shows what its
+# direction can cause when pushed in, at activations the model may never produce on its own; what the latent does
+# at the activations where it fires is what 5.8 measures.
 
 # %% [markdown]
 # ## Everything about a latent on one page: the dashboard
 #
-# `utils.dashboard` gathers all of this for any set of latents: density and activation histogram, top
-# contexts and interval samples with each token shaded by activation and underlined by the exact effect
-# of ablating the latent (the largest log-probability changes on hover), the top and bottom logits and
-# their histogram, neuron alignment, correlated latents, the nearest latents by decoder cosine and the
-# matching latent in the other run, plus a view of a prompt's tokens and the latents at each. It saves
-# to one HTML file that works offline, and shows in the notebook. It reads any SAE on the model's MLP the
-# same way, through `sae.encode_sparse`: an L1 ("standard") SAE such as Part 2's can be browsed like this TopK one.
+# `utils.dashboard` gathers all of this for any set of latents: density and activation histogram, top contexts and
+# interval samples with each token shaded by activation and underlined by the exact effect of ablating the latent (the
+# largest log-probability changes on hover), the top and bottom logits of the latent's exact effect where it fires
+# (each token's logit change, centred over the vocabulary and averaged over its top examples: not the naive lens,
+# which ignores the context) and their histogram, neuron alignment, correlated latents, the nearest latents by decoder cosine and the matching latent in the
+# other run, plus a view of a prompt's tokens and the latents at each. It saves to one HTML file that works offline,
+# and shows in the notebook. It reads any SAE on the model's MLP the same way, through `sae.encode_sparse`: an L1
+# ("standard") SAE such as Part 2's can be browsed like this TopK one.
 
 # %%
-from utils import dashboard  # noqa: E402
-from utils.dashboard.widget import browse  # noqa: E402
+from utils import dashboard
+from utils.dashboard.widget import browse
 
 data = dashboard.build(model, sae, tokens, latents=diverse[:12], other_sae=sae_b,
                        prompts=["The results of the experiment show that", "def main():\n    return 0"])
 path = dashboard.export_html(data, "latent_dashboard.html")
-print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB for {len(data.latents)} latents); open it in a browser, "
-      f"offline: {path.resolve().as_uri()}#latent={diverse[0]}")
+dashboard.links(path, latent=diverse[0])
 
 # %% tags=["solution-only"]
 assert path.stat().st_size < 30 * 1024 * len(data.latents)
+assert all(page.logits.kind == "effect" for page in data.latents.values())  # "the exact effect where it fires"
 
 # %% [markdown]
+# The cell shows two links. In JupyterLab the first opens the page in a tab: click **Trust HTML** in its toolbar so
+# its script runs, or open the link in a new browser tab. The second is the file's `file://` address, for a browser
+# on the computer that holds it. In Colab, use the browser below. A latent of your prompt that is not among the 12
+# exported shows in grey, and its page says how to add it (`latents=`).
+#
 # The same pages in the notebook, with a box for a latent's number and one for your own prompt: "analyse
 # prompt" runs the prompt-centric view live (every latent at every token, with exact loss effects), and
 # each latent listed there opens its page. (It needs a notebook front end: JupyterLab, VS Code or Colab.)
@@ -761,7 +997,7 @@ browse(data, model, sae)
 # bimodality both pick out single-token latents.
 
 # %%
-from scipy import stats as scipy_stats  # noqa: E402
+from scipy import stats as scipy_stats
 
 engine = data.stats
 log_centres = (engine.hist_edges[:-1].log() + engine.hist_edges[1:].log()) / 2

@@ -50,10 +50,17 @@ MOVED: dict[str, tuple[str, ...]] = {
 
 #: Names that changed with the move (old name -> new name), per old module.
 RENAMED: dict[str, dict[str, str]] = {
-    "utils.feature_stats": {"FeatureStats": "LatentStats", "FeatureStatsAccumulator": "LatentStatsAccumulator",
-                            "compute_feature_stats": "compute_latent_stats"},
-    "utils.sae_metrics": {"feature_density": "latent_density", "dead_features": "dead_latents",
-                          "dense_features": "dense_latents", "log_feature_sparsity": "log_latent_sparsity"},
+    "utils.feature_stats": {
+        "FeatureStats": "LatentStats",
+        "FeatureStatsAccumulator": "LatentStatsAccumulator",
+        "compute_feature_stats": "compute_latent_stats",
+    },
+    "utils.sae_metrics": {
+        "feature_density": "latent_density",
+        "dead_features": "dead_latents",
+        "dense_features": "dense_latents",
+        "log_feature_sparsity": "log_latent_sparsity",
+    },
     "utils.toy_models": {"TrainConfig": "ToyTrainConfig"},
     "utils.sae_training": {"_Workspace": "Workspace"},
     # the environment variables became overrides of explicit switches; heap_only's block is keep_freed_memory's
@@ -79,8 +86,10 @@ class MovedModule(types.ModuleType):
         for module in self._targets():
             if hasattr(module, new_name):
                 return getattr(module, new_name)
-        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r} (it moved to "
-                             f"{', '.join(self.__moved_to__)}; see utils/_moved.py)")
+        raise AttributeError(
+            f"module {self.__name__!r} has no attribute {name!r} (it moved to "
+            f"{', '.join(self.__moved_to__)}; see utils/_moved.py)"
+        )
 
     def __dir__(self) -> list[str]:
         names = {name for module in self._targets() for name in dir(module) if not name.startswith("__")}

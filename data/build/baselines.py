@@ -25,9 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_model import MODEL_DIR, token_stream  # noqa: E402
-from lm_training import evaluate, pack  # noqa: E402
-from utils.lm.loading import load_model  # noqa: E402
+from lm_training import evaluate, pack
+from train_model import MODEL_DIR, token_stream
+
+from utils.lm.loading import load_model
 
 
 def transitions(seqs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -78,9 +79,14 @@ def main() -> None:
     model_ce = evaluate(model, val, bf16=False)
     t2 = time.time()
     result = dict(
-        targets=int(val[:, 1:].numel()), validation_sequences=int(len(val)), n_ctx=n_ctx,
-        unigram_add1_ce=round(uni, 4), bigram_kneser_ney_ce=round(bi, 4), bigram_discount=round(discount, 4),
-        model_ce=round(model_ce, 4), units="nats per token",
+        targets=int(val[:, 1:].numel()),
+        validation_sequences=len(val),
+        n_ctx=n_ctx,
+        unigram_add1_ce=round(uni, 4),
+        bigram_kneser_ney_ce=round(bi, 4),
+        bigram_discount=round(discount, 4),
+        model_ce=round(model_ce, 4),
+        units="nats per token",
         seconds=dict(baselines=round(t1 - t0, 1), model=round(t2 - t1, 1)),
     )
     (MODEL_DIR / "baselines.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -18,8 +18,9 @@ from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 # data/build/ is on sys.path when one of its scripts runs, so its modules import each other by name.
-from make_corpus import category  # noqa: E402
-from utils.paths import data_dir  # noqa: E402
+from make_corpus import category
+
+from utils.paths import data_dir
 
 
 def main() -> None:
@@ -41,10 +42,14 @@ def main() -> None:
         total = sum(n_tokens)
         for src, n in by_source.items():
             stats["sources"][src][f"{split}_tokens"] = n
-        summary[split] = dict(tokens=total, docs=len(texts), chars=sum(map(len, texts)),
-                              chars_per_token=round(sum(map(len, texts)) / total, 3),
-                              by_category={k: dict(tokens=v, share=round(v / total, 4)) for k, v in by_cat.most_common()},
-                              by_lang={k: dict(tokens=v, share=round(v / total, 4)) for k, v in by_lang.most_common()})
+        summary[split] = dict(
+            tokens=total,
+            docs=len(texts),
+            chars=sum(map(len, texts)),
+            chars_per_token=round(sum(map(len, texts)) / total, 3),
+            by_category={k: dict(tokens=v, share=round(v / total, 4)) for k, v in by_cat.most_common()},
+            by_lang={k: dict(tokens=v, share=round(v / total, 4)) for k, v in by_lang.most_common()},
+        )
     stats["tokens"] = summary
     (corpus / "stats.json").write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps({s: {k: v for k, v in d.items() if k != "by_lang"} for s, d in summary.items()}, indent=1))

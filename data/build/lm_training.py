@@ -56,10 +56,21 @@ class LMTrainConfig:
 def model_config(cfg: LMTrainConfig) -> dict:
     """Keyword arguments for ``HookedTransformerConfig`` (what ``config.json`` holds)."""
     return dict(
-        n_layers=1, d_model=cfg.d_model, n_heads=cfg.n_heads, d_head=cfg.d_head, d_mlp=cfg.d_mlp,
-        d_vocab=cfg.d_vocab, n_ctx=cfg.n_ctx, act_fn="gelu", normalization_type="LN",
-        positional_embedding_type="standard", tokenizer_prepends_bos=True, default_prepend_bos=True,
-        original_architecture="neel", model_name="gelu-1l-mini", seed=cfg.seed,
+        n_layers=1,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp,
+        d_vocab=cfg.d_vocab,
+        n_ctx=cfg.n_ctx,
+        act_fn="gelu",
+        normalization_type="LN",
+        positional_embedding_type="standard",
+        tokenizer_prepends_bos=True,
+        default_prepend_bos=True,
+        original_architecture="neel",
+        model_name="gelu-1l-mini",
+        seed=cfg.seed,
     )
 
 
@@ -123,8 +134,9 @@ def next_token_loss(model: HookedTransformer, tokens: Int[torch.Tensor, "batch s
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
-def train_step(model: HookedTransformer, opt: torch.optim.Optimizer, tokens: torch.Tensor,
-               cfg: LMTrainConfig, step: int) -> float:
+def train_step(
+    model: HookedTransformer, opt: torch.optim.Optimizer, tokens: torch.Tensor, cfg: LMTrainConfig, step: int
+) -> float:
     """One optimiser step on a batch of packed sequences; returns the loss."""
     for group in opt.param_groups:
         group["lr"] = lr_at(step, cfg)
@@ -154,14 +166,32 @@ def save_checkpoint(path: Path, model, opt, cfg: LMTrainConfig, step: int, elaps
     """Model + optimiser + step, written atomically (so a kill mid-save keeps the previous one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), cfg=asdict(cfg), step=step,
-                    elapsed=elapsed, rng=torch.get_rng_state()), tmp)
+    torch.save(
+        dict(
+            model=model.state_dict(),
+            opt=opt.state_dict(),
+            cfg=asdict(cfg),
+            step=step,
+            elapsed=elapsed,
+            rng=torch.get_rng_state(),
+        ),
+        tmp,
+    )
     tmp.replace(path)
 
 
-def train(model: HookedTransformer, train_seqs: torch.Tensor, cfg: LMTrainConfig, val_seqs: torch.Tensor | None = None,
-          checkpoint: Path | None = None, resume: bool = False, ckpt_every: int = 100, eval_every: int = 500,
-          log=print, progress: bool = True) -> dict:
+def train(
+    model: HookedTransformer,
+    train_seqs: torch.Tensor,
+    cfg: LMTrainConfig,
+    val_seqs: torch.Tensor | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    ckpt_every: int = 100,
+    eval_every: int = 500,
+    log=print,
+    progress: bool = True,
+) -> dict:
     """Train for ``cfg.total_steps`` steps on random batches (epochs of shuffled sequences); returns a summary."""
     from tqdm.auto import tqdm
 
@@ -178,8 +208,7 @@ def train(model: HookedTransformer, train_seqs: torch.Tensor, cfg: LMTrainConfig
     steps_per_epoch = len(train_seqs) // cfg.batch_size
     perm = None
     model.train()
-    bar = tqdm(range(start, cfg.total_steps), initial=start, total=cfg.total_steps, disable=not progress,
-               mininterval=5)
+    bar = tqdm(range(start, cfg.total_steps), initial=start, total=cfg.total_steps, disable=not progress, mininterval=5)
     t0, ema = time.time(), None
     for step in bar:
         epoch, i = divmod(step, steps_per_epoch)
@@ -189,14 +218,21 @@ def train(model: HookedTransformer, train_seqs: torch.Tensor, cfg: LMTrainConfig
         loss = train_step(model, opt, batch, cfg, step)
         ema = loss if ema is None else 0.98 * ema + 0.02 * loss
         now = elapsed + time.time() - t0
-        bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr_at(step, cfg):.1e}", tok_s=f"{(step + 1 - start) * cfg.tokens_per_step / (time.time() - t0):.0f}")
+        bar.set_postfix(
+            loss=f"{ema:.3f}",
+            lr=f"{lr_at(step, cfg):.1e}",
+            tok_s=f"{(step + 1 - start) * cfg.tokens_per_step / (time.time() - t0):.0f}",
+        )
         if (step + 1) % 50 == 0:
-            log(f"step {step + 1}/{cfg.total_steps} loss {ema:.4f} lr {lr_at(step, cfg):.2e} "
-                f"tokens {(step + 1) * cfg.tokens_per_step:,} elapsed {now:.0f}s")
+            log(
+                f"step {step + 1}/{cfg.total_steps} loss {ema:.4f} lr {lr_at(step, cfg):.2e} "
+                f"tokens {(step + 1) * cfg.tokens_per_step:,} elapsed {now:.0f}s"
+            )
         if val_seqs is not None and (step + 1) % eval_every == 0:
             log(f"step {step + 1} validation CE {evaluate(model, val_seqs[:256], bf16=cfg.bf16):.4f}")
         if checkpoint is not None and ((step + 1) % ckpt_every == 0 or step + 1 == cfg.total_steps):
             save_checkpoint(checkpoint, model, opt, cfg, step + 1, now)
     elapsed += time.time() - t0
-    return dict(steps=cfg.total_steps, tokens=cfg.total_steps * cfg.tokens_per_step, wall_s=elapsed,
-                final_train_loss_ema=ema)
+    return dict(
+        steps=cfg.total_steps, tokens=cfg.total_steps * cfg.tokens_per_step, wall_s=elapsed, final_train_loss_ema=ema
+    )

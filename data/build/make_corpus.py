@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.paths import data_dir  # noqa: E402
+from utils.paths import data_dir
 
 CACHE = Path(os.environ.get("SAE_COURSE_CACHE", Path.home() / ".cache" / "sae-course"))
 SEED = 1234
@@ -71,19 +71,39 @@ PYDOC = f"{DOC}/python3.11/html/_sources"
 
 
 def _ref(lang: str) -> Source:
-    return Source(f"debian-reference-{lang}", f"debian-reference-{lang}", lang.split("-")[0],
-                  "GPL-2+", "text_gz", [f"usr/share/debian-reference/debian-reference.{lang}.txt.gz"],
-                  None if lang == "en" else 0.35)
+    return Source(
+        f"debian-reference-{lang}",
+        f"debian-reference-{lang}",
+        lang.split("-")[0],
+        "GPL-2+",
+        "text_gz",
+        [f"usr/share/debian-reference/debian-reference.{lang}.txt.gz"],
+        None if lang == "en" else 0.35,
+    )
 
 
 def _maint(lang: str) -> Source:
-    return Source(f"maint-guide-{lang}", f"maint-guide-{lang}", lang.split("-")[0], "GPL-2+",
-                  "html", [f"{DOC}/maint-guide-{lang}/html/*.html"], 0.1)
+    return Source(
+        f"maint-guide-{lang}",
+        f"maint-guide-{lang}",
+        lang.split("-")[0],
+        "GPL-2+",
+        "html",
+        [f"{DOC}/maint-guide-{lang}/html/*.html"],
+        0.1,
+    )
 
 
 def _handbook(lang: str, code: str, cap: float | None = None) -> Source:
-    return Source(f"debian-handbook-{code}", "debian-handbook", code, "GPL-2+ or CC-BY-SA-3.0",
-                  "html", [f"{HB}/{lang}/*.html"], cap)
+    return Source(
+        f"debian-handbook-{code}",
+        "debian-handbook",
+        code,
+        "GPL-2+ or CC-BY-SA-3.0",
+        "html",
+        [f"{HB}/{lang}/*.html"],
+        cap,
+    )
 
 
 MAN_LICENSES = {"manpages-ja": "licences of the original pages (JM Project; DFSG-free)", "manpages-zh": "GFDL-1.2+"}
@@ -108,47 +128,108 @@ PYPI_PACKAGES = {  # permissively licensed, mostly modern (typed, f-strings) Pyt
 SOURCES: list[Source] = [
     # ---- English prose (with embedded shell commands, config snippets, SQL and code samples)
     Source("python3.11-doc", "python3.11-doc", "en", "PSF-2.0", "rst", [f"{PYDOC}/**/*.rst.txt"]),
-    Source("postgresql-doc-15", "postgresql-doc-15", "en", "PostgreSQL", "html",
-           [f"{DOC}/postgresql-doc-15/html/*.html"]),
-    Source("python-django-doc", "python-django-doc", "en", "BSD-3-Clause", "html",
-           [f"{DOC}/python-django-doc/html/**/*.html"]),
+    Source(
+        "postgresql-doc-15", "postgresql-doc-15", "en", "PostgreSQL", "html", [f"{DOC}/postgresql-doc-15/html/*.html"]
+    ),
+    Source(
+        "python-django-doc",
+        "python-django-doc",
+        "en",
+        "BSD-3-Clause",
+        "html",
+        [f"{DOC}/python-django-doc/html/**/*.html"],
+    ),
     _ref("en"),
     _handbook("en-US", "en"),
-    Source("debian-policy", "debian-policy", "en", "GPL-2+", "rst",
-           [f"{DOC}/debian-policy/policy.html/_sources/*.txt"]),
-    Source("developers-reference", "developers-reference", "en", "GPL-2", "rst",
-           ["usr/share/developers-reference/_sources/*.txt"]),
+    Source(
+        "debian-policy", "debian-policy", "en", "GPL-2+", "rst", [f"{DOC}/debian-policy/policy.html/_sources/*.txt"]
+    ),
+    Source(
+        "developers-reference",
+        "developers-reference",
+        "en",
+        "GPL-2",
+        "rst",
+        ["usr/share/developers-reference/_sources/*.txt"],
+    ),
     Source("maint-guide-en", "maint-guide", "en", "GPL-2+", "html", [f"{DOC}/maint-guide/html/*.html"]),
     Source("debmake-doc", "debmake-doc", "en", "Expat", "html", [f"{DOC}/debmake-doc/html/*.en.html"]),
     Source("harden-doc-en", "harden-doc", "en", "GPL-2", "html", [f"{DOC}/harden-doc/html/en-US/*.html"]),
-    Source("debian-faq", "debian-faq", "en", "verbatim-copying (SPI, see copyright)", "html",
-           [f"{DOC}/debian/FAQ/*.html"]),
-    Source("manpages-en", "manpages", "en", "Linux-man-pages-copyleft / GPL (per page)", "man",
-           ["usr/share/man/man*/*.gz"]),
+    Source(
+        "debian-faq", "debian-faq", "en", "verbatim-copying (SPI, see copyright)", "html", [f"{DOC}/debian/FAQ/*.html"]
+    ),
+    Source(
+        "manpages-en", "manpages", "en", "Linux-man-pages-copyleft / GPL (per page)", "man", ["usr/share/man/man*/*.gz"]
+    ),
     # ---- Other languages
     *[_ref(lang) for lang in ["de", "fr", "es", "it", "pt", "ja", "zh-cn"]],
     *[_maint(lang) for lang in ["de", "fr", "es", "ja", "ru", "zh-cn"]],
     # (the Sphinx _sources of the translations are the untranslated English; use their text builds)
-    *[Source(f"developers-reference-{lang}", f"developers-reference-{lang}", lang, "GPL-2",
-             "text_gz", [f"usr/share/developers-reference/{lang}/developers-reference.txt.gz"], 0.1)
-      for lang in ["de", "fr", "ja"]],
-    _man("de", "de", "manpages-de", 0.3), _man("fr", "fr", "manpages-fr", 0.3), _man("es", "es", "manpages-es", 0.3),
-    _man("ru", "ru", "manpages-ru", 0.3), _man("ja", "ja", "manpages-ja", 0.3), _man("zh_CN", "zh", "manpages-zh", 0.3),
-    *[_handbook(lang, code, 0.3) for lang, code in [("de-DE", "de"), ("fr-FR", "fr"), ("es-ES", "es"),
-                                                    ("it-IT", "it"), ("pt-BR", "pt"), ("nl-NL", "nl"), ("ru-RU", "ru"),
-                                                    ("ja-JP", "ja"), ("zh-CN", "zh"), ("ko-KR", "ko"), ("ar-MA", "ar"),
-                                                    ("el-GR", "el"), ("pl-PL", "pl"), ("sv-SE", "sv"), ("tr-TR", "tr"),
-                                                    ("vi-VN", "vi")]],
+    *[
+        Source(
+            f"developers-reference-{lang}",
+            f"developers-reference-{lang}",
+            lang,
+            "GPL-2",
+            "text_gz",
+            [f"usr/share/developers-reference/{lang}/developers-reference.txt.gz"],
+            0.1,
+        )
+        for lang in ["de", "fr", "ja"]
+    ],
+    _man("de", "de", "manpages-de", 0.3),
+    _man("fr", "fr", "manpages-fr", 0.3),
+    _man("es", "es", "manpages-es", 0.3),
+    _man("ru", "ru", "manpages-ru", 0.3),
+    _man("ja", "ja", "manpages-ja", 0.3),
+    _man("zh_CN", "zh", "manpages-zh", 0.3),
+    *[
+        _handbook(lang, code, 0.3)
+        for lang, code in [
+            ("de-DE", "de"),
+            ("fr-FR", "fr"),
+            ("es-ES", "es"),
+            ("it-IT", "it"),
+            ("pt-BR", "pt"),
+            ("nl-NL", "nl"),
+            ("ru-RU", "ru"),
+            ("ja-JP", "ja"),
+            ("zh-CN", "zh"),
+            ("ko-KR", "ko"),
+            ("ar-MA", "ar"),
+            ("el-GR", "el"),
+            ("pl-PL", "pl"),
+            ("sv-SE", "sv"),
+            ("tr-TR", "tr"),
+            ("vi-VN", "vi"),
+        ]
+    ],
     # ---- Python code
-    Source("cpython-stdlib", "libpython3.11-stdlib", "python", "PSF-2.0", "python", ["usr/lib/python3.11/**/*.py"],
-           0.3),
-    Source("cpython-stdlib-minimal", "libpython3.11-minimal", "python", "PSF-2.0", "python",
-           ["usr/lib/python3.11/**/*.py"], 0.25),
-    *[Source(f"pypi-{spec.split('==')[0]}", f"pypi:{spec}", "python", lic, "python", ["**/*.py"])
-      for spec, lic in PYPI_PACKAGES.items()],
+    Source(
+        "cpython-stdlib", "libpython3.11-stdlib", "python", "PSF-2.0", "python", ["usr/lib/python3.11/**/*.py"], 0.3
+    ),
+    Source(
+        "cpython-stdlib-minimal",
+        "libpython3.11-minimal",
+        "python",
+        "PSF-2.0",
+        "python",
+        ["usr/lib/python3.11/**/*.py"],
+        0.25,
+    ),
+    *[
+        Source(f"pypi-{spec.split('==')[0]}", f"pypi:{spec}", "python", lic, "python", ["**/*.py"])
+        for spec, lic in PYPI_PACKAGES.items()
+    ],
     # the test suite last: it fills whatever the code budget has left
-    Source("cpython-testsuite", "libpython3.11-testsuite", "python", "PSF-2.0", "python",
-           ["usr/lib/python3.11/test/**/*.py"]),
+    Source(
+        "cpython-testsuite",
+        "libpython3.11-testsuite",
+        "python",
+        "PSF-2.0",
+        "python",
+        ["usr/lib/python3.11/test/**/*.py"],
+    ),
 ]
 
 #: Target share of characters per category; each category is capped to keep the mix near the
@@ -183,9 +264,13 @@ def fetch(sources: list[Source]) -> None:
     sdists = CACHE / "sdists"
     for spec in pypi:
         name, version = spec.split("==")
-        if not list(sdists.glob(f"{name}-{version}.tar.gz")) and not list(sdists.glob(f"{name.lower()}-{version}.tar.gz")):
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                            "-d", str(sdists), spec], check=True)
+        if not list(sdists.glob(f"{name}-{version}.tar.gz")) and not list(
+            sdists.glob(f"{name.lower()}-{version}.tar.gz")
+        ):
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(sdists), spec],
+                check=True,
+            )
     for p in packages:
         target = ex / p.replace(":", "_").replace("==", "-")
         if target.exists():
@@ -213,14 +298,71 @@ def source_files(src: Source) -> list[Path]:
 # Extraction
 # --------------------------------------------------------------------------------------------
 
-BLOCK_TAGS = {"p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "dl", "dt", "dd", "pre",
-              "table", "tr", "section", "article", "blockquote", "figure", "caption", "title", "br", "hr"}
+BLOCK_TAGS = {
+    "p",
+    "div",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "pre",
+    "table",
+    "tr",
+    "section",
+    "article",
+    "blockquote",
+    "figure",
+    "caption",
+    "title",
+    "br",
+    "hr",
+}
 VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source", "wbr"}
 SKIP_TAGS = {"script", "style", "nav", "head", "noscript", "svg", "button", "form"}
-SKIP_CLASSES = {"sphinxsidebar", "related", "navheader", "navfooter", "footer", "headerlink", "breadcrumbs",
-                "toc", "docnav", "navigation", "sidebar", "site-header", "sphinxsidebarwrapper", "clearer",
-                "doc-nav", "toc-wrapper", "skip-link", "legalnotice", "header", "nav", "indexterm"}
-SKIP_IDS = {"banner", "title", "header", "footer", "navbar", "docs-sidebar", "sidebar", "toc", "breadcrumbs", "bottom-nav", "masthead"}
+SKIP_CLASSES = {
+    "sphinxsidebar",
+    "related",
+    "navheader",
+    "navfooter",
+    "footer",
+    "headerlink",
+    "breadcrumbs",
+    "toc",
+    "docnav",
+    "navigation",
+    "sidebar",
+    "site-header",
+    "sphinxsidebarwrapper",
+    "clearer",
+    "doc-nav",
+    "toc-wrapper",
+    "skip-link",
+    "legalnotice",
+    "header",
+    "nav",
+    "indexterm",
+}
+SKIP_IDS = {
+    "banner",
+    "title",
+    "header",
+    "footer",
+    "navbar",
+    "docs-sidebar",
+    "sidebar",
+    "toc",
+    "breadcrumbs",
+    "bottom-nav",
+    "masthead",
+}
 
 
 class HTMLText(HTMLParser):
@@ -239,8 +381,9 @@ class HTMLText(HTMLParser):
             return
         a = dict(attrs)
         classes = set((a.get("class") or "").split())
-        if tag not in VOID_TAGS and (tag in SKIP_TAGS or classes & SKIP_CLASSES or a.get("id") in SKIP_IDS
-                                     or a.get("role") == "navigation"):
+        if tag not in VOID_TAGS and (
+            tag in SKIP_TAGS or classes & SKIP_CLASSES or a.get("id") in SKIP_IDS or a.get("role") == "navigation"
+        ):
             self.skip = 1
             return
         if tag == "pre":
@@ -284,8 +427,12 @@ def html_to_text(raw: str) -> str:
 def man_to_text(path: Path) -> str:
     """Render a gzipped man page with groff (UTF-8, no overstrike, left-adjusted, no hyphenation)."""
     src = gzip.decompress(path.read_bytes())
-    res = subprocess.run(["groff", "-k", "-Tutf8", "-man", "-P-cbou", "-rLL=90n", "-rHY=0", "-dAD=l"],
-                         input=src, capture_output=True, timeout=60)
+    res = subprocess.run(
+        ["groff", "-k", "-Tutf8", "-man", "-P-cbou", "-rLL=90n", "-rHY=0", "-dAD=l"],
+        input=src,
+        capture_output=True,
+        timeout=60,
+    )
     lines = res.stdout.decode("utf-8", "replace").splitlines()
     if len(lines) > 2:  # drop the running header and footer lines
         lines = lines[1:-1]
@@ -319,7 +466,10 @@ def read_file(args: tuple[str, str]) -> str:
 # Cleaning, filtering, chunking
 # --------------------------------------------------------------------------------------------
 
-EN_STOPWORDS = set("the and of to a in is that for it with as on are be this by or not you can if from an".split())
+EN_STOPWORDS = {
+    "the", "and", "of", "to", "a", "in", "is", "that", "for", "it", "with", "as", "on", "are", "be", "this", "by",
+    "or", "not", "you", "can", "if", "from", "an",
+}  # fmt: skip
 
 
 def normalise(text: str) -> str:
@@ -349,8 +499,14 @@ def python_blocks(text: str) -> list[str]:
     blocks, cur = [], []
     lines = text.split("\n")
     for i, line in enumerate(lines):
-        if cur and line and not line[0].isspace() and i > 0 and not lines[i - 1].strip() \
-                and not line.startswith((")", "]", "}", "#")):
+        if (
+            cur
+            and line
+            and not line[0].isspace()
+            and i > 0
+            and not lines[i - 1].strip()
+            and not line.startswith((")", "]", "}", "#"))
+        ):
             blocks.append("\n".join(cur).strip("\n"))
             cur = []
         cur.append(line)
@@ -405,7 +561,7 @@ def build(sources: list[Source], workers: int = 2) -> tuple[list[dict], dict]:
     docs: list[dict] = []
     stats: dict[str, dict] = {}
     lang_chars: dict[str, int] = {}
-    cat_chars = {c: 0 for c in CATEGORY_CHARS}
+    cat_chars = dict.fromkeys(CATEGORY_CHARS, 0)
     with ProcessPoolExecutor(workers) as pool:
         for src in sources:
             files = source_files(src)
@@ -414,9 +570,20 @@ def build(sources: list[Source], workers: int = 2) -> tuple[list[dict], dict]:
             texts = list(pool.map(read_file, [(src.kind, str(f)) for f in files], chunksize=16))
             order = list(range(len(files)))
             rng.shuffle(order)  # so that a cap keeps a random subset of files, not the first ones
-            st = stats.setdefault(src.name, dict(package=src.package, lang=src.lang, license=src.license,
-                                                 files=len(files), docs=0, chars=0, dropped_paragraphs=0,
-                                                 dropped_english=0, dropped_dup_docs=0))
+            st = stats.setdefault(
+                src.name,
+                dict(
+                    package=src.package,
+                    lang=src.lang,
+                    license=src.license,
+                    files=len(files),
+                    docs=0,
+                    chars=0,
+                    dropped_paragraphs=0,
+                    dropped_english=0,
+                    dropped_dup_docs=0,
+                ),
+            )
             cat = category(src.lang)
             for i in order:
                 text = normalise(texts[i])
@@ -446,8 +613,11 @@ def build(sources: list[Source], workers: int = 2) -> tuple[list[dict], dict]:
                         st["dropped_dup_docs"] += 1
                         continue
                     lang_cap = PER_LANG_CHARS * SCRIPT_CAP_SCALE.get(src.lang, 1.0) if cat == "other" else None
-                    if cat_chars[cat] >= CATEGORY_CHARS[cat] or (lang_cap and lang_chars.get(src.lang, 0) >= lang_cap) \
-                            or (src.max_frac and st["chars"] >= src.max_frac * (lang_cap or CATEGORY_CHARS[cat])):
+                    if (
+                        cat_chars[cat] >= CATEGORY_CHARS[cat]
+                        or (lang_cap and lang_chars.get(src.lang, 0) >= lang_cap)
+                        or (src.max_frac and st["chars"] >= src.max_frac * (lang_cap or CATEGORY_CHARS[cat]))
+                    ):
                         break
                     seen_docs.add(key)
                     docs.append(dict(text=doc, source=src.name, lang=src.lang, file=files[i].name + f"@{src.name}"))
@@ -455,8 +625,11 @@ def build(sources: list[Source], workers: int = 2) -> tuple[list[dict], dict]:
                     st["chars"] += len(doc)
                     cat_chars[cat] += len(doc)
                     lang_chars[src.lang] = lang_chars.get(src.lang, 0) + len(doc)
-            print(f"{src.name:28s} files={len(files):5d} docs={st['docs']:6d} chars={st['chars']:>11,d} "
-                  f"[{cat}: {cat_chars[cat]:,}]", flush=True)
+            print(
+                f"{src.name:28s} files={len(files):5d} docs={st['docs']:6d} chars={st['chars']:>11,d} "
+                f"[{cat}: {cat_chars[cat]:,}]",
+                flush=True,
+            )
     return docs, stats
 
 
@@ -493,18 +666,32 @@ def main() -> None:
         for d in part:
             stats[d["source"]][f"{name}_docs"] = stats[d["source"]].get(f"{name}_docs", 0) + 1
             stats[d["source"]][f"{name}_chars"] = stats[d["source"]].get(f"{name}_chars", 0) + len(d["text"])
-    summary = dict(seed=SEED, val_fraction=VAL_FRACTION, train_docs=len(train), validation_docs=len(val),
-                   train_chars=sum(len(d["text"]) for d in train), validation_chars=sum(len(d["text"]) for d in val),
-                   sources=stats)
+    summary = dict(
+        seed=SEED,
+        val_fraction=VAL_FRACTION,
+        train_docs=len(train),
+        validation_docs=len(val),
+        train_chars=sum(len(d["text"]) for d in train),
+        validation_chars=sum(len(d["text"]) for d in val),
+        sources=stats,
+    )
     (args.out / "stats.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     # Where each document came from (one row per document, in the order of the split's parquet file);
     # handy for interpreting features, and for the token shares in the data card.
-    rows = [(name, i, d["source"], d["lang"]) for name, part in (("train", train), ("validation", val))
-            for i, d in enumerate(part)]
-    pq.write_table(pa.table({k: list(v) for k, v in zip(["split", "row", "source", "lang"], zip(*rows))}),
-                   args.out / "sources.parquet", compression="zstd")
-    print(f"train: {len(train):,} docs, {summary['train_chars']:,} chars; "
-          f"validation: {len(val):,} docs, {summary['validation_chars']:,} chars -> {args.out}")
+    rows = [
+        (name, i, d["source"], d["lang"])
+        for name, part in (("train", train), ("validation", val))
+        for i, d in enumerate(part)
+    ]
+    pq.write_table(
+        pa.table({k: list(v) for k, v in zip(["split", "row", "source", "lang"], zip(*rows))}),
+        args.out / "sources.parquet",
+        compression="zstd",
+    )
+    print(
+        f"train: {len(train):,} docs, {summary['train_chars']:,} chars; "
+        f"validation: {len(val):,} docs, {summary['validation_chars']:,} chars -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,10 +31,19 @@ from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from lm_training import (  # noqa: E402
-    LMTrainConfig, evaluate, make_model, make_optimizer, model_config, pack, tokenize_docs, train, train_step,
+from lm_training import (
+    LMTrainConfig,
+    evaluate,
+    make_model,
+    make_optimizer,
+    model_config,
+    pack,
+    tokenize_docs,
+    train,
+    train_step,
 )
-from utils.paths import data_dir  # noqa: E402
+
+from utils.paths import data_dir
 
 CACHE = Path(os.environ.get("SAE_COURSE_CACHE", Path.home() / ".cache" / "sae-course"))
 MODEL_DIR = data_dir() / "models" / "gelu-1l-mini"
@@ -43,8 +52,11 @@ MODEL_DIR = data_dir() / "models" / "gelu-1l-mini"
 def token_stream(split: str, tokenizer) -> np.ndarray:
     """The split as one ``BOS doc BOS doc ...`` stream, cached on disk per (corpus, tokenizer)."""
     parquet = data_dir() / "corpus" / f"{split}.parquet"
-    key = hashlib.sha1(parquet.read_bytes()[-4096:] + str(parquet.stat().st_size).encode()
-                       + (MODEL_DIR / "tokenizer.json").read_bytes()).hexdigest()[:12]
+    key = hashlib.sha1(
+        parquet.read_bytes()[-4096:]
+        + str(parquet.stat().st_size).encode()
+        + (MODEL_DIR / "tokenizer.json").read_bytes()
+    ).hexdigest()[:12]
     path = CACHE / "tokens" / f"{split}-{key}.npy"
     if not path.exists():
         texts = pq.read_table(parquet, columns=["text"]).column("text").to_pylist()
@@ -70,8 +82,10 @@ def bench(cfg: LMTrainConfig, seqs: torch.Tensor, steps: int) -> None:
             batch = seqs[step * c.batch_size : (step + 1) * c.batch_size]
             losses.append(train_step(model, opt, batch, c, step + c.warmup_steps))  # full lr: a stability check
         dt = time.time() - t0
-        print(f"{'bf16' if bf16 else 'fp32'}: {steps * c.tokens_per_step / dt:,.0f} tokens/s "
-              f"({dt / steps:.2f} s/step, batch {c.batch_size}x{c.n_ctx}); loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        print(
+            f"{'bf16' if bf16 else 'fp32'}: {steps * c.tokens_per_step / dt:,.0f} tokens/s "
+            f"({dt / steps:.2f} s/step, batch {c.batch_size}x{c.n_ctx}); loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+        )
 
 
 def main() -> None:
@@ -89,13 +103,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
-    cfg = LMTrainConfig(d_vocab=len(tokenizer), total_tokens=args.total_tokens, batch_size=args.batch_size,
-                        lr=args.lr, bf16=not args.fp32)
+    cfg = LMTrainConfig(
+        d_vocab=len(tokenizer),
+        total_tokens=args.total_tokens,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        bf16=not args.fp32,
+    )
     bos = tokenizer.bos_token_id
     train_seqs = pack(token_stream("train", tokenizer), cfg.n_ctx, bos)
     val_seqs = pack(token_stream("validation", tokenizer), cfg.n_ctx, bos)
-    print(f"train: {train_seqs.shape[0]:,} sequences ({train_seqs.numel():,} tokens); "
-          f"validation: {val_seqs.shape[0]:,} sequences ({val_seqs.numel():,} tokens)")
+    print(
+        f"train: {train_seqs.shape[0]:,} sequences ({train_seqs.numel():,} tokens); "
+        f"validation: {val_seqs.shape[0]:,} sequences ({val_seqs.numel():,} tokens)"
+    )
     if args.bench:
         bench(cfg, train_seqs, args.bench)
         return
@@ -113,18 +134,30 @@ def main() -> None:
     summary = train(model, train_seqs, cfg, val_seqs=val_seqs, checkpoint=args.checkpoint, resume=args.resume, log=log)
     t0 = time.time()
     val_ce = evaluate(model, val_seqs, bf16=False)
-    log(f"done: {summary}; validation CE (fp32, all {val_seqs.numel():,} tokens) {val_ce:.4f} in {time.time() - t0:.0f}s")
+    log(
+        f"done: {summary}; validation CE (fp32, all {val_seqs.numel():,} tokens) {val_ce:.4f} "
+        f"in {time.time() - t0:.0f}s"
+    )
 
     MODEL_DIR.mkdir(parents=True, exist_ok=True)
     (MODEL_DIR / "config.json").write_text(json.dumps(model_config(cfg), indent=2) + "\n")
-    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()},
-              MODEL_DIR / "model.safetensors")
+    save_file(
+        {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}, MODEL_DIR / "model.safetensors"
+    )
     train_tokens = int(train_seqs.numel())
-    report = dict(train_config=dataclasses.asdict(cfg), steps=summary["steps"], tokens_seen=summary["tokens"],
-                  epochs=round(summary["tokens"] / train_tokens, 2), train_split_tokens=train_tokens,
-                  validation_tokens=int(val_seqs.numel()), validation_ce=round(val_ce, 4),
-                  wall_s=round(summary["wall_s"]), tokens_per_s=round(summary["tokens"] / summary["wall_s"]),
-                  threads=args.threads, torch=torch.__version__)
+    report = dict(
+        train_config=dataclasses.asdict(cfg),
+        steps=summary["steps"],
+        tokens_seen=summary["tokens"],
+        epochs=round(summary["tokens"] / train_tokens, 2),
+        train_split_tokens=train_tokens,
+        validation_tokens=int(val_seqs.numel()),
+        validation_ce=round(val_ce, 4),
+        wall_s=round(summary["wall_s"]),
+        tokens_per_s=round(summary["tokens"] / summary["wall_s"]),
+        threads=args.threads,
+        torch=torch.__version__,
+    )
     (MODEL_DIR / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 

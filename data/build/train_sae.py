@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.paths import data_dir  # noqa: E402
-from utils.sae.model import SAE, SAEConfig  # noqa: E402
-from utils.sae.metrics import evaluate_sae, log_latent_sparsity  # noqa: E402
+from utils.paths import data_dir
 from utils.sae.activation_buffer import ActivationBuffer
-from utils.sae.training import TrainConfig, train_sae  # noqa: E402
+from utils.sae.metrics import evaluate_sae, log_latent_sparsity
+from utils.sae.model import SAE, SAEConfig
+from utils.sae.training import TrainConfig, train_sae
 
 CACHE = Path(os.environ.get("SAE_COURSE_CACHE", Path.home() / ".cache" / "sae-course"))
 OUT = data_dir() / "saes" / "gelu-1l-mini"
@@ -106,8 +106,17 @@ def token_rows(split: str, tokenizer) -> torch.Tensor:
 
 def sae_config(run: RunConfig) -> SAEConfig:
     architecture = "standard" if run.k is None else "topk"
-    return SAEConfig(d_in=512, d_sae=run.d_sae, architecture=architecture, l1_coefficient=run.l1_coefficient,
-                     k=run.k, hook_name=HOOK, dtype="float32", seed=run.seed, model_name="gelu-1l-mini")
+    return SAEConfig(
+        d_in=512,
+        d_sae=run.d_sae,
+        architecture=architecture,
+        l1_coefficient=run.l1_coefficient,
+        k=run.k,
+        hook_name=HOOK,
+        dtype="float32",
+        seed=run.seed,
+        model_name="gelu-1l-mini",
+    )
 
 
 def checkpoint_path(name: str, run: RunConfig, out: Path) -> Path:
@@ -117,8 +126,9 @@ def checkpoint_path(name: str, run: RunConfig, out: Path) -> Path:
     return CACHE / "sae-checkpoints" / f"{name}-{key}.pt"
 
 
-def train_run(name: str, run: RunConfig, model, train_rows: torch.Tensor, checkpoint: Path,
-              progress: bool = True) -> tuple[SAE, dict]:
+def train_run(
+    name: str, run: RunConfig, model, train_rows: torch.Tensor, checkpoint: Path, progress: bool = True
+) -> tuple[SAE, dict]:
     """Train one run (resuming its checkpoint if there is one); returns the SAE and a training summary."""
     torch.manual_seed(run.seed)
     sae = SAE(sae_config(run))
@@ -126,27 +136,50 @@ def train_run(name: str, run: RunConfig, model, train_rows: torch.Tensor, checkp
     if checkpoint.exists():
         start_seq = torch.load(checkpoint, weights_only=False).get("seqs_consumed") or 0
         print(f"{name}: resuming from {checkpoint} (sequence {start_seq:,})", flush=True)
-    buffer = ActivationBuffer(model, train_rows, hook_name=HOOK, buffer_tokens=run.buffer_tokens,
-                              batch_size=run.batch_size, seq_len=SEQ_LEN, seed=run.seed, start_seq=start_seq)
+    buffer = ActivationBuffer(
+        model,
+        train_rows,
+        hook_name=HOOK,
+        buffer_tokens=run.buffer_tokens,
+        batch_size=run.batch_size,
+        seq_len=SEQ_LEN,
+        seed=run.seed,
+        start_seq=start_seq,
+    )
 
     def log(record: dict) -> None:
         if record["step"] % 100 == 0:
             print(f"{name} " + " ".join(f"{k}={v:.4g}" for k, v in record.items()), flush=True)
 
     t0 = time.time()
-    cfg = TrainConfig(n_tokens=run.n_tokens, lr=run.lr, lr_warmup_frac=run.lr_warmup_frac,
-                      lr_decay_frac=run.lr_decay_frac, l1_warmup_frac=run.l1_warmup_frac, bf16=run.bf16, log_every=20,
-                      progress=progress, checkpoint=checkpoint, checkpoint_every=100)
+    cfg = TrainConfig(
+        n_tokens=run.n_tokens,
+        lr=run.lr,
+        lr_warmup_frac=run.lr_warmup_frac,
+        lr_decay_frac=run.lr_decay_frac,
+        l1_warmup_frac=run.l1_warmup_frac,
+        bf16=run.bf16,
+        log_every=20,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=100,
+    )
     history = train_sae(sae, buffer, cfg, callback=log)
-    summary = dict(training_tokens=history[-1]["tokens"], training_steps=history[-1]["step"],
-                   wall_s=round(history[-1]["elapsed_s"]), wall_s_this_session=round(time.time() - t0),
-                   harvest_s_this_session=round(buffer.harvest_seconds), threads=torch.get_num_threads(),
-                   torch=torch.__version__)
+    summary = dict(
+        training_tokens=history[-1]["tokens"],
+        training_steps=history[-1]["step"],
+        wall_s=round(history[-1]["elapsed_s"]),
+        wall_s_this_session=round(time.time() - t0),
+        harvest_s_this_session=round(buffer.harvest_seconds),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+    )
     return sae, {"summary": summary, "history": history}
 
 
-def evaluate_and_save(name: str, run: RunConfig | None, sae: SAE, model, val_rows: torch.Tensor, out: Path,
-                      training: dict | None = None) -> dict:
+def evaluate_and_save(
+    name: str, run: RunConfig | None, sae: SAE, model, val_rows: torch.Tensor, out: Path, training: dict | None = None
+) -> dict:
     """Evaluate on the validation rows and write the run folder; returns metrics.json's contents."""
     t0 = time.time()
     metrics = evaluate_sae(model, sae, val_rows, batch_size=32, progress=False)
@@ -175,9 +208,11 @@ def evaluate_and_save(name: str, run: RunConfig | None, sae: SAE, model, val_row
 
 def markdown_table(out: Path, names: list[str]) -> str:
     """The data card's table of measured metrics."""
-    rows = ["| run | alive | density < 1e-5 | L0 | CE recovered (zero / mean abl.) | explained variance | KL (nats) | "
-            "CE clean → with SAE | training tokens | wall time |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| run | alive | density < 1e-5 | L0 | CE recovered (zero / mean abl.) | explained variance | KL (nats) | "
+        "CE clean → with SAE | training tokens | wall time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name in names:
         file = out / name / "metrics.json"
         if not file.exists():
@@ -238,11 +273,25 @@ def main() -> None:
         for name in todo:
             log = CACHE / "logs" / f"train_sae_{name}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, __file__, "--runs", name, "--threads", str(args.threads or 1), "--out", str(args.out),
-                   "--no-progress"] + (["--force"] if args.force else [])
-            cmd += [f"--{k}={v}" for k, v in (("tokens", args.tokens), ("l1", args.l1), ("lr", args.lr), ("k", args.k)) if v is not None]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--runs",
+                name,
+                "--threads",
+                str(args.threads or 1),
+                "--out",
+                str(args.out),
+                "--no-progress",
+            ] + (["--force"] if args.force else [])
+            cmd += [
+                f"--{k}={v}"
+                for k, v in (("tokens", args.tokens), ("l1", args.l1), ("lr", args.lr), ("k", args.k))
+                if v is not None
+            ]
             cmd += ["--fp32"] if args.fp32 else []
-            procs.append((name, log, subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)))
+            with open(log, "w") as out:  # the child keeps its own copy of the file descriptor
+                procs.append((name, log, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)))
             print(f"{name}: started (pid {procs[-1][2].pid}), log {log}")
         failed = [name for name, log, p in procs if p.wait() != 0]
         print(markdown_table(args.out, names))

@@ -20,7 +20,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.paths import data_dir  # noqa: E402
+from utils.paths import data_dir
 
 BOS = "<|endoftext|>"
 
@@ -43,7 +43,11 @@ def train_tokenizer(texts: list[str], vocab_size: int = 8192) -> PreTrainedToken
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     assert tok.token_to_id(BOS) == 0
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=None,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=BOS,
+        pad_token=BOS,
+        unk_token=None,
         clean_up_tokenization_spaces=False,
     )
 

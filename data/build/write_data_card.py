@@ -20,8 +20,9 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 # data/build/ is on sys.path when one of its scripts runs, so its modules import each other by name.
-from make_corpus import category  # noqa: E402
-from utils.paths import data_dir  # noqa: E402
+from make_corpus import category
+
+from utils.paths import data_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,12 +34,18 @@ def pct(x: float) -> str:
 def sources_table(stats: dict) -> str:
     total = stats["tokens"]["train"]["tokens"]
     order = {"en": 0, "other": 1, "python": 2}
-    rows = sorted(stats["sources"].items(), key=lambda kv: (order[category(kv[1]["lang"])], -kv[1].get("train_tokens", 0)))
-    lines = ["| Source | Package | Language | Licence | Train docs | Train tokens | Share |",
-             "|---|---|---|---|---:|---:|---:|"]
+    rows = sorted(
+        stats["sources"].items(), key=lambda kv: (order[category(kv[1]["lang"])], -kv[1].get("train_tokens", 0))
+    )
+    lines = [
+        "| Source | Package | Language | Licence | Train docs | Train tokens | Share |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
     for name, s in rows:
-        lines.append(f"| {name} | `{s['package']}` | {s['lang']} | {s['license']} | {s.get('train_docs', 0):,} | "
-                     f"{s.get('train_tokens', 0):,} | {pct(s.get('train_tokens', 0) / total)} |")
+        lines.append(
+            f"| {name} | `{s['package']}` | {s['lang']} | {s['license']} | {s.get('train_docs', 0):,} | "
+            f"{s.get('train_tokens', 0):,} | {pct(s.get('train_tokens', 0) / total)} |"
+        )
     return "\n".join(lines)
 
 
@@ -48,7 +55,9 @@ def sae_table() -> str:
     from train_sae import OUT, markdown_table
 
     names = sorted(p.parent.name for p in OUT.glob("*/metrics.json"))
-    return markdown_table(OUT, names) if names else "(no SAE has been trained yet: run `python data/build/train_sae.py`)"
+    return (
+        markdown_table(OUT, names) if names else "(no SAE has been trained yet: run `python data/build/train_sae.py`)"
+    )
 
 
 def sae_minutes() -> str:
@@ -99,32 +108,55 @@ def replacements() -> dict[str, str]:
     train, val = stats["tokens"]["train"], stats["tokens"]["validation"]
     n_params = sum(t.numel() for t in load_file(model_dir / "model.safetensors").values())
     total = lambda key: sum(s.get(key, 0) for s in stats["sources"].values())  # noqa: E731
-    val_mix = ", ".join(f"{ {'en': 'English', 'other': 'other languages', 'python': 'Python'}[k]} {pct(d['share'])}"
-                        for k, d in val["by_category"].items())
-    details = (f"**{training['tokens_seen']:,} training tokens** ({training['steps']:,} steps, {training['epochs']} epochs "
-               f"of the {training['train_split_tokens']:,}-token packed train split) in **{training['wall_s'] / 60:.0f} "
-               f"minutes** of training time on {training['threads']} CPU threads (a shared 2-core x86-64 VM, no GPU; "
-               f"torch {training['torch']}), **{training['tokens_per_s']:,} tokens/s** on average.")
+    val_mix = ", ".join(
+        f"{ {'en': 'English', 'other': 'other languages', 'python': 'Python'}[k] } {pct(d['share'])}"
+        for k, d in val["by_category"].items()
+    )
+    details = (
+        f"**{training['tokens_seen']:,} training tokens** ({training['steps']:,} steps, {training['epochs']} epochs "
+        f"of the {training['train_split_tokens']:,}-token packed train split) in **{training['wall_s'] / 60:.0f} "
+        f"minutes** of training time on {training['threads']} CPU threads (a shared 2-core x86-64 VM, no GPU; "
+        f"torch {training['torch']}), **{training['tokens_per_s']:,} tokens/s** on average."
+    )
     return dict(
-        TRAIN_DOCS=f"{train['docs']:,}", TRAIN_CHARS=f"{train['chars']:,}", TRAIN_TOKENS=f"{train['tokens']:,}",
-        VAL_DOCS=f"{val['docs']:,}", VAL_CHARS=f"{val['chars']:,}", VAL_TOKENS=f"{val['tokens']:,}",
-        EN_SHARE=pct(train["by_category"]["en"]["share"]), OTHER_SHARE=pct(train["by_category"]["other"]["share"]),
+        TRAIN_DOCS=f"{train['docs']:,}",
+        TRAIN_CHARS=f"{train['chars']:,}",
+        TRAIN_TOKENS=f"{train['tokens']:,}",
+        VAL_DOCS=f"{val['docs']:,}",
+        VAL_CHARS=f"{val['chars']:,}",
+        VAL_TOKENS=f"{val['tokens']:,}",
+        EN_SHARE=pct(train["by_category"]["en"]["share"]),
+        OTHER_SHARE=pct(train["by_category"]["other"]["share"]),
         PY_SHARE=pct(train["by_category"]["python"]["share"]),
-        LANG_SHARES=", ".join(f"{k} {pct(d['share'])}" for k, d in train["by_lang"].items() if k not in ("en", "python")),
-        SOURCES_TABLE=sources_table(stats), DROPPED_EN=f"{total('dropped_english'):,}",
-        DROPPED_PARA=f"{total('dropped_paragraphs'):,}", DROPPED_DOCS=f"{total('dropped_dup_docs'):,}", VAL_MIX=val_mix,
-        CHARS_PER_TOKEN=f"{train['chars_per_token']:.2f}", N_PARAMS=f"{n_params / 1e6:.2f}M", TRAINING_DETAILS=details,
-        VAL_TARGETS=f"{baselines['targets']:,}", UNIGRAM_CE=f"{baselines['unigram_add1_ce']:.3f}",
-        BIGRAM_CE=f"{baselines['bigram_kneser_ney_ce']:.3f}", KN_D=f"{baselines['bigram_discount']:.2f}",
-        MODEL_CE=f"{baselines['model_ce']:.3f}", SAE_TABLE=sae_table(), SAE_MINUTES=sae_minutes(),
+        LANG_SHARES=", ".join(
+            f"{k} {pct(d['share'])}" for k, d in train["by_lang"].items() if k not in ("en", "python")
+        ),
+        SOURCES_TABLE=sources_table(stats),
+        DROPPED_EN=f"{total('dropped_english'):,}",
+        DROPPED_PARA=f"{total('dropped_paragraphs'):,}",
+        DROPPED_DOCS=f"{total('dropped_dup_docs'):,}",
+        VAL_MIX=val_mix,
+        CHARS_PER_TOKEN=f"{train['chars_per_token']:.2f}",
+        N_PARAMS=f"{n_params / 1e6:.2f}M",
+        TRAINING_DETAILS=details,
+        VAL_TARGETS=f"{baselines['targets']:,}",
+        UNIGRAM_CE=f"{baselines['unigram_add1_ce']:.3f}",
+        BIGRAM_CE=f"{baselines['bigram_kneser_ney_ce']:.3f}",
+        KN_D=f"{baselines['bigram_discount']:.2f}",
+        MODEL_CE=f"{baselines['model_ce']:.3f}",
+        SAE_TABLE=sae_table(),
+        SAE_MINUTES=sae_minutes(),
     ) | dead_latents()
 
 
 def main() -> None:
     text = (HERE / "data_card.md").read_text(encoding="utf-8")
-    for key, value in sorted(replacements().items(), key=lambda kv: -len(kv[0])):  # longest first: TRAIN_DOCS before DOCS
-        text = re.sub(rf"\b{key}\b", lambda _: value, text)
-    left = sorted(set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", text)) - {"HF_HUB_OFFLINE", "SAE_COURSE_CACHE", "SAE_COURSE_ROOT"})
+    for key, value in sorted(replacements().items(), key=lambda kv: -len(kv[0])):  # TRAIN_DOCS before DOCS
+        text = re.sub(rf"\b{key}\b", lambda _, value=value: value, text)
+    left = sorted(
+        set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", text))
+        - {"HF_HUB_OFFLINE", "SAE_COURSE_CACHE", "SAE_COURSE_ROOT"}
+    )
     out = data_dir() / "README.md"
     out.write_text(text, encoding="utf-8")
     print(f"wrote {out}" + (f"; placeholders left: {left}" if left else ""))

@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.benchmarks.common import timed  # noqa: E402
-from utils import dashboard  # noqa: E402
-from utils.lm.activations import tokenize_texts  # noqa: E402
-from utils.lm.loading import load_model, load_text_dataset  # noqa: E402
-from utils.sae.model import SAE  # noqa: E402
+from tests.benchmarks.common import timed
+from utils import dashboard
+from utils.lm.activations import tokenize_texts
+from utils.lm.loading import load_model, load_text_dataset
+from utils.sae.model import SAE
 
 SEQ_LEN = 128
 
@@ -47,8 +47,9 @@ def main() -> None:
     sae = SAE.from_pretrained("gelu-1l-mini", run="topk_4096_seed0").requires_grad_(False)
     other = SAE.from_pretrained("gelu-1l-mini", run="topk_4096_seed1").requires_grad_(False)
     rows = -(-args.tokens // SEQ_LEN)
-    tokens = tokenize_texts(load_text_dataset(model, split="train")["text"], model.tokenizer, seq_len=SEQ_LEN,
-                            max_seqs=rows)
+    tokens = tokenize_texts(
+        load_text_dataset(model, split="train")["text"], model.tokenizer, seq_len=SEQ_LEN, max_seqs=rows
+    )
     n_tokens = tokens.numel()
     prompt = model.to_string(tokens[-1, 1:])
     print(f"{n_tokens:,} tokens ({len(tokens)} rows of {SEQ_LEN}), {sae.cfg.d_sae} latents, {args.threads} threads")
@@ -64,22 +65,32 @@ def main() -> None:
         t_total, cpu_total = time.perf_counter() - t0, time.process_time() - cpu0
     size = sum(p.stat().st_size for p in out.glob("*.html"))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"1. engine pass (forward, encode, statistics): {t_pass:.0f} s ({n_tokens / t_pass:,.0f} tokens/s); contexts "
-          f"with ablation effects, weights and pages: "
-          f"{t_stats:.0f} s; export: {t_total - t_pass - t_stats:.0f} s")
-    print(f"   whole dashboard: {t_total:.0f} s = {t_total / 60:.1f} min (target <= 5 min); peak memory {peak_gb:.1f} GB")
-    print(f"   process CPU time {cpu_total:.0f} s, i.e. about {cpu_total / args.threads / 60:.1f} min on {args.threads} "
-          f"otherwise idle cores; load average during the run {os.getloadavg()[0]:.1f} (a shared machine is slower)")
-    print(f"   {len(data.latents)} latents in {len(list(out.glob('latents_*.html')))} files, {size / 2**20:.1f} MB "
-          f"({size / len(data.latents) / 1024:.1f} KB per latent); index: {index}")
+    print(
+        f"1. engine pass (forward, encode, statistics): {t_pass:.0f} s ({n_tokens / t_pass:,.0f} tokens/s); contexts "
+        f"with ablation effects, weights and pages: "
+        f"{t_stats:.0f} s; export: {t_total - t_pass - t_stats:.0f} s"
+    )
+    print(
+        f"   whole dashboard: {t_total:.0f} s = {t_total / 60:.1f} min (target <= 5 min); peak memory {peak_gb:.1f} GB"
+    )
+    print(
+        f"   process CPU time {cpu_total:.0f} s, i.e. about {cpu_total / args.threads / 60:.1f} min on {args.threads} "
+        f"otherwise idle cores; load average during the run {os.getloadavg()[0]:.1f} (a shared machine is slower)"
+    )
+    print(
+        f"   {len(data.latents)} latents in {len(list(out.glob('latents_*.html')))} files, {size / 2**20:.1f} MB "
+        f"({size / len(data.latents) / 1024:.1f} KB per latent); index: {index}"
+    )
 
     ids = model.to_tokens(prompt)[0]
     seconds = timed(lambda: dashboard.prompt_view(model, sae, prompt, stats), repeats=5)
     cpu0 = time.process_time()
     dashboard.prompt_view(model, sae, prompt, stats)
     cpu = time.process_time() - cpu0
-    print(f"2. prompt view of a {len(ids)}-token prompt over all {sae.cfg.d_sae} latents, exact loss effects: "
-          f"{seconds:.2f} s (target <= 1 s); process CPU time {cpu:.2f} s")
+    print(
+        f"2. prompt view of a {len(ids)}-token prompt over all {sae.cfg.d_sae} latents, exact loss effects: "
+        f"{seconds:.2f} s (target <= 1 s); process CPU time {cpu:.2f} s"
+    )
 
 
 if __name__ == "__main__":

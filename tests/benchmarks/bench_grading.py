@@ -27,8 +27,9 @@ def grade(folder: Path) -> tuple[float, float, str]:
     """Wall seconds, CPU seconds (this run's processes) and pytest's last line, for one grading run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", f"--notebooks={folder}"], cwd=repo_root(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", f"--notebooks={folder}"], cwd=repo_root(), capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

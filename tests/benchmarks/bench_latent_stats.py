@@ -6,8 +6,8 @@
 Prints the time, tokens per second, latent-tokens per second (tokens x latents covered) and the peak
 resident memory of the process (``ru_maxrss``, which includes the model, the SAE, the tokens and the
 co-firing table of 4096 x 4096 int32, 64 MB). Everything is in: model forward to the hook, encode, the
-statistics, and the sweep over the spool that draws interval and quantile samples. Aim: 3 minutes or less and under 2 GB on
-2 CPU cores. The figures depend on what else runs on the machine: report the load average with them
+statistics, and the sweep over the spool that draws interval and quantile samples. Aim: 3 minutes or less
+and under 2 GB on 2 CPU cores. The figures depend on what else runs on the machine: report the load average with them
 (printed at the start and the end).
 
 The figures measured so far, with the machine and its load, are in ``tests/benchmarks/README.md``.
@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.lm.activations import tokenize_texts  # noqa: E402
-from utils.sae.latent_stats import compute_latent_stats  # noqa: E402
-from utils.lm.loading import load_model, load_text_dataset  # noqa: E402
-from utils.sae.model import SAE  # noqa: E402
+from utils.lm.activations import tokenize_texts
+from utils.lm.loading import load_model, load_text_dataset
+from utils.sae.latent_stats import compute_latent_stats
+from utils.sae.model import SAE
 
 
 def peak_rss_gb() -> float:
@@ -60,17 +60,33 @@ def main(argv: list[str] | None = None) -> int:
     rows = -(-args.tokens // 128)
     corpus = load_text_dataset(model, split="train")
     tokens = tokenize_texts(corpus["text"], model.tokenizer, seq_len=128, max_seqs=rows)
-    print(f"tokens {tuple(tokens.shape)} = {tokens.numel():,}; SAE {sae}; peak memory before the pass {peak_rss_gb():.2f} GB")
+    print(
+        f"tokens {tuple(tokens.shape)} = {tokens.numel():,}; SAE {sae}; peak memory before the pass "
+        f"{peak_rss_gb():.2f} GB"
+    )
 
     t0, cpu0 = time.perf_counter(), cpu_seconds()
-    stats = compute_latent_stats(model, sae, tokens, batch_size=args.batch_size, top_k=20, one_per="row",
-                                  cofire=not args.no_cofire, neuron_corr=True, progress=False)
+    stats = compute_latent_stats(
+        model,
+        sae,
+        tokens,
+        batch_size=args.batch_size,
+        top_k=20,
+        one_per="row",
+        cofire=not args.no_cofire,
+        neuron_corr=True,
+        progress=False,
+    )
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     n = stats.n_tokens
-    print(f"engine: {n:,} tokens x {stats.d_sae} latents in {seconds:.1f} s: {n / seconds:,.0f} tokens/s, "
-          f"{n * stats.d_sae / seconds:.3g} latent-tokens/s")
-    print(f"CPU time of the pass {cpu:.0f} s (user + system), {cpu / seconds:.0%} of one core on average: on a shared "
-          f"machine, CPU time / threads is a floor for the wall time on {args.threads} idle cores")
+    print(
+        f"engine: {n:,} tokens x {stats.d_sae} latents in {seconds:.1f} s: {n / seconds:,.0f} tokens/s, "
+        f"{n * stats.d_sae / seconds:.3g} latent-tokens/s"
+    )
+    print(
+        f"CPU time of the pass {cpu:.0f} s (user + system), {cpu / seconds:.0%} of one core on average: on a shared "
+        f"machine, CPU time / threads is a floor for the wall time on {args.threads} idle cores"
+    )
     print(f"peak memory (whole process) {peak_rss_gb():.2f} GB; load average at end {os.getloadavg()}")
     print(f"latents that fire: {int((stats.fire_count > 0).sum())}; firings {int(stats.fire_count.sum()):,}")
     return 0

@@ -23,13 +23,14 @@ from pathlib import Path
 # As in data/build/train_model.py: sleeping (not spinning) OpenMP threads cope far better with a shared CPU.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio, timed  # noqa: E402
-from utils.lm.activations import mlp_post_activations  # noqa: E402
-from utils.lm.fused_attention import ENV_OVERRIDE  # noqa: E402
-from lm_training import LMTrainConfig, make_model, make_optimizer, train_step  # noqa: E402
+from lm_training import LMTrainConfig, make_model, make_optimizer, train_step
+
+from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio, timed
+from utils.lm.activations import mlp_post_activations
+from utils.lm.fused_attention import ENV_OVERRIDE
 
 HOOK = "blocks.0.mlp.hook_post"
 
@@ -50,7 +51,7 @@ def main() -> None:
         student = make_model(c)
         opt = make_optimizer(student, c)
         step = iter(range(10**6))
-        s = timed(lambda: train_step(student, opt, batch, c, next(step)), repeats=4)
+        s = timed(lambda: train_step(student, opt, batch, c, next(step)), repeats=4)  # noqa: B023 (timed here, in the loop)
         print(f"LM training step ({'bf16 autocast' if bf16 else 'fp32'}): {c.tokens_per_step / s:10,.0f} tokens/s")
 
     # --- activation harvest
@@ -70,6 +71,7 @@ def main() -> None:
                 return fn()
             finally:
                 del os.environ[ENV_OVERRIDE]
+
         return run
 
     candidates = {
@@ -83,12 +85,16 @@ def main() -> None:
         assert torch.allclose(fn(), reference, atol=1e-5), name
     times = interleaved(candidates, rounds=9)
     n = tokens.numel()
-    print(f"harvest {HOOK}, {tokens.shape[0]} x {tokens.shape[1]} tokens, median of 9 interleaved rounds "
-          "(stop after block 0: run_with_cache(stop_at_layer=1), as Part 2b's store does):")
+    print(
+        f"harvest {HOOK}, {tokens.shape[0]} x {tokens.shape[1]} tokens, median of 9 interleaved rounds "
+        "(stop after block 0: run_with_cache(stop_at_layer=1), as Part 2b's store does):"
+    )
     full, stop = list(times.values())[:2]
     for name, seconds in times.items():
-        print(f"   {name:48s} {n / statistics.median(seconds):10,.0f} tokens/s; {median_ratio(full, seconds):.2f}x the "
-              f"full pass, {median_ratio(stop, seconds):.2f}x stopping after block 0 unfused")
+        print(
+            f"   {name:48s} {n / statistics.median(seconds):10,.0f} tokens/s; {median_ratio(full, seconds):.2f}x the "
+            f"full pass, {median_ratio(stop, seconds):.2f}x stopping after block 0 unfused"
+        )
 
 
 if __name__ == "__main__":

@@ -57,20 +57,22 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio  # noqa: E402
-from utils.sae import activation_buffer  # noqa: E402
-from utils.lm.cpu_allocator import allocator_status, keep_freed_memory  # noqa: E402
-from utils.paths import data_dir  # noqa: E402
-from utils.sae.model import SAE, SAEConfig  # noqa: E402
-from utils.sae.activation_buffer import ActivationBuffer  # noqa: E402
-from utils.sae.steps import Workspace, choose_bf16, sae_training_step  # noqa: E402
-from utils.sae.training import train_sae  # noqa: E402
-from utils.sae.sparse_topk import grouped_topk, sparse_topk_training_step  # noqa: E402
+from tests.benchmarks.common import bundled_or_untrained_model, interleaved, median_ratio
+from utils.lm.cpu_allocator import allocator_status, keep_freed_memory
+from utils.paths import data_dir
+from utils.sae import activation_buffer
+from utils.sae.activation_buffer import ActivationBuffer
+from utils.sae.model import SAE, SAEConfig
+from utils.sae.sparse_topk import grouped_topk, sparse_topk_training_step
+from utils.sae.steps import Workspace, choose_bf16, sae_training_step
+from utils.sae.training import train_sae
 
 HOOK = "blocks.0.mlp.hook_post"
 D_IN, K, SEQ_LEN = 512, 32, 128
 D_SAE, BATCH = 4096, 4096  # the bundled SAEs' configuration
-PART2B = dict(d_sae=1024, batch=2048, buffer_tokens=2**16, model_batch_size=64)  # Part 2b on a CPU (batch: now; 1,024 before)
+PART2B = dict(
+    d_sae=1024, batch=2048, buffer_tokens=2**16, model_batch_size=64
+)  # Part 2b on a CPU (batch: now; 1,024 before)
 STORE_PROMPTS, STORE_BATCHES = 32, 20  # SAELens's activation store: 20 batches of 32 prompts (its defaults)
 CLOCK = time.perf_counter  # time.process_time with --cpu-time: see ``interleaved``
 
@@ -113,29 +115,42 @@ def bench_steps(d_sae: int, batch: int, rounds: int, clock: Callable[[], float] 
 
         return run
 
-    times = interleaved({
-        "matmuls": five_matmuls,
-        "dense fp32": step(sae_training_step),
-        "sparse fp32": step(sparse_topk_training_step),
-        "sparse bf16": step(sparse_topk_training_step, torch.bfloat16),
-        "dense bf16": step(sae_training_step, torch.bfloat16),
-    }, rounds, clock)
+    times = interleaved(
+        {
+            "matmuls": five_matmuls,
+            "dense fp32": step(sae_training_step),
+            "sparse fp32": step(sparse_topk_training_step),
+            "sparse bf16": step(sparse_topk_training_step, torch.bfloat16),
+            "dense bf16": step(sae_training_step, torch.bfloat16),
+        },
+        rounds,
+        clock,
+    )
     flops = 5 * 2 * batch * D_IN * d_sae
     t_mm = statistics.median(times["matmuls"])
     what = "CPU time" if clock is time.process_time else "wall-clock time"
-    print(f"\n1. Training step, TopK k={K}, {D_IN} -> {d_sae} latents, batch {batch}, {torch.get_num_threads()} "
-          f"thread(s), {what}, median of {rounds} interleaved rounds; {load()}")
-    print(f"   plain matmuls (the dense step's 5 products, {flops / 1e9:.1f} GFLOP): {t_mm * 1e3:7.1f} ms "
-          f"= {flops / t_mm / 1e9:.0f} GFLOP/s")
+    print(
+        f"\n1. Training step, TopK k={K}, {D_IN} -> {d_sae} latents, batch {batch}, {torch.get_num_threads()} "
+        f"thread(s), {what}, median of {rounds} interleaved rounds; {load()}"
+    )
+    print(
+        f"   plain matmuls (the dense step's 5 products, {flops / 1e9:.1f} GFLOP): {t_mm * 1e3:7.1f} ms "
+        f"= {flops / t_mm / 1e9:.0f} GFLOP/s"
+    )
     for name in ("dense fp32", "sparse fp32", "sparse bf16", "dense bf16"):
         t = statistics.median(times[name])
-        print(f"   {name + ' step':17s} {t * 1e3:7.1f} ms = {batch / t:9,.0f} tokens/s; {flops / t / 1e9:5.0f} "
-              f"dense-equivalent GFLOP/s = {median_ratio(times['matmuls'], times[name]):5.0%} of matmul throughput; "
-              f"{median_ratio(times['dense fp32'], times[name]):.2f}x dense fp32")
+        print(
+            f"   {name + ' step':17s} {t * 1e3:7.1f} ms = {batch / t:9,.0f} tokens/s; {flops / t / 1e9:5.0f} "
+            f"dense-equivalent GFLOP/s = {median_ratio(times['matmuls'], times[name]):5.0%} of matmul throughput; "
+            f"{median_ratio(times['dense fp32'], times[name]):.2f}x dense fp32"
+        )
     chosen = "sparse bf16" if choose_bf16(sae, sparse_topk_training_step, batch) else "sparse fp32"
-    print(f"   target: the sparse step >= 2.5x dense fp32 -> {median_ratio(times['dense fp32'], times[chosen]):.2f}x in "
-          f"{chosen[7:]}, the precision train_sae chooses here (fp32 {median_ratio(times['dense fp32'], times['sparse fp32']):.2f}x, "
-          f"bf16 {median_ratio(times['dense fp32'], times['sparse bf16']):.2f}x)")
+    print(
+        f"   target: the sparse step >= 2.5x dense fp32 -> {median_ratio(times['dense fp32'], times[chosen]):.2f}x in "
+        f"{chosen[7:]}, the precision train_sae chooses here "
+        f"(fp32 {median_ratio(times['dense fp32'], times['sparse fp32']):.2f}x, "
+        f"bf16 {median_ratio(times['dense fp32'], times['sparse bf16']):.2f}x)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -163,10 +178,19 @@ def load_model_and_tokens(n_rows: int):
     return model, tokens, source
 
 
-def bench_ours(model, tokens: torch.Tensor, n_tokens: int, step_fn: str = "auto", bf16: bool | None = None,
-               d_sae: int = D_SAE, batch: int = BATCH, buffer_tokens: int | None = None,
-               model_batch_size: int = STORE_PROMPTS, seconds: float | None = None,
-               log_every: int = 10**9) -> tuple[float, float, int, bool, float]:
+def bench_ours(
+    model,
+    tokens: torch.Tensor,
+    n_tokens: int,
+    step_fn: str = "auto",
+    bf16: bool | None = None,
+    d_sae: int = D_SAE,
+    batch: int = BATCH,
+    buffer_tokens: int | None = None,
+    model_batch_size: int = STORE_PROMPTS,
+    seconds: float | None = None,
+    log_every: int = 10**9,
+) -> tuple[float, float, int, bool, float]:
     """(tokens per second, share of the time spent harvesting, tokens trained, whether it ran in bfloat16, tokens
     per second of the loop alone) for one run of ``train_sae``; the first rate counts the set-up (the SAE, the
     buffer's first fill), the last one only ``train_sae``'s loop, as a seconds budget does. ``bf16=None`` lets
@@ -174,9 +198,15 @@ def bench_ours(model, tokens: torch.Tensor, n_tokens: int, step_fn: str = "auto"
     torch.manual_seed(0)
     t0, wall0 = CLOCK(), time.perf_counter()
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=d_sae, architecture="topk", k=K))
-    buffer = ActivationBuffer(model, tokens, hook_name=HOOK, batch_size=batch, seq_len=SEQ_LEN,
-                              buffer_tokens=buffer_tokens or STORE_PROMPTS * STORE_BATCHES * (SEQ_LEN - 1),
-                              model_batch_size=model_batch_size)
+    buffer = ActivationBuffer(
+        model,
+        tokens,
+        hook_name=HOOK,
+        batch_size=batch,
+        seq_len=SEQ_LEN,
+        buffer_tokens=buffer_tokens or STORE_PROMPTS * STORE_BATCHES * (SEQ_LEN - 1),
+        model_batch_size=model_batch_size,
+    )
     budget = dict(seconds=seconds) if seconds is not None else dict(n_tokens=n_tokens)
     served = 0
 
@@ -231,8 +261,10 @@ def bench_saelens(model, tokens: torch.Tensor, n_tokens: int) -> float:
 
 def bench_e2e(model, tokens, source: str, n_tokens: int) -> None:
     what = "per CPU-second" if CLOCK is time.process_time else "per second"
-    print(f"\n2. End to end (harvest + train), TopK k={K}, {D_IN} -> {D_SAE}, batch {BATCH}, {n_tokens:,} tokens, "
-          f"{source}, {torch.get_num_threads()} thread(s), tokens {what}; {load()}")
+    print(
+        f"\n2. End to end (harvest + train), TopK k={K}, {D_IN} -> {D_SAE}, batch {BATCH}, {n_tokens:,} tokens, "
+        f"{source}, {torch.get_num_threads()} thread(s), tokens {what}; {load()}"
+    )
     try:
         import sae_lens
     except ImportError:
@@ -246,24 +278,36 @@ def bench_e2e(model, tokens, source: str, n_tokens: int) -> None:
     ours_b, harvest_b, _, _, _ = bench_ours(model, tokens, n_tokens)
     ours, harvest = (ours_a + ours_b) / 2, (harvest_a + harvest_b) / 2
     precision = "bfloat16 encoder product" if bf16 else "float32"
-    print(f"   course trainer, default (sparse step, {precision}, chosen by train_sae): {ours:8,.0f} tokens/s "
-          f"(runs {ours_a:,.0f} and {ours_b:,.0f}); {harvest:.0%} of the time harvesting activations")
-    print(f"   course trainer, sparse step, float32:    {sparse32:8,.0f} tokens/s; {harvest32:.0%} harvesting; "
-          f"the default is {ours / sparse32:.2f}x")
-    print(f"   course trainer, dense step, float32:     {dense:8,.0f} tokens/s; {harvest_dense:.0%} harvesting; "
-          f"the default is {ours / dense:.2f}x")
+    print(
+        f"   course trainer, default (sparse step, {precision}, chosen by train_sae): {ours:8,.0f} tokens/s "
+        f"(runs {ours_a:,.0f} and {ours_b:,.0f}); {harvest:.0%} of the time harvesting activations"
+    )
+    print(
+        f"   course trainer, sparse step, float32:    {sparse32:8,.0f} tokens/s; {harvest32:.0%} harvesting; "
+        f"the default is {ours / sparse32:.2f}x"
+    )
+    print(
+        f"   course trainer, dense step, float32:     {dense:8,.0f} tokens/s; {harvest_dense:.0%} harvesting; "
+        f"the default is {ours / dense:.2f}x"
+    )
     if theirs is not None:
         print(f"   SAELens {sae_lens.__version__} trainer (TopK, float32): {theirs:8,.0f} tokens/s")
-        print(f"   ratio course (default) / SAELens:         {ours / theirs:8.2f}x (target >= 3x); "
-              f"sparse float32 / SAELens {sparse32 / theirs:.2f}x, dense / SAELens {dense / theirs:.2f}x")
+        print(
+            f"   ratio course (default) / SAELens:         {ours / theirs:8.2f}x (target >= 3x); "
+            f"sparse float32 / SAELens {sparse32 / theirs:.2f}x, dense / SAELens {dense / theirs:.2f}x"
+        )
 
 
 # Part 2b's training cell, as the issue found it and as it is now (the store is the same as the learner's:
 # 2^16 activations, 64 sequences per model call). "before" also leaves glibc's allocator untuned, so it runs
 # in a process of its own (after tuning, glibc's defaults come back but not its dynamic threshold).
 PART2B_RUNS = {
-    "before": dict(step_fn="fused", bf16=False, batch=1024,
-                   env={"SAE_COURSE_KEEP_FREED_MEMORY": "0", "SAE_COURSE_EAGER_ATTENTION": "1"}),
+    "before": dict(
+        step_fn="fused",
+        bf16=False,
+        batch=1024,
+        env={"SAE_COURSE_KEEP_FREED_MEMORY": "0", "SAE_COURSE_EAGER_ATTENTION": "1"},
+    ),
     "now": dict(step_fn="auto", bf16=None, batch=PART2B["batch"], env={}),
     "now, float32": dict(step_fn="auto", bf16=False, batch=PART2B["batch"], env={}),
 }
@@ -301,17 +345,28 @@ def part2b_child(name: str, seconds: float) -> None:
     activation_buffer.hook_activations = notebook_harvest  # the buffer harvests through this name, as the store does
     model, tokens, _ = load_model_and_tokens(120_000)  # as many rows as the notebook: no data cycled
     _, harvest, trained, bf16, rate = bench_ours(
-        model, tokens, 0, step_fn=settings["step_fn"], bf16=settings["bf16"], d_sae=PART2B["d_sae"],
-        batch=settings["batch"], buffer_tokens=PART2B["buffer_tokens"], model_batch_size=PART2B["model_batch_size"],
-        seconds=seconds, log_every=10)  # the notebook logs every 10 steps
+        model,
+        tokens,
+        0,
+        step_fn=settings["step_fn"],
+        bf16=settings["bf16"],
+        d_sae=PART2B["d_sae"],
+        batch=settings["batch"],
+        buffer_tokens=PART2B["buffer_tokens"],
+        model_batch_size=PART2B["model_batch_size"],
+        seconds=seconds,
+        log_every=10,
+    )  # the notebook logs every 10 steps
     print(json.dumps(dict(rate=rate, harvest=harvest, trained=trained, bf16=bf16, allocator=allocator_status())))
 
 
 def bench_part2b(model, tokens, seconds: float, pairs: int, threads: int | None) -> None:
-    print(f"\n3. Part 2b's training cell on a CPU: TopK k={K}, {D_IN} -> {PART2B['d_sae']}, store "
-          f"{PART2B['buffer_tokens']:,}, a budget of {seconds:g} s per run (the loop's own clock, as the notebook's "
-          f"budget: the store's first fill is not in it), each run in a fresh process, the configurations alternated "
-          f"{pairs}x; {load()}")
+    print(
+        f"\n3. Part 2b's training cell on a CPU: TopK k={K}, {D_IN} -> {PART2B['d_sae']}, store "
+        f"{PART2B['buffer_tokens']:,}, a budget of {seconds:g} s per run (the loop's own clock, as the notebook's "
+        f"budget: the store's first fill is not in it), each run in a fresh process, the configurations alternated "
+        f"{pairs}x; {load()}"
+    )
     runs: dict[str, list[dict]] = {name: [] for name in PART2B_RUNS}
     for _ in range(pairs):
         for name in PART2B_RUNS:
@@ -322,13 +377,22 @@ def bench_part2b(model, tokens, seconds: float, pairs: int, threads: int | None)
         step = "dense" if settings["step_fn"] == "fused" else "sparse"
         precision = "bfloat16 encoder" if runs[name][0]["bf16"] else "float32"
         allocator = "untuned" if runs[name][0]["allocator"].startswith("left alone") else "tuned"
-        print(f"   {name:13s} ({step} step, {precision}, batch {settings['batch']}, allocator {allocator}): "
-              f"{rate:9,.0f} tokens per second (median), {harvest:.0%} of the wall-clock time harvesting")
+        print(
+            f"   {name:13s} ({step} step, {precision}, batch {settings['batch']}, allocator {allocator}): "
+            f"{rate:9,.0f} tokens per second (median), {harvest:.0%} of the wall-clock time harvesting"
+        )
     gain = statistics.median(n["rate"] / b["rate"] for n, b in zip(runs["now"], runs["before"]))
-    print(f"   a fixed budget trains on {gain:.2f}x the tokens it did before (median of the alternated runs; "
-          f"target >= 3x)")
-    part2b_floor(model, tokens, 1024 / statistics.median(r["rate"] for r in runs["before"]),
-                 bf16=runs["now"][0]["bf16"], batch=PART2B["batch"])
+    print(
+        f"   a fixed budget trains on {gain:.2f}x the tokens it did before (median of the alternated runs; "
+        f"target >= 3x)"
+    )
+    part2b_floor(
+        model,
+        tokens,
+        1024 / statistics.median(r["rate"] for r in runs["before"]),
+        bf16=runs["now"][0]["bf16"],
+        batch=PART2B["batch"],
+    )
 
 
 def part2b_floor(model, tokens, before_s_per_1024: float, bf16: bool, batch: int, rounds: int = 7) -> None:
@@ -344,53 +408,77 @@ def part2b_floor(model, tokens, before_s_per_1024: float, bf16: bool, batch: int
     def harvest() -> None:  # exercise 2.6's harvest: the forward pass through block 0, through TransformerLens
         notebook_harvest(model, rows, HOOK)
 
-    times = interleaved({"harvest": harvest,
-                         "encoder": lambda: torch.addmm(b_enc.to(dtype), x.to(dtype), W_enc.to(dtype)),
-                         "top-k": lambda: grouped_topk(pre, K),  # the sparse step's top-k
-                         "torch.topk": lambda: pre.topk(K, dim=-1, sorted=False)}, rounds, CLOCK)
+    times = interleaved(
+        {
+            "harvest": harvest,
+            "encoder": lambda: torch.addmm(b_enc.to(dtype), x.to(dtype), W_enc.to(dtype)),
+            "top-k": lambda: grouped_topk(pre, K),  # the sparse step's top-k
+            "torch.topk": lambda: pre.topk(K, dim=-1, sorted=False),
+        },
+        rounds,
+        CLOCK,
+    )
     ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     ms["harvest"] *= 1024 / per_call
     for name in ("encoder", "top-k", "torch.topk"):
         ms[name] *= 1024 / batch
     floor = ms["harvest"] + ms["encoder"] + ms["top-k"]
-    print(f"   per 1,024 tokens \"before\" took {before_s_per_1024 * 1e3:.1f} ms, so 3x allows "
-          f"{before_s_per_1024 * 1e3 / 3:.1f} ms for everything;\n   the three costs every TopK step pays take "
-          f"{floor:.1f} ms in \"now\": harvest {ms['harvest']:.1f} ms, encoder product "
-          f"({'bfloat16' if bf16 else 'float32'}) {ms['encoder']:.1f} ms, top-k {ms['top-k']:.1f} ms "
-          f"(utils.sae.sparse_topk.grouped_topk; torch.topk takes {ms['torch.topk']:.1f} ms) (median of "
-          f"{rounds} interleaved rounds),\n   so with everything else free the gain would be at most "
-          f"{before_s_per_1024 * 1e3 / floor:.2f}x on this machine")
+    print(
+        f'   per 1,024 tokens "before" took {before_s_per_1024 * 1e3:.1f} ms, so 3x allows '
+        f"{before_s_per_1024 * 1e3 / 3:.1f} ms for everything;\n   the three costs every TopK step pays take "
+        f'{floor:.1f} ms in "now": harvest {ms["harvest"]:.1f} ms, encoder product '
+        f"({'bfloat16' if bf16 else 'float32'}) {ms['encoder']:.1f} ms, top-k {ms['top-k']:.1f} ms "
+        f"(utils.sae.sparse_topk.grouped_topk; torch.topk takes {ms['torch.topk']:.1f} ms) (median of "
+        f"{rounds} interleaved rounds),\n   so with everything else free the gain would be at most "
+        f"{before_s_per_1024 * 1e3 / floor:.2f}x on this machine"
+    )
 
 
 def bench_quality(model, tokens, n_tokens: int, seeds: list[int]) -> None:
     """float32 against bfloat16 encoder products: the same SAE, the same tokens, evaluated on held-out text."""
-    from utils.lm.loading import load_text_dataset
     from utils.lm.activations import tokenize_texts
+    from utils.lm.loading import load_text_dataset
     from utils.sae.metrics import evaluate_sae
 
-    held_out = tokenize_texts(load_text_dataset(model, split="validation")["text"], model.tokenizer,
-                              seq_len=SEQ_LEN, max_seqs=64)
-    print(f"\n4. Quality, float32 against bfloat16 encoder products (sparse step, float32 weights and Adam): Part 2b's "
-          f"SAE ({PART2B['d_sae']} latents, batch {PART2B['batch']}) trained on {n_tokens:,} tokens per run, evaluated on "
-          f"{len(held_out)} held-out sequences; {load()}")
+    held_out = tokenize_texts(
+        load_text_dataset(model, split="validation")["text"], model.tokenizer, seq_len=SEQ_LEN, max_seqs=64
+    )
+    print(
+        f"\n4. Quality, float32 against bfloat16 encoder products (sparse step, float32 weights and Adam): Part 2b's "
+        f"SAE ({PART2B['d_sae']} latents, batch {PART2B['batch']}) trained on {n_tokens:,} tokens per run, evaluated "
+        "on "
+        f"{len(held_out)} held-out sequences; {load()}"
+    )
     print("   seed  dtype     EV     CE rec. (zero)  CE rec. (mean)  dead (no firing on held-out)")
     results: dict[tuple[int, str], dict] = {}
     for seed in seeds:
         for name, bf16 in (("fp32", False), ("bf16", True)):
             torch.manual_seed(seed)
             sae = SAE(SAEConfig(d_in=D_IN, d_sae=PART2B["d_sae"], architecture="topk", k=K, seed=seed))
-            buffer = ActivationBuffer(model, tokens, hook_name=HOOK, batch_size=PART2B["batch"], seq_len=SEQ_LEN,
-                                      buffer_tokens=PART2B["buffer_tokens"], model_batch_size=PART2B["model_batch_size"],
-                                      seed=seed)
+            buffer = ActivationBuffer(
+                model,
+                tokens,
+                hook_name=HOOK,
+                batch_size=PART2B["batch"],
+                seq_len=SEQ_LEN,
+                buffer_tokens=PART2B["buffer_tokens"],
+                model_batch_size=PART2B["model_batch_size"],
+                seed=seed,
+            )
             train_sae(sae, buffer, n_tokens=n_tokens, bf16=bf16, progress=False, log_every=10**9)
             r = results[seed, name] = evaluate_sae(model, sae, held_out)
             r["dead"] = float((r["density"] == 0).float().mean())
-            print(f"   {seed:4d}  {name}  {r['explained_variance']:.4f}  {r['ce_loss_recovered_zero']:14.2%}  "
-                  f"{r['ce_loss_recovered_mean']:14.2%}  {r['dead']:.2%}")
+            print(
+                f"   {seed:4d}  {name}  {r['explained_variance']:.4f}  {r['ce_loss_recovered_zero']:14.2%}  "
+                f"{r['ce_loss_recovered_mean']:14.2%}  {r['dead']:.2%}"
+            )
     for key in ("explained_variance", "ce_loss_recovered_zero", "ce_loss_recovered_mean", "dead"):
         dtype_gap = statistics.mean(results[s, "bf16"][key] - results[s, "fp32"][key] for s in seeds)
-        seed_gap = (max(results[s, "fp32"][key] for s in seeds) - min(results[s, "fp32"][key] for s in seeds)
-                    if len(seeds) > 1 else float("nan"))
+        seed_gap = (
+            max(results[s, "fp32"][key] for s in seeds) - min(results[s, "fp32"][key] for s in seeds)
+            if len(seeds) > 1
+            else float("nan")
+        )
         print(f"   {key:24s} bf16 - fp32 (mean over seeds) {dtype_gap:+.4f}; spread over fp32 seeds {seed_gap:.4f}")
 
 
@@ -404,8 +492,11 @@ def main() -> None:
     ap.add_argument("--skip-e2e", action="store_true", help="only the step timings")
     ap.add_argument("--skip-steps", action="store_true", help="only the end-to-end runs")
     ap.add_argument("--only-part2b", action="store_true", help="only section 3 (Part 2b's cell, before and now)")
-    ap.add_argument("--cpu-time", action="store_true",
-                    help="time the steps by this process's CPU time (steadier on a shared machine; use with --threads 1)")
+    ap.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the steps by this process's CPU time (steadier on a shared machine; use with --threads 1)",
+    )
     ap.add_argument("--quality-tokens", type=int, default=0, help="tokens per float32/bfloat16 quality run (0 skips)")
     ap.add_argument("--quality-seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--skip-speed", action="store_true", help="skip sections 2 and 3 (e.g. only --quality-tokens)")

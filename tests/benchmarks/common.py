@@ -15,7 +15,7 @@ from utils.paths import data_dir
 
 # The bundled model's training code lives with the scripts that build the data bundle, not in the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "data" / "build"))
-from lm_training import LMTrainConfig, make_model  # noqa: E402
+from lm_training import LMTrainConfig, make_model
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -30,8 +30,9 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def interleaved(candidates: dict[str, Callable[[], object]], rounds: int,
-                clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+def interleaved(
+    candidates: dict[str, Callable[[], object]], rounds: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, list[float]]:
     """Seconds of each candidate in each round; every round runs all candidates once (after one warm-up round).
 
     ``clock=time.process_time`` counts the CPU time this process used instead of the wall-clock time: on a

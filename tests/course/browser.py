@@ -22,9 +22,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LOCAL_MATHJAX = Path("/usr/share/javascript/mathjax/MathJax.js")
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 OFFLINE = [  # no request leaves the machine: every host name fails to resolve, and no proxy answers
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost", "--proxy-server=127.0.0.1:9",
-    "--disable-extensions", "--hide-scrollbars", "--allow-file-access-from-files",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+    "--proxy-server=127.0.0.1:9",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--allow-file-access-from-files",
 ]
 
 
@@ -35,7 +42,9 @@ def need_chromium() -> None:
 
 def figure_count(nb) -> int:
     """How many plotly figures the executed notebook's outputs hold."""
-    return sum(PLOTLY_MIME in out.get("data", {}) for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", []))
+    return sum(
+        PLOTLY_MIME in out.get("data", {}) for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
+    )
 
 
 def cell_seconds(nb) -> list[tuple[float, int]]:
@@ -47,8 +56,10 @@ def cell_seconds(nb) -> list[tuple[float, int]]:
         timing = cell.get("metadata", {}).get("execution", {})
         start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
         if cell.cell_type == "code" and start and end:
-            seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
-                       - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+            seconds = (
+                datetime.fromisoformat(end.replace("Z", "+00:00"))
+                - datetime.fromisoformat(start.replace("Z", "+00:00"))
+            ).total_seconds()
             times.append((seconds, i))
     return sorted(times, reverse=True)
 
@@ -68,7 +79,10 @@ def export_html(nb, path: Path) -> Path:
 def _chromium(page: Path, *extra: str, height: int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [CHROMIUM, *OFFLINE, f"--window-size=1280,{height}", "--virtual-time-budget=20000", *extra, page.as_uri()],
-        capture_output=True, text=True, timeout=300, cwd=page.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=page.parent,
     )
 
 

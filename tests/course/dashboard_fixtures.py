@@ -29,8 +29,9 @@ def bundled():
     model = load_model("gelu-1l-mini")
     sae = SAE.from_pretrained("gelu-1l-mini", run="topk_4096_seed0")
     other = SAE.from_pretrained("gelu-1l-mini", run="topk_4096_seed1")
-    tokens = tokenize_texts(load_text_dataset(model, split="validation")["text"], model.tokenizer, seq_len=128,
-                            max_seqs=48)
+    tokens = tokenize_texts(
+        load_text_dataset(model, split="validation")["text"], model.tokenizer, seq_len=128, max_seqs=48
+    )
     return model, sae.requires_grad_(False), other.requires_grad_(False), tokens
 
 

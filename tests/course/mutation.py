@@ -120,8 +120,8 @@ def solution_cells(part: str) -> list[SolutionCell]:
     A block belongs to the exercise whose objects its cell defines; when one cell holds several exercises
     (Part 2a's ``SAE`` class), to the last ``exercise N.M`` named in a comment above the block.
     """
-    from utils.course.build_notebooks import MARKER, Part, read_master, tags
     from utils.checks import exercises_of
+    from utils.course.build_notebooks import MARKER, Part, read_master, tags
 
     master = read_master(Part(part))
     text = Part(part).master.read_text(encoding="utf-8")
@@ -166,26 +166,69 @@ def solution_cells(part: str) -> list[SolutionCell]:
 # ---------------------------------------------------------------------------------------------------------
 
 _BINOP_SWAPS: dict[type, list[type]] = {
-    ast.Add: [ast.Sub], ast.Sub: [ast.Add], ast.Mult: [ast.Div], ast.Div: [ast.Mult, ast.FloorDiv],
-    ast.FloorDiv: [ast.Div], ast.Pow: [ast.Mult], ast.MatMult: [ast.Mult], ast.Mod: [ast.FloorDiv],
+    ast.Add: [ast.Sub],
+    ast.Sub: [ast.Add],
+    ast.Mult: [ast.Div],
+    ast.Div: [ast.Mult, ast.FloorDiv],
+    ast.FloorDiv: [ast.Div],
+    ast.Pow: [ast.Mult],
+    ast.MatMult: [ast.Mult],
+    ast.Mod: [ast.FloorDiv],
 }
 _CMP_SWAPS: dict[type, list[type]] = {
-    ast.Lt: [ast.LtE, ast.Gt], ast.LtE: [ast.Lt, ast.GtE], ast.Gt: [ast.GtE, ast.Lt], ast.GtE: [ast.Gt, ast.LtE],
-    ast.Eq: [ast.NotEq], ast.NotEq: [ast.Eq], ast.Is: [ast.IsNot], ast.IsNot: [ast.Is], ast.In: [ast.NotIn],
+    ast.Lt: [ast.LtE, ast.Gt],
+    ast.LtE: [ast.Lt, ast.GtE],
+    ast.Gt: [ast.GtE, ast.Lt],
+    ast.GtE: [ast.Gt, ast.LtE],
+    ast.Eq: [ast.NotEq],
+    ast.NotEq: [ast.Eq],
+    ast.Is: [ast.IsNot],
+    ast.IsNot: [ast.Is],
+    ast.In: [ast.NotIn],
     ast.NotIn: [ast.In],
 }
 _INPLACE = {ast.Add: "add_", ast.Sub: "sub_", ast.Mult: "mul_", ast.Div: "div_", ast.Pow: "pow_"}
 #: Method or function names swapped for another one (reductions, activations, dtypes).
 _RENAMES: dict[str, list[str]] = {
-    "sum": ["mean"], "mean": ["sum"], "max": ["min"], "min": ["max"], "amax": ["amin"], "amin": ["amax"],
-    "argmax": ["argmin"], "argmin": ["argmax"], "relu": ["gelu"], "gelu": ["relu"], "float": ["double"],
-    "float32": ["float64"], "log_softmax": ["softmax"], "softmax": ["log_softmax"], "all": ["any"], "any": ["all"],
-    "zeros_like": ["ones_like"], "ones_like": ["zeros_like"], "exp": ["log"], "log": ["exp"],
+    "sum": ["mean"],
+    "mean": ["sum"],
+    "max": ["min"],
+    "min": ["max"],
+    "amax": ["amin"],
+    "amin": ["amax"],
+    "argmax": ["argmin"],
+    "argmin": ["argmax"],
+    "relu": ["gelu"],
+    "gelu": ["relu"],
+    "float": ["double"],
+    "float32": ["float64"],
+    "log_softmax": ["softmax"],
+    "softmax": ["log_softmax"],
+    "all": ["any"],
+    "any": ["all"],
+    "zeros_like": ["ones_like"],
+    "ones_like": ["zeros_like"],
+    "exp": ["log"],
+    "log": ["exp"],
 }
 _REDUCTION_STRINGS = {"mean": ["sum"], "sum": ["mean"], "max": ["min"], "min": ["max"]}
 #: Calls that can be dropped, ``f(x)`` → ``x`` (functions of one tensor that keep its shape).
-_DROPPABLE_FUNCTIONS = {"relu", "gelu", "abs", "exp", "log", "sqrt", "sigmoid", "tanh", "contiguous", "clone",
-                        "detach", "float", "log_softmax", "softmax"}
+_DROPPABLE_FUNCTIONS = {
+    "relu",
+    "gelu",
+    "abs",
+    "exp",
+    "log",
+    "sqrt",
+    "sigmoid",
+    "tanh",
+    "contiguous",
+    "clone",
+    "detach",
+    "float",
+    "log_softmax",
+    "softmax",
+}
 #: Calls of a LayerNorm (a module of TransformerLens's, or torch's functional form): ``ln(x, ...)`` → ``x``.
 _LAYERNORM = re.compile(r"^(ln\w*|layer_norm|LayerNorm\w*)$")
 #: Random-index calls whose bounds an off-by-one mistake shifts.
@@ -244,7 +287,9 @@ class _Mutator(ast.NodeTransformer):
         end = getattr(node, "end_lineno", start)
         return start is not None and start in self.lines and end in self.lines
 
-    def _offer(self, node: ast.AST, operator: str, make: Callable[[], Any], after: Callable[[Any], str] | None = None) -> Any:
+    def _offer(
+        self, node: ast.AST, operator: str, make: Callable[[], Any], after: Callable[[Any], str] | None = None
+    ) -> Any:
         """Record a mutation of ``node``; build and return its replacement if it is the target, else None."""
         k = len(self.found)
         new = make() if k == self.target else None
@@ -268,19 +313,26 @@ class _Mutator(ast.NodeTransformer):
             return node
         result: ast.AST | None = None
         for swap in _BINOP_SWAPS.get(type(node.op), []):
-            result = result or self._offer(node, f"{type(node.op).__name__} → {swap.__name__}",
-                                           lambda s=swap: ast.BinOp(node.left, s(), node.right))
+            result = result or self._offer(
+                node,
+                f"{type(node.op).__name__} → {swap.__name__}",
+                lambda s=swap: ast.BinOp(node.left, s(), node.right),
+            )
         result = result or self._offer(node, "drop right operand", lambda: node.left)
         result = result or self._offer(node, "drop left operand", lambda: node.right)
         if isinstance(node.op, ast.Sub) and isinstance(node.right, (ast.Name, ast.Attribute, ast.Call)):
-            result = result or self._offer(node, "a second centring",
-                                           lambda: ast.BinOp(ast.BinOp(node.left, ast.Sub(), node.right), ast.Sub(),
-                                                             copy.deepcopy(node.right)))
+            result = result or self._offer(
+                node,
+                "a second centring",
+                lambda: ast.BinOp(ast.BinOp(node.left, ast.Sub(), node.right), ast.Sub(), copy.deepcopy(node.right)),
+            )
         params = self._params[-1] if self._params else set()
         if type(node.op) in _INPLACE and isinstance(node.left, ast.Name) and node.left.id in params:
             result = result or self._offer(
-                node, "in-place op on an input",
-                lambda: _method(ast.Name(node.left.id, ast.Load()), _INPLACE[type(node.op)], node.right))
+                node,
+                "in-place op on an input",
+                lambda: _method(ast.Name(node.left.id, ast.Load()), _INPLACE[type(node.op)], node.right),
+            )
         return result or node
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
@@ -289,10 +341,12 @@ class _Mutator(ast.NodeTransformer):
             return node
         for k, op in enumerate(node.ops):
             for swap in _CMP_SWAPS.get(type(op), []):
+
                 def make(k=k, swap=swap):
                     ops = list(node.ops)
                     ops[k] = swap()
                     return ast.Compare(node.left, ops, node.comparators)
+
                 new = self._offer(node, f"{type(op).__name__} → {swap.__name__}", make)
                 if new is not None:
                     return new
@@ -305,9 +359,15 @@ class _Mutator(ast.NodeTransformer):
         swap = ast.Or if isinstance(node.op, ast.And) else ast.And
         new = self._offer(node, f"{type(node.op).__name__} → {swap.__name__}", lambda: ast.BoolOp(swap(), node.values))
         for k in range(len(node.values)):
-            new = new or self._offer(node, "drop a condition",
-                                     lambda k=k: node.values[1 - k] if len(node.values) == 2 else
-                                     ast.BoolOp(node.op, node.values[:k] + node.values[k + 1:]))
+            new = new or self._offer(
+                node,
+                "drop a condition",
+                lambda k=k: (
+                    node.values[1 - k]
+                    if len(node.values) == 2
+                    else ast.BoolOp(node.op, node.values[:k] + node.values[k + 1 :])
+                ),
+            )
         return new or node
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
@@ -348,8 +408,11 @@ class _Mutator(ast.NodeTransformer):
         index = node.slice
         if isinstance(index, (ast.Name, ast.BinOp, ast.Call)) and not _is_tuple_or_slice(index):
             for label, op in (("index + 1", ast.Add), ("index - 1", ast.Sub)):
-                new = self._offer(node, label, lambda op=op: ast.Subscript(
-                    node.value, ast.BinOp(index, op(), ast.Constant(1)), ast.Load()))
+                new = self._offer(
+                    node,
+                    label,
+                    lambda op=op: ast.Subscript(node.value, ast.BinOp(index, op(), ast.Constant(1)), ast.Load()),
+                )
                 if new is not None:
                     return new
         return node
@@ -379,25 +442,32 @@ class _Mutator(ast.NodeTransformer):
                 if isinstance(arg, ast.Constant):
                     continue  # the constant mutations cover literal bounds
                 for label, op in (("bound + 1", ast.Add), ("bound - 1", ast.Sub)):
+
                     def make(k=k, op=op):
                         args = list(node.args)
                         args[k] = ast.BinOp(args[k], op(), ast.Constant(1))
                         return ast.Call(node.func, args, node.keywords)
+
                     new = new or self._offer(node, f"{name} {label}", make)
         elif isinstance(node.func, ast.Attribute) and not node.args and not node.keywords:
             new = self._offer(node, f"drop .{name}()", lambda: node.func.value)
         for k, keyword in enumerate(node.keywords):
             if keyword.arg == "generator" and not isinstance(keyword.value, ast.Constant):
+
                 def restart(k=k, keyword=keyword):
-                    fresh = ast.parse(f"torch.Generator().manual_seed(({ast.unparse(keyword.value)}).initial_seed())",
-                                      mode="eval").body
+                    fresh = ast.parse(
+                        f"torch.Generator().manual_seed(({ast.unparse(keyword.value)}).initial_seed())", mode="eval"
+                    ).body
                     keywords = list(node.keywords)
                     keywords[k] = ast.keyword("generator", fresh)
                     return ast.Call(node.func, node.args, keywords)
+
                 new = new or self._offer(node, "a fresh generator per call", restart)
             if keyword.arg in ("generator", "dtype", "keepdim", "device"):
                 label = "global RNG (generator= dropped)" if keyword.arg == "generator" else f"{keyword.arg}= dropped"
-                new = new or self._offer(node, label, lambda k=k: ast.Call(node.func, node.args, node.keywords[:k] + node.keywords[k + 1:]))
+                new = new or self._offer(
+                    node, label, lambda k=k: ast.Call(node.func, node.args, node.keywords[:k] + node.keywords[k + 1 :])
+                )
         return new or node
 
     # -- statements
@@ -415,14 +485,17 @@ class _Mutator(ast.NodeTransformer):
 
             def make():
                 body = copy.copy(node)
-                no_grad = ast.With(items=[ast.withitem(ast.parse("torch.no_grad()", mode="eval").body)],
-                                   body=node.body[a:b])
+                no_grad = ast.With(
+                    items=[ast.withitem(ast.parse("torch.no_grad()", mode="eval").body)], body=node.body[a:b]
+                )
                 ast.fix_missing_locations(ast.copy_location(no_grad, node.body[a]))
                 body.body = node.body[:a] + [no_grad] + node.body[b:]
                 return body
 
             where = node.body[a]
-            new = self._offer(where, "run inside torch.no_grad()", make, after=lambda n: f"with torch.no_grad(): ({node.name})")
+            new = self._offer(
+                where, "run inside torch.no_grad()", make, after=lambda n: f"with torch.no_grad(): ({node.name})"
+            )
             if new is not None:
                 return new
         return node
@@ -437,10 +510,14 @@ class _Mutator(ast.NodeTransformer):
         values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
         for k, value in enumerate(values):
             for operator, method in (("detach the result", "detach"), ("result in float64", "double")):
-                def make(k=k, method=method):
+
+                def make(k=k, method=method, value=value):
                     wrapped = list(values)
                     wrapped[k] = _method(value, method)
-                    return ast.Return(ast.Tuple(wrapped, ast.Load()) if isinstance(node.value, ast.Tuple) else wrapped[0])
+                    return ast.Return(
+                        ast.Tuple(wrapped, ast.Load()) if isinstance(node.value, ast.Tuple) else wrapped[0]
+                    )
+
                 new = self._offer(node, operator, make)
                 if new is not None:
                     return new
@@ -512,8 +589,19 @@ def mutants_of(cell: SolutionCell) -> list[Mutant]:
         if counts[key] > 1:
             key += f"|{counts[key]}"
         digest = hashlib.sha1(key.encode()).hexdigest()[:6]
-        out.append(Mutant(f"{ex_id}:m{digest}", ex_id, cell.part, cell.index, cell.first_line + m.lineno - 1,
-                          m.operator, original, change, code))
+        out.append(
+            Mutant(
+                f"{ex_id}:m{digest}",
+                ex_id,
+                cell.part,
+                cell.index,
+                cell.first_line + m.lineno - 1,
+                m.operator,
+                original,
+                change,
+                code,
+            )
+        )
     return out
 
 
@@ -555,7 +643,7 @@ def run_mutant(mutant: Mutant, timeout: float = 10.0) -> tuple[str, str]:
                     exec(compile(mutant.code, f"<mutant {mutant.id}>", "exec"), namespace)
             except ExerciseTimeout:
                 raise
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 return INVALID, f"{type(error).__name__}: {error}"[:200]
             exercise.check(*(namespace[name] for name in exercise.objects), seed=0, quiet=True)
     except ExerciseTimeout as error:
@@ -564,7 +652,7 @@ def run_mutant(mutant: Mutant, timeout: float = 10.0) -> tuple[str, str]:
         if isinstance(failure.__cause__, ExerciseTimeout):
             return TIMEOUT, str(failure.__cause__)
         return KILLED, str(failure).splitlines()[0][:300]
-    except Exception as error:  # noqa: BLE001 - the check itself crashed on the mutant: still a kill
+    except Exception as error:
         return KILLED, f"the check crashed: {type(error).__name__}: {error}"[:300]
     return SURVIVED, ""
 
@@ -581,7 +669,9 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run_all(mutants: list[Mutant], *, jobs: int, timeout: float, progress: bool = False) -> list[tuple[str, str, float]]:
+def run_all(
+    mutants: list[Mutant], *, jobs: int, timeout: float, progress: bool = False
+) -> list[tuple[str, str, float]]:
     """Run every mutant (in ``jobs`` forked worker processes when > 1); results in the mutants' order."""
     global _MUTANTS, _TIMEOUT_S
     _MUTANTS, _TIMEOUT_S = mutants, timeout
@@ -594,10 +684,9 @@ def run_all(mutants: list[Mutant], *, jobs: int, timeout: float, progress: bool 
     else:
         context = multiprocessing.get_context("fork")
         with context.Pool(jobs, initializer=_init_worker, maxtasksperchild=200) as pool:
-            done = 0
-            for k, outcome, detail, seconds in pool.imap_unordered(_run_index, range(len(mutants)), chunksize=1):
+            outcomes = pool.imap_unordered(_run_index, range(len(mutants)), chunksize=1)
+            for done, (k, outcome, detail, seconds) in enumerate(outcomes, start=1):
                 results[k] = (outcome, detail, seconds)
-                done += 1
                 if progress and done % 50 == 0:
                     print(f"  ... {done}/{len(mutants)} mutants", file=sys.stderr, flush=True)
     return results  # type: ignore[return-value]
@@ -659,9 +748,16 @@ def select(mutants: list[Mutant], exercises: list[str], fast: bool, sample: int 
     return [m for m in mutants if m.id in keep]
 
 
-def mutation_report(parts: list[str], *, exercises: list[str] = (), fast: bool = False, sample: int = FAST_SAMPLE,
-                    jobs: int | None = None, timeout: float = 10.0, progress: bool = False,
-                    ) -> tuple[dict[str, list[ExerciseReport]], list[str]]:
+def mutation_report(
+    parts: list[str],
+    *,
+    exercises: list[str] = (),
+    fast: bool = False,
+    sample: int = FAST_SAMPLE,
+    jobs: int | None = None,
+    timeout: float = 10.0,
+    progress: bool = False,
+) -> tuple[dict[str, list[ExerciseReport]], list[str]]:
     """Run the mutants of ``parts``; returns the reports per part (in exercise order) and the problems found.
 
     With ``fast`` (a sample of each exercise's mutants), only unexplained survivors are problems: a percentage
@@ -691,7 +787,9 @@ def mutation_report(parts: list[str], *, exercises: list[str] = (), fast: bool =
                 row.killed += 1
                 for table, kind in ((equivalent, "EQUIVALENT"), (survivors, "SURVIVORS")):
                     if mutant.id in table:
-                        problems.append(f"{mutant.id} is declared in {kind} of wrong_{part}.py but is now killed: remove it.")
+                        problems.append(
+                            f"{mutant.id} is declared in {kind} of wrong_{part}.py but is now killed: remove it."
+                        )
                 continue
             row.survived += 1
             if mutant.id in equivalent:
@@ -707,10 +805,15 @@ def mutation_report(parts: list[str], *, exercises: list[str] = (), fast: bool =
                 for ident in table:
                     ex_id = ident.split(":")[0]
                     if ident not in seen_ids and ex_id in rows:
-                        problems.append(f"{ident} is declared in {kind} of wrong_{part}.py but no longer generated: remove it.")
+                        problems.append(
+                            f"{ident} is declared in {kind} of wrong_{part}.py but no longer generated: remove it."
+                        )
         for row in rows.values():
             if not fast and row.percent < 100 * TARGET:
-                problems.append(f"exercise {row.exercise} kills {row.percent:.1f}% of its non-equivalent mutants (< {100 * TARGET:.0f}%).")
+                problems.append(
+                    f"exercise {row.exercise} kills {row.percent:.1f}% of its non-equivalent mutants "
+                    f"(< {100 * TARGET:.0f}%)."
+                )
         reports[part] = list(rows.values())
     return reports, problems
 
@@ -721,9 +824,16 @@ def format_report(reports: dict[str, list[ExerciseReport]]) -> str:
         out.append(f"\n{part}")
         out.append(f"  {'exercise':<9}{'generated':>10}{'killed':>8}{'survived':>10}{'equivalent':>12}{'killed %':>10}")
         for r in rows:
-            out.append(f"  {r.exercise:<9}{r.generated:>10}{r.killed:>8}{r.survived:>10}{r.equivalent:>12}{r.percent:>9.1f}%")
-        total = ExerciseReport("total", *(sum(getattr(r, a) for r in rows) for a in ("generated", "killed", "survived", "equivalent")))
-        out.append(f"  {'total':<9}{total.generated:>10}{total.killed:>8}{total.survived:>10}{total.equivalent:>12}{total.percent:>9.1f}%")
+            out.append(
+                f"  {r.exercise:<9}{r.generated:>10}{r.killed:>8}{r.survived:>10}{r.equivalent:>12}{r.percent:>9.1f}%"
+            )
+        total = ExerciseReport(
+            "total", *(sum(getattr(r, a) for r in rows) for a in ("generated", "killed", "survived", "equivalent"))
+        )
+        out.append(
+            f"  {'total':<9}{total.generated:>10}{total.killed:>8}{total.survived:>10}"
+            f"{total.equivalent:>12}{total.percent:>9.1f}%"
+        )
         for r in rows:
             for m in r.unexplained:
                 out.append(f"  UNEXPLAINED {m.id}  line {m.line}  [{m.operator}]  {m.original}\n      {m.change}")
@@ -736,7 +846,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Mutation-test every exercise's check (see this module's docstring).")
     parser.add_argument("parts", nargs="*", help="parts by name or prefix (default: all), e.g. 01 02a_sae_toy_models")
     parser.add_argument("--exercise", action="append", default=[], help="only this exercise id (repeatable)")
-    parser.add_argument("--fast", action="store_true", help=f"at most {FAST_SAMPLE} mutants per exercise (a fixed sample)")
+    parser.add_argument(
+        "--fast", action="store_true", help=f"at most {FAST_SAMPLE} mutants per exercise (a fixed sample)"
+    )
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: min(2, cores))")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per mutant (default 10)")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
@@ -753,15 +865,21 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{m.id}  line {m.line}  [{m.operator}]  {m.change}")
         return 1 if args.show else 0
     start = time.perf_counter()
-    reports, problems = mutation_report(parts, exercises=args.exercise, fast=args.fast, jobs=args.jobs,
-                                        timeout=args.timeout, progress=True)
+    reports, problems = mutation_report(
+        parts, exercises=args.exercise, fast=args.fast, jobs=args.jobs, timeout=args.timeout, progress=True
+    )
     print(format_report(reports))
-    print(f"\n{sum(r.generated for rows in reports.values() for r in rows)} mutants in {time.perf_counter() - start:.0f} s.")
+    print(
+        f"\n{sum(r.generated for rows in reports.values() for r in rows)} mutants in {time.perf_counter() - start:.0f} "
+        "s."
+    )
     if problems:
         print("\nProblems:\n  " + "\n  ".join(problems))
         return 1
-    print("Every survivor is explained and every exercise kills at least "
-          f"{100 * TARGET:.0f}% of its non-equivalent mutants.")
+    print(
+        "Every survivor is explained and every exercise kills at least "
+        f"{100 * TARGET:.0f}% of its non-equivalent mutants."
+    )
     return 0
 
 

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from tests.course.parts import PARTS
-from utils.course import build_notebooks as bn
 from utils.checks import exercises_of
+from utils.course import build_notebooks as bn
 from utils.paths import repo_root
 
 METHOD = '''\
@@ -32,7 +32,9 @@ def test_stub_replaces_solution_and_keeps_signature_and_docstring() -> None:
     assert bn.drop_markers(METHOD).count("SOLUTION") == 0 and "return x * y" in bn.drop_markers(METHOD)
 
 
-@pytest.mark.parametrize("broken", ["# BEGIN SOLUTION\nx = 1\n", "x = 1\n# END SOLUTION\n", "# BEGIN SOLUTION\n# BEGIN SOLUTION\n"])
+@pytest.mark.parametrize(
+    "broken", ["# BEGIN SOLUTION\nx = 1\n", "x = 1\n# END SOLUTION\n", "# BEGIN SOLUTION\n# BEGIN SOLUTION\n"]
+)
 def test_unbalanced_markers_are_an_error(broken: str) -> None:
     with pytest.raises(ValueError, match="SOLUTION"):
         bn.strip_solution(broken)
@@ -79,8 +81,9 @@ def test_every_exercise_has_header_hint_and_a_check_right_after(part: str) -> No
             after = next(c for c in cells[i + 1 :] if c.cell_type == "code")
             assert "check" in bn.tags(after), f"{part}: the code cell after exercise cell {i} is not a check cell"
     for ex in exercises_of(part):
-        header = next((i for i, c in enumerate(cells) if c.cell_type == "markdown"
-                       and f"## Exercise {ex.id}:" in c.source), None)
+        header = next(
+            (i for i, c in enumerate(cells) if c.cell_type == "markdown" and f"## Exercise {ex.id}:" in c.source), None
+        )
         assert header is not None, f"{part}: no markdown header '## Exercise {ex.id}: ...'"
         intro, j = [], header
         while cells[j].cell_type == "markdown":
@@ -124,7 +127,9 @@ def test_check_mode_catches_stale_and_hand_edited_notebooks(tmp_path: Path, monk
     assert "For maintainers" in capsys.readouterr().err
 
 
-def test_regenerating_leaves_a_learners_edited_notebook_alone_unless_forced(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_regenerating_leaves_a_learners_edited_notebook_alone_unless_forced(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     master = fake_repo(tmp_path, monkeypatch)
     assert bn.main([]) == 0
     learner = tmp_path / "notebooks" / "01_toy_models.ipynb"
@@ -148,7 +153,9 @@ def test_regenerating_leaves_a_learners_edited_notebook_alone_unless_forced(tmp_
     assert "edited again" in (tmp_path / "solutions" / "01_toy_models.ipynb").read_text(encoding="utf-8")
 
     assert bn.main(["--force"]) == 0
-    assert "my work" not in learner.read_text(encoding="utf-8") and "edited again" in learner.read_text(encoding="utf-8")
+    assert "my work" not in learner.read_text(encoding="utf-8") and "edited again" in learner.read_text(
+        encoding="utf-8"
+    )
 
 
 @pytest.mark.parametrize("part", PARTS)
@@ -161,7 +168,6 @@ def test_colab_cell_installs_not_editable_keeping_colabs_torch_and_does_nothing_
     import subprocess
     import sys
     import types
-
 
     nb = nbformat.reads(bn.generated_files(bn.Part(part))[bn.Part(part).exercise_notebook], as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code")
@@ -184,7 +190,9 @@ def test_colab_cell_installs_not_editable_keeping_colabs_torch_and_does_nothing_
     exec(source, {})
     clone, install = commands
     assert clone[:2] == ["git", "clone"] and clone[-1] == str(tmp_path / "sae-course")
-    assert install[:4] == [sys.executable, "-m", "pip", "install"] and "-e" not in install and "--editable" not in install
+    assert (
+        install[:4] == [sys.executable, "-m", "pip", "install"] and "-e" not in install and "--editable" not in install
+    )
     constraints = Path(install[install.index("-c") + 1]).read_text()
     assert constraints.strip() == f"torch=={importlib.metadata.version('torch')}"
     assert install[-1] == str(tmp_path / "sae-course") and os.environ["SAE_COURSE_ROOT"] == str(tmp_path / "sae-course")
@@ -203,7 +211,9 @@ def test_each_part_takes_its_times_from_the_syllabus(part: str) -> None:
     assert entry is not None and not entry.planned, f"utils/course/syllabus.py has no entry for {part}: add one"
     master = bn.Part(part).master.read_text(encoding="utf-8")
     minutes = sum(int(m) for m in re.findall(r"spend up to (\d+) minutes", master))
-    assert entry.exercise_minutes == minutes, f"{part}: its exercises add up to {minutes} minutes; update utils/course/syllabus.py"
+    assert entry.exercise_minutes == minutes, (
+        f"{part}: its exercises add up to {minutes} minutes; update utils/course/syllabus.py"
+    )
     assert "{{syllabus.learner_time}}" in master and "{{syllabus.run_time}}" in master, (
         f"{part}: the intro should state its times with {{{{syllabus.learner_time}}}} and {{{{syllabus.run_time}}}}"
     )
@@ -216,7 +226,9 @@ def test_readme_parts_table_is_the_syllabus() -> None:
     from utils.course import syllabus
 
     readme = (repo_root() / "README.md").read_text(encoding="utf-8")
-    assert syllabus.readme_table() in readme, "README's Parts table is stale: paste the output of `python -m utils.course.syllabus`"
+    assert syllabus.readme_table() in readme, (
+        "README's Parts table is stale: paste the output of `python -m utils.course.syllabus`"
+    )
     with pytest.raises(KeyError, match="unknown placeholder"):
         syllabus.fill("{{syllabus.nonsense}}", PARTS[0])
     with pytest.raises(KeyError, match="no entry"):
@@ -230,7 +242,9 @@ def test_master_prose_is_clean_and_each_exercise_heading_starts_its_cell(part: s
     import re
 
     text = bn.Part(part).master.read_text(encoding="utf-8")
-    bad = [(n, repr(line)) for n, line in enumerate(text.splitlines(), 1) if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line)]
+    bad = [
+        (n, repr(line)) for n, line in enumerate(text.splitlines(), 1) if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line)
+    ]
     assert not bad, f"{part}: control characters in the master at {bad[:3]}"
     for cell in bn.read_master(bn.Part(part)).cells:
         if cell.cell_type == "markdown":

@@ -29,7 +29,9 @@ def test_loads_offline_and_tokenizes_like_gelu_1l(model, monkeypatch) -> None:
 
 
 def test_mlp_activations_have_width_512(model) -> None:
-    tokens = model.to_tokens(["def f(x):\n    return x + 1", "Guten Tag, wie geht es Ihnen heute?"], padding_side="right")
+    tokens = model.to_tokens(
+        ["def f(x):\n    return x + 1", "Guten Tag, wie geht es Ihnen heute?"], padding_side="right"
+    )
     acts = mlp_post_activations(model, tokens, "blocks.0.mlp.hook_post")
     assert acts.shape == (*tokens.shape, 512) and acts.dtype == torch.float32
 

@@ -48,7 +48,9 @@ def test_each_wrong_implementation_fails(part, exercise) -> None:
             exercise.check(*as_tuple(entry), quiet=True)
         assert not isinstance(failure.value, NotAttempted), f"{label} was reported as not attempted"
         message = str(failure.value)
-        assert len(message) > len(f"Exercise {exercise.id} () failed: ") + 20, f"{label}: message too terse: {message!r}"
+        assert len(message) > len(f"Exercise {exercise.id} () failed: ") + 20, (
+            f"{label}: message too terse: {message!r}"
+        )
         marked = [o for o in as_tuple(entry) if hasattr(o, "expected_message")]
         assert marked, f"{label}: mark the wrong object with @mistake(regex) (tests/wrong/__init__.py)"
         for wrong in marked:
@@ -77,7 +79,9 @@ def test_each_class_of_mistake_that_applies_is_covered(part, exercise) -> None:
     assert set(applies) <= set(CLASSES), f"unknown classes {set(applies) - set(CLASSES)}"
     kinds = {getattr(o, "mistake_kind", None) for entry in module.WRONG.get(exercise.id, []) for o in as_tuple(entry)}
     missing = set(applies) - kinds
-    assert not missing, f"{exercise.id}: no wrong implementation of class {sorted(missing)} ({[CLASSES[k] for k in sorted(missing)]})"
+    assert not missing, (
+        f"{exercise.id}: no wrong implementation of class {sorted(missing)} ({[CLASSES[k] for k in sorted(missing)]})"
+    )
 
 
 @pytest.mark.parametrize(("part", "exercise"), EXERCISES, ids=IDS)
@@ -88,7 +92,8 @@ def test_correct_alternatives_pass(part, exercise) -> None:
     single = getattr(module, "SINGLE_FORM", {}).get(exercise.id)
     assert len(alternatives) >= 2 or (single and len(alternatives) >= 1) or (single and len(single) > 20), (
         f"{exercise.id}: give two correct alternatives in {module.__name__}.CORRECT, or say in SINGLE_FORM why the "
-        f"exercise admits fewer")
+        f"exercise admits fewer"
+    )
     for entry in alternatives:
         objs = as_tuple(entry)
         label = ", ".join(getattr(o, "__name__", repr(o)) for o in objs)
@@ -101,7 +106,8 @@ def test_correct_alternatives_pass(part, exercise) -> None:
 
 
 def test_the_checks_statistical_tests_agree_with_scipy() -> None:
-    """utils.checks' torch versions of the chi-squared, KS and binomial tests (scipy.stats is too slow to import inside a check)."""
+    """utils.checks' torch versions of the chi-squared, KS and binomial tests (scipy.stats is too slow to import inside
+    a check)."""
     import torch
 
     from utils.checks import binom_test, chi2_sf, chi2_test, ks_test
@@ -120,8 +126,15 @@ def test_the_checks_statistical_tests_agree_with_scipy() -> None:
         expected = stats.kstest(values.numpy(), "uniform")
         assert d == pytest.approx(expected.statistic, rel=1e-9)
         assert p == pytest.approx(expected.pvalue, rel=0.05, abs=1e-3)  # Kolmogorov's limit law, corrected
-    for hits, n, prob in [(500, 1000, 0.5), (530, 1000, 0.5), (272, 1000, 0.5), (250, 1000, 0.25), (9, 40, 0.1),
-                          (0, 30, 0.2), (1000, 1000, 0.5)]:
+    for hits, n, prob in [
+        (500, 1000, 0.5),
+        (530, 1000, 0.5),
+        (272, 1000, 0.5),
+        (250, 1000, 0.25),
+        (9, 40, 0.1),
+        (0, 30, 0.2),
+        (1000, 1000, 0.5),
+    ]:
         assert binom_test(hits, n, prob) == pytest.approx(stats.binomtest(hits, n, prob).pvalue, rel=1e-6, abs=1e-300)
 
 
@@ -134,4 +147,5 @@ def test_sampling_checks_state_their_power(part, exercise) -> None:
     doc = (getattr(exercise.check, "__wrapped__", exercise.check).__doc__ or "").lower()
     assert "power" in doc and "false-alarm" in doc, (
         f"{exercise.id}: the check's docstring should state its false-alarm rate and its power against each "
-        f"mistake it names")
+        f"mistake it names"
+    )

@@ -26,8 +26,12 @@ from utils.sae.training import train_sae
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 MMAP_THRESHOLD, TRIM_THRESHOLD, MMAP_MAX = -3, -1, -4  # mallopt's parameter numbers, from glibc's <malloc.h>
 TUNED = [("mallopt", MMAP_THRESHOLD, 32 * 2**20), ("mallopt", TRIM_THRESHOLD, 2**30), ("mallopt", MMAP_MAX, 0)]
-RESTORED = [("mallopt", MMAP_THRESHOLD, 128 * 1024), ("mallopt", TRIM_THRESHOLD, 128 * 1024),
-            ("mallopt", MMAP_MAX, 65536), ("malloc_trim", 0)]
+RESTORED = [
+    ("mallopt", MMAP_THRESHOLD, 128 * 1024),
+    ("mallopt", TRIM_THRESHOLD, 128 * 1024),
+    ("mallopt", MMAP_MAX, 65536),
+    ("malloc_trim", 0),
+]
 
 
 class FakeLibc:
@@ -88,13 +92,16 @@ def test_a_refused_setting_is_set_back_at_once(fake):
     assert cpu_allocator.allocator_status() == "left alone: glibc 2.99 refused the mallopt settings"
 
 
-@pytest.mark.parametrize("enabled, env, kept, status", [
-    (False, None, False, "left alone: not asked to (keep_freed_memory=False)"),
-    (True, "0", False, "left alone: SAE_COURSE_KEEP_FREED_MEMORY=0"),
-    (True, "off", False, "left alone: SAE_COURSE_KEEP_FREED_MEMORY=off"),
-    (False, "1", True, "tuned: glibc 2.99"),  # the override wins over the argument, both ways
-    (True, "", True, "tuned: glibc 2.99"),  # empty: as if unset
-])
+@pytest.mark.parametrize(
+    "enabled, env, kept, status",
+    [
+        (False, None, False, "left alone: not asked to (keep_freed_memory=False)"),
+        (True, "0", False, "left alone: SAE_COURSE_KEEP_FREED_MEMORY=0"),
+        (True, "off", False, "left alone: SAE_COURSE_KEEP_FREED_MEMORY=off"),
+        (False, "1", True, "tuned: glibc 2.99"),  # the override wins over the argument, both ways
+        (True, "", True, "tuned: glibc 2.99"),  # empty: as if unset
+    ],
+)
 def test_the_environment_variable_overrides_the_argument(fake, monkeypatch, enabled, env, kept, status):
     if env is not None:
         monkeypatch.setenv(cpu_allocator.ENV_OVERRIDE, env)
@@ -106,20 +113,24 @@ def test_the_environment_variable_overrides_the_argument(fake, monkeypatch, enab
 
 def test_bad_input_is_named(fake, monkeypatch):
     monkeypatch.setenv(cpu_allocator.ENV_OVERRIDE, "maybe")
-    with pytest.raises(ValueError, match="SAE_COURSE_KEEP_FREED_MEMORY='maybe': use 1"):
-        with cpu_allocator.keep_freed_memory():
-            pass
-    with pytest.raises(TypeError, match="True or False"):
-        with cpu_allocator.keep_freed_memory("yes"):
-            pass
+    with (
+        pytest.raises(ValueError, match="SAE_COURSE_KEEP_FREED_MEMORY='maybe': use 1"),
+        cpu_allocator.keep_freed_memory(),
+    ):
+        pass
+    with pytest.raises(TypeError, match="True or False"), cpu_allocator.keep_freed_memory("yes"):
+        pass
     assert fake.calls == []
 
 
-@pytest.mark.parametrize("platform_name, env, reason", [
-    ("darwin", {}, "this is darwin"),
-    ("linux", {"MALLOC_TRIM_THRESHOLD_": "65536"}, "its own malloc settings (MALLOC_TRIM_THRESHOLD_)"),
-    ("linux", {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4096"}, "(glibc.malloc.mmap_threshold)"),
-])
+@pytest.mark.parametrize(
+    "platform_name, env, reason",
+    [
+        ("darwin", {}, "this is darwin"),
+        ("linux", {"MALLOC_TRIM_THRESHOLD_": "65536"}, "its own malloc settings (MALLOC_TRIM_THRESHOLD_)"),
+        ("linux", {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4096"}, "(glibc.malloc.mmap_threshold)"),
+    ],
+)
 def test_left_alone_where_it_cannot_set_back_what_was_there(fake, monkeypatch, platform_name, env, reason):
     monkeypatch.setattr(cpu_allocator.sys, "platform", platform_name)
     for name, value in env.items():

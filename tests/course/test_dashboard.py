@@ -51,10 +51,19 @@ def test_ablation_effects_match_a_patched_forward_pass():
     slots = torch.tensor([0, 5] * 5)
     latents, acts = indices[positions, slots], values[positions, slots] * 3  # larger than real: LayerNorm nonlinear
     assert (acts > 0).all(), "the fixture removes latents that fire"
-    effects = latent_effects.ablation_effects(model, resid[0], torch.cat([row[1:], row[:1]]),
-                                              positions, latents, acts, latent_effects.sae_out_directions(model, sae))
-    expected = [_patched_loss_change(model, row, sae, p, f, a) for p, f, a in zip(positions.tolist(), latents.tolist(),
-                                                                                   acts.tolist())]
+    effects = latent_effects.ablation_effects(
+        model,
+        resid[0],
+        torch.cat([row[1:], row[:1]]),
+        positions,
+        latents,
+        acts,
+        latent_effects.sae_out_directions(model, sae),
+    )
+    expected = [
+        _patched_loss_change(model, row, sae, p, f, a)
+        for p, f, a in zip(positions.tolist(), latents.tolist(), acts.tolist())
+    ]
     assert torch.allclose(effects.loss, torch.tensor(expected), atol=2e-4), (effects.loss, expected)
     assert effects.top_tokens.shape == (10, 3) and (effects.top_changes.abs().diff(dim=1) <= 1e-6).all()
 
@@ -82,11 +91,21 @@ def test_prompt_view_lists_every_active_latent_with_exact_effects(architecture):
         assert listed[f][3] == pytest.approx(_patched_loss_change(model, ids, sae, p, f, acts[p, f].item()), abs=2e-4)
 
 
-@pytest.mark.parametrize("text", [
-    "Les résultats sont déjà là, naïve façon", "Größenänderung über Straßen", "Привет, мир! Это проверка",
-    "Καλημέρα κόσμε, δοκιμή", "مرحبا بالعالم، هذا اختبار", "你好世界，这是一个测试", "日本語のテキストです。カタカナ",
-    "def f(x):\n    return {'ключ': x}  # комментарий", "Xin chào thế giới, tiếng Việt", "안녕하세요 세계",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Les résultats sont déjà là, naïve façon",
+        "Größenänderung über Straßen",
+        "Привет, мир! Это проверка",
+        "Καλημέρα κόσμε, δοκιμή",
+        "مرحبا بالعالم، هذا اختبار",
+        "你好世界，这是一个测试",
+        "日本語のテキストです。カタカナ",
+        "def f(x):\n    return {'ключ': x}  # комментарий",
+        "Xin chào thế giới, tiếng Việt",
+        "안녕하세요 세계",
+    ],
+)
 def test_token_texts_read_right_in_every_script(text):
     model, _, _, _ = bundled()
     ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -130,8 +149,19 @@ def test_the_embedded_json_has_the_shape_page_js_reads():
     meta_keys = {"model", "run", "other_run", "architecture", "d_sae", "n_tokens", "hist_log10", "hist_bins"}
     assert meta_keys <= set(payload["meta"])
     page = payload["latents"][str(latents[0])]
-    assert set(page) == {"density", "n_fired", "max_act", "hist", "top", "intervals", "logits", "neurons", "cofiring",
-                         "nearest", "match"}
+    assert set(page) == {
+        "density",
+        "n_fired",
+        "max_act",
+        "hist",
+        "top",
+        "intervals",
+        "logits",
+        "neurons",
+        "cofiring",
+        "nearest",
+        "match",
+    }
     context = page["top"][0]
     assert set(context) == {"pieces", "acts", "centre", "effects"} and len(context["pieces"]) == len(context["acts"])
     effect = next(e for c in page["top"] for e in c["effects"].values())
@@ -197,6 +227,38 @@ def test_contexts_show_the_encoded_activations_and_patched_losses(architecture):
     assert checked_effects >= 4, "the fixture's contexts show ablation effects"
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_logits_are_the_exact_effect_where_the_latent_fires(architecture):
+    """A page's top and bottom logits: the exact change in each token's logit that the latent makes at its top
+    examples (a patched forward pass's logits, clean minus without the latent), centred over the vocabulary and
+    averaged; not the naive lens of its weights, which ignores the LayerNorm's dependence on the context."""
+    model, _, _, tokens = bundled()
+    sae = sae_of(architecture)
+    data, latents = small_dashboard(architecture)
+    for f in latents[:2]:
+        stats, page = data.stats, data.latents[f]
+        assert page.logits.kind == "effect" and page.logits.n_examples == len(page.top) > 0
+        rows, positions = stats.top_seq[f].tolist(), stats.top_pos[f].tolist()
+        total = torch.zeros(model.cfg.d_vocab)
+        for row, pos in list(zip(rows, positions))[: page.logits.n_examples]:
+
+            def remove(acts, hook=None, pos=pos, f=f):
+                acts = acts.clone()
+                acts[0, pos] -= sae.encode(acts[0, pos])[f] * sae.W_dec[f]
+                return acts
+
+            with torch.no_grad():
+                clean = model(tokens[row][None])[0, pos]
+                without = model.run_with_hooks(tokens[row][None], fwd_hooks=[(sae.cfg.hook_name, remove)])[0, pos]
+            change = clean - without
+            total += change - change.mean()
+        mean = total / page.logits.n_examples
+        assert [t for t, _ in page.logits.top] == mean.topk(10).indices.tolist()
+        assert [v for _, v in page.logits.top] == pytest.approx(mean.topk(10).values.tolist(), abs=2e-3)
+        lens = latent_effects.logit_lens(model, sae.W_dec[f : f + 1], hook_name=sae.cfg.hook_name)[0]
+        assert lens.topk(10).indices.tolist() != mean.topk(10).indices.tolist(), "the fixture shows the difference"
+
+
 def test_build_refuses_an_sae_off_the_last_mlp():
     import copy
 
@@ -255,13 +317,18 @@ def test_widget_uses_only_apis_common_to_ipywidgets_7_and_8():
 
 def _token_texts(payload: dict) -> dict[str, list[str]]:
     """Every token text a page's JSON carries, by where it is shown (the page draws each as it is)."""
-    contexts = [c for page in payload["latents"].values()
-                for c in [*page["top"], *(s for g in page["intervals"] for s in g["samples"])]]
+    contexts = [
+        c
+        for page in payload["latents"].values()
+        for c in [*page["top"], *(s for g in page["intervals"] for s in g["samples"])]
+    ]
     search = payload.get("search", {}).values()
-    return {"vocab": list(payload["vocab"].values()),
-            "contexts": [piece for c in contexts for piece in c["pieces"]],
-            "prompts": [piece for view in payload["prompts"] for piece in view["pieces"]],
-            "search": [text for entry in search for text in entry["logits"] + entry["contexts"]]}
+    return {
+        "vocab": list(payload["vocab"].values()),
+        "contexts": [piece for c in contexts for piece in c["pieces"]],
+        "prompts": [piece for view in payload["prompts"] for piece in view["pieces"]],
+        "search": [text for entry in search for text in entry["logits"] + entry["contexts"]],
+    }
 
 
 def _assert_readable(texts: dict[str, list[str]]) -> None:
@@ -300,8 +367,9 @@ def test_no_token_text_is_empty_in_the_exported_files(tmp_path):
     for page in pages:
         _assert_readable(_token_texts(_embedded(page.read_text(encoding="utf-8"))))
     search = _embedded(index.read_text(encoding="utf-8"))["search"]
-    assert any(text.endswith(CONTINUATION) for f in SCRIPT_LATENTS for text in search[str(f)]["contexts"]), \
+    assert any(text.endswith(CONTINUATION) for f in SCRIPT_LATENTS for text in search[str(f)]["contexts"]), (
         "a centre token that holds the rest of a character is searchable by that character"
+    )
 
 
 def test_a_centre_token_that_ends_a_character_is_searched_by_it():

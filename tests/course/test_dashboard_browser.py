@@ -29,8 +29,18 @@ websocket = pytest.importorskip("websocket")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package")
 
-COMPONENTS = ["density", "activation-histogram", "logits", "logit-histogram", "neurons", "correlated-latents",
-              "nearest-latents", "match", "top-contexts", "interval-samples"]
+COMPONENTS = [
+    "density",
+    "activation-histogram",
+    "logits",
+    "logit-histogram",
+    "neurons",
+    "correlated-latents",
+    "nearest-latents",
+    "match",
+    "top-contexts",
+    "interval-samples",
+]
 
 
 class DevTools:
@@ -71,11 +81,25 @@ class DevTools:
 def browser():
     user_dir = tempfile.mkdtemp(prefix="chromium-")
     process = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={user_dir}", "--remote-debugging-port=0",
-         "--remote-allow-origins=*", "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
-         "--window-size=1280,1600", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={user_dir}",
+            "--remote-debugging-port=0",
+            "--remote-allow-origins=*",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=http://127.0.0.1:9",
+            "--window-size=1280,1600",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         port_file = Path(user_dir) / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -120,8 +144,10 @@ def exported_standard(exported):
 def _open(browser, url: str, ready: str) -> None:
     """Go to url and wait until the page shows the element ``ready`` (a CSS selector)."""
     browser("Page.navigate", url=url)
-    browser.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete' && "
-                     f"!!document.querySelector({json.dumps(ready)})")
+    browser.wait_for(
+        f"location.href === {json.dumps(url)} && document.readyState === 'complete' && "
+        f"!!document.querySelector({json.dumps(ready)})"
+    )
 
 
 @pytest.mark.parametrize("architecture", ["topk", "standard"])
@@ -129,7 +155,8 @@ def test_every_component_is_drawn(browser, exported, exported_standard, architec
     path, data, latents = (exported[0], *exported[2:]) if architecture == "topk" else exported_standard
     f = latents[0]
     _open(browser, f"{path.as_uri()}#latent={f}", f"#latent-title[data-latent='{f}']")
-    state = browser.evaluate("""(() => {
+    state = browser.evaluate(
+        """(() => {
         const text = id => (document.getElementById(id) || {textContent: ''}).textContent.trim().length;
         return {title: document.querySelector('#latent-title').dataset.latent,
                 heading: document.querySelector('#latent-title').textContent,
@@ -142,7 +169,8 @@ def test_every_component_is_drawn(browser, exported, exported_standard, architec
                     t => t.title.includes('largest log-prob changes')),
                 contexts: document.querySelectorAll('#top-contexts .ctx').length,
                 samples: document.querySelectorAll('#interval-samples .ctx').length};
-    })()""" % json.dumps(COMPONENTS))
+    })()""".replace("%s", json.dumps(COMPONENTS))
+    )
     assert state["title"] == str(f) and architecture in state["heading"]
     assert all(n > 20 for n in state["components"].values()), state["components"]
     assert state["bars"] == data.meta.hist_bins and state["logitBars"] == 30
@@ -169,14 +197,18 @@ def test_following_a_latent_from_the_prompt_view_opens_its_page(browser, exporte
     })()""")
     for kind in ("mousePressed", "mouseReleased"):
         browser("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"], button="left", clickCount=1)
-    opened = browser.wait_for("document.querySelector('#latent-title') && document.querySelector('#latent-title').dataset.latent")
+    opened = browser.wait_for(
+        "document.querySelector('#latent-title') && document.querySelector('#latent-title').dataset.latent"
+    )
     assert opened == box["latent"] and int(opened) in latents
 
 
 def test_ranking_by_loss_effect_reorders_the_list(browser, exported):
-    path, _, data, _ = exported
+    path, _, _, _ = exported
     _open(browser, f"{path.as_uri()}#prompt=0&token=3&rank=loss", "#prompt-latents")
-    effects = browser.evaluate("[...document.querySelectorAll('#prompt-latents tr td:last-child')].map(t => +t.textContent)")
+    effects = browser.evaluate(
+        "[...document.querySelectorAll('#prompt-latents tr td:last-child')].map(t => +t.textContent)"
+    )
     assert effects and [abs(e) for e in effects] == sorted((abs(e) for e in effects), reverse=True)
 
 
@@ -185,7 +217,9 @@ def test_index_searches_by_top_tokens_and_opens_the_latent(browser, exported):
     f = latents[1]
     word = data.vocab[data.latents[f].logits.top[0][0]]
     _open(browser, f"{index.as_uri()}#q={urllib.request.quote(word)}", "#search-results")
-    found = browser.evaluate("[...document.querySelectorAll('#search-results a.latent-link')].map(a => a.dataset.latent)")
+    found = browser.evaluate(
+        "[...document.querySelectorAll('#search-results a.latent-link')].map(a => a.dataset.latent)"
+    )
     assert str(f) in found
     href = browser.evaluate(f"document.querySelector('#search-results a[data-latent=\"{f}\"]').href")
     _open(browser, href, f"#latent-title[data-latent='{f}']")
@@ -247,8 +281,9 @@ def test_an_empty_piece_of_an_older_export_still_shows_the_mark(browser, exporte
     older = path.parent / "older.html"
     older.write_text(page_html(payload), encoding="utf-8")
     _open(browser, f"{older.as_uri()}#latent={latents[0]}", "#top-contexts .tok")
-    first = browser.evaluate("(() => { const t = document.querySelector('#top-contexts .tok'); "
-                             "return [t.textContent, t.className]; })()")
+    first = browser.evaluate(
+        "(() => { const t = document.querySelector('#top-contexts .tok'); return [t.textContent, t.className]; })()"
+    )
     assert first == ["\u00b7", "tok cont"] or first == ["\u00b7", "tok centre cont"]
 
 
@@ -263,10 +298,12 @@ def test_latents_not_in_the_export_say_so_in_the_prompt_view(browser, exported):
     assert browser.evaluate("document.querySelectorAll('#prompt-latents a.latent-missing').length") == absent
     f = browser.evaluate("document.querySelector('#prompt-latents a.latent-missing').dataset.latent")
     _click(browser, "#prompt-latents a.latent-missing")
-    message = browser.wait_for(f"document.querySelector('#missing[data-latent=\"{f}\"]') && "
-                               "document.querySelector('#missing').textContent")
-    assert f"Latent {f} is not in this export. To see its page, build the dashboard with it in latents=" in \
-        " ".join(message.split())
+    message = browser.wait_for(
+        f"document.querySelector('#missing[data-latent=\"{f}\"]') && document.querySelector('#missing').textContent"
+    )
+    assert f"Latent {f} is not in this export. To see its page, build the dashboard with it in latents=" in " ".join(
+        message.split()
+    )
 
 
 def test_without_javascript_the_page_says_what_to_do(browser, exported):
@@ -276,8 +313,10 @@ def test_without_javascript_the_page_says_what_to_do(browser, exported):
     browser("Emulation.setScriptExecutionDisabled", value=True)
     try:
         _open(browser, path.as_uri(), "#no-script")
-        shown = browser.evaluate("(() => { const m = document.querySelector('#no-script'); "
-                                 "return {text: m.innerText, height: m.getBoundingClientRect().height}; })()")
+        shown = browser.evaluate(
+            "(() => { const m = document.querySelector('#no-script'); "
+            "return {text: m.innerText, height: m.getBoundingClientRect().height}; })()"
+        )
     finally:
         browser("Emulation.setScriptExecutionDisabled", value=False)
     assert "Trust HTML" in shown["text"] and "file://" in shown["text"] and shown["height"] > 50
@@ -296,14 +335,16 @@ def test_the_relative_link_opens_the_page_from_the_notebook_folder(browser, expo
     notebook_dir.mkdir(exist_ok=True)
     found = dashboard.links(path, latent=latents[1], notebook_dir=notebook_dir)
     host = notebook_dir / "links.html"
-    host.write_text(f'<!DOCTYPE html><html><meta charset="utf-8"><body>{found._repr_html_()}</body></html>',
-                    encoding="utf-8")
+    host.write_text(
+        f'<!DOCTYPE html><html><meta charset="utf-8"><body>{found._repr_html_()}</body></html>', encoding="utf-8"
+    )
     _open(browser, host.as_uri(), "a.dashboard-relative")
     assert browser.evaluate("document.querySelector('a.dashboard-relative').href") == found.uri
     assert browser.evaluate("document.querySelector('a.dashboard-file').href") == found.uri
     _click(browser, "a.dashboard-relative")
-    assert browser.wait_for("document.querySelector('#latent-title') && "
-                            "document.querySelector('#latent-title').dataset.latent") == str(latents[1])
+    assert browser.wait_for(
+        "document.querySelector('#latent-title') && document.querySelector('#latent-title').dataset.latent"
+    ) == str(latents[1])
 
 
 def _iframe_session(browser, seen: int, timeout: float = 20.0) -> str:
@@ -330,8 +371,11 @@ def test_the_widget_draws_its_page_and_says_which_latents_it_lacks(browser, expo
     widget.prompt.value = PROMPTS[0]
     widget.run.click()
     host = path.parent / "widget.html"
-    host.write_text("<!DOCTYPE html><html><body><div id='widget'></div><script>document.getElementById('widget')"
-                    f".innerHTML = {json.dumps(widget.page.value)};</script></body></html>", encoding="utf-8")
+    host.write_text(
+        "<!DOCTYPE html><html><body><div id='widget'></div><script>document.getElementById('widget')"
+        f".innerHTML = {json.dumps(widget.page.value)};</script></body></html>",
+        encoding="utf-8",
+    )
     browser("Target.setAutoAttach", autoAttach=True, waitForDebuggerOnStart=False, flatten=True)
     seen = len(browser.events)
     _open(browser, host.as_uri(), "iframe")
@@ -340,28 +384,34 @@ def test_the_widget_draws_its_page_and_says_which_latents_it_lacks(browser, expo
     view = data.prompts[0]  # the same prompt, analysed live
     token = next(i for i, found in enumerate(view.latents) if any(r[0] not in latents for r in found))
     browser.evaluate(f"document.querySelector('.ptok[data-token=\"{token}\"]').click()", session=frame)
-    note = browser.wait_for("document.querySelector('#prompt-missing') && "
-                            "document.querySelector('#prompt-missing').textContent", session=frame)
+    note = browser.wait_for(
+        "document.querySelector('#prompt-missing') && document.querySelector('#prompt-missing').textContent",
+        session=frame,
+    )
     assert "latents (in grey) are not in this export: build the dashboard with them in latents=" in note
     browser.evaluate("document.querySelector('#prompt-latents a.latent-missing').click()", session=frame)
-    message = browser.wait_for("document.querySelector('#missing') && document.querySelector('#missing').textContent",
-                               session=frame)
+    message = browser.wait_for(
+        "document.querySelector('#missing') && document.querySelector('#missing').textContent", session=frame
+    )
     message = " ".join(message.split())
     assert "is not in this export. To see its page, build the dashboard with it in latents=" in message
     present = next(r[0] for found in view.latents for r in found if r[0] in latents)
     found = next(i for i, row in enumerate(view.latents) if any(r[0] == present for r in row))
     browser.evaluate(f"location.hash = 'prompt=0&token={found}'", session=frame)
-    browser.wait_for(f"!!document.querySelector('#prompt-latents a.latent-link[data-latent=\"{present}\"]')",
-                     session=frame)
+    browser.wait_for(
+        f"!!document.querySelector('#prompt-latents a.latent-link[data-latent=\"{present}\"]')", session=frame
+    )
     browser.evaluate(f"document.querySelector('a.latent-link[data-latent=\"{present}\"]').click()", session=frame)
-    opened = browser.wait_for("document.querySelector('#latent-title') && "
-                              "document.querySelector('#latent-title').dataset.latent", session=frame)
+    opened = browser.wait_for(
+        "document.querySelector('#latent-title') && document.querySelector('#latent-title').dataset.latent",
+        session=frame,
+    )
     assert opened == str(present), "a latent of the export opens its page inside the widget's iframe"
 
 
 def test_no_request_left_the_page(browser, exported):
     """Run last in this module: every network event of the tests above is a file:// load of our own pages."""
-    path, index, _, _ = exported
+    path, _, _, _ = exported
     requests = [e["params"]["request"]["url"] for e in browser.events if e.get("method") == "Network.requestWillBeSent"]
     assert requests, "the network events were not recorded"
     allowed = (path.parent.as_uri(),)

@@ -36,7 +36,10 @@ def check_exported_figures(nb, folder: Path, *, screenshot_height: int = 0) -> N
     browser.need_chromium()
     expected = browser.figure_count(nb)
     html_outputs = "".join(
-        str(out.get("data", {}).get("text/html", "")) for c in nb.cells if c.cell_type == "code" for out in c.get("outputs", [])
+        str(out.get("data", {}).get("text/html", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for out in c.get("outputs", [])
     )
     assert html_outputs.count("* plotly.js v") == 1, "plotly.js should be embedded exactly once per notebook"
     page = browser.export_html(nb, folder / "export.html")

@@ -41,7 +41,8 @@ def test_every_exercise_registers_its_fixture_or_says_why_it_has_none(part, exer
     spec = _spec(part, exercise)
     assert spec is not None or exercise.id in free, (
         f"{exercise.id}: register its fixture with utils.checks.fixtures.sensitivity(...) in {module.__name__}, "
-        f"or say in FIXTURE_FREE why it has no parameters that could be trivial")
+        f"or say in FIXTURE_FREE why it has no parameters that could be trivial"
+    )
     assert not (spec is not None and exercise.id in free), f"{exercise.id} is both registered and fixture-free"
     if exercise.id in free:
         assert len(free[exercise.id]) > 20, f"{exercise.id}: FIXTURE_FREE needs a reason, not {free[exercise.id]!r}"
@@ -63,17 +64,21 @@ def test_every_fixture_parameter_is_nontrivial_and_matters(part, exercise, seed)
         base = spec.output(objects, fixture)
     for name, param in params.items():
         assert _distance(param, trivial_value(name, param)) > 1e-3, (
-            f"{exercise.id}: fixture parameter {name} is trivial already (it should look trained)")
+            f"{exercise.id}: fixture parameter {name} is trivial already (it should look trained)"
+        )
         with torch.no_grad():
             moved = _distance(base, spec.output(objects, set_trivial(fixture, name)))
         if name in spec.exempt:
-            assert moved <= spec.tolerance, (f"{exercise.id}: {name} is exempt ({spec.exempt[name]}) but setting it "
-                                             f"trivial moves the output by {moved:.3g}")
+            assert moved <= spec.tolerance, (
+                f"{exercise.id}: {name} is exempt ({spec.exempt[name]}) but setting it "
+                f"trivial moves the output by {moved:.3g}"
+            )
         else:
             assert moved > spec.tolerance, (
                 f"{exercise.id}: setting {name} to its trivial value moves the reference's output by only {moved:.3g} "
                 f"(tolerance {spec.tolerance:g}), so code that leaves {name} out would pass: make the fixture depend "
-                f"on it, or exempt it with the reason")
+                f"on it, or exempt it with the reason"
+            )
 
 
 @pytest.mark.parametrize("part", PARTS)

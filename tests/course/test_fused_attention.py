@@ -12,8 +12,18 @@ from utils.lm import fused_attention as fa
 from utils.lm.activations import mlp_post_activations
 from utils.lm.loading import new_model
 
-TINY = {"n_layers": 2, "d_model": 16, "d_mlp": 64, "d_head": 4, "n_heads": 4, "n_ctx": 32, "act_fn": "gelu",
-        "d_vocab": 50, "normalization_type": "LN", "device": "cpu"}
+TINY = {
+    "n_layers": 2,
+    "d_model": 16,
+    "d_mlp": 64,
+    "d_head": 4,
+    "n_heads": 4,
+    "n_ctx": 32,
+    "act_fn": "gelu",
+    "d_vocab": 50,
+    "normalization_type": "LN",
+    "device": "cpu",
+}
 
 
 def tiny(seed: int = 0, **overrides):
@@ -100,13 +110,16 @@ def test_a_kv_cache_and_an_attention_mask_get_transformer_lens_forward(model, to
     torch.testing.assert_close(cached, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"positional_embedding_type": "rotary", "rotary_dim": 4},
-    {"n_key_value_heads": 2},  # grouped-query attention
-    {"attn_scores_soft_cap": 30.0},
-    {"attention_dir": "bidirectional"},
-    {"use_attn_result": True},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"positional_embedding_type": "rotary", "rotary_dim": 4},
+        {"n_key_value_heads": 2},  # grouped-query attention
+        {"attn_scores_soft_cap": 30.0},
+        {"attention_dir": "bidirectional"},
+        {"use_attn_result": True},
+    ],
+)
 def test_other_attention_variants_keep_their_own_forward(overrides, tokens) -> None:
     model = tiny(**overrides)
     expected = model(tokens)
@@ -192,11 +205,15 @@ def test_mlp_post_activations_stops_at_the_hook_with_the_same_numbers(model, tok
         acts = mlp_post_activations(model, tokens)
     assert calls == [], "the pass stopped at hook_post: the MLP's output projection did not run"
     torch.testing.assert_close(acts, eager["blocks.0.mlp.hook_post"], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(mlp_post_activations(model, tokens, "blocks.1.mlp.hook_post"),
-                               eager["blocks.1.mlp.hook_post"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        mlp_post_activations(model, tokens, "blocks.1.mlp.hook_post"),
+        eager["blocks.1.mlp.hook_post"],
+        atol=1e-5,
+        rtol=1e-5,
+    )
     assert model.hook_dict["blocks.0.mlp.hook_post"]._forward_hooks == {}, "its hook is gone afterwards"
 
 
 def test_mlp_post_activations_names_a_missing_hook(model, tokens) -> None:
-    with pytest.raises(ValueError, match="no hook point 'blocks.0.mlp.hook_pots'"):
+    with pytest.raises(ValueError, match=r"no hook point 'blocks.0.mlp.hook_pots'"):
         mlp_post_activations(model, tokens, "blocks.0.mlp.hook_pots")

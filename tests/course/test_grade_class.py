@@ -11,18 +11,20 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.course.parts import PARTS
+from tests.course.parts import PARTS, solved_by_a_learner
+from utils.checks import exercises_of
 from utils.course import build_notebooks as bn
 from utils.course import grade_class as gc
-from utils.checks import exercises_of
-from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, Result
+from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, USED_REFERENCE, Result
 from utils.paths import repo_root
 
 PART = PARTS[0]
 
 
 def generated(part: str, *, solution: bool) -> nbformat.NotebookNode:
-    return bn.build(bn.read_master(bn.Part(part)), part, solution=solution)
+    """A fresh exercise notebook, or a solved one (the solution in a learner's own words)."""
+    nb = bn.build(bn.read_master(bn.Part(part)), part, solution=solution)
+    return solved_by_a_learner(nb) if solution else nb
 
 
 def save(nb, path: Path) -> Path:
@@ -130,11 +132,31 @@ def test_grading_a_mixed_folder_end_to_end(tmp_path) -> None:
     (folder / "erin.ipynb").write_bytes(b"\x00\xff binary")
     save(foreign_notebook(), folder / "frank.ipynb")
     first_two = [e.id for e in exercises_of(PART)[:2]]
+    skipped = generated(PART, solution=True)  # skipped ahead past the first exercise with the course's reference
+    first = exercises_of(PART)[0]
+    cell = next(c for c in skipped.cells if "exercise" in c.metadata.get("tags", []) and first.objects[0] in c.source)
+    cell.source = f"from utils.course.reference import reference\n{first.objects[0]} = reference({first.id!r})\n"
+    save(skipped, folder / "gina.ipynb")
     out_csv, out_html = tmp_path / "grades.csv", tmp_path / "grades.html"
     proc = subprocess.run(
-        [sys.executable, "-m", "utils.course.grade_class", str(folder), "--csv", str(out_csv), "--html", str(out_html),
-         "--jobs", "2", "--only", ",".join(first_two)],
-        cwd=repo_root(), capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "utils.course.grade_class",
+            str(folder),
+            "--csv",
+            str(out_csv),
+            "--html",
+            str(out_html),
+            "--jobs",
+            "2",
+            "--only",
+            ",".join(first_two),
+        ],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Grading" in proc.stderr  # the progress bar
@@ -148,13 +170,19 @@ def test_grading_a_mixed_folder_end_to_end(tmp_path) -> None:
     assert by[("carol", first_two[1])]["status"] == PASSED, "a broken cell costs only its own exercise"
     assert by[("dave", "")]["status"] == gc.BROKEN and by[("erin", "")]["status"] == gc.BROKEN
     assert by[("frank", "")]["status"] == gc.FOREIGN
+    assert by[("gina", first_two[0])]["status"] == USED_REFERENCE and by[("gina", first_two[1])]["status"] == PASSED
     page = out_html.read_text(encoding="utf-8")
     assert all(name in page for name in ("alice", "bob", "carol", "dave", "erin", "frank")) and "SyntaxError" in page
+    assert 'class="used-the-reference"' in page and "used the reference (skipped ahead" in page
 
 
 def test_bad_folder_is_a_clear_error(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "utils.course.grade_class", str(tmp_path / "nope"), "--csv", "x.csv"],
-                          cwd=repo_root(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "utils.course.grade_class", str(tmp_path / "nope"), "--csv", "x.csv"],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.course.parts import PARTS
-from utils.course.build_notebooks import Part, build, read_master
+from tests.course.parts import PARTS, solved_by_a_learner
 from utils.checks import exercises_of
-from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, grade_notebook
+from utils.course.build_notebooks import Part, build, read_master
+from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, USED_REFERENCE, describe, grade_notebook
 from utils.paths import repo_root
 
 PART = PARTS[0]
@@ -62,14 +62,17 @@ def paste_wrong_implementation(nb, part: str, ex) -> None:
     """What a learner's wrong answer looks like to the grader: the exercise's objects redefined, after its cell."""
     entry = f"_WRONG[{ex.id!r}][0]"
     add_cell_after(
-        nb, exercise_cell(nb, ex.objects[0]),
+        nb,
+        exercise_cell(nb, ex.objects[0]),
         f"from tests.wrong.wrong_{part} import WRONG as _WRONG\n"
         f"{', '.join(ex.objects)}, = {f'({entry},)' if len(ex.objects) == 1 else entry}\n",
     )
 
 
 def solution_notebook():
-    return nbformat.read(Part(PART).solution_notebook, as_version=4)
+    """The reference solution, every exercise in a learner's own words (the reference's own code grades as "used
+    the reference")."""
+    return solved_by_a_learner(nbformat.read(Part(PART).solution_notebook, as_version=4))
 
 
 def save(nb, folder: Path) -> Path:
@@ -88,15 +91,34 @@ def test_fresh_exercise_notebook_is_all_not_attempted(part: str, tmp_path: Path)
     assert {r.status for r in results.values()} == {NOT_ATTEMPTED}, results
 
 
-def test_solution_notebook_passes_every_exercise() -> None:
-    results = grade_notebook(Part(PART).solution_notebook, PART)
-    assert all(r.status == PASSED for r in results.values()), {k: r.message for k, r in results.items() if r.status != PASSED}
+def test_a_solved_notebook_passes_every_exercise(tmp_path: Path) -> None:
+    results = grade_notebook(save(solution_notebook(), tmp_path), PART)
+    assert all(r.status == PASSED for r in results.values()), {
+        k: r.message for k, r in results.items() if r.status != PASSED
+    }
+
+
+def test_the_reference_is_a_grade_of_its_own_never_passed(tmp_path: Path) -> None:
+    """Skipping ahead with `X = reference("1.1")`, or pasting the solution's code, grades "used the reference"; the
+    other exercises grade as they are (here: the solution notebook itself, whose code is the reference's)."""
+    nb = solution_notebook()
+    skipped, copied, own = EXERCISES[0], EXERCISES[1], EXERCISES[2]
+    exercise_cell(nb, skipped.objects[0]).source = (
+        f"from utils.course.reference import reference\n{', '.join(skipped.objects)} = reference({skipped.id!r})\n"
+    )
+    reference = nbformat.read(Part(PART).solution_notebook, as_version=4)
+    exercise_cell(nb, copied.objects[0]).source = exercise_cell(reference, copied.objects[0]).source
+    results = grade_notebook(save(nb, tmp_path), PART, only=[skipped.id, copied.id, own.id])
+    assert results[skipped.id].status == USED_REFERENCE and "reference(" in results[skipped.id].message
+    assert results[copied.id].status == USED_REFERENCE and "copied" in results[copied.id].message
+    assert results[own.id].status == PASSED, results[own.id]
+    assert "used the reference" in describe(results[skipped.id], skipped.title)
 
 
 @pytest.mark.parametrize("part", PARTS[1:])
 def test_a_pasted_wrong_implementation_fails_only_its_exercise(part: str, tmp_path: Path) -> None:
     """Later parts, graded like Part 1: the reference passes, and one wrong answer costs one exercise."""
-    nb = nbformat.read(Part(part).solution_notebook, as_version=4)
+    nb = solved_by_a_learner(nbformat.read(Part(part).solution_notebook, as_version=4))
     victim = exercises_of(part)[-1]
     paste_wrong_implementation(nb, part, victim)
     path = tmp_path / f"{part}.ipynb"
@@ -190,7 +212,10 @@ def test_pytest_grades_the_learners_notebooks_and_nothing_else(tmp_path: Path) -
     nbformat.write(build(read_master(Part(fresh)), fresh, solution=False), tmp_path / f"{fresh}.ipynb")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", f"--notebooks={tmp_path}", "-p", "no:randomly"],
-        cwd=repo_root(), capture_output=True, text=True, timeout=600,
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     out = proc.stdout
     total = sum(len(exercises_of(p)) for p in PARTS)
@@ -200,7 +225,9 @@ def test_pytest_grades_the_learners_notebooks_and_nothing_else(tmp_path: Path) -
     lines = [line for line in out.splitlines() if line.startswith(("✅", "❌", "⏭"))]
     assert len(lines) == total, lines
     failed = next(line for line in lines if line.startswith("❌"))
-    assert failed.startswith(f"❌ Exercise {ex.id} ({ex.title}) failed: ") and failed.count(f"Exercise {ex.id}") == 1, failed
+    assert failed.startswith(f"❌ Exercise {ex.id} ({ex.title}) failed: ") and failed.count(f"Exercise {ex.id}") == 1, (
+        failed
+    )
     assert sum("not attempted yet" in line for line in lines) == fresh_count
     assert sum("no notebook" in line for line in lines) == total - len(EXERCISES) - fresh_count
     assert "grading.py" not in out, "a skip names a line of the grader instead of the exercise"
@@ -213,18 +240,23 @@ def test_the_plain_report_reads_the_part_from_the_notebook_not_its_file_name(tmp
     import subprocess
     import sys
 
-    solved = json.loads((repo_root() / "solutions" / f"{PART}.ipynb").read_text(encoding="utf-8"))
+    solved = solved_by_a_learner(json.loads((repo_root() / "solutions" / f"{PART}.ipynb").read_text(encoding="utf-8")))
     renamed = tmp_path / "my homework (1).ipynb"
     renamed.write_text(json.dumps(solved), encoding="utf-8")
     stripped = tmp_path / "exported.ipynb"
     stripped.write_text(json.dumps({**solved, "metadata": {}}), encoding="utf-8")
     first = EXERCISES[0]
     for path in (renamed, stripped):
-        proc = subprocess.run([sys.executable, "-m", "utils.course.grading", str(path), "--only", first.id],
-                              capture_output=True, text=True, cwd=repo_root())
+        proc = subprocess.run(
+            [sys.executable, "-m", "utils.course.grading", str(path), "--only", first.id],
+            capture_output=True,
+            text=True,
+            cwd=repo_root(),
+        )
         assert proc.returncode == 0 and f"Exercise {first.id}" in proc.stdout and "passed" in proc.stdout, proc.stderr
     foreign = tmp_path / "notes.ipynb"
     foreign.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "utils.course.grading", str(foreign)], capture_output=True, text=True,
-                          cwd=repo_root())
+    proc = subprocess.run(
+        [sys.executable, "-m", "utils.course.grading", str(foreign)], capture_output=True, text=True, cwd=repo_root()
+    )
     assert proc.returncode != 0 and "cannot tell which part this is" in proc.stderr

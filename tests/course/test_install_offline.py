@@ -66,13 +66,16 @@ def test_bad_arguments_are_clear_errors(args, message) -> None:
     assert proc.returncode == 2 and message in proc.stderr
 
 
-@pytest.mark.parametrize(("system", "gpu", "answers", "cuda", "index"), [
-    ("Linux", False, True, False, install.CPU_INDEX),  # a CPU laptop: the small CPU build
-    ("Linux", False, False, False, None),  # the CPU index does not answer: pip's default, and it says so
-    ("Linux", True, True, False, None),  # an NVIDIA GPU: the CUDA build is the one to have
-    ("Linux", False, True, True, None),  # --cuda
-    ("Darwin", False, True, False, None),  # macOS wheels are CPU builds already
-])
+@pytest.mark.parametrize(
+    ("system", "gpu", "answers", "cuda", "index"),
+    [
+        ("Linux", False, True, False, install.CPU_INDEX),  # a CPU laptop: the small CPU build
+        ("Linux", False, False, False, None),  # the CPU index does not answer: pip's default, and it says so
+        ("Linux", True, True, False, None),  # an NVIDIA GPU: the CUDA build is the one to have
+        ("Linux", False, True, True, None),  # --cuda
+        ("Darwin", False, True, False, None),  # macOS wheels are CPU builds already
+    ],
+)
 def test_torch_comes_from_the_cpu_index_on_linux_without_a_gpu(monkeypatch, system, gpu, answers, cuda, index):
     monkeypatch.setattr(install.platform, "system", lambda: system)
     monkeypatch.setattr(install, "has_nvidia_gpu", lambda: gpu)

@@ -73,8 +73,10 @@ def rule_breaks(package_root: Path, layers: dict[str, frozenset[str]]) -> list[s
             dst_layer = layer_of(target)
             if dst_layer in (None, src_layer) or dst_layer in layers[src_layer]:
                 continue
-            breaks.append(f"{path.relative_to(package_root.parent)}:{line} imports {target} ({src_layer} -> "
-                          f"{dst_layer}: not allowed; {src_layer} may import {sorted(layers[src_layer])})")
+            breaks.append(
+                f"{path.relative_to(package_root.parent)}:{line} imports {target} ({src_layer} -> "
+                f"{dst_layer}: not allowed; {src_layer} may import {sorted(layers[src_layer])})"
+            )
     return breaks
 
 
@@ -91,7 +93,7 @@ def import_cycles(package_root: Path) -> list[list[str]]:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -125,8 +127,12 @@ def test_no_import_cycle() -> None:
 
 def test_the_language_model_side_knows_no_sae() -> None:
     """The rule's most useful line, spelled out: nothing in utils/lm imports utils.sae, even lazily."""
-    offenders = [f"{p.name}:{line} {target}" for p in (ROOT / "utils" / "lm").glob("*.py")
-                 for target, line in imports_of(p, ROOT / "utils") if target.startswith("utils.sae")]
+    offenders = [
+        f"{p.name}:{line} {target}"
+        for p in (ROOT / "utils" / "lm").glob("*.py")
+        for target, line in imports_of(p, ROOT / "utils")
+        if target.startswith("utils.sae")
+    ]
     assert not offenders
 
 
@@ -146,26 +152,41 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_the_rule_check_fails_on_a_forbidden_import_even_inside_a_function(tmp_path) -> None:
-    root = _package(tmp_path, {
-        "lm/loading.py": "from utils.paths import data_dir\n",
-        "sae/model.py": "from utils.lm.loading import x\n",
-        "lm/activations.py": "def f():\n    from utils.sae.model import SAE\n    return SAE\n",
-        "paths.py": "",
-    })
+    root = _package(
+        tmp_path,
+        {
+            "lm/loading.py": "from utils.paths import data_dir\n",
+            "sae/model.py": "from utils.lm.loading import x\n",
+            "lm/activations.py": "def f():\n    from utils.sae.model import SAE\n    return SAE\n",
+            "paths.py": "",
+        },
+    )
     breaks = rule_breaks(root, utils.LAYERS)
     assert len(breaks) == 1 and "lm/activations.py:2 imports utils.sae.model (lm -> sae" in breaks[0]
 
 
 def test_the_rule_check_fails_between_siblings_and_on_a_folder_outside_the_rule(tmp_path) -> None:
-    root = _package(tmp_path, {"parts/plots.py": "from utils import dashboard\n", "dashboard/data.py": "",
-                               "extras/thing.py": "import utils.paths\n", "paths.py": ""})
+    root = _package(
+        tmp_path,
+        {
+            "parts/plots.py": "from utils import dashboard\n",
+            "dashboard/data.py": "",
+            "extras/thing.py": "import utils.paths\n",
+            "paths.py": "",
+        },
+    )
     breaks = rule_breaks(root, utils.LAYERS)
     assert any("parts -> dashboard" in b for b in breaks) and any("'extras' is not in the rule" in b for b in breaks)
 
 
 def test_the_cycle_check_finds_a_cycle_closed_by_a_lazy_import(tmp_path) -> None:
-    root = _package(tmp_path, {"sae/model.py": "def load():\n    from utils.sae import pretrained\n",
-                               "sae/pretrained.py": "from utils.sae.model import SAE\n"})
+    root = _package(
+        tmp_path,
+        {
+            "sae/model.py": "def load():\n    from utils.sae import pretrained\n",
+            "sae/pretrained.py": "from utils.sae.model import SAE\n",
+        },
+    )
     assert import_cycles(root) == [["utils.sae.model", "utils.sae.pretrained", "utils.sae.model"]]
 
 
@@ -201,8 +222,8 @@ def test_every_name_the_cohort_imports_resolves() -> None:
 
 def test_an_old_path_gives_the_new_objects_not_copies() -> None:
     from utils.feature_stats import compute_feature_stats  # renamed
-    from utils.loading import load_model, load_pretrained_sae  # split in two
     from utils.lm.loading import load_model as new_load_model
+    from utils.loading import load_model, load_pretrained_sae  # split in two
     from utils.plot_saes import plot_recovery_bars  # noqa: F401  moved whole: the module itself
     from utils.sae.latent_stats import compute_latent_stats
     from utils.sae.pretrained import load_pretrained_sae as new_load_pretrained_sae
@@ -210,7 +231,7 @@ def test_an_old_path_gives_the_new_objects_not_copies() -> None:
     assert load_model is new_load_model and load_pretrained_sae is new_load_pretrained_sae
     assert compute_feature_stats is compute_latent_stats
     assert importlib.import_module("utils.plot_saes") is importlib.import_module("utils.parts.plot_saes")
-    with pytest.raises(AttributeError, match="moved to utils.lm.loading"):
+    with pytest.raises(AttributeError, match=r"moved to utils.lm.loading"):
         importlib.import_module("utils.loading").no_such_name  # noqa: B018
 
 
@@ -221,26 +242,43 @@ def test_every_moved_module_resolves_to_modules_that_exist() -> None:
             importlib.import_module(target)
         for old_name, new_name in _moved.RENAMED.get(old, {}).items():
             assert getattr(importlib.import_module(old), old_name) is getattr(
-                next(m for m in map(importlib.import_module, targets) if hasattr(m, new_name)), new_name)
+                next(m for m in map(importlib.import_module, targets) if hasattr(m, new_name)), new_name
+            )
 
 
 COHORT_PARTS = sorted({p.name.split(".")[0] for p in COHORT.glob("*.ipynb")})
 
 
-@pytest.mark.parametrize("part", [pytest.param(p, marks=[] if p == "05_latent_effects" else pytest.mark.slow)
-                                  for p in COHORT_PARTS])
+@pytest.mark.parametrize(
+    "part", [pytest.param(p, marks=[] if p == "05_latent_effects" else pytest.mark.slow) for p in COHORT_PARTS]
+)
 def test_a_notebook_on_the_old_paths_still_grades(part: str, tmp_path) -> None:
-    """The cohort's solved notebook grades all passed, and its fresh one all not attempted, as before the move.
+    """The cohort's solved notebook grades all passed, and its fresh one all not attempted, as before the move; an
+    exercise added since (its objects nowhere in the old notebook) is "not attempted", saying it is newer.
 
     Part 5 (which imports the most moved names) runs with the course tests; the rest with ``-m slow``."""
-    from utils.course.grading import NOT_ATTEMPTED, PASSED, grade_notebook
+    from utils.checks import exercises_of
+    from utils.course.grading import NOT_ATTEMPTED, PASSED, grade_notebook, notebook_text
 
-    solved = grade_notebook(COHORT / f"{part}.solution.ipynb", part)
-    assert {e: r.status for e, r in solved.items()} == dict.fromkeys(solved, PASSED), [
-        f"{e}: {r.message}" for e, r in solved.items() if r.status != PASSED]
+    from tests.course.parts import solved_by_a_learner
+
+    text = notebook_text(COHORT / f"{part}.solution.ipynb")
+    newer = {e.id for e in exercises_of(part) if not any(name in text for name in e.objects)}
+    own_words = tmp_path / f"{part}.ipynb"  # the cohort's solutions as a learner's own (the reference's code is
+    own_words.write_text(  # graded "used the reference")
+        json.dumps(solved_by_a_learner(json.loads((COHORT / f"{part}.solution.ipynb").read_text(encoding="utf-8")))),
+        encoding="utf-8",
+    )
+    solved = grade_notebook(own_words, part)
+    expected = {e: NOT_ATTEMPTED if e in newer else PASSED for e in solved}
+    assert {e: r.status for e, r in solved.items()} == expected, [
+        f"{e}: {r.message}" for e, r in solved.items() if r.status != expected[e]
+    ]
+    assert all("newer than your notebook" in solved[e].message for e in newer)
     fresh = grade_notebook(COHORT / f"{part}.learner.ipynb", part)
     assert {r.status for r in fresh.values()} == {NOT_ATTEMPTED}, [
-        f"{e}: {r.message}" for e, r in fresh.items() if r.status != NOT_ATTEMPTED]
+        f"{e}: {r.message}" for e, r in fresh.items() if r.status != NOT_ATTEMPTED
+    ]
 
 
 def test_the_course_itself_uses_only_the_new_paths() -> None:

@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer
 
 from utils.lm import hub, loading
-from utils.sae import pretrained
 from utils.lm.activations import mlp_post_activations, token_batches, tokenize_texts
+from utils.sae import pretrained
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TOKENIZER_REPO = "NeelNanda/gpt-neox-tokenizer-digits"
@@ -172,8 +172,14 @@ def write_fake_hub(cache: Path, tokenizer_dir: Path, scratch: Path, runs: tuple[
     write_snapshot(
         cache,
         pretrained.GELU_1L_SAE_REPO,
-        {name: content for run in runs for name, content in (
-            (f"{run}.pt", torch_bytes(sae, scratch)), (f"{run}_cfg.json", json.dumps(neel_sae_cfg).encode()))},
+        {
+            name: content
+            for run in runs
+            for name, content in (
+                (f"{run}.pt", torch_bytes(sae, scratch)),
+                (f"{run}_cfg.json", json.dumps(neel_sae_cfg).encode()),
+            )
+        },
     )
     return {"cache": cache, "state_dict": state_dict, "sae": sae, "neel_config": neel_config}
 
@@ -271,9 +277,9 @@ def test_missing_hub_files_fail_fast_with_the_fixes(hub_cache, use_cache, tmp_pa
     assert loading.GELU_1L_REPO in message and str(tmp_path / "models--NeelNanda--GELU_1L512W_C4_Code") in message
     assert "HF_HUB_OFFLINE" in message and "gelu-1l-mini" in message
     use_cache(hub_cache["cache"])  # run 47 was never cached
-    with pytest.raises(FileNotFoundError, match="run 47.*NeelNanda/sparse_autoencoder.*gelu-1l-mini"):
+    with pytest.raises(FileNotFoundError, match=r"run 47.*NeelNanda/sparse_autoencoder.*gelu-1l-mini"):
         pretrained.load_pretrained_sae("gelu-1l", run=47)
-    with pytest.raises(FileNotFoundError, match="c4-code-20k.*gelu-1l-mini"):
+    with pytest.raises(FileNotFoundError, match=r"c4-code-20k.*gelu-1l-mini"):
         loading.load_text_dataset("gelu-1l")
 
 
@@ -380,8 +386,9 @@ def test_load_model_fuses_attention_unless_asked_not_to(mini_folder, monkeypatch
 
 
 @pytest.mark.parametrize("env, asked, fused", [("1", True, False), ("0", False, True)])
-def test_the_environment_variable_wins_over_load_models_argument(mini_folder, monkeypatch, capsys, env, asked,
-                                                                 fused) -> None:
+def test_the_environment_variable_wins_over_load_models_argument(
+    mini_folder, monkeypatch, capsys, env, asked, fused
+) -> None:
     from utils.lm import fused_attention as fa
 
     monkeypatch.setenv(fa.ENV_OVERRIDE, env)
@@ -393,7 +400,7 @@ def test_the_environment_variable_wins_over_load_models_argument(mini_folder, mo
 
 
 def test_missing_bundled_model_says_where_it_looked_and_how_to_rebuild(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="train_model.py") as error:
+    with pytest.raises(FileNotFoundError, match=r"train_model.py") as error:
         loading.load_model("gelu-1l-mini", path=tmp_path / "nowhere")
     assert str(tmp_path / "nowhere") in str(error.value) and "SAE_COURSE_ROOT" in str(error.value)
     with pytest.raises(ValueError, match="gelu-1l-mini"):
@@ -401,7 +408,8 @@ def test_missing_bundled_model_says_where_it_looked_and_how_to_rebuild(tmp_path)
 
 
 def test_repo_root_found_from_the_notebooks_folder_of_a_non_editable_install(tmp_path, monkeypatch) -> None:
-    """`pip install .` puts utils/ in site-packages; a notebook run from the checkout's notebooks/ must still find data/."""
+    """`pip install .` puts utils/ in site-packages; a notebook run from the checkout's notebooks/ must still find
+    data/."""
     from utils import paths
 
     repo = tmp_path / "checkout"
@@ -417,7 +425,9 @@ def test_repo_root_found_from_the_notebooks_folder_of_a_non_editable_install(tmp
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="SAE_COURSE_ROOT") as error:
         paths.repo_root()
-    assert str(tmp_path / "site-packages") in str(error.value) and str(tmp_path / "content" / "sae-course") in str(error.value)
+    assert str(tmp_path / "site-packages") in str(error.value) and str(tmp_path / "content" / "sae-course") in str(
+        error.value
+    )
 
 
 def test_bundled_corpus_loads_from_sharded_parquet(mini_folder, tmp_path, monkeypatch, capsys) -> None:
@@ -544,14 +554,21 @@ def test_part_2b_runs_on_gelu_1l_from_a_fake_hub_cache(tokenizer_dir, tmp_path) 
     cache = tmp_path / "hub"
     write_fake_hub(cache, tokenizer_dir, tmp_path / "obj.pt", runs=(25, 47), n_ctx=128)
     corpus = tmp_path / "c4-code.parquet"
-    pq.write_table(pa.table({"text": [" ".join(SENTENCES[i % 4 :] + SENTENCES[: i % 4]) * 3 for i in range(1400)]}), corpus)
+    pq.write_table(
+        pa.table({"text": [" ".join(SENTENCES[i % 4 :] + SENTENCES[: i % 4]) * 3 for i in range(1400)]}), corpus
+    )
 
     nb = nbformat.read(repo_root() / "solutions" / "02b_sae_gelu_1l.ipynb", as_version=4)
-    for old, new in {'MODEL_NAME = "auto"': 'MODEL_NAME = "gelu-1l"', "TRAIN_SECONDS = 150": "TRAIN_SECONDS = 4"}.items():
+    for old, new in {
+        'MODEL_NAME = "auto"': 'MODEL_NAME = "gelu-1l"',
+        "TRAIN_SECONDS = 150": "TRAIN_SECONDS = 4",
+    }.items():
         cells = [c for c in nb.cells if c.cell_type == "code" and old in c.source]
         assert len(cells) == 1, f"the notebook no longer has one cell with {old!r}"
         cells[0].source = cells[0].source.replace(old, new)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(f"""\
+    nb.cells.insert(
+        0,
+        nbformat.v4.new_code_cell(f"""\
 import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = {str(cache)!r}
@@ -562,7 +579,8 @@ def _local_c4_code(path, *args, **kwargs):
         return datasets.Dataset.from_parquet({str(corpus)!r})
     return _load_dataset(path, *args, **kwargs)
 datasets.load_dataset = _local_c4_code
-"""))
+"""),
+    )
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo_root())}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "Loaded gelu-1l (local Hugging Face cache)" in printed

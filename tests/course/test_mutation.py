@@ -5,8 +5,6 @@ mutants of a few exercises is run, so that a check weakened later (or a new surv
 
 from __future__ import annotations
 
-import pytest
-
 from tests.course import mutation
 from tests.course.parts import PARTS
 
@@ -31,10 +29,26 @@ def test_every_operator_family_is_generated() -> None:
     mutants = mutation.mutants_of(snippet_cell())
     operators = {m.operator for m in mutants}
     expected = {
-        "Lt → LtE", "Lt → Gt", "Sub → Add", "Mult → Div", "drop right operand", "drop left operand",
-        "constant × 2", "constant / 2", "constant + 1", "constant - 1", ".sum → .mean", "drop relu()", "drop .abs()",
-        ".relu → .gelu", "global RNG (generator= dropped)", "in-place op on an input", "drop statement",
-        "detach the result", "result in float64", "run inside torch.no_grad()",
+        "Lt → LtE",
+        "Lt → Gt",
+        "Sub → Add",
+        "Mult → Div",
+        "drop right operand",
+        "drop left operand",
+        "constant × 2",
+        "constant / 2",
+        "constant + 1",
+        "constant - 1",
+        ".sum → .mean",
+        "drop relu()",
+        "drop .abs()",
+        ".relu → .gelu",
+        "global RNG (generator= dropped)",
+        "in-place op on an input",
+        "drop statement",
+        "detach the result",
+        "result in float64",
+        "run inside torch.no_grad()",
     }
     assert expected <= operators, f"missing: {expected - operators}"
     assert all(m.exercise == "0.1" and m.id.startswith("0.1:m") for m in mutants)
@@ -72,7 +86,8 @@ def test_a_real_mutant_is_killed_and_the_reference_survives() -> None:
 def test_the_checks_kill_a_fixed_sample_of_every_exercises_mutants() -> None:
     """The regression guard: at most 6 mutants per exercise (the same ones every run); any unexplained survivor fails.
 
-    The full run is `python -m tests.course.mutation` (CI runs it); declare equivalents in tests/wrong/wrong_NN_name.py."""
+    The full run is `python -m tests.course.mutation` (CI runs it); declare equivalents in
+    tests/wrong/wrong_NN_name.py."""
     reports, problems = mutation.mutation_report(PARTS, fast=True, sample=6, timeout=30)
     assert all(row.generated for rows in reports.values() for row in rows), "an exercise has no mutants"
     assert not problems, "\n".join(problems) + "\n" + mutation.format_report(reports)

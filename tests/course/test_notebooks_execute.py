@@ -32,13 +32,17 @@ def test_solution_notebook_executes_offline(part: str, tmp_path) -> None:
     p = Part(part)
     nb = nbformat.read(p.solution_notebook, as_version=4)
     os.environ["HF_HUB_OFFLINE"] = "1"
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(p.exercise_notebook.parent)}})
+    client = NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(p.exercise_notebook.parent)}}
+    )
     start = time.perf_counter()
     client.execute()
     minutes = (time.perf_counter() - start) / 60
     slowest = ", ".join(f"cell {i} {t:.0f} s" for t, i in cell_seconds(nb)[:3])
     with TIMINGS.open("a", encoding="utf-8") as log:
-        log.write(f"{part}: solution notebook executed in {minutes:.1f} min on {os.cpu_count()} CPU cores "
-                  f"(utils/course/syllabus.py says {info(part).run_time if info(part) else '?'}); slowest cells: {slowest}\n")
+        log.write(
+            f"{part}: solution notebook executed in {minutes:.1f} min on {os.cpu_count()} CPU cores "
+            f"(utils/course/syllabus.py says {info(part).run_time if info(part) else '?'}); slowest cells: {slowest}\n"
+        )
     nbformat.write(nb, tmp_path / f"{part}.executed.ipynb")
     check_exported_figures(nb, tmp_path)  # every figure drawn in the offline HTML export

@@ -90,20 +90,24 @@ def misses_part01() -> dict[str, dict[str, float]]:
     # 1.2 generate_batch
     P = checks.P_BATCH
     cells = _cells(P)
-    joint = {what: [(a, b) for a, b, across in checks.JOINT_BATCH if across == what] for what in ("instances", "features")}
+    joint = {
+        what: [(a, b) for a, b, across in checks.JOINT_BATCH if across == what] for what in ("instances", "features")
+    }
     rarest = min(p for _, p in cells)
     out["1.2"] = {
         "comparison reversed": min(exact_binomial_miss(N, p, 1 - p) for _, p in cells),
         # one uniform per (batch, feature) compared with each instance's p: both present with min(pa, pb)
         "one mask shared by all instances": min(
             exact_binomial_miss(N, P[a[0]][a[1]] * P[b[0]][b[1]], min(P[a[0]][a[1]], P[b[0]][b[1]]))
-            for a, b in joint["instances"]),
+            for a, b in joint["instances"]
+        ),
         "one mask shared by all features": min(
             exact_binomial_miss(N, P[a[0]][a[1]] * P[b[0]][b[1]], min(P[a[0]][a[1]], P[b[0]][b[1]]))
-            for a, b in joint["features"]),
+            for a, b in joint["features"]
+        ),
         # all m present values of the rarest entry lie below its p: the test rejects once m >= 100 (the check's
         # minimum) since p^m < ALPHA; it misses only if fewer than 100 are present
-        "the mask's draw reused as the value": float(stats.binom.cdf(99, N, rarest)) if rarest ** 100 < ALPHA else 1.0,
+        "the mask's draw reused as the value": float(stats.binom.cdf(99, N, rarest)) if rarest**100 < ALPHA else 1.0,
     }
 
     # 1.5 the pair generators (p per instance; feature 2k and 2k+1 form pair k)
@@ -114,8 +118,9 @@ def misses_part01() -> dict[str, dict[str, float]]:
         "pair active with probability p instead of 2p": min(exact_binomial_miss(N, q, q / 2) for q in p),
         "second feature switched off when both were drawn": min(exact_binomial_miss(N, q, q * (1 - q)) for q in p),
         "torch.randint(0, 1) for the coin": min(exact_binomial_miss(N, q, 2 * q) for q in p),
-        "probability broadcast along the pairs": min(exact_binomial_miss(N, p[k], p[f // 2])
-                                                     for k in range(len(p)) for f in feats),
+        "probability broadcast along the pairs": min(
+            exact_binomial_miss(N, p[k], p[f // 2]) for k in range(len(p)) for f in feats
+        ),
         # pairs 0 and 1 of instance k share one mask: together with probability p instead of p²
         "one mask shared by all pairs": min(exact_binomial_miss(N, q * q, q) for q in p),
         # instance 0 and the last share one uniform: together with min(p0, p_last) instead of p0·p_last
@@ -125,32 +130,49 @@ def misses_part01() -> dict[str, dict[str, float]]:
     # 1.7 generate_signed_batch
     P = checks.P_SIGNED
     cells = _cells(P)
-    joint = {what: [(a, b) for a, b, across in checks.JOINT_SIGNED if across == what] for what in ("instances", "features")}
+    joint = {
+        what: [(a, b) for a, b, across in checks.JOINT_SIGNED if across == what] for what in ("instances", "features")
+    }
     p_cells = [q for _, q in cells]
     half_width = interval_probabilities(lambda v: np.clip(v + 0.5, 0, 1), -1.0, 1.0)
-    clamped = interval_probabilities(lambda v: stats.norm.cdf(np.clip(v, -0.999, 0.999) / 0.5)
-                                     * (v >= -0.999) + (v >= 0.999) * (1 - stats.norm.cdf(0.999 / 0.5)), -1.0, 1.0)
+    clamped = interval_probabilities(
+        lambda v: (
+            stats.norm.cdf(np.clip(v, -0.999, 0.999) / 0.5) * (v >= -0.999)
+            + (v >= 0.999) * (1 - stats.norm.cdf(0.999 / 0.5))
+        ),
+        -1.0,
+        1.0,
+    )
     out["1.7"] = {
         "comparison reversed": min(exact_binomial_miss(N, q, 1 - q) for q in p_cells),
         "values uniform in [-0.5, 0.5)": chi2_cells_miss(half_width, p_cells),
         "one mask shared by all features": min(
             exact_binomial_miss(N, P[a[0]][a[1]] * P[b[0]][b[1]], min(P[a[0]][a[1]], P[b[0]][b[1]]))
-            for a, b in joint["features"]),
+            for a, b in joint["features"]
+        ),
         "one mask shared by all instances": min(
             exact_binomial_miss(N, P[a[0]][a[1]] * P[b[0]][b[1]], min(P[a[0]][a[1]], P[b[0]][b[1]]))
-            for a, b in joint["instances"]),
+            for a, b in joint["instances"]
+        ),
         "a clamped Gaussian": chi2_cells_miss(clamped, p_cells),
     }
     return out
 
 
 def test_the_clamped_gaussian_law_is_a_distribution() -> None:
-    """The interval probabilities used for the clamped Gaussian: 0.5·randn clamped to ±0.999, atoms in the end intervals."""
+    """The interval probabilities used for the clamped Gaussian: 0.5·randn clamped to ±0.999, atoms in the end
+    intervals."""
     rng = np.random.default_rng(0)
     draws = np.clip(0.5 * rng.standard_normal(1_000_000), -0.999, 0.999)
     counts = np.histogram(draws, bins=np.linspace(-1, 1, BINS + 1))[0] / draws.size
-    expected = interval_probabilities(lambda v: stats.norm.cdf(np.clip(v, -0.999, 0.999) / 0.5) * (v >= -0.999)
-                                      + (v >= 0.999) * (1 - stats.norm.cdf(0.999 / 0.5)), -1.0, 1.0)
+    expected = interval_probabilities(
+        lambda v: (
+            stats.norm.cdf(np.clip(v, -0.999, 0.999) / 0.5) * (v >= -0.999)
+            + (v >= 0.999) * (1 - stats.norm.cdf(0.999 / 0.5))
+        ),
+        -1.0,
+        1.0,
+    )
     assert np.allclose(counts, expected, atol=3e-3)
 
 
@@ -170,7 +192,8 @@ def test_part01_sampling_checks_have_the_power_they_state() -> None:
             assert mistake in doc, f"{ex_id}: the check's docstring does not name the mistake {mistake!r}"
             miss = misses[ex_id][mistake]
             assert miss <= (1 - power) * (1 + 1e-9), (
-                f"{ex_id}: the power against {mistake!r} is {1 - miss:.10g}, less than the {power:.10g} claimed")
+                f"{ex_id}: the power against {mistake!r} is {1 - miss:.10g}, less than the {power:.10g} claimed"
+            )
 
 
 def test_part01_false_alarm_budgets() -> None:
@@ -203,6 +226,7 @@ def test_part01_sampling_checks_run_the_tests_they_count(monkeypatch) -> None:
         def run(*args, **kwargs):
             calls["n"] += 1
             return function(*args, **kwargs)
+
         return run
 
     for name in ("binom_test", "chi2_sf", "ks_test"):

@@ -106,13 +106,25 @@ def test_power_against_deterministic_mistakes() -> None:
     """A served row left in the store, an unserved row overwritten, or a shuffle restarted at every refill: the
     content test compares the store's rows with those it must hold, and the randomness contract compares two
     results, without randomness in the decision: whatever the shuffle draws, the mistake shows."""
-    for mistake in ("one served row left in the store (an index off by one)",
-                    "one unserved row overwritten (an index off by one)", "the shuffle restarted at every refill"):
+    for mistake in (
+        "one served row left in the store (an index off by one)",
+        "one unserved row overwritten (an index off by one)",
+        "the shuffle restarted at every refill",
+    ):
         assert CLAIMS[mistake] == 1.0
 
 
-@pytest.mark.parametrize("name", ["StoreShufflesOnlyFresh", "StoreServesKeptFirst", "StoreNeverReshuffles",
-                                  "StoreShufflesWithReplacement", "StoreRefillsOneShort", "StoreReseedsEveryRefill"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "StoreShufflesOnlyFresh",
+        "StoreServesKeptFirst",
+        "StoreNeverReshuffles",
+        "StoreShufflesWithReplacement",
+        "StoreRefillsOneShort",
+        "StoreReseedsEveryRefill",
+    ],
+)
 def test_the_named_mistakes_are_rejected_for_every_seed_tried(name) -> None:
     """The claims, run: the wrong implementations in tests/wrong fail for 5 seeds (a simulation with fixed seeds)."""
     from tests.wrong import wrong_02b_sae_gelu_1l as wrong

@@ -64,8 +64,10 @@ def test_the_acceptance_region_is_the_checks() -> None:
 def test_every_claim_is_named_in_its_checks_docstring() -> None:
     from utils.checks import exercises_of
 
-    docs = {ex.id: " ".join((getattr(ex.check, "__wrapped__", ex.check).__doc__ or "").split())
-            for ex in exercises_of("03_dead_latents")}
+    docs = {
+        ex.id: " ".join((getattr(ex.check, "__wrapped__", ex.check).__doc__ or "").split())
+        for ex in exercises_of("03_dead_latents")
+    }
     for exercise, claims in checks.POWER_CLAIMS.items():
         for mistake in claims:
             assert mistake in docs[exercise], f"{exercise}: the docstring does not name {mistake!r}"

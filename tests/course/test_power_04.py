@@ -108,7 +108,7 @@ def exact_marginals(draw) -> dict[int, Fraction]:
             else:  # r uniform in {0, ..., bound - 1}; slot r replaced when r < N
                 per_slot, keep = Fraction(1, bound), Fraction(max(bound - N, 0), bound)
             for slot in range(N):
-                replaced = (*state[:slot], t, *state[slot + 1:])
+                replaced = (*state[:slot], t, *state[slot + 1 :])
                 new[replaced] = new.get(replaced, 0) + p * per_slot
             if keep:
                 new[state] = new.get(state, 0) + p * keep
@@ -227,7 +227,8 @@ def test_part04_sampling_check_has_the_power_it_states() -> None:
     for mistake, power in claims.items():
         assert mistake in doc, f"the check's docstring does not name the mistake {mistake!r}"
         assert misses[mistake] <= (1 - power) * (1 + 1e-9), (
-            f"the power against {mistake!r} is {1 - misses[mistake]:.10g}, less than the {power:.10g} claimed")
+            f"the power against {mistake!r} is {1 - misses[mistake]:.10g}, less than the {power:.10g} claimed"
+        )
     number = r"(\d[0-9.e+-]*\d)"
     stated = rf"first is missed with probability {number} and every other with probability below {number}"
     first, others = (float(x) for x in re.search(stated, doc).groups())

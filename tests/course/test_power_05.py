@@ -82,9 +82,11 @@ def test_part05_random_directions_power_and_false_alarm() -> None:
     assert per_test <= 1.2 * ALPHA, f"one KS test's false-alarm rate is {per_test:.2e}, not at most {ALPHA:g}"
     assert checks.D_SPHERE * per_test <= 1e-6
     # power against each named mistake
-    deltas = {"points of the cube [-1, 1]^d normalised": cube_distance(),
-              "points of the cube [0, 1)^d normalised (torch.rand)": 0.5,
-              "one direction repeated n times": 0.5}
+    deltas = {
+        "points of the cube [-1, 1]^d normalised": cube_distance(),
+        "points of the cube [0, 1)^d normalised (torch.rand)": 0.5,
+        "one direction repeated n times": 0.5,
+    }
     assert set(deltas) == set(CLAIMS)
     for mistake, delta in deltas.items():
         miss = dkw_miss(delta, c)

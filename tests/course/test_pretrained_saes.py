@@ -64,8 +64,8 @@ def validation_acts() -> torch.Tensor:
 
 @pytest.mark.parametrize("run", RUNS)
 def test_weights_match_their_metrics_on_a_validation_slice(run: str, validation_acts: torch.Tensor) -> None:
-    from utils.sae.model import SAE
     from utils.sae.metrics import explained_variance
+    from utils.sae.model import SAE
 
     x = validation_acts
     sae = SAE.from_pretrained("gelu-1l-mini", run=run)

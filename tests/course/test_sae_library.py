@@ -12,9 +12,20 @@ import torch
 from transformer_lens import HookedTransformer
 
 from utils.lm.loading import new_model
-from utils.sae.model import SAE, SAEConfig
-from utils.sae.metrics import ce_loss_recovered, dead_latents, dense_latents, evaluate_sae, explained_variance, latent_density, fraction_of_variance_unexplained, kl_divergence, l0, log_latent_sparsity
 from utils.sae.activation_buffer import ActivationBuffer
+from utils.sae.metrics import (
+    ce_loss_recovered,
+    dead_latents,
+    dense_latents,
+    evaluate_sae,
+    explained_variance,
+    fraction_of_variance_unexplained,
+    kl_divergence,
+    l0,
+    latent_density,
+    log_latent_sparsity,
+)
+from utils.sae.model import SAE, SAEConfig
 from utils.sae.steps import sae_training_step
 from utils.sae.training import train_sae
 
@@ -29,8 +40,19 @@ def make_sae(**kwargs) -> SAE:
 @pytest.fixture(scope="module")
 def tiny_model() -> HookedTransformer:
     torch.manual_seed(0)
-    return new_model(dict(n_layers=1, d_model=8, d_mlp=D_IN, n_heads=2, d_head=4, n_ctx=16, d_vocab=50,
-                          act_fn="gelu", normalization_type="LN")).eval()
+    return new_model(
+        dict(
+            n_layers=1,
+            d_model=8,
+            d_mlp=D_IN,
+            n_heads=2,
+            d_head=4,
+            n_ctx=16,
+            d_vocab=50,
+            act_fn="gelu",
+            normalization_type="LN",
+        )
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +225,11 @@ def test_a_step_off_the_contract_is_named():
     def old_style(sae, x, l1, dtype, ws, compute_l1=True):
         return {}
 
-    with pytest.raises(TypeError, match=r"old_style\(sae, x, l1, dtype, ws, compute_l1=True\) does not follow the step "
-                                        r"contract .*l1_coefficient=\.\.\., compute_dtype=\.\.\."):
+    with pytest.raises(
+        TypeError,
+        match=r"old_style\(sae, x, l1, dtype, ws, compute_l1=True\) does not follow the step "
+        r"contract .*l1_coefficient=\.\.\., compute_dtype=\.\.\.",
+    ):
         TrainConfig(n_tokens=1, step_fn=old_style)
     with pytest.raises(ValueError, match="step_fn must be one of"):
         TrainConfig(n_tokens=1, step_fn="sparse")
@@ -212,11 +237,18 @@ def test_a_step_off_the_contract_is_named():
         TrainConfig(n_tokens=1, keep_freed_memory="yes")
 
     def same_names(sae, x, l1_coefficient, compute_dtype, workspace, compute_l1):  # written before the contract
-        return sae_training_step(sae, x, l1_coefficient=l1_coefficient, compute_dtype=compute_dtype,
-                                 workspace=workspace, compute_l1=compute_l1)
+        return sae_training_step(
+            sae,
+            x,
+            l1_coefficient=l1_coefficient,
+            compute_dtype=compute_dtype,
+            workspace=workspace,
+            compute_l1=compute_l1,
+        )
 
-    history = train_sae(make_sae(), iter(_toy_data().split(64)), n_tokens=64 * 4, step_fn=same_names,
-                        progress=False, log_every=2)
+    history = train_sae(
+        make_sae(), iter(_toy_data().split(64)), n_tokens=64 * 4, step_fn=same_names, progress=False, log_every=2
+    )
     assert len(history) == 2
 
 
@@ -250,8 +282,9 @@ def test_bf16_step_is_close():
 
 
 def test_activation_buffer(tiny_model, tiny_tokens):
-    buffer = ActivationBuffer(tiny_model, tiny_tokens, hook_name=HOOK, buffer_tokens=128, batch_size=32,
-                              model_batch_size=8, seed=0)
+    buffer = ActivationBuffer(
+        tiny_model, tiny_tokens, hook_name=HOOK, buffer_tokens=128, batch_size=32, model_batch_size=8, seed=0
+    )
     _, cache = tiny_model.run_with_cache(tiny_tokens, names_filter=HOOK)
     all_acts = cache[HOOK]
     bos_act = all_acts[0, 0]
@@ -259,7 +292,9 @@ def test_activation_buffer(tiny_model, tiny_tokens):
     assert served.shape == (384, D_IN)
     assert not (served == bos_act).all(-1).any(), "the BOS position must be dropped"
     body = all_acts[:, 1:].reshape(-1, D_IN)
-    distance = torch.cdist(served, body, compute_mode="donot_use_mm_for_euclid_dist").min(-1).values  # each served row is the activation of some token
+    distance = (
+        torch.cdist(served, body, compute_mode="donot_use_mm_for_euclid_dist").min(-1).values
+    )  # each served row is the activation of some token
     assert distance.max() < 1e-4
     first_epoch = served[:128]  # within one fill, no row is served twice
     assert torch.unique(first_epoch, dim=0).shape[0] == 128
@@ -270,7 +305,7 @@ def test_activation_buffer_from_texts_and_finite_iterables(tiny_model, tiny_toke
     finite = [tiny_tokens[i : i + 8] for i in range(0, 48, 8)]  # 48 rows * 11 tokens = 528 activations
     buffer = ActivationBuffer(tiny_model, finite, hook_name=HOOK, buffer_tokens=128, batch_size=32)
     batches = list(buffer)
-    assert 0 < len(batches) and all(b.shape == (32, D_IN) for b in batches)
+    assert len(batches) > 0 and all(b.shape == (32, D_IN) for b in batches)
 
 
 def _toy_data(n: int = 4096, seed: int = 0) -> torch.Tensor:

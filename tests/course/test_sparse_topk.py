@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from utils.sae.model import SAE, SAEConfig
-from utils.sae.steps import sae_training_step
 from utils.sae.sparse_topk import grouped_topk, latent_sums, sparse_topk_training_step, topk_csr
+from utils.sae.steps import sae_training_step
 
 D_IN, D_SAE, K, BATCH = 32, 256, 8, 96
 PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -123,7 +123,7 @@ def test_latent_sums_is_the_latent_major_product() -> None:
     generator = torch.Generator().manual_seed(1)
     values = torch.rand(5, 3, generator=generator)
     indices = torch.stack([torch.randperm(10, generator=generator)[:3] for _ in range(5)])
-    _, by_latent, order = topk_csr(values, indices, 10)
+    _, by_latent, _ = topk_csr(values, indices, 10)
     weights = torch.randn(15, generator=generator)
     rows = torch.randn(5, 4, generator=generator)
     latent_of_entry = torch.arange(10).repeat_interleave(by_latent.crow_indices().diff().long())
@@ -189,12 +189,15 @@ def test_train_sae_uses_the_sparse_step_for_topk_by_default() -> None:
     trained = {}
     for step_fn in ("auto", "sparse_topk", "fused"):
         sae = SAE(cfg)
-        train_sae(sae, iter(data.split(BATCH)), n_tokens=BATCH * 6, step_fn=step_fn, bf16=False, progress=False,
-                  log_every=2)
+        train_sae(
+            sae, iter(data.split(BATCH)), n_tokens=BATCH * 6, step_fn=step_fn, bf16=False, progress=False, log_every=2
+        )
         trained[step_fn] = sae
     for name in PARAMS:
         assert torch.equal(getattr(trained["auto"], name), getattr(trained["sparse_topk"], name))
-        torch.testing.assert_close(getattr(trained["auto"], name), getattr(trained["fused"], name), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            getattr(trained["auto"], name), getattr(trained["fused"], name), rtol=1e-4, atol=1e-5
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,15 +212,20 @@ def test_choose_bf16_only_for_the_sparse_step_and_only_when_clearly_faster(monke
     assert fp32_s > 0 and bf16_s > 0
     timings = {}
     monkeypatch.setattr(sae_training, "encoder_product_seconds", lambda sae, batch, rounds=5: timings["now"])
-    for seconds, expected in (((1.0, 0.5), True), ((1.0, 0.9), False), ((1.0, 1.0 / sae_training.BF16_MIN_SPEEDUP), True)):
+    for seconds, expected in (
+        ((1.0, 0.5), True),
+        ((1.0, 0.9), False),
+        ((1.0, 1.0 / sae_training.BF16_MIN_SPEEDUP), True),
+    ):
         timings["now"] = seconds
         assert sae_training.choose_bf16(sae, sparse_topk_training_step, BATCH) is expected, seconds
     timings["now"] = (1.0, 0.1)  # however fast: the dense step was not measured to train as well in bfloat16
     assert not sae_training.choose_bf16(sae, sae_training_step, BATCH)
 
 
-@pytest.mark.parametrize("setting, chosen, expected", [(None, True, 1.0), (None, False, 0.0), (False, True, 0.0),
-                                                       (True, False, 1.0)])
+@pytest.mark.parametrize(
+    "setting, chosen, expected", [(None, True, 1.0), (None, False, 0.0), (False, True, 0.0), (True, False, 1.0)]
+)
 def test_train_sae_uses_and_records_the_precision(monkeypatch, setting, chosen, expected):
     from utils.sae import training as sae_training
 
@@ -231,8 +239,9 @@ def test_train_sae_uses_and_records_the_precision(monkeypatch, setting, chosen, 
 
     monkeypatch.setitem(sae_training.STEP_FNS, "sparse_topk", step)
     _, sae, x = make_pair(seed=3)
-    history = sae_training.train_sae(sae, iter([x] * 4), n_tokens=3 * BATCH, bf16=setting, step_fn="sparse_topk",
-                                     progress=False, log_every=1)
+    history = sae_training.train_sae(
+        sae, iter([x] * 4), n_tokens=3 * BATCH, bf16=setting, step_fn="sparse_topk", progress=False, log_every=1
+    )
     assert len(calls) == (setting is None)
     assert {record["bf16"] for record in history} == {expected}
     assert set(dtypes) == {torch.bfloat16 if expected else None}

@@ -5,14 +5,21 @@ from __future__ import annotations
 import pytest
 
 from tests.course.parts import PARTS
-from utils.course import teachers_guide as tg
 from utils.checks import exercises_of
+from utils.course import teachers_guide as tg
 from utils.paths import repo_root
 
 
 @pytest.mark.parametrize(
     ("text", "hours"),
-    [("3–4 h", (3, 4)), ("2-3 h", (2, 3)), ("2 h", (2, 2)), ("90 min", (1.5, 1.5)), ("1.5 to 2 hours", (1.5, 2)), ("", None)],
+    [
+        ("3–4 h", (3, 4)),
+        ("2-3 h", (2, 3)),
+        ("2 h", (2, 2)),
+        ("90 min", (1.5, 1.5)),
+        ("1.5 to 2 hours", (1.5, 2)),
+        ("", None),
+    ],
 )
 def test_parse_hours(text, hours) -> None:
     assert tg.parse_hours(text) == hours
@@ -69,6 +76,7 @@ def test_mistake_in_words_falls_back_to_a_comment_then_the_name() -> None:
 
     assert tg.first_line(Documented) == "Forgot the bias."
     assert tg.first_line(commented) == "Added one instead of nothing."
+
     class StoreKeepsBOS:
         pass
 
@@ -80,8 +88,11 @@ def test_generated_pages_are_in_sync() -> None:
     """Rerun `python -m utils.course.teachers_guide` after changing a master, a check or a wrong implementation."""
     files = tg.generated_files()
     assert set(files) == {tg.guide_dir() / f"{p}.md" for p in PARTS} | {tg.guide_dir() / "schedule.md"}
-    stale = [p.name for p, text in files.items()
-             if not p.exists() or tg._numbers_blurred(p.read_text(encoding="utf-8")) != tg._numbers_blurred(text)]
+    stale = [
+        p.name
+        for p, text in files.items()
+        if not p.exists() or tg._numbers_blurred(p.read_text(encoding="utf-8")) != tg._numbers_blurred(text)
+    ]
     assert not stale, f"stale teachers' guide pages {stale}: run `python -m utils.course.teachers_guide`"
     for part in PARTS:
         page = files[tg.guide_dir() / f"{part}.md"]

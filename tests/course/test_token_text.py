@@ -135,17 +135,20 @@ def _from_label(label: str) -> bytes:
     return b"".join(bytes.fromhex(p) if i % 2 else p.encode() for i, p in enumerate(parts))
 
 
-@pytest.mark.parametrize("chunks, expected", [
-    ([b"\xd8"], ["\u27e8d8\u27e9"]),  # the first half of an Arabic letter, alone
-    ([b"\xa7\xd9\x84"], ["\u27e8a7\u27e9\u0644"]),  # the rest of one letter, then a whole one ("ل")
-    ([b"\xd8", b"\xa7\xd9\x84"], ["\u0627", CONTINUATION + "\u0644"]),  # "ا" where it starts, the mark after
-    ([b"\xe4", b"\xbd", b"\xa0ab"], ["\u4f60", CONTINUATION, CONTINUATION + "ab"]),  # "你" over three tokens
-    ([b"a\xe4\xbd"], ["a\u27e8e4 bd\u27e9"]),  # cut off by the window's end: one run of bytes
-    ([b"\xf0\x9f", b"\x98", b"\x80!"], ["\U0001f600", CONTINUATION, CONTINUATION + "!"]),  # 4 bytes, 3 tokens
-    ([b"\xd8a"], ["\u27e8d8\u27e9a"]),  # a lead byte followed by no continuation: "a" is not swallowed
-    ([b"\xff", b" \xc0\x80"], ["\u27e8ff\u27e9", " \u27e8c0 80\u27e9"]),  # bytes UTF-8 never uses, an overlong form
-    ([b"", b"x"], ["\u27e8\u27e9", "x"]),  # an empty chunk still shows
-])
+@pytest.mark.parametrize(
+    "chunks, expected",
+    [
+        ([b"\xd8"], ["\u27e8d8\u27e9"]),  # the first half of an Arabic letter, alone
+        ([b"\xa7\xd9\x84"], ["\u27e8a7\u27e9\u0644"]),  # the rest of one letter, then a whole one ("ل")
+        ([b"\xd8", b"\xa7\xd9\x84"], ["\u0627", CONTINUATION + "\u0644"]),  # "ا" where it starts, the mark after
+        ([b"\xe4", b"\xbd", b"\xa0ab"], ["\u4f60", CONTINUATION, CONTINUATION + "ab"]),  # "你" over three tokens
+        ([b"a\xe4\xbd"], ["a\u27e8e4 bd\u27e9"]),  # cut off by the window's end: one run of bytes
+        ([b"\xf0\x9f", b"\x98", b"\x80!"], ["\U0001f600", CONTINUATION, CONTINUATION + "!"]),  # 4 bytes, 3 tokens
+        ([b"\xd8a"], ["\u27e8d8\u27e9a"]),  # a lead byte followed by no continuation: "a" is not swallowed
+        ([b"\xff", b" \xc0\x80"], ["\u27e8ff\u27e9", " \u27e8c0 80\u27e9"]),  # bytes UTF-8 never uses, an overlong form
+        ([b"", b"x"], ["\u27e8\u27e9", "x"]),  # an empty chunk still shows
+    ],
+)
 def test_readable_text_marks_split_characters(chunks, expected):
     assert readable_from_bytes(chunks) == expected
 

@@ -20,7 +20,7 @@ CLASSES = {
     "branch": "is wrong only in a branch that a degenerate fixture never takes (a latent that fires, a resample)",
     "randomness": "misuses the generator or seed it is given (global RNG, a fresh generator per call, ignored)",
     "sampling": "samples from the wrong distribution (an index off by one, a shared counter, replacement, a bias "
-                "towards the first or last items)",
+    "towards the first or last items)",
     "gradient": "stops or changes a gradient the exercise needs (a detach, no_grad, a wrong size)",
     "inputs": "changes the caller's inputs in place",
     "dtype": "returns another dtype or device than the inputs'",

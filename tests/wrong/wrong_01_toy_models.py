@@ -36,7 +36,7 @@ def _back(W, h):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('negative entries.*forget the final ReLU', kind="branch")
+@mistake("negative entries.*forget the final ReLU", kind="branch")
 class ToyNoFinalReLU(ToyModel):
     """Forgot the final ReLU: a linear model plus bias."""
 
@@ -44,7 +44,7 @@ class ToyNoFinalReLU(ToyModel):
         return _back(self.W, _hidden(self.W, features)) + self.b_final
 
 
-@mistake('ignores b_final', kind="fixture")
+@mistake("ignores b_final", kind="fixture")
 class ToyNoBias(ToyModel):
     """Forgot to add b_final."""
 
@@ -52,7 +52,7 @@ class ToyNoBias(ToyModel):
         return F.relu(_back(self.W, _hidden(self.W, features)))
 
 
-@mistake('bias seems to be added after the ReLU', kind="branch")
+@mistake("bias seems to be added after the ReLU", kind="branch")
 class ToyBiasAfterReLU(ToyModel):
     """Added the bias after the ReLU instead of inside it."""
 
@@ -60,7 +60,7 @@ class ToyBiasAfterReLU(ToyModel):
         return F.relu(_back(self.W, _hidden(self.W, features))) + self.b_final
 
 
-@mistake('no ReLU on the hidden layer')
+@mistake("no ReLU on the hidden layer")
 class ToyHiddenReLU(ToyModel):
     """Put a ReLU on the hidden layer too (that is the neuron model of exercise 1.6)."""
 
@@ -68,7 +68,7 @@ class ToyHiddenReLU(ToyModel):
         return F.relu(_back(self.W, F.relu(_hidden(self.W, features))) + self.b_final)
 
 
-@mistake('each instance must only use its own slice')
+@mistake("each instance must only use its own slice")
 class ToyWrongInstanceMixing(ToyModel):
     """Summed over the instance axis in the first einsum (dropped `inst` from the output pattern), then broadcast."""
 
@@ -78,7 +78,7 @@ class ToyWrongInstanceMixing(ToyModel):
         return F.relu(out + self.b_final)
 
 
-@mistake('does not carry a gradient.*torch\\.no_grad', kind="gradient")
+@mistake("does not carry a gradient.*torch\\.no_grad", kind="gradient")
 class ToyForwardNoGrad(ToyModel):
     """Computed the forward pass inside torch.no_grad(): the output has no gradient, so train() never changes W."""
 
@@ -87,7 +87,7 @@ class ToyForwardNoGrad(ToyModel):
             return F.relu(_back(self.W, _hidden(self.W, features)) + self.b_final)
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 class ToyFloat64(ToyModel):
     """Returned the output in float64 (`.double()`): training then fails far away with a dtype error."""
 
@@ -95,7 +95,7 @@ class ToyFloat64(ToyModel):
         return F.relu(_back(self.W, _hidden(self.W, features)) + self.b_final).double()
 
 
-@mistake('GELU where the model has a ReLU \\(on the output\\)')
+@mistake("GELU where the model has a ReLU \\(on the output\\)")
 class ToyGELU(ToyModel):
     """Used F.gelu instead of F.relu for the output activation."""
 
@@ -103,7 +103,7 @@ class ToyGELU(ToyModel):
         return F.gelu(_back(self.W, _hidden(self.W, features)) + self.b_final)
 
 
-@mistake('gradient that reaches `W`.*read-out Wᵀh passes none', kind="gradient")
+@mistake("gradient that reaches `W`.*read-out Wᵀh passes none", kind="gradient")
 class ToyReadoutDetached(ToyModel):
     """Detached W in the read-out (W.detach() in the second einsum, "W is the same matrix anyway"): the output is
     right, but W's gradient is only the part through the write h = Wx."""
@@ -112,7 +112,7 @@ class ToyReadoutDetached(ToyModel):
         return F.relu(_back(self.W.detach(), _hidden(self.W, features)) + self.b_final)
 
 
-@mistake('is a tuple; forward should return one tensor', kind="type")
+@mistake("is a tuple; forward should return one tensor", kind="type")
 class ToyReturnsHidden(ToyModel):
     """Returned (output, hidden) to plot the hidden vectors too: train() then gets a tuple where it needs a tensor."""
 
@@ -147,7 +147,7 @@ class ToyGram(ToyModel):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('presence rates.*comparison reversed', kind="sampling")
+@mistake("presence rates.*comparison reversed", kind="sampling")
 def batch_reversed(batch_size, feature_probability):
     """Comparison reversed: features present with probability 1 - p."""
     n_inst, n_feats = feature_probability.shape
@@ -155,7 +155,7 @@ def batch_reversed(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats) * present
 
 
-@mistake('independent features.*each instance needs its own random mask', kind="sampling")
+@mistake("independent features.*each instance needs its own random mask", kind="sampling")
 def batch_shared_mask_across_instances(batch_size, feature_probability):
     """One mask draw shared by every instance (shape (batch, 1, feats))."""
     n_inst, n_feats = feature_probability.shape
@@ -178,7 +178,7 @@ def batch_mask_only(batch_size, feature_probability):
     return (torch.rand(batch_size, n_inst, n_feats) < feature_probability).float()
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 def batch_float64(batch_size, feature_probability):
     """Drew the values in float64 (dtype=torch.float64): the model's float32 weights then refuse the batch."""
     n_inst, n_feats = feature_probability.shape
@@ -186,7 +186,7 @@ def batch_float64(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats, dtype=torch.float64) * present
 
 
-@mistake('independent features.*each feature needs its own random draw', kind="sampling")
+@mistake("independent features.*each feature needs its own random draw", kind="sampling")
 def batch_shared_mask_across_features(batch_size, feature_probability):
     """One mask draw per (batch, instance), shared by all features (shape (batch, inst, 1))."""
     n_inst, n_feats = feature_probability.shape
@@ -194,7 +194,7 @@ def batch_shared_mask_across_features(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats) * present
 
 
-@mistake('restarts at every call', kind="randomness")
+@mistake("restarts at every call", kind="randomness")
 def batch_seeded_each_call(batch_size, feature_probability):
     """Called torch.manual_seed(0) inside "for reproducibility": every call returns the same batch, so training sees
     one batch over and over."""
@@ -204,7 +204,7 @@ def batch_seeded_each_call(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats) * present
 
 
-@mistake('restarts at every call', kind="randomness")
+@mistake("restarts at every call", kind="randomness")
 def batch_fresh_generator(batch_size, feature_probability):
     """Made a fresh torch.Generator() in the function: it starts from the same default seed at every call."""
     g = torch.Generator()
@@ -221,7 +221,7 @@ def batch_numpy(batch_size, feature_probability):
     return torch.from_numpy(np.random.rand(batch_size, n_inst, n_feats) * present).float()
 
 
-@mistake('modified its input `feature_probability` in place', kind="inputs")
+@mistake("modified its input `feature_probability` in place", kind="inputs")
 def batch_unsqueezes_probability(batch_size, feature_probability):
     """Added the batch axis to feature_probability in place (unsqueeze_), changing the caller's tensor's shape."""
     n_inst, n_feats = feature_probability.shape
@@ -229,7 +229,7 @@ def batch_unsqueezes_probability(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats) * present
 
 
-@mistake('returned a tuple; it should return one tensor', kind="type")
+@mistake("returned a tuple; it should return one tensor", kind="type")
 def batch_with_mask(batch_size, feature_probability):
     """Returned (batch, mask), to look at the mask too."""
     n_inst, n_feats = feature_probability.shape
@@ -259,43 +259,43 @@ def batch_where_uniform(batch_size, feature_probability):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('mean over every axis')
+@mistake("mean over every axis")
 def loss_mean_everything(output, target, importance):
     """Mean over every axis (instances and features too)."""
     return (importance * (output - target) ** 2).mean()
 
 
-@mistake('ignores `importance`', kind="fixture")
+@mistake("ignores `importance`", kind="fixture")
 def loss_no_importance(output, target, importance):
     """Forgot the importance weights."""
     return ((output - target) ** 2).mean(0).sum()
 
 
-@mistake('sum over the batch')
+@mistake("sum over the batch")
 def loss_sum_over_batch(output, target, importance):
     """Summed over the batch instead of averaging."""
     return (importance * (output - target) ** 2).sum()
 
 
-@mistake('mean over instances')
+@mistake("mean over instances")
 def loss_mean_over_instances(output, target, importance):
     """Averaged over instances, so each instance's gradient shrinks with n_inst."""
     return (importance * (output - target) ** 2).mean(0).sum(-1).mean()
 
 
-@mistake('importance seems to be squared')
+@mistake("importance seems to be squared")
 def loss_importance_squared(output, target, importance):
     """Weighted the error before squaring: (I (x - x'))²."""
     return (importance * (output - target)).pow(2).mean(0).sum()
 
 
-@mistake('the loss has dtype torch\\.float64', kind="dtype")
+@mistake("the loss has dtype torch\\.float64", kind="dtype")
 def loss_float64(output, target, importance):
     """Computed the loss in float64 (`.double()` on the error)."""
     return (importance * (output - target).double() ** 2).mean(0).sum()
 
 
-@mistake('with float64 inputs the loss has dtype torch\\.float32', kind="dtype")
+@mistake("with float64 inputs the loss has dtype torch\\.float32", kind="dtype")
 def loss_accumulates_in_float32(output, target, importance):
     """Accumulated the per-instance losses into torch.tensor(0.0) in place: float32 whatever the inputs' dtype."""
     loss = torch.tensor(0.0)
@@ -304,19 +304,19 @@ def loss_accumulates_in_float32(output, target, importance):
     return loss
 
 
-@mistake('the loss has shape \\(3,\\); it should be a single number', kind="type")
+@mistake("the loss has shape \\(3,\\); it should be a single number", kind="type")
 def loss_per_instance(output, target, importance):
     """Returned one loss per instance (forgot the sum over instances)."""
     return (importance * (output - target) ** 2).mean(0).sum(-1)
 
 
-@mistake('does not carry a gradient', kind="gradient")
+@mistake("does not carry a gradient", kind="gradient")
 def loss_item_rewrapped(output, target, importance):
     """Took .item() (to log it) and wrapped the number back in a tensor: the gradient is lost."""
     return torch.tensor((importance * (output - target) ** 2).mean(0).sum().item())
 
 
-@mistake('modified its input `output` in place', kind="inputs")
+@mistake("modified its input `output` in place", kind="inputs")
 def loss_error_in_place(output, target, importance):
     """Computed the error in place to save memory (output.sub_(target)), overwriting the model's output."""
     error = output.sub_(target)
@@ -326,8 +326,11 @@ def loss_error_in_place(output, target, importance):
 @correct
 def loss_loops(output, target, importance):
     """Loops over instances and features, each term a tensor, summed with torch.stack."""
-    terms = [importance[k, i] * ((output[:, k, i] - target[:, k, i]) ** 2).mean()
-             for k in range(output.shape[1]) for i in range(output.shape[2])]
+    terms = [
+        importance[k, i] * ((output[:, k, i] - target[:, k, i]) ** 2).mean()
+        for k in range(output.shape[1])
+        for i in range(output.shape[2])
+    ]
     return torch.stack(terms).sum()
 
 
@@ -347,7 +350,7 @@ def _dots(W_left, W_right):
     return einops.einsum(W_left, W_right, "inst hidden fi, inst hidden fj -> inst fi fj")
 
 
-@mistake('j = i term is included')
+@mistake("j = i term is included")
 def sup_includes_diagonal(W):
     """Kept the j = i term, which adds ‖W_i‖²."""
     norms = W.norm(dim=1)
@@ -355,7 +358,7 @@ def sup_includes_diagonal(W):
     return norms, (_dots(W_hat, W) ** 2).sum(-1)
 
 
-@mistake('W_i is not normalised', kind="fixture")
+@mistake("W_i is not normalised", kind="fixture")
 def sup_not_normalised(W):
     """Used W_i instead of Ŵ_i in the dot product."""
     norms = W.norm(dim=1)
@@ -363,7 +366,7 @@ def sup_not_normalised(W):
     return norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)
 
 
-@mistake('both W_i and W_j are normalised')
+@mistake("both W_i and W_j are normalised")
 def sup_cosine(W):
     """Normalised both W_i and W_j: a squared cosine, blind to W_j's length."""
     norms = W.norm(dim=1)
@@ -372,7 +375,7 @@ def sup_cosine(W):
     return norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)
 
 
-@mistake('NaN or inf.*\\+ 1e-8', kind="branch")
+@mistake("NaN or inf.*\\+ 1e-8", kind="branch")
 def sup_no_epsilon(W):
     """Divided by ‖W_i‖ with no epsilon: NaN for a dropped feature."""
     norms = W.norm(dim=1)
@@ -381,7 +384,7 @@ def sup_no_epsilon(W):
     return norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)
 
 
-@mistake('modified its input `W` in place', kind="inputs")
+@mistake("modified its input `W` in place", kind="inputs")
 def sup_normalises_in_place(W):
     """Normalised W in place (`W /= ...`), overwriting the caller's weights."""
     norms = W.norm(dim=1)
@@ -390,7 +393,7 @@ def sup_normalises_in_place(W):
     return norms, dots.masked_fill(torch.eye(W.shape[-1], dtype=torch.bool), 0).sum(-1)
 
 
-@mistake('norms has shape \\(3, 4\\), expected \\(3, 7\\)', kind="type")
+@mistake("norms has shape \\(3, 4\\), expected \\(3, 7\\)", kind="type")
 def sup_norm_wrong_axis(W):
     """Took the norm over the feature axis (dim=2) instead of the hidden axis."""
     norms = W.norm(dim=2)
@@ -412,7 +415,7 @@ def sup_loop_float32(W):
     return norms, sup
 
 
-@mistake('returned a Tensor of shape \\(2, 3, 7\\); it should return a tuple', kind="type")
+@mistake("returned a Tensor of shape \\(2, 3, 7\\); it should return a tuple", kind="type")
 def sup_stacked(W):
     """Stacked norms and superposition into one tensor instead of returning a tuple."""
     norms = W.norm(dim=1)
@@ -452,7 +455,7 @@ correlated_ref = REF["generate_correlated_features"]
 anticorrelated_ref = REF["generate_anticorrelated_features"]
 
 
-@mistake('one feature of a pair is present without the other')
+@mistake("one feature of a pair is present without the other")
 def correlated_independent(batch_size, n_pairs, feature_probability):
     """Forgot the correlation: every feature gets its own mask."""
     n_inst = feature_probability.shape[0]
@@ -460,7 +463,7 @@ def correlated_independent(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('exactly the same value.*\\*mask\\* is shared')
+@mistake("exactly the same value.*\\*mask\\* is shared")
 def correlated_same_values(batch_size, n_pairs, feature_probability):
     """Shared the values as well as the mask: both features of a pair are equal."""
     n_inst = feature_probability.shape[0]
@@ -469,7 +472,7 @@ def correlated_same_values(batch_size, n_pairs, feature_probability):
     return einops.repeat(values, "batch inst pairs -> batch inst (pairs two)", two=2)
 
 
-@mistake('one feature of a pair is present without the other.*2k and 2k\\+1')
+@mistake("one feature of a pair is present without the other.*2k and 2k\\+1")
 def correlated_halves_layout(batch_size, n_pairs, feature_probability):
     """Paired feature k with feature k + n_pairs (torch.cat of two copies) instead of 2k with 2k+1."""
     n_inst = feature_probability.shape[0]
@@ -478,7 +481,7 @@ def correlated_halves_layout(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('presence rates.*indexed by \\*pair\\*.*\\[:, None\\]', kind="sampling")
+@mistake("presence rates.*indexed by \\*pair\\*.*\\[:, None\\]", kind="sampling")
 def correlated_probability_broadcast_over_pairs(batch_size, n_pairs, feature_probability):
     """Compared with feature_probability (shape (inst,)) without [:, None]: it broadcasts along the pairs axis."""
     n_inst = feature_probability.shape[0]
@@ -487,7 +490,7 @@ def correlated_probability_broadcast_over_pairs(batch_size, n_pairs, feature_pro
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('half as often.*probability p instead of 2p', kind="sampling")
+@mistake("half as often.*probability p instead of 2p", kind="sampling")
 def anticorrelated_pair_prob_p(batch_size, n_pairs, feature_probability):
     """Pair active with probability p instead of 2p: each feature is present only p/2 of the time."""
     n_inst = feature_probability.shape[0]
@@ -497,7 +500,7 @@ def anticorrelated_pair_prob_p(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('second feature of a pair is present less often than the first, p\\(1 − p\\)', kind="sampling")
+@mistake("second feature of a pair is present less often than the first, p\\(1 − p\\)", kind="sampling")
 def anticorrelated_drop_second(batch_size, n_pairs, feature_probability):
     """Drew both features independently, then switched the second off when both were on: its rate is p(1 - p)."""
     n_inst = feature_probability.shape[0]
@@ -507,7 +510,7 @@ def anticorrelated_drop_second(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('both features of a pair are present.*2k and 2k\\+1')
+@mistake("both features of a pair are present.*2k and 2k\\+1")
 def anticorrelated_halves_layout(batch_size, n_pairs, feature_probability):
     """Right probabilities, but pair k is features k and k + n_pairs instead of 2k and 2k+1."""
     n_inst = feature_probability.shape[0]
@@ -517,18 +520,20 @@ def anticorrelated_halves_layout(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('same feature of each pair is always the one on.*torch\\.randint', kind="sampling")
+@mistake("same feature of each pair is always the one on.*torch\\.randint", kind="sampling")
 def anticorrelated_randint_coin(batch_size, n_pairs, feature_probability):
     """Chose which feature of the pair is on with torch.randint(0, 1, ...), taking the upper bound as included: it
     is always 0, the first feature."""
     n_inst = feature_probability.shape[0]
     active = torch.rand(batch_size, n_inst, n_pairs) < 2 * feature_probability[:, None]
     which = torch.randint(0, 1, (batch_size, n_inst, n_pairs))
-    present = einops.rearrange(torch.stack([active & (which == 0), active & (which == 1)], -1), "b i p two -> b i (p two)")
+    present = einops.rearrange(
+        torch.stack([active & (which == 0), active & (which == 1)], -1), "b i p two -> b i (p two)"
+    )
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('different pairs should be independent', kind="sampling")
+@mistake("different pairs should be independent", kind="sampling")
 def correlated_one_mask_for_all_pairs(batch_size, n_pairs, feature_probability):
     """One mask draw per (batch, instance), shared by every pair (shape (batch, inst, 1))."""
     n_inst = feature_probability.shape[0]
@@ -536,7 +541,7 @@ def correlated_one_mask_for_all_pairs(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('each instance needs its own random draws', kind="sampling")
+@mistake("each instance needs its own random draws", kind="sampling")
 def correlated_one_mask_for_all_instances(batch_size, n_pairs, feature_probability):
     """One uniform draw per (batch, pair), shared by every instance and compared with each instance's p."""
     pair_present = torch.rand(batch_size, 1, n_pairs) < feature_probability[:, None]
@@ -544,14 +549,14 @@ def correlated_one_mask_for_all_instances(batch_size, n_pairs, feature_probabili
     return torch.rand(batch_size, feature_probability.shape[0], 2 * n_pairs) * present
 
 
-@mistake('restarts at every call', kind="randomness")
+@mistake("restarts at every call", kind="randomness")
 def anticorrelated_seeded(batch_size, n_pairs, feature_probability):
     """Seeded torch's generator inside (torch.manual_seed(42)): the same batch at every call."""
     torch.manual_seed(42)
     return anticorrelated_ref(batch_size, n_pairs, feature_probability)
 
 
-@mistake('modified its input `feature_probability` in place', kind="inputs")
+@mistake("modified its input `feature_probability` in place", kind="inputs")
 def anticorrelated_doubles_p_in_place(batch_size, n_pairs, feature_probability):
     """Doubled the probability in place (feature_probability *= 2) for the pair's activity: the caller's p changes."""
     n_inst = feature_probability.shape[0]
@@ -562,7 +567,7 @@ def anticorrelated_doubles_p_in_place(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, 2 * n_pairs) * present
 
 
-@mistake('has shape \\(7, 3, 3, 2\\), expected \\(7, 3, 6\\)', kind="type")
+@mistake("has shape \\(7, 3, 3, 2\\), expected \\(7, 3, 6\\)", kind="type")
 def correlated_pairs_not_flattened(batch_size, n_pairs, feature_probability):
     """Kept the pairs as their own axis: shape (batch, inst, pairs, 2) instead of (batch, inst, 2·pairs)."""
     n_inst = feature_probability.shape[0]
@@ -570,7 +575,7 @@ def correlated_pairs_not_flattened(batch_size, n_pairs, feature_probability):
     return torch.rand(batch_size, n_inst, n_pairs, 2) * pair_present
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 def correlated_float64(batch_size, n_pairs, feature_probability):
     """Drew the values in float64."""
     n_inst = feature_probability.shape[0]
@@ -613,7 +618,7 @@ def anticorrelated_randint(batch_size, n_pairs, feature_probability):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('hidden layer has no ReLU', kind="branch")
+@mistake("hidden layer has no ReLU", kind="branch")
 class NeuronNoHiddenReLU(NeuronModel):
     """Forgot the hidden ReLU: this is exercise 1.1's model again."""
 
@@ -621,7 +626,7 @@ class NeuronNoHiddenReLU(NeuronModel):
         return F.relu(_back(self.W, _hidden(self.W, features)) + self.b_final)
 
 
-@mistake('negative entries.*forget the final ReLU', kind="branch")
+@mistake("negative entries.*forget the final ReLU", kind="branch")
 class NeuronNoFinalReLU(NeuronModel):
     """ReLU on the hidden layer only."""
 
@@ -629,7 +634,7 @@ class NeuronNoFinalReLU(NeuronModel):
         return _back(self.W, F.relu(_hidden(self.W, features))) + self.b_final
 
 
-@mistake('bias seems to be added after the final ReLU')
+@mistake("bias seems to be added after the final ReLU")
 class NeuronBiasAfterReLU(NeuronModel):
     """Added the bias outside the final ReLU."""
 
@@ -637,7 +642,7 @@ class NeuronBiasAfterReLU(NeuronModel):
         return F.relu(_back(self.W, F.relu(_hidden(self.W, features)))) + self.b_final
 
 
-@mistake('GELU where the model has a ReLU \\(on the hidden layer\\)')
+@mistake("GELU where the model has a ReLU \\(on the hidden layer\\)")
 class NeuronGELU(NeuronModel):
     """Used F.gelu instead of F.relu on the hidden layer (the activation of the transformers of Part 2b)."""
 
@@ -645,7 +650,7 @@ class NeuronGELU(NeuronModel):
         return F.relu(_back(self.W, F.gelu(_hidden(self.W, features))) + self.b_final)
 
 
-@mistake('ignores b_final', kind="fixture")
+@mistake("ignores b_final", kind="fixture")
 class NeuronNoBias(NeuronModel):
     """Forgot to add b_final."""
 
@@ -653,7 +658,7 @@ class NeuronNoBias(NeuronModel):
         return F.relu(_back(self.W, F.relu(_hidden(self.W, features))))
 
 
-@mistake('gradient that reaches `W`.*read-out Wᵀh passes none', kind="gradient")
+@mistake("gradient that reaches `W`.*read-out Wᵀh passes none", kind="gradient")
 class NeuronReadoutDetached(NeuronModel):
     """Read out with W.detach(): the output is right, but W learns only through the neurons' input weights."""
 
@@ -661,7 +666,7 @@ class NeuronReadoutDetached(NeuronModel):
         return F.relu(_back(self.W.detach(), F.relu(_hidden(self.W, features))) + self.b_final)
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 class NeuronFloat64(NeuronModel):
     """Computed the neurons in float64 "for precision" (features.double() and W.double()), returning float64."""
 
@@ -671,7 +676,7 @@ class NeuronFloat64(NeuronModel):
         return F.relu(_back(W, h) + self.b_final)
 
 
-@mistake('is a tuple; forward should return one tensor', kind="type")
+@mistake("is a tuple; forward should return one tensor", kind="type")
 class NeuronReturnsActivations(NeuronModel):
     """Returned (output, neuron activations), to plot the neurons."""
 
@@ -707,7 +712,7 @@ class NeuronBmm(NeuronModel):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('exactly −1.*shift the uniform values.*before', kind="branch")
+@mistake("exactly −1.*shift the uniform values.*before", kind="branch")
 def signed_shift_after_mask(batch_size, feature_probability):
     """Shifted a masked [0, 1) batch to [-1, 1): absent features become -1 instead of 0."""
     n_inst, n_feats = feature_probability.shape
@@ -715,7 +720,7 @@ def signed_shift_after_mask(batch_size, feature_probability):
     return 2 * (torch.rand(batch_size, n_inst, n_feats) * present) - 1
 
 
-@mistake('no value is negative')
+@mistake("no value is negative")
 def signed_unsigned_values(batch_size, feature_probability):
     """Forgot the shift: values in [0, 1)."""
     n_inst, n_feats = feature_probability.shape
@@ -723,7 +728,7 @@ def signed_unsigned_values(batch_size, feature_probability):
     return torch.rand(batch_size, n_inst, n_feats) * present
 
 
-@mistake('values from -\\d\\.\\d+ to \\d\\.\\d+; they should lie in \\[-1, 1\\).*randn')
+@mistake("values from -\\d\\.\\d+ to \\d\\.\\d+; they should lie in \\[-1, 1\\).*randn")
 def signed_gaussian_values(batch_size, feature_probability):
     """Used torch.randn for signed values: not bounded to [-1, 1)."""
     n_inst, n_feats = feature_probability.shape
@@ -731,7 +736,7 @@ def signed_gaussian_values(batch_size, feature_probability):
     return torch.randn(batch_size, n_inst, n_feats) * present
 
 
-@mistake('only spread over \\[-0\\.5\\d\\d, 0\\.5\\d\\d\\].*full width', kind="sampling")
+@mistake("only spread over \\[-0\\.5\\d\\d, 0\\.5\\d\\d\\].*full width", kind="sampling")
 def signed_half_width(batch_size, feature_probability):
     """Shifted torch.rand by 0.5 without scaling it: values in U[-0.5, 0.5) instead of U[-1, 1)."""
     n_inst, n_feats = feature_probability.shape
@@ -739,7 +744,7 @@ def signed_half_width(batch_size, feature_probability):
     return (torch.rand(batch_size, n_inst, n_feats) - 0.5) * present
 
 
-@mistake('values from -1\\.000 to 1\\.000; they should lie in \\[-1, 1\\).*clamping')
+@mistake("values from -1\\.000 to 1\\.000; they should lie in \\[-1, 1\\).*clamping")
 def signed_clamped_gaussian(batch_size, feature_probability):
     """Drew Gaussian values and clamped them into [-1, 1]: bounded, but not uniform."""
     n_inst, n_feats = feature_probability.shape
@@ -747,7 +752,7 @@ def signed_clamped_gaussian(batch_size, feature_probability):
     return torch.randn(batch_size, n_inst, n_feats).clamp(-1, 1) * present
 
 
-@mistake('exactly -?0\\.999.*clamped', kind="sampling")
+@mistake("exactly -?0\\.999.*clamped", kind="sampling")
 def signed_clamped_gaussian_open(batch_size, feature_probability):
     """Drew Gaussian values, scaled down and clamped just inside [-1, 1): within range, but not uniform."""
     n_inst, n_feats = feature_probability.shape
@@ -755,7 +760,7 @@ def signed_clamped_gaussian_open(batch_size, feature_probability):
     return (0.5 * torch.randn(batch_size, n_inst, n_feats)).clamp(-0.999, 0.999) * present
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 def signed_float64(batch_size, feature_probability):
     """Drew the signed values in float64."""
     n_inst, n_feats = feature_probability.shape
@@ -763,7 +768,7 @@ def signed_float64(batch_size, feature_probability):
     return (2 * torch.rand(batch_size, n_inst, n_feats, dtype=torch.float64) - 1) * present
 
 
-@mistake('presence rates.*comparison reversed', kind="sampling")
+@mistake("presence rates.*comparison reversed", kind="sampling")
 def signed_reversed(batch_size, feature_probability):
     """Comparison reversed: present with probability 1 - p."""
     n_inst, n_feats = feature_probability.shape
@@ -780,7 +785,7 @@ def signed_numpy_values(batch_size, feature_probability):
     return values * present
 
 
-@mistake('restarts at every call', kind="randomness")
+@mistake("restarts at every call", kind="randomness")
 def signed_fresh_generator(batch_size, feature_probability):
     """Drew from a fresh torch.Generator().manual_seed(0) made in the function: the same batch at every call."""
     g = torch.Generator().manual_seed(0)
@@ -789,7 +794,7 @@ def signed_fresh_generator(batch_size, feature_probability):
     return (2 * torch.rand(batch_size, n_inst, n_feats, generator=g) - 1) * present
 
 
-@mistake('independent features.*each feature and instance needs its own random draw', kind="sampling")
+@mistake("independent features.*each feature and instance needs its own random draw", kind="sampling")
 def signed_mask_shared_across_features(batch_size, feature_probability):
     """One mask draw per (batch, instance), shared by its features."""
     n_inst, n_feats = feature_probability.shape
@@ -797,7 +802,7 @@ def signed_mask_shared_across_features(batch_size, feature_probability):
     return (2 * torch.rand(batch_size, n_inst, n_feats) - 1) * present
 
 
-@mistake('independent features.*each instance needs its own random mask', kind="sampling")
+@mistake("independent features.*each instance needs its own random mask", kind="sampling")
 def signed_mask_shared_across_instances(batch_size, feature_probability):
     """One mask draw per (batch, feature), shared by every instance."""
     n_inst, n_feats = feature_probability.shape
@@ -805,7 +810,7 @@ def signed_mask_shared_across_instances(batch_size, feature_probability):
     return (2 * torch.rand(batch_size, n_inst, n_feats) - 1) * present
 
 
-@mistake('modified its input `feature_probability` in place', kind="inputs")
+@mistake("modified its input `feature_probability` in place", kind="inputs")
 def signed_unsqueezes_probability(batch_size, feature_probability):
     """Gave feature_probability its batch axis in place (unsqueeze_(0)) to broadcast it: the caller's tensor changes
     shape."""
@@ -815,7 +820,7 @@ def signed_unsqueezes_probability(batch_size, feature_probability):
     return (2 * torch.rand(batch_size, n_inst, n_feats) - 1) * present
 
 
-@mistake('returned a tuple; it should return one tensor', kind="type")
+@mistake("returned a tuple; it should return one tensor", kind="type")
 def signed_with_mask(batch_size, feature_probability):
     """Returned (batch, mask)."""
     n_inst, n_feats = feature_probability.shape
@@ -844,7 +849,7 @@ def signed_where(batch_size, feature_probability):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('use W1ᵀ')
+@mistake("use W1ᵀ")
 class AbsTiedWeights(AbsModel):
     """Read out with W1ᵀ (as in ToyModel) instead of the model's own W2."""
 
@@ -852,16 +857,18 @@ class AbsTiedWeights(AbsModel):
         return F.relu(_back(self.W1, F.relu(_hidden(self.W1, features))) + self.b_final)
 
 
-@mistake('hidden layer has no ReLU', kind="branch")
+@mistake("hidden layer has no ReLU", kind="branch")
 class AbsNoHiddenReLU(AbsModel):
     """Forgot the hidden ReLU (then |x| cannot be computed at all)."""
 
     def forward(self, features):
         h = _hidden(self.W1, features)
-        return F.relu(einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final)
+        return F.relu(
+            einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final
+        )
 
 
-@mistake('negative entries.*forget the final ReLU', kind="branch")
+@mistake("negative entries.*forget the final ReLU", kind="branch")
 class AbsNoFinalReLU(AbsModel):
     """Forgot the final ReLU."""
 
@@ -870,16 +877,18 @@ class AbsNoFinalReLU(AbsModel):
         return einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final
 
 
-@mistake('GELU where the model has a ReLU \\(on the hidden layer\\)')
+@mistake("GELU where the model has a ReLU \\(on the hidden layer\\)")
 class AbsGELU(AbsModel):
     """Used F.gelu instead of F.relu on the hidden layer."""
 
     def forward(self, features):
         h = F.gelu(_hidden(self.W1, features))
-        return F.relu(einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final)
+        return F.relu(
+            einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final
+        )
 
 
-@mistake('einsum patterns')
+@mistake("einsum patterns")
 class AbsTransposedW2(AbsModel):
     """Contracted W2 over its feature axis with the wrong pattern ('inst hidden feats' read as W2's layout)."""
 
@@ -889,7 +898,7 @@ class AbsTransposedW2(AbsModel):
         return F.relu(_back(W2, h) + self.b_final)
 
 
-@mistake('ignores b_final', kind="fixture")
+@mistake("ignores b_final", kind="fixture")
 class AbsNoBias(AbsModel):
     """Forgot to add b_final."""
 
@@ -898,17 +907,19 @@ class AbsNoBias(AbsModel):
         return F.relu(einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats"))
 
 
-@mistake('no gradient reaches `W1`', kind="gradient")
+@mistake("no gradient reaches `W1`", kind="gradient")
 class AbsHiddenNoGrad(AbsModel):
     """Computed the hidden layer inside torch.no_grad() ("it is only the features"): W1 never learns."""
 
     def forward(self, features):
         with torch.no_grad():
             h = F.relu(_hidden(self.W1, features))
-        return F.relu(einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final)
+        return F.relu(
+            einops.einsum(self.W2, h, "inst feats hidden, batch inst hidden -> batch inst feats") + self.b_final
+        )
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 class AbsFloat64(AbsModel):
     """Returned the output in float64 (`.double()`)."""
 
@@ -918,7 +929,7 @@ class AbsFloat64(AbsModel):
         return F.relu(out + self.b_final).double()
 
 
-@mistake('is a tuple; forward should return one tensor', kind="type")
+@mistake("is a tuple; forward should return one tensor", kind="type")
 class AbsReturnsHidden(AbsModel):
     """Returned (output, hidden), to look at the neurons."""
 
@@ -954,7 +965,7 @@ class AbsEinsumClamp(AbsModel):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@mistake('leave out the j = i term')
+@mistake("leave out the j = i term")
 def dim_excludes_diagonal(W):
     """Left out the j = i term from the denominator (copied the superposition code)."""
     norms = W.norm(dim=1)
@@ -963,14 +974,14 @@ def dim_excludes_diagonal(W):
     return norms**2 / (dots.sum(-1) + 1e-8)
 
 
-@mistake('Ŵ_i is not normalised', kind="fixture")
+@mistake("Ŵ_i is not normalised", kind="fixture")
 def dim_not_normalised(W):
     """Used W_i instead of Ŵ_i in the denominator's dot products."""
     norms = W.norm(dim=1)
     return norms**2 / ((_dots(W, W) ** 2).sum(-1) + 1e-8)
 
 
-@mistake('a power is off')
+@mistake("a power is off")
 def dim_norm_not_squared(W):
     """Numerator ‖W_i‖ instead of ‖W_i‖²."""
     norms = W.norm(dim=1)
@@ -978,7 +989,7 @@ def dim_norm_not_squared(W):
     return norms / ((_dots(W_hat, W) ** 2).sum(-1) + 1e-8)
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 def dim_float64(W):
     """Computed in float64 for precision and returned the float64 result."""
     W = W.double()
@@ -987,7 +998,7 @@ def dim_float64(W):
     return norms**2 / ((_dots(W_hat, W) ** 2).sum(-1) + 1e-8)
 
 
-@mistake('NaN or inf.*1e-8', kind="branch")
+@mistake("NaN or inf.*1e-8", kind="branch")
 def dim_no_epsilon(W):
     """No epsilon: 0 / 0 = NaN for a dropped feature."""
     norms = W.norm(dim=1)
@@ -1007,7 +1018,7 @@ def dim_loop_float32(W):
     return D
 
 
-@mistake('modified its input `W` in place', kind="inputs")
+@mistake("modified its input `W` in place", kind="inputs")
 def dim_normalises_in_place(W):
     """Normalised W in place (W /= ...) after taking the norms, overwriting the caller's weights."""
     norms = W.norm(dim=1)
@@ -1016,7 +1027,7 @@ def dim_normalises_in_place(W):
     return norms**2 / (dots.sum(-1) + 1e-8)
 
 
-@mistake('has shape \\(3, 3, 5\\), expected \\(3, 5\\)', kind="type")
+@mistake("has shape \\(3, 3, 5\\), expected \\(3, 5\\)", kind="type")
 def dim_keepdim(W):
     """Took the norms with keepdim=True (to divide W by them) and used them in the numerator too: the result
     broadcasts to [inst hidden feats]."""
@@ -1046,16 +1057,53 @@ def dim_gram(W):
 
 
 WRONG: dict[str, list] = {
-    "1.1": [ToyNoFinalReLU, ToyNoBias, ToyBiasAfterReLU, ToyHiddenReLU, ToyWrongInstanceMixing, ToyForwardNoGrad,
-            ToyReadoutDetached, ToyFloat64, ToyGELU, ToyReturnsHidden],
-    "1.2": [batch_reversed, batch_shared_mask_across_instances, batch_same_random_for_mask_and_value,
-            batch_mask_only, batch_shared_mask_across_features, batch_float64, batch_seeded_each_call,
-            batch_fresh_generator, batch_numpy, batch_unsqueezes_probability, batch_with_mask],
-    "1.3": [loss_mean_everything, loss_no_importance, loss_sum_over_batch, loss_mean_over_instances,
-            loss_importance_squared, loss_float64, loss_accumulates_in_float32, loss_per_instance,
-            loss_item_rewrapped, loss_error_in_place],
-    "1.4": [sup_includes_diagonal, sup_not_normalised, sup_cosine, sup_no_epsilon, sup_norm_wrong_axis,
-            sup_normalises_in_place, sup_loop_float32, sup_stacked],
+    "1.1": [
+        ToyNoFinalReLU,
+        ToyNoBias,
+        ToyBiasAfterReLU,
+        ToyHiddenReLU,
+        ToyWrongInstanceMixing,
+        ToyForwardNoGrad,
+        ToyReadoutDetached,
+        ToyFloat64,
+        ToyGELU,
+        ToyReturnsHidden,
+    ],
+    "1.2": [
+        batch_reversed,
+        batch_shared_mask_across_instances,
+        batch_same_random_for_mask_and_value,
+        batch_mask_only,
+        batch_shared_mask_across_features,
+        batch_float64,
+        batch_seeded_each_call,
+        batch_fresh_generator,
+        batch_numpy,
+        batch_unsqueezes_probability,
+        batch_with_mask,
+    ],
+    "1.3": [
+        loss_mean_everything,
+        loss_no_importance,
+        loss_sum_over_batch,
+        loss_mean_over_instances,
+        loss_importance_squared,
+        loss_float64,
+        loss_accumulates_in_float32,
+        loss_per_instance,
+        loss_item_rewrapped,
+        loss_error_in_place,
+    ],
+    "1.4": [
+        sup_includes_diagonal,
+        sup_not_normalised,
+        sup_cosine,
+        sup_no_epsilon,
+        sup_norm_wrong_axis,
+        sup_normalises_in_place,
+        sup_loop_float32,
+        sup_stacked,
+    ],
     "1.5": [
         (correlated_independent, anticorrelated_ref),
         (correlated_same_values, anticorrelated_ref),
@@ -1072,16 +1120,53 @@ WRONG: dict[str, list] = {
         (correlated_ref, anticorrelated_seeded),
         (correlated_ref, anticorrelated_doubles_p_in_place),
     ],
-    "1.6": [NeuronNoHiddenReLU, NeuronNoFinalReLU, NeuronBiasAfterReLU, NeuronGELU, NeuronNoBias,
-            NeuronReadoutDetached, NeuronFloat64, NeuronReturnsActivations],
-    "1.7": [signed_shift_after_mask, signed_unsigned_values, signed_gaussian_values, signed_reversed, signed_half_width,
-            signed_clamped_gaussian, signed_clamped_gaussian_open, signed_float64, signed_numpy_values,
-            signed_fresh_generator, signed_mask_shared_across_features, signed_mask_shared_across_instances,
-            signed_unsqueezes_probability, signed_with_mask],
-    "1.8": [AbsTiedWeights, AbsNoHiddenReLU, AbsNoFinalReLU, AbsGELU, AbsTransposedW2, AbsNoBias, AbsHiddenNoGrad,
-            AbsFloat64, AbsReturnsHidden],
-    "1.9": [dim_excludes_diagonal, dim_not_normalised, dim_norm_not_squared, dim_no_epsilon, dim_float64,
-            dim_loop_float32, dim_normalises_in_place, dim_keepdim],
+    "1.6": [
+        NeuronNoHiddenReLU,
+        NeuronNoFinalReLU,
+        NeuronBiasAfterReLU,
+        NeuronGELU,
+        NeuronNoBias,
+        NeuronReadoutDetached,
+        NeuronFloat64,
+        NeuronReturnsActivations,
+    ],
+    "1.7": [
+        signed_shift_after_mask,
+        signed_unsigned_values,
+        signed_gaussian_values,
+        signed_reversed,
+        signed_half_width,
+        signed_clamped_gaussian,
+        signed_clamped_gaussian_open,
+        signed_float64,
+        signed_numpy_values,
+        signed_fresh_generator,
+        signed_mask_shared_across_features,
+        signed_mask_shared_across_instances,
+        signed_unsqueezes_probability,
+        signed_with_mask,
+    ],
+    "1.8": [
+        AbsTiedWeights,
+        AbsNoHiddenReLU,
+        AbsNoFinalReLU,
+        AbsGELU,
+        AbsTransposedW2,
+        AbsNoBias,
+        AbsHiddenNoGrad,
+        AbsFloat64,
+        AbsReturnsHidden,
+    ],
+    "1.9": [
+        dim_excludes_diagonal,
+        dim_not_normalised,
+        dim_norm_not_squared,
+        dim_no_epsilon,
+        dim_float64,
+        dim_loop_float32,
+        dim_normalises_in_place,
+        dim_keepdim,
+    ],
 }
 
 #: Correct answers written another way; each must pass.
@@ -1112,10 +1197,22 @@ APPLIES: dict[str, set[str]] = {
     "1.9": {"fixture", "branch", "inputs", "dtype", "type", "formula"},
 }
 
-_NO_GRAPH = "a sampled batch carries no autograd graph (nothing in it requires grad): detaching it or sampling under no_grad changes nothing"
-_LE = "torch.rand draws from [0, 1) in float32 steps of 2^-24: `u <= p` and `u < p` differ only when u equals p exactly, an event of probability about 6e-8 per draw that the distribution cannot show"
-_ANALYSIS = "an analysis of trained weights that the course only reads (plots, tables) and never backpropagates through: a detached or no_grad result is the same result"
-_EPS = "the 1e-8 only keeps a dropped feature (W_i = 0) from 0/0; doubling it, halving it or flipping its sign moves every result by about 1e-8 relative, below float32 resolution, and a dropped feature still gets 0"
+_NO_GRAPH = (
+    "a sampled batch carries no autograd graph (nothing in it requires grad): detaching it or sampling under "
+    "no_grad changes nothing"
+)
+_LE = (
+    "torch.rand draws from [0, 1) in float32 steps of 2^-24: `u <= p` and `u < p` differ only when u equals p "
+    "exactly, an event of probability about 6e-8 per draw that the distribution cannot show"
+)
+_ANALYSIS = (
+    "an analysis of trained weights that the course only reads (plots, tables) and never backpropagates "
+    "through: a detached or no_grad result is the same result"
+)
+_EPS = (
+    "the 1e-8 only keeps a dropped feature (W_i = 0) from 0/0; doubling it, halving it or flipping its sign moves "
+    "every result by about 1e-8 relative, below float32 resolution, and a dropped feature still gets 0"
+)
 
 #: Mutants of the reference (python -m tests.course.mutation 01) that behave identically on every input the
 #: exercise admits, with why.
@@ -1134,7 +1231,8 @@ EQUIVALENT: dict[str, str] = {
     "1.5:mc94501": _LE,
     "1.5:m97964f": _LE,
     "1.5:m70e07b": _LE,
-    "1.5:m437553": "which feature of an active pair is on is a fair coin: `u > 0.5` picks the first one with the same probability 1/2 as `u < 0.5`",
+    "1.5:m437553": "which feature of an active pair is on is a fair coin: `u > 0.5` picks the first one with the same "
+    "probability 1/2 as `u < 0.5`",
     "1.5:madade0": _NO_GRAPH,
     "1.5:m23b6a0": _NO_GRAPH,
     "1.5:md86dba": _NO_GRAPH,
@@ -1154,7 +1252,7 @@ EQUIVALENT: dict[str, str] = {
 
 #: Mutants that are not equivalent but that no check needs to catch, with why.
 SURVIVORS: dict[str, str] = {
-    "1.4:m61eac2": "torch.eye without device=W.device differs only for a W off the CPU; Part 1 runs on the CPU, and the "
-                   "one stand-in for another device on a CPU-only machine (PyTorch's meta device) imports torch's "
-                   "compiler stack on first use, seconds that a check cannot spend (the hint asks for device=W.device)",
+    "1.4:m61eac2": "torch.eye without device=W.device differs only for a W off the CPU; Part 1 runs on the CPU, and "
+    "the one stand-in for another device on a CPU-only machine (PyTorch's meta device) imports torch's "
+    "compiler stack on first use, seconds that a check cannot spend (the hint asks for device=W.device)",
 }

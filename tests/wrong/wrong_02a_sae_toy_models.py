@@ -27,7 +27,7 @@ def _losses(mse, l1, acts, l1_coefficient):
 # ----- 2.1 encoder and decoder -----
 
 
-@mistake('must read x − b_dec', kind="fixture")
+@mistake("must read x − b_dec", kind="fixture")
 class SAENoDecoderBiasInEncoder(SAE):
     """Forgot to subtract b_dec from x before encoding (invisible while b_dec is 0)."""
 
@@ -35,7 +35,7 @@ class SAENoDecoderBiasInEncoder(SAE):
         return F.relu(x @ self.W_enc + self.b_enc)  # forgot to subtract b_dec
 
 
-@mistake('the encoder bias b_enc is missing', kind="fixture")
+@mistake("the encoder bias b_enc is missing", kind="fixture")
 class SAENoEncoderBias(SAE):
     """Left out b_enc (invisible while b_enc is 0, as it is at initialisation)."""
 
@@ -43,7 +43,7 @@ class SAENoEncoderBias(SAE):
         return F.relu((x - self.b_dec) @ self.W_enc)
 
 
-@mistake('should go through a ReLU', kind="branch")
+@mistake("should go through a ReLU", kind="branch")
 class SAENoReLU(SAE):
     """Left out the encoder's ReLU (invisible on a fixture where every latent fires)."""
 
@@ -51,7 +51,7 @@ class SAENoReLU(SAE):
         return (x - self.b_dec) @ self.W_enc + self.b_enc
 
 
-@mistake('add the decoder bias b_dec', kind="fixture")
+@mistake("add the decoder bias b_dec", kind="fixture")
 class SAEDecodeWithoutBias(SAE):
     """Forgot to add b_dec to the reconstruction."""
 
@@ -59,7 +59,7 @@ class SAEDecodeWithoutBias(SAE):
         return acts @ self.W_dec
 
 
-@mistake('decode\\(acts\\) has wrong values.*don\'t normalise them', kind="fixture")
+@mistake("decode\\(acts\\) has wrong values.*don't normalise them", kind="fixture")
 class SAEDecodeUnitRows(SAE):
     """Decoded with unit-normalised decoder rows ("a latent's direction is a unit vector"): invisible while the rows
     have norm 1, as they do during training, but not the function the exercise defines."""
@@ -68,7 +68,7 @@ class SAEDecodeUnitRows(SAE):
         return acts @ (self.W_dec / self.W_dec.norm(dim=-1, keepdim=True)) + self.b_dec
 
 
-@mistake('forward\'s first result has shape .* order \\(x_hat, acts\\)', kind="type")
+@mistake("forward's first result has shape .* order \\(x_hat, acts\\)", kind="type")
 class SAEForwardSwapped(SAE):
     """Returned (acts, x_hat) from forward instead of (x_hat, acts)."""
 
@@ -77,7 +77,7 @@ class SAEForwardSwapped(SAE):
         return acts, self.decode(acts)
 
 
-@mistake('should return a pair \\(x_hat, acts\\), got Tensor', kind="type")
+@mistake("should return a pair \\(x_hat, acts\\), got Tensor", kind="type")
 class SAEForwardOnlyReconstruction(SAE):
     """Returned only the reconstruction from forward ("an autoencoder returns its output")."""
 
@@ -85,7 +85,7 @@ class SAEForwardOnlyReconstruction(SAE):
         return self.decode(self.encode(x))
 
 
-@mistake('encode with W_enc', kind="formula")
+@mistake("encode with W_enc", kind="formula")
 class SAETiedDecoder(SAE):
     """Encoded with W_dec.T instead of W_enc (tied weights, as the initialisation makes them)."""
 
@@ -93,7 +93,7 @@ class SAETiedDecoder(SAE):
         return F.relu((x - self.b_dec) @ self.W_dec.T + self.b_enc)  # encodes with the decoder's transpose
 
 
-@mistake('subtracted from x, not added', kind="formula")
+@mistake("subtracted from x, not added", kind="formula")
 class SAEEncodeAddsBias(SAE):
     """Added b_dec to x before encoding instead of subtracting it."""
 
@@ -101,7 +101,7 @@ class SAEEncodeAddsBias(SAE):
         return F.relu((x + self.b_dec) @ self.W_enc + self.b_enc)
 
 
-@mistake('encode\\(x\\) does not carry a gradient', kind="gradient")
+@mistake("encode\\(x\\) does not carry a gradient", kind="gradient")
 class SAEEncodeNoGrad(SAE):
     """Encoded inside torch.no_grad(): the activations carry no gradient, so the encoder never trains."""
 
@@ -110,7 +110,7 @@ class SAEEncodeNoGrad(SAE):
             return F.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
 
 
-@mistake('no gradient reaches `b_dec` from encode\\(x\\)', kind="gradient")
+@mistake("no gradient reaches `b_dec` from encode\\(x\\)", kind="gradient")
 class SAEEncodeDetachedCentre(SAE):
     """Centred x on b_dec.data ("the centre is a constant for the encoder"): b_dec then learns only from the decoder,
     with a gradient of the wrong size in forward, though every value is right."""
@@ -119,7 +119,7 @@ class SAEEncodeDetachedCentre(SAE):
         return F.relu((x - self.b_dec.data) @ self.W_enc + self.b_enc)
 
 
-@mistake('gradient of encode\\(x\\) w\\.r\\.t\\. `W_enc` has the wrong size', kind="gradient")
+@mistake("gradient of encode\\(x\\) w\\.r\\.t\\. `W_enc` has the wrong size", kind="gradient")
 class SAEEncodeFoldedBias(SAE):
     """Folded the centring into one bias, b_enc − b_dec W_enc, with W_enc detached there ("the bias should only train
     the biases"): every value is right and a gradient reaches every parameter, but W_enc's is missing a term."""
@@ -129,7 +129,7 @@ class SAEEncodeFoldedBias(SAE):
         return F.relu(x @ self.W_enc + bias)
 
 
-@mistake('no gradient reaches `W_enc` from the x_hat returned by forward', kind="gradient")
+@mistake("no gradient reaches `W_enc` from the x_hat returned by forward", kind="gradient")
 class SAEForwardDetachedActs(SAE):
     """Decoded detached activations in forward ("the reconstruction should only train the decoder"): the encoder then
     learns only from the L1 penalty, which pushes every latent to zero."""
@@ -139,7 +139,7 @@ class SAEForwardDetachedActs(SAE):
         return self.decode(acts.detach()), acts
 
 
-@mistake('decode\\(acts\\) has dtype torch\\.float64', kind="dtype")
+@mistake("decode\\(acts\\) has dtype torch\\.float64", kind="dtype")
 class SAEFloat64(SAE):
     """Returned the reconstruction in float64."""
 
@@ -147,7 +147,7 @@ class SAEFloat64(SAE):
         return (acts @ self.W_dec + self.b_dec).double()
 
 
-@mistake('encode modified its input `x` in place', kind="inputs")
+@mistake("encode modified its input `x` in place", kind="inputs")
 class SAEEncodeInPlace(SAE):
     """Subtracted b_dec in place (x -= b_dec), changing the caller's batch."""
 
@@ -192,8 +192,9 @@ class SAELoopOverLatents(SAE):
 
     def encode(self, x):
         centred = x - self.b_dec
-        return torch.stack([F.relu((centred * self.W_enc[:, j]).sum(-1) + self.b_enc[j])
-                            for j in range(self.W_enc.shape[1])], dim=-1)
+        return torch.stack(
+            [F.relu((centred * self.W_enc[:, j]).sum(-1) + self.b_enc[j]) for j in range(self.W_enc.shape[1])], dim=-1
+        )
 
     def decode(self, acts):
         x_hat = self.b_dec.expand(*acts.shape[:-1], -1)
@@ -205,7 +206,7 @@ class SAELoopOverLatents(SAE):
 # ----- 2.2 loss -----
 
 
-@mistake('is the mean over d_in', kind="formula")
+@mistake("is the mean over d_in", kind="formula")
 class SAELossMeanOverDIn(SAE):
     """Averaged the squared error over d_in instead of summing it."""
 
@@ -215,7 +216,7 @@ class SAELossMeanOverDIn(SAE):
         return _losses(mse, acts.abs().sum(-1).mean(), acts, self.cfg.l1_coefficient)
 
 
-@mistake('penalises the pre-activations', kind="branch")
+@mistake("penalises the pre-activations", kind="branch")
 class SAELossL1OnPreActivations(SAE):
     """Put the L1 penalty on the pre-activations instead of the activations (invisible where every latent fires)."""
 
@@ -226,7 +227,7 @@ class SAELossL1OnPreActivations(SAE):
         return _losses(mse, pre.abs().sum(-1).mean(), acts, self.cfg.l1_coefficient)
 
 
-@mistake('counts every latent', kind="branch")
+@mistake("counts every latent", kind="branch")
 class SAELossL0CountsZeros(SAE):
     """Counted acts >= 0 as firing, so L0 counts every latent (invisible where every latent fires)."""
 
@@ -238,7 +239,7 @@ class SAELossL0CountsZeros(SAE):
         return {"loss": mse + self.cfg.l1_coefficient * l1, "mse": mse, "l1": l1, "l0": l0}
 
 
-@mistake('ignores cfg\\.l1_coefficient', kind="formula")
+@mistake("ignores cfg\\.l1_coefficient", kind="formula")
 class SAELossNoCoefficient(SAE):
     """Added the L1 term without cfg.l1_coefficient."""
 
@@ -249,7 +250,7 @@ class SAELossNoCoefficient(SAE):
         return {"loss": mse + l1, "mse": mse, "l1": l1, "l0": (acts > 0).float().sum(-1).mean()}
 
 
-@mistake('summed over the batch', kind="formula")
+@mistake("summed over the batch", kind="formula")
 class SAELossSumOverBatch(SAE):
     """Summed the losses over the batch instead of averaging."""
 
@@ -258,7 +259,7 @@ class SAELossSumOverBatch(SAE):
         return _losses((x_hat - x).pow(2).sum(), acts.abs().sum(), acts, self.cfg.l1_coefficient)
 
 
-@mistake('weights each latent\'s activation by the norm of its decoder row', kind="fixture")
+@mistake("weights each latent's activation by the norm of its decoder row", kind="fixture")
 class SAELossL1TimesDecoderNorm(SAE):
     """Weighted the L1 penalty by the decoder rows' norms (Anthropic's April 2024 variant, which the exercise does not
     use): invisible while the rows have norm 1."""
@@ -270,7 +271,7 @@ class SAELossL1TimesDecoderNorm(SAE):
         return _losses(mse, l1, acts, self.cfg.l1_coefficient)
 
 
-@mistake('computed from a reconstruction without b_dec', kind="fixture")
+@mistake("computed from a reconstruction without b_dec", kind="fixture")
 class SAELossReconstructsWithoutBias(SAE):
     """Recomputed the reconstruction inside the loss as acts @ W_dec, forgetting b_dec (invisible while b_dec is 0)."""
 
@@ -280,7 +281,7 @@ class SAELossReconstructsWithoutBias(SAE):
         return _losses((x_hat - x).pow(2).sum(-1).mean(), acts.abs().sum(-1).mean(), acts, self.cfg.l1_coefficient)
 
 
-@mistake('the L1 term contributes no gradient', kind="gradient")
+@mistake("the L1 term contributes no gradient", kind="gradient")
 class SAELossL1Detached(SAE):
     """Computed the L1 term from detached activations ("the penalty is a statistic of the activations"): every value is
     right, but the penalty no longer trains the SAE."""
@@ -299,8 +300,12 @@ class SAELossItems(SAE):
         x_hat, acts = self(x)
         mse = (x_hat - x).pow(2).sum(-1).mean()
         l1 = acts.abs().sum(-1).mean()
-        return {"loss": mse + self.cfg.l1_coefficient * l1, "mse": mse.item(), "l1": l1.item(),
-                "l0": (acts > 0).float().sum(-1).mean().item()}
+        return {
+            "loss": mse + self.cfg.l1_coefficient * l1,
+            "mse": mse.item(),
+            "l1": l1.item(),
+            "l0": (acts > 0).float().sum(-1).mean().item(),
+        }
 
 
 @mistake('loss\\(x\\)\\["mse"\\] has shape \\(9,\\); it should be a scalar', kind="type")
@@ -311,8 +316,12 @@ class SAELossPerExample(SAE):
         x_hat, acts = self(x)
         mse = (x_hat - x).pow(2).sum(-1)
         l1 = acts.abs().sum(-1)
-        return {"loss": (mse + self.cfg.l1_coefficient * l1).mean(), "mse": mse, "l1": l1,
-                "l0": (acts > 0).float().sum(-1).mean()}
+        return {
+            "loss": (mse + self.cfg.l1_coefficient * l1).mean(),
+            "mse": mse,
+            "l1": l1,
+            "l0": (acts > 0).float().sum(-1).mean(),
+        }
 
 
 @mistake('loss\\(x\\)\\["loss"\\] has dtype torch\\.float64', kind="dtype")
@@ -325,7 +334,7 @@ class SAELossFloat64(SAE):
         return _losses(mse, acts.abs().sum(-1).mean(), acts, self.cfg.l1_coefficient)
 
 
-@mistake('loss modified its input `x` in place', kind="inputs")
+@mistake("loss modified its input `x` in place", kind="inputs")
 class SAELossInPlace(SAE):
     """Took the error in place on an alias of x (err = x; err -= x_hat), overwriting the caller's batch."""
 
@@ -366,7 +375,7 @@ class SAELossEinops(SAE):
 # ----- 2.3 unit-norm decoder -----
 
 
-@mistake('made the columns of W_dec unit-norm', kind="formula")
+@mistake("made the columns of W_dec unit-norm", kind="formula")
 class SAENormalizesColumns(SAE):
     """Normalised the columns of W_dec (dim=0) instead of its rows."""
 
@@ -375,7 +384,7 @@ class SAENormalizesColumns(SAE):
         self.W_dec.data /= self.W_dec.data.norm(dim=0, keepdim=True)
 
 
-@mistake('normalize_decoder changed `W_enc`', kind="fixture")
+@mistake("normalize_decoder changed `W_enc`", kind="fixture")
 class SAENormalizeFoldsIntoEncoder(SAE):
     """Folded the row norms into the encoder while normalising (SAELens's fold_W_dec_norm, another operation):
     invisible while the rows already have norm 1."""
@@ -388,7 +397,7 @@ class SAENormalizeFoldsIntoEncoder(SAE):
         self.W_dec.data /= norms
 
 
-@mistake('rows of W_dec that were shorter than 1 kept their norm', kind="branch")
+@mistake("rows of W_dec that were shorter than 1 kept their norm", kind="branch")
 class SAENormalizeClampsAtOne(SAE):
     """Clamped the norm at 1 instead of a tiny epsilon: rows longer than 1 are scaled down, shorter ones stay short
     (invisible on a decoder whose rows are all longer than 1, as random Gaussian rows in 5 dimensions mostly are)."""
@@ -398,7 +407,7 @@ class SAENormalizeClampsAtOne(SAE):
         self.W_dec.data /= self.W_dec.data.norm(dim=-1, keepdim=True).clamp_min(1.0)
 
 
-@mistake('W_dec\\.grad is unchanged', kind="gradient")
+@mistake("W_dec\\.grad is unchanged", kind="gradient")
 class SAERemoveGradientOnLocalName(SAE):
     """Rebound a local name to the projected gradient (grad = grad − ...): W_dec.grad, which the optimizer reads, is
     left as it was."""
@@ -410,7 +419,7 @@ class SAERemoveGradientOnLocalName(SAE):
         grad = grad - (grad * W_dec_unit).sum(dim=-1, keepdim=True) * W_dec_unit  # a new tensor, not W_dec.grad
 
 
-@mistake('W_dec\\.grad is unchanged', kind="formula")
+@mistake("W_dec\\.grad is unchanged", kind="formula")
 class SAENeverRemovesGradient(SAE):
     """Left the gradient unchanged (did not remove its parallel component)."""
 
@@ -419,7 +428,7 @@ class SAENeverRemovesGradient(SAE):
         pass
 
 
-@mistake('replaced sae\\.W_dec with a new object', kind="type")
+@mistake("replaced sae\\.W_dec with a new object", kind="type")
 class SAENewParameter(SAE):
     """Replaced W_dec with a new nn.Parameter, which the optimizer does not know."""
 
@@ -428,7 +437,7 @@ class SAENewParameter(SAE):
         self.W_dec = nn.Parameter(self.W_dec / self.W_dec.norm(dim=-1, keepdim=True))
 
 
-@mistake('kept the parallel component and dropped the rest', kind="gradient")
+@mistake("kept the parallel component and dropped the rest", kind="gradient")
 class SAERemovesPerpendicular(SAE):
     """Kept only the gradient's parallel component instead of removing it."""
 
@@ -438,7 +447,7 @@ class SAERemovesPerpendicular(SAE):
         self.W_dec.grad = parallel * self.W_dec  # keeps only the part that changes the norm
 
 
-@mistake('dot products taken down the columns \\(dim=0\\)', kind="formula")
+@mistake("dot products taken down the columns \\(dim=0\\)", kind="formula")
 class SAEProjectsOnWrongAxis(SAE):
     """Took the dot products down the columns (dim=0) instead of along each row."""
 
@@ -448,7 +457,7 @@ class SAEProjectsOnWrongAxis(SAE):
         self.W_dec.grad -= parallel * self.W_dec
 
 
-@mistake('normalize_decoder turned a zero row of W_dec.*into NaN', kind="branch")
+@mistake("normalize_decoder turned a zero row of W_dec.*into NaN", kind="branch")
 class SAENormalizeNoEpsilon(SAE):
     """Divided by the row norm with no epsilon: a zero decoder row becomes NaN."""
 
@@ -457,7 +466,7 @@ class SAENormalizeNoEpsilon(SAE):
         self.W_dec.data /= self.W_dec.data.norm(dim=-1, keepdim=True)
 
 
-@mistake('NaN gradients for a zero row', kind="branch")
+@mistake("NaN gradients for a zero row", kind="branch")
 class SAERemoveGradientNoEpsilon(SAE):
     """Normalised the rows with no epsilon: a zero decoder row makes its gradient NaN."""
 
@@ -505,7 +514,7 @@ class SAEDecoderNormalizeAssign(SAE):
 # ----- 2.4 feature recovery -----
 
 
-@mistake('dot products with the raw decoder rows', kind="fixture")
+@mistake("dot products with the raw decoder rows", kind="fixture")
 def recovery_dot_products(W_features, W_dec):
     """Did not normalise the decoder rows: raw dot products instead of cosines (invisible with unit rows)."""
     U = W_features / W_features.norm(dim=-1, keepdim=True)
@@ -513,14 +522,14 @@ def recovery_dot_products(W_features, W_dec):
     return cos.max(dim=-1)
 
 
-@mistake('scaled by the length of each feature direction', kind="fixture")
+@mistake("scaled by the length of each feature direction", kind="fixture")
 def recovery_features_not_normalised(W_features, W_dec):
     """Normalised only the decoder rows, not the feature directions (invisible with unit feature directions)."""
     D = W_dec / W_dec.norm(dim=-1, keepdim=True)
     return (W_features @ D.T).max(dim=-1)
 
 
-@mistake('pointing opposite to a feature', kind="branch")
+@mistake("pointing opposite to a feature", kind="branch")
 def recovery_absolute_cosine(W_features, W_dec):
     """Took the absolute cosine, so an antipodal row counts as recovering the feature."""
     U = W_features / W_features.norm(dim=-1, keepdim=True)
@@ -529,7 +538,7 @@ def recovery_absolute_cosine(W_features, W_dec):
     return recovery, best
 
 
-@mistake('one value per latent', kind="type")
+@mistake("one value per latent", kind="type")
 def recovery_per_latent(W_features, W_dec):
     """Took the max over the feature axis: one value per latent instead of per feature."""
     U = W_features / W_features.norm(dim=-1, keepdim=True)
@@ -537,7 +546,7 @@ def recovery_per_latent(W_features, W_dec):
     return (U @ D.T).max(dim=0)  # best feature for each latent
 
 
-@mistake('recovery should be a torch\\.Tensor, but it is a list', kind="type")
+@mistake("recovery should be a torch\\.Tensor, but it is a list", kind="type")
 def recovery_lists(W_features, W_dec):
     """Looped over the features and returned Python lists."""
     recovery, best = [], []
@@ -548,7 +557,7 @@ def recovery_lists(W_features, W_dec):
     return recovery, best
 
 
-@mistake('normalised down its columns', kind="formula")
+@mistake("normalised down its columns", kind="formula")
 def recovery_columns_normalised(W_features, W_dec):
     """Normalised the decoder's columns (dim=0) instead of its rows."""
     U = W_features / W_features.norm(dim=-1, keepdim=True)
@@ -556,7 +565,7 @@ def recovery_columns_normalised(W_features, W_dec):
     return einops.einsum(U, D, "feats d_in, d_sae d_in -> feats d_sae").max(dim=-1)
 
 
-@mistake('best \\(the index of the best-aligned latent\\) is wrong', kind="formula")
+@mistake("best \\(the index of the best-aligned latent\\) is wrong", kind="formula")
 def recovery_farthest(W_features, W_dec):
     """Took best as the argmax of the cosine distance 1 − cos (the farthest latent); recovery is the max cosine."""
     U = W_features / W_features.norm(dim=-1, keepdim=True)
@@ -565,7 +574,7 @@ def recovery_farthest(W_features, W_dec):
     return cos.max(dim=-1).values, (1 - cos).argmax(dim=-1)
 
 
-@mistake('modified its input `W_features` in place', kind="inputs")
+@mistake("modified its input `W_features` in place", kind="inputs")
 def recovery_in_place(W_features, W_dec):
     """Normalised its inputs in place (/=), overwriting the caller's feature directions and decoder."""
     W_features /= W_features.norm(dim=-1, keepdim=True)
@@ -573,7 +582,7 @@ def recovery_in_place(W_features, W_dec):
     return (W_features @ W_dec.T).max(dim=-1)
 
 
-@mistake('recovery has dtype torch\\.float64', kind="dtype")
+@mistake("recovery has dtype torch\\.float64", kind="dtype")
 def recovery_float64(W_features, W_dec):
     """Computed the cosines in float64 and returned them so."""
     U = W_features.double() / W_features.double().norm(dim=-1, keepdim=True)
@@ -581,7 +590,7 @@ def recovery_float64(W_features, W_dec):
     return (U @ D.T).max(dim=-1)
 
 
-@mistake('recovery has dtype torch\\.float32 for float64 inputs', kind="dtype")
+@mistake("recovery has dtype torch\\.float32 for float64 inputs", kind="dtype")
 def recovery_preallocated(W_features, W_dec):
     """Filled tensors made with torch.zeros (the default float32), whatever the inputs' dtype."""
     recovery = torch.zeros(W_features.shape[0])
@@ -614,7 +623,7 @@ def recovery_normalize_argmax(W_features, W_dec):
 # ----- 2.5 TopK -----
 
 
-@mistake('negative activations.*ReLU', kind="branch")
+@mistake("negative activations.*ReLU", kind="branch")
 class TopKWithoutReLU(TopKSAE):
     """Kept the top-k values without a ReLU: negative activations when fewer than k are positive."""
 
@@ -624,7 +633,7 @@ class TopKWithoutReLU(TopKSAE):
         return torch.zeros_like(pre).scatter(-1, top.indices, top.values)
 
 
-@mistake('more than k = 3 active latents', kind="branch")
+@mistake("more than k = 3 active latents", kind="branch")
 class TopKIsReLU(TopKSAE):
     """Inherited the standard SAE's encode (a plain ReLU): invisible on inputs with at most k positive
     pre-activations."""
@@ -633,7 +642,7 @@ class TopKIsReLU(TopKSAE):
         return F.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
 
 
-@mistake('more than k = 3 active latents', kind="formula")
+@mistake("more than k = 3 active latents", kind="formula")
 class TopKOverBatch(TopKSAE):
     """Took the top k over the batch axis (dim=0) instead of the latent axis."""
 
@@ -643,7 +652,7 @@ class TopKOverBatch(TopKSAE):
         return torch.zeros_like(pre).scatter(0, top.indices, F.relu(top.values))
 
 
-@mistake('chosen by absolute value', kind="formula")
+@mistake("chosen by absolute value", kind="formula")
 class TopKByMagnitude(TopKSAE):
     """Chose the top k by absolute value instead of by value."""
 
@@ -653,7 +662,7 @@ class TopKByMagnitude(TopKSAE):
         return torch.zeros_like(pre).scatter(-1, indices, F.relu(pre.gather(-1, indices)))
 
 
-@mistake('\\[2, 4, d_in\\].*last axis \\(dim=-1\\)', kind="formula")
+@mistake("\\[2, 4, d_in\\].*last axis \\(dim=-1\\)", kind="formula")
 class TopKFixedAxisOne(TopKSAE):
     """Took the top k over dim=1: right for [batch d_sae], wrong with a sequence axis."""
 
@@ -663,7 +672,7 @@ class TopKFixedAxisOne(TopKSAE):
         return torch.zeros_like(pre).scatter(1, top.indices, F.relu(top.values))
 
 
-@mistake('encode\\(x\\) has wrong values', kind="fixture")
+@mistake("encode\\(x\\) has wrong values", kind="fixture")
 class TopKNoDecoderBias(TopKSAE):
     """Forgot to subtract b_dec before encoding (invisible while b_dec is 0)."""
 
@@ -673,7 +682,7 @@ class TopKNoDecoderBias(TopKSAE):
         return torch.zeros_like(pre).scatter(-1, top.indices, F.relu(top.values))
 
 
-@mistake('encode\\(x\\) does not carry a gradient', kind="gradient")
+@mistake("encode\\(x\\) does not carry a gradient", kind="gradient")
 class TopKChosenWithoutGrad(TopKSAE):
     """Took the top k under torch.no_grad() ("choosing latents is not differentiable") and kept its values, which then
     carry no gradient."""
@@ -685,7 +694,7 @@ class TopKChosenWithoutGrad(TopKSAE):
         return torch.zeros_like(pre).scatter(-1, top.indices, F.relu(top.values))
 
 
-@mistake('gradient of encode\\(x\\) w\\.r\\.t\\. `W_enc` has the wrong size', kind="gradient")
+@mistake("gradient of encode\\(x\\) w\\.r\\.t\\. `W_enc` has the wrong size", kind="gradient")
 class TopKStraightThrough(TopKSAE):
     """Used a straight-through estimator ("TopK is not differentiable"): right values, but the gradient flows into
     every positive latent, not only the k kept ones."""
@@ -697,7 +706,7 @@ class TopKStraightThrough(TopKSAE):
         return post + (hard - post).detach()
 
 
-@mistake('should be a torch\\.Tensor, but it is a topk', kind="type")
+@mistake("should be a torch\\.Tensor, but it is a topk", kind="type")
 class TopKReturnsValuesAndIndices(TopKSAE):
     """Returned topk's (values, indices), a sparse form, instead of the dense [batch d_sae] activations."""
 
@@ -706,7 +715,7 @@ class TopKReturnsValuesAndIndices(TopKSAE):
         return F.relu(pre).topk(self.cfg.k, dim=-1)
 
 
-@mistake('encode\\(x\\) has dtype torch\\.float64', kind="dtype")
+@mistake("encode\\(x\\) has dtype torch\\.float64", kind="dtype")
 class TopKFloat64(TopKSAE):
     """Computed the pre-activations in float64."""
 
@@ -716,7 +725,7 @@ class TopKFloat64(TopKSAE):
         return torch.zeros_like(pre).scatter(-1, top.indices, F.relu(top.values))
 
 
-@mistake('encode modified its input `x` in place', kind="inputs")
+@mistake("encode modified its input `x` in place", kind="inputs")
 class TopKInPlace(TopKSAE):
     """Centred x in place (x -= b_dec), changing the caller's batch."""
 
@@ -748,20 +757,74 @@ class TopKThresholdMask(TopKSAE):
 
 
 WRONG: dict[str, list] = {
-    "2.1": [SAENoDecoderBiasInEncoder, SAENoEncoderBias, SAENoReLU, SAEDecodeWithoutBias, SAEDecodeUnitRows,
-            SAEForwardSwapped, SAEForwardOnlyReconstruction, SAETiedDecoder, SAEEncodeAddsBias, SAEEncodeNoGrad,
-            SAEEncodeDetachedCentre, SAEEncodeFoldedBias, SAEForwardDetachedActs, SAEFloat64, SAEEncodeInPlace],
-    "2.2": [SAELossMeanOverDIn, SAELossL1OnPreActivations, SAELossL0CountsZeros, SAELossNoCoefficient,
-            SAELossSumOverBatch, SAELossL1TimesDecoderNorm, SAELossReconstructsWithoutBias, SAELossL1Detached,
-            SAELossItems, SAELossPerExample, SAELossFloat64, SAELossInPlace],
-    "2.3": [SAENormalizesColumns, SAENormalizeFoldsIntoEncoder, SAENormalizeClampsAtOne, SAERemoveGradientOnLocalName,
-            SAENeverRemovesGradient, SAENewParameter, SAERemovesPerpendicular, SAEProjectsOnWrongAxis,
-            SAENormalizeNoEpsilon, SAERemoveGradientNoEpsilon],
-    "2.4": [recovery_dot_products, recovery_features_not_normalised, recovery_absolute_cosine, recovery_per_latent,
-            recovery_lists, recovery_columns_normalised, recovery_farthest, recovery_in_place, recovery_float64,
-            recovery_preallocated],
-    "2.5": [TopKWithoutReLU, TopKIsReLU, TopKOverBatch, TopKByMagnitude, TopKFixedAxisOne, TopKNoDecoderBias,
-            TopKChosenWithoutGrad, TopKStraightThrough, TopKReturnsValuesAndIndices, TopKFloat64, TopKInPlace],
+    "2.1": [
+        SAENoDecoderBiasInEncoder,
+        SAENoEncoderBias,
+        SAENoReLU,
+        SAEDecodeWithoutBias,
+        SAEDecodeUnitRows,
+        SAEForwardSwapped,
+        SAEForwardOnlyReconstruction,
+        SAETiedDecoder,
+        SAEEncodeAddsBias,
+        SAEEncodeNoGrad,
+        SAEEncodeDetachedCentre,
+        SAEEncodeFoldedBias,
+        SAEForwardDetachedActs,
+        SAEFloat64,
+        SAEEncodeInPlace,
+    ],
+    "2.2": [
+        SAELossMeanOverDIn,
+        SAELossL1OnPreActivations,
+        SAELossL0CountsZeros,
+        SAELossNoCoefficient,
+        SAELossSumOverBatch,
+        SAELossL1TimesDecoderNorm,
+        SAELossReconstructsWithoutBias,
+        SAELossL1Detached,
+        SAELossItems,
+        SAELossPerExample,
+        SAELossFloat64,
+        SAELossInPlace,
+    ],
+    "2.3": [
+        SAENormalizesColumns,
+        SAENormalizeFoldsIntoEncoder,
+        SAENormalizeClampsAtOne,
+        SAERemoveGradientOnLocalName,
+        SAENeverRemovesGradient,
+        SAENewParameter,
+        SAERemovesPerpendicular,
+        SAEProjectsOnWrongAxis,
+        SAENormalizeNoEpsilon,
+        SAERemoveGradientNoEpsilon,
+    ],
+    "2.4": [
+        recovery_dot_products,
+        recovery_features_not_normalised,
+        recovery_absolute_cosine,
+        recovery_per_latent,
+        recovery_lists,
+        recovery_columns_normalised,
+        recovery_farthest,
+        recovery_in_place,
+        recovery_float64,
+        recovery_preallocated,
+    ],
+    "2.5": [
+        TopKWithoutReLU,
+        TopKIsReLU,
+        TopKOverBatch,
+        TopKByMagnitude,
+        TopKFixedAxisOne,
+        TopKNoDecoderBias,
+        TopKChosenWithoutGrad,
+        TopKStraightThrough,
+        TopKReturnsValuesAndIndices,
+        TopKFloat64,
+        TopKInPlace,
+    ],
 }
 
 #: The blind-spot classes (tests/wrong/__init__.CLASSES) that apply to each exercise. None takes a generator or
@@ -782,9 +845,15 @@ CORRECT: dict[str, list] = {
     "2.5": [TopKOfReLU, TopKThresholdMask],
 }
 
-_EPS = "the 1e-8 only keeps a zero decoder row from 0/0; doubling or halving it changes no result by more than about 1e-8 relative, below float32 resolution, and a zero row still stays 0"
+_EPS = (
+    "the 1e-8 only keeps a zero decoder row from 0/0; doubling or halving it changes no result by more than about "
+    "1e-8 relative, below float32 resolution, and a zero row still stays 0"
+)
 _NO_GRAD = "the method is already decorated with @torch.no_grad(): a second no_grad block changes nothing"
-_UNIT = "the exercise's precondition is unit-norm decoder rows (normalize_decoder runs after every step, and the docstring says so): dividing a unit row by its norm divides by 1"
+_UNIT = (
+    "the exercise's precondition is unit-norm decoder rows (normalize_decoder runs after every step, and the "
+    "docstring says so): dividing a unit row by its norm divides by 1"
+)
 
 #: Mutants of the reference (python -m tests.course.mutation 02a) that behave identically on every input the
 #: exercise admits, with why.
@@ -798,7 +867,9 @@ EQUIVALENT: dict[str, str] = {
     "2.3:m23c225": _NO_GRAD,
     "2.3:mb4e810": _UNIT,
     "2.3:mb17b9a": _UNIT,
-    "2.4:md21c63": "feature recovery is a measurement the course only reads (tables, plots), never backpropagated: a detached result is the same result",
-    "2.4:m486d89": "feature recovery is a measurement the course only reads (tables, plots), never backpropagated: computing it under no_grad gives the same result",
+    "2.4:md21c63": "feature recovery is a measurement the course only reads (tables, plots), never backpropagated: a "
+    "detached result is the same result",
+    "2.4:m486d89": "feature recovery is a measurement the course only reads (tables, plots), never backpropagated: "
+    "computing it under no_grad gives the same result",
     "2.4:m0e05c9": "best holds integer indices, which never carry a gradient: detaching them changes nothing",
 }

@@ -25,7 +25,7 @@ feature_density = REF["feature_density"]
 # ----- 2.6 activation store -----
 
 
-@mistake('in the order they were harvested', kind="sampling")
+@mistake("in the order they were harvested", kind="sampling")
 class StoreNeverReshuffles(ActivationStore):
     """Never shuffled the store: batches are consecutive tokens of a few texts."""
 
@@ -34,7 +34,7 @@ class StoreNeverReshuffles(ActivationStore):
         self.pointer = 0
 
 
-@mistake('the fresh activations went over unserved rows', kind="sampling")
+@mistake("the fresh activations went over unserved rows", kind="sampling")
 class StoreShufflesBeforeWriting(ActivationStore):
     """Shuffled the store first, then wrote the fresh activations into store[:pointer]: the shuffle scatters served
     rows among the unserved ones, and the fresh activations overwrite unserved rows (and are served in order)."""
@@ -45,7 +45,7 @@ class StoreShufflesBeforeWriting(ActivationStore):
         self.pointer = 0
 
 
-@mistake('should refill on call 5.*refilled on call 9')
+@mistake("should refill on call 5.*refilled on call 9")
 class StoreRefillsWhenEmpty(ActivationStore):
     """Refilled only once the whole store was served, not at half."""
 
@@ -57,7 +57,7 @@ class StoreRefillsWhenEmpty(ActivationStore):
         return batch
 
 
-@mistake('should refill on call 5.*refilled on call 6')
+@mistake("should refill on call 5.*refilled on call 6")
 class StoreRefillsOneBatchLate(ActivationStore):
     """Refilled one batch late (>= instead of > in the half-way test, or an off-by-one)."""
 
@@ -69,7 +69,7 @@ class StoreRefillsOneBatchLate(ActivationStore):
         return batch
 
 
-@mistake('drop position 0')
+@mistake("drop position 0")
 class StoreKeepsBOS(ActivationStore):
     """Kept position 0 (the BOS token) in the harvested activations."""
 
@@ -90,7 +90,7 @@ class StoreFixedHook(ActivationStore):
         return einops.rearrange(cache[hook][:, 1:], "batch seq d_mlp -> (batch seq) d_mlp")
 
 
-@mistake('ran the whole model')
+@mistake("ran the whole model")
 class StoreRunsWholeModel(ActivationStore):
     """Ran the whole model (no stop_at_layer) to harvest one hook."""
 
@@ -114,7 +114,7 @@ class StoreHandWrittenMLP(ActivationStore):
         return einops.rearrange(hidden, "batch seq d_mlp -> (batch seq) d_mlp")
 
 
-@mistake('served the same activation twice|harvested \\d+ activations for a store')
+@mistake("served the same activation twice|harvested \\d+ activations for a store")
 class StoreRefillsEverything(ActivationStore):
     """Refilled the whole store, throwing away its unserved half."""
 
@@ -124,7 +124,7 @@ class StoreRefillsEverything(ActivationStore):
         self.pointer = 0
 
 
-@mistake('the fresh activations went over unserved rows', kind="branch")
+@mistake("the fresh activations went over unserved rows", kind="branch")
 class StoreOverwritesUnserved(ActivationStore):
     """Overwrote the unserved part of the store instead of the served part: right for the first, full refill, wrong
     for every later (partial) one."""
@@ -139,7 +139,7 @@ class StoreOverwritesUnserved(ActivationStore):
         self.pointer = 0
 
 
-@mistake('flatten the batch and position axes', kind="type")
+@mistake("flatten the batch and position axes", kind="type")
 class StoreKeepsBatchDims(ActivationStore):
     """Did not flatten the batch and position axes in harvest."""
 
@@ -149,7 +149,7 @@ class StoreKeepsBatchDims(ActivationStore):
         return cache[self.hook_name][:, 1:]  # [batch seq-1 d_mlp], not flattened
 
 
-@mistake('rows kept in the store \\(store\\[pointer:\\]\\) are never served', kind="sampling")
+@mistake("rows kept in the store \\(store\\[pointer:\\]\\) are never served", kind="sampling")
 class StoreShufflesOnlyFresh(ActivationStore):
     """Shuffled only the fresh activations, never the whole store: its other half is never served."""
 
@@ -159,7 +159,7 @@ class StoreShufflesOnlyFresh(ActivationStore):
         self.pointer = 0
 
 
-@mistake('all rows kept from before the refill', kind="sampling")
+@mistake("all rows kept from before the refill", kind="sampling")
 class StoreServesKeptFirst(ActivationStore):
     """Put the rows kept from before the refill first and the shuffled fresh ones after: the two never mix."""
 
@@ -170,7 +170,7 @@ class StoreServesKeptFirst(ActivationStore):
         self.pointer = 0
 
 
-@mistake('appear more than once in the store', kind="sampling")
+@mistake("appear more than once in the store", kind="sampling")
 class StoreShufflesWithReplacement(ActivationStore):
     """Shuffled with indices drawn with replacement (torch.randint) instead of a permutation."""
 
@@ -181,7 +181,7 @@ class StoreShufflesWithReplacement(ActivationStore):
         self.pointer = 0
 
 
-@mistake('had already been served', kind="sampling")
+@mistake("had already been served", kind="sampling")
 class StoreRefillsOneShort(ActivationStore):
     """Replaced one row too few (pointer - 1, taking pointer for the index of the last row served): a served row
     stays in the store and is served again."""
@@ -193,7 +193,7 @@ class StoreRefillsOneShort(ActivationStore):
         self.pointer = 0
 
 
-@mistake('holds 191 rows, not 192', kind="sampling")
+@mistake("holds 191 rows, not 192", kind="sampling")
 class StorePermutesOneRowShort(ActivationStore):
     """Drew the permutation one row short, torch.randperm(len(self.store) - 1): the store loses a row per refill."""
 
@@ -213,7 +213,7 @@ class StoreGlobalRNG(ActivationStore):
         self.pointer = 0
 
 
-@mistake('random stream restarts at every call', kind="randomness")
+@mistake("random stream restarts at every call", kind="randomness")
 class StoreReseedsEveryRefill(ActivationStore):
     """Re-seeded the store's generator at every refill (to make runs reproducible): every refill shuffles alike."""
 
@@ -224,7 +224,7 @@ class StoreReseedsEveryRefill(ActivationStore):
         self.pointer = 0
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 class StoreFloat64(ActivationStore):
     """Served float64 batches."""
 
@@ -262,8 +262,9 @@ class StoreKeptThenFreshPermuted(ActivationStore):
     @torch.no_grad()
     def harvest(self, tokens):
         saved = []
-        self.model.run_with_hooks(tokens, fwd_hooks=[(self.hook_name, lambda acts, hook: saved.append(acts))],
-                                  stop_at_layer=1)
+        self.model.run_with_hooks(
+            tokens, fwd_hooks=[(self.hook_name, lambda acts, hook: saved.append(acts))], stop_at_layer=1
+        )
         return saved[0][:, 1:].flatten(0, 1)
 
     def refill(self):
@@ -281,7 +282,7 @@ def _floats(losses: dict) -> dict[str, float]:
     return {k: v.item() for k, v in losses.items()}
 
 
-@mistake('component along each decoder row was not removed')
+@mistake("component along each decoder row was not removed")
 def step_without_projection(sae, optimizer, x, l1_coefficient):
     """Skipped remove_gradient_parallel_to_decoder before stepping."""
     losses = sae.loss(x)
@@ -293,7 +294,7 @@ def step_without_projection(sae, optimizer, x, l1_coefficient):
     return _floats(losses | {"loss": loss})
 
 
-@mistake('as if every row had norm 1', kind="fixture")
+@mistake("as if every row had norm 1", kind="fixture")
 def step_projection_assumes_unit_rows(sae, optimizer, x, l1_coefficient):
     """Removed the gradient's parallel part by hand, (g · w) w, as if every decoder row had norm 1 (they have after
     each step, but not necessarily when the SAE is handed in)."""
@@ -309,7 +310,7 @@ def step_projection_assumes_unit_rows(sae, optimizer, x, l1_coefficient):
     return _floats(losses | {"loss": loss})
 
 
-@mistake('no longer unit-norm')
+@mistake("no longer unit-norm")
 def step_normalizes_before_step(sae, optimizer, x, l1_coefficient):
     """Renormalised the decoder before optimizer.step() instead of after."""
     losses = sae.loss(x)
@@ -322,7 +323,7 @@ def step_normalizes_before_step(sae, optimizer, x, l1_coefficient):
     return _floats(losses | {"loss": loss})
 
 
-@mistake('instead of the l1_coefficient argument')
+@mistake("instead of the l1_coefficient argument")
 def step_uses_cfg_coefficient(sae, optimizer, x, l1_coefficient):
     """Used sae.cfg.l1_coefficient instead of the l1_coefficient argument."""
     losses = sae.loss(x)
@@ -334,7 +335,7 @@ def step_uses_cfg_coefficient(sae, optimizer, x, l1_coefficient):
     return _floats(losses)
 
 
-@mistake('gradients from the previous step')
+@mistake("gradients from the previous step")
 def step_never_zeroes_grad(sae, optimizer, x, l1_coefficient):
     """Never zeroed the gradients, so they accumulate across steps."""
     losses = sae.loss(x)
@@ -346,7 +347,7 @@ def step_never_zeroes_grad(sae, optimizer, x, l1_coefficient):
     return _floats(losses | {"loss": loss})
 
 
-@mistake('no gradient flowed from the L1 term', kind="gradient")
+@mistake("no gradient flowed from the L1 term", kind="gradient")
 def step_l1_as_number(sae, optimizer, x, l1_coefficient):
     """Took the L1 term as a number (.item()) while building the loss, so its gradient never reaches the SAE."""
     losses = sae.loss(x)
@@ -359,7 +360,7 @@ def step_l1_as_number(sae, optimizer, x, l1_coefficient):
     return _floats(losses | {"loss": loss})
 
 
-@mistake('differ from one correct step.*wrong size')
+@mistake("differ from one correct step.*wrong size")
 def step_own_adam(sae, optimizer, x, l1_coefficient):
     """Built its own Adam optimizer inside the step instead of stepping the optimizer passed in."""
     own = torch.optim.Adam(sae.parameters(), lr=1e-3)
@@ -373,7 +374,7 @@ def step_own_adam(sae, optimizer, x, l1_coefficient):
     return _floats(losses | {"loss": loss})
 
 
-@mistake('should be a Python float', kind="type")
+@mistake("should be a Python float", kind="type")
 def step_returns_tensors(sae, optimizer, x, l1_coefficient):
     """Returned the losses as tensors (with their graph) instead of floats."""
     losses = sae.loss(x)
@@ -386,7 +387,7 @@ def step_returns_tensors(sae, optimizer, x, l1_coefficient):
     return losses | {"loss": loss}
 
 
-@mistake('should be a Python float', kind="type")
+@mistake("should be a Python float", kind="type")
 def step_returns_tensor_items(sae, optimizer, x, l1_coefficient):
     """Returned detached 0-d tensors where the docstring promises floats."""
     losses = sae.loss(x)
@@ -437,13 +438,13 @@ def step_with_einsum_projection(sae, optimizer, x, l1_coefficient):
 # ----- 2.8 L0 and density -----
 
 
-@mistake('fraction of active entries')
+@mistake("fraction of active entries")
 def l0_fraction(acts):
     """Averaged over the latent axis too: a fraction of active latents, not a count."""
     return (acts > 0).float().mean()
 
 
-@mistake('counts every latent', kind="branch")
+@mistake("counts every latent", kind="branch")
 def l0_counts_zeros(acts):
     """Counted acts >= 0, so every latent counts as firing (a fixture in which every latent fires would not see it)."""
     return (acts >= 0).float().sum(-1).mean()
@@ -456,19 +457,19 @@ def l0_binarises_in_place(acts):
     return acts.sum(-1).mean()
 
 
-@mistake('one value per latent', kind="type")
+@mistake("one value per latent", kind="type")
 def density_not_flattened(acts):
     """Averaged over the first axis only, not over every leading axis."""
     return (acts > 0).float().mean(0)  # [seq d_sae] for [batch seq d_sae]
 
 
-@mistake('counts firing tokens')
+@mistake("counts firing tokens")
 def density_counts(acts):
     """Returned firing counts instead of fractions."""
     return einops.reduce((acts > 0).float(), "... d_sae -> d_sae", "sum")
 
 
-@mistake('fraction of sequences')
+@mistake("fraction of sequences")
 def density_per_sequence(acts):
     """Counted the sequences in which a latent fires, not the tokens."""
     fires = acts > 0
@@ -477,7 +478,7 @@ def density_per_sequence(acts):
     return fires.float().mean(0)
 
 
-@mistake('l0\\(acts\\) has dtype torch\\.float64', kind="dtype")
+@mistake("l0\\(acts\\) has dtype torch\\.float64", kind="dtype")
 def l0_float64(acts):
     """Counted in float64 (.double())."""
     return (acts > 0).double().sum(-1).mean()
@@ -511,53 +512,53 @@ def density_sum_over_count(acts):
 # ----- 2.9 explained variance -----
 
 
-@mistake('divides by sum \\|\\|x\\|\\|²', kind="fixture")
+@mistake("divides by sum \\|\\|x\\|\\|²", kind="fixture")
 def ev_uncentred(x, x_hat):
     """Divided by Σ‖x‖² instead of the variance around the mean (zero-mean test data would not see it)."""
     return 1 - (x - x_hat).pow(2).sum() / x.pow(2).sum()
 
 
-@mistake('ratio per dimension')
+@mistake("ratio per dimension")
 def ev_per_dimension(x, x_hat):
     """Averaged a ratio per dimension."""
     x, x_hat = x.reshape(-1, x.shape[-1]), x_hat.reshape(-1, x.shape[-1])
     return (1 - (x - x_hat).pow(2).sum(0) / (x - x.mean(0)).pow(2).sum(0)).mean()
 
 
-@mistake('centres each token on its own mean')
+@mistake("centres each token on its own mean")
 def ev_centred_per_token(x, x_hat):
     """Centred each token on its own mean over dimensions."""
     return 1 - (x - x_hat).pow(2).sum() / (x - x.mean(-1, keepdim=True)).pow(2).sum()
 
 
-@mistake('right for \\[tokens d\\].*flatten')
+@mistake("right for \\[tokens d\\].*flatten")
 def ev_not_flattened(x, x_hat):
     """Took the mean over the first axis only, not over all tokens, for [batch seq d] inputs."""
     return 1 - (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()  # for [batch seq d], a mean per position
 
 
-@mistake('ratio per token')
+@mistake("ratio per token")
 def ev_mean_of_token_ratios(x, x_hat):
     """Averaged a ratio per token."""
     x, x_hat = x.reshape(-1, x.shape[-1]), x_hat.reshape(-1, x.shape[-1])
     return (1 - (x - x_hat).pow(2).sum(-1) / (x - x.mean(0)).pow(2).sum(-1)).mean()  # the "legacy" formula
 
 
-@mistake('fraction of variance unexplained')
+@mistake("fraction of variance unexplained")
 def ev_returns_fvu(x, x_hat):
     """Returned the fraction of variance unexplained (1 − EV)."""
     x, x_hat = x.reshape(-1, x.shape[-1]), x_hat.reshape(-1, x.shape[-1])
     return (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
 
 
-@mistake('should be one number', kind="type")
+@mistake("should be one number", kind="type")
 def ev_per_dimension_vector(x, x_hat):
     """Returned the explained variance of each dimension, a vector, instead of one number."""
     x, x_hat = x.reshape(-1, x.shape[-1]), x_hat.reshape(-1, x.shape[-1])
     return 1 - (x - x_hat).pow(2).sum(0) / (x - x.mean(0)).pow(2).sum(0)
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 def ev_float64(x, x_hat):
     """Computed and returned the explained variance in float64."""
     x = x.reshape(-1, x.shape[-1]).double()
@@ -565,7 +566,7 @@ def ev_float64(x, x_hat):
     return 1 - (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
 
 
-@mistake('modified its input `x` in place', kind="inputs")
+@mistake("modified its input `x` in place", kind="inputs")
 def ev_centres_in_place(x, x_hat):
     """Centred x in place (x.sub_), changing the caller's activations."""
     x = x.reshape(-1, x.shape[-1])
@@ -593,18 +594,20 @@ def ev_float64_accumulation(x, x_hat):
 # ----- 2.10 CE loss recovered -----
 
 
-@mistake('replaced position 0 too')
+@mistake("replaced position 0 too")
 def splice_all_positions(replacement):
     """Spliced position 0 (BOS) too."""
+
     def hook(acts, hook=None):
         return replacement(acts)
 
     return hook
 
 
-@mistake('changed nothing')
+@mistake("changed nothing")
 def splice_returns_nothing(replacement):
     """The hook returns nothing, so TransformerLens keeps the original activations."""
+
     def hook(acts, hook=None):
         new = replacement(acts)
         new[:, 0] = acts[:, 0]  # builds the right tensor, then forgets to return it
@@ -613,9 +616,14 @@ def splice_returns_nothing(replacement):
 
 
 def _ce_dict(clean, reconstructed, zero, mean):
-    return {"ce_clean": clean, "ce_reconstructed": reconstructed, "ce_zero_ablated": zero, "ce_mean_ablated": mean,
-            "recovered_zero": (zero - reconstructed) / (zero - clean),
-            "recovered_mean": (mean - reconstructed) / (mean - clean)}
+    return {
+        "ce_clean": clean,
+        "ce_reconstructed": reconstructed,
+        "ce_zero_ablated": zero,
+        "ce_mean_ablated": mean,
+        "recovered_zero": (zero - reconstructed) / (zero - clean),
+        "recovered_mean": (mean - reconstructed) / (mean - clean),
+    }
 
 
 def _loss(model, tokens, hook_name=None, hook=None):
@@ -658,7 +666,7 @@ def ce_zero_ablates_mlp_out(model, sae, tokens, mean_acts):
     return _ce_dict(clean, rec, zero, mean)
 
 
-@mistake('the splices went in at blocks\\.0\\.mlp\\.hook_post, not at the SAE\'s own hook')
+@mistake("the splices went in at blocks\\.0\\.mlp\\.hook_post, not at the SAE's own hook")
 def ce_fixed_hook(model, sae, tokens, mean_acts):
     """Spliced at the notebook's HOOK (blocks.0.mlp.hook_post) instead of sae.cfg.hook_name."""
     h = "blocks.0.mlp.hook_post"
@@ -669,7 +677,7 @@ def ce_fixed_hook(model, sae, tokens, mean_acts):
     return _ce_dict(clean, rec, zero, mean)
 
 
-@mistake('fraction of the loss gap \\*lost\\*')
+@mistake("fraction of the loss gap \\*lost\\*")
 def ce_fraction_lost(model, sae, tokens, mean_acts):
     """Returned the fraction of the loss gap lost instead of recovered."""
     h = sae.cfg.hook_name
@@ -683,7 +691,7 @@ def ce_fraction_lost(model, sae, tokens, mean_acts):
     return out
 
 
-@mistake('do not recompute a mean')
+@mistake("do not recompute a mean")
 def ce_recomputes_the_mean(model, sae, tokens, mean_acts):
     """Recomputed a mean from the batch instead of using the mean_acts given."""
     h = sae.cfg.hook_name
@@ -716,6 +724,7 @@ def ce_returns_tensors(model, sae, tokens, mean_acts):
 @correct
 def splice_in_place(replacement):
     """Writes the replacement into positions 1 onwards of the activations in place, and returns them."""
+
     def hook(acts, hook=None):
         new = replacement(acts)
         acts[:, 1:] = new[:, 1:]
@@ -727,16 +736,19 @@ def splice_in_place(replacement):
 @correct
 def ce_from_logits(model, sae, tokens, mean_acts):
     """Computes each loss from the logits with F.cross_entropy (next-token targets), and the fractions after."""
+
     def loss_with(hooks):
         with torch.no_grad():
             logits = model.run_with_hooks(tokens, return_type="logits", fwd_hooks=hooks)
         return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).item()
 
     h = sae.cfg.hook_name
-    values = {"ce_clean": loss_with([]),
-              "ce_reconstructed": loss_with([(h, splice_in_place(lambda a: sae(a)[0]))]),
-              "ce_zero_ablated": loss_with([(h, splice_in_place(torch.zeros_like))]),
-              "ce_mean_ablated": loss_with([(h, splice_in_place(lambda a: mean_acts.expand_as(a)))])}
+    values = {
+        "ce_clean": loss_with([]),
+        "ce_reconstructed": loss_with([(h, splice_in_place(lambda a: sae(a)[0]))]),
+        "ce_zero_ablated": loss_with([(h, splice_in_place(torch.zeros_like))]),
+        "ce_mean_ablated": loss_with([(h, splice_in_place(lambda a: mean_acts.expand_as(a)))]),
+    }
     for ablation in ("zero", "mean"):
         gap = values[f"ce_{ablation}_ablated"] - values["ce_clean"]
         values[f"recovered_{ablation}"] = 1 - (values["ce_reconstructed"] - values["ce_clean"]) / gap
@@ -746,6 +758,7 @@ def ce_from_logits(model, sae, tokens, mean_acts):
 @correct
 def splice_with_where(replacement):
     """Chooses between the replacement and the original activations with torch.where on a position mask."""
+
     def hook(acts, hook=None):
         keep = torch.zeros(acts.shape[1], dtype=torch.bool, device=acts.device)
         keep[0] = True
@@ -757,41 +770,42 @@ def splice_with_where(replacement):
 # ----- 2.11 KL divergence -----
 
 
-@mistake('is KL\\(spliced ‖ clean\\)')
+@mistake("is KL\\(spliced ‖ clean\\)")
 def kl_reversed(logits_clean, logits_spliced):
     """Computed KL(spliced ‖ clean) instead of KL(clean ‖ spliced)."""
     log_p, log_q = logits_clean.log_softmax(-1), logits_spliced.log_softmax(-1)
     return (log_q.exp() * (log_q - log_p)).sum(-1)
 
 
-@mistake('log_softmax rather than taking the log')
+@mistake("log_softmax rather than taking the log")
 def kl_log_of_softmax(logits_clean, logits_spliced):
     """Took log(softmax(...)), which underflows to -inf for far-apart logits."""
     p, q = logits_clean.softmax(-1), logits_spliced.softmax(-1)
     return (p * (p.log() - q.log())).sum(-1)
 
 
-@mistake('returned one number', kind="type")
+@mistake("returned one number", kind="type")
 def kl_torch_batchmean(logits_clean, logits_spliced):
     """Used F.kl_div's batchmean reduction: one number instead of one per position."""
-    return F.kl_div(logits_spliced.log_softmax(-1), logits_clean.log_softmax(-1), reduction="batchmean",
-                    log_target=True)
+    return F.kl_div(
+        logits_spliced.log_softmax(-1), logits_clean.log_softmax(-1), reduction="batchmean", log_target=True
+    )
 
 
-@mistake('one value per vocabulary entry', kind="type")
+@mistake("one value per vocabulary entry", kind="type")
 def kl_not_summed(logits_clean, logits_spliced):
     """Did not sum over the vocabulary."""
     log_p, log_q = logits_clean.log_softmax(-1), logits_spliced.log_softmax(-1)
     return log_p.exp() * (log_p - log_q)
 
 
-@mistake('negative somewhere', kind="fixture")
+@mistake("negative somewhere", kind="fixture")
 def kl_of_raw_logits(logits_clean, logits_spliced):
     """Used the raw logits as log-probabilities (logits that happen to be normalised already would not show it)."""
     return (logits_clean.softmax(-1) * (logits_clean - logits_spliced)).sum(-1)  # logits are not log-probabilities
 
 
-@mistake('dtype torch\\.float64; it should be float32', kind="dtype")
+@mistake("dtype torch\\.float64; it should be float32", kind="dtype")
 def kl_float64(logits_clean, logits_spliced):
     """Computed the KL in float64."""
     log_p = logits_clean.double().log_softmax(-1)
@@ -810,8 +824,9 @@ def kl_normalises_in_place(logits_clean, logits_spliced):
 @correct
 def kl_with_torch(logits_clean, logits_spliced):
     """F.kl_div with reduction='none' and log targets, summed over the vocabulary."""
-    return F.kl_div(logits_spliced.log_softmax(-1), logits_clean.log_softmax(-1), reduction="none",
-                    log_target=True).sum(-1)
+    return F.kl_div(
+        logits_spliced.log_softmax(-1), logits_clean.log_softmax(-1), reduction="none", log_target=True
+    ).sum(-1)
 
 
 @correct
@@ -825,7 +840,7 @@ def kl_with_logsumexp(logits_clean, logits_spliced):
 # ----- 2.12 dead and dense -----
 
 
-@mistake('exactly 60 tokens \\(one window\\).*not reported dead', kind="branch")
+@mistake("exactly 60 tokens \\(one window\\).*not reported dead", kind="branch")
 class StatsDeadOffByOne(FeatureFiringStats):
     """Dead when the count is *over* the window (>), not at it (>=): wrong only for a latent exactly one window
     silent."""
@@ -834,7 +849,7 @@ class StatsDeadOffByOne(FeatureFiringStats):
         return self.tokens_since_fired > self.window_tokens
 
 
-@mistake('counters include the tokens of the batch in which each latent last fired', kind="branch")
+@mistake("counters include the tokens of the batch in which each latent last fired", kind="branch")
 class StatsResetsBeforeAdding(FeatureFiringStats):
     """Reset the fired latents' counters before adding the batch's tokens: wrong only for latents that fired in the
     last batch."""
@@ -848,7 +863,7 @@ class StatsResetsBeforeAdding(FeatureFiringStats):
         self.tokens_since_fired += len(acts)
 
 
-@mistake('fires in every batch, but on only one token')
+@mistake("fires in every batch, but on only one token")
 class StatsDensePerBatch(FeatureFiringStats):
     """Density as the fraction of batches a latent fired in."""
 
@@ -884,7 +899,7 @@ class StatsDenseMeanOfBatchDensities(FeatureFiringStats):
         return self.density_sum / self.n_batches > threshold
 
 
-@mistake('exactly 10% of the tokens is reported dense')
+@mistake("exactly 10% of the tokens is reported dense")
 class StatsDenseAtThreshold(FeatureFiringStats):
     """Dense with >= threshold, though dense means strictly more than the threshold."""
 
@@ -892,7 +907,7 @@ class StatsDenseAtThreshold(FeatureFiringStats):
         return self.fired / self.n_tokens >= threshold
 
 
-@mistake('ignores its threshold argument')
+@mistake("ignores its threshold argument")
 class StatsDenseFixedThreshold(FeatureFiringStats):
     """Wrote the 10% threshold into dense() instead of using its argument."""
 
@@ -900,7 +915,7 @@ class StatsDenseFixedThreshold(FeatureFiringStats):
         return self.fired / self.n_tokens > 0.1
 
 
-@mistake('count tokens \\(not batches\\)')
+@mistake("count tokens \\(not batches\\)")
 class StatsCountsBatches(FeatureFiringStats):
     """Counted batches, not tokens, since a latent last fired."""
 
@@ -913,7 +928,7 @@ class StatsCountsBatches(FeatureFiringStats):
         self.tokens_since_fired[fired_now > 0] = 0
 
 
-@mistake('dead\\(\\) for 12 latents has shape', kind="type")
+@mistake("dead\\(\\) for 12 latents has shape", kind="type")
 class StatsDeadIndices(FeatureFiringStats):
     """Returned the indices of the dead latents (torch.nonzero) instead of a mask over all latents."""
 
@@ -921,7 +936,7 @@ class StatsDeadIndices(FeatureFiringStats):
         return torch.nonzero(self.tokens_since_fired >= self.window_tokens)
 
 
-@mistake('should be a boolean mask.*dtype torch\\.float32', kind="dtype")
+@mistake("should be a boolean mask.*dtype torch\\.float32", kind="dtype")
 class StatsDenseFloatMask(FeatureFiringStats):
     """Returned dense() as a float 0/1 mask instead of a boolean one."""
 
@@ -972,29 +987,89 @@ class StatsLoops(FeatureFiringStats):
 
 
 WRONG: dict[str, list] = {
-    "2.6": [StoreNeverReshuffles, StoreShufflesBeforeWriting, StoreRefillsWhenEmpty, StoreRefillsOneBatchLate,
-            StoreKeepsBOS, StoreRunsWholeModel, StoreFixedHook, StoreHandWrittenMLP, StoreRefillsEverything,
-            StoreOverwritesUnserved,
-            StoreKeepsBatchDims, StoreShufflesOnlyFresh, StoreServesKeptFirst, StoreShufflesWithReplacement,
-            StoreRefillsOneShort, StorePermutesOneRowShort, StoreGlobalRNG, StoreReseedsEveryRefill, StoreFloat64],
-    "2.7": [step_without_projection, step_projection_assumes_unit_rows, step_normalizes_before_step,
-            step_uses_cfg_coefficient, step_never_zeroes_grad, step_l1_as_number, step_own_adam, step_returns_tensors,
-            step_returns_tensor_items],
-    "2.8": [(l0_fraction, feature_density), (l0_counts_zeros, feature_density),
-            (l0_binarises_in_place, feature_density),
-            (l0, density_not_flattened), (l0, density_counts), (l0, density_per_sequence),
-            (l0_float64, feature_density)],
-    "2.9": [ev_uncentred, ev_per_dimension, ev_centred_per_token, ev_not_flattened, ev_mean_of_token_ratios,
-            ev_returns_fvu, ev_per_dimension_vector, ev_float64, ev_centres_in_place],
-    "2.10": [(splice_all_positions, ce_loss_recovered), (splice_returns_nothing, ce_loss_recovered),
-             (splice_hook, ce_zero_baseline_uses_mean), (splice_hook, ce_reconstruction_spliced_at_bos_too),
-             (splice_hook, ce_zero_ablates_mlp_out), (splice_hook, ce_fixed_hook), (splice_hook, ce_fraction_lost),
-             (splice_hook, ce_recomputes_the_mean), (splice_hook, ce_returns_tensors)],
-    "2.11": [kl_reversed, kl_log_of_softmax, kl_torch_batchmean, kl_not_summed, kl_of_raw_logits, kl_float64,
-             kl_normalises_in_place],
-    "2.12": [StatsDeadOffByOne, StatsResetsBeforeAdding, StatsDensePerBatch, StatsDenseMeanOfBatchDensities,
-             StatsCountsBatches, StatsDenseAtThreshold, StatsDenseFixedThreshold, StatsDeadIndices,
-             StatsDenseFloatMask],
+    "2.6": [
+        StoreNeverReshuffles,
+        StoreShufflesBeforeWriting,
+        StoreRefillsWhenEmpty,
+        StoreRefillsOneBatchLate,
+        StoreKeepsBOS,
+        StoreRunsWholeModel,
+        StoreFixedHook,
+        StoreHandWrittenMLP,
+        StoreRefillsEverything,
+        StoreOverwritesUnserved,
+        StoreKeepsBatchDims,
+        StoreShufflesOnlyFresh,
+        StoreServesKeptFirst,
+        StoreShufflesWithReplacement,
+        StoreRefillsOneShort,
+        StorePermutesOneRowShort,
+        StoreGlobalRNG,
+        StoreReseedsEveryRefill,
+        StoreFloat64,
+    ],
+    "2.7": [
+        step_without_projection,
+        step_projection_assumes_unit_rows,
+        step_normalizes_before_step,
+        step_uses_cfg_coefficient,
+        step_never_zeroes_grad,
+        step_l1_as_number,
+        step_own_adam,
+        step_returns_tensors,
+        step_returns_tensor_items,
+    ],
+    "2.8": [
+        (l0_fraction, feature_density),
+        (l0_counts_zeros, feature_density),
+        (l0_binarises_in_place, feature_density),
+        (l0, density_not_flattened),
+        (l0, density_counts),
+        (l0, density_per_sequence),
+        (l0_float64, feature_density),
+    ],
+    "2.9": [
+        ev_uncentred,
+        ev_per_dimension,
+        ev_centred_per_token,
+        ev_not_flattened,
+        ev_mean_of_token_ratios,
+        ev_returns_fvu,
+        ev_per_dimension_vector,
+        ev_float64,
+        ev_centres_in_place,
+    ],
+    "2.10": [
+        (splice_all_positions, ce_loss_recovered),
+        (splice_returns_nothing, ce_loss_recovered),
+        (splice_hook, ce_zero_baseline_uses_mean),
+        (splice_hook, ce_reconstruction_spliced_at_bos_too),
+        (splice_hook, ce_zero_ablates_mlp_out),
+        (splice_hook, ce_fixed_hook),
+        (splice_hook, ce_fraction_lost),
+        (splice_hook, ce_recomputes_the_mean),
+        (splice_hook, ce_returns_tensors),
+    ],
+    "2.11": [
+        kl_reversed,
+        kl_log_of_softmax,
+        kl_torch_batchmean,
+        kl_not_summed,
+        kl_of_raw_logits,
+        kl_float64,
+        kl_normalises_in_place,
+    ],
+    "2.12": [
+        StatsDeadOffByOne,
+        StatsResetsBeforeAdding,
+        StatsDensePerBatch,
+        StatsDenseMeanOfBatchDensities,
+        StatsCountsBatches,
+        StatsDenseAtThreshold,
+        StatsDenseFixedThreshold,
+        StatsDeadIndices,
+        StatsDenseFloatMask,
+    ],
 }
 
 CORRECT: dict[str, list] = {
@@ -1023,29 +1098,43 @@ APPLIES: dict[str, set[str]] = {
     "2.12": {"branch", "dtype", "type", "formula"},
 }
 
-_DECORATED = ("the method is already decorated with @torch.no_grad(): a second no_grad block (or detaching its "
-              "result) changes nothing")
-_NO_GRAPH = ("the store only ever holds activations harvested under no_grad, which carry no autograd graph: detaching "
-             "them or running under no_grad changes nothing")
-_METRIC = ("a measurement the course only reads (tables, plots) and never backpropagates through: a detached result, "
-           "or one computed under no_grad, is the same result")
-_MASK = ("it returns a boolean mask, which never carries a gradient: detaching it or computing it under no_grad "
-         "changes nothing")
-_EVAL_HOOK = ("the splice hooks only serve evaluation, inside ce_loss_recovered's torch.no_grad() (and the notebook's "
-              "KL cell, also under no_grad): no gradient ever flows through them")
+_DECORATED = (
+    "the method is already decorated with @torch.no_grad(): a second no_grad block (or detaching its "
+    "result) changes nothing"
+)
+_NO_GRAPH = (
+    "the store only ever holds activations harvested under no_grad, which carry no autograd graph: detaching "
+    "them or running under no_grad changes nothing"
+)
+_METRIC = (
+    "a measurement the course only reads (tables, plots) and never backpropagates through: a detached result, "
+    "or one computed under no_grad, is the same result"
+)
+_MASK = (
+    "it returns a boolean mask, which never carries a gradient: detaching it or computing it under no_grad "
+    "changes nothing"
+)
+_EVAL_HOOK = (
+    "the splice hooks only serve evaluation, inside ce_loss_recovered's torch.no_grad() (and the notebook's "
+    "KL cell, also under no_grad): no gradient ever flows through them"
+)
 
 #: Mutants of the reference (python -m tests.course.mutation 02b) that behave identically on every input the
 #: exercise admits, with why.
 EQUIVALENT: dict[str, str] = {
-    "2.6:m02dba3": ("the course's models have one layer: stop_at_layer=2 stops after the same (only) block, before "
-                    "ln_final and the unembedding"),
+    "2.6:m02dba3": (
+        "the course's models have one layer: stop_at_layer=2 stops after the same (only) block, before "
+        "ln_final and the unembedding"
+    ),
     "2.6:maf29f3": _DECORATED,
     "2.6:mf3d1b1": _DECORATED,
     "2.6:m5d32b8": _NO_GRAPH,
     "2.6:mc797dd": _NO_GRAPH,
     "2.6:medb8e6": _NO_GRAPH,
-    "2.6:mee1da1": ("for an integer pointer + batch_size, `> n // 2` and `> n / 2` agree for every n (odd n: > k and "
-                    "> k + 0.5 hold for the same integers)"),
+    "2.6:mee1da1": (
+        "for an integer pointer + batch_size, `> n // 2` and `> n / 2` agree for every n (odd n: > k and "
+        "> k + 0.5 hold for the same integers)"
+    ),
     "2.8:mf7bfab": _METRIC + "; (acts > 0) has no gradient anyway",
     "2.8:mce6f87": _METRIC + "; (acts > 0) has no gradient anyway",
     "2.8:ma2428e": _METRIC + "; (acts > 0) has no gradient anyway",
@@ -1055,8 +1144,10 @@ EQUIVALENT: dict[str, str] = {
     "2.10:mc32851": _EVAL_HOOK,
     "2.10:m42a3ce": _EVAL_HOOK,
     "2.10:mc35527": _EVAL_HOOK,
-    "2.10:m3dccda": ("ce_loss_recovered already runs every forward pass inside torch.no_grad(); the rest is arithmetic "
-                     "on Python floats"),
+    "2.10:m3dccda": (
+        "ce_loss_recovered already runs every forward pass inside torch.no_grad(); the rest is arithmetic "
+        "on Python floats"
+    ),
     "2.11:m28fdf3": _METRIC,
     "2.11:mb6aa56": _METRIC,
     "2.12:mb9b1db": _DECORATED,

@@ -124,7 +124,7 @@ def context_after_exclusive(tokens, seq, pos, pieces_of, before=10, after=5):
     lo, hi = max(0, pos - before), min(tokens.shape[1], pos + after)
     pieces = pieces_of(tokens[seq, lo:hi].tolist())
     c = pos - lo
-    return "".join(pieces[:c]) + "«" + pieces[c] + "»" + "".join(pieces[c + 1:])
+    return "".join(pieces[:c]) + "«" + pieces[c] + "»" + "".join(pieces[c + 1 :])
 
 
 @mistake(r"near the start of a row.*max\(0, pos - before\)", kind="branch")
@@ -135,7 +135,7 @@ def context_negative_start(tokens, seq, pos, pieces_of, before=10, after=5):
     if not pieces:
         return "«»"
     c = pos - lo
-    return "".join(pieces[:c]) + "«" + pieces[min(c, len(pieces) - 1)] + "»" + "".join(pieces[c + 1:])
+    return "".join(pieces[:c]) + "«" + pieces[min(c, len(pieces) - 1)] + "»" + "".join(pieces[c + 1 :])
 
 
 @mistake(r"split over two tokens.*on its own", kind="branch")
@@ -144,7 +144,7 @@ def context_token_by_token(tokens, seq, pos, pieces_of, before=10, after=5):
     lo, hi = max(0, pos - before), min(tokens.shape[1], pos + after + 1)
     pieces = [pieces_of([t])[0] for t in tokens[seq, lo:hi].tolist()]
     c = pos - lo
-    return "".join(pieces[:c]) + "«" + pieces[c] + "»" + "".join(pieces[c + 1:])
+    return "".join(pieces[:c]) + "«" + pieces[c] + "»" + "".join(pieces[c + 1 :])
 
 
 @mistake(r"should return a str, got list", kind="type")
@@ -160,7 +160,7 @@ def context_pieces_list(tokens, seq, pos, pieces_of, before=10, after=5):
 def context_marked_list(tokens, seq, pos, pieces_of, before=10, after=5):
     """Marks the centre inside the list of pieces, then joins once."""
     lo = max(0, pos - before)
-    ids = tokens[seq].tolist()[lo: pos + after + 1]
+    ids = tokens[seq].tolist()[lo : pos + after + 1]
     pieces = pieces_of(ids)
     pieces[pos - lo] = f"«{pieces[pos - lo]}»"
     return "".join(pieces)
@@ -717,8 +717,21 @@ def quantile_bucketize(edges, counts, values):
 RESID = "blocks.0.hook_resid_post"
 
 
-def _effects(model, sae, tokens, pos, *, scale=True, layernorm="recompute", target_offset=1, b_U=True, b_out=True,
-             reconstruction=False, together=False, dtype=torch.float32):
+def _effects(
+    model,
+    sae,
+    tokens,
+    pos,
+    *,
+    scale=True,
+    layernorm="recompute",
+    target_offset=1,
+    b_U=True,
+    b_out=True,
+    reconstruction=False,
+    together=False,
+    dtype=torch.float32,
+):
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens[None], names_filter=[sae.cfg.hook_name, RESID])
         post = cache[sae.cfg.hook_name][0, pos]
@@ -742,13 +755,16 @@ def _effects(model, sae, tokens, pos, *, scale=True, layernorm="recompute", targ
             def norm(r):
                 return (r - r.mean(-1, keepdim=True)) / scale_ * ln.w + ln.b
         elif layernorm == "none":
+
             def norm(r):
                 return r
         elif layernorm == "no affine":
+
             def norm(r):
                 centred = r - r.mean(-1, keepdim=True)
                 return centred / (centred.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
         else:
+
             def norm(r):
                 return ln(r[None])[0]
 
@@ -883,6 +899,7 @@ def effects_patched_passes(model, sae, tokens, pos):
         clean = torch.nn.functional.cross_entropy(logits[0, pos], tokens[pos + 1])
         effects = torch.zeros(sae.cfg.d_sae)
         for f in torch.nonzero(acts > 0).flatten().tolist():
+
             def remove(post, hook, f=f):
                 post = post.clone()
                 post[:, pos] -= acts[f] * sae.W_dec[f]
@@ -969,25 +986,205 @@ def rank_topk(acts, quantiles, effects, by, n=10):
     return [int(f) for f in values.topk(n).indices]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# 4.8 every latent's precision and recall
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _counts(active, label, d_sae):
+    slot = active >= 0
+    return (
+        torch.bincount(active[slot], minlength=d_sae),
+        torch.bincount(active[slot & label[:, None]], minlength=d_sae),
+    )
+
+
+@mistake(r"precision and recall are swapped")
+def pr_swapped(active, label, d_sae):
+    """Divides the shared count by the label's count for precision and by the latent's for recall."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / label.sum().clamp_min(1), hits / fires.clamp_min(1)
+
+
+@mistake(r"recall divides by the number of tokens; it should divide by the number of tokens where the label holds")
+def pr_recall_over_all_tokens(active, label, d_sae):
+    """Divides recall by the number of tokens, not by the number of tokens where the rule holds."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / fires.clamp_min(1), hits / len(label)
+
+
+@mistake(r"precision divides by the number of tokens where the label holds")
+def pr_precision_over_label(active, label, d_sae):
+    """Divides precision by the label's count too (both ratios share one denominator)."""
+    _, hits = _counts(active, label, d_sae)
+    return hits / label.sum().clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@mistake(r"latent \d+'s precision is .*expected")
+def pr_first_slot_only(active, label, d_sae):
+    """Counts only each token's first slot (active[:, 0]), as if a token had one active latent."""
+    first = active[:, 0]
+    fires = torch.bincount(first[first >= 0], minlength=d_sae)
+    hits = torch.bincount(first[(first >= 0) & label], minlength=d_sae)
+    return hits / fires.clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@mistake(r"empty slots \(-1\) were counted as firings of latent 0", kind="branch")
+def pr_empty_slots_as_latent_0(active, label, d_sae):
+    """Clamps the empty slots' -1 to 0 before counting, so that they count as firings of latent 0."""
+    ids = active.clamp_min(0)
+    fires = torch.bincount(ids.flatten(), minlength=d_sae)
+    hits = torch.bincount(ids[label].flatten(), minlength=d_sae)
+    return hits / fires.clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@mistake(r"empty slots.*raised RuntimeError.*leave it out", kind="branch")
+def pr_counts_empty_slots(active, label, d_sae):
+    """Counts every slot, empty ones included: bincount fails on -1."""
+    fires = torch.bincount(active.flatten(), minlength=d_sae)
+    hits = torch.bincount(active[label].flatten(), minlength=d_sae)
+    return hits / fires.clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@mistake(r"never fires there, so its precision is 0 / 0", kind="branch")
+def pr_nan_for_silent_latents(active, label, d_sae):
+    """Divides by the raw firing counts: a latent that never fires gets 0 / 0 = nan."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / fires, hits / label.sum().clamp_min(1)
+
+
+@mistake(r"no token holds the label there, so every recall is 0 / 0", kind="branch")
+def pr_nan_without_positives(active, label, d_sae):
+    """Divides recall by the raw number of labelled tokens: a rule that never holds gives 0 / 0 = nan."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits / fires.clamp_min(1), hits / label.sum()
+
+
+@mistake(r"should return a tuple \(precision, recall\) of two tensors, got dict", kind="type")
+def pr_dict(active, label, d_sae):
+    """Returns a dict {"precision": ..., "recall": ...} instead of the tuple."""
+    fires, hits = _counts(active, label, d_sae)
+    return {"precision": hits / fires.clamp_min(1), "recall": hits / label.sum().clamp_min(1)}
+
+
+@mistake(r"precision should be float32, got torch.float64", kind="dtype")
+def pr_float64(active, label, d_sae):
+    """Computes the ratios in float64 (.double()) and returns them so."""
+    fires, hits = _counts(active, label, d_sae)
+    return hits.double() / fires.clamp_min(1), hits.double() / label.sum().clamp_min(1)
+
+
+@mistake(r"modified its input `active` in place", kind="inputs")
+def pr_marks_empty_slots_in_place(active, label, d_sae):
+    """Turns the empty slots into an extra latent d_sae in place (active[active < 0] = d_sae), then drops it."""
+    active[active < 0] = d_sae
+    fires = torch.bincount(active.flatten(), minlength=d_sae + 1)[:d_sae]
+    hits = torch.bincount(active[label].flatten(), minlength=d_sae + 1)[:d_sae]
+    return hits / fires.clamp_min(1), hits / label.sum().clamp_min(1)
+
+
+@correct
+def pr_python_counts(active, label, d_sae):
+    """Counts token by token in Python, with dicts."""
+    fires, hits = {}, {}
+    for slots, holds in zip(active.tolist(), label.tolist()):
+        for f in slots:
+            if f >= 0:
+                fires[f] = fires.get(f, 0) + 1
+                hits[f] = hits.get(f, 0) + int(holds)
+    positives = sum(label.tolist())
+    precision = torch.tensor([hits.get(f, 0) / fires[f] if f in fires else 0.0 for f in range(d_sae)])
+    recall = torch.tensor([hits.get(f, 0) / positives if positives else 0.0 for f in range(d_sae)])
+    return precision, recall
+
+
+@correct
+def pr_dense_matrix(active, label, d_sae):
+    """Builds the dense [n_tok, d_sae] firing matrix (an extra column for the empty slots), then sums columns."""
+    fired = torch.zeros(len(active), d_sae + 1).scatter_(1, active.where(active >= 0, d_sae), 1.0)[:, :d_sae]
+    fires, hits = fired.sum(0), (fired * label[:, None].float()).sum(0)
+    precision = torch.where(fires > 0, hits / fires.clamp_min(1), 0.0)
+    return precision, hits / max(float(label.float().sum()), 1.0)
+
+
 WRONG = {
-    "4.1": [top_k_forgets_offset, top_k_of_batch_only, top_k_indices_from_topk, top_k_over_latents, top_k_batch_first,
-            top_k_in_place, top_k_float_indices],
+    "4.1": [
+        top_k_forgets_offset,
+        top_k_of_batch_only,
+        top_k_indices_from_topk,
+        top_k_over_latents,
+        top_k_batch_first,
+        top_k_in_place,
+        top_k_float_indices,
+    ],
     "4.2": [context_after_exclusive, context_negative_start, context_token_by_token, context_pieces_list],
-    "4.3": [intervals_include_zeros, intervals_keep_first, intervals_always_replace, intervals_randint_inclusive,
-            intervals_draw_before_count, intervals_shared_counter, intervals_token_position_counter,
-            intervals_one_over_i, intervals_merge_per_batch, intervals_reservoir_per_slot,
-            intervals_store_all_then_draw, intervals_global_rng,
-            intervals_fresh_generator, intervals_batch_local_indices, intervals_left_closed, intervals_tensor_indices,
-            intervals_normalise_in_place],
-    "4.4": [groups_with_zeros, groups_equal_width, groups_over_n_plus_one, groups_min_first_edge, groups_as_list,
-            groups_float64, groups_nan_in_place],
-    "4.5": [quantile_linear_in_value, quantile_whole_bin, quantile_keeps_zero, quantile_unclamped, quantile_float64,
-            quantile_list, quantile_clamps_in_place],
-    "4.6": [effects_unscaled, effects_frozen_layernorm, effects_no_layernorm, effects_layernorm_without_affine,
-            effects_no_unembed_bias, effects_no_mlp_out_bias, effects_wrong_target, effects_from_reconstruction,
-            effects_gradient, effects_all_at_once, effects_dict, effects_float64, effects_zero_decoder_row,
-            effects_hook_left_on],
+    "4.3": [
+        intervals_include_zeros,
+        intervals_keep_first,
+        intervals_always_replace,
+        intervals_randint_inclusive,
+        intervals_draw_before_count,
+        intervals_shared_counter,
+        intervals_token_position_counter,
+        intervals_one_over_i,
+        intervals_merge_per_batch,
+        intervals_reservoir_per_slot,
+        intervals_store_all_then_draw,
+        intervals_global_rng,
+        intervals_fresh_generator,
+        intervals_batch_local_indices,
+        intervals_left_closed,
+        intervals_tensor_indices,
+        intervals_normalise_in_place,
+    ],
+    "4.4": [
+        groups_with_zeros,
+        groups_equal_width,
+        groups_over_n_plus_one,
+        groups_min_first_edge,
+        groups_as_list,
+        groups_float64,
+        groups_nan_in_place,
+    ],
+    "4.5": [
+        quantile_linear_in_value,
+        quantile_whole_bin,
+        quantile_keeps_zero,
+        quantile_unclamped,
+        quantile_float64,
+        quantile_list,
+        quantile_clamps_in_place,
+    ],
+    "4.6": [
+        effects_unscaled,
+        effects_frozen_layernorm,
+        effects_no_layernorm,
+        effects_layernorm_without_affine,
+        effects_no_unembed_bias,
+        effects_no_mlp_out_bias,
+        effects_wrong_target,
+        effects_from_reconstruction,
+        effects_gradient,
+        effects_all_at_once,
+        effects_dict,
+        effects_float64,
+        effects_zero_decoder_row,
+        effects_hook_left_on,
+    ],
     "4.7": [rank_signed_effect, rank_ascending, rank_ignores_quantile, rank_tensor_ids, rank_abs_in_place],
+    "4.8": [
+        pr_swapped,
+        pr_recall_over_all_tokens,
+        pr_precision_over_label,
+        pr_first_slot_only,
+        pr_empty_slots_as_latent_0,
+        pr_counts_empty_slots,
+        pr_nan_for_silent_latents,
+        pr_nan_without_positives,
+        pr_dict,
+        pr_float64,
+        pr_marks_empty_slots_in_place,
+    ],
 }
 
 CORRECT = {
@@ -998,11 +1195,13 @@ CORRECT = {
     "4.5": [quantile_loop, quantile_bucketize],
     "4.6": [effects_patched_passes, effects_closed_form_by_hand],
     "4.7": [rank_python_sorted, rank_topk],
+    "4.8": [pr_python_counts, pr_dense_matrix],
 }
 
 #: The classes of mistakes (tests/wrong/__init__.CLASSES) that apply to each exercise. None is trained through, so
 #: "gradient" applies to none; 4.2 and 4.7 return text and ids, so "dtype" does not apply to them; only 4.3 draws
-#: random numbers; only 4.6 has parameters that a too-clean fixture could leave at trivial values.
+#: random numbers; only 4.6 has parameters that a too-clean fixture could leave at trivial values (4.8's codes and
+#: label are data: FIXTURE_FREE in the check module).
 APPLIES = {
     "4.1": {"formula", "branch", "type", "dtype", "inputs"},
     "4.2": {"formula", "branch", "type"},
@@ -1011,10 +1210,12 @@ APPLIES = {
     "4.5": {"formula", "branch", "type", "dtype", "inputs"},
     "4.6": {"formula", "fixture", "branch", "type", "dtype", "inputs"},
     "4.7": {"formula", "branch", "type", "inputs"},
+    "4.8": {"formula", "branch", "type", "dtype", "inputs"},
 }
 
-_NO_GRAD = ("statistics of activations: nothing in this exercise carries or needs a gradient, so no_grad/detach "
-            "change nothing")
+_NO_GRAD = (
+    "statistics of activations: nothing in this exercise carries or needs a gradient, so no_grad/detach change nothing"
+)
 _FLOAT32 = "the inputs are float32 already (the contract), so the cast is a no-op"
 EQUIVALENT = {
     "4.1:ma6197c": "torch.cat promotes a float32 or lower-precision batch to the running lists' float32 anyway",
@@ -1022,11 +1223,11 @@ EQUIVALENT = {
     "4.1:m013eb5": _NO_GRAD,
     "4.1:mb52f4f": _NO_GRAD,
     "4.1:mbbc3af": "one index too many at the end of the batch's index list: topk never picks a position past "
-                   "k + n_tok, so the extra column is never gathered",
+    "k + n_tok, so the extra column is never gathered",
     "4.2:m6a1349": _NO_GRAD,
     "4.3:mfd550a": "a > 0 makes ceil(a / max * n) >= 1, so the lower clamp (0 or -1) never acts",
     "4.3:ma53b9f": "activations never exceed max_act (it is their maximum), so j <= n - 1 and the upper clamp "
-                   "never acts",
+    "never acts",
     "4.3:mf7120f": "activations never exceed max_act, so the upper clamp never acts",
     "4.3:mbb8293": "activations never exceed max_act, so the upper clamp never acts",
     "4.3:m9e83f8": _NO_GRAD,
@@ -1042,10 +1243,10 @@ EQUIVALENT = {
     "4.5:mb9660d": "the clamp only keeps log() finite for values <= 0, which torch.where then sets to 0",
     "4.5:mf5dc3e": "the clamp only keeps log() finite for values <= 0, which torch.where then sets to 0",
     "4.5:mf20a1a": "searchsorted left vs right differs only at an exact edge, where phi = 1 in the bin below gives "
-                   "the same q",
+    "the same q",
     "4.5:m33ade0": "cumsum(-1) and cumsum(0) are the same on a 1-D tensor",
     "4.5:m67e3de": "for -1 < v <= 0 the interpolation already gives 0 (bin 0, phi clamped to 0), so the where is "
-                   "redundant there",
+    "redundant there",
     "4.5:mccef34": "at v = 0 the interpolation already gives 0 (bin 0, phi clamped to 0)",
     "4.5:me2c213": _NO_GRAD,
     "4.5:m3253ef": _NO_GRAD,
@@ -1053,9 +1254,9 @@ EQUIVALENT = {
     "4.6:m071864": "the batch has one row: index -1 is index 0",
     "4.6:m46ca31": "the batch has one row: index -1 is index 0",
     "4.6:mb8a48a": "a latent with activation 0 moves the residual by exactly 0, so its effect is 0 either way (up to "
-                   "float rounding, which the check allows: 1e-5)",
+    "float rounding, which the check allows: 1e-5)",
     "4.6:mfa119a": "a latent with activation 0 moves the residual by exactly 0, so its effect is 0 either way (up to "
-                   "float rounding, which the check allows: 1e-5)",
+    "float rounding, which the check allows: 1e-5)",
     "4.6:md410f1": "a one-layer model: blocks[-1] is blocks[0]",
     "4.6:m0e9a7f": "the result is assigned into a float32 tensor, which casts it back",
     "4.6:m0f677a": "the result is assigned into a float32 tensor, which casts it anyway",
@@ -1065,11 +1266,14 @@ EQUIVALENT = {
     "4.6:m67a871": _NO_GRAD,
     "4.7:m211277": "stable or not changes only the order among equal values, and equal values rank the same",
     "4.7:m4d244f": _NO_GRAD,
+    "4.8:m951703": _NO_GRAD,
+    "4.8:mbffab4": _NO_GRAD,
+    "4.8:mceaa99": _NO_GRAD,
 }
 
 SURVIVORS = {
     "4.3:m0afaeb": "float(batch[t]) -> batch[t]: a / max_act * n computed in float32 instead of float64, which differs "
-                   "only for an activation within float32 rounding of an interval edge (a * n rounding to an integer); "
-                   "a rounding, not a method, and a check that demanded float64 here would reject correct code that "
-                   "finds the intervals with float32 tensor operations",
+    "only for an activation within float32 rounding of an interval edge (a * n rounding to an integer); "
+    "a rounding, not a method, and a check that demanded float64 here would reject correct code that "
+    "finds the intervals with float32 tensor operations",
 }

@@ -481,7 +481,7 @@ def correlation_transposed(x, y):
 def correlation_corrcoef(x, y):
     """torch.corrcoef of the stacked columns, its NaNs (constant columns) set to 0, under torch.no_grad()."""
     with torch.no_grad():
-        table = torch.corrcoef(torch.cat([x, y], dim=1).T)[: x.shape[1], x.shape[1]:]
+        table = torch.corrcoef(torch.cat([x, y], dim=1).T)[: x.shape[1], x.shape[1] :]
         return table.nan_to_num(0.0)
 
 
@@ -587,7 +587,7 @@ def _contribution(model, W_dec_f, latent_acts):
 
 @mistake(r"clean residual stream's LayerNorm scale")
 def ablation_frozen_layernorm_scale(model, tokens, W_dec_f, latent_acts):
-    """Keeps the clean LayerNorm scale for the ablated stream (the first-order "direct path")."""
+    """Keeps the clean LayerNorm scale for the ablated stream (a frozen LayerNorm, as in direct logit attribution)."""
     x = _final_resid(model, tokens)
     ln = model.ln_final
     scale = (x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(ln.eps).sqrt()
@@ -624,8 +624,9 @@ def ablation_off_by_one(model, tokens, W_dec_f, latent_acts):
     """Pairs the logits at position p with the token at p (not p + 1), dropping the first position."""
     x = _final_resid(model, tokens)
     ablated = x - _contribution(model, W_dec_f, latent_acts)
-    loss = lambda r: F.cross_entropy(  # noqa: E731
-        model.unembed(model.ln_final(r))[:, 1:].transpose(1, 2), tokens[:, 1:], reduction="none")
+    def loss(r):
+        return F.cross_entropy(model.unembed(model.ln_final(r))[:, 1:].transpose(1, 2), tokens[:, 1:], reduction="none")
+
     return loss(ablated) - loss(x)
 
 
@@ -697,7 +698,8 @@ def ablation_every_position(model, tokens, W_dec_f, latent_acts):
     ablated = x - _contribution(model, W_dec_f, latent_acts)
     target = tokens.roll(-1, dims=1)
     loss = lambda r: F.cross_entropy(  # noqa: E731
-        model.unembed(model.ln_final(r)).transpose(1, 2), target, reduction="none")
+        model.unembed(model.ln_final(r)).transpose(1, 2), target, reduction="none"
+    )
     return loss(ablated) - loss(x)
 
 
@@ -739,44 +741,54 @@ def ablation_layernorm_by_hand(model, tokens, W_dec_f, latent_acts):
 @mistake(r"changed its input `acts` in place", kind="inputs")
 def steering_in_place(direction, coefficient):
     """Adds to the activations in place and returns the same tensor."""
+
     def hook(acts, hook=None):
         acts += coefficient * direction
         return acts
+
     return hook
 
 
 @mistake(r"at position 0 the hook's output is not acts \+ coefficient \* direction")
 def steering_last_position(direction, coefficient):
     """Steers only the last position, as if only the next token mattered."""
+
     def hook(acts, hook=None):
         steered = acts.clone()
         steered[:, -1] = steered[:, -1] + coefficient * direction
         return steered
+
     return hook
 
 
 @mistake(r"drop the coefficient's sign")
 def steering_absolute_coefficient(direction, coefficient):
     """Uses the size of the coefficient and drops its sign."""
+
     def hook(acts, hook=None):
         return acts + abs(coefficient) * direction
+
     return hook
 
 
 @mistake(r"at position 0 the hook's output is not acts \+ coefficient \* direction", kind="fixture")
 def steering_unit_direction(direction, coefficient):
     """Normalises the direction first, as if decoder rows had unit norm."""
+
     def hook(acts, hook=None):
         return acts + coefficient * direction / direction.norm()
+
     return hook
 
 
 @mistake(r"steered activations do not carry a gradient", kind="gradient")
 def steering_no_grad(direction, coefficient):
     """Steers under torch.no_grad() ("steering is inference"), which cuts the model's graph at the hook."""
+
     def hook(acts, hook=None):
         with torch.no_grad():
             return acts + coefficient * direction
+
     return hook
 
 
@@ -787,14 +799,17 @@ def steering_detached_direction(direction, coefficient):
 
     def hook(acts, hook=None):
         return acts + vector
+
     return hook
 
 
 @correct
 def steering_torch_add(direction, coefficient):
     """torch.add with alpha, the direction viewed as [1, 1, d_mlp]."""
+
     def hook(acts, hook=None):
         return torch.add(acts, direction.view(1, 1, -1), alpha=coefficient)
+
     return hook
 
 
@@ -810,25 +825,83 @@ def steering_partial(direction, coefficient):
 
 WRONG = {
     "5.1": [lens_normalised_rows, lens_log_probs, lens_skips_w_out, lens_float64, lens_transposed],
-    "5.2": [ln_lens_not_centred, ln_lens_mean_over_directions, ln_lens_full_layernorm, ln_lens_forgets_weight,
-            ln_lens_centres_in_place, ln_lens_mean_in_float64],
-    "5.3": [directions_from_cube, directions_positive_orthant, directions_repeated, directions_unnormalised,
-            directions_global_rng, directions_fresh_generator, directions_float64],
-    "5.4": [diverse_against_previous, diverse_against_all_seen, diverse_absolute_cosine, diverse_dot_product,
-            diverse_at_most, diverse_fixed_threshold, diverse_sorted, diverse_stops_at_first_drop, diverse_tensor_items,
-            diverse_normalises_in_place, diverse_pops_candidates],
-    "5.5": [alignment_signed_top, alignment_l1_share, alignment_assumes_unit_rows, alignment_ignores_k,
-            alignment_list_of_floats, alignment_keepdim],
-    "5.6": [correlation_uncentred, correlation_layernorm_eps, correlation_nan_for_constant, correlation_guards_x_only,
-            correlation_over_columns, correlation_centres_in_place, correlation_table_in_a_loop,
-            correlation_transposed],
-    "5.7": [match_by_dot_product, match_absolute_cosine, match_over_wrong_axis, match_values_first,
-            match_normalises_in_place, match_in_float64],
-    "5.8": [ablation_frozen_layernorm_scale, ablation_divides_by_variance, ablation_adds_latent, ablation_off_by_one,
-            ablation_forgets_b_U, ablation_plain_layernorm, ablation_normalises_row, ablation_masks_next_position,
-            ablation_unsqueezes_in_place, ablation_float64_losses, ablation_every_position],
-    "5.9": [steering_in_place, steering_last_position, steering_absolute_coefficient, steering_unit_direction,
-            steering_no_grad, steering_detached_direction],
+    "5.2": [
+        ln_lens_not_centred,
+        ln_lens_mean_over_directions,
+        ln_lens_full_layernorm,
+        ln_lens_forgets_weight,
+        ln_lens_centres_in_place,
+        ln_lens_mean_in_float64,
+    ],
+    "5.3": [
+        directions_from_cube,
+        directions_positive_orthant,
+        directions_repeated,
+        directions_unnormalised,
+        directions_global_rng,
+        directions_fresh_generator,
+        directions_float64,
+    ],
+    "5.4": [
+        diverse_against_previous,
+        diverse_against_all_seen,
+        diverse_absolute_cosine,
+        diverse_dot_product,
+        diverse_at_most,
+        diverse_fixed_threshold,
+        diverse_sorted,
+        diverse_stops_at_first_drop,
+        diverse_tensor_items,
+        diverse_normalises_in_place,
+        diverse_pops_candidates,
+    ],
+    "5.5": [
+        alignment_signed_top,
+        alignment_l1_share,
+        alignment_assumes_unit_rows,
+        alignment_ignores_k,
+        alignment_list_of_floats,
+        alignment_keepdim,
+    ],
+    "5.6": [
+        correlation_uncentred,
+        correlation_layernorm_eps,
+        correlation_nan_for_constant,
+        correlation_guards_x_only,
+        correlation_over_columns,
+        correlation_centres_in_place,
+        correlation_table_in_a_loop,
+        correlation_transposed,
+    ],
+    "5.7": [
+        match_by_dot_product,
+        match_absolute_cosine,
+        match_over_wrong_axis,
+        match_values_first,
+        match_normalises_in_place,
+        match_in_float64,
+    ],
+    "5.8": [
+        ablation_frozen_layernorm_scale,
+        ablation_divides_by_variance,
+        ablation_adds_latent,
+        ablation_off_by_one,
+        ablation_forgets_b_U,
+        ablation_plain_layernorm,
+        ablation_normalises_row,
+        ablation_masks_next_position,
+        ablation_unsqueezes_in_place,
+        ablation_float64_losses,
+        ablation_every_position,
+    ],
+    "5.9": [
+        steering_in_place,
+        steering_last_position,
+        steering_absolute_coefficient,
+        steering_unit_direction,
+        steering_no_grad,
+        steering_detached_direction,
+    ],
 }
 
 CORRECT = {
@@ -856,11 +929,15 @@ APPLIES = {
     "5.9": {"fixture", "gradient", "inputs", "formula"},
 }
 
-_NO_GRADIENT = ("the exercise asks for no gradient (it analyses trained weights or activations, and nothing trains "
-                "through it: the notebook and the dashboard only read the result), so a detached result, or one "
-                "computed under torch.no_grad(), is the same answer")
-_ANNOTATION = "the annotation of a local variable (`kept: list[int] = []`) is never evaluated (PEP 526): changing it " \
-              "changes nothing"
+_NO_GRADIENT = (
+    "the exercise asks for no gradient (it analyses trained weights or activations, and nothing trains "
+    "through it: the notebook and the dashboard only read the result), so a detached result, or one "
+    "computed under torch.no_grad(), is the same answer"
+)
+_ANNOTATION = (
+    "the annotation of a local variable (`kept: list[int] = []`) is never evaluated (PEP 526): changing it "
+    "changes nothing"
+)
 _CLAMP = "the clamp only acts on a constant column (norm 0), which gives 0 with either floor"
 
 EQUIVALENT = {
@@ -869,7 +946,7 @@ EQUIVALENT = {
     "5.2:mfaac5f": _NO_GRADIENT,
     "5.2:m995820": _NO_GRADIENT,
     "5.3:mae2401": "random_directions has no differentiable input (n, d and norm are numbers): detaching changes "
-                   "nothing",
+    "nothing",
     "5.3:md6af82": "random_directions has no differentiable input: no_grad changes nothing",
     "5.4:m87cd13": "diverse_latents returns Python ints: no_grad changes nothing",
     "5.4:m2dc2f5": _ANNOTATION,

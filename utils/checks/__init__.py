@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import importlib
+import math
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,25 +31,25 @@ from utils.checks.fixtures import FixtureError
 
 __all__ = [
     "CheckFailure",
-    "NotAttempted",
     "Exercise",
-    "exercise",
-    "exercises_of",
-    "part_module",
-    "assert_shape",
+    "NotAttempted",
     "assert_close",
-    "check_that",
-    "one_thread",
     "assert_float32",
     "assert_gradients_reach",
-    "unchanged_inputs",
-    "assert_type",
     "assert_randomness_contract",
+    "assert_shape",
+    "assert_type",
     "binom_test",
-    "shown_apart",
+    "check_that",
     "chi2_sf",
     "chi2_test",
+    "exercise",
+    "exercises_of",
     "ks_test",
+    "one_thread",
+    "part_module",
+    "shown_apart",
+    "unchanged_inputs",
 ]
 
 
@@ -106,7 +106,8 @@ def exercise(ex_id: str, title: str, *, objects: Sequence[str]) -> Callable[[Cal
                     check(*objs, seed=seed)
             except NotImplementedError:
                 raise NotAttempted(
-                    f"{label}: not attempted yet ({_objects_repr(objs)} still {'raise' if len(objs) > 1 else 'raises'} NotImplementedError)."
+                    f"{label}: not attempted yet ({_objects_repr(objs)} still {'raise' if len(objs) > 1 else 'raises'} "
+                    "NotImplementedError)."
                 ) from None
             except CheckFailure as failure:
                 raise type(failure)(f"{label} failed: {failure}") from None
@@ -216,7 +217,6 @@ def assert_close(
         )
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # Properties every exercise of a kind must have (float32 results, gradient flow, inputs unmodified, types).
 # ---------------------------------------------------------------------------------------------------------
@@ -226,7 +226,9 @@ def assert_type(value: Any, expected: type | tuple[type, ...], what: str, hint: 
     """Fail unless ``value`` has the documented type (e.g. a Python ``float``, not a tensor)."""
     if not isinstance(value, expected):
         names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-        raise CheckFailure(f"{what} is a {type(value).__name__}; it should be a {names}." + (f" Hint: {hint}" if hint else ""))
+        raise CheckFailure(
+            f"{what} is a {type(value).__name__}; it should be a {names}." + (f" Hint: {hint}" if hint else "")
+        )
 
 
 def assert_float32(tensor: Any, what: str, hint: str = "") -> None:
@@ -249,20 +251,30 @@ def assert_gradients_reach(result: Any, params: dict[str, torch.Tensor], what: s
         raise CheckFailure(
             f"{what} does not carry a gradient (requires_grad is False), so training could never change "
             f"{', '.join(f'`{n}`' for n in params)}. "
-            + (f"Hint: {hint}" if hint else "Hint: don't compute it inside `torch.no_grad()`, and don't call `.detach()`, `.item()` or `.data` on the way.")
+            + (
+                f"Hint: {hint}"
+                if hint
+                else "Hint: don't compute it inside `torch.no_grad()`, and don't call `.detach()`, `.item()` or "
+                "`.data` on the way."
+            )
         )
     grads = torch.autograd.grad(result.float().sum(), list(params.values()), allow_unused=True, retain_graph=True)
     for (name, _), grad in zip(params.items(), grads):
         if grad is None or not bool(grad.ne(0).any()):
             raise CheckFailure(
                 f"no gradient reaches `{name}` from {what}, so training would never change it. "
-                + (f"Hint: {hint}" if hint else f"Hint: `{name}` must be used in the computation, with no `.detach()` or `.data` on the way.")
+                + (
+                    f"Hint: {hint}"
+                    if hint
+                    else f"Hint: `{name}` must be used in the computation, with no `.detach()` or `.data` on the way."
+                )
             )
 
 
 @contextlib.contextmanager
 def unchanged_inputs(what: str, **inputs: Any):
-    """Fail if the block modifies any of the tensors in ``inputs`` in place (the learner's inputs must be left alone)."""
+    """Fail if the block modifies any of the tensors in ``inputs`` in place (the learner's inputs must be left
+    alone)."""
     copies = {name: t.detach().clone() for name, t in inputs.items() if isinstance(t, torch.Tensor)}
     yield
     for name, before in copies.items():
@@ -315,20 +327,31 @@ def assert_randomness_contract(call: Callable[[torch.Generator], Any], what: str
     check_that(len(_as_tensors(first)) > 0, f"{what} returned no tensor to compare.")
     state = torch.random.get_rng_state()
     again = call(torch.Generator().manual_seed(seed))
-    check_that(torch.equal(torch.random.get_rng_state(), state),
-               f"{what} used torch's global random generator. Hint: pass `generator=generator` to every random call "
-               "(torch.rand, torch.randn, torch.randint, torch.randperm, torch.multinomial...).")
-    check_that(_same(first, again), f"two calls of {what} with generators of the same seed gave different results. "
-                                    "Hint: draw every random number from the generator you are given.")
+    check_that(
+        torch.equal(torch.random.get_rng_state(), state),
+        f"{what} used torch's global random generator. Hint: pass `generator=generator` to every random call "
+        "(torch.rand, torch.randn, torch.randint, torch.randperm, torch.multinomial...).",
+    )
+    check_that(
+        _same(first, again),
+        f"two calls of {what} with generators of the same seed gave different results. "
+        "Hint: draw every random number from the generator you are given.",
+    )
     other = call(torch.Generator().manual_seed(seed + 7919))
-    check_that(not _same(first, other), f"{what} gave the same result with generators of different seeds: it does not "
-                                        "use the generator it is given. Hint: pass `generator=generator` to every "
-                                        "random call.")
+    check_that(
+        not _same(first, other),
+        f"{what} gave the same result with generators of different seeds: it does not "
+        "use the generator it is given. Hint: pass `generator=generator` to every "
+        "random call.",
+    )
     shared = torch.Generator().manual_seed(seed)
     one, two = call(shared), call(shared)
-    check_that(not _same(one, two), f"two calls of {what} with the same generator object gave the same result, so the "
-                                    "random stream restarts at every call (a fresh torch.Generator, or manual_seed, "
-                                    "inside the function). Hint: draw from the generator you are given, as it is.")
+    check_that(
+        not _same(one, two),
+        f"two calls of {what} with the same generator object gave the same result, so the "
+        "random stream restarts at every call (a fresh torch.Generator, or manual_seed, "
+        "inside the function). Hint: draw from the generator you are given, as it is.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -355,8 +378,9 @@ def binom_test(successes: int, n: int, p: float) -> float:
     """Two-sided exact binomial test (scipy.stats.binomtest(successes, n, p).pvalue): the probability under
     Binomial(n, p) of every outcome no more likely than the one seen."""
     i = torch.arange(n + 1, dtype=torch.float64)
-    log_pmf = (math.lgamma(n + 1) - torch.lgamma(i + 1) - torch.lgamma(n - i + 1)
-               + i * math.log(p) + (n - i) * math.log1p(-p))
+    log_pmf = (
+        math.lgamma(n + 1) - torch.lgamma(i + 1) - torch.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+    )
     pmf = log_pmf.exp()
     return min(float(pmf[pmf <= pmf[successes] * (1 + 1e-7)].sum()), 1.0)  # scipy's relative tolerance
 

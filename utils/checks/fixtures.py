@@ -40,8 +40,8 @@ __all__ = [
     "set_trivial",
     "trained_like_model",
     "trained_like_sae",
-    "trivial_value",
     "trivial_parameters",
+    "trivial_value",
 ]
 
 
@@ -52,8 +52,10 @@ class FixtureError(AssertionError):
 def assert_fixture(condition: bool, what: str) -> None:
     """Fail with :class:`FixtureError` unless the fixture has the property a check relies on."""
     if not condition:
-        raise FixtureError(f"the check's fixture is degenerate ({what}); this is a bug in the course, not in your "
-                           f"code: please report it")
+        raise FixtureError(
+            f"the check's fixture is degenerate ({what}); this is a bug in the course, not in your "
+            f"code: please report it"
+        )
 
 
 def firing_fraction(acts: Tensor) -> float:
@@ -70,8 +72,16 @@ def _normal(shape: tuple[int, ...], generator: torch.Generator, scale: float = 1
     return scale * torch.randn(shape, generator=generator)
 
 
-def trained_like_model(seed: int, *, d_model: int = 16, d_mlp: int = 32, n_ctx: int = 16, d_vocab: int = 50,
-                       n_heads: int = 4, mlp_gain: float = 3.0):
+def trained_like_model(
+    seed: int,
+    *,
+    d_model: int = 16,
+    d_mlp: int = 32,
+    n_ctx: int = 16,
+    d_vocab: int = 50,
+    n_heads: int = 4,
+    mlp_gain: float = 3.0,
+):
     """A one-layer GELU ``HookedTransformer`` with LayerNorm whose every parameter looks trained.
 
     Embeddings N(0, 1); weight matrices N(0, 1/fan_in), the MLP's and the unembedding's three times larger so
@@ -79,8 +89,20 @@ def trained_like_model(seed: int, *, d_model: int = 16, d_mlp: int = 32, n_ctx: 
     other bias (attention, MLP, unembedding) N(0, 0.3²). In eval mode, no gradients."""
     from utils.lm.loading import new_model
 
-    model = new_model(dict(n_layers=1, d_model=d_model, d_head=d_model // n_heads, n_heads=n_heads, d_mlp=d_mlp,
-                           n_ctx=n_ctx, d_vocab=d_vocab, act_fn="gelu", normalization_type="LN", device="cpu"))
+    model = new_model(
+        dict(
+            n_layers=1,
+            d_model=d_model,
+            d_head=d_model // n_heads,
+            n_heads=n_heads,
+            d_mlp=d_mlp,
+            n_ctx=n_ctx,
+            d_vocab=d_vocab,
+            act_fn="gelu",
+            normalization_type="LN",
+            device="cpu",
+        )
+    )
     g = torch.Generator().manual_seed(1000 + seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -99,9 +121,18 @@ def trained_like_model(seed: int, *, d_model: int = 16, d_mlp: int = 32, n_ctx: 
     return model.eval().requires_grad_(False)
 
 
-def trained_like_sae(d_in: int, d_sae: int, seed: int, *, architecture: str = "standard", k: int | None = None,
-                     hook_name: str = "blocks.0.mlp.hook_post", l1_coefficient: float = 0.1,
-                     inputs: Tensor | None = None, firing: tuple[float, float] = (0.1, 0.5)):
+def trained_like_sae(
+    d_in: int,
+    d_sae: int,
+    seed: int,
+    *,
+    architecture: str = "standard",
+    k: int | None = None,
+    hook_name: str = "blocks.0.mlp.hook_post",
+    l1_coefficient: float = 0.1,
+    inputs: Tensor | None = None,
+    firing: tuple[float, float] = (0.1, 0.5),
+):
     """An SAE whose every parameter looks trained: decoder rows of norms between 0.5 and 2 (training keeps them
     near 1, but a learner's code must not assume it), encoder columns of varied norms, non-zero ``b_enc`` and
     ``b_dec``.
@@ -110,8 +141,17 @@ def trained_like_sae(d_in: int, d_sae: int, seed: int, *, architecture: str = "s
     ``firing`` (for a "standard" SAE; a TopK SAE fires k per token by construction)."""
     from utils.sae.model import SAE, SAEConfig
 
-    sae = SAE(SAEConfig(d_in=d_in, d_sae=d_sae, architecture=architecture, k=k, l1_coefficient=l1_coefficient,
-                        seed=seed, hook_name=hook_name))
+    sae = SAE(
+        SAEConfig(
+            d_in=d_in,
+            d_sae=d_sae,
+            architecture=architecture,
+            k=k,
+            l1_coefficient=l1_coefficient,
+            seed=seed,
+            hook_name=hook_name,
+        )
+    )
     g = torch.Generator().manual_seed(2000 + seed)
     with torch.no_grad():
         W_dec = _normal((d_sae, d_in), g)
@@ -132,8 +172,10 @@ def _calibrate_firing(sae, inputs: Tensor, band: tuple[float, float]) -> None:
     target = sum(band) / 2
     shift = -torch.quantile(pre.flatten(), 1 - target)
     sae.b_enc.add_(shift)
-    assert_fixture(band[0] <= firing_fraction(torch.relu(pre + shift)) <= band[1],
-                   f"the SAE's active fraction could not be put in {band}")
+    assert_fixture(
+        band[0] <= firing_fraction(torch.relu(pre + shift)) <= band[1],
+        f"the SAE's active fraction could not be put in {band}",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -170,8 +212,9 @@ def set_trivial(fixture: Any, name: str) -> Any:
     if isinstance(fixture, dict) and isinstance(fixture.get(name), Tensor):
         fixture[name] = trivial_value(name, fixture[name])
         return fixture
-    owner, param_name = (fixture, name) if isinstance(fixture, nn.Module) else (fixture[name.split(".", 1)[0]],
-                                                                                 name.split(".", 1)[1])
+    owner, param_name = (
+        (fixture, name) if isinstance(fixture, nn.Module) else (fixture[name.split(".", 1)[0]], name.split(".", 1)[1])
+    )
     param = dict(owner.named_parameters())[param_name]
     with torch.no_grad():
         param.copy_(trivial_value(param_name, param))
@@ -199,8 +242,15 @@ class Sensitivity:
 _SPECS: dict[str, dict[str, Sensitivity]] = {}
 
 
-def sensitivity(ex_id: str, *, build: Callable[[int], Any], output: Callable[[tuple, Any], Tensor],
-                tolerance: float, exempt: dict[str, str] | None = None, module: str | None = None) -> None:
+def sensitivity(
+    ex_id: str,
+    *,
+    build: Callable[[int], Any],
+    output: Callable[[tuple, Any], Tensor],
+    tolerance: float,
+    exempt: dict[str, str] | None = None,
+    module: str | None = None,
+) -> None:
     """Register exercise ``ex_id``'s fixture (call it from the check module, next to the check)."""
     import inspect
 

@@ -59,19 +59,16 @@ BINS = 10
 #: The exercises whose check has no parameter that could take a trivial value (1, 0, unit norm), and why.
 FIXTURE_FREE = {
     "1.2": "generate_batch takes only a batch size and a table of probabilities (distinct, none 0 or 1, none "
-           "shared by a whole row or column): there is no weight or bias to leave at a trivial value",
+    "shared by a whole row or column): there is no weight or bias to leave at a trivial value",
     "1.5": "the pair generators take only a batch size, a number of pairs and one probability per instance "
-           "(three distinct values): there is no weight or bias to leave at a trivial value",
+    "(three distinct values): there is no weight or bias to leave at a trivial value",
     "1.7": "generate_signed_batch takes only a batch size and a table of probabilities (distinct, none 0 or 1): "
-           "there is no weight or bias to leave at a trivial value",
+    "there is no weight or bias to leave at a trivial value",
 }
 
 #: The sampling designs (the course test tests/course/test_power_01.py recomputes the power from them).
 N_SAMPLES = 20_000
-P_BATCH = ((0.05, 0.3, 0.5, 0.9, 0.2),
-           (0.5, 0.5, 0.5, 0.5, 0.5),
-           (0.2, 0.8, 0.1, 0.6, 0.95),
-           (0.5, 0.5, 0.5, 0.5, 0.5))
+P_BATCH = ((0.05, 0.3, 0.5, 0.9, 0.2), (0.5, 0.5, 0.5, 0.5, 0.5), (0.2, 0.8, 0.1, 0.6, 0.95), (0.5, 0.5, 0.5, 0.5, 0.5))
 #: (instance, feature) pairs whose joint presence generate_batch's check tests, and what each shows.
 JOINT_BATCH = (((1, 0), (3, 0), "instances"), ((0, 1), (2, 1), "instances"), ((1, 0), (1, 1), "features"))
 P_PAIRS = (0.1, 0.25, 0.4)
@@ -82,16 +79,27 @@ JOINT_SIGNED = (((2, 0), (2, 1), "features"), ((0, 2), (2, 2), "instances"))
 #: The mistakes each sampling check names in its docstring, with the power claimed against each (the
 #: probability that the check rejects it); tests/course/test_power_01.py recomputes every one.
 POWER_CLAIMS: dict[str, dict[str, float]] = {
-    "1.2": {"comparison reversed": 1 - 1e-6, "one mask shared by all instances": 1 - 1e-6,
-            "one mask shared by all features": 1 - 1e-6, "the mask's draw reused as the value": 1 - 1e-6},
-    "1.5": {"pair active with probability p instead of 2p": 1 - 1e-6,
-            "second feature switched off when both were drawn": 1 - 1e-6,
-            "torch.randint(0, 1) for the coin": 1 - 1e-6,
-            "probability broadcast along the pairs": 1 - 1e-6,
-            "one mask shared by all pairs": 1 - 1e-6, "one mask shared by all instances": 1 - 1e-6},
-    "1.7": {"comparison reversed": 1 - 1e-6, "values uniform in [-0.5, 0.5)": 1 - 1e-6,
-            "one mask shared by all features": 1 - 1e-6, "one mask shared by all instances": 1 - 1e-6,
-            "a clamped Gaussian": 1 - 1e-6},
+    "1.2": {
+        "comparison reversed": 1 - 1e-6,
+        "one mask shared by all instances": 1 - 1e-6,
+        "one mask shared by all features": 1 - 1e-6,
+        "the mask's draw reused as the value": 1 - 1e-6,
+    },
+    "1.5": {
+        "pair active with probability p instead of 2p": 1 - 1e-6,
+        "second feature switched off when both were drawn": 1 - 1e-6,
+        "torch.randint(0, 1) for the coin": 1 - 1e-6,
+        "probability broadcast along the pairs": 1 - 1e-6,
+        "one mask shared by all pairs": 1 - 1e-6,
+        "one mask shared by all instances": 1 - 1e-6,
+    },
+    "1.7": {
+        "comparison reversed": 1 - 1e-6,
+        "values uniform in [-0.5, 0.5)": 1 - 1e-6,
+        "one mask shared by all features": 1 - 1e-6,
+        "one mask shared by all instances": 1 - 1e-6,
+        "a clamped Gaussian": 1 - 1e-6,
+    },
 }
 
 
@@ -117,16 +125,22 @@ def _consistent(rate: Tensor, alternative: Tensor, n: int) -> bool:
 
 def _check_float_batch(x, shape: tuple[int, ...], what: str) -> Tensor:
     if isinstance(x, (tuple, list)):
-        raise CheckFailure(f"{what} returned a {type(x).__name__}; it should return one tensor of shape {shape} "
-                           "(the batch itself, not the batch with its mask).")
+        raise CheckFailure(
+            f"{what} returned a {type(x).__name__}; it should return one tensor of shape {shape} "
+            "(the batch itself, not the batch with its mask)."
+        )
     assert_shape(x, shape, what)
-    check_that(x.dtype.is_floating_point, f"{what} has dtype {x.dtype}; it should be a float tensor (values, not a mask).")
+    check_that(
+        x.dtype.is_floating_point, f"{what} has dtype {x.dtype}; it should be a float tensor (values, not a mask)."
+    )
     assert_float32(x, what, "torch.rand gives float32 already: don't convert the batch to float64.")
     check_that(bool(torch.isfinite(x).all()), f"{what} contains NaN or inf values.")
     return x.detach().double()
 
 
-def _example(actual: Tensor, expected: Tensor, names: tuple[str, ...], *, rtol: float = 1e-4, atol: float = 1e-5) -> str:
+def _example(
+    actual: Tensor, expected: Tensor, names: tuple[str, ...], *, rtol: float = 1e-4, atol: float = 1e-5
+) -> str:
     """Where ``actual`` differs most from ``expected``, with both values: "at batch 2, instance 1, feature 3 it is
     0.41 instead of 0.38"."""
     far = ~torch.isclose(actual, expected, rtol=rtol, atol=atol)
@@ -135,16 +149,26 @@ def _example(actual: Tensor, expected: Tensor, names: tuple[str, ...], *, rtol: 
     return f"at {', '.join(f'{name} {i}' for name, i in zip(names, where))} it is {got} instead of {wanted}"
 
 
-def _assert_close_at(actual: Tensor, expected: Tensor, what: str, hint: str, names: tuple[str, ...], *,
-                     rtol: float = 1e-4, atol: float = 1e-5) -> None:
+def _assert_close_at(
+    actual: Tensor,
+    expected: Tensor,
+    what: str,
+    hint: str,
+    names: tuple[str, ...],
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> None:
     """Fail unless ``actual`` matches ``expected`` (same shape, float64), naming the entry that differs most, with
     both values: e.g. "at batch 2, instance 1, feature 3 it is 0.41 instead of 0.38"."""
     assert_shape(actual, tuple(expected.shape), what)
     close = torch.isclose(actual, expected, rtol=rtol, atol=atol)
     if bool(close.all()):
         return
-    raise CheckFailure(f"{what} has the right shape but wrong values: {(~close).double().mean().item():.1%} of its "
-                       f"entries differ, e.g. {_example(actual, expected, names, rtol=rtol, atol=atol)}. Hint: {hint}")
+    raise CheckFailure(
+        f"{what} has the right shape but wrong values: {(~close).double().mean().item():.1%} of its "
+        f"entries differ, e.g. {_example(actual, expected, names, rtol=rtol, atol=atol)}. Hint: {hint}"
+    )
 
 
 def _sample(generate, *args, p: Tensor, what: str):
@@ -154,7 +178,8 @@ def _sample(generate, *args, p: Tensor, what: str):
 
 
 def _index_of(flat: Tensor | int, shape: torch.Size) -> tuple[int, ...]:
-    """The multi-index of a flat index (torch's own unravel_index imports its compiler stack: seconds, the first time)."""
+    """The multi-index of a flat index (torch's own unravel_index imports its compiler stack: seconds, the first
+    time)."""
     index, out = int(flat), []
     for size in reversed(shape):
         index, r = divmod(index, size)
@@ -168,8 +193,10 @@ def _set_params(model, **params: Tensor) -> None:
         if not isinstance(current, torch.Tensor):
             raise CheckFailure(f"the model has no tensor attribute `{name}`: keep the parameters set up in `__init__`.")
         if tuple(current.shape) != tuple(value.shape):
-            raise CheckFailure(f"the model's `{name}` has shape {tuple(current.shape)}, expected {tuple(value.shape)}: "
-                               "keep the parameters set up in `__init__`.")
+            raise CheckFailure(
+                f"the model's `{name}` has shape {tuple(current.shape)}, expected {tuple(value.shape)}: "
+                "keep the parameters set up in `__init__`."
+            )
         with torch.no_grad():
             current.copy_(value)
 
@@ -187,19 +214,25 @@ def _global_randomness(call: Callable[[], Tensor], what: str, seed: int) -> None
     second = call()
     torch.manual_seed(seed)
     replay = call()
-    check_that(_same_batch(first, replay),
-               f"{what}: two calls after the same torch.manual_seed({seed}) gave different batches, so the batch "
-               "does not come from torch's random generator alone (torch.manual_seed does not reset numpy's or "
-               "Python's `random`). Hint: draw with torch.rand (or torch.bernoulli...), without a generator of your own.")
-    check_that(not _same_batch(first, second),
-               f"{what}: two calls in a row gave exactly the same batch, so the random stream restarts at every call "
-               "(torch.manual_seed, or a fresh torch.Generator(), inside the function), and train() would see the "
-               "same batch at every step. Hint: draw from torch's global generator as it is; don't seed inside.")
+    check_that(
+        _same_batch(first, replay),
+        f"{what}: two calls after the same torch.manual_seed({seed}) gave different batches, so the batch "
+        "does not come from torch's random generator alone (torch.manual_seed does not reset numpy's or "
+        "Python's `random`). Hint: draw with torch.rand (or torch.bernoulli...), without a generator of your own.",
+    )
+    check_that(
+        not _same_batch(first, second),
+        f"{what}: two calls in a row gave exactly the same batch, so the random stream restarts at every call "
+        "(torch.manual_seed, or a fresh torch.Generator(), inside the function), and train() would see the "
+        "same batch at every step. Hint: draw from torch's global generator as it is; don't seed inside.",
+    )
     torch.manual_seed(seed + 7919)
     other = call()
-    check_that(not _same_batch(first, other),
-               f"{what} gave the same batch after torch.manual_seed({seed}) and torch.manual_seed({seed + 7919}): it "
-               "does not draw from torch's global generator. Hint: use torch.rand, with no generator of your own.")
+    check_that(
+        not _same_batch(first, other),
+        f"{what} gave the same batch after torch.manual_seed({seed}) and torch.manual_seed({seed + 7919}): it "
+        "does not draw from torch's global generator. Hint: use torch.rand, with no generator of your own.",
+    )
 
 
 def _follows_dtype(function, W: Tensor, names: str) -> None:
@@ -210,11 +243,13 @@ def _follows_dtype(function, W: Tensor, names: str) -> None:
     result = function(W.double())
     tensors = list(result) if isinstance(result, (tuple, list)) else [result]
     dtypes = [getattr(t, "dtype", type(t).__name__) for t in tensors]
-    check_that(all(d == torch.float64 for d in dtypes),
-               f"for a float64 W, {names} {'have dtypes' if len(dtypes) > 1 else 'has dtype'} "
-               f"{dtypes if len(dtypes) > 1 else dtypes[0]}; {'they' if len(dtypes) > 1 else 'it'} should follow W's "
-               "dtype (float64). Hint: don't fill a tensor you create yourself (torch.zeros(...) is float32 unless you "
-               "pass dtype=W.dtype); compute from W itself.")
+    check_that(
+        all(d == torch.float64 for d in dtypes),
+        f"for a float64 W, {names} {'have dtypes' if len(dtypes) > 1 else 'has dtype'} "
+        f"{dtypes if len(dtypes) > 1 else dtypes[0]}; {'they' if len(dtypes) > 1 else 'it'} should follow W's "
+        "dtype (float64). Hint: don't fill a tensor you create yourself (torch.zeros(...) is float32 unless you "
+        "pass dtype=W.dtype); compute from W itself.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -222,8 +257,9 @@ def _follows_dtype(function, W: Tensor, names: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _presence_tests(x: Tensor, p: Tensor, what: str,
-                    diagnose: Callable[[Tensor, Tensor, int], str | None] | None = None) -> None:
+def _presence_tests(
+    x: Tensor, p: Tensor, what: str, diagnose: Callable[[Tensor, Tensor, int], str | None] | None = None
+) -> None:
     """An exact binomial test of each (instance, feature) entry's presence count against its probability (each at
     a false-alarm rate of ALPHA). On failure, name the entry with the smallest p-value, and the hint that fits
     the pattern of all the rates (``diagnose``, then a reversed comparison)."""
@@ -231,8 +267,9 @@ def _presence_tests(x: Tensor, p: Tensor, what: str,
     counts = (x != 0).sum(0)
     p = p.double().expand(counts.shape)
     rate = counts.double() / n
-    p_values = torch.tensor([binom_test(int(c), n, float(q)) for c, q in zip(counts.flatten(), p.flatten())],
-                            dtype=torch.float64).reshape(counts.shape)
+    p_values = torch.tensor(
+        [binom_test(int(c), n, float(q)) for c, q in zip(counts.flatten(), p.flatten())], dtype=torch.float64
+    ).reshape(counts.shape)
     if not bool((p_values < ALPHA).any()):
         return
     z = ((rate - p) / torch.sqrt(p * (1 - p) / n)).abs()
@@ -311,14 +348,17 @@ def _uniform_values(x: Tensor, p: Tensor, low: float, high: float, what: str) ->
     chi2_p = chi2_sf(chi2_statistic, int(used.sum()) * (BINS - 1))
     ks_statistic, ks_pvalue = ks_test(values, lambda v: (v - low) / width)
     if chi2_p < ALPHA or ks_pvalue < ALPHA:
-        law = (f"(chi-squared test of the present values in {BINS} equal intervals of each (instance, feature) entry: "
-               f"p = {chi2_p:.1g}; Kolmogorov–Smirnov test of all {n} present values against U[{low:g}, {high:g}): "
-               f"distance {ks_statistic:.3f}, p = {ks_pvalue:.1g}; each at a false-alarm rate of {ALPHA:g})")
+        law = (
+            f"(chi-squared test of the present values in {BINS} equal intervals of each (instance, feature) entry: "
+            f"p = {chi2_p:.1g}; Kolmogorov–Smirnov test of all {n} present values against U[{low:g}, {high:g}): "
+            f"distance {ks_statistic:.3f}, p = {ks_pvalue:.1g}; each at a false-alarm rate of {ALPHA:g})"
+        )
         common, count = torch.unique(values, return_counts=True)
         top = int(count.argmax())
         if count[top].item() > 0.01 * n:
             raise CheckFailure(
-                f"{what}: {count[top].item() / n:.0%} of the present values are exactly {common[top].item():.4g}, so they "
+                f"{what}: {count[top].item() / n:.0%} of the present values are exactly {common[top].item():.4g}, so "
+                "they "
                 f"are not uniform {law}. Hint: values pile up at one point, as they do when a draw is clamped; "
                 "draw them uniform in the first place (`torch.rand`, scaled and shifted)."
             )
@@ -337,7 +377,8 @@ def _uniform_values(x: Tensor, p: Tensor, low: float, high: float, what: str) ->
         raise CheckFailure(
             f"{what}: the present values are not uniform in [{low:g}, {high:g}): e.g. instance {k} feature {f} has "
             f"{got} of its {m[cell, 0].item():.0f} present values in [{a:g}, {b:g}), where about {wanted} are "
-            f"expected {law}. Hint: draw them with `torch.rand`, scaled and shifted, independently of the mask.")
+            f"expected {law}. Hint: draw them with `torch.rand`, scaled and shifted, independently of the mask."
+        )
     check_that(
         distinct > 0.9 * n,
         f"{what}: only {distinct} distinct values among {n} present features: values are being repeated. "
@@ -345,8 +386,9 @@ def _uniform_values(x: Tensor, p: Tensor, low: float, high: float, what: str) ->
     )
 
 
-def _joint_independence(x: Tensor, a: tuple[int, int], b: tuple[int, int], pa: float, pb: float, what: str,
-                        hint: str) -> None:
+def _joint_independence(
+    x: Tensor, a: tuple[int, int], b: tuple[int, int], pa: float, pb: float, what: str, hint: str
+) -> None:
     """Entries ``a`` and ``b`` (each ``(inst, feat)``) should be present together with probability pa·pb (an exact
     binomial test at a false-alarm rate of ALPHA)."""
     n = x.shape[0]
@@ -419,9 +461,11 @@ def _run_model(Model, fixture: dict[str, Tensor], separate: bool = False):
 
 def _model_output(separate: bool = False):
     """The registered output of a model check: the exercise's model on the fixture."""
+
     def output(objects: tuple, fixture: dict[str, Tensor]) -> Tensor:
         model, x = _run_model(objects[0], fixture, separate)
         return model(x)
+
     return output
 
 
@@ -463,17 +507,25 @@ def _assert_model_fixture(W1: Tensor, W2t: Tensor, b: Tensor, x: Tensor, hidden_
         assert_fixture(0.1 <= negative <= 0.9, f"the hidden ReLU clips {negative:.0%} of its inputs, not 10% to 90%")
 
 
-_GELU_HINT = ("it looks like a GELU where the model has a ReLU ({where}): F.gelu is not F.relu (GELU lets small "
-              "negative values through); use F.relu.")
+_GELU_HINT = (
+    "it looks like a GELU where the model has a ReLU ({where}): F.gelu is not F.relu (GELU lets small "
+    "negative values through); use F.relu."
+)
 
 
 def _gelu_variants(W1: Tensor, W2t: Tensor, b: Tensor, x: Tensor, hidden_relu: bool) -> dict[str, Tensor]:
-    wheres = {"final": "on the output"} | ({"hidden": "on the hidden layer", "both": "on both layers"} if hidden_relu else {})
-    return {_GELU_HINT.format(where=where): _naive_forward(W1, W2t, b, x, hidden_relu, gelu=key) for key, where in wheres.items()}
+    wheres = {"final": "on the output"} | (
+        {"hidden": "on the hidden layer", "both": "on both layers"} if hidden_relu else {}
+    )
+    return {
+        _GELU_HINT.format(where=where): _naive_forward(W1, W2t, b, x, hidden_relu, gelu=key)
+        for key, where in wheres.items()
+    }
 
 
-def _reference_gradients(weights: dict[str, Tensor], x: Tensor, R: Tensor, hidden_relu: bool,
-                         detach: str = "") -> dict[str, Tensor]:
+def _reference_gradients(
+    weights: dict[str, Tensor], x: Tensor, R: Tensor, hidden_relu: bool, detach: str = ""
+) -> dict[str, Tensor]:
     """The gradient of Σ R ⊙ output with respect to each parameter, in float64, through the naive forward pass.
 
     For the tied models, ``detach`` ("read" or "write") stops the gradient through one of W's two uses, to
@@ -496,27 +548,39 @@ def _gradients_close(got: Tensor, expected: Tensor) -> bool:
     return torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * scale + 1e-7)
 
 
-def _check_gradients(model, out: Tensor, weights: dict[str, Tensor], x: Tensor, R: Tensor, hidden_relu: bool,
-                     what: str, forward: str) -> None:
+def _check_gradients(
+    model, out: Tensor, weights: dict[str, Tensor], x: Tensor, R: Tensor, hidden_relu: bool, what: str, forward: str
+) -> None:
     """Every parameter gets a gradient, and the one the reference forward pass gives it (on Σ R ⊙ output)."""
     params = {name: getattr(model, name) for name in weights}
-    assert_gradients_reach(out, params, what,
-                           "train() changes the parameters through this output's gradient: don't compute the forward "
-                           "pass inside `torch.no_grad()`, and don't `.detach()` the result or a parameter.")
+    assert_gradients_reach(
+        out,
+        params,
+        what,
+        "train() changes the parameters through this output's gradient: don't compute the forward "
+        "pass inside `torch.no_grad()`, and don't `.detach()` the result or a parameter.",
+    )
     grads = torch.autograd.grad((out.double() * R.double()).sum(), list(params.values()), allow_unused=True)
     expected = _reference_gradients(weights, x, R, hidden_relu)
     for (name, _), grad in zip(params.items(), grads):
         got = grad.detach().double()
         if _gradients_close(got, expected[name]):
             continue
-        hint = (f"the output is right, so the gradient is stopped or changed on the way: don't use `.detach()`, "
-                f"`.data` or `torch.no_grad()` on any part of the computation that involves `{name}`.")
+        hint = (
+            f"the output is right, so the gradient is stopped or changed on the way: don't use `.detach()`, "
+            f"`.data` or `torch.no_grad()` on any part of the computation that involves `{name}`."
+        )
         if name == "W":
-            for detach, use, other in (("read", "read-out Wᵀh", "write h = Wx"), ("write", "write h = Wx", "read-out Wᵀh")):
+            for detach, use, other in (
+                ("read", "read-out Wᵀh", "write h = Wx"),
+                ("write", "write h = Wx", "read-out Wᵀh"),
+            ):
                 if _gradients_close(got, _reference_gradients(weights, x, R, hidden_relu, detach)["W"]):
-                    hint = (f"it is exactly the gradient through the {other} alone: the {use} passes none, as if W "
-                            f"were detached (or `.data`) there. W is used twice, and its gradient is the sum of both "
-                            f"uses: use `self.W` itself in both einsums.")
+                    hint = (
+                        f"it is exactly the gradient through the {other} alone: the {use} passes none, as if W "
+                        f"were detached (or `.data`) there. W is used twice, and its gradient is the sum of both "
+                        f"uses: use `self.W` itself in both einsums."
+                    )
         bad = ~torch.isclose(got, expected[name], rtol=1e-4, atol=1e-4 * expected[name].abs().max().item() + 1e-7)
         where = _index_of(((got - expected[name]).abs() * bad).argmax(), got.shape)
         wanted, have = shown_apart(expected[name][where].item(), got[where].item())
@@ -528,15 +592,19 @@ def _check_gradients(model, out: Tensor, weights: dict[str, Tensor], x: Tensor, 
         )
 
 
-def _check_model_output(model, x: Tensor, expected: Tensor, b: Tensor, variants: dict[str, Tensor], what: str) -> Tensor:
+def _check_model_output(
+    model, x: Tensor, expected: Tensor, b: Tensor, variants: dict[str, Tensor], what: str
+) -> Tensor:
     """Run the model on ``x`` and compare with ``expected``; if it differs, name the likely mistake from a few known
     variants. Also: one float32 tensor, the input unmodified. Returns the output (with its graph)."""
     with unchanged_inputs(f"{type(model).__name__}.forward", features=x):
         out = model(x)
     if isinstance(out, (tuple, list)):
-        raise CheckFailure(f"{what} is a {type(out).__name__}; forward should return one tensor of shape "
-                           f"{tuple(expected.shape)} [batch inst feats]. Hint: return x' only, not the hidden "
-                           "activations with it.")
+        raise CheckFailure(
+            f"{what} is a {type(out).__name__}; forward should return one tensor of shape "
+            f"{tuple(expected.shape)} [batch inst feats]. Hint: return x' only, not the hidden "
+            "activations with it."
+        )
     assert_shape(out, tuple(expected.shape), what)
     check_that(out.dtype.is_floating_point, f"{what} has dtype {out.dtype}; expected a float tensor.")
     assert_float32(out, what, "the parameters and inputs are float32: don't convert anything to float64 (`.double()`).")
@@ -546,13 +614,17 @@ def _check_model_output(model, x: Tensor, expected: Tensor, b: Tensor, variants:
         axes = ("batch", "instance", "feature")
         for hint, variant in variants.items():
             if torch.allclose(values, variant, rtol=1e-4, atol=1e-5):
-                raise CheckFailure(f"{what} has the right shape but wrong values: e.g. "
-                                   f"{_example(values, expected, axes)}. Hint: {hint}")
+                raise CheckFailure(
+                    f"{what} has the right shape but wrong values: e.g. "
+                    f"{_example(values, expected, axes)}. Hint: {hint}"
+                )
         if (values < -1e-6).any():
             where = _index_of(values.argmin(), values.shape)
-            raise CheckFailure(f"{what} has negative entries (e.g. {values[where].item():.3g} at "
-                               f"{', '.join(f'{n} {i}' for n, i in zip(axes, where))}), but it ends in a ReLU. "
-                               "Hint: did you forget the final ReLU?")
+            raise CheckFailure(
+                f"{what} has negative entries (e.g. {values[where].item():.3g} at "
+                f"{', '.join(f'{n} {i}' for n, i in zip(axes, where))}), but it ends in a ReLU. "
+                "Hint: did you forget the final ReLU?"
+            )
         zero_input = torch.relu(b).expand_as(values[0]).double()
         if not torch.allclose(values[0], zero_input, atol=1e-5):
             raise CheckFailure(
@@ -569,14 +641,21 @@ def _check_model_output(model, x: Tensor, expected: Tensor, b: Tensor, variants:
             raise CheckFailure(
                 f"{what}: instances interact. With features in instance 0 only (every other instance's input all "
                 f"zero), instance {k}'s output is not ReLU(b_final[{k}]). Hint: each instance must only use its own "
-                "slice of the weights: keep `inst` on both sides of every einsum pattern.")
-        _assert_close_at(values, expected, what, "compare your einsum patterns with the shapes in the docstring.",
-                         ("batch", "instance", "feature"))
+                "slice of the weights: keep `inst` on both sides of every einsum pattern."
+            )
+        _assert_close_at(
+            values,
+            expected,
+            what,
+            "compare your einsum patterns with the shapes in the docstring.",
+            ("batch", "instance", "feature"),
+        )
     return out
 
 
-def _check_tied_model(Model, seed: int, *, hidden_relu: bool, variants: Callable[..., dict[str, Tensor]],
-                      what: str, forward: str) -> None:
+def _check_tied_model(
+    Model, seed: int, *, hidden_relu: bool, variants: Callable[..., dict[str, Tensor]], what: str, forward: str
+) -> None:
     """The check of ToyModel (1.1) and NeuronModel (1.6): x' = ReLU(Wᵀ act(Wx) + b), act = identity or ReLU."""
     fixture = _model_fixture(seed, n_feats=6)
     weights = _weights(fixture, separate=False)
@@ -596,11 +675,16 @@ def _check_tied_model(Model, seed: int, *, hidden_relu: bool, variants: Callable
 
 def _toy_variants(Wd: Tensor, Wt: Tensor, bd: Tensor, xd: Tensor) -> dict[str, Tensor]:
     return {
-        "the output ignores b_final: did you forget to add the bias?": _naive_forward(Wd, Wt, 0 * bd, xd, hidden_relu=False),
-        "the bias seems to be added after the ReLU: it goes inside, ReLU(WᵀWx + b).":
-            _naive_forward(Wd, Wt, 0 * bd, xd, hidden_relu=False) + bd,
-        "this model has no ReLU on the hidden layer (that comes in exercise 1.6): h = Wx.":
-            _naive_forward(Wd, Wt, bd, xd, hidden_relu=True),
+        "the output ignores b_final: did you forget to add the bias?": _naive_forward(
+            Wd, Wt, 0 * bd, xd, hidden_relu=False
+        ),
+        "the bias seems to be added after the ReLU: it goes inside, ReLU(WᵀWx + b).": _naive_forward(
+            Wd, Wt, 0 * bd, xd, hidden_relu=False
+        )
+        + bd,
+        "this model has no ReLU on the hidden layer (that comes in exercise 1.6): h = Wx.": _naive_forward(
+            Wd, Wt, bd, xd, hidden_relu=True
+        ),
     } | _gelu_variants(Wd, Wt, bd, xd, hidden_relu=False)
 
 
@@ -608,8 +692,14 @@ def _toy_variants(Wd: Tensor, Wt: Tensor, bd: Tensor, xd: Tensor) -> dict[str, T
 def check_toy_model(ToyModel, *, seed: int = 0) -> None:
     """x' = ReLU(WᵀWx + b) against a loop, on weights whose columns have unequal norms and a b_final of both signs
     (the final ReLU clips some outputs, not all); then the gradient reaching W and b_final against the loop's."""
-    _check_tied_model(ToyModel, seed, hidden_relu=False, variants=_toy_variants, what="ToyModel's output",
-                      forward="x' = ReLU(WᵀWx + b)")
+    _check_tied_model(
+        ToyModel,
+        seed,
+        hidden_relu=False,
+        variants=_toy_variants,
+        what="ToyModel's output",
+        forward="x' = ReLU(WᵀWx + b)",
+    )
 
 
 sensitivity("1.1", build=lambda seed: _model_fixture(seed, n_feats=6), output=_model_output(), tolerance=1e-3)
@@ -638,8 +728,10 @@ def check_generate_batch(generate_batch, *, seed: int = 0) -> None:
     instances; one mask shared by all features; the mask's draw reused as the value (values uniform in [0, p)).
     """
     p = torch.tensor(P_BATCH)
-    assert_fixture(p.unique().numel() >= 8 and bool(((p > 0) & (p < 1)).all()),
-                   "the probabilities are not varied enough to tell the entries apart")
+    assert_fixture(
+        p.unique().numel() >= 8 and bool(((p > 0) & (p < 1)).all()),
+        "the probabilities are not varied enough to tell the entries apart",
+    )
     small = _sample(generate_batch, 7, p=p, what="generate_batch")
     _check_float_batch(small, (7, 4, 5), "generate_batch(7, p) with p of shape (4, 5)")
     _global_randomness(lambda: generate_batch(5, p.clone()), "generate_batch", seed)
@@ -648,14 +740,18 @@ def check_generate_batch(generate_batch, *, seed: int = 0) -> None:
     _presence_tests(x, p, "generate_batch")
     _uniform_values(x, p, 0.0, 1.0, "generate_batch")
     for a, b, across in JOINT_BATCH:
-        hint = ("each instance needs its own random mask (draw it with shape (batch, inst, feats))." if across == "instances"
-                else "each feature needs its own random draw (draw the mask with shape (batch, inst, feats)).")
+        hint = (
+            "each instance needs its own random mask (draw it with shape (batch, inst, feats))."
+            if across == "instances"
+            else "each feature needs its own random draw (draw the mask with shape (batch, inst, feats))."
+        )
         _joint_independence(x, a, b, p[a].item(), p[b].item(), "generate_batch", hint)
     both = (x[:, 1, 2] != 0) & (x[:, 3, 2] != 0)
     same = (x[:, 1, 2] == x[:, 3, 2]) & both
     check_that(
         same.double().mean().item() < 0.01,
-        f"generate_batch: instances 1 and 3 have exactly the same value of feature 2 in {same.double().mean().item():.1%} "
+        f"generate_batch: instances 1 and 3 have exactly the same value of feature 2 in "
+        f"{same.double().mean().item():.1%} "
         "of the samples (independent draws almost never coincide). Hint: draw the values with shape (batch, inst, "
         "feats), not one draw shared across instances.",
     )
@@ -671,8 +767,11 @@ def _loss_fixture(seed: int) -> dict[str, Tensor]:
     equally important hides a forgotten importance)."""
     g = _gen(seed)
     B, I, F_ = 8, 3, 5
-    return {"output": torch.rand(B, I, F_, generator=g), "target": torch.rand(B, I, F_, generator=g),
-            "importance_w": 0.2 + torch.rand(I, F_, generator=g)}
+    return {
+        "output": torch.rand(B, I, F_, generator=g),
+        "target": torch.rand(B, I, F_, generator=g),
+        "importance_w": 0.2 + torch.rand(I, F_, generator=g),
+    }
 
 
 def _naive_loss(o: Tensor, t: Tensor, imp: Tensor) -> Tensor:
@@ -692,19 +791,26 @@ def check_importance_weighted_loss(importance_weighted_loss, *, seed: int = 0) -
     and float64); the gradient that reaches `output` against the formula's, 2·I·(output − target)/B."""
     fixture = _loss_fixture(seed)
     output, target, importance = fixture["output"], fixture["target"], fixture["importance_w"]
-    assert_fixture(importance.std().item() > 0.1 and bool((importance - 1).abs().max() > 0.1),
-                   "the importances are nearly all equal")
+    assert_fixture(
+        importance.std().item() > 0.1 and bool((importance - 1).abs().max() > 0.1),
+        "the importances are nearly all equal",
+    )
     B, I, F_ = output.shape
     with unchanged_inputs("importance_weighted_loss", output=output, target=target, importance=importance):
         loss = importance_weighted_loss(output, target, importance)
-    check_that(isinstance(loss, torch.Tensor), f"the loss should be a torch.Tensor, but it is a {type(loss).__name__}. "
-               "Hint: keep it a tensor (no `.item()`, no Python `sum` of floats): train() calls loss.backward().")
+    check_that(
+        isinstance(loss, torch.Tensor),
+        f"the loss should be a torch.Tensor, but it is a {type(loss).__name__}. "
+        "Hint: keep it a tensor (no `.item()`, no Python `sum` of floats): train() calls loss.backward().",
+    )
     check_that(
         loss.numel() == 1,
         f"the loss has shape {tuple(loss.shape)}; it should be a single number (a 0-dimensional tensor). "
         "Hint: reduce over every axis: mean over the batch, sum over instances and features.",
     )
-    check_that(loss.shape == (), f"the loss has shape {tuple(loss.shape)}; return a 0-dimensional tensor (use `.sum()`).")
+    check_that(
+        loss.shape == (), f"the loss has shape {tuple(loss.shape)}; return a 0-dimensional tensor (use `.sum()`)."
+    )
     o, t, imp = output.double(), target.double(), importance.double()
     expected = _naive_loss(o, t, imp)
     value = loss.detach().double()
@@ -712,11 +818,14 @@ def check_importance_weighted_loss(importance_weighted_loss, *, seed: int = 0) -
         sq = (o - t) ** 2
         mistakes = {
             "the loss ignores `importance`: multiply each squared error by its feature's importance.": sq.mean(0).sum(),
-            "it looks like a mean over instances (or features): sum over instances and features, mean only over the batch.": (imp * sq).mean(0).sum() / I,
-            "it looks like a mean over features: sum over features (weighted by importance).": (imp * sq).mean(0).sum() / F_,
+            "it looks like a mean over instances (or features): sum over instances and features, mean only over the "
+            "batch.": (imp * sq).mean(0).sum() / I,
+            "it looks like a mean over features: sum over features (weighted by importance).": (imp * sq).mean(0).sum()
+            / F_,
             "it looks like a mean over every axis: only the batch axis should be averaged.": (imp * sq).mean(),
             "it looks like a sum over the batch: average over the batch axis instead.": (imp * sq).sum(),
-            "importance seems to be squared: multiply the *squared error* by importance, I·(x − x')², not (I·(x − x'))².": (imp**2 * sq).mean(0).sum(),
+            "importance seems to be squared: multiply the *squared error* by importance, I·(x − x')², not (I·(x − "
+            "x'))².": (imp**2 * sq).mean(0).sum(),
             "the error is not squared: use (output − target)².": (imp * (o - t).abs()).mean(0).sum(),
         }
         wanted, got = shown_apart(expected.item(), value.item())
@@ -730,9 +839,12 @@ def check_importance_weighted_loss(importance_weighted_loss, *, seed: int = 0) -
     assert_float32(loss, "the loss", "the model's outputs are float32: don't convert to float64 (`.double()`).")
     grad_out = output.clone().requires_grad_(True)
     loss = importance_weighted_loss(grad_out, target, importance)
-    assert_gradients_reach(loss, {"output": grad_out}, "the loss",
-                           "train() calls loss.backward(): don't call .item() or .detach(), and don't compute it "
-                           "inside torch.no_grad().")
+    assert_gradients_reach(
+        loss,
+        {"output": grad_out},
+        "the loss",
+        "train() calls loss.backward(): don't call .item() or .detach(), and don't compute it inside torch.no_grad().",
+    )
     (grad,) = torch.autograd.grad(loss, [grad_out])
     want = 2 * imp * (o - t) / B
     if not torch.allclose(grad.double(), want, rtol=1e-4, atol=1e-6):
@@ -744,14 +856,20 @@ def check_importance_weighted_loss(importance_weighted_loss, *, seed: int = 0) -
             "Hint: compute the loss from `output` itself, with no `.detach()` or `.data` on part of the way."
         )
     loss64 = importance_weighted_loss(o, t, imp)
-    check_that(isinstance(loss64, torch.Tensor) and loss64.dtype == torch.float64,
-               f"with float64 inputs the loss has dtype {getattr(loss64, 'dtype', type(loss64).__name__)}; it should "
-               "have the inputs' dtype, float64. Hint: don't accumulate into a tensor you create yourself "
-               "(torch.zeros(()), torch.tensor(0.0) are float32): reduce the inputs themselves.")
+    check_that(
+        isinstance(loss64, torch.Tensor) and loss64.dtype == torch.float64,
+        f"with float64 inputs the loss has dtype {getattr(loss64, 'dtype', type(loss64).__name__)}; it should "
+        "have the inputs' dtype, float64. Hint: don't accumulate into a tensor you create yourself "
+        "(torch.zeros(()), torch.tensor(0.0) are float32): reduce the inputs themselves.",
+    )
 
 
-sensitivity("1.3", build=_loss_fixture, tolerance=1e-3,
-            output=lambda objects, f: objects[0](f["output"], f["target"], f["importance_w"]))
+sensitivity(
+    "1.3",
+    build=_loss_fixture,
+    tolerance=1e-3,
+    output=lambda objects, f: objects[0](f["output"], f["target"], f["importance_w"]),
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -793,8 +911,10 @@ def check_feature_norms_and_superposition(feature_norms_and_superposition, *, se
     n_inst, _, n_feats = W.shape
     column_norms = W.norm(dim=1)
     kept = column_norms[column_norms > 0]
-    assert_fixture(int((column_norms == 0).sum()) == 1 and kept.max() / kept.min() >= 1.5,
-                   "W should have one dropped feature and columns of unequal norms")
+    assert_fixture(
+        int((column_norms == 0).sum()) == 1 and kept.max() / kept.min() >= 1.5,
+        "W should have one dropped feature and columns of unequal norms",
+    )
     with unchanged_inputs("feature_norms_and_superposition", W=W):
         result = feature_norms_and_superposition(W)
     check_that(
@@ -811,8 +931,13 @@ def check_feature_norms_and_superposition(feature_norms_and_superposition, *, se
     norms, sup = norms.detach().double(), sup.detach().double()
     Wd = W.double()
     exp_norms, exp_sup = _naive_norms_superposition(Wd)
-    _assert_close_at(norms, exp_norms, "norms", "‖W_i‖ is the norm of column i of each instance's W, over the `hidden` "
-                     "axis (dim=1).", ("instance", "feature"))
+    _assert_close_at(
+        norms,
+        exp_norms,
+        "norms",
+        "‖W_i‖ is the norm of column i of each instance's W, over the `hidden` axis (dim=1).",
+        ("instance", "feature"),
+    )
     check_that(
         bool(torch.isfinite(sup).all()),
         "superposition contains NaN or inf. Hint: a feature whose weights are all zero makes ‖W_i‖ = 0: "
@@ -823,26 +948,42 @@ def check_feature_norms_and_superposition(feature_norms_and_superposition, *, se
         n = Wd.norm(dim=1) + 1e-8
         off = ~torch.eye(n_feats, dtype=torch.bool)
         mistakes = {
-            "it looks like the j = i term is included: leave it out (it is ‖W_i‖², not interference).": exp_sup + exp_norms**2,
+            "it looks like the j = i term is included: leave it out (it is ‖W_i‖², not interference).": exp_sup
+            + exp_norms**2,
             "it looks like W_i is not normalised: use Ŵ_i = W_i / ‖W_i‖ in the dot product.": (dots**2 * off).sum(-1),
-            "it looks like both W_i and W_j are normalised (a cosine): only W_i is, W_j keeps its length.":
-                ((dots / n[:, :, None] / n[:, None, :]) ** 2 * off).sum(-1),
+            "it looks like both W_i and W_j are normalised (a cosine): only W_i is, W_j keeps its length.": (
+                (dots / n[:, :, None] / n[:, None, :]) ** 2 * off
+            ).sum(-1),
             "the dot products are not squared: sum (Ŵ_i · W_j)².": (dots / n[:, :, None] * off).sum(-1),
         }
         for hint, variant in mistakes.items():
             if torch.allclose(sup, variant, rtol=1e-4, atol=1e-5):
-                raise CheckFailure(f"superposition has the right shape but wrong values: e.g. "
-                                   f"{_example(sup, exp_sup, ('instance', 'feature'))}. Hint: {hint}")
+                raise CheckFailure(
+                    f"superposition has the right shape but wrong values: e.g. "
+                    f"{_example(sup, exp_sup, ('instance', 'feature'))}. Hint: {hint}"
+                )
         if abs(sup[1, 2].item()) > 1e-5:
-            raise CheckFailure(f"a feature whose weights are all zero should have superposition 0, not "
-                               f"{sup[1, 2].item():.3g}. Hint: divide by ‖W_i‖ + 1e-8, not by ‖W_i‖ clamped to some "
-                               "larger value.")
-        _assert_close_at(sup, exp_sup, "superposition", "Σ over j ≠ i of (Ŵ_i · W_j)², with dot products over the "
-                         "`hidden` axis.", ("instance", "feature"))
+            raise CheckFailure(
+                f"a feature whose weights are all zero should have superposition 0, not "
+                f"{sup[1, 2].item():.3g}. Hint: divide by ‖W_i‖ + 1e-8, not by ‖W_i‖ clamped to some "
+                "larger value."
+            )
+        _assert_close_at(
+            sup,
+            exp_sup,
+            "superposition",
+            "Σ over j ≠ i of (Ŵ_i · W_j)², with dot products over the `hidden` axis.",
+            ("instance", "feature"),
+        )
     _follows_dtype(feature_norms_and_superposition, W, "(norms, superposition)")
 
-sensitivity("1.4", build=_superposition_fixture, tolerance=1e-3,
-            output=lambda objects, f: torch.stack(objects[0](_superposition_W(f))))
+
+sensitivity(
+    "1.4",
+    build=_superposition_fixture,
+    tolerance=1e-3,
+    output=lambda objects, f: torch.stack(objects[0](_superposition_W(f))),
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -850,9 +991,11 @@ sensitivity("1.4", build=_superposition_fixture, tolerance=1e-3,
 # ---------------------------------------------------------------------------------------------------------
 
 
-_BROADCAST_HINT = ("the rates follow feature_probability indexed by *pair*, not by instance: feature_probability has "
-                   "shape (inst,), so compare with feature_probability[:, None] to broadcast it along the instance "
-                   "axis (without [:, None] it broadcasts along the last, pairs, axis).")
+_BROADCAST_HINT = (
+    "the rates follow feature_probability indexed by *pair*, not by instance: feature_probability has "
+    "shape (inst,), so compare with feature_probability[:, None] to broadcast it along the instance "
+    "axis (without [:, None] it broadcasts along the last, pairs, axis)."
+)
 
 
 def _broadcast_over_pairs(rate: Tensor, p_inst: Tensor, n: int) -> bool:
@@ -866,6 +1009,7 @@ def _broadcast_over_pairs(rate: Tensor, p_inst: Tensor, n: int) -> bool:
 def _correlated_diagnosis(p_inst: Tensor) -> Callable[[Tensor, Tensor, int], str | None]:
     def diagnose(rate: Tensor, p: Tensor, n: int) -> str | None:
         return _BROADCAST_HINT if _broadcast_over_pairs(rate, p_inst, n) else None
+
     return diagnose
 
 
@@ -874,19 +1018,27 @@ def _anticorrelated_diagnosis(p_inst: Tensor) -> Callable[[Tensor, Tensor, int],
         if _broadcast_over_pairs(rate, p_inst, n):
             return _BROADCAST_HINT
         if _consistent(rate, p / 2, n):
-            return ("features are present half as often as they should: is the pair active with probability p "
-                    "instead of 2p?")
+            return (
+                "features are present half as often as they should: is the pair active with probability p "
+                "instead of 2p?"
+            )
         first, second = rate[:, 0::2], rate[:, 1::2]
         pair = 2 * p[:, 0::2]
-        if _consistent(first, pair, n) and _consistent(second, 0 * pair, n) or \
-                _consistent(second, pair, n) and _consistent(first, 0 * pair, n):
-            return ("the same feature of each pair is always the one on: the choice between the two is not a fair "
-                    "coin (torch.randint's upper bound is excluded: torch.randint(0, 2, ...) gives 0 or 1).")
+        if (_consistent(first, pair, n) and _consistent(second, 0 * pair, n)) or (
+            _consistent(second, pair, n) and _consistent(first, 0 * pair, n)
+        ):
+            return (
+                "the same feature of each pair is always the one on: the choice between the two is not a fair "
+                "coin (torch.randint's upper bound is excluded: torch.randint(0, 2, ...) gives 0 or 1)."
+            )
         if _consistent(first, p[:, 0::2], n) and _consistent(second, p[:, 1::2] * (1 - p[:, 1::2]), n):
-            return ("the second feature of a pair is present less often than the first, p(1 − p) instead of p, as when "
-                    "both are drawn independently and the second is switched off when both are on: draw whether the "
-                    "pair is active (probability 2p), then which one of the two is on.")
+            return (
+                "the second feature of a pair is present less often than the first, p(1 − p) instead of p, as when "
+                "both are drawn independently and the second is switched off when both are on: draw whether the "
+                "pair is active (probability 2p), then which one of the two is on."
+            )
         return "the pair should be active with probability 2p, and then each feature is on half of the time."
+
     return diagnose
 
 
@@ -898,15 +1050,32 @@ def _check_pair_generator(x: Tensor, p: Tensor, what: str, diagnose) -> None:
     _uniform_values(x, p[:, None], 0.0, 1.0, what)
     for k in range(n_inst):  # pairs 0 and 1 of the same instance are independent
         pk = p[k].item()
-        _joint_independence(x, (k, 0), (k, 2), pk, pk, what,
-                            "different pairs should be independent: draw one random number per pair "
-                            "(shape (batch, inst, n_pairs)), and remember pair k is features 2k and 2k+1.")
-    _joint_independence(x, (0, 0), (n_inst - 1, 0), p[0].item(), p[-1].item(), what,
-                        "each instance needs its own random draws (shape (batch, inst, n_pairs)).")
+        _joint_independence(
+            x,
+            (k, 0),
+            (k, 2),
+            pk,
+            pk,
+            what,
+            "different pairs should be independent: draw one random number per pair "
+            "(shape (batch, inst, n_pairs)), and remember pair k is features 2k and 2k+1.",
+        )
+    _joint_independence(
+        x,
+        (0, 0),
+        (n_inst - 1, 0),
+        p[0].item(),
+        p[-1].item(),
+        what,
+        "each instance needs its own random draws (shape (batch, inst, n_pairs)).",
+    )
 
 
-@exercise("1.5", "Correlated and anticorrelated features",
-          objects=["generate_correlated_features", "generate_anticorrelated_features"])
+@exercise(
+    "1.5",
+    "Correlated and anticorrelated features",
+    objects=["generate_correlated_features", "generate_anticorrelated_features"],
+)
 def check_correlated_features(generate_correlated_features, generate_anticorrelated_features, *, seed: int = 0) -> None:
     """Both generators with 20_000 samples, 3 pairs and p = (0.1, 0.25, 0.4), tested as distributions.
 
@@ -929,8 +1098,10 @@ def check_correlated_features(generate_correlated_features, generate_anticorrela
     """
     p = torch.tensor(P_PAIRS)
     n_pairs, n = N_PAIRS, N_SAMPLES
-    assert_fixture(p.unique().numel() == p.numel() == n_pairs and bool((p <= 0.5).all()),
-                   "the per-instance probabilities should be distinct, at most 0.5, one per pair")
+    assert_fixture(
+        p.unique().numel() == p.numel() == n_pairs and bool((p <= 0.5).all()),
+        "the per-instance probabilities should be distinct, at most 0.5, one per pair",
+    )
 
     # correlated
     what = "generate_correlated_features"
@@ -966,7 +1137,9 @@ def check_correlated_features(generate_correlated_features, generate_anticorrela
     small = _sample(generate_anticorrelated_features, 7, n_pairs, p=p, what=what)
     _check_float_batch(small, (7, 3, 2 * n_pairs), f"{what}(7, n_pairs=3, p) with p of shape (3,)")
     _global_randomness(lambda: generate_anticorrelated_features(5, n_pairs, p.clone()), what, seed)
-    x = _check_float_batch(_sample(generate_anticorrelated_features, n, n_pairs, p=p, what=what), (n, 3, 2 * n_pairs), what)
+    x = _check_float_batch(
+        _sample(generate_anticorrelated_features, n, n_pairs, p=p, what=what), (n, 3, 2 * n_pairs), what
+    )
     on = x != 0
     together = (on[..., 0::2] & on[..., 1::2]).double().mean().item()
     check_that(
@@ -985,10 +1158,16 @@ def check_correlated_features(generate_correlated_features, generate_anticorrela
 
 def _neuron_variants(Wd: Tensor, Wt: Tensor, bd: Tensor, xd: Tensor) -> dict[str, Tensor]:
     return {
-        "the hidden layer has no ReLU: h = ReLU(Wx), then ReLU(Wᵀh + b).": _naive_forward(Wd, Wt, bd, xd, hidden_relu=False),
-        "the output ignores b_final: did you forget to add the bias?": _naive_forward(Wd, Wt, 0 * bd, xd, hidden_relu=True),
-        "the bias seems to be added after the final ReLU: it goes inside, ReLU(Wᵀh + b).":
-            _naive_forward(Wd, Wt, 0 * bd, xd, hidden_relu=True) + bd,
+        "the hidden layer has no ReLU: h = ReLU(Wx), then ReLU(Wᵀh + b).": _naive_forward(
+            Wd, Wt, bd, xd, hidden_relu=False
+        ),
+        "the output ignores b_final: did you forget to add the bias?": _naive_forward(
+            Wd, Wt, 0 * bd, xd, hidden_relu=True
+        ),
+        "the bias seems to be added after the final ReLU: it goes inside, ReLU(Wᵀh + b).": _naive_forward(
+            Wd, Wt, 0 * bd, xd, hidden_relu=True
+        )
+        + bd,
     } | _gelu_variants(Wd, Wt, bd, xd, hidden_relu=True)
 
 
@@ -996,8 +1175,14 @@ def _neuron_variants(Wd: Tensor, Wt: Tensor, bd: Tensor, xd: Tensor) -> dict[str
 def check_neuron_model(NeuronModel, *, seed: int = 0) -> None:
     """x' = ReLU(Wᵀ ReLU(Wx) + b) against a loop, on a fixture where both ReLUs clip some entries and not others;
     then the gradient reaching W and b_final against the loop's."""
-    _check_tied_model(NeuronModel, seed, hidden_relu=True, variants=_neuron_variants, what="NeuronModel's output",
-                      forward="x' = ReLU(Wᵀ ReLU(Wx) + b)")
+    _check_tied_model(
+        NeuronModel,
+        seed,
+        hidden_relu=True,
+        variants=_neuron_variants,
+        what="NeuronModel's output",
+        forward="x' = ReLU(Wᵀ ReLU(Wx) + b)",
+    )
 
 
 sensitivity("1.6", build=lambda seed: _model_fixture(seed, n_feats=6), output=_model_output(), tolerance=1e-3)
@@ -1027,14 +1212,18 @@ def check_generate_signed_batch(generate_signed_batch, *, seed: int = 0) -> None
     clamped Gaussian (0.5·randn clamped to ±0.999).
     """
     p = torch.tensor(P_SIGNED)
-    assert_fixture(p.unique().numel() >= 7 and bool(((p > 0) & (p < 1)).all()),
-                   "the probabilities are not varied enough to tell the entries apart")
+    assert_fixture(
+        p.unique().numel() >= 7 and bool(((p > 0) & (p < 1)).all()),
+        "the probabilities are not varied enough to tell the entries apart",
+    )
     what = "generate_signed_batch"
     small = _sample(generate_signed_batch, 7, p=p, what=what)
     _check_float_batch(small, (7, 3, 4), "generate_signed_batch(7, p) with p of shape (3, 4)")
     _global_randomness(lambda: generate_signed_batch(5, p.clone()), what, seed)
     n = N_SAMPLES
-    x = _check_float_batch(_sample(generate_signed_batch, n, p=p, what=what), (n, 3, 4), f"generate_signed_batch({n}, p)")
+    x = _check_float_batch(
+        _sample(generate_signed_batch, n, p=p, what=what), (n, 3, 4), f"generate_signed_batch({n}, p)"
+    )
     minus_one = (x == -1).double().mean().item()
     check_that(
         minus_one < 0.01 or (x == 0).double().mean().item() > 0.01,
@@ -1049,8 +1238,11 @@ def check_generate_signed_batch(generate_signed_batch, *, seed: int = 0) -> None
     _presence_tests(x, p, what)
     _uniform_values(x, p, -1.0, 1.0, what)
     for a, b, across in JOINT_SIGNED:
-        hint = ("each instance needs its own random mask (shape (batch, inst, feats))." if across == "instances"
-                else "each feature and instance needs its own random draw (shape (batch, inst, feats)).")
+        hint = (
+            "each instance needs its own random mask (shape (batch, inst, feats))."
+            if across == "instances"
+            else "each feature and instance needs its own random draw (shape (batch, inst, feats))."
+        )
         _joint_independence(x, a, b, p[a].item(), p[b].item(), what, hint)
 
 
@@ -1071,18 +1263,25 @@ def check_abs_model(AbsModel, *, seed: int = 0) -> None:
     model, x = _run_model(AbsModel, fixture, separate=True)
     expected = _naive_forward(W1d, W2d, bd, xd, hidden_relu=True)
     variants = {
-        "the second layer seems to use W1ᵀ: this model has its own output matrix W2 ([inst feats hidden]).":
-            _naive_forward(W1d, W1d.transpose(1, 2), bd, xd, hidden_relu=True),
+        "the second layer seems to use W1ᵀ: this model has its own output matrix W2 ([inst feats "
+        "hidden]).": _naive_forward(W1d, W1d.transpose(1, 2), bd, xd, hidden_relu=True),
         "the hidden layer has no ReLU: h = ReLU(W1 x).": _naive_forward(W1d, W2d, bd, xd, hidden_relu=False),
-        "the output ignores b_final: did you forget to add the bias?": _naive_forward(W1d, W2d, 0 * bd, xd, hidden_relu=True),
+        "the output ignores b_final: did you forget to add the bias?": _naive_forward(
+            W1d, W2d, 0 * bd, xd, hidden_relu=True
+        ),
     } | _gelu_variants(W1d, W2d, bd, xd, hidden_relu=True)
     out = _check_model_output(model, x, expected, bd, variants, "AbsModel's output")
-    _check_gradients(model, out, weights, x, fixture["grad_weights"], True, "AbsModel's output",
-                     "y' = ReLU(W2 ReLU(W1 x) + b)")
+    _check_gradients(
+        model, out, weights, x, fixture["grad_weights"], True, "AbsModel's output", "y' = ReLU(W2 ReLU(W1 x) + b)"
+    )
 
 
-sensitivity("1.8", build=lambda seed: _model_fixture(seed, n_feats=5, signed=True, separate=True),
-            output=_model_output(separate=True), tolerance=1e-3)
+sensitivity(
+    "1.8",
+    build=lambda seed: _model_fixture(seed, n_feats=5, signed=True, separate=True),
+    output=_model_output(separate=True),
+    tolerance=1e-3,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1132,8 +1331,10 @@ def check_feature_dimensionality(feature_dimensionality, *, seed: int = 0) -> No
     against a loop, with feature norms far from 1; a tensor of W's dtype (float32 and float64)."""
     W = _dimensionality_W(_dimensionality_fixture(seed))
     norms = W.norm(dim=1)
-    assert_fixture(int((norms < 1e-6).sum()) == 1 and norms[2].max() / norms[2].min() >= 1.5,
-                   "W should have one dropped feature, and a random instance with columns of unequal norms")
+    assert_fixture(
+        int((norms < 1e-6).sum()) == 1 and norms[2].max() / norms[2].min() >= 1.5,
+        "W should have one dropped feature, and a random instance with columns of unequal norms",
+    )
     n_feats = W.shape[-1]
     with unchanged_inputs("feature_dimensionality", W=W):
         D = feature_dimensionality(W)
@@ -1146,11 +1347,15 @@ def check_feature_dimensionality(feature_dimensionality, *, seed: int = 0) -> No
         if not math.isfinite(alone) or alone > 1e3 or abs(alone) < 1e-3:
             hint = "did you leave out the j = i term? The sum runs over all j, including i."
         elif abs(alone - 1.0 / 0.8) < 1e-3 or abs(alone - 0.8) < 1e-3:
-            hint = "it looks like a power is off: the numerator is ‖W_i‖² and the dot products use Ŵ_i (normalised) and W_j."
+            hint = (
+                "it looks like a power is off: the numerator is ‖W_i‖² and the dot products use Ŵ_i (normalised) "
+                "and W_j."
+            )
         elif abs(alone - 0.64) < 1e-3 or abs(alone - 1 / 0.64) < 1e-3:
             hint = "it looks like Ŵ_i is not normalised: Ŵ_i = W_i / ‖W_i‖."
         raise CheckFailure(
-            f"a feature orthogonal to every other feature (norm 0.8) gets dimensionality {shown_apart(1.0, alone)[1]}; it "
+            f"a feature orthogonal to every other feature (norm 0.8) gets dimensionality {shown_apart(1.0, alone)[1]}; "
+            "it "
             f"should get 1. Hint: {hint}"
         )
     check_that(
@@ -1173,10 +1378,18 @@ def check_feature_dimensionality(feature_dimensionality, *, seed: int = 0) -> No
         f"five features arranged as a regular pentagon in 2D (norm 1.3) should each get dimensionality 2/5, and yours "
         f"get {[round(v, 3) for v in D[1].tolist()]}.",
     )
-    _assert_close_at(D, _naive_dimensionality(W.double()), "feature_dimensionality(W)",
-                     "D_i = ‖W_i‖² / Σ_j (Ŵ_i · W_j)², dot products over the `hidden` axis, the sum including j = i.",
-                     ("instance", "feature"), rtol=1e-3, atol=1e-4)
+    _assert_close_at(
+        D,
+        _naive_dimensionality(W.double()),
+        "feature_dimensionality(W)",
+        "D_i = ‖W_i‖² / Σ_j (Ŵ_i · W_j)², dot products over the `hidden` axis, the sum including j = i.",
+        ("instance", "feature"),
+        rtol=1e-3,
+        atol=1e-4,
+    )
     _follows_dtype(feature_dimensionality, W, "the dimensionality")
 
-sensitivity("1.9", build=_dimensionality_fixture, tolerance=1e-3,
-            output=lambda objects, f: objects[0](_dimensionality_W(f)))
+
+sensitivity(
+    "1.9", build=_dimensionality_fixture, tolerance=1e-3, output=lambda objects, f: objects[0](_dimensionality_W(f))
+)

@@ -52,12 +52,12 @@ from utils.sae.model import SAE
 
 __all__ = [
     "check_activation_store",
-    "check_training_step",
-    "check_l0_and_density",
-    "check_explained_variance",
     "check_ce_loss_recovered",
-    "check_kl_divergence",
+    "check_explained_variance",
     "check_feature_firing_stats",
+    "check_kl_divergence",
+    "check_l0_and_density",
+    "check_training_step",
 ]
 
 HOOK = "blocks.0.mlp.hook_post"
@@ -66,13 +66,13 @@ D_MODEL, D_MLP, N_CTX, D_VOCAB = 16, 32, 16, 50
 #: The exercises whose check has no parameter that could take a trivial value (1, 0, unit norm), and why.
 FIXTURE_FREE = {
     "2.8": "l0 and feature_density take only a tensor of latent activations (some latents never fire, some fire "
-           "often): there is no weight or bias to leave at a trivial value",
+    "often): there is no weight or bias to leave at a trivial value",
     "2.9": "explained_variance takes only activations and a reconstruction (with a large mean and unequal scales "
-           "per dimension, so the centring matters): there is no weight or bias to leave at a trivial value",
+    "per dimension, so the centring matters): there is no weight or bias to leave at a trivial value",
     "2.11": "kl_divergence takes only two tensors of logits (shifted by a constant, so that normalising them "
-            "matters): there is no weight or bias to leave at a trivial value",
+    "matters): there is no weight or bias to leave at a trivial value",
     "2.12": "FeatureFiringStats takes only a stream of latent activations, designed latent by latent: there is no "
-            "weight or bias to leave at a trivial value",
+    "weight or bias to leave at a trivial value",
 }
 
 _RTOL, _ATOL = 1e-4, 1e-5
@@ -86,8 +86,9 @@ def _at(index: tuple[int, ...], axes: tuple[str, ...]) -> str:
     return ", ".join(f"{axis} {i}" for axis, i in zip(axes, index))
 
 
-def _difference(actual: Tensor, expected: Tensor, axes: tuple[str, ...], rtol: float = _RTOL,
-                atol: float = _ATOL) -> str:
+def _difference(
+    actual: Tensor, expected: Tensor, axes: tuple[str, ...], rtol: float = _RTOL, atol: float = _ATOL
+) -> str:
     """Where ``actual`` misses ``expected`` most, in words: "at [token 3, neuron 5] it is 0.12, expected 0.4 (...)"."""
     got, want = actual.detach().double(), expected.detach().double()
     excess = (got - want).abs() - rtol * want.abs() - atol
@@ -100,8 +101,17 @@ def _difference(actual: Tensor, expected: Tensor, axes: tuple[str, ...], rtol: f
     return f"{where}it is {g}, expected {e} ({count} of {want.numel()} entries differ)"
 
 
-def _assert_values(actual, expected: Tensor, what: str, hint: str, *, axes: tuple[str, ...], on: str,
-                   rtol: float = _RTOL, atol: float = _ATOL) -> None:
+def _assert_values(
+    actual,
+    expected: Tensor,
+    what: str,
+    hint: str,
+    *,
+    axes: tuple[str, ...],
+    on: str,
+    rtol: float = _RTOL,
+    atol: float = _ATOL,
+) -> None:
     """Fail unless ``actual`` has ``expected``'s shape and values; the message shows the entry that differs most."""
     assert_shape(actual, expected.shape, what)
     if not actual.dtype.is_floating_point:
@@ -110,8 +120,9 @@ def _assert_values(actual, expected: Tensor, what: str, hint: str, *, axes: tupl
     if not torch.isfinite(got).all():
         raise CheckFailure(f"{what} contains NaN or inf values (on {on}). Hint: {hint}")
     if not torch.allclose(got, expected, rtol=rtol, atol=atol):
-        raise CheckFailure(f"{what} has wrong values on {on}: {_difference(got, expected, axes, rtol, atol)}. "
-                           f"Hint: {hint}")
+        raise CheckFailure(
+            f"{what} has wrong values on {on}: {_difference(got, expected, axes, rtol, atol)}. Hint: {hint}"
+        )
 
 
 def _close(a: float, b: float, rel: float = 1e-4, abs_: float = 1e-5) -> bool:
@@ -138,8 +149,20 @@ def _tiny_model(seed: int):
     checks import it. Part 2b's checks use :func:`_model` (trained-like weights)."""
     from utils.lm.loading import new_model
 
-    model = new_model(dict(n_layers=1, d_model=D_MODEL, d_head=4, n_heads=4, d_mlp=D_MLP, n_ctx=N_CTX,
-                           d_vocab=D_VOCAB, act_fn="gelu", normalization_type="LN", device="cpu"))
+    model = new_model(
+        dict(
+            n_layers=1,
+            d_model=D_MODEL,
+            d_head=4,
+            n_heads=4,
+            d_mlp=D_MLP,
+            n_ctx=N_CTX,
+            d_vocab=D_VOCAB,
+            act_fn="gelu",
+            normalization_type="LN",
+            device="cpu",
+        )
+    )
     generator = torch.Generator().manual_seed(1000 + seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -248,14 +271,20 @@ def _output_26(objects: tuple, model) -> Tensor:
     return bare.harvest(tokens)
 
 
-sensitivity("2.6", build=_model, output=_output_26, tolerance=1e-3, exempt={
-    "ln_final.w": "the store reads the MLP's hidden layer, which comes before the final LayerNorm",
-    "ln_final.b": "the store reads the MLP's hidden layer, which comes before the final LayerNorm",
-    "unembed.b_U": "the store reads the MLP's hidden layer, which comes before the unembedding",
-    "blocks.0.mlp.b_out": "the store reads the MLP's hidden layer, which comes before W_out and b_out",
-    "blocks.0.attn.b_K": "q · b_K is the same for every key of a query, and softmax ignores a shift shared by all "
-                         "its inputs: b_K never changes a model's output",
-})
+sensitivity(
+    "2.6",
+    build=_model,
+    output=_output_26,
+    tolerance=1e-3,
+    exempt={
+        "ln_final.w": "the store reads the MLP's hidden layer, which comes before the final LayerNorm",
+        "ln_final.b": "the store reads the MLP's hidden layer, which comes before the final LayerNorm",
+        "unembed.b_U": "the store reads the MLP's hidden layer, which comes before the unembedding",
+        "blocks.0.mlp.b_out": "the store reads the MLP's hidden layer, which comes before W_out and b_out",
+        "blocks.0.attn.b_K": "q · b_K is the same for every key of a query, and softmax ignores a shift shared by all "
+        "its inputs: b_K never changes a model's output",
+    },
+)
 
 
 def _locate(served: Tensor, table: Tensor) -> tuple[Tensor, Tensor]:
@@ -298,33 +327,51 @@ def _check_harvest(ActivationStore, model, tokens: Tensor, reference: Tensor, se
             harvested = bare.harvest(few)
     finally:
         counter.close()
-    check_that(isinstance(harvested, Tensor),
-               f"harvest(tokens) should return a tensor, got {type(harvested).__name__}.")
+    check_that(
+        isinstance(harvested, Tensor), f"harvest(tokens) should return a tensor, got {type(harvested).__name__}."
+    )
     if harvested.dim() == 3:
-        raise CheckFailure(f"harvest(tokens) returned shape {tuple(harvested.shape)}: flatten the batch and position "
-                           "axes into one token axis, [batch * (seq - 1), d_mlp].")
+        raise CheckFailure(
+            f"harvest(tokens) returned shape {tuple(harvested.shape)}: flatten the batch and position "
+            "axes into one token axis, [batch * (seq - 1), d_mlp]."
+        )
     if tuple(harvested.shape) == (3 * seq, D_MLP):
-        raise CheckFailure(f"harvest(tokens) returned {3 * seq} rows for 3 rows of {seq} tokens, an activation for "
-                           "every position; drop position 0 (the BOS token), whose activation is the same in every "
-                           f"sequence, to get {3 * (seq - 1)}.")
+        raise CheckFailure(
+            f"harvest(tokens) returned {3 * seq} rows for 3 rows of {seq} tokens, an activation for "
+            "every position; drop position 0 (the BOS token), whose activation is the same in every "
+            f"sequence, to get {3 * (seq - 1)}."
+        )
     assert_shape(harvested, (3 * (seq - 1), D_MLP), f"harvest(tokens) for tokens of shape [3, {seq}] (d_mlp = {D_MLP})")
     assert_float32(harvested, "harvest(tokens)", "the model computes in float32: don't convert its activations.")
     if counter.rows["ln_final"] or counter.rows["unembed"]:
-        raise CheckFailure("harvest ran the whole model, unembedding included. Hint: the activations you need are "
-                           "in block 0; stop the forward pass after it (run_with_cache's stop_at_layer).")
+        raise CheckFailure(
+            "harvest ran the whole model, unembedding included. Hint: the activations you need are "
+            "in block 0; stop the forward pass after it (run_with_cache's stop_at_layer)."
+        )
     expected = reference[:3, 1:].reshape(-1, D_MLP)
     got = harvested.detach().float()
     if torch.allclose(got, reference[:3, 1:].transpose(0, 1).reshape(-1, D_MLP), atol=1e-4):
-        raise CheckFailure("harvest flattened position-major; keep each sequence's tokens together, row by row "
-                           "([batch seq d] -> [(batch seq) d]).")
+        raise CheckFailure(
+            "harvest flattened position-major; keep each sequence's tokens together, row by row "
+            "([batch seq d] -> [(batch seq) d])."
+        )
     if torch.allclose(got, _without_ln2_affine(model, tokens[:3])[:, 1:].reshape(-1, D_MLP), atol=1e-4):
-        raise CheckFailure(f"harvest(tokens) differs from the model's activations at {HOOK} "
-                           f"({_difference(got, expected, ('token', 'neuron'), 1e-4, 1e-4)}): they are the MLP's "
-                           "with ln2's weight and bias left out (a LayerNorm without its affine). Hint: read the "
-                           "activations the model computes, from run_with_cache, rather than recomputing the MLP.")
-    _assert_values(harvested, expected, "harvest(tokens)",
-                   f"the activations at the store's hook_name ({HOOK}), positions 1 onwards, flattened row by row.",
-                   axes=("token", "neuron"), on="the check's 3 token rows", rtol=1e-4, atol=1e-4)
+        raise CheckFailure(
+            f"harvest(tokens) differs from the model's activations at {HOOK} "
+            f"({_difference(got, expected, ('token', 'neuron'), 1e-4, 1e-4)}): they are the MLP's "
+            "with ln2's weight and bias left out (a LayerNorm without its affine). Hint: read the "
+            "activations the model computes, from run_with_cache, rather than recomputing the MLP."
+        )
+    _assert_values(
+        harvested,
+        expected,
+        "harvest(tokens)",
+        f"the activations at the store's hook_name ({HOOK}), positions 1 onwards, flattened row by row.",
+        axes=("token", "neuron"),
+        on="the check's 3 token rows",
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
     # another hook: the store reads its own hook_name, not the notebook's HOOK
     with torch.no_grad():
@@ -332,11 +379,20 @@ def _check_harvest(ActivationStore, model, tokens: Tensor, reference: Tensor, se
     other = _without_refill(ActivationStore)(model, tokens, hook_name=_OTHER_HOOK, seed=seed, **_STORE).harvest(few)
     expected = cache[_OTHER_HOOK][:, 1:].reshape(-1, cache[_OTHER_HOOK].shape[-1])
     if isinstance(other, Tensor) and other.shape == harvested.shape and torch.allclose(other.float(), got, atol=1e-4):
-        raise CheckFailure(f"harvest(tokens) for a store with hook_name={_OTHER_HOOK!r} returned the activations at "
-                           f"{HOOK}: read the store's own hook_name (self.hook_name), not a fixed hook.")
-    _assert_values(other, expected, f"harvest(tokens) for a store with hook_name={_OTHER_HOOK!r}",
-                   "the activations at self.hook_name, positions 1 onwards, flattened row by row.",
-                   axes=("token", "dim"), on="the check's 3 token rows", rtol=1e-4, atol=1e-4)
+        raise CheckFailure(
+            f"harvest(tokens) for a store with hook_name={_OTHER_HOOK!r} returned the activations at "
+            f"{HOOK}: read the store's own hook_name (self.hook_name), not a fixed hook."
+        )
+    _assert_values(
+        other,
+        expected,
+        f"harvest(tokens) for a store with hook_name={_OTHER_HOOK!r}",
+        "the activations at self.hook_name, positions 1 onwards, flattened row by row.",
+        axes=("token", "dim"),
+        on="the check's 3 token rows",
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def _check_serving(ActivationStore, model, tokens: Tensor, reference: Tensor, seed: int) -> list[int]:
@@ -348,12 +404,17 @@ def _check_serving(ActivationStore, model, tokens: Tensor, reference: Tensor, se
         store = ActivationStore(model, tokens, hook_name=HOOK, seed=seed, **_STORE)
         rows_at_start = counter.rows["blocks.0"]
         size = len(store.store) if isinstance(store.store, Tensor) else None
-        check_that(size == n_acts, f"after the first refill the store holds {size} rows, not {n_acts}. Hint: write "
-                   "the fresh activations into store[:pointer] and permute every row of the store, "
-                   "torch.randperm(len(self.store)).")
-        check_that(rows_at_start * (seq - 1) >= n_acts,
-                   f"after construction, the model has only seen {rows_at_start} sequences, too few to fill a store of "
-                   f"{n_acts} activations. Hint: refill() must replace store[:pointer] (the whole store at first).")
+        check_that(
+            size == n_acts,
+            f"after the first refill the store holds {size} rows, not {n_acts}. Hint: write "
+            "the fresh activations into store[:pointer] and permute every row of the store, "
+            "torch.randperm(len(self.store)).",
+        )
+        check_that(
+            rows_at_start * (seq - 1) >= n_acts,
+            f"after construction, the model has only seen {rows_at_start} sequences, too few to fill a store of "
+            f"{n_acts} activations. Hint: refill() must replace store[:pointer] (the whole store at first).",
+        )
         served, rows_before = [], []
         for call in range(1, 17):
             rows_before.append(counter.rows["blocks.0"])
@@ -365,8 +426,10 @@ def _check_serving(ActivationStore, model, tokens: Tensor, reference: Tensor, se
     finally:
         counter.close()
     if counter.rows["ln_final"] or counter.rows["unembed"]:
-        raise CheckFailure("the store ran the whole model, unembedding included. Hint: stop the forward pass after "
-                           "block 0 (run_with_cache's stop_at_layer).")
+        raise CheckFailure(
+            "the store ran the whole model, unembedding included. Hint: stop the forward pass after "
+            "block 0 (run_with_cache's stop_at_layer)."
+        )
     harvested_at = [rows_before[i + 1] - rows_before[i] for i in range(15)] + [rows_after - rows_before[15]]
 
     # every served vector is a real activation, of some position >= 1
@@ -375,44 +438,59 @@ def _check_serving(ActivationStore, model, tokens: Tensor, reference: Tensor, se
     scale = table.norm(dim=-1).mean().item()
     far = distance > 1e-3 * scale
     if far.any():
-        raise CheckFailure(f"{int(far.sum())} of the {len(far)} served vectors are not activations of the model at "
-                           f"{HOOK} on the store's tokens. Hint: serve rows of the store, which refill() fills with "
-                           "harvest's output.")
+        raise CheckFailure(
+            f"{int(far.sum())} of the {len(far)} served vectors are not activations of the model at "
+            f"{HOOK} on the store's tokens. Hint: serve rows of the store, which refill() fills with "
+            "harvest's output."
+        )
     seq_of, pos_of = index // seq, index % seq
     if (pos_of == 0).any():
-        raise CheckFailure(f"the store served {int((pos_of == 0).sum())} activations of position 0 (BOS). Hint: "
-                           "harvest should drop position 0 of every sequence.")
+        raise CheckFailure(
+            f"the store served {int((pos_of == 0).sum())} activations of position 0 (BOS). Hint: "
+            "harvest should drop position 0 of every sequence."
+        )
 
     # refills: none during the first half, one at call 5, of about half the store
     for call in range(1, 5):
         if harvested_at[call - 1]:
-            raise CheckFailure(f"the store ran the model on call {call} of next(), before half of it was served (the "
-                               "store holds 8 batches; the first refill belongs to call 5). Hint: refill only when "
-                               "pointer + batch_size > len(store) // 2.")
+            raise CheckFailure(
+                f"the store ran the model on call {call} of next(), before half of it was served (the "
+                "store holds 8 batches; the first refill belongs to call 5). Hint: refill only when "
+                "pointer + batch_size > len(store) // 2."
+            )
     if harvested_at[4] == 0:
         later = next((c + 1 for c in range(5, 16) if harvested_at[c]), None)
         when = f"call {later}" if later else "none of the first 16 calls"
-        raise CheckFailure(f"the store holds 8 batches, so it should refill on call 5 of next(), once 4 batches (half "
-                           f"of it) have been served; it refilled on {when}. Hint: refill before serving whenever "
-                           f"pointer + batch_size > len(store) // 2.")
+        raise CheckFailure(
+            f"the store holds 8 batches, so it should refill on call 5 of next(), once 4 batches (half "
+            f"of it) have been served; it refilled on {when}. Hint: refill before serving whenever "
+            f"pointer + batch_size > len(store) // 2."
+        )
     refill_tokens = harvested_at[4] * (seq - 1)
     if refill_tokens > 6 * batch_size:
-        raise CheckFailure(f"the refill on call 5 harvested {refill_tokens} activations for a store of {n_acts}, of "
-                           f"which only {4 * batch_size} had been served. Hint: replace only the served part, "
-                           "store[:pointer], and keep the unserved half.")
+        raise CheckFailure(
+            f"the refill on call 5 harvested {refill_tokens} activations for a store of {n_acts}, of "
+            f"which only {4 * batch_size} had been served. Hint: replace only the served part, "
+            "store[:pointer], and keep the unserved half."
+        )
     refills = sum(1 for h in harvested_at if h)
-    check_that(refills <= 4, f"the store ran the model on {refills} of 16 calls of next(); with 8 batches in store it "
-               "should refill once every 4 calls. Hint: reset the pointer to 0 in refill().")
+    check_that(
+        refills <= 4,
+        f"the store ran the model on {refills} of 16 calls of next(); with 8 batches in store it "
+        "should refill once every 4 calls. Hint: reset the pointer to 0 in refill().",
+    )
     return (seq_of * seq + pos_of).tolist()
 
 
 def _check_served_once(keys: list[int]) -> None:
     """The real model's activations served (as (sequence, position) keys): none twice."""
     if len(set(keys)) < len(keys):
-        raise CheckFailure(f"the store served the same activation twice ({len(keys) - len(set(keys))} repeats in "
-                           f"{len(keys)} served vectors). Hint: every activation is served at most once: serve "
-                           "store[pointer : pointer + batch_size] and advance the pointer, and let refill() replace "
-                           "exactly the served part, store[:pointer], before permuting the rows.")
+        raise CheckFailure(
+            f"the store served the same activation twice ({len(keys) - len(set(keys))} repeats in "
+            f"{len(keys)} served vectors). Hint: every activation is served at most once: serve "
+            "store[pointer : pointer + batch_size] and advance the pointer, and let refill() replace "
+            "exactly the served part, store[:pointer], before permuting the rows."
+        )
 
 
 # --- the shuffle, on numbered activations ---
@@ -448,8 +526,9 @@ def _numbered(ActivationStore):
         def refill(self) -> None:
             pointer, before, first = int(self.pointer), self.store.detach().clone(), self._check_next
             super().refill()
-            self._check_refills.append((self._check_call, pointer, before, first, self._check_next,
-                                        self.store.detach().clone()))
+            self._check_refills.append(
+                (self._check_call, pointer, before, first, self._check_next, self.store.detach().clone())
+            )
 
         def __next__(self):
             self._check_call += 1
@@ -459,8 +538,9 @@ def _numbered(ActivationStore):
 
 
 def _numbered_store(ActivationStore, model, tokens: Tensor, seed: int):
-    return _numbered(ActivationStore)(model, tokens, hook_name=HOOK, n_acts=MIX_ROWS, batch_size=MIX_BATCH,
-                                      model_batch_size=2, seed=seed)
+    return _numbered(ActivationStore)(
+        model, tokens, hook_name=HOOK, n_acts=MIX_ROWS, batch_size=MIX_BATCH, model_batch_size=2, seed=seed
+    )
 
 
 def _hypergeom_pmf(population: int, successes: int, draws: int) -> Tensor:
@@ -473,8 +553,11 @@ def _hypergeom_pmf(population: int, successes: int, draws: int) -> Tensor:
 
     failures = population - successes
     valid = (k <= successes) & (draws - k <= failures)
-    log_pmf = (log_choose(successes, k.clamp(max=successes)) + log_choose(failures, (draws - k).clamp(0, failures))
-               - log_choose(population, torch.full_like(k, float(draws))))
+    log_pmf = (
+        log_choose(successes, k.clamp(max=successes))
+        + log_choose(failures, (draws - k).clamp(0, failures))
+        - log_choose(population, torch.full_like(k, float(draws)))
+    )
     return torch.where(valid, log_pmf.exp(), torch.zeros_like(log_pmf))
 
 
@@ -502,23 +585,29 @@ def _check_store_contents(refills: list, batches_per_refill: int) -> None:
     """After every refill, the store holds exactly the rows it kept (store[pointer:]) and the fresh ones."""
     expected_calls = [0] + [1 + batches_per_refill * r for r in range(1, MIX_REFILLS)]
     calls = [r[0] for r in refills]
-    check_that(calls == expected_calls[: len(calls)],
-               f"with {2 * batches_per_refill} batches in store, the store should refill on calls "
-               f"{expected_calls[1:4]}... of next(), and refilled on calls {calls[1:4]}... Hint: refill before serving "
-               "whenever pointer + batch_size > len(store) // 2, and reset the pointer to 0 in refill().")
+    check_that(
+        calls == expected_calls[: len(calls)],
+        f"with {2 * batches_per_refill} batches in store, the store should refill on calls "
+        f"{expected_calls[1:4]}... of next(), and refilled on calls {calls[1:4]}... Hint: refill before serving "
+        "whenever pointer + batch_size > len(store) // 2, and reset the pointer to 0 in refill().",
+    )
     for r, (call, pointer, before, first, last, after) in enumerate(refills):
         when = "at construction" if r == 0 else f"on call {call} of next()"
         if tuple(after.shape) != (MIX_ROWS, before.shape[-1]):
-            raise CheckFailure(f"after the refill {when}, the store has shape {tuple(after.shape)}, not "
-                               f"{(MIX_ROWS, before.shape[-1])}. Hint: permute every row of the store, "
-                               "torch.randperm(len(self.store)), and keep its size.")
+            raise CheckFailure(
+                f"after the refill {when}, the store has shape {tuple(after.shape)}, not "
+                f"{(MIX_ROWS, before.shape[-1])}. Hint: permute every row of the store, "
+                "torch.randperm(len(self.store)), and keep its size."
+            )
         ids = _decode(after)
         foreign = int((ids < 0).sum())
         if foreign:
-            raise CheckFailure(f"after the refill {when}, {foreign} of the store's {MIX_ROWS} rows are not rows that "
-                               "fresh_activations handed out (the check hands out numbered rows in place of the "
-                               "model's). Hint: take the fresh activations from self.fresh_activations(self.pointer), "
-                               "write them into store[:pointer], and permute whole rows, unchanged.")
+            raise CheckFailure(
+                f"after the refill {when}, {foreign} of the store's {MIX_ROWS} rows are not rows that "
+                "fresh_activations handed out (the check hands out numbered rows in place of the "
+                "model's). Hint: take the fresh activations from self.fresh_activations(self.pointer), "
+                "write them into store[:pointer], and permute whole rows, unchanged."
+            )
         kept = [] if pointer >= MIX_ROWS else _decode(before[pointer:]).tolist()
         fresh = set(range(first, last))
         counts: dict[int, int] = {}
@@ -526,32 +615,42 @@ def _check_store_contents(refills: list, batches_per_refill: int) -> None:
             counts[i] = counts.get(i, 0) + 1
         twice = sorted(i for i, c in counts.items() if c > 1)
         if twice:
-            raise CheckFailure(f"after the refill {when}, {len(twice)} activations appear more than once in the store "
-                               f"(activation #{twice[0]} {counts[twice[0]]} times), so they would be served twice. "
-                               "Hint: shuffle with a permutation of the rows, torch.randperm(len(self.store)), not "
-                               "with indices drawn with replacement (torch.randint).")
+            raise CheckFailure(
+                f"after the refill {when}, {len(twice)} activations appear more than once in the store "
+                f"(activation #{twice[0]} {counts[twice[0]]} times), so they would be served twice. "
+                "Hint: shuffle with a permutation of the rows, torch.randperm(len(self.store)), not "
+                "with indices drawn with replacement (torch.randint)."
+            )
         kept_set = set(kept)
         stale = sorted(i for i in counts if i not in fresh and i not in kept_set)
         lost = [i for i in kept if i not in counts]
         if stale and lost:
-            raise CheckFailure(f"after the refill {when} (pointer {pointer}), the store still holds {len(stale)} "
-                               f"activation(s) that had already been served, and has lost {len(lost)} of the "
-                               f"{len(kept)} that had not: the fresh activations went over unserved rows. Hint: write "
-                               "them into the served part, store[:pointer], before shuffling the store.")
+            raise CheckFailure(
+                f"after the refill {when} (pointer {pointer}), the store still holds {len(stale)} "
+                f"activation(s) that had already been served, and has lost {len(lost)} of the "
+                f"{len(kept)} that had not: the fresh activations went over unserved rows. Hint: write "
+                "them into the served part, store[:pointer], before shuffling the store."
+            )
         if stale:
-            raise CheckFailure(f"after the refill {when} (pointer {pointer}), the store still holds {len(stale)} "
-                               "activation(s) that had already been served, so they will be served twice. Hint: "
-                               f"replace all of the served part, store[:pointer] ({pointer} rows), by "
-                               f"self.fresh_activations(self.pointer): check the slice's end.")
+            raise CheckFailure(
+                f"after the refill {when} (pointer {pointer}), the store still holds {len(stale)} "
+                "activation(s) that had already been served, so they will be served twice. Hint: "
+                f"replace all of the served part, store[:pointer] ({pointer} rows), by "
+                f"self.fresh_activations(self.pointer): check the slice's end."
+            )
         if lost:
-            raise CheckFailure(f"the refill {when} (pointer {pointer}) threw away {len(lost)} of the {len(kept)} "
-                               "activations that had not been served yet. Hint: replace only the served part, "
-                               "store[:pointer], and keep the rest: check the slice's end.")
+            raise CheckFailure(
+                f"the refill {when} (pointer {pointer}) threw away {len(lost)} of the {len(kept)} "
+                "activations that had not been served yet. Hint: replace only the served part, "
+                "store[:pointer], and keep the rest: check the slice's end."
+            )
         unwritten = len(fresh - set(counts))
         if unwritten:
-            raise CheckFailure(f"the refill {when} asked fresh_activations for {len(fresh)} activations but wrote only "
-                               f"{len(fresh) - unwritten} of them into the store (pointer {pointer}). Hint: ask for "
-                               "exactly self.pointer, the number of rows served.")
+            raise CheckFailure(
+                f"the refill {when} asked fresh_activations for {len(fresh)} activations but wrote only "
+                f"{len(fresh) - unwritten} of them into the store (pointer {pointer}). Hint: ask for "
+                "exactly self.pointer, the number of rows served."
+            )
 
 
 def _served_positions(refills: list, served: list[Tensor], batches_per_refill: int) -> list[list[list[int]]]:
@@ -568,8 +667,10 @@ def _served_positions(refills: list, served: list[Tensor], batches_per_refill: i
             ids = _decode(served[call_k]).tolist()
             missing = [i for i in ids if i not in where]
             if missing:
-                raise CheckFailure(f"call {call_k + 1} of next() served {len(missing)} rows that were not in the store "
-                                   "after the last refill. Hint: serve store[pointer : pointer + batch_size].")
+                raise CheckFailure(
+                    f"call {call_k + 1} of next() served {len(missing)} rows that were not in the store "
+                    "after the last refill. Hint: serve store[pointer : pointer + batch_size]."
+                )
             batches.append([where[i] for i in ids])
         out.append(batches)
     return out
@@ -585,23 +686,29 @@ def _check_shuffle(ActivationStore, model, tokens: Tensor, seed: int) -> None:
         assert_shape(batch, (MIX_BATCH, D_MLP), f"call {call} of next(store) (batch_size {MIX_BATCH})")
         served.append(batch.detach().clone())
     refills = store._check_refills
-    check_that(len(refills) == MIX_REFILLS,
-               f"over {calls} calls of next() on a store of {2 * MIX_BATCHES} batches, the store refilled "
-               f"{len(refills)} times (the constructor's refill included), not {MIX_REFILLS}. Hint: refill before "
-               "serving whenever pointer + batch_size > len(store) // 2, and reset the pointer to 0 in refill().")
+    check_that(
+        len(refills) == MIX_REFILLS,
+        f"over {calls} calls of next() on a store of {2 * MIX_BATCHES} batches, the store refilled "
+        f"{len(refills)} times (the constructor's refill included), not {MIX_REFILLS}. Hint: refill before "
+        "serving whenever pointer + batch_size > len(store) // 2, and reset the pointer to 0 in refill().",
+    )
     _check_store_contents(refills, MIX_BATCHES)
 
     ids = torch.cat([_decode(b) for b in served]).tolist()
     if -1 in ids:
         call = next(c for c, b in enumerate(served, start=1) if (_decode(b) < 0).any())
-        raise CheckFailure(f"call {call} of next() served rows that are not rows of the store (the check hands out "
-                           "numbered activations). Hint: serve store[pointer : pointer + batch_size], unchanged.")
+        raise CheckFailure(
+            f"call {call} of next() served rows that are not rows of the store (the check hands out "
+            "numbered activations). Hint: serve store[pointer : pointer + batch_size], unchanged."
+        )
     first_seen: dict[int, int] = {}
     for position, i in enumerate(ids):
         if i in first_seen:
-            raise CheckFailure(f"the store served activation #{i} twice, on calls {first_seen[i] // MIX_BATCH + 1} and "
-                               f"{position // MIX_BATCH + 1} of next(). Hint: serve store[pointer : pointer + "
-                               "batch_size] and advance the pointer by batch_size.")
+            raise CheckFailure(
+                f"the store served activation #{i} twice, on calls {first_seen[i] // MIX_BATCH + 1} and "
+                f"{position // MIX_BATCH + 1} of next(). Hint: serve store[pointer : pointer + "
+                "batch_size] and advance the pointer by batch_size."
+            )
         first_seen[i] = position
 
     positions = _served_positions(refills, served, MIX_BATCHES)
@@ -609,29 +716,39 @@ def _check_shuffle(ActivationStore, model, tokens: Tensor, seed: int) -> None:
     partial = positions[1:]
     in_order = sum(1 for batches in partial if [p for batch in batches for p in batch] == list(range(half)))
     if in_order:
-        raise CheckFailure(f"after {in_order} of the {len(partial)} refills, the store served the {half} fresh "
-                           "activations in the order they were harvested (consecutive tokens of a few texts, not a "
-                           "mix). Hint: write the fresh activations into store[:pointer] first, then shuffle the whole "
-                           "store: self.store[torch.randperm(len(self.store), generator=self.generator)].")
+        raise CheckFailure(
+            f"after {in_order} of the {len(partial)} refills, the store served the {half} fresh "
+            "activations in the order they were harvested (consecutive tokens of a few texts, not a "
+            "mix). Hint: write the fresh activations into store[:pointer] first, then shuffle the whole "
+            "store: self.store[torch.randperm(len(self.store), generator=self.generator)]."
+        )
     kept_served = sum(p >= half for batches in partial for batch in batches for p in batch)
     if kept_served == 0:
-        raise CheckFailure(f"after each of {len(partial)} refills, the {MIX_BATCHES} batches served were all fresh "
-                           f"activations: the {MIX_ROWS - half} rows kept in the store (store[pointer:]) are never "
-                           "served right after a refill, though they make half of a uniformly shuffled store. Hint: "
-                           "after writing the fresh activations, shuffle the *whole* store (a random permutation of "
-                           "all its rows), not only the fresh activations.")
+        raise CheckFailure(
+            f"after each of {len(partial)} refills, the {MIX_BATCHES} batches served were all fresh "
+            f"activations: the {MIX_ROWS - half} rows kept in the store (store[pointer:]) are never "
+            "served right after a refill, though they make half of a uniformly shuffled store. Hint: "
+            "after writing the fresh activations, shuffle the *whole* store (a random permutation of "
+            "all its rows), not only the fresh activations."
+        )
     if sum(p < half for batches in partial for batch in batches for p in batch) == 0:
-        raise CheckFailure(f"after each of {len(partial)} refills, the {MIX_BATCHES} batches served were all rows kept "
-                           "from before the refill, and the fresh activations only came later: the two are not mixed. "
-                           "Hint: write the fresh activations into store[:pointer], then shuffle the whole store.")
+        raise CheckFailure(
+            f"after each of {len(partial)} refills, the {MIX_BATCHES} batches served were all rows kept "
+            "from before the refill, and the fresh activations only came later: the two are not mixed. "
+            "Hint: write the fresh activations into store[:pointer], then shuffle the whole store."
+        )
 
     def twelve_batches(generator: torch.Generator) -> Tensor:
         numbered = _numbered_store(ActivationStore, model, tokens, seed)
         numbered.generator = generator
         return torch.cat([next(numbered).detach().clone() for _ in range(3 * MIX_BATCHES)])
 
-    assert_randomness_contract(twelve_batches, "the store's shuffle (drawing from self.generator, here a generator "
-                                               "the check hands in, over 12 batches and 3 refills)", seed=seed)
+    assert_randomness_contract(
+        twelve_batches,
+        "the store's shuffle (drawing from self.generator, here a generator "
+        "the check hands in, over 12 batches and 3 refills)",
+        seed=seed,
+    )
 
     counts = torch.zeros(MIX_BATCHES, MIX_CELLS, dtype=torch.long)
     for batches in positions:
@@ -652,10 +769,11 @@ def _check_shuffle(ActivationStore, model, tokens: Tensor, seed: int) -> None:
                     f"{(c + 1) * MIX_ROWS // MIX_CELLS - 1}, the fresh activations first), where a uniform shuffle "
                     f"takes {expected:.0f} on average (exact p = {p_value:.1e}, below the test's {alpha:.1e}). Hint: "
                     "after writing the fresh activations into store[:pointer], permute all the store's rows with "
-                    "torch.randperm(len(self.store), generator=self.generator).")
+                    "torch.randperm(len(self.store), generator=self.generator)."
+                )
 
 
-@exercise("2.6", "an activation store", objects=["ActivationStore"])
+@exercise("2.6", "An activation store", objects=["ActivationStore"])
 @one_thread
 def check_activation_store(ActivationStore, *, seed: int = 0) -> None:
     """The store on the trained-like model (harvest's values, what is served, when it refills), then its shuffle on
@@ -730,9 +848,19 @@ def _output_27(objects: tuple, fixture: dict) -> Tensor:
 sensitivity("2.7", build=_fixture_27, output=_output_27, tolerance=1e-3)
 
 
-def _reference_step(sae: SAE, optimizer, x: Tensor, l1_coefficient: float, *, remove_parallel: bool = True,
-                    normalize: bool = True, zero_grad: bool = True, normalize_first: bool = False,
-                    unit_projection: bool = False, l1_detached: bool = False) -> None:
+def _reference_step(
+    sae: SAE,
+    optimizer,
+    x: Tensor,
+    l1_coefficient: float,
+    *,
+    remove_parallel: bool = True,
+    normalize: bool = True,
+    zero_grad: bool = True,
+    normalize_first: bool = False,
+    unit_projection: bool = False,
+    l1_detached: bool = False,
+) -> None:
     """One correct step, or (with a flag) one with a named mistake."""
     if zero_grad:
         optimizer.zero_grad()
@@ -777,24 +905,35 @@ def _run_variant(sae: SAE, xs: list[Tensor], l1s, **flags) -> list[dict[str, Ten
 
 
 _STEP_MISTAKES = {
-    "no_remove": (dict(remove_parallel=False),
-                  "the gradient's component along each decoder row was not removed before the optimizer step "
-                  "(sae.remove_gradient_parallel_to_decoder(), between backward and step)."),
-    "unit_projection": (dict(unit_projection=True),
-                        "the gradient's component along each decoder row was removed as if every row had norm 1; "
-                        "the rows of the SAE handed in need not (this one's have norms between 0.5 and 2). Hint: "
-                        "project on the unit row w / ||w||, or call sae.remove_gradient_parallel_to_decoder()."),
-    "normalize_first": (dict(normalize_first=True), "the decoder was renormalised before optimizer.step(); "
-                                                    "renormalise after it."),
-    "no_zero_grad": (dict(zero_grad=False), "gradients from the previous step were added to this one: zero them "
-                                            "before backward (optimizer.zero_grad())."),
-    "l1_detached": (dict(l1_detached=True), "the parameters moved by the MSE's gradient alone: no gradient flowed "
-                                            "from the L1 term (is losses['l1'] detached, or turned into a number with "
-                                            ".item(), before it enters the loss?)."),
+    "no_remove": (
+        dict(remove_parallel=False),
+        "the gradient's component along each decoder row was not removed before the optimizer step "
+        "(sae.remove_gradient_parallel_to_decoder(), between backward and step).",
+    ),
+    "unit_projection": (
+        dict(unit_projection=True),
+        "the gradient's component along each decoder row was removed as if every row had norm 1; "
+        "the rows of the SAE handed in need not (this one's have norms between 0.5 and 2). Hint: "
+        "project on the unit row w / ||w||, or call sae.remove_gradient_parallel_to_decoder().",
+    ),
+    "normalize_first": (
+        dict(normalize_first=True),
+        "the decoder was renormalised before optimizer.step(); renormalise after it.",
+    ),
+    "no_zero_grad": (
+        dict(zero_grad=False),
+        "gradients from the previous step were added to this one: zero them before backward (optimizer.zero_grad()).",
+    ),
+    "l1_detached": (
+        dict(l1_detached=True),
+        "the parameters moved by the MSE's gradient alone: no gradient flowed "
+        "from the L1 term (is losses['l1'] detached, or turned into a number with "
+        ".item(), before it enters the loss?).",
+    ),
 }
 
 
-@exercise("2.7", "one training step", objects=["training_step"])
+@exercise("2.7", "One training step", objects=["training_step"])
 @one_thread
 def check_training_step(training_step, *, seed: int = 0) -> None:
     """Three steps on a trained-like SAE (decoder rows of unequal norms, non-zero biases), with plain SGD as the
@@ -804,8 +943,10 @@ def check_training_step(training_step, *, seed: int = 0) -> None:
     fixture = _fixture_27(seed)
     sae, xs = fixture["sae"], _batches_27(fixture)
     norms = sae.W_dec.detach().norm(dim=-1)
-    assert_fixture(float(norms.max() / norms.min()) > 1.5 and float((norms - 1).abs().max()) > 0.2,
-                   "the decoder rows have nearly equal norms, or norms near 1")
+    assert_fixture(
+        float(norms.max() / norms.min()) > 1.5 and float((norms - 1).abs().max()) > 0.2,
+        "the decoder rows have nearly equal norms, or norms near 1",
+    )
     with torch.no_grad():
         assert_fixture(0.2 <= firing_fraction(sae.encode(xs[0])) <= 0.6, "latents fire on 20-60% of the entries")
 
@@ -823,30 +964,42 @@ def check_training_step(training_step, *, seed: int = 0) -> None:
     for step, (x, lam) in enumerate(zip(xs, _L1S_27)):
         with torch.no_grad():
             x_hat, acts = learner_sae(x)
-        want = {"mse": (x_hat - x).pow(2).sum(-1).mean().item(), "l1": acts.abs().sum(-1).mean().item(),
-                "l0": (acts > 0).float().sum(-1).mean().item()}
+        want = {
+            "mse": (x_hat - x).pow(2).sum(-1).mean().item(),
+            "l1": acts.abs().sum(-1).mean().item(),
+            "l0": (acts > 0).float().sum(-1).mean().item(),
+        }
         want["loss"] = want["mse"] + lam * want["l1"]
         with unchanged_inputs("training_step", x=x):
             out = training_step(learner_sae, optimizer, x, lam)
-        check_that(learner_sae.W_dec is W_dec_param, "training_step replaced sae.W_dec by a new tensor; update it in "
-                   "place (the SAE's methods do), or the optimizer keeps training the old one.")
+        check_that(
+            learner_sae.W_dec is W_dec_param,
+            "training_step replaced sae.W_dec by a new tensor; update it in "
+            "place (the SAE's methods do), or the optimizer keeps training the old one.",
+        )
         got = _params(learner_sae)
         if step == 0 and _same_params(got, before):
             raise CheckFailure("the SAE's parameters did not change: call optimizer.step() after the backward pass.")
         if step == 0 and _same_params(got, with_cfg) and not _same_params(got, expected[0]):
-            raise CheckFailure(f"the step used sae.cfg.l1_coefficient ({sae.cfg.l1_coefficient:g}) instead of the "
-                               f"l1_coefficient argument ({lam:g}); train_sae warms the coefficient up from 0, so it "
-                               "passes the current value in. Hint: build the loss from the mse and l1 parts of "
-                               "sae.loss(x).")
+            raise CheckFailure(
+                f"the step used sae.cfg.l1_coefficient ({sae.cfg.l1_coefficient:g}) instead of the "
+                f"l1_coefficient argument ({lam:g}); train_sae warms the coefficient up from 0, so it "
+                "passes the current value in. Hint: build the loss from the mse and l1 parts of "
+                "sae.loss(x)."
+            )
         norms = learner_sae.W_dec.detach().norm(dim=-1)
         if not torch.allclose(norms, torch.ones_like(norms), atol=1e-4):
             j = int((norms - 1).abs().argmax())
             measured = f"row {j} has norm {shown_apart(1.0, float(norms[j]))[1]}"
             if _same_params(got, no_normalize[step]):
-                raise CheckFailure(f"after step {step + 1}, the decoder rows are no longer unit-norm ({measured}): "
-                                   "renormalise them after optimizer.step().")
-            raise CheckFailure(f"after step {step + 1}, the decoder rows are no longer unit-norm ({measured}). Hint: "
-                               "sae.normalize_decoder() comes after optimizer.step(), not before.")
+                raise CheckFailure(
+                    f"after step {step + 1}, the decoder rows are no longer unit-norm ({measured}): "
+                    "renormalise them after optimizer.step()."
+                )
+            raise CheckFailure(
+                f"after step {step + 1}, the decoder rows are no longer unit-norm ({measured}). Hint: "
+                "sae.normalize_decoder() comes after optimizer.step(), not before."
+            )
         if not _same_params(got, expected[step]):
             measured = _first_difference(got, expected[step])
             for name, (_, hint) in _STEP_MISTAKES.items():
@@ -857,25 +1010,35 @@ def check_training_step(training_step, *, seed: int = 0) -> None:
                 "optimizer is plain SGD, so one correct step moves each parameter by -lr times its gradient: either "
                 "the gradient reaching it has the wrong size, or it was moved by something other than the optimizer "
                 "passed in. Hint: loss = mse + l1_coefficient * l1 from sae.loss(x); zero the gradients, backward, "
-                "remove the gradient parallel to the decoder rows, optimizer.step(), renormalise the decoder.")
+                "remove the gradient parallel to the decoder rows, optimizer.step(), renormalise the decoder."
+            )
         check_that(isinstance(out, dict), f"training_step should return a dict of floats, got {type(out).__name__}.")
         missing = [k for k in ("loss", "mse", "l1", "l0") if k not in out]
         check_that(not missing, f"the dict training_step returns lacks {missing}.")
         for key in ("loss", "mse", "l1", "l0"):
-            check_that(isinstance(out[key], float), f'training_step(...)["{key}"] should be a Python float '
-                       f"(.item()), not a {type(out[key]).__name__}: a tensor would keep the graph alive.")
+            check_that(
+                isinstance(out[key], float),
+                f'training_step(...)["{key}"] should be a Python float '
+                f"(.item()), not a {type(out[key]).__name__}: a tensor would keep the graph alive.",
+            )
         for key in ("mse", "l1", "l0"):
             if not _close(out[key], want[key], 1e-4, 1e-6):
                 e, g = shown_apart(want[key], out[key])
-                raise CheckFailure(f'training_step(...)["{key}"] is {g} at step {step + 1}, expected {e}: the {key} '
-                                   "of the batch before the step (sae.loss(x) computes it).")
+                raise CheckFailure(
+                    f'training_step(...)["{key}"] is {g} at step {step + 1}, expected {e}: the {key} '
+                    "of the batch before the step (sae.loss(x) computes it)."
+                )
         if not _close(out["loss"], want["loss"], 1e-4, 1e-6):
             e, g = shown_apart(want["loss"], out["loss"])
             if _close(out["loss"], want["mse"] + sae.cfg.l1_coefficient * want["l1"]):
-                raise CheckFailure(f'training_step(...)["loss"] is {g}, expected {e}: it uses sae.cfg.l1_coefficient; '
-                                   "report the loss you trained on, with the l1_coefficient argument.")
-            raise CheckFailure(f'training_step(...)["loss"] is {g} at step {step + 1}, expected {e}: mse + '
-                               "l1_coefficient * l1 for this batch.")
+                raise CheckFailure(
+                    f'training_step(...)["loss"] is {g}, expected {e}: it uses sae.cfg.l1_coefficient; '
+                    "report the loss you trained on, with the l1_coefficient argument."
+                )
+            raise CheckFailure(
+                f'training_step(...)["loss"] is {g} at step {step + 1}, expected {e}: mse + '
+                "l1_coefficient * l1 for this batch."
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -919,42 +1082,63 @@ def check_l0_and_density(l0, feature_density, *, seed: int = 0) -> None:
         check_that(isinstance(got, Tensor), f"l0(acts) should return a tensor, got {type(got).__name__}.")
         assert_float32(got, "l0(acts)", "count in float32 (`.float()`), the dtype of everything else in training.")
         if got.dim() != 0:
-            raise CheckFailure(f"l0(acts) for {on} has shape {tuple(got.shape)}; it should be one number: the count "
-                               "of active latents per token, averaged over all tokens.")
+            raise CheckFailure(
+                f"l0(acts) for {on} has shape {tuple(got.shape)}; it should be one number: the count "
+                "of active latents per token, averaged over all tokens."
+            )
         got = got.item()
         if not _close(got, want_l0, 1e-5, 1e-6):
             e, g = shown_apart(want_l0, got)
             if _close(got, want_l0 / shape[-1], 1e-5, 1e-6):
-                raise CheckFailure(f"l0(acts) is {g} for {on}, expected {e}: that is the fraction of active entries; "
-                                   "L0 is a count: sum over the latent axis, then average over tokens.")
+                raise CheckFailure(
+                    f"l0(acts) is {g} for {on}, expected {e}: that is the fraction of active entries; "
+                    "L0 is a count: sum over the latent axis, then average over tokens."
+                )
             if _close(got, float(shape[-1]), 1e-5, 1e-6):
-                raise CheckFailure(f"l0(acts) is {g} for {on}, expected {e}: it counts every latent, including those "
-                                   "at 0; count only those that fire (acts > 0).")
-            raise CheckFailure(f"l0(acts) is {g} for {on}, expected {e}. Hint: the number of latents with acts > 0 on "
-                               "each token, averaged over every token (all leading axes).")
+                raise CheckFailure(
+                    f"l0(acts) is {g} for {on}, expected {e}: it counts every latent, including those "
+                    "at 0; count only those that fire (acts > 0)."
+                )
+            raise CheckFailure(
+                f"l0(acts) is {g} for {on}, expected {e}. Hint: the number of latents with acts > 0 on "
+                "each token, averaged over every token (all leading axes)."
+            )
         with unchanged_inputs("feature_density", acts=acts):
             density = feature_density(acts)
         check_that(isinstance(density, Tensor), "feature_density(acts) should return a tensor.")
         if tuple(density.shape) != (shape[-1],):
-            raise CheckFailure(f"feature_density(acts) for {on} has shape {tuple(density.shape)}; it should have one "
-                               f"value per latent, ({shape[-1]},). Hint: average over every leading (token) axis.")
+            raise CheckFailure(
+                f"feature_density(acts) for {on} has shape {tuple(density.shape)}; it should have one "
+                f"value per latent, ({shape[-1]},). Hint: average over every leading (token) axis."
+            )
         want = torch.tensor(want_density)
         if density.dtype == torch.bool or not density.dtype.is_floating_point:
-            raise CheckFailure(f"feature_density(acts) has dtype {density.dtype}; it should be a fraction between 0 "
-                               "and 1, as float32.")
+            raise CheckFailure(
+                f"feature_density(acts) has dtype {density.dtype}; it should be a fraction between 0 and 1, as float32."
+            )
         got_density = density.detach().float()
         j = int((got_density - want).abs().argmax())  # the latent where the learner's density is furthest off
         if torch.allclose(got_density, want * n_tokens, atol=1e-4):
-            raise CheckFailure(f"feature_density(acts) counts firing tokens (latent {j}: {got_density[j].item():g}, "
-                               f"expected the fraction {want[j].item():.4g}); divide by the number of tokens "
-                               f"({n_tokens}) to get a fraction.")
+            raise CheckFailure(
+                f"feature_density(acts) counts firing tokens (latent {j}: {got_density[j].item():g}, "
+                f"expected the fraction {want[j].item():.4g}); divide by the number of tokens "
+                f"({n_tokens}) to get a fraction."
+            )
         if len(shape) == 3 and torch.allclose(got_density, (acts > 0).any(dim=1).float().mean(0), atol=1e-5):
-            raise CheckFailure(f"feature_density(acts) for acts of shape [batch seq d_sae] is the fraction of "
-                               f"sequences in which each latent fires (latent {j}: {got_density[j].item():.4g}, "
-                               f"expected {want[j].item():.4g}); density is per token: average over every token of "
-                               "every sequence.")
-        _assert_values(got_density, want, "feature_density(acts)",
-                       "the fraction of tokens on which each latent fires (acts > 0).", axes=("latent",), on=on)
+            raise CheckFailure(
+                f"feature_density(acts) for acts of shape [batch seq d_sae] is the fraction of "
+                f"sequences in which each latent fires (latent {j}: {got_density[j].item():.4g}, "
+                f"expected {want[j].item():.4g}); density is per token: average over every token of "
+                "every sequence."
+            )
+        _assert_values(
+            got_density,
+            want,
+            "feature_density(acts)",
+            "the fraction of tokens on which each latent fires (acts > 0).",
+            axes=("latent",),
+            on=on,
+        )
         assert_float32(density, "feature_density(acts)", "average in float32 (`.float()`), not float64.")
 
 
@@ -999,18 +1183,18 @@ def _ev_mistakes(x: Tensor, x_hat: Tensor) -> dict[str, float]:
 
 _EV_MESSAGES = {
     "uncentred": "explained_variance divides by sum ||x||², not the variance: centre x on its mean over tokens first, "
-                 "or an SAE gets credit for reproducing the mean activation.",
+    "or an SAE gets credit for reproducing the mean activation.",
     "per_token_centre": "explained_variance centres each token on its own mean over dimensions; the mean to subtract "
-                        "is the mean activation vector, taken over tokens (one value per dimension).",
+    "is the mean activation vector, taken over tokens (one value per dimension).",
     "fvu": "explained_variance returned the fraction of variance unexplained; return 1 minus it.",
     "per_token_ratio": "explained_variance averages a ratio per token; divide the total squared error by the total "
-                       "variance instead (a token near the mean would otherwise weigh enormously).",
+    "variance instead (a token near the mean would otherwise weigh enormously).",
     "per_dim": "explained_variance averages a ratio per dimension; divide the total squared error by the total "
-               "variance instead (sum both over dimensions first).",
+    "variance instead (sum both over dimensions first).",
 }
 
 
-@exercise("2.9", "explained variance", objects=["explained_variance"])
+@exercise("2.9", "Explained variance", objects=["explained_variance"])
 @one_thread
 def check_explained_variance(explained_variance, *, seed: int = 0) -> None:
     """On activations with a large mean and unequal scales per dimension (for [batch seq d], a different mean per
@@ -1031,9 +1215,11 @@ def check_explained_variance(explained_variance, *, seed: int = 0) -> None:
         check_that(isinstance(got, Tensor), f"explained_variance should return a tensor, got {type(got).__name__}.")
         assert_float32(got, "explained_variance(x, x_hat)", "compute it from the float32 inputs, without `.double()`.")
         if got.dim() != 0:
-            raise CheckFailure(f"explained_variance(x, x_hat) for inputs of shape {shape} has shape "
-                               f"{tuple(got.shape)}; it should be one number for the whole set of tokens. Hint: sum "
-                               "over every axis (tokens and dimensions) before dividing.")
+            raise CheckFailure(
+                f"explained_variance(x, x_hat) for inputs of shape {shape} has shape "
+                f"{tuple(got.shape)}; it should be one number for the whole set of tokens. Hint: sum "
+                "over every axis (tokens and dimensions) before dividing."
+            )
         got = got.item()
         if _close(got, want):
             continue
@@ -1043,34 +1229,52 @@ def check_explained_variance(explained_variance, *, seed: int = 0) -> None:
             if _close(got, value):
                 raise CheckFailure(f"{_EV_MESSAGES[name]} {measured}")
         if len(shape) == 3:
-            raise CheckFailure(f"explained_variance is wrong for inputs of shape {shape} (it was right for [tokens d]) "
-                               f"{measured}. Hint: treat every leading axis as tokens: flatten to [tokens d] first, "
-                               "then take the mean over all tokens.")
+            raise CheckFailure(
+                f"explained_variance is wrong for inputs of shape {shape} (it was right for [tokens d]) "
+                f"{measured}. Hint: treat every leading axis as tokens: flatten to [tokens d] first, "
+                "then take the mean over all tokens."
+            )
         _explained_variance_properties(explained_variance, flat)
-        raise CheckFailure(f"explained_variance is wrong {measured}, though it gives 1 for a perfect reconstruction, 0 "
-                           "for the mean and 0.75 for half the deviations. Hint: both sums run over every token and "
-                           "every dimension; the residual is x − x̂, element by element.")
+        raise CheckFailure(
+            f"explained_variance is wrong {measured}, though it gives 1 for a perfect reconstruction, 0 "
+            "for the mean and 0.75 for half the deviations. Hint: both sums run over every token and "
+            "every dimension; the residual is x − x̂, element by element."
+        )
 
 
 def _explained_variance_properties(explained_variance, x: Tensor) -> None:
     """Name the first property explained variance must have that the learner's version breaks, on ``x`` [tokens d]."""
     mean = x.mean(0, keepdim=True).expand_as(x)
     properties = [
-        ("a perfect reconstruction (x_hat = x)", x, 1.0,
-         "nothing is left unexplained, so the numerator, the squared error Σ‖x − x̂‖², must be 0 here."),
-        ("reconstructing every token by the mean activation x̄ (over tokens)", mean, 0.0,
-         "the denominator is the squared error of exactly that reconstruction: Σ‖x − x̄‖², with x̄ the mean over "
-         "tokens, one value per dimension."),
-        ("halving every deviation from the mean, x_hat = x̄ + (x − x̄) / 2", mean + (x - mean) / 2, 0.75,
-         "the ratio compares squared errors, so an error of half the deviation leaves a quarter of the variance."),
+        (
+            "a perfect reconstruction (x_hat = x)",
+            x,
+            1.0,
+            "nothing is left unexplained, so the numerator, the squared error Σ‖x − x̂‖², must be 0 here.",
+        ),
+        (
+            "reconstructing every token by the mean activation x̄ (over tokens)",
+            mean,
+            0.0,
+            "the denominator is the squared error of exactly that reconstruction: Σ‖x − x̄‖², with x̄ the mean over "
+            "tokens, one value per dimension.",
+        ),
+        (
+            "halving every deviation from the mean, x_hat = x̄ + (x − x̄) / 2",
+            mean + (x - mean) / 2,
+            0.75,
+            "the ratio compares squared errors, so an error of half the deviation leaves a quarter of the variance.",
+        ),
     ]
     for label, x_hat, value, hint in properties:
         got = explained_variance(x.clone(), x_hat.clone().contiguous())
         got = got.item() if isinstance(got, Tensor) and got.numel() == 1 else float("nan")
         if not _close(got, value):
             e, g = shown_apart(value, got)
-            raise CheckFailure(f"explained_variance of {label} should be {e} for any x, and yours is {g} (on x of "
-                               f"shape {tuple(x.shape)}). Hint: {hint}")
+            raise CheckFailure(
+                f"explained_variance of {label} should be {e} for any x, and yours is {g} (on x of "
+                f"shape {tuple(x.shape)}). Hint: {hint}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1117,8 +1321,9 @@ def _fitted_sae(acts: Tensor, seed: int, hook_name: str = HOOK) -> SAE:
     """A trained-like SAE on the model's MLP (non-zero biases, its latents firing on 20-40% of the entries) whose
     decoder is fitted, by ridge regression on its own codes, to reconstruct ``acts`` the way a trained SAE would
     (explained variance around 0.85); its rows then have unequal norms, from about 0.05 to 2."""
-    sae = trained_like_sae(acts.shape[-1], 2 * acts.shape[-1], seed, inputs=acts, firing=(0.2, 0.4),
-                           hook_name=hook_name)
+    sae = trained_like_sae(
+        acts.shape[-1], 2 * acts.shape[-1], seed, inputs=acts, firing=(0.2, 0.4), hook_name=hook_name
+    )
     with torch.no_grad():
         codes = sae.encode(acts)
         ridge = 0.1 * codes.pow(2).sum(0).mean()
@@ -1148,21 +1353,27 @@ def _other_hook_case(model, seed: int) -> dict:
     g = _gen(seed, 14)
     tokens = _sampled_tokens(model, 3, 10, g)
     with torch.no_grad():
-        _, cache = model.run_with_cache(torch.cat([tokens, _sampled_tokens(model, 12, 10, g)]),
-                                        names_filter=_OTHER_SAE_HOOK)
+        _, cache = model.run_with_cache(
+            torch.cat([tokens, _sampled_tokens(model, 12, 10, g)]), names_filter=_OTHER_SAE_HOOK
+        )
     acts = cache[_OTHER_SAE_HOOK][:, 1:].reshape(-1, D_MLP)
-    return {"sae": _fitted_sae(acts, seed + 100, hook_name=_OTHER_SAE_HOOK), "tokens": tokens,
-            "mean_acts": acts.mean(0)}
+    return {
+        "sae": _fitted_sae(acts, seed + 100, hook_name=_OTHER_SAE_HOOK),
+        "tokens": tokens,
+        "mean_acts": acts.mean(0),
+    }
 
 
 def _naive_ce_values(model, sae, tokens: Tensor, mean_acts: Tensor, hook_name: str) -> dict[str, float]:
     with torch.no_grad():
-        return _recovered({
-            "ce_clean": _naive_ce(model, tokens, None),
-            "ce_reconstructed": _naive_ce(model, tokens, lambda a: sae(a)[0], hook_name),
-            "ce_zero_ablated": _naive_ce(model, tokens, lambda a: torch.zeros_like(a), hook_name),
-            "ce_mean_ablated": _naive_ce(model, tokens, lambda a: mean_acts, hook_name),
-        })
+        return _recovered(
+            {
+                "ce_clean": _naive_ce(model, tokens, None),
+                "ce_reconstructed": _naive_ce(model, tokens, lambda a: sae(a)[0], hook_name),
+                "ce_zero_ablated": _naive_ce(model, tokens, lambda a: torch.zeros_like(a), hook_name),
+                "ce_mean_ablated": _naive_ce(model, tokens, lambda a: mean_acts, hook_name),
+            }
+        )
 
 
 def _output_210(objects: tuple, fixture: dict) -> Tensor:
@@ -1170,10 +1381,17 @@ def _output_210(objects: tuple, fixture: dict) -> Tensor:
     return torch.tensor([float(out[key]) for key in _CE_KEYS], dtype=torch.float64)
 
 
-sensitivity("2.10", build=_fixture_210, output=_output_210, tolerance=1e-3, exempt={
-    "model.blocks.0.attn.b_K": "q · b_K is the same for every key of a query, and softmax ignores a shift shared by "
-                               "all its inputs: b_K never changes a model's output",
-})
+sensitivity(
+    "2.10",
+    build=_fixture_210,
+    output=_output_210,
+    tolerance=1e-3,
+    exempt={
+        "model.blocks.0.attn.b_K": "q · b_K is the same for every key of a query, and softmax ignores a shift shared "
+        "by "
+        "all its inputs: b_K never changes a model's output",
+    },
+)
 
 
 def _recovered(values: dict[str, float]) -> dict[str, float]:
@@ -1194,17 +1412,26 @@ def _check_splice_hook(splice_hook, generator: torch.Generator) -> None:
     assert_shape(result, (3, 5, 4), "the activations your hook returns (for activations of shape [3, 5, 4])")
     expected = torch.cat([original[:, :1], 2 * original[:, 1:] + 1], dim=1)
     if torch.allclose(result, 2 * original + 1):
-        raise CheckFailure("splice_hook replaced position 0 too; leave the first position (BOS) as it was: the SAE was "
-                           "never trained on it.")
+        raise CheckFailure(
+            "splice_hook replaced position 0 too; leave the first position (BOS) as it was: the SAE was "
+            "never trained on it."
+        )
     if torch.allclose(result, original):
-        raise CheckFailure("splice_hook's hook changed nothing: return the replaced activations (TransformerLens uses "
-                           "what a hook returns).")
-    _assert_values(result, expected, "the activations your hook returns",
-                   "replacement(acts) at every position except position 0, which keeps its own activations.",
-                   axes=("batch", "position", "dim"), on="activations of shape [3, 5, 4] with replacement 2a + 1")
+        raise CheckFailure(
+            "splice_hook's hook changed nothing: return the replaced activations (TransformerLens uses "
+            "what a hook returns)."
+        )
+    _assert_values(
+        result,
+        expected,
+        "the activations your hook returns",
+        "replacement(acts) at every position except position 0, which keeps its own activations.",
+        axes=("batch", "position", "dim"),
+        on="activations of shape [3, 5, 4] with replacement 2a + 1",
+    )
 
 
-@exercise("2.10", "cross-entropy loss recovered", objects=["splice_hook", "ce_loss_recovered"])
+@exercise("2.10", "Cross-entropy loss recovered", objects=["splice_hook", "ce_loss_recovered"])
 @one_thread
 def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) -> None:
     """splice_hook on random activations; the losses on the trained-like model (non-zero b_out, b_U and LayerNorm
@@ -1215,13 +1442,21 @@ def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) ->
     model, sae, tokens, mean_acts = fixture["model"], fixture["sae"], fixture["tokens"], fixture["mean_acts"]
     want = _naive_ce_values(model, sae, tokens, mean_acts, HOOK)
     with torch.no_grad():
-        with_bos = {key: model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(HOOK, hook)]).item()
-                    for key, hook in [("ce_reconstructed", lambda a, hook: sae(a)[0]),
-                                      ("ce_zero_ablated", lambda a, hook: torch.zeros_like(a)),
-                                      ("ce_mean_ablated", lambda a, hook: mean_acts.expand_as(a))]}
+        with_bos = {
+            key: model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(HOOK, hook)]).item()
+            for key, hook in [
+                ("ce_reconstructed", lambda a, hook: sae(a)[0]),
+                ("ce_zero_ablated", lambda a, hook: torch.zeros_like(a)),
+                ("ce_mean_ablated", lambda a, hook: mean_acts.expand_as(a)),
+            ]
+        }
         mlp_out_zeroed = _naive_ce(model, tokens, lambda a: torch.zeros_like(a), hook_name="blocks.0.hook_mlp_out")
-    assert_fixture(want["ce_clean"] + 0.02 < want["ce_reconstructed"] < min(want["ce_zero_ablated"],
-                   want["ce_mean_ablated"]) - 0.2, "the clean loss is lowest and the reconstruction recovers part")
+    assert_fixture(
+        want["ce_clean"] + 0.02
+        < want["ce_reconstructed"]
+        < min(want["ce_zero_ablated"], want["ce_mean_ablated"]) - 0.2,
+        "the clean loss is lowest and the reconstruction recovers part",
+    )
     for key in _CE_KEYS[4:]:
         assert_fixture(0.3 < want[key] < 0.99 and abs(want[key] - 0.5) > 0.01, f"{key} in (0.3, 0.99), not 0.5")
     for key, value in with_bos.items():
@@ -1238,11 +1473,17 @@ def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) ->
     for key in _CE_KEYS:
         value = got[key]
         if isinstance(value, Tensor):
-            check_that(value.numel() == 1, f'ce_loss_recovered(...)["{key}"] should be one number, '
-                       f"not a tensor of shape {tuple(value.shape)}.")
-        assert_type(value, float, f'ce_loss_recovered(...)["{key}"]',
-                    "the docstring promises Python floats: call .item() on each loss (a tensor would also keep the "
-                    "model's memory alive in the table the notebook builds).")
+            check_that(
+                value.numel() == 1,
+                f'ce_loss_recovered(...)["{key}"] should be one number, not a tensor of shape {tuple(value.shape)}.',
+            )
+        assert_type(
+            value,
+            float,
+            f'ce_loss_recovered(...)["{key}"]',
+            "the docstring promises Python floats: call .item() on each loss (a tensor would also keep the "
+            "model's memory alive in the table the notebook builds).",
+        )
         values[key] = float(value)
 
     def measured(key: str) -> str:
@@ -1250,36 +1491,54 @@ def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) ->
         return f'"{key}" is {g}, expected {e}'
 
     if not _close(values["ce_clean"], want["ce_clean"]):
-        raise CheckFailure(f'{measured("ce_clean")}: the mean next-token cross-entropy of the untouched model, over '
-                           'every prediction (model(tokens, return_type="loss") computes it).')
-    for key, what in [("ce_reconstructed", "the SAE's reconstruction"), ("ce_zero_ablated", "zeros"),
-                      ("ce_mean_ablated", "mean_acts")]:
+        raise CheckFailure(
+            f"{measured('ce_clean')}: the mean next-token cross-entropy of the untouched model, over "
+            'every prediction (model(tokens, return_type="loss") computes it).'
+        )
+    for key, what in [
+        ("ce_reconstructed", "the SAE's reconstruction"),
+        ("ce_zero_ablated", "zeros"),
+        ("ce_mean_ablated", "mean_acts"),
+    ]:
         if _close(values[key], want[key]):
             continue
         if _close(values[key], with_bos[key]):
-            raise CheckFailure(f"{measured(key)}: it replaced position 0 as well; every splice (reconstruction and "
-                               "both ablations) should leave position 0 alone, as splice_hook does.")
+            raise CheckFailure(
+                f"{measured(key)}: it replaced position 0 as well; every splice (reconstruction and "
+                "both ablations) should leave position 0 alone, as splice_hook does."
+            )
         if key == "ce_zero_ablated" and _close(values[key], want["ce_mean_ablated"]):
-            raise CheckFailure(f"{measured(key)}, the mean-ablated loss: zero ablation replaces the activations by "
-                               "zeros, mean ablation by mean_acts.")
+            raise CheckFailure(
+                f"{measured(key)}, the mean-ablated loss: zero ablation replaces the activations by "
+                "zeros, mean ablation by mean_acts."
+            )
         if key == "ce_zero_ablated" and _close(values[key], mlp_out_zeroed):
-            raise CheckFailure(f"{measured(key)}: the loss with the MLP's *output* (blocks.0.hook_mlp_out) zeroed, "
-                               "which also removes the MLP's bias b_out. Hint: replace the activations at "
-                               "sae.cfg.hook_name (the MLP's hidden layer) by zeros; the MLP then outputs b_out alone.")
+            raise CheckFailure(
+                f"{measured(key)}: the loss with the MLP's *output* (blocks.0.hook_mlp_out) zeroed, "
+                "which also removes the MLP's bias b_out. Hint: replace the activations at "
+                "sae.cfg.hook_name (the MLP's hidden layer) by zeros; the MLP then outputs b_out alone."
+            )
         if key == "ce_mean_ablated" and _close(values[key], want["ce_zero_ablated"]):
-            raise CheckFailure(f"{measured(key)}, the zero-ablated loss: mean ablation replaces the activations by "
-                               "mean_acts.")
+            raise CheckFailure(
+                f"{measured(key)}, the zero-ablated loss: mean ablation replaces the activations by mean_acts."
+            )
         if key == "ce_mean_ablated":
-            raise CheckFailure(f"{measured(key)}. Hint: replace the activations by the mean_acts vector you are given "
-                               "(do not recompute a mean), at every position but 0.")
-        raise CheckFailure(f"{measured(key)}. Hint: the mean next-token loss with the activations at "
-                           f"sae.cfg.hook_name replaced by {what} (positions 1 onwards).")
+            raise CheckFailure(
+                f"{measured(key)}. Hint: replace the activations by the mean_acts vector you are given "
+                "(do not recompute a mean), at every position but 0."
+            )
+        raise CheckFailure(
+            f"{measured(key)}. Hint: the mean next-token loss with the activations at "
+            f"sae.cfg.hook_name replaced by {what} (positions 1 onwards)."
+        )
     for key, base in [("recovered_zero", "ce_zero_ablated"), ("recovered_mean", "ce_mean_ablated")]:
         if _close(values[key], want[key]):
             continue
         if _close(values[key], 1 - want[key]):
-            raise CheckFailure(f'{measured(key)}: the fraction of the loss gap *lost*; return the fraction recovered, '
-                               "(ablated − reconstructed) / (ablated − clean).")
+            raise CheckFailure(
+                f"{measured(key)}: the fraction of the loss gap *lost*; return the fraction recovered, "
+                "(ablated − reconstructed) / (ablated − clean)."
+            )
         raise CheckFailure(f"{measured(key)}. Hint: ({base} − ce_reconstructed) / ({base} − ce_clean).")
 
     # an SAE on another hook: every splice goes at sae.cfg.hook_name
@@ -1289,14 +1548,18 @@ def check_ce_loss_recovered(splice_hook, ce_loss_recovered, *, seed: int = 0) ->
     bad = [key for key in _CE_KEYS if not _close(float(got[key]), want[key])]
     if bad:
         e, g = shown_apart(want[bad[0]], float(got[bad[0]]))
-        on = f"for an SAE with hook_name {_OTHER_SAE_HOOK!r}, \"{bad[0]}\" is {g}, expected {e}"
+        on = f'for an SAE with hook_name {_OTHER_SAE_HOOK!r}, "{bad[0]}" is {g}, expected {e}'
         at_post = _naive_ce_values(model, case["sae"], case["tokens"], case["mean_acts"], HOOK)
         assert_fixture(not _close(at_post["ce_reconstructed"], want["ce_reconstructed"]), "the two hooks differ")
         if all(_close(float(got[key]), at_post[key]) for key in bad):
-            raise CheckFailure(f"{on}: the splices went in at {HOOK}, not at the SAE's own hook. Hint: hook "
-                               "sae.cfg.hook_name, not a fixed name.")
-        raise CheckFailure(f"{on}, though the check's SAE on {HOOK} gave the right values. Hint: every splice goes in "
-                           "at sae.cfg.hook_name.")
+            raise CheckFailure(
+                f"{on}: the splices went in at {HOOK}, not at the SAE's own hook. Hint: hook "
+                "sae.cfg.hook_name, not a fixed name."
+            )
+        raise CheckFailure(
+            f"{on}, though the check's SAE on {HOOK} gave the right values. Hint: every splice goes in "
+            "at sae.cfg.hook_name."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1327,8 +1590,9 @@ def check_kl_divergence(kl_divergence, *, seed: int = 0) -> None:
     want = _naive_kl(clean, spliced).float()
     reverse = _naive_kl(spliced, clean).float()
     raw = (clean.softmax(-1) * (clean - spliced)).sum(-1)
-    assert_fixture(not torch.allclose(reverse, want, rtol=1e-3, atol=1e-3),
-                   "KL(spliced ‖ clean) is KL(clean ‖ spliced)")
+    assert_fixture(
+        not torch.allclose(reverse, want, rtol=1e-3, atol=1e-3), "KL(spliced ‖ clean) is KL(clean ‖ spliced)"
+    )
     assert_fixture(bool((raw < -1).any()), "raw logits used as log-probabilities give a negative KL")
     on = "the check's logits of shape [3, 5, 11]"
     with unchanged_inputs("kl_divergence", logits_clean=clean, logits_spliced=spliced):
@@ -1336,28 +1600,42 @@ def check_kl_divergence(kl_divergence, *, seed: int = 0) -> None:
     check_that(isinstance(got, Tensor), f"kl_divergence should return a tensor, got {type(got).__name__}.")
     assert_float32(got, "kl_divergence(logits_clean, logits_spliced)", "the logits are float32: compute in float32.")
     if got.dim() == 0:
-        raise CheckFailure(f"kl_divergence returned one number ({got.item():.4g}) for logits of shape [3, 5, 11]; "
-                           "return the KL at every position, shape [batch pos] (sum over the vocabulary only).")
+        raise CheckFailure(
+            f"kl_divergence returned one number ({got.item():.4g}) for logits of shape [3, 5, 11]; "
+            "return the KL at every position, shape [batch pos] (sum over the vocabulary only)."
+        )
     if tuple(got.shape) == (batch, seq, vocab):
-        raise CheckFailure("kl_divergence returned one value per vocabulary entry (shape [3, 5, 11]); sum over the "
-                           "vocabulary axis.")
+        raise CheckFailure(
+            "kl_divergence returned one value per vocabulary entry (shape [3, 5, 11]); sum over the vocabulary axis."
+        )
     assert_shape(got, (batch, seq), "kl_divergence(logits_clean, logits_spliced) for logits [3, 5, 11]")
     got = got.detach()
     if not torch.isfinite(got).all():
-        raise CheckFailure("kl_divergence gave NaN or inf. Hint: take log-probabilities with log_softmax, not "
-                           "log(softmax(...)), which underflows.")
+        raise CheckFailure(
+            "kl_divergence gave NaN or inf. Hint: take log-probabilities with log_softmax, not "
+            "log(softmax(...)), which underflows."
+        )
     if (got < -1e-5).any():
         index = tuple(int(i) for i in torch.unravel_index(got.argmin(), got.shape))
-        raise CheckFailure(f"kl_divergence is negative somewhere (at [batch {index[0]}, position {index[1]}] it is "
-                           f"{got[index].item():.4g}), which a KL divergence never is. Hint: normalise the logits into "
-                           "log-probabilities first (log_softmax).")
+        raise CheckFailure(
+            f"kl_divergence is negative somewhere (at [batch {index[0]}, position {index[1]}] it is "
+            f"{got[index].item():.4g}), which a KL divergence never is. Hint: normalise the logits into "
+            "log-probabilities first (log_softmax)."
+        )
     if torch.allclose(got, reverse, rtol=1e-4, atol=1e-5):
-        raise CheckFailure(f"kl_divergence is KL(spliced ‖ clean) ({_difference(got, want, ('batch', 'position'))}); "
-                           "the course measures KL(clean ‖ spliced), the expected log-ratio under the clean model's "
-                           "distribution.")
-    _assert_values(got, want, "kl_divergence(logits_clean, logits_spliced)",
-                   "Σ_v p(v) (log p(v) − log q(v)), with p the clean model's next-token distribution and q the "
-                   "spliced one's.", axes=("batch", "position"), on=on)
+        raise CheckFailure(
+            f"kl_divergence is KL(spliced ‖ clean) ({_difference(got, want, ('batch', 'position'))}); "
+            "the course measures KL(clean ‖ spliced), the expected log-ratio under the clean model's "
+            "distribution."
+        )
+    _assert_values(
+        got,
+        want,
+        "kl_divergence(logits_clean, logits_spliced)",
+        "Σ_v p(v) (log p(v) − log q(v)), with p the clean model's next-token distribution and q the spliced one's.",
+        axes=("batch", "position"),
+        on=on,
+    )
 
     # far-apart logits: log(softmax) underflows to log(0) = -inf
     clean = torch.zeros(1, 2, vocab)
@@ -1366,11 +1644,20 @@ def check_kl_divergence(kl_divergence, *, seed: int = 0) -> None:
     spliced[0, 0, 1] = 130.0
     got = kl_divergence(clean.clone(), spliced.clone())
     if not torch.isfinite(got).all():
-        raise CheckFailure("kl_divergence gives NaN or inf for logits that are far apart (e.g. 130 next to 0). Hint: "
-                           "use log_softmax rather than taking the log of softmax's output.")
-    _assert_values(got, _naive_kl(clean, spliced).float(), "kl_divergence for logits that are far apart",
-                   "use log_softmax for both distributions.", axes=("batch", "position"),
-                   on="logits of 120, 130 and -150 next to 0", rtol=1e-4, atol=1e-4)
+        raise CheckFailure(
+            "kl_divergence gives NaN or inf for logits that are far apart (e.g. 130 next to 0). Hint: "
+            "use log_softmax rather than taking the log of softmax's output."
+        )
+    _assert_values(
+        got,
+        _naive_kl(clean, spliced).float(),
+        "kl_divergence for logits that are far apart",
+        "use log_softmax for both distributions.",
+        axes=("batch", "position"),
+        on="logits of 120, 130 and -150 next to 0",
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1378,9 +1665,16 @@ def check_kl_divergence(kl_divergence, *, seed: int = 0) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _naive_firing(batches: list[Tensor], window: int, threshold: float, *, strict: bool = False,
-                  reset_first: bool = False, per_batch: str = "", dense_at_threshold: bool = False,
-                  ) -> list[tuple[list[bool], list[bool], list[int], list[float]]]:
+def _naive_firing(
+    batches: list[Tensor],
+    window: int,
+    threshold: float,
+    *,
+    strict: bool = False,
+    reset_first: bool = False,
+    per_batch: str = "",
+    dense_at_threshold: bool = False,
+) -> list[tuple[list[bool], list[bool], list[int], list[float]]]:
     """After each batch: (dead, dense, tokens since fired, density) per latent, with plain counters and loops.
 
     The keyword arguments simulate common mistakes, so that the check can name them: ``strict`` (dead when the
@@ -1442,7 +1736,7 @@ def _firing_batches(generator: torch.Generator) -> list[Tensor]:
     return batches
 
 
-@exercise("2.12", "dead and dense latents", objects=["FeatureFiringStats"])
+@exercise("2.12", "Dead and dense latents", objects=["FeatureFiringStats"])
 @one_thread
 def check_feature_firing_stats(FeatureFiringStats, *, seed: int = 0) -> None:
     """On a stream of 10 batches of 5 to 40 tokens, designed latent by latent (see ``_firing_batches``): with a
@@ -1453,8 +1747,13 @@ def check_feature_firing_stats(FeatureFiringStats, *, seed: int = 0) -> None:
         _check_firing_window(FeatureFiringStats, batches, window, 0.1)
 
 
-_FIRING_MISTAKES = {"strict": dict(strict=True), "reset_first": dict(reset_first=True), "any": dict(per_batch="any"),
-                    "mean": dict(per_batch="mean"), "at_threshold": dict(dense_at_threshold=True)}
+_FIRING_MISTAKES = {
+    "strict": dict(strict=True),
+    "reset_first": dict(reset_first=True),
+    "any": dict(per_batch="any"),
+    "mean": dict(per_batch="mean"),
+    "at_threshold": dict(dense_at_threshold=True),
+}
 
 
 def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int, threshold: float) -> None:
@@ -1467,8 +1766,9 @@ def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int,
             continue
         assert_fixture(any(v[part_of[name]] != w[part_of[name]] for v, w in zip(variant, want)), f"the mistake {name}")
     for part, what in [(0, "dead"), (1, "dense")]:
-        assert_fixture(any(any(w[part]) for w in want) and all(not all(w[part]) for w in want),
-                       f"some latents {what} and some not")
+        assert_fixture(
+            any(any(w[part]) for w in want) and all(not all(w[part]) for w in want), f"some latents {what} and some not"
+        )
     other = 0.25  # a second threshold, so that one written into dense() shows
     want_other = [w[1] for w in _naive_firing(batches, window, other)]
     assert_fixture(any(o != w[1] for o, w in zip(want_other, want)), f"dense({other}) differs from dense({threshold})")
@@ -1484,8 +1784,10 @@ def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int,
         for mask, what in [(dead, "dead()"), (dense, f"dense({threshold})")]:
             check_that(isinstance(mask, Tensor), f"{what} should return a tensor, got {type(mask).__name__}.")
             assert_shape(mask, (d_sae,), f"{what} for {d_sae} latents")
-            check_that(mask.dtype == torch.bool, f"{what} should be a boolean mask, one True/False per latent, but has "
-                       f"dtype {mask.dtype}.")
+            check_that(
+                mask.dtype == torch.bool,
+                f"{what} should be a boolean mask, one True/False per latent, but has dtype {mask.dtype}.",
+            )
         got.append((dead.tolist(), dense.tolist()))
         dense_other = stats.dense(other)
         check_that(isinstance(dense_other, Tensor), f"dense({other}) should return a tensor.")
@@ -1503,51 +1805,77 @@ def _check_firing_window(FeatureFiringStats, batches: list[Tensor], window: int,
         j = next(j for j in range(d_sae) if got[k][part][j] != want[k][part][j])
         since, density = want[k][2][j], want[k][3][j]
         if part == 0:
-            state = (f"latent {j} has not fired for {since} tokens (window {window}): dead() says {got[k][0][j]}, "
-                     f"expected {want[k][0][j]}")
+            state = (
+                f"latent {j} has not fired for {since} tokens (window {window}): dead() says {got[k][0][j]}, "
+                f"expected {want[k][0][j]}"
+            )
             if matches(mistakes["strict"], 0):
-                raise CheckFailure(f"after {seen} tokens, a latent that has gone exactly {window} tokens (one window) "
-                                   f"without firing is not reported dead ({state}). Hint: dead means it has not fired "
-                                   f"on any of the last {window} tokens; check the comparison at the boundary.")
+                raise CheckFailure(
+                    f"after {seen} tokens, a latent that has gone exactly {window} tokens (one window) "
+                    f"without firing is not reported dead ({state}). Hint: dead means it has not fired "
+                    f"on any of the last {window} tokens; check the comparison at the boundary."
+                )
             if matches(mistakes["reset_first"], 0):
-                raise CheckFailure(f"after {seen} tokens, the tokens-since-fired counters include the tokens of "
-                                   f"the batch in which each latent last fired ({state}). Hint: add the batch's token "
-                                   "count to every counter first, then reset to 0 the counters of the latents that "
-                                   "fired in the batch.")
+                raise CheckFailure(
+                    f"after {seen} tokens, the tokens-since-fired counters include the tokens of "
+                    f"the batch in which each latent last fired ({state}). Hint: add the batch's token "
+                    "count to every counter first, then reset to 0 the counters of the latents that "
+                    "fired in the batch."
+                )
             if got[k][0][j]:
-                raise CheckFailure(f"after {seen} tokens, a latent that fired within the last {window} tokens is "
-                                   f"reported dead ({state}). Hint: reset a latent's tokens-since-fired counter to 0 "
-                                   "whenever it fires in a batch.")
-            raise CheckFailure(f"after {seen} tokens, a latent that has not fired in the last {window} tokens is not "
-                               f"reported dead ({state}). Hint: count tokens (not batches) since each latent last "
-                               "fired, and compare with window_tokens.")
-        state = (f"latent {j} fired on {round(density * seen)} of the {seen} tokens, a density of {density:.4g}: "
-                 f"dense({threshold}) says {got[k][1][j]}, expected {want[k][1][j]}")
+                raise CheckFailure(
+                    f"after {seen} tokens, a latent that fired within the last {window} tokens is "
+                    f"reported dead ({state}). Hint: reset a latent's tokens-since-fired counter to 0 "
+                    "whenever it fires in a batch."
+                )
+            raise CheckFailure(
+                f"after {seen} tokens, a latent that has not fired in the last {window} tokens is not "
+                f"reported dead ({state}). Hint: count tokens (not batches) since each latent last "
+                "fired, and compare with window_tokens."
+            )
+        state = (
+            f"latent {j} fired on {round(density * seen)} of the {seen} tokens, a density of {density:.4g}: "
+            f"dense({threshold}) says {got[k][1][j]}, expected {want[k][1][j]}"
+        )
         if matches(mistakes["at_threshold"], 1):
-            raise CheckFailure(f"after {seen} tokens, a latent that fired on exactly {threshold:.0%} of the tokens is "
-                               f"reported dense ({state}); dense means *more than* {threshold:.0%}. Hint: compare the "
-                               "density with the threshold strictly (>).")
+            raise CheckFailure(
+                f"after {seen} tokens, a latent that fired on exactly {threshold:.0%} of the tokens is "
+                f"reported dense ({state}); dense means *more than* {threshold:.0%}. Hint: compare the "
+                "density with the threshold strictly (>)."
+            )
         if matches(mistakes["any"], 1):
-            raise CheckFailure(f"a latent that fires in every batch, but on only one token of each, is reported dense "
-                               f"(after {seen} tokens, {state}). Hint: density is per token: count the tokens each "
-                               "latent fired on, over all batches, and divide by the total number of tokens.")
+            raise CheckFailure(
+                f"a latent that fires in every batch, but on only one token of each, is reported dense "
+                f"(after {seen} tokens, {state}). Hint: density is per token: count the tokens each "
+                "latent fired on, over all batches, and divide by the total number of tokens."
+            )
         if matches(mistakes["mean"], 1):
-            raise CheckFailure(f"a latent that fires on every token of the few small batches is reported dense, though "
-                               f"it fires on well under 10% of all tokens (after {seen} tokens, {state}). Hint: "
-                               "averaging each batch's density weights small batches like big ones; divide total "
-                               "firings by total tokens instead.")
-        raise CheckFailure(f"after {seen} tokens, dense({threshold}) is wrong ({state}). Hint: a latent is dense if it "
-                           f"fired on more than {threshold:.0%} of all the tokens seen so far.")
+            raise CheckFailure(
+                f"a latent that fires on every token of the few small batches is reported dense, though "
+                f"it fires on well under 10% of all tokens (after {seen} tokens, {state}). Hint: "
+                "averaging each batch's density weights small batches like big ones; divide total "
+                "firings by total tokens instead."
+            )
+        raise CheckFailure(
+            f"after {seen} tokens, dense({threshold}) is wrong ({state}). Hint: a latent is dense if it "
+            f"fired on more than {threshold:.0%} of all the tokens seen so far."
+        )
     k = next((k for k in range(len(batches)) if got_other[k] != want_other[k]), None)
     if k is not None:
         seen = sum(sizes[: k + 1])
         j = next(j for j in range(d_sae) if got_other[k][j] != want_other[k][j])
         density = want[k][3][j]
-        state = (f"latent {j} fired on {round(density * seen)} of the {seen} tokens, a density of {density:.4g}: "
-                 f"dense({other}) says {got_other[k][j]}, expected {want_other[k][j]}")
+        state = (
+            f"latent {j} fired on {round(density * seen)} of the {seen} tokens, a density of {density:.4g}: "
+            f"dense({other}) says {got_other[k][j]}, expected {want_other[k][j]}"
+        )
         if got_other[k] == got[k][1]:
-            raise CheckFailure(f"dense({other}) gives the same latents as dense({threshold}) after {seen} tokens "
-                               f"({state}): it ignores its threshold argument. Hint: compare the density with "
-                               "`threshold`, not with a number written into the method.")
-        raise CheckFailure(f"after {seen} tokens, dense({other}) is wrong ({state}). Hint: a latent is dense if it "
-                           f"fired on more than `threshold` of all the tokens seen so far.")
+            raise CheckFailure(
+                f"dense({other}) gives the same latents as dense({threshold}) after {seen} tokens "
+                f"({state}): it ignores its threshold argument. Hint: compare the density with "
+                "`threshold`, not with a number written into the method."
+            )
+        raise CheckFailure(
+            f"after {seen} tokens, dense({other}) is wrong ({state}). Hint: a latent is dense if it "
+            f"fired on more than `threshold` of all the tokens seen so far."
+        )

@@ -65,12 +65,12 @@ PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
 #: The exercises whose check has no parameter that could take a trivial value (1, 0, unit norm), and why.
 FIXTURE_FREE = {
     "3.1": "update_tokens_since_fired takes a counter and a batch of activations, no weight or bias; the check "
-           "asserts that its batch has latents that fire on the first token only, on the last only, on every "
-           "token and on none",
+    "asserts that its batch has latents that fire on the first token only, on the last only, on every "
+    "token and on none",
     "3.2": "prob_looks_dead takes densities and a window length only: there is no weight or bias to leave at a "
-           "trivial value",
+    "trivial value",
     "3.5": "sample_by_squared_loss takes losses, a count and a generator only: there is no weight or bias to "
-           "leave at a trivial value (the losses are distinct and none is 0 or 1)",
+    "leave at a trivial value (the losses are distinct and none is 0 or 1)",
 }
 
 # The sampling designs (tests/course/test_power_03.py recomputes the power from them).
@@ -93,14 +93,24 @@ IGNORES_RECONSTRUCTION_MAX, CENTRED_TWICE_MAX = 0.1, 0.2
 #: that the check rejects it); tests/course/test_power_03.py recomputes every one.
 POWER_CLAIMS: dict[str, dict[str, float]] = {
     "3.4": {"coordinates drawn positive (torch.rand)": 1.0, "one direction shared by all dead latents": 1.0},
-    "3.5": {"weights by the loss, not its square": 1 - 1e-6, "sampling without replacement": 1.0,
-            "softmax of the losses": 1 - 1e-6, "index off by one (+1)": 1 - 1e-6, "index off by one (-1)": 1 - 1e-6,
-            "first item never drawn": 1.0, "last item never drawn": 1.0, "the worst input always drawn first": 1.0,
-            "draws sorted within a call": 1 - 1e-6},
-    "3.6": {"weights by the loss, not its square": 1 - 1e-6,
-            "a loss that ignores the reconstruction (||x - b_dec||^2)": 1 - 1e-6,
-            "b_dec subtracted twice in the loss (sae.encode(x - b_dec))": 1 - 1e-6,
-            "sampling without replacement": 1.0, "one input for every dead latent": 1.0},
+    "3.5": {
+        "weights by the loss, not its square": 1 - 1e-6,
+        "sampling without replacement": 1.0,
+        "softmax of the losses": 1 - 1e-6,
+        "index off by one (+1)": 1 - 1e-6,
+        "index off by one (-1)": 1 - 1e-6,
+        "first item never drawn": 1.0,
+        "last item never drawn": 1.0,
+        "the worst input always drawn first": 1.0,
+        "draws sorted within a call": 1 - 1e-6,
+    },
+    "3.6": {
+        "weights by the loss, not its square": 1 - 1e-6,
+        "a loss that ignores the reconstruction (||x - b_dec||^2)": 1 - 1e-6,
+        "b_dec subtracted twice in the loss (sae.encode(x - b_dec))": 1 - 1e-6,
+        "sampling without replacement": 1.0,
+        "one input for every dead latent": 1.0,
+    },
 }
 
 
@@ -133,8 +143,9 @@ def _adam(sae, seed: int, steps: int = 3, only: tuple[str, ...] = PARAMS) -> tor
 
 def _adam_snapshot(optimizer: torch.optim.Optimizer, sae) -> dict:
     states = {name: optimizer.state.get(getattr(sae, name), {}) for name in PARAMS}
-    return {name: {k: v.clone() if isinstance(v, Tensor) else v for k, v in state.items()}
-            for name, state in states.items()}
+    return {
+        name: {k: v.clone() if isinstance(v, Tensor) else v for k, v in state.items()} for name, state in states.items()
+    }
 
 
 def _moments_nonzero(optimizer: torch.optim.Optimizer, sae) -> bool:
@@ -157,38 +168,57 @@ def _check_adam_reset(optimizer, sae, before: dict, latents: Tensor, what: str) 
         param = getattr(sae, name)
         state = optimizer.state.get(param, {})
         if not before[name]:
-            check_that(not any(isinstance(v, Tensor) and v.ne(0).any() for v in state.values()),
-                       f"{what}: sae.{name} had no optimiser state, and now has non-zero moments.")
+            check_that(
+                not any(isinstance(v, Tensor) and v.ne(0).any() for v in state.values()),
+                f"{what}: sae.{name} had no optimiser state, and now has non-zero moments.",
+            )
             continue
         for key in ADAM_KEYS:
-            check_that(key in state, f"{what}: optimizer.state[sae.{name}] has no {key!r} any more. Hint: zero the "
-                       "entries of the moments in place; deleting or clearing the state resets every latent at once.")
+            check_that(
+                key in state,
+                f"{what}: optimizer.state[sae.{name}] has no {key!r} any more. Hint: zero the "
+                "entries of the moments in place; deleting or clearing the state resets every latent at once.",
+            )
             now, old = state[key], before[name][key]
             assert_shape(now, old.shape, f"optimizer.state[sae.{name}][{key!r}]")
-            check_that(now.dtype == old.dtype, f"{what}: optimizer.state[sae.{name}][{key!r}] has dtype {now.dtype}, "
-                       f"not the parameter's {old.dtype}; Adam would fail at its next step. Hint: zero entries in "
-                       "place (state[key][index] = 0).")
+            check_that(
+                now.dtype == old.dtype,
+                f"{what}: optimizer.state[sae.{name}][{key!r}] has dtype {now.dtype}, "
+                f"not the parameter's {old.dtype}; Adam would fail at its next step. Hint: zero entries in "
+                "place (state[key][index] = 0).",
+            )
             if name == "b_dec":
                 changed = int((now != old).sum())
-                check_that(changed == 0, f"{what}: Adam's {key} for b_dec changed ({changed} of its {old.numel()} "
-                           "entries). Hint: b_dec belongs to no latent; resampling must leave its optimiser state "
-                           "alone.")
+                check_that(
+                    changed == 0,
+                    f"{what}: Adam's {key} for b_dec changed ({changed} of its {old.numel()} "
+                    "entries). Hint: b_dec belongs to no latent; resampling must leave its optimiser state "
+                    "alone.",
+                )
                 continue
             index = _latent_index(name, latents)
             keep = torch.ones_like(old, dtype=torch.bool)
             keep[index] = False
             nonzero = int(now[index].ne(0).sum())
             article = "an" if name == "b_enc" else "a"
-            check_that(nonzero == 0, f"{what}: Adam's {key} for the resampled latents' entries of {name} was not reset "
-                       f"to 0 ({nonzero} of {now[index].numel()} entries are not 0). Hint: a latent is {article} "
-                       f"{_unit(name)} of {name}; its old moments would push the new parameters the way the dead "
-                       "latent was going.")
+            check_that(
+                nonzero == 0,
+                f"{what}: Adam's {key} for the resampled latents' entries of {name} was not reset "
+                f"to 0 ({nonzero} of {now[index].numel()} entries are not 0). Hint: a latent is {article} "
+                f"{_unit(name)} of {name}; its old moments would push the new parameters the way the dead "
+                "latent was going.",
+            )
             changed = int((now[keep] != old[keep]).sum())
-            check_that(changed == 0, f"{what}: Adam's {key} for {name} changed outside the resampled latents' "
-                       f"{_unit(name, True)} ({changed} of {int(keep.sum())} entries). Hint: reset exactly the touched "
-                       "entries; the alive latents' moments carry what Adam has learnt about them.")
-        check_that(_same(state.get("step"), before[name].get("step")), f"{what}: Adam's step count for {name} changed. "
-                   "Hint: only exp_avg and exp_avg_sq are reset.")
+            check_that(
+                changed == 0,
+                f"{what}: Adam's {key} for {name} changed outside the resampled latents' "
+                f"{_unit(name, True)} ({changed} of {int(keep.sum())} entries). Hint: reset exactly the touched "
+                "entries; the alive latents' moments carry what Adam has learnt about them.",
+            )
+        check_that(
+            _same(state.get("step"), before[name].get("step")),
+            f"{what}: Adam's step count for {name} changed. Hint: only exp_avg and exp_avg_sq are reset.",
+        )
 
 
 def _same(a, b) -> bool:
@@ -206,12 +236,17 @@ def _check_same_parameters(sae, optimizer, objects: dict, what: str) -> None:
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     for name in PARAMS:
         now = getattr(sae, name)
-        check_that(now is objects[name] and id(now) in held,
-                   f"{what} replaced sae.{name} by a new tensor: the optimiser still holds the old one, so training "
-                   f"would never update the SAE's {name} again (no gradient step reaches it). Hint: write into the "
-                   f"existing parameter, sae.{name}[...] = ..., under torch.no_grad().")
-        check_that(now.requires_grad, f"after {what}, sae.{name} no longer requires a gradient, so training would "
-                   "never change it. Hint: write into the parameter under torch.no_grad() instead of detaching it.")
+        check_that(
+            now is objects[name] and id(now) in held,
+            f"{what} replaced sae.{name} by a new tensor: the optimiser still holds the old one, so training "
+            f"would never update the SAE's {name} again (no gradient step reaches it). Hint: write into the "
+            f"existing parameter, sae.{name}[...] = ..., under torch.no_grad().",
+        )
+        check_that(
+            now.requires_grad,
+            f"after {what}, sae.{name} no longer requires a gradient, so training would "
+            "never change it. Hint: write into the parameter under torch.no_grad() instead of detaching it.",
+        )
 
 
 def _check_alive_untouched(sae, before: dict, dead: Tensor, what: str) -> None:
@@ -220,12 +255,18 @@ def _check_alive_untouched(sae, before: dict, dead: Tensor, what: str) -> None:
         index = _latent_index(name, alive)
         now, old = getattr(sae, name).detach()[index], before[name][index]
         changed = int((now != old).sum())
-        check_that(changed == 0, f"{what}: the alive latents' entries of {name} changed ({changed} of {old.numel()}, "
-                   f"by up to {float((now - old).abs().max()):.3g}). Hint: touch only the dead latents' "
-                   f"{_unit(name, True)}.")
-    check_that(torch.equal(sae.b_dec.detach(), before["b_dec"]), f"{what}: b_dec changed (by up to "
-               f"{float((sae.b_dec.detach() - before['b_dec']).abs().max()):.3g}). Hint: resampling reads b_dec but "
-               "never writes it.")
+        check_that(
+            changed == 0,
+            f"{what}: the alive latents' entries of {name} changed ({changed} of {old.numel()}, "
+            f"by up to {float((now - old).abs().max()):.3g}). Hint: touch only the dead latents' "
+            f"{_unit(name, True)}.",
+        )
+    check_that(
+        torch.equal(sae.b_dec.detach(), before["b_dec"]),
+        f"{what}: b_dec changed (by up to "
+        f"{float((sae.b_dec.detach() - before['b_dec']).abs().max()):.3g}). Hint: resampling reads b_dec but "
+        "never writes it.",
+    )
 
 
 def _check_scale(sae, before: dict, dead: Tensor, what: str, input_norms: Tensor | None = None) -> None:
@@ -236,22 +277,33 @@ def _check_scale(sae, before: dict, dead: Tensor, what: str, input_norms: Tensor
     if bool(((norms - want).abs() <= 1e-3 * want).all()):
         return
     low, high = float(norms.min()), float(norms.max())
-    candidates = [(SCALE * float(before["W_enc"].norm(dim=0).mean()),
-                   "the mean norm over all latents, dead ones included; take the alive latents' only"),
-                  (SCALE, "0.2 alone: the alive latents' mean encoder norm is missing"),
-                  (alive_norm, "the alive latents' mean norm without the factor 0.2")]
+    candidates = [
+        (
+            SCALE * float(before["W_enc"].norm(dim=0).mean()),
+            "the mean norm over all latents, dead ones included; take the alive latents' only",
+        ),
+        (SCALE, "0.2 alone: the alive latents' mean encoder norm is missing"),
+        (alive_norm, "the alive latents' mean norm without the factor 0.2"),
+    ]
     cause = next((why for value, why in candidates if bool(((norms - value).abs() <= 1e-3 * value).all())), None)
-    if cause is None and input_norms is not None and bool(((norms - SCALE * input_norms).abs()
-                                                           <= 1e-3 * SCALE * input_norms).all()):
+    if (
+        cause is None
+        and input_norms is not None
+        and bool(((norms - SCALE * input_norms).abs() <= 1e-3 * SCALE * input_norms).all())
+    ):
         cause = "0.2 times the chosen input's norm ||x - b_dec||; use the alive latents' mean encoder norm"
     shown_want, shown_got = shown_apart(want, low if abs(low - want) > abs(high - want) else high)
-    yours = f"yours are {shown_got}" if math.isclose(low, high, rel_tol=1e-4) else \
-        f"yours range from {low:.4g} to {high:.4g}"
+    yours = (
+        f"yours are {shown_got}"
+        if math.isclose(low, high, rel_tol=1e-4)
+        else f"yours range from {low:.4g} to {high:.4g}"
+    )
     raise CheckFailure(
         f"{what}: wrong encoder scale: the new encoder columns should have norm {SCALE} x the alive latents' mean "
         f"encoder norm = {shown_want}; {yours}"
         + (f": that is {cause}." if cause else ".")
-        + " Hint: compute sae.W_enc[:, ~dead].norm(dim=0).mean() before you change anything.")
+        + " Hint: compute sae.W_enc[:, ~dead].norm(dim=0).mean() before you change anything."
+    )
 
 
 def _check_new_latents(sae, before: dict, dead: Tensor, what: str, input_norms: Tensor | None = None) -> Tensor:
@@ -259,29 +311,42 @@ def _check_new_latents(sae, before: dict, dead: Tensor, what: str, input_norms: 
     rows = sae.W_dec.detach()[dead]
     check_that(bool(torch.isfinite(rows).all()), f"{what}: the new decoder rows contain NaN or inf.")
     norms = rows.norm(dim=-1)
-    check_that(bool(((norms - 1).abs() < 1e-4).all()), f"{what}: the new decoder rows should have unit norm; their "
-               f"norms range from {norms.min():.4g} to {norms.max():.4g}. Hint: normalise each direction (dim=-1).")
+    check_that(
+        bool(((norms - 1).abs() < 1e-4).all()),
+        f"{what}: the new decoder rows should have unit norm; their "
+        f"norms range from {norms.min():.4g} to {norms.max():.4g}. Hint: normalise each direction (dim=-1).",
+    )
     cols = sae.W_enc.detach()[:, dead].T  # [n_dead, d_in]
     cos = F.cosine_similarity(cols, rows, dim=-1)
-    check_that(bool((cos > 1 - 1e-4).all()), f"{what}: a new encoder column does not point along its latent's new "
-               f"decoder row (lowest cosine {cos.min():.4f}, expected 1). Hint: the encoder column is a scaled copy of "
-               "the decoder row, W_enc[:, dead] = scale * directions.T.")
+    check_that(
+        bool((cos > 1 - 1e-4).all()),
+        f"{what}: a new encoder column does not point along its latent's new "
+        f"decoder row (lowest cosine {cos.min():.4f}, expected 1). Hint: the encoder column is a scaled copy of "
+        "the decoder row, W_enc[:, dead] = scale * directions.T.",
+    )
     _check_scale(sae, before, dead, what, input_norms)
     b = sae.b_enc.detach()[dead]
-    check_that(bool((b == 0).all()), f"{what}: the resampled latents' encoder biases should be 0; "
-               f"{int((b != 0).sum())} of {b.numel()} are not (up to {b.abs().max():.3g} in size; the dead latents' "
-               f"old biases were {before['b_enc'][dead].min():.3g} to {before['b_enc'][dead].max():.3g}). Hint: "
-               "sae.b_enc[dead] = 0.")
+    check_that(
+        bool((b == 0).all()),
+        f"{what}: the resampled latents' encoder biases should be 0; "
+        f"{int((b != 0).sum())} of {b.numel()} are not (up to {b.abs().max():.3g} in size; the dead latents' "
+        f"old biases were {before['b_enc'][dead].min():.3g} to {before['b_enc'][dead].max():.3g}). Hint: "
+        "sae.b_enc[dead] = 0.",
+    )
     return rows
 
 
 def _check_count(result, n: int, what: str) -> None:
-    check_that(isinstance(result, numbers.Integral) and not isinstance(result, bool),
-               f"{what} should return the number of latents resampled as a Python int, got "
-               f"{type(result).__name__} {result!r}. Hint: int(dead.sum()); a tensor would end up in the training "
-               "history instead of a number.")
-    check_that(int(result) == n, f"{what} returned {int(result)}, but {n} latents were dead. Hint: return how many you "
-               "resampled.")
+    check_that(
+        isinstance(result, numbers.Integral) and not isinstance(result, bool),
+        f"{what} should return the number of latents resampled as a Python int, got "
+        f"{type(result).__name__} {result!r}. Hint: int(dead.sum()); a tensor would end up in the training "
+        "history instead of a number.",
+    )
+    check_that(
+        int(result) == n,
+        f"{what} returned {int(result)}, but {n} latents were dead. Hint: return how many you resampled.",
+    )
 
 
 def _run_on_copy(fixture: dict, run) -> dict:
@@ -302,8 +367,9 @@ def _check_edge_cases(resample, fixture: dict, extra: tuple, what: str) -> None:
     sae, optimizer = fx["sae"], fx["optimizer"]
     none = torch.zeros_like(fx["dead"])
     params, adam = _params(sae), _adam_snapshot(optimizer, sae)
-    _check_count(resample(sae, optimizer, none, *extra, torch.Generator().manual_seed(0)), 0,
-                 f"{what} with no dead latent")
+    _check_count(
+        resample(sae, optimizer, none, *extra, torch.Generator().manual_seed(0)), 0, f"{what} with no dead latent"
+    )
     _check_alive_untouched(sae, params, none, f"{what} with no dead latent")
     _check_adam_reset(optimizer, sae, adam, none, f"{what} with no dead latent")
     fx = copy.deepcopy(fixture)
@@ -311,8 +377,9 @@ def _check_edge_cases(resample, fixture: dict, extra: tuple, what: str) -> None:
     one = torch.zeros_like(fx["dead"])
     one[int(fx["dead"].nonzero()[0])] = True
     params, adam = _params(sae), _adam_snapshot(optimizer, sae)
-    _check_count(resample(sae, optimizer, one, *extra, torch.Generator().manual_seed(0)), 1,
-                 f"{what} with one dead latent")
+    _check_count(
+        resample(sae, optimizer, one, *extra, torch.Generator().manual_seed(0)), 1, f"{what} with one dead latent"
+    )
     _check_alive_untouched(sae, params, one, f"{what} with one dead latent")
     _check_new_latents(sae, params, one, f"{what} with one dead latent")
     _check_adam_reset(optimizer, sae, adam, one, f"{what} with one dead latent")
@@ -334,19 +401,27 @@ def _compare_counts(got: Tensor, t: Tensor, acts: Tensor, batch: str) -> None:
         return
     j = int((got != want).nonzero()[0])
     tokens = (acts[:, j] > 0).nonzero().flatten().tolist()
-    fired = (f"fired on token{'s' if len(tokens) > 1 else ''} {', '.join(map(str, tokens[:4]))}"
-             f"{'...' if len(tokens) > 4 else ''} of {batch} of {len(acts)} token{'s' if len(acts) > 1 else ''}"
-             if tokens else f"did not fire on any of the {len(acts)} token{'s' if len(acts) > 1 else ''} of {batch}")
+    fired = (
+        f"fired on token{'s' if len(tokens) > 1 else ''} {', '.join(map(str, tokens[:4]))}"
+        f"{'...' if len(tokens) > 4 else ''} of {batch} of {len(acts)} token{'s' if len(acts) > 1 else ''}"
+        if tokens
+        else f"did not fire on any of the {len(acts)} token{'s' if len(acts) > 1 else ''} of {batch}"
+    )
     if tokens:
-        hint = "'fired' means a positive activation on any token of the batch (the first, the last, or several): " \
-               "its count restarts at 0"
+        hint = (
+            "'fired' means a positive activation on any token of the batch (the first, the last, or several): "
+            "its count restarts at 0"
+        )
     elif int(got[j]) == int(t[j]) + 1 and len(acts) > 1:
-        hint = ("you added 1 (one step): the window is measured in tokens, not steps, so add the batch's number of "
-                "tokens")
+        hint = (
+            "you added 1 (one step): the window is measured in tokens, not steps, so add the batch's number of tokens"
+        )
     else:
         hint = "a latent that did not fire gets the batch's number of tokens added to its count"
-    raise CheckFailure(f"latent {j} had count {int(t[j])} and {fired}: its count should be {int(want[j])}, got "
-                       f"{int(got[j])}. Hint: {hint}.")
+    raise CheckFailure(
+        f"latent {j} had count {int(t[j])} and {fired}: its count should be {int(want[j])}, got "
+        f"{int(got[j])}. Hint: {hint}."
+    )
 
 
 @exercise("3.1", "tokens since each latent fired", objects=["update_tokens_since_fired"])
@@ -364,23 +439,29 @@ def check_update_tokens_since_fired(update_tokens_since_fired, *, seed: int = 0)
     acts[2:4, 7] = 0.3  # on two tokens in the middle
     fired = (acts > 0).any(0)
     assert_fixture(0 < int(fired.sum()) < len(fired), "some latents fire on the batch and some do not")
-    assert_fixture(bool((acts[0] > 0).any() and (acts[-1] > 0).any() and ((acts > 0).sum(0) == 1).sum() >= 2),
-                   "latents that fire on the first token only and on the last token only")
+    assert_fixture(
+        bool((acts[0] > 0).any() and (acts[-1] > 0).any() and ((acts > 0).sum(0) == 1).sum() >= 2),
+        "latents that fire on the first token only and on the last token only",
+    )
     what = "update_tokens_since_fired"
     with unchanged_inputs(what, tokens_since_fired=t, acts=acts):
         got = update_tokens_since_fired(t, acts)
     assert_shape(got, (8,), f"{what}(tokens_since_fired, acts) for 8 latents")
-    check_that(got.dtype == torch.long, f"the counter should stay int64 (exact for any number of tokens, and "
-               f"tokens_since_fired is int64), got {got.dtype}. Hint: torch.where(fired, 0, tokens_since_fired + n) "
-               "keeps it.")
+    check_that(
+        got.dtype == torch.long,
+        f"the counter should stay int64 (exact for any number of tokens, and "
+        f"tokens_since_fired is int64), got {got.dtype}. Hint: torch.where(fired, 0, tokens_since_fired + n) "
+        "keeps it.",
+    )
     _compare_counts(got, t, acts, "a batch")
     for batch in (1, 13, 4):  # batches of other sizes, one after another
         acts = F.relu(torch.randn(batch, 8, generator=g) - 1.5)
         t = got
         got = update_tokens_since_fired(t, acts)
         assert_shape(got, (8,), f"{what}(...) after a batch of {batch} token(s)")
-        check_that(got.dtype == torch.long, f"after a batch of {batch} token(s) the counter has dtype {got.dtype}, "
-                   "not int64.")
+        check_that(
+            got.dtype == torch.long, f"after a batch of {batch} token(s) the counter has dtype {got.dtype}, not int64."
+        )
         _compare_counts(got, t, acts, "the next batch")
 
 
@@ -392,15 +473,30 @@ def check_update_tokens_since_fired(update_tokens_since_fired, *, seed: int = 0)
 def _looks_dead_message(p: float, window: int, want: float, got: float, density: Tensor, i: int) -> str:
     shown_want, shown_got = shown_apart(want, got)
     naive = float((1 - density.float()[i]) ** window)
-    causes = [(naive, "that is (1 - p) ** W computed in float32, where 1 - p loses p's digits when p is tiny; use "
-                      "torch.log1p(-p)"),
-              (math.exp(-p * window), "that is the small-p approximation exp(-p W), wrong for common latents"),
-              (1 - p * window, "that is 1 - p W, the first term of the expansion")]
-    cause = next((why for value, why in causes if math.isclose(got, value, rel_tol=1e-4, abs_tol=1e-7)
-                  and not math.isclose(value, want, rel_tol=1e-3, abs_tol=1e-6)), None)
-    return (f"for density {p:.3g} and a window of {window:,} tokens, the probability of not firing once should be "
-            f"{shown_want}, got {shown_got}" + (f": {cause}." if cause else ".")
-            + " Hint: it is (1 - p) ** W exactly, computed as exp(W * log1p(-p)) so that tiny p keep their digits.")
+    causes = [
+        (
+            naive,
+            "that is (1 - p) ** W computed in float32, where 1 - p loses p's digits when p is tiny; use "
+            "torch.log1p(-p)",
+        ),
+        (math.exp(-p * window), "that is the small-p approximation exp(-p W), wrong for common latents"),
+        (1 - p * window, "that is 1 - p W, the first term of the expansion"),
+    ]
+    cause = next(
+        (
+            why
+            for value, why in causes
+            if math.isclose(got, value, rel_tol=1e-4, abs_tol=1e-7)
+            and not math.isclose(value, want, rel_tol=1e-3, abs_tol=1e-6)
+        ),
+        None,
+    )
+    return (
+        f"for density {p:.3g} and a window of {window:,} tokens, the probability of not firing once should be "
+        f"{shown_want}, got {shown_got}"
+        + (f": {cause}." if cause else ".")
+        + " Hint: it is (1 - p) ** W exactly, computed as exp(W * log1p(-p)) so that tiny p keep their digits."
+    )
 
 
 @exercise("3.2", "dead in a window vs ultra-low density", objects=["prob_looks_dead"])
@@ -409,24 +505,30 @@ def check_prob_looks_dead(prob_looks_dead, *, seed: int = 0) -> None:
     """Densities from 0 to 1 in float32 (tiny ones with windows of 10 million tokens, common ones with windows of 3),
     and once in float64: the result has the densities' dtype and shape, within 1e-3 relative of (1 - p) ** W."""
     g = _generator(seed, 2)
-    cases = [(torch.tensor([0.0, 1.0, 1e-7, 3e-7, 1e-6, 1e-8]), 10**7),
-             (torch.tensor([0.5, 0.9, 0.01, 0.3]), 3),
-             (10 ** (-6 * torch.rand(5, generator=g)), 1000),
-             (torch.tensor([2e-7, 0.2, 1e-5], dtype=torch.float64), 10**6)]
+    cases = [
+        (torch.tensor([0.0, 1.0, 1e-7, 3e-7, 1e-6, 1e-8]), 10**7),
+        (torch.tensor([0.5, 0.9, 0.01, 0.3]), 3),
+        (10 ** (-6 * torch.rand(5, generator=g)), 1000),
+        (torch.tensor([2e-7, 0.2, 1e-5], dtype=torch.float64), 10**6),
+    ]
     for density, window in cases:
         density = density if density.dtype == torch.float64 else density.float()
         with unchanged_inputs("prob_looks_dead", density=density):
             got = prob_looks_dead(density, window)
         assert_shape(got, density.shape, f"prob_looks_dead(density, {window})")
-        check_that(got.dtype == density.dtype, f"prob_looks_dead should return the densities' dtype ({density.dtype}), "
-                   f"got {got.dtype}. Hint: compute with the densities as they are, without .double() or .float() at "
-                   "the end.")
+        check_that(
+            got.dtype == density.dtype,
+            f"prob_looks_dead should return the densities' dtype ({density.dtype}), "
+            f"got {got.dtype}. Hint: compute with the densities as they are, without .double() or .float() at "
+            "the end.",
+        )
         want = torch.exp(window * torch.log1p(-density.double()))
         bad = ~torch.isclose(got.detach().double(), want, rtol=1e-3, atol=1e-6)
         if bad.any():
             i = int(bad.nonzero()[0])
-            raise CheckFailure(_looks_dead_message(float(density[i]), window, float(want[i]), float(got[i]), density,
-                                                   i))
+            raise CheckFailure(
+                _looks_dead_message(float(density[i]), window, float(want[i]), float(got[i]), density, i)
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -449,8 +551,13 @@ def _output_33(objects: tuple, fixture: dict) -> Tensor:
 
 
 _OPTIMISER_ONLY = "reset_adam_moments reads and writes the optimiser's state only, never a parameter's value"
-sensitivity("3.3", build=_fixture_33, output=_output_33, tolerance=0.0,
-            exempt={"sae.b_enc": _OPTIMISER_ONLY, "sae.b_dec": _OPTIMISER_ONLY, "sae.W_dec": _OPTIMISER_ONLY})
+sensitivity(
+    "3.3",
+    build=_fixture_33,
+    output=_output_33,
+    tolerance=0.0,
+    exempt={"sae.b_enc": _OPTIMISER_ONLY, "sae.b_dec": _OPTIMISER_ONLY, "sae.W_dec": _OPTIMISER_ONLY},
+)
 
 
 @exercise("3.3", "resetting Adam's moments", objects=["reset_adam_moments"])
@@ -471,8 +578,11 @@ def check_reset_adam_moments(reset_adam_moments, *, seed: int = 0) -> None:
         reset_adam_moments(optimizer, sae, latents)
     for name, value in params.items():
         changed = int((getattr(sae, name).detach() != value).sum())
-        check_that(changed == 0, f"{what} changed sae.{name} ({changed} of {value.numel()} entries). Hint: only the "
-                   "optimiser's state changes here; the parameters are resampled elsewhere.")
+        check_that(
+            changed == 0,
+            f"{what} changed sae.{name} ({changed} of {value.numel()} entries). Hint: only the "
+            "optimiser's state changes here; the parameters are resampled elsewhere.",
+        )
     _check_adam_reset(optimizer, sae, before, latents, what)
     none = torch.zeros(8, dtype=torch.bool)
     before = _adam_snapshot(optimizer, sae)
@@ -480,15 +590,19 @@ def check_reset_adam_moments(reset_adam_moments, *, seed: int = 0) -> None:
     _check_adam_reset(optimizer, sae, before, none, f"with no latent to reset, {what}")
     # An optimiser that has stepped W_enc and W_dec only, and one that has not stepped at all: skip what has no state
     partial = trained_like_sae(8, 8, seed)
-    for optimizer, stepped in ((_adam(partial, seed, only=("W_enc", "W_dec")), "W_enc and W_dec only"),
-                               (torch.optim.Adam(partial.parameters()), "no parameter yet")):
+    for optimizer, stepped in (
+        (_adam(partial, seed, only=("W_enc", "W_dec")), "W_enc and W_dec only"),
+        (torch.optim.Adam(partial.parameters()), "no parameter yet"),
+    ):
         before = _adam_snapshot(optimizer, partial)
         try:
             reset_adam_moments(optimizer, partial, latents)
         except (KeyError, IndexError, TypeError) as error:
-            raise CheckFailure(f"with an optimiser that has stepped {stepped} (the others have no state, "
-                               f"optimizer.state[param] is empty), {what} raised {type(error).__name__}: {error}. "
-                               "Hint: a parameter the optimiser has not stepped yet has no moments: skip it.") from None
+            raise CheckFailure(
+                f"with an optimiser that has stepped {stepped} (the others have no state, "
+                f"optimizer.state[param] is empty), {what} raised {type(error).__name__}: {error}. "
+                "Hint: a parameter the optimiser has not stepped yet has no moments: skip it."
+            ) from None
         _check_adam_reset(optimizer, partial, before, latents, f"with an optimiser that has stepped {stepped}, {what}")
 
 
@@ -518,21 +632,31 @@ def _assert_dead_fixture(fx: dict) -> None:
     assert_fixture(0 < int(dead.sum()) < len(dead), "some latents are dead and some alive")
     alive_norm = float(W_enc[:, ~dead].norm(dim=0).mean())
     all_norm = float(W_enc.norm(dim=0).mean())
-    assert_fixture(abs(alive_norm - 1) > 0.3 and abs(all_norm / alive_norm - 1) > 0.3,
-                   "the alive latents' mean encoder norm is far from 1 and from the mean over all latents")
+    assert_fixture(
+        abs(alive_norm - 1) > 0.3 and abs(all_norm / alive_norm - 1) > 0.3,
+        "the alive latents' mean encoder norm is far from 1 and from the mean over all latents",
+    )
     assert_fixture(bool((b_enc[dead] != 0).all()), "every dead latent has a non-zero encoder bias")
-    assert_fixture(float((W_dec[dead].norm(dim=-1) - 1).abs().max()) > 0.1, "the dead latents' decoder rows are "
-                   "not unit already")
+    assert_fixture(
+        float((W_dec[dead].norm(dim=-1) - 1).abs().max()) > 0.1, "the dead latents' decoder rows are not unit already"
+    )
     assert_fixture(_moments_nonzero(fx["optimizer"], sae), "every Adam moment is non-zero before resampling")
 
 
 def _output_34(objects: tuple, fixture: dict) -> Tensor:
-    return _all_parameters(_run_on_copy(fixture, lambda f: objects[0](f["sae"], f["optimizer"], f["dead"],
-                                                                      torch.Generator().manual_seed(0))))
+    return _all_parameters(
+        _run_on_copy(
+            fixture, lambda f: objects[0](f["sae"], f["optimizer"], f["dead"], torch.Generator().manual_seed(0))
+        )
+    )
 
 
-sensitivity("3.4", build=lambda seed: _dead_fixture(SIMPLE_D_IN, SIMPLE_ALIVE, SIMPLE_DEAD, seed), output=_output_34,
-            tolerance=1e-6)
+sensitivity(
+    "3.4",
+    build=lambda seed: _dead_fixture(SIMPLE_D_IN, SIMPLE_ALIVE, SIMPLE_DEAD, seed),
+    output=_output_34,
+    tolerance=1e-6,
+)
 
 
 @exercise("3.4", "simple resampling", objects=["resample_simple"])
@@ -564,21 +688,31 @@ def check_resample_simple(resample_simple, *, seed: int = 0) -> None:
     rows = _check_new_latents(sae, params, dead, what)
     _check_adam_reset(optimizer, sae, adam, dead, what)
     distinct = len(torch.unique(rows, dim=0))
-    check_that(distinct > 1, f"{what}: all {len(rows):,} dead latents got the same direction. Hint: draw one direction "
-               "per dead latent, torch.randn(n_dead, d_in, generator=generator).")
+    check_that(
+        distinct > 1,
+        f"{what}: all {len(rows):,} dead latents got the same direction. Hint: draw one direction "
+        "per dead latent, torch.randn(n_dead, d_in, generator=generator).",
+    )
     for axis in range(SIMPLE_D_IN):
         d, p = ks_test(rows[:, axis], lambda v: (v + 1) / 2)  # the uniform CDF on [-1, 1]
         positive = float((rows[:, axis] > 0).float().mean())
-        check_that(p > ALPHA, f"{what}: the new directions are not uniform on the sphere: coordinate {axis} of the "
-                   f"{len(rows):,} directions should be uniform on [-1, 1], but its distribution is {d:.3f} away from "
-                   f"uniform (Kolmogorov–Smirnov p = {p:.2g}; {positive:.0%} of them positive, expected about 50%). "
-                   "Hint: normalise a standard Gaussian vector (torch.randn); uniform or positive coordinates favour "
-                   "some directions.")
+        check_that(
+            p > ALPHA,
+            f"{what}: the new directions are not uniform on the sphere: coordinate {axis} of the "
+            f"{len(rows):,} directions should be uniform on [-1, 1], but its distribution is {d:.3f} away from "
+            f"uniform (Kolmogorov–Smirnov p = {p:.2g}; {positive:.0%} of them positive, expected about 50%). "
+            "Hint: normalise a standard Gaussian vector (torch.randn); uniform or positive coordinates favour "
+            "some directions.",
+        )
 
     small = _dead_fixture(SIMPLE_D_IN, 6, 10, seed)
     assert_randomness_contract(
-        lambda generator: _run_on_copy(small, lambda f: resample_simple(f["sae"], f["optimizer"], f["dead"],
-                                                                        generator))["sae"].W_dec.detach(), what, seed)
+        lambda generator: _run_on_copy(
+            small, lambda f: resample_simple(f["sae"], f["optimizer"], f["dead"], generator)
+        )["sae"].W_dec.detach(),
+        what,
+        seed,
+    )
     _check_edge_cases(resample_simple, small, (), what)
 
 
@@ -595,36 +729,56 @@ def _two_level_pool(seed: int) -> tuple[Tensor, Tensor]:
     return high, high.float() * 2 + 1  # losses: 1 or 3
 
 
-def _law_message(what: str, hits: int, n: int, p_right: float, alternatives: list[tuple[float, str]],
-                 hint: str = "the probabilities are proportional to loss ** 2") -> str:
+def _law_message(
+    what: str,
+    hits: int,
+    n: int,
+    p_right: float,
+    alternatives: list[tuple[float, str]],
+    hint: str = "the probabilities are proportional to loss ** 2",
+) -> str:
     """The loss-3 inputs' share among ``n`` draws, against the squared-loss law; names the mistakes whose law the
     count fits (p > 1e-3 under it), all of them if several do, none if none does."""
     shown_want, shown_got = shown_apart(p_right, hits / n)
     fits = [f"{why} ({p:.3g})" for p, why in alternatives if binom_test(hits, n, p) > 1e-3]
-    return (f"{what}: with 90 inputs of loss 1 and 10 of loss 3, weighting by the squared loss picks a loss-3 input "
-            f"with probability {shown_want}; your {n:,} draws picked one {hits:,} times, a share of {shown_got}"
-            + (f", which fits {', or '.join(fits)}" if fits else "")
-            + f" (exact binomial test, p < {ALPHA:g}). Hint: {hint}.")
+    return (
+        f"{what}: with 90 inputs of loss 1 and 10 of loss 3, weighting by the squared loss picks a loss-3 input "
+        f"with probability {shown_want}; your {n:,} draws picked one {hits:,} times, a share of {shown_got}"
+        + (f", which fits {', or '.join(fits)}" if fits else "")
+        + f" (exact binomial test, p < {ALPHA:g}). Hint: {hint}."
+    )
 
 
 def _check_indices(got, n: int, size: int, what: str) -> None:
     assert_shape(got, (n,), f"{what}(losses, {n}, generator)")
-    check_that(got.dtype == torch.long, f"{what} should return int64 indices (what torch.multinomial and indexing "
-               f"use), got {got.dtype}. Hint: draw indices, not values; don't convert them to floats.")
+    check_that(
+        got.dtype == torch.long,
+        f"{what} should return int64 indices (what torch.multinomial and indexing "
+        f"use), got {got.dtype}. Hint: draw indices, not values; don't convert them to floats.",
+    )
     if len(got) and not bool(((got >= 0) & (got < size)).all()):
         bad = int(got[(got < 0) | (got >= size)][0])
-        edge = " one past the last index: an index off by one" if bad == size else \
-            " one before the first: an index off by one" if bad == -1 else ""
-        raise CheckFailure(f"{what} returned index {bad} for {size} losses (indices run from 0 to {size - 1}){edge}. "
-                           "Hint: index b must be drawn with probability loss_b^2 / sum_c loss_c^2, for b in 0 .. "
-                           "len(losses) - 1.")
+        edge = (
+            " one past the last index: an index off by one"
+            if bad == size
+            else " one before the first: an index off by one"
+            if bad == -1
+            else ""
+        )
+        raise CheckFailure(
+            f"{what} returned index {bad} for {size} losses (indices run from 0 to {size - 1}){edge}. "
+            "Hint: index b must be drawn with probability loss_b^2 / sum_c loss_c^2, for b in 0 .. "
+            "len(losses) - 1."
+        )
 
 
 def _cell_message(what: str, where: str, index: int, count: int, total: int, p: float) -> str:
     shown_want, shown_got = shown_apart(p, count / total)
-    return (f"{what}: {where}, index {index} (loss {CELL_LOSSES[index]:g}) was drawn {count:,} times out of "
-            f"{total:,}, a share of {shown_got}; its probability is loss^2 / sum of loss^2 = {shown_want} (exact "
-            f"binomial test, p < {ALPHA:g}).")
+    return (
+        f"{what}: {where}, index {index} (loss {CELL_LOSSES[index]:g}) was drawn {count:,} times out of "
+        f"{total:,}, a share of {shown_got}; its probability is loss^2 / sum of loss^2 = {shown_want} (exact "
+        f"binomial test, p < {ALPHA:g})."
+    )
 
 
 @exercise("3.5", "sampling inputs by squared loss", objects=["sample_by_squared_loss"])
@@ -665,24 +819,32 @@ def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> No
         counts = torch.bincount(got, minlength=REPLACE_POOL)
         neighbour = int(counts[HEAVY_INDEX - 1] + counts[HEAVY_INDEX + 1])
         if len(torch.unique(got)) == len(got):
-            cause = (f"all {len(got)} draws are distinct: sampling without replacement. Hint: several dead latents may "
-                     "go to the same input (replacement=True).")
+            cause = (
+                f"all {len(got)} draws are distinct: sampling without replacement. Hint: several dead latents may "
+                "go to the same input (replacement=True)."
+            )
         elif neighbour >= REPLACE_MIN:
-            cause = (f"{neighbour} draws went to its neighbours {HEAVY_INDEX - 1} and {HEAVY_INDEX + 1}: an index off "
-                     "by one. Hint: check where your cumulative sums start and end.")
+            cause = (
+                f"{neighbour} draws went to its neighbours {HEAVY_INDEX - 1} and {HEAVY_INDEX + 1}: an index off "
+                "by one. Hint: check where your cumulative sums start and end."
+            )
         else:
             cause = "Hint: the probabilities are proportional to loss ** 2, drawn with replacement."
-        raise CheckFailure(f"{what}: index {HEAVY_INDEX} carries 99.995% of the squared-loss weight (loss "
-                           f"{HEAVY_LOSS:g} among {REPLACE_POOL - 1} losses of 1), yet only {top} of {REPLACE_DRAWS} "
-                           f"draws picked it (at least {REPLACE_MIN} expected); {cause}")
+        raise CheckFailure(
+            f"{what}: index {HEAVY_INDEX} carries 99.995% of the squared-loss weight (loss "
+            f"{HEAVY_LOSS:g} among {REPLACE_POOL - 1} losses of 1), yet only {top} of {REPLACE_DRAWS} "
+            f"draws picked it (at least {REPLACE_MIN} expected); {cause}"
+        )
     # 3. the loss or its square
     high, losses = _two_level_pool(seed)
     with unchanged_inputs(what, losses=losses):
         got = sample_by_squared_loss(losses, TWO_LEVEL_DRAWS, _generator(seed, 9))
     _check_indices(got, TWO_LEVEL_DRAWS, len(losses), what)
     hits = int(high[got].sum())
-    check_that(binom_test(hits, TWO_LEVEL_DRAWS, 0.5) > ALPHA, _law_message(
-        what, hits, TWO_LEVEL_DRAWS, 0.5, [(0.25, "weighting by the loss itself")]))
+    check_that(
+        binom_test(hits, TWO_LEVEL_DRAWS, 0.5) > ALPHA,
+        _law_message(what, hits, TWO_LEVEL_DRAWS, 0.5, [(0.25, "weighting by the loss itself")]),
+    )
     # 4. per index, and per draw position
     losses = torch.tensor(CELL_LOSSES)
     p = (losses.double() ** 2 / (losses.double() ** 2).sum()).tolist()
@@ -693,34 +855,67 @@ def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> No
         _check_indices(got, CELL_DRAWS, len(losses), what)
         table[torch.arange(CELL_DRAWS), got] += 1
     pooled, total = table.sum(0), CELL_CALLS * CELL_DRAWS
-    failing = [(position, i) for position in range(CELL_DRAWS) for i in range(len(losses))
-               if binom_test(int(table[position, i]), CELL_CALLS, p[i]) <= ALPHA]
+    failing = [
+        (position, i)
+        for position in range(CELL_DRAWS)
+        for i in range(len(losses))
+        if binom_test(int(table[position, i]), CELL_CALLS, p[i]) <= ALPHA
+    ]
     # A failure is put down to the draw position only if the draws at the other positions, pooled, fit the law
     # (these tests only choose the message: the check has already failed)
     others = [k for k in range(CELL_DRAWS) if k not in {position for position, _ in failing}]
     rest = table[others].sum(0)
-    positional = bool(failing) and bool(others) and all(
-        binom_test(int(rest[i]), CELL_CALLS * len(others), p[i]) > ALPHA for i in range(len(losses)))
+    positional = (
+        bool(failing)
+        and bool(others)
+        and all(binom_test(int(rest[i]), CELL_CALLS * len(others), p[i]) > ALPHA for i in range(len(losses)))
+    )
     for i in range(len(losses)):  # the law as a whole (unless it fails only at some positions)
         if not positional and binom_test(int(pooled[i]), total, p[i]) <= ALPHA:
             share = pooled.double() / total
             softmax = torch.softmax(losses.double(), 0)
-            fits = (" Your shares fit a softmax of the losses, not their squares." if
-                    bool(((share - softmax).abs() < 0.04).all()) else
-                    " Index 0 is never drawn." if int(pooled[0]) == 0 else
-                    f" Index {len(losses) - 1}, the last, is never drawn." if int(pooled[-1]) == 0 else "")
-            raise CheckFailure(_cell_message(what, f"over {CELL_CALLS} calls of {CELL_DRAWS} draws with losses "
-                                             f"{list(CELL_LOSSES)}", i, int(pooled[i]), total, p[i]) + fits
-                               + " Hint: the probability of index b is loss_b^2 / sum_c loss_c^2.")
+            fits = (
+                " Your shares fit a softmax of the losses, not their squares."
+                if bool(((share - softmax).abs() < 0.04).all())
+                else " Index 0 is never drawn."
+                if int(pooled[0]) == 0
+                else f" Index {len(losses) - 1}, the last, is never drawn."
+                if int(pooled[-1]) == 0
+                else ""
+            )
+            raise CheckFailure(
+                _cell_message(
+                    what,
+                    f"over {CELL_CALLS} calls of {CELL_DRAWS} draws with losses {list(CELL_LOSSES)}",
+                    i,
+                    int(pooled[i]),
+                    total,
+                    p[i],
+                )
+                + fits
+                + " Hint: the probability of index b is loss_b^2 / sum_c loss_c^2."
+            )
     if failing:
         position, i = failing[0]
-        raise CheckFailure(_cell_message(what, f"at draw {position} of {CELL_CALLS} calls of {CELL_DRAWS} draws", i,
-                                         int(table[position, i]), CELL_CALLS, p[i])
-                           + (" At the other draw positions the law holds, but not at this position." if positional else
-                              " Over all the draws together the law holds, but not at this position." if not any(
-                                  binom_test(int(pooled[k]), total, p[k]) <= ALPHA for k in range(len(losses))) else "")
-                           + " Hint: every draw must follow the same law, independently of its position: don't sort "
-                           "the draws or fix the first one.")
+        raise CheckFailure(
+            _cell_message(
+                what,
+                f"at draw {position} of {CELL_CALLS} calls of {CELL_DRAWS} draws",
+                i,
+                int(table[position, i]),
+                CELL_CALLS,
+                p[i],
+            )
+            + (
+                " At the other draw positions the law holds, but not at this position."
+                if positional
+                else " Over all the draws together the law holds, but not at this position."
+                if not any(binom_test(int(pooled[k]), total, p[k]) <= ALPHA for k in range(len(losses)))
+                else ""
+            )
+            + " Hint: every draw must follow the same law, independently of its position: don't sort "
+            "the draws or fix the first one."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -748,7 +943,7 @@ def _anthropic_fixture(seed: int, n_quiet: int, n_dead: int, groups: list[tuple[
     d_sae = 3 + n_quiet + n_dead
     sae = trained_like_sae(_D_IN_36, d_sae, seed)
     role = torch.randperm(d_sae, generator=g)
-    basis, quiet, dead_index = role[:3], role[3:3 + n_quiet], role[3 + n_quiet:]
+    basis, quiet, dead_index = role[:3], role[3 : 3 + n_quiet], role[3 + n_quiet :]
     dead = torch.zeros(d_sae, dtype=torch.bool)
     dead[dead_index] = True
     Q = torch.linalg.qr(torch.randn(_D_IN_36, _D_IN_36, generator=g)).Q
@@ -795,16 +990,18 @@ def _directions(fx: dict) -> dict[str, Tensor]:
     sae, pool = fx["sae"], fx["pool"]
     with torch.no_grad():
         b_dec, x_hat = sae.b_dec.detach(), sae.decode(sae.encode(pool))
-        return {"right": F.normalize(pool - b_dec, dim=-1),
-                "input not centred: the new directions point along the chosen inputs x, not x - b_dec; the encoder "
-                "sees x - b_dec, and a direction that includes b_dec points mostly at the data's centre":
-                    F.normalize(pool, dim=-1),
-                "b_dec subtracted twice: the new directions point along x - 2 b_dec; the input is centred once, "
-                "x - b_dec": F.normalize(pool - 2 * b_dec, dim=-1),
-                "the new directions point along the residual x - x_hat, not the centred input x - b_dec (the two "
-                "agree only where no latent fires)": F.normalize(pool - x_hat, dim=-1),
-                "the new directions are centred by the pool's mean, not by b_dec":
-                    F.normalize(pool - pool.mean(0), dim=-1)}
+        return {
+            "right": F.normalize(pool - b_dec, dim=-1),
+            "input not centred: the new directions point along the chosen inputs x, not x - b_dec; the encoder "
+            "sees x - b_dec, and a direction that includes b_dec points mostly at the data's centre": F.normalize(
+                pool, dim=-1
+            ),
+            "b_dec subtracted twice: the new directions point along x - 2 b_dec; the input is centred once, "
+            "x - b_dec": F.normalize(pool - 2 * b_dec, dim=-1),
+            "the new directions point along the residual x - x_hat, not the centred input x - b_dec (the two "
+            "agree only where no latent fires)": F.normalize(pool - x_hat, dim=-1),
+            "the new directions are centred by the pool's mean, not by b_dec": F.normalize(pool - pool.mean(0), dim=-1),
+        }
 
 
 def _assert_anthropic_fixture(fx: dict, losses: list[float]) -> None:
@@ -814,8 +1011,10 @@ def _assert_anthropic_fixture(fx: dict, losses: list[float]) -> None:
     firing = torch.zeros(len(dead), dtype=torch.bool)
     firing[fx["basis"]] = True
     assert_fixture(0 < int(dead.sum()) < len(dead), "some latents are dead and some alive")
-    assert_fixture(bool((acts[:, firing] > 0).all()) and not bool((acts[:, ~firing] > 0).any()),
-                   "exactly the three basis latents fire on every pool input, so alive latents fire (and not all)")
+    assert_fixture(
+        bool((acts[:, firing] > 0).all()) and not bool((acts[:, ~firing] > 0).any()),
+        "exactly the three basis latents fire on every pool input, so alive latents fire (and not all)",
+    )
     got = _ref_losses(sae, pool)
     want = torch.tensor(losses, dtype=torch.float64)[fx["group"]]
     assert_fixture(bool(torch.allclose(got, want, rtol=1e-4)), "each pool input's loss is its group's")
@@ -832,8 +1031,11 @@ def _wrong_laws(sae, pool: Tensor, hard: Tensor) -> dict[str, float]:
     """P(a loss-3 input) when the loss is measured the wrong way: from b_dec, with the encoder's input centred twice,
     with a reconstruction that leaves out b_dec."""
     with torch.no_grad():
-        losses = {"ignores": pool - sae.b_dec, "twice": sae.decode(sae.encode(pool - sae.b_dec)) - pool,
-                  "no_b_dec": sae.encode(pool) @ sae.W_dec - pool}
+        losses = {
+            "ignores": pool - sae.b_dec,
+            "twice": sae.decode(sae.encode(pool - sae.b_dec)) - pool,
+            "no_b_dec": sae.encode(pool) @ sae.W_dec - pool,
+        }
     weights = {name: e.double().pow(2).sum(-1).pow(2) for name, e in losses.items()}
     return {name: float(w[hard].sum() / w.sum()) for name, w in weights.items()}
 
@@ -848,10 +1050,12 @@ def _chosen_inputs(rows: Tensor, fx: dict, what: str) -> Tensor:
     for why, wrong in directions.items():
         if float(((rows @ wrong.T).max(-1).values > 1 - 1e-5).float().mean()) > 0.9:
             raise CheckFailure(f"{what}: {why}. Hint: d = (x - b_dec) / ||x - b_dec|| for the chosen input x.")
-    raise CheckFailure(f"{what}: the new decoder rows are not the pool's inputs, centred and normalised: "
-                       f"{int((best.values <= 1 - 1e-5).sum())} of {len(rows)} rows have a cosine of at most "
-                       f"{float(best.values.min()):.4f} with every centred pool input (expected 1). Hint: each dead "
-                       "latent's direction is one sampled input minus b_dec, normalised.")
+    raise CheckFailure(
+        f"{what}: the new decoder rows are not the pool's inputs, centred and normalised: "
+        f"{int((best.values <= 1 - 1e-5).sum())} of {len(rows)} rows have a cosine of at most "
+        f"{float(best.values.min()):.4f} with every centred pool input (expected 1). Hint: each dead "
+        "latent's direction is one sampled input minus b_dec, normalised."
+    )
 
 
 _POOL_REPLACE = [(49, 1.0, 1.0), (1, 400.0, 1.0)]
@@ -864,12 +1068,17 @@ def _fixture_36(seed: int) -> dict:
 
 
 def _output_36(objects: tuple, fixture: dict) -> Tensor:
-    return _all_parameters(_run_on_copy(fixture, lambda f: objects[0](f["sae"], f["optimizer"], f["dead"], f["pool"],
-                                                                      torch.Generator().manual_seed(0))))
+    return _all_parameters(
+        _run_on_copy(
+            fixture,
+            lambda f: objects[0](f["sae"], f["optimizer"], f["dead"], f["pool"], torch.Generator().manual_seed(0)),
+        )
+    )
 
 
-sensitivity("3.6", build=lambda seed: _anthropic_fixture(seed, 20, ANTHROPIC_DEAD, _POOL_LAW), output=_output_36,
-            tolerance=1e-6)
+sensitivity(
+    "3.6", build=lambda seed: _anthropic_fixture(seed, 20, ANTHROPIC_DEAD, _POOL_LAW), output=_output_36, tolerance=1e-6
+)
 
 
 @exercise("3.6", "Anthropic's resampling", objects=["resample_anthropic"])
@@ -909,10 +1118,15 @@ def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
     heavy = int((fx["group"][chosen] == 1).sum())
     if heavy < 10:
         distinct = len(torch.unique(chosen)) == len(chosen)
-        raise CheckFailure(f"{what}: one input carries 99.97% of the squared-loss weight (loss 400 among 49 losses of "
-                           f"1), yet only {heavy} of 20 dead latents went to it (at least 10 expected)"
-                           + ("; all 20 went to different inputs: sampling without replacement. Hint: replacement=True."
-                              if distinct else ". Hint: draw with probabilities proportional to loss ** 2."))
+        raise CheckFailure(
+            f"{what}: one input carries 99.97% of the squared-loss weight (loss 400 among 49 losses of "
+            f"1), yet only {heavy} of 20 dead latents went to it (at least 10 expected)"
+            + (
+                "; all 20 went to different inputs: sampling without replacement. Hint: replacement=True."
+                if distinct
+                else ". Hint: draw with probabilities proportional to loss ** 2."
+            )
+        )
     # 2. the whole recipe, and the law
     fx = _anthropic_fixture(seed, 20, ANTHROPIC_DEAD, _POOL_LAW)
     _assert_anthropic_fixture(fx, [1.0, 3.0])
@@ -922,9 +1136,11 @@ def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
     p_hard = float(weights[hard].sum() / weights.sum())
     wrong_laws = _wrong_laws(sae, pool, hard)
     assert_fixture(abs(p_hard - 0.5) < 1e-3, "P(a loss-3 input) is 0.5")
-    assert_fixture(wrong_laws["ignores"] <= IGNORES_RECONSTRUCTION_MAX and wrong_laws["twice"] <= CENTRED_TWICE_MAX,
-                   f"a loss that ignores the reconstruction or centres the encoder's input twice rarely picks a "
-                   f"loss-3 input ({wrong_laws})")
+    assert_fixture(
+        wrong_laws["ignores"] <= IGNORES_RECONSTRUCTION_MAX and wrong_laws["twice"] <= CENTRED_TWICE_MAX,
+        f"a loss that ignores the reconstruction or centres the encoder's input twice rarely picks a "
+        f"loss-3 input ({wrong_laws})",
+    )
     objects = {name: getattr(sae, name) for name in PARAMS}
     params, adam = _params(sae), _adam_snapshot(optimizer, sae)
     with unchanged_inputs(what, inputs=pool, dead=dead):
@@ -935,32 +1151,56 @@ def check_resample_anthropic(resample_anthropic, *, seed: int = 0) -> None:
     chosen = _chosen_inputs(sae.W_dec.detach()[dead], fx, what)
     _check_new_latents(sae, params, dead, what, input_norms=(pool[chosen] - params["b_dec"]).norm(dim=-1))
     distinct = len(torch.unique(chosen))
-    check_that(distinct > 1, f"{what}: all {ANTHROPIC_DEAD:,} dead latents went to the same input. Hint: draw one "
-               "input per dead latent (n = the number of dead latents), with replacement.")
+    check_that(
+        distinct > 1,
+        f"{what}: all {ANTHROPIC_DEAD:,} dead latents went to the same input. Hint: draw one "
+        "input per dead latent (n = the number of dead latents), with replacement.",
+    )
     hits = int(hard[chosen].sum())
-    check_that(binom_test(hits, ANTHROPIC_DEAD, p_hard) > ALPHA, _law_message(what, hits, ANTHROPIC_DEAD, p_hard, [
-        (0.25, "weighting by the loss itself, not its square"),
-        (wrong_laws["ignores"], "a loss measured from b_dec, ||x - b_dec||^2, which ignores what the SAE reconstructs"),
-        (wrong_laws["twice"], "a loss whose encoder input was centred twice, sae.encode(x - b_dec) (encode subtracts "
-                              "b_dec itself)"),
-        (wrong_laws["no_b_dec"], "a reconstruction without b_dec, acts @ W_dec (decode adds b_dec)")],
-        "the probabilities are proportional to loss ** 2, with the loss ||x - x_hat||^2 and "
-        "x_hat = sae.decode(sae.encode(x))"))
+    check_that(
+        binom_test(hits, ANTHROPIC_DEAD, p_hard) > ALPHA,
+        _law_message(
+            what,
+            hits,
+            ANTHROPIC_DEAD,
+            p_hard,
+            [
+                (0.25, "weighting by the loss itself, not its square"),
+                (
+                    wrong_laws["ignores"],
+                    "a loss measured from b_dec, ||x - b_dec||^2, which ignores what the SAE reconstructs",
+                ),
+                (
+                    wrong_laws["twice"],
+                    "a loss whose encoder input was centred twice, sae.encode(x - b_dec) (encode subtracts "
+                    "b_dec itself)",
+                ),
+                (wrong_laws["no_b_dec"], "a reconstruction without b_dec, acts @ W_dec (decode adds b_dec)"),
+            ],
+            "the probabilities are proportional to loss ** 2, with the loss ||x - x_hat||^2 and "
+            "x_hat = sae.decode(sae.encode(x))",
+        ),
+    )
     per_input = torch.bincount(chosen, minlength=len(pool))
     for b in hard.nonzero().flatten().tolist():
         p_b = float(weights[b] / weights.sum())
-        check_that(binom_test(int(per_input[b]), ANTHROPIC_DEAD, p_b) > ALPHA,
-                   f"{what}: pool input {b} (loss 3) went to {int(per_input[b])} of {ANTHROPIC_DEAD:,} dead latents, "
-                   f"expected about {ANTHROPIC_DEAD * p_b:.0f} (probability loss^2 / sum of loss^2 = {p_b:.3f}; exact "
-                   f"binomial test, p < {ALPHA:g}). Hint: draw each input with probability proportional to its "
-                   "squared loss, whatever its position in the pool.")
+        check_that(
+            binom_test(int(per_input[b]), ANTHROPIC_DEAD, p_b) > ALPHA,
+            f"{what}: pool input {b} (loss 3) went to {int(per_input[b])} of {ANTHROPIC_DEAD:,} dead latents, "
+            f"expected about {ANTHROPIC_DEAD * p_b:.0f} (probability loss^2 / sum of loss^2 = {p_b:.3f}; exact "
+            f"binomial test, p < {ALPHA:g}). Hint: draw each input with probability proportional to its "
+            "squared loss, whatever its position in the pool.",
+        )
     _check_adam_reset(optimizer, sae, adam, dead, what)
 
     small = _fixture_36(seed)
     assert_randomness_contract(
-        lambda generator: _run_on_copy(small, lambda f: resample_anthropic(f["sae"], f["optimizer"], f["dead"],
-                                                                           f["pool"], generator))["sae"].W_dec.detach(),
-        what, seed)
+        lambda generator: _run_on_copy(
+            small, lambda f: resample_anthropic(f["sae"], f["optimizer"], f["dead"], f["pool"], generator)
+        )["sae"].W_dec.detach(),
+        what,
+        seed,
+    )
     _check_edge_cases(resample_anthropic, small, (small["pool"],), what)
 
 
@@ -982,17 +1222,30 @@ class _Recorder:
         self.with_pool = with_pool
 
     def __call__(self, sae, optimizer, dead, *rest):
-        check_that(len(rest) == (2 if self.with_pool else 1), f"the resampler was called with {3 + len(rest)} "
-                   f"arguments, expected {5 if self.with_pool else 4}: (sae, optimizer, dead"
-                   f"{', pool' if self.with_pool else ''}, generator). Hint: pass the pool only when pool_batches > 0.")
-        check_that(isinstance(rest[-1], torch.Generator), "the resampler's last argument should be the plug-in's "
-                   f"torch.Generator, got {type(rest[-1]).__name__}.")
-        check_that(isinstance(dead, Tensor) and dead.dtype == torch.bool and dead.shape == (len(_COUNTS_37),),
-                   f"the resampler should get a boolean [d_sae] mask of dead latents, got "
-                   f"{type(dead).__name__} {getattr(dead, 'dtype', '')} {tuple(getattr(dead, 'shape', ()))}.")
-        self.calls.append({"sae": sae, "optimizer": optimizer, "dead": dead.clone(),
-                           "pool": rest[0] if self.with_pool else None,
-                           "draws": torch.rand(2, generator=rest[-1])})
+        check_that(
+            len(rest) == (2 if self.with_pool else 1),
+            f"the resampler was called with {3 + len(rest)} "
+            f"arguments, expected {5 if self.with_pool else 4}: (sae, optimizer, dead"
+            f"{', pool' if self.with_pool else ''}, generator). Hint: pass the pool only when pool_batches > 0.",
+        )
+        check_that(
+            isinstance(rest[-1], torch.Generator),
+            f"the resampler's last argument should be the plug-in's torch.Generator, got {type(rest[-1]).__name__}.",
+        )
+        check_that(
+            isinstance(dead, Tensor) and dead.dtype == torch.bool and dead.shape == (len(_COUNTS_37),),
+            f"the resampler should get a boolean [d_sae] mask of dead latents, got "
+            f"{type(dead).__name__} {getattr(dead, 'dtype', '')} {tuple(getattr(dead, 'shape', ()))}.",
+        )
+        self.calls.append(
+            {
+                "sae": sae,
+                "optimizer": optimizer,
+                "dead": dead.clone(),
+                "pool": rest[0] if self.with_pool else None,
+                "draws": torch.rand(2, generator=rest[-1]),
+            }
+        )
         return int(dead.sum())
 
 
@@ -1021,13 +1274,15 @@ def _state(fixture: dict, seed: int, batches):
     return TrainState(sae, _adam(sae, seed), TrainConfig(n_tokens=10**6), batches, torch.tensor(_COUNTS_37))
 
 
-def _run_schedule(ResampleOnSchedule, fixture: dict, seed: int, pool_batches: int, plugin_seed: int,
-                  on_step=None) -> tuple[_Recorder, list]:
+def _run_schedule(
+    ResampleOnSchedule, fixture: dict, seed: int, pool_batches: int, plugin_seed: int, on_step=None
+) -> tuple[_Recorder, list]:
     """Seven steps of the plug-in on a state whose counters are reset to _COUNTS_37 before each step."""
     batches = _Batches([torch.full((4, 3), float(i)) for i in range(40)])
     recorder = _Recorder(with_pool=pool_batches > 0)
-    plugin = ResampleOnSchedule(recorder, steps=list(_STEPS_37), window_tokens=_WINDOW_37, pool_batches=pool_batches,
-                                seed=plugin_seed)
+    plugin = ResampleOnSchedule(
+        recorder, steps=list(_STEPS_37), window_tokens=_WINDOW_37, pool_batches=pool_batches, seed=plugin_seed
+    )
     state = _state(fixture, seed, batches)
     outs = []
     for step in range(7):
@@ -1046,30 +1301,50 @@ def _output_37(objects: tuple, fixture: dict) -> Tensor:
     return torch.cat([after for _, _, after in outs] + [call["dead"].long() for call in recorder.calls])
 
 
-_COUNTERS_ONLY = ("the plug-in compares counters with a window and hands the SAE to the resampler (a recording "
-                  "stand-in here); it never reads a parameter's value")
-sensitivity("3.7", build=_fixture_37, output=_output_37, tolerance=0.0,
-            exempt={"sae.b_enc": _COUNTERS_ONLY, "sae.b_dec": _COUNTERS_ONLY, "sae.W_dec": _COUNTERS_ONLY})
+_COUNTERS_ONLY = (
+    "the plug-in compares counters with a window and hands the SAE to the resampler (a recording "
+    "stand-in here); it never reads a parameter's value"
+)
+sensitivity(
+    "3.7",
+    build=_fixture_37,
+    output=_output_37,
+    tolerance=0.0,
+    exempt={"sae.b_enc": _COUNTERS_ONLY, "sae.b_dec": _COUNTERS_ONLY, "sae.W_dec": _COUNTERS_ONLY},
+)
 
 
 def _check_plugin_randomness(ResampleOnSchedule, fixture: dict, seed: int) -> None:
     """The plug-in's seed makes a run reproducible, another seed changes it, torch's global generator is left alone,
     and the second resampling of a run draws on from the first (one generator for the plug-in's life)."""
+
     def draws(plugin_seed: int) -> Tensor:
         recorder, _ = _run_schedule(ResampleOnSchedule, fixture, seed, 0, plugin_seed)
         return torch.stack([call["draws"] for call in recorder.calls])
 
     state = torch.random.get_rng_state()
     first = draws(seed)
-    check_that(torch.equal(torch.random.get_rng_state(), state), "the plug-in used torch's global random generator "
-               "for the resampler. Hint: pass self.generator, the one made from the plug-in's seed.")
-    check_that(torch.equal(first, draws(seed)), "two plug-ins with the same seed gave the resampler different random "
-               "streams. Hint: pass self.generator, made from the seed in __init__.")
-    check_that(not torch.equal(first, draws(seed + 7919)), "plug-ins with different seeds gave the resampler the same "
-               "random stream: the seed is ignored. Hint: pass self.generator, made from the seed in __init__.")
-    check_that(not torch.equal(first[0], first[1]), "the two resamplings of one run got the same random stream: the "
-               "generator restarts at every step (a fresh torch.Generator, or manual_seed, in after_update). Hint: "
-               "pass self.generator as it is, so that each resampling draws on from the last.")
+    check_that(
+        torch.equal(torch.random.get_rng_state(), state),
+        "the plug-in used torch's global random generator "
+        "for the resampler. Hint: pass self.generator, the one made from the plug-in's seed.",
+    )
+    check_that(
+        torch.equal(first, draws(seed)),
+        "two plug-ins with the same seed gave the resampler different random "
+        "streams. Hint: pass self.generator, made from the seed in __init__.",
+    )
+    check_that(
+        not torch.equal(first, draws(seed + 7919)),
+        "plug-ins with different seeds gave the resampler the same "
+        "random stream: the seed is ignored. Hint: pass self.generator, made from the seed in __init__.",
+    )
+    check_that(
+        not torch.equal(first[0], first[1]),
+        "the two resamplings of one run got the same random stream: the "
+        "generator restarts at every step (a fresh torch.Generator, or manual_seed, in after_update). Hint: "
+        "pass self.generator as it is, so that each resampling draws on from the last.",
+    )
 
 
 @exercise("3.7", "resampling on a schedule", objects=["ResampleOnSchedule"])
@@ -1083,57 +1358,94 @@ def check_resample_on_schedule(ResampleOnSchedule, *, seed: int = 0) -> None:
     returned. Then the plug-in's randomness: its seed makes a run reproducible, and the stream goes on."""
     fixture = _fixture_37(seed)
     want_dead = torch.tensor(_COUNTS_37) >= _WINDOW_37
-    assert_fixture(0 < int(want_dead.sum()) < len(want_dead) and _WINDOW_37 in _COUNTS_37,
-                   "some latents are dead and some alive, one exactly at the window")
+    assert_fixture(
+        0 < int(want_dead.sum()) < len(want_dead) and _WINDOW_37 in _COUNTS_37,
+        "some latents are dead and some alive, one exactly at the window",
+    )
 
     for pool_batches in (0, 1, 3):
+
         def on_step(step, state, out, before, batches, taken, recorder, calls, pool_batches=pool_batches):
             scheduled = step + 1 in _STEPS_37
             if not scheduled:
-                check_that(out is None or out == {}, f"after step {step + 1} (not in steps={list(_STEPS_37)}) "
-                           f"after_update returned {out!r}, expected None. Hint: state.step counts the steps taken "
-                           "before this one; resample when state.step + 1 is in self.steps.")
-                check_that(len(recorder.calls) == calls, f"after step {step + 1}, which is not in steps="
-                           f"{list(_STEPS_37)}, the resampler was called. Hint: state.step counts the steps taken "
-                           "before this one; resample when state.step + 1 is in self.steps.")
-                check_that(torch.equal(state.tokens_since_fired, before), f"after step {step + 1} (not on the "
-                           f"schedule) the counters changed from {before.tolist()} to "
-                           f"{state.tokens_since_fired.tolist()}. Hint: change nothing off the schedule.")
-                check_that(batches.taken == taken, f"after step {step + 1} (not on the schedule) after_update took "
-                           f"{batches.taken - taken} batch(es) from state.buffer, which the training loop then never "
-                           "trains on. Hint: draw the pool only on the steps of the schedule.")
+                check_that(
+                    out is None or out == {},
+                    f"after step {step + 1} (not in steps={list(_STEPS_37)}) "
+                    f"after_update returned {out!r}, expected None. Hint: state.step counts the steps taken "
+                    "before this one; resample when state.step + 1 is in self.steps.",
+                )
+                check_that(
+                    len(recorder.calls) == calls,
+                    f"after step {step + 1}, which is not in steps="
+                    f"{list(_STEPS_37)}, the resampler was called. Hint: state.step counts the steps taken "
+                    "before this one; resample when state.step + 1 is in self.steps.",
+                )
+                check_that(
+                    torch.equal(state.tokens_since_fired, before),
+                    f"after step {step + 1} (not on the "
+                    f"schedule) the counters changed from {before.tolist()} to "
+                    f"{state.tokens_since_fired.tolist()}. Hint: change nothing off the schedule.",
+                )
+                check_that(
+                    batches.taken == taken,
+                    f"after step {step + 1} (not on the schedule) after_update took "
+                    f"{batches.taken - taken} batch(es) from state.buffer, which the training loop then never "
+                    "trains on. Hint: draw the pool only on the steps of the schedule.",
+                )
                 return
-            check_that(len(recorder.calls) == calls + 1, f"after step {step + 1}, which is in steps={list(_STEPS_37)}, "
-                       f"the resampler was called {len(recorder.calls) - calls} times, expected once. Hint: resample "
-                       "when state.step + 1 is in self.steps.")
+            check_that(
+                len(recorder.calls) == calls + 1,
+                f"after step {step + 1}, which is in steps={list(_STEPS_37)}, "
+                f"the resampler was called {len(recorder.calls) - calls} times, expected once. Hint: resample "
+                "when state.step + 1 is in self.steps.",
+            )
             call = recorder.calls[-1]
-            check_that(call["sae"] is state.sae and call["optimizer"] is state.optimizer, "the resampler should get "
-                       "state.sae and state.optimizer, the ones being trained.")
-            check_that(torch.equal(call["dead"], want_dead), f"with window_tokens={_WINDOW_37} and tokens since firing "
-                       f"{before.tolist()}, the dead latents are {want_dead.int().tolist()}, but the resampler got "
-                       f"{call['dead'].int().tolist()}. Hint: dead means tokens_since_fired >= window_tokens (tokens, "
-                       "not steps).")
-            check_that(isinstance(out, dict) and set(out) == {"resampled"}
-                       and isinstance(out["resampled"], (int, float)) and out["resampled"] == int(want_dead.sum()),
-                       f"after_update should return {{'resampled': n}} with n the number the resampler returned "
-                       f"({int(want_dead.sum())}), as a number; got {out!r}.")
+            check_that(
+                call["sae"] is state.sae and call["optimizer"] is state.optimizer,
+                "the resampler should get state.sae and state.optimizer, the ones being trained.",
+            )
+            check_that(
+                torch.equal(call["dead"], want_dead),
+                f"with window_tokens={_WINDOW_37} and tokens since firing "
+                f"{before.tolist()}, the dead latents are {want_dead.int().tolist()}, but the resampler got "
+                f"{call['dead'].int().tolist()}. Hint: dead means tokens_since_fired >= window_tokens (tokens, "
+                "not steps).",
+            )
+            check_that(
+                isinstance(out, dict)
+                and set(out) == {"resampled"}
+                and isinstance(out["resampled"], (int, float))
+                and out["resampled"] == int(want_dead.sum()),
+                f"after_update should return {{'resampled': n}} with n the number the resampler returned "
+                f"({int(want_dead.sum())}), as a number; got {out!r}.",
+            )
             after = state.tokens_since_fired
-            check_that(bool((after[want_dead] == 0).all()) and torch.equal(after[~want_dead], before[~want_dead]),
-                       f"after resampling, the counters should be 0 for the resampled latents and unchanged for the "
-                       f"others: {before.tolist()} became {after.tolist()}. Hint: a resampled latent gets a fresh "
-                       "window.")
+            check_that(
+                bool((after[want_dead] == 0).all()) and torch.equal(after[~want_dead], before[~want_dead]),
+                f"after resampling, the counters should be 0 for the resampled latents and unchanged for the "
+                f"others: {before.tolist()} became {after.tolist()}. Hint: a resampled latent gets a fresh "
+                "window.",
+            )
             if pool_batches:
                 pool = call["pool"]
-                want = torch.cat(batches.batches[taken:taken + pool_batches])
-                check_that(isinstance(pool, Tensor) and pool.shape == want.shape and torch.equal(pool, want),
-                           f"with pool_batches={pool_batches} the pool should be the next {pool_batches} "
-                           f"batch(es) from state.buffer, concatenated ({tuple(want.shape)}), got "
-                           f"{tuple(pool.shape) if isinstance(pool, Tensor) else type(pool).__name__}"
-                           + (" (this step's batch x)" if isinstance(pool, Tensor) and pool.shape == (4, 3)
-                              and bool((pool == 0).all()) else "")
-                           + ". Hint: torch.cat([next(state.buffer) for _ in range(self.pool_batches)]).")
+                want = torch.cat(batches.batches[taken : taken + pool_batches])
+                check_that(
+                    isinstance(pool, Tensor) and pool.shape == want.shape and torch.equal(pool, want),
+                    f"with pool_batches={pool_batches} the pool should be the next {pool_batches} "
+                    f"batch(es) from state.buffer, concatenated ({tuple(want.shape)}), got "
+                    f"{tuple(pool.shape) if isinstance(pool, Tensor) else type(pool).__name__}"
+                    + (
+                        " (this step's batch x)"
+                        if isinstance(pool, Tensor) and pool.shape == (4, 3) and bool((pool == 0).all())
+                        else ""
+                    )
+                    + ". Hint: torch.cat([next(state.buffer) for _ in range(self.pool_batches)]).",
+                )
 
         recorder, _ = _run_schedule(ResampleOnSchedule, fixture, seed, pool_batches, seed, on_step)
-        check_that(len(recorder.calls) == len(_STEPS_37), f"over steps 1 to 7 with steps={list(_STEPS_37)}, the "
-                   f"resampler ran {len(recorder.calls)} times, expected {len(_STEPS_37)}.")
+        check_that(
+            len(recorder.calls) == len(_STEPS_37),
+            f"over steps 1 to 7 with steps={list(_STEPS_37)}, the "
+            f"resampler ran {len(recorder.calls)} times, expected {len(_STEPS_37)}.",
+        )
     _check_plugin_randomness(ResampleOnSchedule, fixture, seed)

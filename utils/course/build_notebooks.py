@@ -45,26 +45,28 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from utils.paths import repo_root
 from utils.course.syllabus import BADGE, COLAB_URL, GITHUB_REPO, fill
+from utils.paths import repo_root
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 MARKER = re.compile(r"^(?P<indent>\s*)# (?P<kind>BEGIN|END) SOLUTION\s*$")
 
-COLAB_CELL = f'''\
+COLAB_CELL = f"""\
 # Colab set-up: runs only on Google Colab, and does nothing elsewhere.
 # It clones the course (for its offline data bundle) and installs it, not editable, with pip constrained
 # to Colab's own torch so that nothing can replace it.
 import importlib.metadata, os, subprocess, sys
 
 if "google.colab" in sys.modules and not os.path.isdir("/content/sae-course"):
-    subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{GITHUB_REPO}", "/content/sae-course"], check=True)
+    repository = "https://github.com/{GITHUB_REPO}"
+    subprocess.run(["git", "clone", "--depth", "1", repository, "/content/sae-course"], check=True)
     with open("/content/keep-torch.txt", "w") as constraints:
         constraints.write(f"torch=={{importlib.metadata.version('torch')}}\\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/content/keep-torch.txt", "/content/sae-course"], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", "/content/keep-torch.txt"]
+    subprocess.run([*pip, "/content/sae-course"], check=True)
 if "google.colab" in sys.modules:
     os.environ["SAE_COURSE_ROOT"] = "/content/sae-course"
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,9 @@ def handout(part: Part) -> dict[str, nbformat.NotebookNode]:
     master = read_master(part)
     learner = build(master, part.name, solution=False)
     learner.cells = [c for c in learner.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
-    answers = nbformat.v4.new_notebook(metadata={**learner.metadata, "sae_course": {"part": part.name, "solutions": True}})
+    answers = nbformat.v4.new_notebook(
+        metadata={**learner.metadata, "sae_course": {"part": part.name, "solutions": True}}
+    )
     title = next((c.source.splitlines()[0] for c in master.cells if c.cell_type == "markdown"), part.name)
     answers.cells.append(nbformat.v4.new_markdown_cell(f"{title}: solutions"))
     header = ""
@@ -250,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if a generated notebook is stale or hand-edited")
     parser.add_argument("--force", action="store_true", help="overwrite learner notebooks in notebooks/ even if edited")
-    parser.add_argument("--handout", type=Path, metavar="DIR", help="write notebooks for handing out into DIR (see handout())")
+    parser.add_argument(
+        "--handout", type=Path, metavar="DIR", help="write notebooks for handing out into DIR (see handout())"
+    )
     parser.add_argument("parts", nargs="*", help="part names (default: all), e.g. 01_toy_models")
     args = parser.parse_args(argv)
     chosen = [p for p in parts() if not args.parts or p.name in args.parts]
@@ -271,23 +277,33 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if args.check:
                 stale.append(path)
-            elif (current is not None and path == part.exercise_notebook and not args.force
-                  and not untouched_since_generated(path)):
+            elif (
+                current is not None
+                and path == part.exercise_notebook
+                and not args.force
+                and not untouched_since_generated(path)
+            ):
                 kept.append(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
                 print(f"wrote {path.relative_to(repo_root())}")
     for path in kept:
-        print(f"left {path} alone: it differs from what the generator last wrote there (your work?). "
-              "To replace it, keep a copy elsewhere, then run: python -m utils.course.build_notebooks --force", file=sys.stderr)
+        print(
+            f"left {path} alone: it differs from what the generator last wrote there (your work?). "
+            "To replace it, keep a copy elsewhere, then run: python -m utils.course.build_notebooks --force",
+            file=sys.stderr,
+        )
     if stale:
         print("For maintainers: these generated notebooks are stale or were edited by hand:", file=sys.stderr)
         for path in stale:
             print(f"  {path.relative_to(repo_root())}", file=sys.stderr)
-        print("Edit the master solutions/NN_name.py, then run `python -m utils.course.build_notebooks` (it leaves edited "
-              "learner notebooks alone; add --force to overwrite them). Learners do not need this check: "
-              "`python -m pytest` grades your notebooks.", file=sys.stderr)
+        print(
+            "Edit the master solutions/NN_name.py, then run `python -m utils.course.build_notebooks` (it leaves edited "
+            "learner notebooks alone; add --force to overwrite them). Learners do not need this check: "
+            "`python -m pytest` grades your notebooks.",
+            file=sys.stderr,
+        )
         return 1
     if kept:
         return 1

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, Result, grade_notebook
+from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, USED_REFERENCE, Result, grade_notebook
 from utils.course.identify import METADATA_KEY, _part_tokens, identify_part, known_parts, top_level_names  # noqa: F401
 
 BROKEN, FOREIGN = "broken", "foreign"
@@ -58,7 +58,8 @@ class Submission:
 def find_notebooks(folder: Path) -> list[Path]:
     """Every ``.ipynb`` under ``folder``, skipping Jupyter's checkpoint copies and hidden folders."""
     return sorted(
-        p for p in folder.rglob("*.ipynb")
+        p
+        for p in folder.rglob("*.ipynb")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
     )
 
@@ -72,7 +73,9 @@ def learner_of(path: Path, folder: Path, part: str | None) -> str:
     if part:
         for token in sorted(_part_tokens(part), key=len, reverse=True):
             stem = re.sub(rf"(?i)(?<![0-9a-z]){re.escape(token)}(?![0-9a-z])", "", stem)
-    stem = re.sub(r"\(\d+\)|(?i:\bcopy(?: of)?\b)", "", stem)  # "alice (1)", "Copy of alice": a browser's or Drive's copy
+    stem = re.sub(
+        r"\(\d+\)|(?i:\bcopy(?: of)?\b)", "", stem
+    )  # "alice (1)", "Copy of alice": a browser's or Drive's copy
     stem = re.sub(r"[\s_\-.()]+", " ", stem).strip()
     return stem or path.stem
 
@@ -84,7 +87,8 @@ def read_submission(path: Path, folder: Path, parts: list[str]) -> Submission:
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as error:
-        reason = f"could not be read as a notebook: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+        first_line = str(error).splitlines()[0][:200] if str(error) else ""
+        reason = f"could not be read as a notebook: {type(error).__name__}: {first_line}"
         return Submission(path, learner_of(path, folder, None), how=reason, problem=BROKEN)
     part, how = identify_part(nb, path.stem, parts)
     submission = Submission(path, learner_of(path, folder, part), part, how)
@@ -146,13 +150,31 @@ def rows(submissions: list[Submission], folder: Path) -> list[dict[str, str]]:
     for s in sorted(submissions, key=lambda s: (s.learner.lower(), s.part or "~", str(s.path))):
         notebook = _shown(s.path, folder)
         if s.problem:
-            out.append(dict(learner=s.learner, notebook=notebook, part=s.part or "", exercise="", title="",
-                            status=s.problem, message=s.how))
+            out.append(
+                dict(
+                    learner=s.learner,
+                    notebook=notebook,
+                    part=s.part or "",
+                    exercise="",
+                    title="",
+                    status=s.problem,
+                    message=s.how,
+                )
+            )
             continue
         titles = {e.id: e.title for e in exercises_of(s.part)}
         for ex_id, result in s.results.items():
-            out.append(dict(learner=s.learner, notebook=notebook, part=s.part, exercise=ex_id,
-                            title=titles.get(ex_id, ""), status=result.status, message=result.message))
+            out.append(
+                dict(
+                    learner=s.learner,
+                    notebook=notebook,
+                    part=s.part,
+                    exercise=ex_id,
+                    title=titles.get(ex_id, ""),
+                    status=result.status,
+                    message=result.message,
+                )
+            )
     return out
 
 
@@ -173,12 +195,13 @@ body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
 table { border-collapse: collapse; margin-bottom: 2rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: center; vertical-align: top; }
 th.learner, td.learner { text-align: left; white-space: nowrap; }
-td.passed { background: #d9f2d9; } td.failed { background: #f8d7d7; } td.not-attempted { background: #eee; color: #777; }
+td.passed { background: #d9f2d9; } td.failed { background: #f8d7d7; }
+td.not-attempted { background: #eee; color: #777; } td.used-the-reference { background: #fff1c6; }
 td.failed details { text-align: left; max-width: 28rem; } td.failed summary { cursor: pointer; }
 .legend span { display: inline-block; padding: 0.1rem 0.5rem; margin-right: 0.5rem; border: 1px solid #ccc; }
 .small { color: #666; font-size: 0.85rem; }
 """
-_SYMBOL = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "–"}  # in every common font, unlike emoji
+_SYMBOL = {PASSED: "✓", FAILED: "✗", NOT_ATTEMPTED: "–", USED_REFERENCE: "R"}  # in every common font, unlike emoji
 
 
 def render_html(submissions: list[Submission], folder: Path) -> str:
@@ -188,18 +211,21 @@ def render_html(submissions: list[Submission], folder: Path) -> str:
     esc = html.escape
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Grades: {esc(str(folder))}</title><style>{_CSS}</style></head><body>",
         f"<h1>Grades for {esc(str(folder))}</h1>",
         f'<p class="small">Graded {stamp}; {len(submissions)} notebook(s). Click a ✗ for the grader\'s message.</p>',
-        '<p class="legend"><span style="background:#d9f2d9">✓ passed</span><span style="background:#f8d7d7">✗ failed</span>'
-        '<span style="background:#eee">– not attempted</span></p>',
+        '<p class="legend"><span style="background:#d9f2d9">✓ passed</span><span style="background:#f8d7d7">✗ '
+        "failed</span>"
+        '<span style="background:#eee">– not attempted</span>'
+        '<span style="background:#fff1c6">R used the reference (skipped ahead, or copied the solution)</span></p>',
     ]
     for part in sorted({s.part for s in submissions if s.part and not s.problem}):
         graded = [s for s in submissions if s.part == part and not s.problem]
         ids = [e.id for e in exercises_of(part) if any(e.id in s.results for s in graded)]
         titles = {e.id: e.title for e in exercises_of(part)}
-        out.append(f"<h2>Part {esc(part)}</h2><table><thead><tr><th class=\"learner\">learner</th>")
+        out.append(f'<h2>Part {esc(part)}</h2><table><thead><tr><th class="learner">learner</th>')
         out += [f'<th title="{esc(titles[i])}">{esc(i)}</th>' for i in ids]
         out.append("<th>passed</th></tr></thead><tbody>")
         for s in sorted(graded, key=lambda s: (s.learner.lower(), str(s.path))):
@@ -210,7 +236,10 @@ def render_html(submissions: list[Submission], folder: Path) -> str:
                 if r is None:
                     out.append("<td></td>")
                 elif r.status == FAILED:
-                    out.append(f'<td class="failed"><details><summary>{_SYMBOL[FAILED]}</summary>{esc(r.message)}</details></td>')
+                    out.append(
+                        f'<td class="failed"><details><summary>{_SYMBOL[FAILED]}</summary>'
+                        f"{esc(r.message)}</details></td>"
+                    )
                 else:
                     css = r.status.replace(" ", "-")
                     out.append(f'<td class="{css}" title="{esc(r.message)}">{_SYMBOL[r.status]}</td>')
@@ -218,11 +247,15 @@ def render_html(submissions: list[Submission], folder: Path) -> str:
         out.append("</tbody></table>")
     problems = [s for s in submissions if s.problem]
     if problems:
-        out.append("<h2>Notebooks that could not be graded</h2><table><thead><tr>"
-                   '<th class="learner">learner</th><th>notebook</th><th>problem</th><th>why</th></tr></thead><tbody>')
+        out.append(
+            "<h2>Notebooks that could not be graded</h2><table><thead><tr>"
+            '<th class="learner">learner</th><th>notebook</th><th>problem</th><th>why</th></tr></thead><tbody>'
+        )
         for s in sorted(problems, key=lambda s: str(s.path)):
-            out.append(f'<tr><td class="learner">{esc(s.learner)}</td><td>{esc(_shown(s.path, folder))}</td>'
-                       f"<td>{esc(s.problem)}</td><td style=\"text-align:left\">{esc(s.how)}</td></tr>")
+            out.append(
+                f'<tr><td class="learner">{esc(s.learner)}</td><td>{esc(_shown(s.path, folder))}</td>'
+                f'<td>{esc(s.problem)}</td><td style="text-align:left">{esc(s.how)}</td></tr>'
+            )
         out.append("</tbody></table>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
@@ -233,8 +266,10 @@ def summary(submissions: list[Submission]) -> str:
     lines = []
     for part in sorted({s.part for s in submissions if s.part and not s.problem}):
         graded = [s for s in submissions if s.part == part and not s.problem]
-        counts = {status: sum(r.status == status for s in graded for r in s.results.values())
-                  for status in (PASSED, FAILED, NOT_ATTEMPTED)}
+        counts = {
+            status: sum(r.status == status for s in graded for r in s.results.values())
+            for status in (PASSED, FAILED, NOT_ATTEMPTED, USED_REFERENCE)
+        }
         lines.append(f"{part}: {len(graded)} notebook(s); " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     for s in submissions:
         if s.problem:
@@ -247,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, help="folder of learners' notebooks (searched recursively)")
     parser.add_argument("--csv", type=Path, help="write one row per learner and exercise here")
     parser.add_argument("--html", type=Path, help="write a self-contained HTML page here")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="notebooks graded at once (default: CPU cores)")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="notebooks graded at once (default: CPU cores)"
+    )
     parser.add_argument("--only", default="", help="grade only these exercise ids, e.g. 1.1,1.2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -28,6 +28,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,9 @@ CELL_TIMEOUT_S = float(os.environ.get("SAE_COURSE_CELL_TIMEOUT", 120))
 CHECK_TIMEOUT_S = float(os.environ.get("SAE_COURSE_CHECK_TIMEOUT", 60))
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
+#: The exercise's objects are the course's reference (``reference("1.1")``, or the solution's code copied): a grade
+#: of its own, never "passed".
+USED_REFERENCE = "used the reference"
 ALWAYS_SKIPPED_TAGS = {"check", "colab"}
 
 
@@ -94,9 +98,21 @@ def notebook_cells(path: Path) -> list[CodeCell]:
     for i, c in enumerate(nb.get("cells", [])):
         if c.get("cell_type") == "code":
             source = c.get("source", "")
-            cells.append(CodeCell(i + 1, "".join(source) if isinstance(source, list) else source,
-                                  frozenset(c.get("metadata", {}).get("tags", []))))
+            cells.append(
+                CodeCell(
+                    i + 1,
+                    "".join(source) if isinstance(source, list) else source,
+                    frozenset(c.get("metadata", {}).get("tags", [])),
+                )
+            )
     return cells
+
+
+def notebook_text(path: Path) -> str:
+    """Every cell's source of a saved notebook, markdown included, as one text."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    sources = (c.get("source", "") for c in nb.get("cells", []))
+    return "\n".join("".join(s) if isinstance(s, list) else s for s in sources)
 
 
 def master_cells(part: str, *, solution: bool) -> list[CodeCell]:
@@ -164,7 +180,9 @@ def _quiet_plots() -> None:
         pass
 
 
-def run_cells(cells: list[CodeCell], *, filename: str, cell_timeout: float = CELL_TIMEOUT_S) -> tuple[dict, dict[int, str]]:
+def run_cells(
+    cells: list[CodeCell], *, filename: str, cell_timeout: float = CELL_TIMEOUT_S
+) -> tuple[dict, dict[int, str]]:
     """Execute the gradable parts of ``cells`` in a fresh namespace.
 
     Returns the namespace and, by cell index, the error each failing cell raised (as a short message).
@@ -211,8 +229,19 @@ def _defining_cell(name: str, cells: list[CodeCell]) -> CodeCell | None:
     return found
 
 
-def grade_objects(exercise, namespace: dict, cells: list[CodeCell], errors: dict[int, str], check_timeout: float = CHECK_TIMEOUT_S) -> Result:
-    """Run one exercise's check on the learner's objects found in ``namespace``."""
+def grade_objects(
+    exercise,
+    namespace: dict,
+    cells: list[CodeCell],
+    errors: dict[int, str],
+    check_timeout: float = CHECK_TIMEOUT_S,
+    notebook_text: str | None = None,
+) -> Result:
+    """Run one exercise's check on the learner's objects found in ``namespace``.
+
+    ``notebook_text`` (every cell's source, markdown included) tells an exercise that is newer than the notebook
+    (added to the course after the learner's copy was made: neither its heading nor its objects appear anywhere)
+    from one the learner deleted or renamed: the first is "not attempted", with how to get its cells."""
     from utils.checks import CheckFailure, NotAttempted
 
     start = time.perf_counter()
@@ -222,6 +251,18 @@ def grade_objects(exercise, namespace: dict, cells: list[CodeCell], errors: dict
         if cell is not None and cell.index in errors:
             return Result(exercise.id, FAILED, f"`{name}` could not be defined: {errors[cell.index]}.")
         if name not in namespace:
+            if cell is None and notebook_text is not None and _newer_than(exercise, notebook_text):
+                return Result(
+                    exercise.id,
+                    NOT_ATTEMPTED,
+                    (
+                        f"Exercise {exercise.id} ({exercise.title}) is newer than your notebook: it was added to the "
+                        "course "
+                        f"after your copy was made. Copy its cells from the course's current notebooks/ folder (a "
+                        "fresh "
+                        f"clone, or `git pull` and look at the notebook in git), then come back to it."
+                    ),
+                )
             if cell is None:
                 message = (
                     f"no `{name}` found in the notebook. Did you rename or delete it? "
@@ -231,6 +272,9 @@ def grade_objects(exercise, namespace: dict, cells: list[CodeCell], errors: dict
                 message = f"`{name}` is defined in {cell.label}, but that cell did not run."
             return Result(exercise.id, FAILED, message)
         objects.append(namespace[name])
+    used = _used_reference(exercise, objects, cells)
+    if used:
+        return Result(exercise.id, USED_REFERENCE, used)
     try:
         with time_limit(check_timeout), contextlib.redirect_stdout(io.StringIO()):
             exercise.check(*objects, quiet=True)
@@ -242,18 +286,74 @@ def grade_objects(exercise, namespace: dict, cells: list[CodeCell], errors: dict
             message = f"Exercise {exercise.id}: your code {error.__cause__} during the check (an infinite loop?)."
         return Result(exercise.id, FAILED, message, time.perf_counter() - start)
     except ExerciseTimeout as error:
-        return Result(exercise.id, FAILED, f"Exercise {exercise.id}: the check {error} (an infinite loop?).", time.perf_counter() - start)
+        return Result(
+            exercise.id,
+            FAILED,
+            f"Exercise {exercise.id}: the check {error} (an infinite loop?).",
+            time.perf_counter() - start,
+        )
     except BaseException as error:
         if isinstance(error, KeyboardInterrupt):
             raise
         tb = traceback.format_exception_only(type(error), error)[-1].strip()
-        return Result(exercise.id, FAILED, f"Exercise {exercise.id}: the check crashed: {tb}", time.perf_counter() - start)
+        return Result(
+            exercise.id, FAILED, f"Exercise {exercise.id}: the check crashed: {tb}", time.perf_counter() - start
+        )
     return Result(exercise.id, PASSED, "", time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The worker process and the parent that supervises it.
 # ---------------------------------------------------------------------------------------------------------
+
+
+def _used_reference(exercise, objects: list, cells: list[CodeCell]) -> str:
+    """Why the exercise's objects are the course's reference, or "": handed out by ``reference()`` in this
+    process, or defined by code identical to the solution's (the same syntax tree, comments and layout aside)."""
+    # What reference() handed out in this process (read, not imported: the grader runs as __main__, and a module
+    # that imports it back would be a second copy; none was handed out if reference was never imported).
+    handed_out = getattr(sys.modules.get("utils.course.reference"), "HANDED_OUT", {})
+    for name, obj in zip(exercise.objects, objects):
+        if id(obj) in handed_out:
+            return (f"`{name}` is the course's reference solution (`{name} = reference(\"{exercise.id}\")`): "
+                    f"the notebook goes on with it, but the exercise is yours to solve for the grade.")
+    learner, solution = _definitions(cells), _solution_definitions(exercise.part)
+    for name in exercise.objects:
+        if name in learner and learner[name] == solution.get(name):
+            return (f"`{name}` is the reference solution's code, copied: the exercise is yours to solve for the "
+                    f"grade (a different solution of your own passes).")
+    return ""
+
+
+@cache
+def _solution_definitions(part: str) -> dict[str, str]:
+    """The reference solution's definitions (:func:`_definitions`), from the generated solution notebook; none where
+    a handout left the solutions out."""
+    path = repo_root() / "solutions" / f"{part}.ipynb"
+    return _definitions(notebook_cells(path)) if part and path.is_file() else {}
+
+
+def _definitions(cells: list[CodeCell]) -> dict[str, str]:
+    """Each top-level function or class of the exercise cells, as its syntax tree (``ast.dump``: comments, blank
+    lines and docstrings' layout do not count)."""
+    out = {}
+    for cell in cells:
+        if "exercise" not in cell.tags:
+            continue
+        try:
+            tree = ast.parse(_without_magics(cell.source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                out[node.name] = ast.dump(node)
+    return out
+
+
+def _newer_than(exercise, notebook_text: str) -> bool:
+    """Whether the notebook never mentions the exercise: not its heading, not one of its objects."""
+    mentioned = re.search(rf"Exercise {re.escape(exercise.id)}\b", notebook_text)
+    return not mentioned and not any(re.search(rf"\b{re.escape(name)}\b", notebook_text) for name in exercise.objects)
 
 
 def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]) -> None:
@@ -263,6 +363,7 @@ def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]
     _quiet_plots()
     path = Path(notebook)
     cells = notebook_cells(path)
+    text = notebook_text(path)
     namespace, errors = run_cells(cells, filename=path.name)
     setup_errors = [errors[c.index] for c in cells if "setup" in c.tags and c.index in errors]
     with open(out, "a", encoding="utf-8") as sink:
@@ -272,17 +373,23 @@ def _worker(notebook: str, part: str, out: str, only: list[str], skip: list[str]
             sink.write(json.dumps({"started": exercise.id}) + "\n")
             sink.flush()
             if setup_errors:
-                result = Result(exercise.id, FAILED, "the notebook's set-up cells failed, so nothing can be graded: " + "; ".join(setup_errors))
+                result = Result(
+                    exercise.id,
+                    FAILED,
+                    "the notebook's set-up cells failed, so nothing can be graded: " + "; ".join(setup_errors),
+                )
             else:
-                result = grade_objects(exercise, namespace, cells, errors)
+                result = grade_objects(exercise, namespace, cells, errors, notebook_text=text)
             sink.write(json.dumps(asdict(result)) + "\n")
             sink.flush()
 
 
 def _limits() -> tuple[float, float]:
     """The cell and check time limits now (read at call time, so that a test's environment applies)."""
-    return (float(os.environ.get("SAE_COURSE_CELL_TIMEOUT", CELL_TIMEOUT_S)),
-            float(os.environ.get("SAE_COURSE_CHECK_TIMEOUT", CHECK_TIMEOUT_S)))
+    return (
+        float(os.environ.get("SAE_COURSE_CELL_TIMEOUT", CELL_TIMEOUT_S)),
+        float(os.environ.get("SAE_COURSE_CHECK_TIMEOUT", CHECK_TIMEOUT_S)),
+    )
 
 
 def _run_worker(command: list[str], env: dict, out: str, *, startup: float, per_exercise: float) -> str:
@@ -306,7 +413,9 @@ def _run_worker(command: list[str], env: dict, out: str, *, startup: float, per_
         return f"the grader's worker exited with code {proc.returncode}: {stderr.read().strip()[-500:]}"
 
 
-def grade_notebook(notebook: Path, part: str, *, only: list[str] | None = None, timeout: float | None = None) -> dict[str, Result]:
+def grade_notebook(
+    notebook: Path, part: str, *, only: list[str] | None = None, timeout: float | None = None
+) -> dict[str, Result]:
     """Grade a saved notebook of ``part`` in worker processes; returns results by exercise id.
 
     ``only`` limits grading to some exercise ids. A worker that hangs or dies costs only the exercise it
@@ -328,8 +437,19 @@ def grade_notebook(notebook: Path, part: str, *, only: list[str] | None = None, 
         remaining = [i for i in wanted if i not in results]
         with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as handle:
             out = handle.name
-        command = [sys.executable, "-m", "utils.course.grading", "--worker", str(notebook), part, out,
-                   "--only", ",".join(remaining), "--skip", ",".join(results)]
+        command = [
+            sys.executable,
+            "-m",
+            "utils.course.grading",
+            "--worker",
+            str(notebook),
+            part,
+            out,
+            "--only",
+            ",".join(remaining),
+            "--skip",
+            ",".join(results),
+        ]
         crash = _run_worker(command, env, out, startup=startup, per_exercise=per_exercise)
         started: str | None = None
         for line in Path(out).read_text(encoding="utf-8").splitlines():
@@ -346,7 +466,7 @@ def grade_notebook(notebook: Path, part: str, *, only: list[str] | None = None, 
     return {i: results[i] for i in wanted}
 
 
-SYMBOLS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏭ "}
+SYMBOLS = {PASSED: "✅", FAILED: "❌", NOT_ATTEMPTED: "⏭ ", USED_REFERENCE: "📖"}
 
 
 def describe(result: Result, title: str = "") -> str:
@@ -359,6 +479,8 @@ def describe(result: Result, title: str = "") -> str:
         return f"{SYMBOLS[PASSED]} {label} passed."
     if result.status == NOT_ATTEMPTED:
         return f"{SYMBOLS[NOT_ATTEMPTED]} {label}: not attempted yet."
+    if result.status == USED_REFERENCE:
+        return f"{SYMBOLS[USED_REFERENCE]} {label}: used the reference, not graded as passed: {detail}"
     return f"{SYMBOLS[FAILED]} {label} failed: {detail}"
 
 
@@ -378,7 +500,9 @@ def reference_namespace(part: str) -> dict[str, Any]:
 
 def stub_namespace(part: str) -> dict[str, Any]:
     """The objects the learner's untouched exercise notebook defines (every solution a stub)."""
-    namespace, errors = run_cells(master_cells(part, solution=False), filename=f"notebooks/{part}.ipynb", cell_timeout=120)
+    namespace, errors = run_cells(
+        master_cells(part, solution=False), filename=f"notebooks/{part}.ipynb", cell_timeout=120
+    )
     if errors:
         raise RuntimeError(f"the exercise notebook of {part} does not run: {errors}")
     return namespace
@@ -391,8 +515,10 @@ def part_of(notebook: Path) -> str:
 
     part, how = part_of_file(notebook)
     if part is None:
-        raise SystemExit(f"{notebook}: cannot tell which part this is ({how}). Name the part: "
-                         f"python -m utils.course.grading {notebook} 01_toy_models")
+        raise SystemExit(
+            f"{notebook}: cannot tell which part this is ({how}). Name the part: "
+            f"python -m utils.course.grading {notebook} 01_toy_models"
+        )
     return part
 
 

@@ -54,7 +54,13 @@ def reference(exercise_id: str):
     ex, part = _exercise(exercise_id)
     namespace = _reference_namespace(part)
     objects = tuple(namespace[name] for name in ex.objects)
+    for obj in objects:
+        HANDED_OUT[id(obj)] = exercise_id  # graded "used the reference", never "passed"
     return objects[0] if len(objects) == 1 else objects
+
+
+#: ``id()`` of every object ``reference`` handed out in this process -> its exercise.
+HANDED_OUT: dict[int, str] = {}
 
 
 def continue_line(exercise_id: str) -> str:

@@ -73,7 +73,7 @@ PARTS: list[PartInfo] = [
         "What makes a latent fire: streaming top-k, context windows that read right in every script, interval "
         "samples by reservoir sampling, quantile groups and sketches, the prompt-centric view with exact loss "
         "effects; reading and doubting real latents",
-        learner_time="2–2½ hours", exercise_minutes=100, run_minutes=1.0,
+        learner_time="2–2½ hours", exercise_minutes=115, run_minutes=1.0,
     ),
     PartInfo(
         "05_latent_effects", "5", "What a latent does: logit lens, ablation and steering",

@@ -102,8 +102,15 @@ def read_structure(part: str) -> tuple[str, list[tuple[str, str]], list[tuple[st
             if header:
                 text = c.source
                 minutes = re.search(r"spend up to (\d+) minutes", text)
-                exercises.append(ExerciseInfo(header["id"], header["title"].strip(), int(minutes[1]) if minutes else None,
-                                              _dots(text, "Difficulty", "🔴"), _dots(text, "Importance", "🔵")))
+                exercises.append(
+                    ExerciseInfo(
+                        header["id"],
+                        header["title"].strip(),
+                        int(minutes[1]) if minutes else None,
+                        _dots(text, "Difficulty", "🔴"),
+                        _dots(text, "Importance", "🔵"),
+                    )
+                )
                 since.append(header["id"])
             elif line.startswith("## ") and line[3:].strip().lower() not in {"setup", "set-up", "summary"} and since:
                 sections.append((line[3:].strip(), since))
@@ -173,7 +180,7 @@ def grader_message(exercise, entry) -> str:
             exercise.check(*objs, quiet=True)
     except CheckFailure as failure:
         return re.sub(rf"^Exercise {re.escape(exercise.id)} \(.*?\) failed: ", "", str(failure))
-    except Exception as error:  # noqa: BLE001 - reported in the guide, so a maintainer sees it
+    except Exception as error:
         return f"(the check crashed: {type(error).__name__}: {error})"
     return "(the check PASSES this wrong implementation: fix the check)"
 
@@ -201,8 +208,13 @@ def read_part(part: str, hours: dict[str, tuple[float, float]]) -> PartInfo:
         info.objects = check.objects
         for entry in wrong.get(info.id, []):
             objs = wrong_objects(entry, check, reference)
-            info.mistakes.append(Mistake(", ".join(getattr(o, "__name__", "?") for o in objs),
-                                         " / ".join(first_line(o) for o in objs), grader_message(check, entry)))
+            info.mistakes.append(
+                Mistake(
+                    ", ".join(getattr(o, "__name__", "?") for o in objs),
+                    " / ".join(first_line(o) for o in objs),
+                    grader_message(check, entry),
+                )
+            )
     return PartInfo(part, title, hours.get(part), goals, sections, exercises)
 
 
@@ -237,21 +249,35 @@ def part_page(info: PartInfo) -> str:
         "## Learning goals",
         "",
     ]
-    out += [f"- **{i}** {_cell(goal)}" for i, goal in info.goals] or ["- (the master has no \"What you will do\" table)"]
-    out += ["", "## Exercises and checkpoints", "",
-            "The room regroups at each checkpoint: the section after a run of exercises, usually a training run "
-            "whose plot is worth looking at together. A learner still stuck on an exercise there opens its "
-            "collapsed **Solution** block, pastes it, runs the check (✅) and moves on with the room.", "",
-            "| exercise | title | minutes | difficulty | importance |", "|---|---|---|---|---|"]
+    out += [f"- **{i}** {_cell(goal)}" for i, goal in info.goals] or ['- (the master has no "What you will do" table)']
+    out += [
+        "",
+        "## Exercises and checkpoints",
+        "",
+        "The room regroups at each checkpoint: the section after a run of exercises, usually a training run "
+        "whose plot is worth looking at together. A learner still stuck on an exercise there opens its "
+        "collapsed **Solution** block, pastes it, runs the check (✅) and moves on with the room.",
+        "",
+        "| exercise | title | minutes | difficulty | importance |",
+        "|---|---|---|---|---|",
+    ]
     for e in info.exercises:
         stars = lambda n, c: (c * n) if n is not None else "?"  # noqa: E731
-        out.append(f"| {e.id} | {_cell(e.title)} | {e.minutes or '?'} | {stars(e.difficulty, '●')} | {stars(e.importance, '●')} |")
+        out.append(
+            f"| {e.id} | {_cell(e.title)} | {e.minutes or '?'} | {stars(e.difficulty, '●')} "
+            f"| {stars(e.importance, '●')} |"
+        )
     out += ["", "Checkpoints (in notebook order):", ""]
     out += [f"{k}. after {', '.join(ids)}: **{_cell(name)}**" for k, (name, ids) in enumerate(info.sections, 1)]
-    out += ["", "## Common mistakes and what the grader says", "",
-            "Each is a realistic wrong implementation from `tests/wrong/`, and the message is the one its check "
-            "gives, captured by running it. A learner who pastes the message to you has made that mistake, or "
-            "one that breaks the same property.", ""]
+    out += [
+        "",
+        "## Common mistakes and what the grader says",
+        "",
+        "Each is a realistic wrong implementation from `tests/wrong/`, and the message is the one its check "
+        "gives, captured by running it. A learner who pastes the message to you has made that mistake, or "
+        "one that breaks the same property.",
+        "",
+    ]
     for e in info.exercises:
         out += [f"### {e.id} {e.title}", ""]
         if not e.mistakes:
@@ -299,14 +325,20 @@ def plan(parts: list[PartInfo], days: int) -> list[list[tuple[int, PartInfo]]]:
 
 def schedule_page(parts: list[PartInfo]) -> str:
     """``solutions/teachers/schedule.md``: a one-day and a two-day workshop from the parts' times."""
-    out = ["# Workshop schedules", "",
-           "<!-- Generated by `python -m utils.course.teachers_guide` from each part's time and its master's exercises; "
-           "do not edit by hand. -->", "",
-           f"A day is four 90-minute sessions ({', '.join(f'{a}–{b}' for a, b in SESSIONS)}): "
-           f"{DAY_MINUTES // 60} working hours, with coffee at 10:30 and 15:00 and lunch at 12:30. Each part gets "
-           "the low end of its time estimate, the pace of a room with a teacher who calls checkpoints; within "
-           "a part, each checkpoint's time comes from the exercises' own minute estimates.", "",
-           "| part | learner time |", "|---|---|"]
+    out = [
+        "# Workshop schedules",
+        "",
+        "<!-- Generated by `python -m utils.course.teachers_guide` from each part's time and its master's exercises; "
+        "do not edit by hand. -->",
+        "",
+        f"A day is four 90-minute sessions ({', '.join(f'{a}–{b}' for a, b in SESSIONS)}): "
+        f"{DAY_MINUTES // 60} working hours, with coffee at 10:30 and 15:00 and lunch at 12:30. Each part gets "
+        "the low end of its time estimate, the pace of a room with a teacher who calls checkpoints; within "
+        "a part, each checkpoint's time comes from the exercises' own minute estimates.",
+        "",
+        "| part | learner time |",
+        "|---|---|",
+    ]
     out += [f"| [{p.title}]({p.name}.md) | {_fmt_hours(p.hours)} |" for p in parts]
     for days, label in ((1, "One-day workshop"), (2, "Two-day workshop")):
         out += ["", f"## {label}", ""]
@@ -319,32 +351,43 @@ def schedule_page(parts: list[PartInfo]) -> str:
             end = 0
             for start, info in day:
                 total = round(info.hours[0] * 60)
-                out.append(f"| {_clock(start)} | **{_cell(info.title)}** ({_fmt_hours(info.hours)}): start together, "
-                           f"read the introduction |")
+                out.append(
+                    f"| {_clock(start)} | **{_cell(info.title)}** ({_fmt_hours(info.hours)}): start together, "
+                    f"read the introduction |"
+                )
                 budget = {e.id: e.minutes or 10 for e in info.exercises}
                 spent, whole = 0, sum(budget.values()) or 1
                 for name, ids in info.sections:
                     spent += sum(budget.get(i, 0) for i in ids)
                     at = start + round(total * spent / whole)
-                    what = "end of the part: summary, discussion questions" if name == "Summary" else f"checkpoint: {_cell(name)}"
+                    what = (
+                        "end of the part: summary, discussion questions"
+                        if name == "Summary"
+                        else f"checkpoint: {_cell(name)}"
+                    )
                     out.append(f"| {_clock(min(at, DAY_MINUTES), ending=True)} | {what} (after {', '.join(ids)}) |")
                 end = start + total
             if end < DAY_MINUTES:
-                out.append(f"| {_clock(end)} | buffer: stragglers catch up; discussion questions; "
-                           f"early finishers start the next part |")
+                out.append(
+                    f"| {_clock(end)} | buffer: stragglers catch up; discussion questions; "
+                    f"early finishers start the next part |"
+                )
             out.append("| 17:00 | end |")
             out.append("")
         rest = [p for p in parts if p.name not in placed]
         if rest:
-            out.append("Not in this schedule (homework, or a further day): " + ", ".join(
-                f"[{p.title}]({p.name}.md) ({_fmt_hours(p.hours)})" for p in rest) + ".")
+            out.append(
+                "Not in this schedule (homework, or a further day): "
+                + ", ".join(f"[{p.title}]({p.name}.md) ({_fmt_hours(p.hours)})" for p in rest)
+                + "."
+            )
     return "\n".join(out).rstrip() + "\n"
 
 
 def generated_files() -> dict[Path, str]:
     """The generated pages of the guide, by path, for every part with a master and checks."""
-    from utils.course.build_notebooks import parts
     from utils.checks import exercises_of
+    from utils.course.build_notebooks import parts
 
     hours = part_hours()
     infos = []

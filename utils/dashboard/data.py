@@ -52,15 +52,32 @@ from utils.sae import latent_effects
 from utils.sae.latent_stats import LatentStats, LatentStatsOptions, compute_latent_stats
 from utils.sae.prompt_view import prompt_view as engine_prompt_view
 
-__all__ = ["STATS_OPTIONS", "DashboardData", "build", "export_folder", "export_html", "latent_stats", "prompt_view",
-           "show", "to_json"]
+__all__ = [
+    "STATS_OPTIONS",
+    "DashboardData",
+    "build",
+    "export_folder",
+    "export_html",
+    "latent_stats",
+    "prompt_view",
+    "show",
+    "to_json",
+]
 
 #: The engine's options the dashboard uses: 10 top contexts, 4 activation intervals of 3 samples each, a histogram
 #: of 40 log-spaced bins over [0.01, 31.6], co-firing over the whole SAE and correlations with every neuron; BOS
 #: (position 0) left out, as in SAE training.
-STATS_OPTIONS = LatentStatsOptions(top_k=10, n_intervals=4, n_quantile_groups=4, n_samples=3,
-                                   hist_range=(1e-2, 10**1.5), n_hist_bins=40, cofire=True, neuron_corr=True,
-                                   exclude_bos=True)
+STATS_OPTIONS = LatentStatsOptions(
+    top_k=10,
+    n_intervals=4,
+    n_quantile_groups=4,
+    n_samples=3,
+    hist_range=(1e-2, 10**1.5),
+    n_hist_bins=40,
+    cofire=True,
+    neuron_corr=True,
+    exclude_bos=True,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -72,8 +89,9 @@ def latent_stats(model, sae, tokens: Int[Tensor, "rows seq"], batch_rows: int = 
     """``compute_latent_stats`` with the dashboard's options (:data:`STATS_OPTIONS`; keyword arguments replace
     single ones), BOS left out as in SAE training: the SAE's code there means nothing, and BOS would fill some
     latents' top contexts."""
-    return compute_latent_stats(model, sae, tokens, replace(STATS_OPTIONS, **options), batch_size=batch_rows,
-                                progress=False)
+    return compute_latent_stats(
+        model, sae, tokens, replace(STATS_OPTIONS, **options), batch_size=batch_rows, progress=False
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -81,7 +99,9 @@ def latent_stats(model, sae, tokens: Int[Tensor, "rows seq"], batch_rows: int = 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _top_cosines(unit_a: Tensor, unit_b: Tensor, n: int, exclude_self: bool, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+def _top_cosines(
+    unit_a: Tensor, unit_b: Tensor, n: int, exclude_self: bool, chunk: int = 1024
+) -> tuple[Tensor, Tensor]:
     """For each row of unit_a, the n rows of unit_b with the largest cosine: (indices, cosines)."""
     idx, cos = [], []
     for s in range(0, len(unit_a), chunk):
@@ -106,7 +126,9 @@ def _cofiring_phi(stats: LatentStats, latents: list[int], n: int) -> dict[int, l
     n_tok = stats.n_tokens
     p = stats.fire_count.double() / n_tok
     both = stats.cofire[lat].double() / n_tok
-    phi = (both - p[lat, None] * p[None]) / (p[lat, None] * (1 - p[lat, None]) * p[None] * (1 - p[None])).sqrt().clamp_min(1e-12)
+    phi = (both - p[lat, None] * p[None]) / (
+        p[lat, None] * (1 - p[lat, None]) * p[None] * (1 - p[None])
+    ).sqrt().clamp_min(1e-12)
     phi[torch.arange(len(lat)), lat] = -2.0
     top = phi.topk(n, dim=-1)
     return {f: _pairs(top.indices[i], top.values[i]) for i, f in enumerate(latents)}
@@ -123,8 +145,13 @@ def _window(pos: int, seq: int, before: int, after: int) -> range:
     return range(max(row_start + 1, pos - before), min(row_start + seq, pos + after + 1))
 
 
-def _pair_effects(model, resid: Float[Tensor, "rows seq d_model"], row_tokens: Int[Tensor, "rows seq"],
-                  pairs: list[tuple[int, int, int, float]], latent_out: Tensor) -> dict[tuple[int, int, int], Effect]:
+def _pair_effects(
+    model,
+    resid: Float[Tensor, "rows seq d_model"],
+    row_tokens: Int[Tensor, "rows seq"],
+    pairs: list[tuple[int, int, int, float]],
+    latent_out: Tensor,
+) -> dict[tuple[int, int, int], Effect]:
     """The ablation effect of each ``(row, position, latent, activation)`` on the next token (the one closed
     form, ``latent_effects.ablation_effects``), by ``(row, position, latent)``."""
     if not pairs:
@@ -132,17 +159,37 @@ def _pair_effects(model, resid: Float[Tensor, "rows seq d_model"], row_tokens: I
     row, pos, lat, act = (torch.tensor(column) for column in zip(*pairs))
     device = resid.device
     eff = latent_effects.ablation_effects(
-        model, resid[row, pos], row_tokens[row, pos + 1].to(device), torch.arange(len(pairs), device=device),
-        lat.to(device), act.float().to(device), latent_out)
+        model,
+        resid[row, pos],
+        row_tokens[row, pos + 1].to(device),
+        torch.arange(len(pairs), device=device),
+        lat.to(device),
+        act.float().to(device),
+        latent_out,
+    )
     loss, tokens, changes = eff.loss.tolist(), eff.top_tokens.tolist(), eff.top_changes.tolist()
-    return {(r, p, f): Effect(round(loss[i], 3), [(t, round(c, 2)) for t, c in zip(tokens[i], changes[i])])
-            for i, (r, p, f, _) in enumerate(pairs)}
+    return {
+        (r, p, f): Effect(round(loss[i], 3), [(t, round(c, 2)) for t, c in zip(tokens[i], changes[i])])
+        for i, (r, p, f, _) in enumerate(pairs)
+    }
 
 
 @torch.no_grad()
-def _row_contexts(model, sae, row_tokens: Int[Tensor, "rows seq"], centres: list[list[tuple[int, int]]],
-                  before: int, after: int, latent_out: Tensor) -> dict[tuple[int, int], Context]:
-    """The contexts of a batch of rows: ``centres[i]`` lists the ``(latent, position)`` to show in row i."""
+def _row_contexts(
+    model,
+    sae,
+    row_tokens: Int[Tensor, "rows seq"],
+    centres: list[list[tuple[int, int]]],
+    before: int,
+    after: int,
+    latent_out: Tensor,
+    tops: set[tuple[int, int, int]] = frozenset(),
+    effects: dict[int, tuple[Tensor, int]] | None = None,
+) -> dict[tuple[int, int], Context]:
+    """The contexts of a batch of rows: ``centres[i]`` lists the ``(latent, position)`` to show in row i.
+
+    For each ``(latent, row, position)`` in ``tops`` (a top example), the latent's exact logit effect there,
+    centred over the vocabulary, is added to ``effects[latent]`` (a running sum and a count)."""
     seq = row_tokens.shape[1]
     resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
     values, indices = (t.cpu() for t in sae.encode_sparse(x.to(sae.W_enc.dtype)))  # [rows seq k]
@@ -153,33 +200,79 @@ def _row_contexts(model, sae, row_tokens: Int[Tensor, "rows seq"], centres: list
             acts = (values[row, w] * (indices[row, w] == f)).sum(-1)
             windows.append((f, row, pos, w, acts))
             pairs += [(row, p, f, a) for p, a in zip(w.tolist(), acts.tolist()) if a > 0 and p < seq - 1]
-    effects = _pair_effects(model, resid, row_tokens, pairs, latent_out)
+    if effects is not None:
+        _add_logit_effects(
+            model,
+            resid,
+            [(f, row, pos, float(acts[pos - int(w[0])])) for f, row, pos, w, acts in windows if (f, row, pos) in tops],
+            latent_out,
+            effects,
+        )
+    effects_at = _pair_effects(model, resid, row_tokens, pairs, latent_out)
     chunks = [token_bytes(model.tokenizer, tokens.tolist()) for tokens in row_tokens]  # once per row, then sliced
     out = {}
     for f, row, pos, w, acts in windows:
-        ahead = {i + 1: effects[(row, p, f)] for i, p in enumerate(w.tolist()[:-1]) if (row, p, f) in effects}
+        ahead = {i + 1: effects_at[(row, p, f)] for i, p in enumerate(w.tolist()[:-1]) if (row, p, f) in effects_at}
         pieces = readable_from_bytes(chunks[row][w[0] : w[-1] + 1])  # the window's own text: what it shows
-        out[(f, row, pos)] = Context(pieces, [round(a, 2) for a in acts.tolist()],
-                                     pos - int(w[0]), ahead)  # the effect lands on the predicted token, i + 1
+        out[(f, row, pos)] = Context(
+            pieces, [round(a, 2) for a in acts.tolist()], pos - int(w[0]), ahead
+        )  # the effect lands on the predicted token, i + 1
     return out
 
 
-def _contexts(model, sae, tokens: Int[Tensor, "rows seq"], wanted: dict[int, list[int]], before: int, after: int,
-              batch_rows: int = 64) -> dict[tuple[int, int], Context]:
+def _add_logit_effects(
+    model, resid: Tensor, examples: list[tuple[int, int, int, float]], latent_out: Tensor, effects: dict
+) -> None:
+    """Add each ``(latent, row, position, activation)``'s exact logit effect, centred over the vocabulary, to
+    ``effects[latent]`` (sum, count)."""
+    examples = [e for e in examples if e[3] > 0]
+    if not examples:
+        return
+    lat, row, pos, act = (torch.tensor(column) for column in zip(*examples))
+    device = resid.device
+    contributions = act.float().to(device)[:, None] * latent_out[lat.to(device)]
+    logits = latent_effects.exact_logit_effect(model, resid[row, pos], contributions).float().cpu()
+    logits -= logits.mean(-1, keepdim=True)
+    for f, row_logits in zip(lat.tolist(), logits):
+        total, n = effects.get(f, (torch.zeros_like(row_logits), 0))
+        effects[f] = (total + row_logits, n + 1)
+
+
+def _by_row(where: dict[int, list[int]], seq: int) -> dict[int, list[tuple[int, int]]]:
+    """``{latent: flat token indices}`` regrouped as ``{row: [(latent, position)]}``."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for f, centres in where.items():
+        for c in centres:
+            out.setdefault(c // seq, []).append((f, c % seq))
+    return out
+
+
+def _contexts(
+    model,
+    sae,
+    tokens: Int[Tensor, "rows seq"],
+    wanted: dict[int, list[int]],
+    before: int,
+    after: int,
+    batch_rows: int = 64,
+    tops: dict[int, list[int]] | None = None,
+    effects: dict[int, tuple[Tensor, int]] | None = None,
+) -> dict[tuple[int, int], Context]:
     """Each (latent, centre token index) as a context: token texts, the latent's activation on each token, and
     where it fires, the exact effect of removing it on the next token's loss with the largest log-prob changes.
-    The rows holding contexts are run again, ``batch_rows`` at a time."""
+    The rows holding contexts are run again, ``batch_rows`` at a time. With ``tops`` (each latent's top examples,
+    as flat token indices) and ``effects``, the latents' exact logit effects there are summed into ``effects``."""
     seq = tokens.shape[1]
     latent_out = latent_effects.sae_out_directions(model, sae)
-    by_row: dict[int, list[tuple[int, int]]] = {}
-    for f, centres in wanted.items():
-        for c in centres:
-            by_row.setdefault(c // seq, []).append((f, c % seq))
+    by_row, top_rows = _by_row(wanted, seq), _by_row(tops or {}, seq)
     rows = sorted(by_row)
     out = {}
     for start in range(0, len(rows), batch_rows):
         batch = rows[start : start + batch_rows]
-        found = _row_contexts(model, sae, tokens[batch], [by_row[r] for r in batch], before, after, latent_out)
+        top_here = {(f, i, pos) for i, r in enumerate(batch) for f, pos in top_rows.get(r, ())}
+        found = _row_contexts(
+            model, sae, tokens[batch], [by_row[r] for r in batch], before, after, latent_out, top_here, effects
+        )
         out |= {(f, batch[row] * seq + pos): context for (f, row, pos), context in found.items()}
     return out
 
@@ -206,8 +299,13 @@ def prompt_view(model, sae, prompt: str, stats: LatentStats | None = None) -> Pr
     pos, lat = pos[keep], lat[keep]
     acts = view.acts[pos, lat]
     quantiles = stats.quantile_of(lat, acts) if stats is not None else torch.zeros_like(acts)
-    rows = zip(pos.tolist(), lat.tolist(), acts.tolist(), quantiles.tolist(),
-               torch.nan_to_num(view.loss_effect[pos, lat]).tolist())
+    rows = zip(
+        pos.tolist(),
+        lat.tolist(),
+        acts.tolist(),
+        quantiles.tolist(),
+        torch.nan_to_num(view.loss_effect[pos, lat]).tolist(),
+    )
     for p, f, a, q, e in rows:
         per_token[p].append((f, round(a, 3), round(q, 3) if stats is not None else None, round(e, 4)))
     return PromptLatents(prompt, readable_pieces(model.tokenizer, view.tokens), per_token)
@@ -235,24 +333,51 @@ def _row_histograms(rows: Float[Tensor, "n m"], bins: int = 30) -> Int[Tensor, "
 def _intervals(f: int, stats: LatentStats, contexts: dict, seq: int) -> list[Interval]:
     """The latent's activation intervals, each with its share of the firings and its sampled contexts."""
     fired, edges = max(int(stats.fire_count[f]), 1), stats.interval_edges[f]
-    return [Interval((round(edges[j].item(), 3), round(edges[j + 1].item(), 3)),
-                     round(int(stats.interval_counts[f, j]) / fired, 4),
-                     [contexts[(f, p)] for p in _locations(stats.interval_seq[f, j], stats.interval_pos[f, j], seq)])
-            for j in range(stats.interval_counts.shape[1])]
+    return [
+        Interval(
+            (round(edges[j].item(), 3), round(edges[j + 1].item(), 3)),
+            round(int(stats.interval_counts[f, j]) / fired, 4),
+            [contexts[(f, p)] for p in _locations(stats.interval_seq[f, j], stats.interval_pos[f, j], seq)],
+        )
+        for j in range(stats.interval_counts.shape[1])
+    ]
 
 
-def _logits(lens_row: Float[Tensor, " d_vocab"], lens_hist: Int[Tensor, " bins"]) -> Logits:
-    top, bottom = lens_row.topk(10), lens_row.topk(10, largest=False)
-    return Logits(_pairs(top.indices, top.values), _pairs(bottom.indices, bottom.values), lens_hist.tolist(),
-                  (round(lens_row.min().item(), 3), round(lens_row.max().item(), 3)))
+def _logits(row: Float[Tensor, " d_vocab"], hist: Int[Tensor, " bins"], kind: str, n_examples: int) -> Logits:
+    top, bottom = row.topk(10), row.topk(10, largest=False)
+    return Logits(
+        _pairs(top.indices, top.values),
+        _pairs(bottom.indices, bottom.values),
+        hist.tolist(),
+        (round(row.min().item(), 3), round(row.max().item(), 3)),
+        kind,
+        n_examples,
+    )
+
+
+def _logit_rows(model, sae, lat: Tensor, effects: dict[int, tuple[Tensor, int]]) -> tuple[Tensor, list[str], list[int]]:
+    """Each latent's logit row: its exact effect averaged over its top examples where it has any, else the naive
+    lens of its decoder direction (Part 5 shows why the two differ: the LayerNorm's scale moves with the latent)."""
+    lens = latent_effects.logit_lens(model, sae.W_dec[lat], hook_name=sae.cfg.hook_name).float().cpu()
+    kinds, counts = [], []
+    for i, f in enumerate(lat.tolist()):
+        total, n = effects.get(f, (None, 0))
+        if n:
+            lens[i] = total / n
+        kinds.append("effect" if n else "weights")
+        counts.append(n)
+    return lens, kinds, counts
 
 
 def _neurons(f: int, stats: LatentStats, sae) -> Neurons:
     squared = sae.W_dec[f].pow(2)
     largest = squared.topk(3).indices
     correlated = stats.neuron_corr[f].topk(3)
-    return Neurons(round((squared.max() / squared.sum()).item(), 3), _pairs(largest, sae.W_dec[f, largest]),
-                   _pairs(correlated.indices, correlated.values))
+    return Neurons(
+        round((squared.max() / squared.sum()).item(), 3),
+        _pairs(largest, sae.W_dec[f, largest]),
+        _pairs(correlated.indices, correlated.values),
+    )
 
 
 def _wanted_contexts(stats: LatentStats, latents: list[int], seq: int) -> dict[int, list[int]]:
@@ -268,13 +393,17 @@ def _wanted_contexts(stats: LatentStats, latents: list[int], seq: int) -> dict[i
 def _check_stats(stats: LatentStats, tokens: Tensor) -> None:
     """The statistics must be the engine's, on these very tokens, with what the page needs."""
     if stats.cofire is None or stats.neuron_corr is None:
-        raise ValueError("the dashboard needs the engine's co-firing counts and neuron correlations: compute the "
-                         "statistics with cofire=True and neuron_corr=True")
+        raise ValueError(
+            "the dashboard needs the engine's co-firing counts and neuron correlations: compute the "
+            "statistics with cofire=True and neuron_corr=True"
+        )
     seq = tokens.shape[1]
     counted = len(tokens) * (seq - 1 if stats.options.exclude_bos else seq)  # BOS left out, or not
     if stats.seq_len != seq or stats.n_tokens != counted:
-        raise ValueError(f"stats were computed on {stats.n_tokens} tokens in rows of {stats.seq_len}, not on these "
-                         f"{counted} tokens in rows of {seq}")
+        raise ValueError(
+            f"stats were computed on {stats.n_tokens} tokens in rows of {stats.seq_len}, not on these "
+            f"{counted} tokens in rows of {seq}"
+        )
 
 
 def _vocab_ids(page: LatentPage) -> set[int]:
@@ -286,8 +415,18 @@ def _vocab_ids(page: LatentPage) -> set[int]:
 
 
 @torch.no_grad()
-def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None = None, stats: LatentStats | None = None,
-          other_sae=None, prompts: list[str] = (), before: int = 12, after: int = 4, batch_rows: int = 64) -> DashboardData:
+def build(
+    model,
+    sae,
+    tokens: Int[Tensor, "rows seq"],
+    latents: list[int] | None = None,
+    stats: LatentStats | None = None,
+    other_sae=None,
+    prompts: list[str] = (),
+    before: int = 12,
+    after: int = 4,
+    batch_rows: int = 64,
+) -> DashboardData:
     """The dashboard's data for ``latents`` (default: all) of ``sae`` over ``tokens`` (rows starting with BOS).
 
     Any SAE architecture on the model's last MLP (the closed-form ablation effects hold only there: another
@@ -299,34 +438,50 @@ def build(model, sae, tokens: Int[Tensor, "rows seq"], latents: list[int] | None
     if stats is None:
         stats = latent_stats(model, sae, tokens, batch_rows)
     _check_stats(stats, tokens)
-    contexts = _contexts(model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows)
+    tops = {f: _locations(stats.top_seq[f], stats.top_pos[f], seq) for f in latents}
+    effects: dict[int, tuple[Tensor, int]] = {}
+    contexts = _contexts(
+        model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows, tops, effects
+    )
 
     lat = torch.tensor(latents, dtype=torch.long)
-    lens = latent_effects.logit_lens(model, sae.W_dec[lat], hook_name=sae.cfg.hook_name)
+    lens, kinds, n_examples = _logit_rows(model, sae, lat, effects)
     lens_hist = _row_histograms(lens)
     unit = sae.W_dec / sae.W_dec.norm(dim=-1, keepdim=True)
     near_idx, near_cos = _top_cosines(unit[lat], unit, 5, exclude_self=False)
     match = None
     if other_sae is not None:
-        match = _top_cosines(unit[lat], other_sae.W_dec / other_sae.W_dec.norm(dim=-1, keepdim=True), 1, exclude_self=False)
+        match = _top_cosines(
+            unit[lat], other_sae.W_dec / other_sae.W_dec.norm(dim=-1, keepdim=True), 1, exclude_self=False
+        )
     cofire = _cofiring_phi(stats, latents, 5)
 
     pages = {}
     for i, f in enumerate(latents):
         pages[f] = LatentPage(
-            density=int(stats.fire_count[f]) / stats.n_tokens, n_fired=int(stats.fire_count[f]),
-            max_act=round(stats.act_max[f].item(), 3), hist=stats.hist_counts[f].tolist(),
+            density=int(stats.fire_count[f]) / stats.n_tokens,
+            n_fired=int(stats.fire_count[f]),
+            max_act=round(stats.act_max[f].item(), 3),
+            hist=stats.hist_counts[f].tolist(),
             top=[contexts[(f, p)] for p in _locations(stats.top_seq[f], stats.top_pos[f], seq)],
-            intervals=_intervals(f, stats, contexts, seq), logits=_logits(lens[i], lens_hist[i]),
-            neurons=_neurons(f, stats, sae), cofiring=cofire[f],
+            intervals=_intervals(f, stats, contexts, seq),
+            logits=_logits(lens[i], lens_hist[i], kinds[i], n_examples[i]),
+            neurons=_neurons(f, stats, sae),
+            cofiring=cofire[f],
             nearest=[(j, c) for j, c in _pairs(near_idx[i], near_cos[i]) if j != f][:4],
-            match=None if match is None else Match(match[0][i, 0].item(), round(match[1][i, 0].item(), 3)))
+            match=None if match is None else Match(match[0][i, 0].item(), round(match[1][i, 0].item(), 3)),
+        )
     lo, hi = stats.hist_edges[0].item(), stats.hist_edges[-1].item()
     meta = DashboardMeta(
-        model=model.cfg.model_name, run=getattr(sae, "pretrained_cfg", {}).get("run", "sae"),
+        model=model.cfg.model_name,
+        run=getattr(sae, "pretrained_cfg", {}).get("run", "sae"),
         other_run=None if other_sae is None else getattr(other_sae, "pretrained_cfg", {}).get("run", "other run"),
-        architecture=_architecture(sae), d_sae=d_sae, n_tokens=stats.n_tokens,
-        hist_log10=(round(math.log10(lo), 2), round(math.log10(hi), 2)), hist_bins=stats.hist_counts.shape[1])
+        architecture=_architecture(sae),
+        d_sae=d_sae,
+        n_tokens=stats.n_tokens,
+        hist_log10=(round(math.log10(lo), 2), round(math.log10(hi), 2)),
+        hist_bins=stats.hist_counts.shape[1],
+    )
     vocab = _vocab_texts(model.tokenizer, set().union(*(_vocab_ids(page) for page in pages.values())))
     return DashboardData(meta, vocab, pages, [prompt_view(model, sae, p, stats) for p in prompts], stats)
 
@@ -362,8 +517,9 @@ def centre_text(context: Context) -> str:
 
 
 def _search_entry(data: DashboardData, page: LatentPage) -> SearchEntry:
-    return SearchEntry(round(page.density, 6), [data.vocab[t] for t, _ in page.logits.top[:5]],
-                       [centre_text(c) for c in page.top[:5]])
+    return SearchEntry(
+        round(page.density, 6), [data.vocab[t] for t, _ in page.logits.top[:5]], [centre_text(c) for c in page.top[:5]]
+    )
 
 
 def export_folder(data: DashboardData, folder: str | Path, per_file: int = 128) -> Path:

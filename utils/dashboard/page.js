@@ -61,6 +61,10 @@ function latentPage(f){
   if (!p) return `<section id="missing" data-latent="${esc(f)}"><h2>Latent ${esc(f)} is not in this export.</h2>
     <p>${missing(f)}.</p>${M.index ? `<a href="${M.index}">index</a>` : ''}</section>`;
   const maxAct = Math.max(p.max_act, 1e-6), [lo, hi] = M.hist_log10;
+  const effect = p.logits.kind === 'effect';
+  const logitsWhat = effect
+    ? `the exact change in each token's logit from this latent, averaged over its top ${p.logits.n_examples} examples (centred over the vocabulary)`
+    : `weights only: W<sub>dec</sub>·W<sub>out</sub>, the final LayerNorm's centring and weight, W<sub>U</sub>; it ignores the context (the latent has no examples here)`;
   const logitRow = ([t, v]) => `<tr><td>${show(JSON.stringify(voc(t)))}</td><td class="num ${v > 0 ? 'pos' : 'neg'}">${fmt(v, 3)}</td></tr>`;
   return `<h1 id="latent-title" data-latent="${f}">Latent ${f} <span class="muted">(${esc(M.run)}: ${esc(M.architecture)}, ${esc(M.model)})</span></h1>
   <div class="grid">
@@ -68,11 +72,12 @@ function latentPage(f){
     (${p.n_fired.toLocaleString()} times); largest activation ${fmt(p.max_act)}</section>
   <section id="activation-histogram"><h2>Activation histogram</h2>${bars(p.hist, '')}
     <div class="muted">log<sub>10</sub> activation from ${lo} to ${hi}</div></section>
-  <section id="logits"><h2>Top and bottom logits</h2><div style="display:flex;gap:16px">
+  <section id="logits"><h2>${effect ? 'Logit effect where it fires' : 'Logit weights'}</h2>
+    <div class="muted">${logitsWhat}</div><div style="display:flex;gap:16px">
     <table>${p.logits.top.map(logitRow).join('')}</table><table>${p.logits.bottom.map(logitRow).join('')}</table></div>
     ${hasBytes(p.logits.top.concat(p.logits.bottom).map(([t]) => voc(t))) ? byteNote : ''}</section>
-  <section id="logit-histogram"><h2>Logit weights (all tokens)</h2>${bars(p.logits.hist, 'l')}
-    <div class="muted">from ${fmt(p.logits.range[0])} to ${fmt(p.logits.range[1])}, LayerNorm lens</div></section>
+  <section id="logit-histogram"><h2>${effect ? 'Logit effect' : 'Logit weights'} (all tokens)</h2>${bars(p.logits.hist, 'l')}
+    <div class="muted">from ${fmt(p.logits.range[0])} to ${fmt(p.logits.range[1])}</div></section>
   <section id="neurons"><h2>Neuron alignment</h2>top neuron holds <b>${fmt(100*p.neurons.share, 1)}%</b> of the decoder's norm²
     <h3>largest decoder weights</h3>${pairs(p.neurons.top, j => 'neuron ' + j)}
     <h3>most correlated neurons</h3>${pairs(p.neurons.correlated, j => 'neuron ' + j)}</section>

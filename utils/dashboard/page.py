@@ -63,5 +63,7 @@ def page_html(payload: dict[str, Any]) -> str:
 def iframe_html(document: str, height: int = 720) -> str:
     """``document`` in an ``<iframe srcdoc>`` for a notebook: ``sandbox="allow-scripts"`` lets its script run and,
     with no ``allow-same-origin``, keeps that script away from the notebook around it."""
-    return (f'<iframe srcdoc="{html.escape(document, quote=True)}" style="width:100%;height:{height}px;'
-            f'border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
+    return (
+        f'<iframe srcdoc="{html.escape(document, quote=True)}" style="width:100%;height:{height}px;'
+        f'border:1px solid #ddd" sandbox="allow-scripts"></iframe>'
+    )

@@ -49,8 +49,10 @@ class DashboardLinks:
     def __str__(self) -> str:
         lines = [f"Latent dashboard: {self.path.name} ({self._size()}). Open it:"]
         if self.relative is not None:
-            lines.append(f'  from JupyterLab (relative to this notebook\'s folder; click "Trust HTML" in the tab it '
-                         f"opens):\n    {self.relative}{self.fragment}")
+            lines.append(
+                f'  from JupyterLab (relative to this notebook\'s folder; click "Trust HTML" in the tab it '
+                f"opens):\n    {self.relative}{self.fragment}"
+            )
         lines.append(f"  in a web browser on this computer (paste into the address bar):\n    {self.uri}")
         return "\n".join(lines)
 
@@ -60,12 +62,16 @@ class DashboardLinks:
         note = 'style="color:#777"'
         rows = [f"<b>Latent dashboard</b> <code>{html.escape(self.path.name)}</code> ({self._size()}). Open it:"]
         if self.href is not None:
-            rows.append(f'from JupyterLab: <a class="dashboard-relative" href="{html.escape(self.href, quote=True)}">'
-                        f"{html.escape(self.relative + self.fragment)}</a> <span {note}>(opens in a JupyterLab tab: "
-                        f'click "Trust HTML" in its toolbar; or open the link in a new browser tab)</span>')
+            rows.append(
+                f'from JupyterLab: <a class="dashboard-relative" href="{html.escape(self.href, quote=True)}">'
+                f"{html.escape(self.relative + self.fragment)}</a> <span {note}>(opens in a JupyterLab tab: "
+                f'click "Trust HTML" in its toolbar; or open the link in a new browser tab)</span>'
+            )
         uri = html.escape(self.uri, quote=True)
-        rows.append(f'in a web browser on this computer: <a class="dashboard-file" href="{uri}">{uri}</a> <span {note}>'
-                    "(copy it into the address bar: browsers do not follow file:// links from a notebook)</span>")
+        rows.append(
+            f'in a web browser on this computer: <a class="dashboard-file" href="{uri}">{uri}</a> <span {note}>'
+            "(copy it into the address bar: browsers do not follow file:// links from a notebook)</span>"
+        )
         return '<div class="dashboard-links">' + "<br>\n".join(rows) + "</div>"
 
 

@@ -13,8 +13,17 @@ from typing import Any
 from utils.sae.latent_stats import LatentStats
 
 __all__ = [
-    "Context", "DashboardData", "DashboardMeta", "Effect", "Interval", "LatentPage", "Logits", "Match", "Neurons",
-    "PromptLatents", "SearchEntry",
+    "Context",
+    "DashboardData",
+    "DashboardMeta",
+    "Effect",
+    "Interval",
+    "LatentPage",
+    "Logits",
+    "Match",
+    "Neurons",
+    "PromptLatents",
+    "SearchEntry",
 ]
 
 #: ``(id, value)``: a token and its logit, a neuron and its weight, a latent and its correlation...
@@ -52,12 +61,19 @@ class Interval:
 
 @dataclass
 class Logits:
-    """The logit lens of one latent: top and bottom tokens, and the histogram of all tokens over ``range``."""
+    """What one latent does to the logits: top and bottom tokens, and the histogram of all tokens over ``range``.
+
+    ``kind`` says which numbers these are: ``"effect"``, the exact change in each token's logit where the latent
+    fires, averaged over its top examples and centred over the vocabulary (what the model does with it), or
+    ``"weights"``, the naive logit lens of its decoder direction (the weights alone, no context: a latent with no
+    examples has only this). ``n_examples`` is how many examples the effect averages."""
 
     top: list[Pair]
     bottom: list[Pair]
     hist: list[int]
     range: tuple[float, float]
+    kind: str = "weights"
+    n_examples: int = 0
 
 
 @dataclass

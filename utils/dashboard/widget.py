@@ -23,13 +23,17 @@ from utils.dashboard.page import iframe_html, page_html
 __all__ = ["DashboardBrowser", "WidgetsMissing", "browse"]
 
 #: The browser's text form, shown by a front end that cannot draw widgets.
-NO_FRONT_END = ("[latent dashboard browser: an ipywidgets widget, which this front end cannot draw. Run the notebook "
-                "in JupyterLab, VS Code or Colab, or open the exported page: print(dashboard.links(path))]")
+NO_FRONT_END = (
+    "[latent dashboard browser: an ipywidgets widget, which this front end cannot draw. Run the notebook "
+    "in JupyterLab, VS Code or Colab, or open the exported page: print(dashboard.links(path))]"
+)
 
 #: What :func:`browse` says where ipywidgets is not installed.
-NO_WIDGETS = ("The dashboard browser needs ipywidgets, which is not installed here: install it (%pip install "
-              "ipywidgets) and restart the kernel. Meanwhile, here is the page without the box for your own "
-              "prompt (dashboard.show(data) draws it too).")
+NO_WIDGETS = (
+    "The dashboard browser needs ipywidgets, which is not installed here: install it (%pip install "
+    "ipywidgets) and restart the kernel. Meanwhile, here is the page without the box for your own "
+    "prompt (dashboard.show(data) draws it too)."
+)
 
 
 class DashboardBrowser:

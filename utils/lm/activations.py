@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable, Iterator
 
@@ -15,7 +16,8 @@ __all__ = ["hook_activations", "hook_layer", "mlp_post_activations", "token_batc
 
 
 def hook_layer(hook_name: str) -> int | None:
-    """The block a TransformerLens hook name is in (``"blocks.0.mlp.hook_post"`` -> 0), or None (e.g. ``hook_embed``)."""
+    """The block a TransformerLens hook name is in (``"blocks.0.mlp.hook_post"`` -> 0), or None (e.g.
+    ``hook_embed``)."""
     match = re.match(r"blocks\.(\d+)\.", hook_name)
     return int(match.group(1)) if match else None
 
@@ -40,20 +42,22 @@ def hook_activations(model, tokens: Int[Tensor, "batch seq"], hook_name: str) ->
     and attention runs fused where that is exact (``utils.lm.fused_attention``). Figures in
     ``tests/benchmarks/README.md`` (``bench_model.py``)."""
     if hook_name not in model.hook_dict:
-        raise ValueError(f"the model has no hook point {hook_name!r}; its MLP activations are at "
-                         f"'blocks.<layer>.mlp.hook_post' (see model.hook_dict for all names)")
+        raise ValueError(
+            f"the model has no hook point {hook_name!r}; its MLP activations are at "
+            f"'blocks.<layer>.mlp.hook_post' (see model.hook_dict for all names)"
+        )
     grabbed: list[Tensor] = []
 
     def keep_and_stop(activations: Tensor, hook) -> None:
         grabbed.append(activations)
         raise _ReachedHook
 
-    with fused_attention(model):
-        try:
-            model.run_with_hooks(tokens.to(model.cfg.device), fwd_hooks=[(hook_name, keep_and_stop)],
-                                 stop_at_layer=_stop_layer(hook_name))
-        except _ReachedHook:
-            pass
+    with fused_attention(model), contextlib.suppress(_ReachedHook):
+        model.run_with_hooks(
+            tokens.to(model.cfg.device),
+            fwd_hooks=[(hook_name, keep_and_stop)],
+            stop_at_layer=_stop_layer(hook_name),
+        )
     if not grabbed:
         raise RuntimeError(f"the forward pass never reached {hook_name!r}")
     return grabbed[0]

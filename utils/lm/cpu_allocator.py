@@ -66,8 +66,12 @@ ENV_OVERRIDE = "SAE_COURSE_KEEP_FREED_MEMORY"  # 0: leave glibc alone; 1: tune i
 
 #: start-up settings of glibc's malloc that restoring the defaults would overwrite
 _OWN_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TOP_PAD_")
-_OWN_TUNABLES = ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold", "glibc.malloc.mmap_max",
-                 "glibc.malloc.top_pad")
+_OWN_TUNABLES = (
+    "glibc.malloc.mmap_threshold",
+    "glibc.malloc.trim_threshold",
+    "glibc.malloc.mmap_max",
+    "glibc.malloc.top_pad",
+)
 
 _lock = threading.Lock()
 _open_blocks = 0  # blocks inside which the memory is kept now (nested blocks share the outermost one's tuning)
@@ -76,7 +80,8 @@ _status = "not used yet"
 
 @contextlib.contextmanager
 def keep_freed_memory(enabled: bool = True) -> Iterator[bool]:
-    """Within the block, glibc keeps freed memory for reuse; when it ends, glibc's defaults come back (module docstring).
+    """Within the block, glibc keeps freed memory for reuse; when it ends, glibc's defaults come back (see the
+    module docstring).
 
     Yields whether the memory is kept inside the block. ``enabled=False`` leaves glibc alone, unless
     ``SAE_COURSE_KEEP_FREED_MEMORY=1`` says otherwise (and ``=0`` wins over ``enabled=True``); inside a block
@@ -110,13 +115,15 @@ def _open(enabled: bool) -> bool:
             _status = f"left alone: {reason}"
             return False
         libc = _libc()
-        if not all([libc.mallopt(param, value) for param, value in KEPT.items()]):
+        if not all([libc.mallopt(param, value) for param, value in KEPT.items()]):  # noqa: C419 (set every one)
             _restore(libc)  # whichever it accepted goes back
             _status = f"left alone: glibc {_glibc_version()} refused the mallopt settings"
             return False
         _open_blocks = 1
-        _status = (f"tuned: glibc {_glibc_version()} keeps freed blocks on its heap, and up to "
-                   f"{KEPT[M_TRIM_THRESHOLD] // 2**30} GB of free heap, until the block ends")
+        _status = (
+            f"tuned: glibc {_glibc_version()} keeps freed blocks on its heap, and up to "
+            f"{KEPT[M_TRIM_THRESHOLD] // 2**30} GB of free heap, until the block ends"
+        )
         return True
 
 
@@ -127,8 +134,10 @@ def _close() -> None:
         _open_blocks -= 1
         if _open_blocks == 0:
             _restore(_libc())
-            _status = (f"tuned: glibc {_glibc_version()} kept freed memory during the block, "
-                       "and its default settings were set back when the block ended")
+            _status = (
+                f"tuned: glibc {_glibc_version()} kept freed memory during the block, "
+                "and its default settings were set back when the block ended"
+            )
 
 
 def _restore(libc) -> None:

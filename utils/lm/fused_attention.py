@@ -45,7 +45,9 @@ __all__ = [
     "uses_fused_attention",
 ]
 
-ENV_OVERRIDE = "SAE_COURSE_EAGER_ATTENTION"  # 1: TransformerLens's own attention everywhere; 0: fused wherever supported
+ENV_OVERRIDE = (
+    "SAE_COURSE_EAGER_ATTENTION"  # 1: TransformerLens's own attention everywhere; 0: fused wherever supported
+)
 CHOICE = "fused_attention_enabled"  # the attribute in which set_fused_attention records a model's choice
 
 _OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")  # QK-norm inside forward
@@ -99,9 +101,15 @@ def _fused_forward(
     """``attn.forward`` with the scores and pattern left to ``F.scaled_dot_product_attention``, or, when a
     call could see the difference (module docstring), TransformerLens's forward itself."""
     extras = (past_kv_cache_entry, additive_attention_mask, attention_mask, position_bias)
-    if (any(extra is not None for extra in extras) or _hooked(attn.hook_attn_scores) or _hooked(attn.hook_pattern)
-            or query_input.dtype != torch.float32 or query_input.device.type == "mps"
-            or _eager_by_env() or not supports_fused_attention(attn)):
+    if (
+        any(extra is not None for extra in extras)
+        or _hooked(attn.hook_attn_scores)
+        or _hooked(attn.hook_pattern)
+        or query_input.dtype != torch.float32
+        or query_input.device.type == "mps"
+        or _eager_by_env()
+        or not supports_fused_attention(attn)
+    ):
         return type(attn).forward(attn, query_input, key_input, value_input, *extras)
     q, k, v = attn.calculate_qkv_matrices(query_input, key_input, value_input)  # [batch, pos, head, d_head]
     z = F.scaled_dot_product_attention(
@@ -144,7 +152,8 @@ def set_fused_attention(model: nn.Module, enabled: bool = True) -> int:
 
 
 def install_fused_attention(model: nn.Module) -> int:
-    """``set_fused_attention(model, True)``: the supported layers get the call-by-call forward; returns how many have it."""
+    """``set_fused_attention(model, True)``: the supported layers get the call-by-call forward; returns how many have
+    it."""
     return set_fused_attention(model, True)
 
 

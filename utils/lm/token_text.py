@@ -30,8 +30,20 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-__all__ = ["CONTINUATION", "byte_label", "context_html", "context_window", "readable_from_bytes", "readable_pieces",
-           "render_tokens", "token_bytes", "token_label", "token_labels", "token_pieces", "visible"]
+__all__ = [
+    "CONTINUATION",
+    "byte_label",
+    "context_html",
+    "context_window",
+    "readable_from_bytes",
+    "readable_pieces",
+    "render_tokens",
+    "token_bytes",
+    "token_label",
+    "token_labels",
+    "token_pieces",
+    "visible",
+]
 
 CONTINUATION = "\u00b7"  # "·": a token's start that is the rest of a character shown on an earlier token
 BYTE_BRACKETS = ("\u27e8", "\u27e9")  # "⟨", "⟩": around bytes that form no whole character in view
@@ -191,8 +203,9 @@ def _colour(value: float, max_value: float) -> str:
     return f"rgba(255, 140, 0, {0.85 * t:.3f})"
 
 
-def context_html(pieces: Sequence[str], values: Sequence[float], centre: int | None = None,
-                 max_value: float | None = None) -> str:
+def context_html(
+    pieces: Sequence[str], values: Sequence[float], centre: int | None = None, max_value: float | None = None
+) -> str:
     """One line of tokens coloured by ``values``, boundaries drawn, the ``centre`` token boxed (plain HTML)."""
     values = [float(v) for v in values]
     top = max_value if max_value is not None else max(values + [0.0])
@@ -222,8 +235,9 @@ class HTML:
         return self.data
 
 
-def render_tokens(pieces: Sequence[str], values: Sequence[float] | Tensor, max_value: float | None = None,
-                  backend: str = "auto") -> HTML:
+def render_tokens(
+    pieces: Sequence[str], values: Sequence[float] | Tensor, max_value: float | None = None, backend: str = "auto"
+) -> HTML:
     """Coloured tokens, displayable in a notebook: circuitsvis ("auto" if installed) or plain HTML ("html").
 
     circuitsvis's own display fetches its JavaScript from a CDN when it thinks it is online; this uses the

@@ -69,14 +69,25 @@ def _plotly5_offline_renderer():
 
             # plotly.js registers itself with require.js when a page has it (classic Notebook 6): hide
             # `define` while it runs, so that it sets window.Plotly in every front end.
-            display_html("<script type='text/javascript'>window.PlotlyConfig = {MathJaxConfig: 'local'};"
-                         "(function () { var define_ = window.define; window.define = undefined; try {"
-                         f"{get_plotlyjs()}"
-                         "\n} finally { window.define = define_; } })();</script>", raw=True)
+            display_html(
+                "<script type='text/javascript'>window.PlotlyConfig = {MathJaxConfig: 'local'};"
+                "(function () { var define_ = window.define; window.define = undefined; try {"
+                f"{get_plotlyjs()}"
+                "\n} finally { window.define = define_; } })();</script>",
+                raw=True,
+            )
 
         def to_mimebundle(self, fig_dict) -> dict[str, str]:
-            html = to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
-                           full_html=False, default_width="100%", default_height=525, validate=False)
+            html = to_html(
+                fig_dict,
+                config=self.config,
+                include_plotlyjs=False,
+                include_mathjax=False,
+                full_html=False,
+                default_width="100%",
+                default_height=525,
+                validate=False,
+            )
             return {"text/html": html}
 
     return OfflineNotebookRenderer()

@@ -22,12 +22,12 @@ from utils.parts.plot_rendering import use_offline_renderer
 use_offline_renderer()  # figures that survive an HTML export, offline
 
 __all__ = [
-    "plot_directions_2d",
     "plot_cosine_heatmap",
-    "plot_recovery_bars",
-    "plot_l0_tradeoff",
-    "plot_training_history",
     "plot_density_histogram",
+    "plot_directions_2d",
+    "plot_l0_tradeoff",
+    "plot_recovery_bars",
+    "plot_training_history",
 ]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -53,17 +53,32 @@ def plot_directions_2d(
     fig = go.Figure()
     for i, (x, y) in enumerate(features.tolist()):
         color = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=[0, x], y=[0, y], mode="lines+markers", line=dict(color=color, width=5),
-                                 marker=dict(size=[0, 11], color=color), name=f"feature {i}",
-                                 hovertemplate=f"feature {i}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[0, x],
+                y=[0, y],
+                mode="lines+markers",
+                line=dict(color=color, width=5),
+                marker=dict(size=[0, 11], color=color),
+                name=f"feature {i}",
+                hovertemplate=f"feature {i}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>",
+            )
+        )
     for j, (x, y) in enumerate(latents.tolist()):
         style = dict(color="black", width=2) if alive[j] else dict(color="#aaa", width=1.5, dash="dot")
-        fig.add_trace(go.Scatter(x=[0, x], y=[0, y], mode="lines+markers", line=style,
-                                 marker=dict(size=[0, 6], color=style["color"]),
-                                 name="SAE latents" if alive[j] else "dead latents",
-                                 legendgroup="alive" if alive[j] else "dead",
-                                 showlegend=j == alive.index(alive[j]),
-                                 hovertemplate=f"latent {j}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[0, x],
+                y=[0, y],
+                mode="lines+markers",
+                line=style,
+                marker=dict(size=[0, 6], color=style["color"]),
+                name="SAE latents" if alive[j] else "dead latents",
+                legendgroup="alive" if alive[j] else "dead",
+                showlegend=j == alive.index(alive[j]),
+                hovertemplate=f"latent {j}<br>(%{{x:.2f}}, %{{y:.2f}})<extra></extra>",
+            )
+        )
     axis = dict(range=[-lim, lim], zeroline=True, zerolinecolor="#ccc", showgrid=False, showticklabels=False)
     fig.update_xaxes(**axis)
     fig.update_yaxes(**axis, scaleanchor="x", scaleratio=1)
@@ -90,20 +105,31 @@ def plot_cosine_heatmap(
         best, which = cos.max(dim=0)
         key = [(which[j].item() if best[j] > match else n_feats, -best[j].item()) for j in range(d_sae)]
         order = sorted(range(d_sae), key=lambda j: key[j])
-    fig = go.Figure(go.Heatmap(
-        z=cos[:, order].numpy(), x=[str(j) for j in order], y=list(range(n_feats)), zmin=-1, zmax=1,
-        colorscale="RdBu", reversescale=True, colorbar=dict(title="cos"),
-        hovertemplate="feature %{y}, latent %{x}: cos %{z:.2f}<extra></extra>"))
-    fig.update_xaxes(type="category", title_text="SAE latent" + (" (sorted by best-matching feature)" if sort_latents else ""),
-                     showticklabels=d_sae <= 60)
+    fig = go.Figure(
+        go.Heatmap(
+            z=cos[:, order].numpy(),
+            x=[str(j) for j in order],
+            y=list(range(n_feats)),
+            zmin=-1,
+            zmax=1,
+            colorscale="RdBu",
+            reversescale=True,
+            colorbar=dict(title="cos"),
+            hovertemplate="feature %{y}, latent %{x}: cos %{z:.2f}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(
+        type="category",
+        title_text="SAE latent" + (" (sorted by best-matching feature)" if sort_latents else ""),
+        showticklabels=d_sae <= 60,
+    )
     fig.update_yaxes(autorange="reversed", title_text="true feature", dtick=1 if n_feats <= 30 else None)
-    fig.update_layout(title=title, height=max(300, 18 * n_feats + 160),
-                      margin=dict(t=60, l=60, r=20, b=60))
+    fig.update_layout(title=title, height=max(300, 18 * n_feats + 160), margin=dict(t=60, l=60, r=20, b=60))
     return fig
 
 
 def plot_recovery_bars(
-    best_cos: Mapping[str, Float[Tensor, "feats"]],
+    best_cos: Mapping[str, Float[Tensor, " feats"]],
     *,
     threshold: float | None = 0.95,
     title: str = "Feature recovery: for each true feature, its best cosine similarity with any decoder direction",
@@ -112,16 +138,27 @@ def plot_recovery_bars(
     fig = go.Figure()
     for k, (name, values) in enumerate(best_cos.items()):
         values = _cpu(values)
-        fig.add_trace(go.Bar(x=list(range(len(values))), y=values.numpy(), name=name,
-                             marker_color=PALETTE[k % len(PALETTE)],
-                             hovertemplate=f"{name}<br>feature %{{x}}: %{{y:.3f}}<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=list(range(len(values))),
+                y=values.numpy(),
+                name=name,
+                marker_color=PALETTE[k % len(PALETTE)],
+                hovertemplate=f"{name}<br>feature %{{x}}: %{{y:.3f}}<extra></extra>",
+            )
+        )
     if threshold is not None:
-        fig.add_hline(y=threshold, line=dict(color="black", dash="dash", width=1),
-                      annotation_text=f"{threshold}", annotation_position="top left")
+        fig.add_hline(
+            y=threshold,
+            line=dict(color="black", dash="dash", width=1),
+            annotation_text=f"{threshold}",
+            annotation_position="top left",
+        )
     fig.update_xaxes(title_text="true feature", dtick=1)
     fig.update_yaxes(title_text="best cosine similarity", range=[0, 1.05])
-    fig.update_layout(title=title, barmode="group", height=400, plot_bgcolor="white",
-                      margin=dict(t=60, l=60, r=20, b=50))
+    fig.update_layout(
+        title=title, barmode="group", height=400, plot_bgcolor="white", margin=dict(t=60, l=60, r=20, b=50)
+    )
     return fig
 
 
@@ -136,24 +173,48 @@ def plot_l0_tradeoff(
     ``results`` holds one mapping per SAE with keys ``architecture`` ("standard" or "topk"), ``label``
     (e.g. "λ=0.3" or "k=2"), ``l0``, ``mse`` and ``recovered`` (fraction of true features recovered).
     """
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=["reconstruction error (lower is better)", "true features recovered"])
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.12,
+        subplot_titles=["reconstruction error (lower is better)", "true features recovered"],
+    )
     for arch in dict.fromkeys(r["architecture"] for r in results):
         rows = sorted((r for r in results if r["architecture"] == arch), key=lambda r: r["l0"])
         color = ARCH_COLORS.get(arch, "#555")
         name = {"standard": "standard (L1 penalty)", "topk": "TopK"}.get(arch, arch)
         for col, key in [(1, "mse"), (2, "recovered")]:
-            fig.add_trace(go.Scatter(
-                x=[r["l0"] for r in rows], y=[r[key] for r in rows], mode="lines+markers+text",
-                text=[r["label"] for r in rows], textposition="top center", textfont=dict(size=10, color=color),
-                line=dict(color=color), marker=dict(size=8, color=color), name=name, legendgroup=arch,
-                showlegend=col == 1, hovertemplate=f"{name} %{{text}}<br>L0 %{{x:.2f}}<br>{key} %{{y:.3g}}<extra></extra>"),
-                row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["l0"] for r in rows],
+                    y=[r[key] for r in rows],
+                    mode="lines+markers+text",
+                    text=[r["label"] for r in rows],
+                    textposition="top center",
+                    textfont=dict(size=10, color=color),
+                    line=dict(color=color),
+                    marker=dict(size=8, color=color),
+                    name=name,
+                    legendgroup=arch,
+                    showlegend=col == 1,
+                    hovertemplate=f"{name} %{{text}}<br>L0 %{{x:.2f}}<br>{key} %{{y:.3g}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
     if true_l0 is not None:
         for col in (1, 2):
             fig.add_vline(x=true_l0, line=dict(color="#888", dash="dot"), row=1, col=col)
-        fig.add_annotation(x=true_l0, y=1.0, yref="y2 domain", xref="x2", text="true L0", showarrow=False,
-                           xanchor="left", font=dict(size=10, color="#666"))
+        fig.add_annotation(
+            x=true_l0,
+            y=1.0,
+            yref="y2 domain",
+            xref="x2",
+            text="true L0",
+            showarrow=False,
+            xanchor="left",
+            font=dict(size=10, color="#666"),
+        )
     fig.update_xaxes(title_text="L0 (active latents per input)")
     fig.update_yaxes(type="log", title_text="MSE (sum over d_in)", row=1, col=1)
     fig.update_yaxes(range=[-0.05, 1.1], tickformat=".0%", title_text="fraction with best cos > 0.95", row=1, col=2)
@@ -178,20 +239,28 @@ def plot_training_history(
         for col, key in enumerate(keys, start=1):
             if key not in history:
                 continue
-            fig.add_trace(go.Scatter(x=list(history[x_key]), y=list(history[key]), mode="lines", name=name or key,
-                                     line=dict(color=PALETTE[n % len(PALETTE)]), legendgroup=name,
-                                     showlegend=bool(name) and col == 1),
-                          row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=list(history[x_key]),
+                    y=list(history[key]),
+                    mode="lines",
+                    name=name or key,
+                    line=dict(color=PALETTE[n % len(PALETTE)]),
+                    legendgroup=name,
+                    showlegend=bool(name) and col == 1,
+                ),
+                row=1,
+                col=col,
+            )
             if key in log_y:
                 fig.update_yaxes(type="log", row=1, col=col)
     fig.update_xaxes(title_text=x_key)
-    fig.update_layout(title=title, height=330, margin=dict(t=70, l=50, r=20, b=50),
-                      plot_bgcolor="white")
+    fig.update_layout(title=title, height=330, margin=dict(t=70, l=50, r=20, b=50), plot_bgcolor="white")
     return fig
 
 
 def plot_density_histogram(
-    densities: Mapping[str, Float[Tensor, "d_sae"]] | Float[Tensor, "d_sae"],
+    densities: Mapping[str, Float[Tensor, " d_sae"]] | Float[Tensor, " d_sae"],
     *,
     dense_threshold: float = 0.1,
     bins: int = 60,
@@ -209,13 +278,29 @@ def plot_density_histogram(
     for k, (name, d) in enumerate(logs.items()):
         values = torch.log10(d[d > 0])
         n_dead, n_dense = int((d == 0).sum()), int((d > dense_threshold).sum())
-        fig.add_trace(go.Histogram(x=values.numpy(), xbins=dict(start=lo, end=0.0, size=-lo / bins),
-                                   name=f"{name} ({len(d)} latents: {n_dead} dead, {n_dense} dense)",
-                                   marker_color=PALETTE[k % len(PALETTE)], opacity=0.6))
-    fig.add_vline(x=math.log10(dense_threshold), line=dict(color="black", dash="dot"),
-                  annotation_text=f"dense: > {dense_threshold:.0%} of tokens", annotation_position="top left")
+        fig.add_trace(
+            go.Histogram(
+                x=values.numpy(),
+                xbins=dict(start=lo, end=0.0, size=-lo / bins),
+                name=f"{name} ({len(d)} latents: {n_dead} dead, {n_dense} dense)",
+                marker_color=PALETTE[k % len(PALETTE)],
+                opacity=0.6,
+            )
+        )
+    fig.add_vline(
+        x=math.log10(dense_threshold),
+        line=dict(color="black", dash="dot"),
+        annotation_text=f"dense: > {dense_threshold:.0%} of tokens",
+        annotation_position="top left",
+    )
     fig.update_xaxes(title_text="log10(latent density)", range=[lo, 0.05])
     fig.update_yaxes(title_text="number of latents")
-    fig.update_layout(title=title, barmode="overlay", height=420, plot_bgcolor="white",
-                      legend=dict(x=0.01, y=0.99), margin=dict(t=60, l=60, r=20, b=50))
+    fig.update_layout(
+        title=title,
+        barmode="overlay",
+        height=420,
+        plot_bgcolor="white",
+        legend=dict(x=0.01, y=0.99),
+        margin=dict(t=60, l=60, r=20, b=50),
+    )
     return fig

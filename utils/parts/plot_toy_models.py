@@ -22,12 +22,12 @@ from utils.parts.plot_rendering import use_offline_renderer
 use_offline_renderer()  # figures that survive an HTML export, offline
 
 __all__ = [
-    "plot_features_in_2d",
-    "plot_wtw",
-    "plot_norms_and_superposition",
-    "plot_neuron_weights",
-    "plot_feature_heatmap",
     "plot_feature_dimensionality",
+    "plot_feature_heatmap",
+    "plot_features_in_2d",
+    "plot_neuron_weights",
+    "plot_norms_and_superposition",
+    "plot_wtw",
 ]
 
 #: One colour per feature index (cycled), light enough to tell apart on a white background.
@@ -61,23 +61,32 @@ def plot_features_in_2d(
     colors = list(colors) if colors is not None else [PALETTE[i % len(PALETTE)] for i in range(n_feats)]
     names = list(names) if names is not None else [f"feature {i}" for i in range(n_feats)]
     lim = max(1.2, 1.1 * W.norm(dim=1).max().item())
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=_titles(titles, n_inst),
-                        horizontal_spacing=0.04, vertical_spacing=0.12)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=_titles(titles, n_inst), horizontal_spacing=0.04, vertical_spacing=0.12
+    )
     for k in range(n_inst):
         r, c = k // cols + 1, k % cols + 1
         for i in range(n_feats):
             x, y = W[k, 0, i].item(), W[k, 1, i].item()
             fig.add_trace(
-                go.Scatter(x=[0, x], y=[0, y], mode="lines+markers", line=dict(color=colors[i], width=2),
-                           marker=dict(size=[0, 9], color=colors[i]), name=names[i], legendgroup=names[i],
-                           showlegend=k == 0, hovertemplate=f"{names[i]}<br>W=(%{{x:.2f}}, %{{y:.2f}})<extra></extra>"),
-                row=r, col=c,
+                go.Scatter(
+                    x=[0, x],
+                    y=[0, y],
+                    mode="lines+markers",
+                    line=dict(color=colors[i], width=2),
+                    marker=dict(size=[0, 9], color=colors[i]),
+                    name=names[i],
+                    legendgroup=names[i],
+                    showlegend=k == 0,
+                    hovertemplate=f"{names[i]}<br>W=(%{{x:.2f}}, %{{y:.2f}})<extra></extra>",
+                ),
+                row=r,
+                col=c,
             )
         axis = dict(range=[-lim, lim], zeroline=True, zerolinecolor="#ccc", showgrid=False, showticklabels=False)
         fig.update_xaxes(**axis, row=r, col=c)
         fig.update_yaxes(**axis, scaleanchor=f"x{k + 1 if k else ''}", scaleratio=1, row=r, col=c)
-    fig.update_layout(title=title, height=260 * rows + 60, plot_bgcolor="white",
-                      margin=dict(t=80, l=20, r=20, b=20))
+    fig.update_layout(title=title, height=260 * rows + 60, plot_bgcolor="white", margin=dict(t=80, l=20, r=20, b=20))
     return fig
 
 
@@ -90,17 +99,26 @@ def plot_wtw(
 ) -> go.Figure:
     """Heatmaps of ``WᵀW`` (``[feats feats]``) per instance, on a shared red-blue scale centred on 0."""
     W = W.detach().float().cpu()
-    n_inst, _, n_feats = W.shape
+    n_inst = W.shape[0]
     wtw = torch.einsum("ihf,ihg->ifg", W, W)
     zmax = max(1.0, wtw.abs().max().item())
     rows, cols = _grid(n_inst, max_cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=_titles(titles, n_inst),
-                        horizontal_spacing=0.03, vertical_spacing=0.1)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=_titles(titles, n_inst), horizontal_spacing=0.03, vertical_spacing=0.1
+    )
     for k in range(n_inst):
         fig.add_trace(
-            go.Heatmap(z=wtw[k].numpy(), zmin=-zmax, zmax=zmax, colorscale="RdBu", reversescale=True,
-                       showscale=k == 0, hovertemplate="out %{y} ← in %{x}: %{z:.2f}<extra></extra>"),
-            row=k // cols + 1, col=k % cols + 1,
+            go.Heatmap(
+                z=wtw[k].numpy(),
+                zmin=-zmax,
+                zmax=zmax,
+                colorscale="RdBu",
+                reversescale=True,
+                showscale=k == 0,
+                hovertemplate="out %{y} ← in %{x}: %{z:.2f}<extra></extra>",
+            ),
+            row=k // cols + 1,
+            col=k % cols + 1,
         )
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
@@ -118,22 +136,33 @@ def plot_norms_and_superposition(
     """Horizontal bars per instance: length ``‖W_i‖``; colour from black (orthogonal) to yellow (superposition ≥ 1)."""
     norms, superposition = norms.detach().float().cpu(), superposition.detach().float().cpu()
     n_inst, n_feats = norms.shape
-    fig = make_subplots(rows=1, cols=n_inst, subplot_titles=_titles(titles, n_inst), shared_yaxes=True,
-                        horizontal_spacing=0.015)
+    fig = make_subplots(
+        rows=1, cols=n_inst, subplot_titles=_titles(titles, n_inst), shared_yaxes=True, horizontal_spacing=0.015
+    )
     for k in range(n_inst):
         fig.add_trace(
-            go.Bar(y=list(range(n_feats)), x=norms[k].numpy(), orientation="h",
-                   marker=dict(color=superposition[k].clamp(0, 1).numpy(), colorscale="Viridis", cmin=0, cmax=1,
-                               showscale=k == 0, colorbar=dict(title="superposition", len=0.8)),
-                   customdata=superposition[k].numpy(),
-                   hovertemplate="feature %{y}<br>norm %{x:.2f}<br>superposition %{customdata:.2f}<extra></extra>",
-                   showlegend=False),
-            row=1, col=k + 1,
+            go.Bar(
+                y=list(range(n_feats)),
+                x=norms[k].numpy(),
+                orientation="h",
+                marker=dict(
+                    color=superposition[k].clamp(0, 1).numpy(),
+                    colorscale="Viridis",
+                    cmin=0,
+                    cmax=1,
+                    showscale=k == 0,
+                    colorbar=dict(title="superposition", len=0.8),
+                ),
+                customdata=superposition[k].numpy(),
+                hovertemplate="feature %{y}<br>norm %{x:.2f}<br>superposition %{customdata:.2f}<extra></extra>",
+                showlegend=False,
+            ),
+            row=1,
+            col=k + 1,
         )
     fig.update_yaxes(autorange="reversed", title_text="feature (most important at the top)", row=1, col=1)
     fig.update_xaxes(range=[0, max(1.3, norms.max().item() * 1.05)])
-    fig.update_layout(title=title, height=420, bargap=0.15,
-                      margin=dict(t=80, l=60, r=20, b=30))
+    fig.update_layout(title=title, height=420, bargap=0.15, margin=dict(t=80, l=60, r=20, b=30))
     return fig
 
 
@@ -149,20 +178,31 @@ def plot_neuron_weights(
     n_inst, d_hidden, n_feats = W.shape
     zmax = W.abs().max().item()
     rows, cols = _grid(n_inst, max_cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=_titles(titles, n_inst),
-                        horizontal_spacing=0.04, vertical_spacing=0.14)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=_titles(titles, n_inst), horizontal_spacing=0.04, vertical_spacing=0.14
+    )
     for k in range(n_inst):
         fig.add_trace(
-            go.Heatmap(z=W[k].numpy(), zmin=-zmax, zmax=zmax, colorscale="RdBu", reversescale=True,
-                       showscale=k == 0, x=list(range(n_feats)), y=list(range(d_hidden)),
-                       hovertemplate="neuron %{y}, feature %{x}: %{z:.2f}<extra></extra>"),
-            row=k // cols + 1, col=k % cols + 1,
+            go.Heatmap(
+                z=W[k].numpy(),
+                zmin=-zmax,
+                zmax=zmax,
+                colorscale="RdBu",
+                reversescale=True,
+                showscale=k == 0,
+                x=list(range(n_feats)),
+                y=list(range(d_hidden)),
+                hovertemplate="neuron %{y}, feature %{x}: %{z:.2f}<extra></extra>",
+            ),
+            row=k // cols + 1,
+            col=k % cols + 1,
         )
     fig.update_yaxes(autorange="reversed", dtick=1)
     fig.update_yaxes(title_text="neuron", col=1)
     fig.update_xaxes(title_text="feature", row=rows)
-    fig.update_layout(title=title, height=max(220, 28 * d_hidden + 110) * rows + 60,
-                      margin=dict(t=80, l=50, r=20, b=40))
+    fig.update_layout(
+        title=title, height=max(220, 28 * d_hidden + 110) * rows + 60, margin=dict(t=80, l=50, r=20, b=40)
+    )
     return fig
 
 
@@ -178,9 +218,17 @@ def plot_feature_heatmap(
     """One heatmap of a per-feature quantity: one row per instance, one column per feature."""
     values = values.detach().float().cpu()
     fig = go.Figure(
-        go.Heatmap(z=values.numpy(), y=list(row_labels), x=list(range(values.shape[1])), zmin=zmin, zmax=zmax,
-                   colorscale="Viridis", colorbar=dict(title=colorbar_title),
-                   texttemplate="%{z:.2f}", hovertemplate="%{y}, feature %{x}: %{z:.2f}<extra></extra>")
+        go.Heatmap(
+            z=values.numpy(),
+            y=list(row_labels),
+            x=list(range(values.shape[1])),
+            zmin=zmin,
+            zmax=zmax,
+            colorscale="Viridis",
+            colorbar=dict(title=colorbar_title),
+            texttemplate="%{z:.2f}",
+            hovertemplate="%{y}, feature %{x}: %{z:.2f}<extra></extra>",
+        )
     )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(title_text="feature (most important on the left)", dtick=1)
@@ -203,9 +251,9 @@ GUIDE_LINES: dict[float, str] = {  # value -> label
 
 def plot_feature_dimensionality(
     dims: Float[Tensor, "inst feats"],
-    feature_probability: Float[Tensor, "inst"],
+    feature_probability: Float[Tensor, " inst"],
     *,
-    dims_per_feature: Float[Tensor, "inst"] | None = None,
+    dims_per_feature: Float[Tensor, " inst"] | None = None,
     title: str = "Feature dimensionality D_i against sparsity",
 ) -> go.Figure:
     """Scatter of every feature's dimensionality against ``1 / (1 - S)`` (log scale), with guide lines.
@@ -213,25 +261,49 @@ def plot_feature_dimensionality(
     ``dims_per_feature`` (optional, e.g. ``d_hidden / ‖W‖_F²`` per instance) is drawn as a line.
     """
     dims = dims.detach().float().cpu()
-    inv = (1 / feature_probability.detach().float().cpu())
-    n_inst, n_feats = dims.shape
+    inv = 1 / feature_probability.detach().float().cpu()
+    n_feats = dims.shape[1]
     # a little horizontal jitter, so that features stacked on the same fraction stay visible
     jitter = torch.exp(0.03 * torch.linspace(-1, 1, n_feats))
     xs = (inv[:, None] * jitter[None, :]).flatten()
     fig = go.Figure()
     shifts = {2 / 5: 5, 3 / 8: -2, 1 / 3: -8}  # keep the three close labels from overlapping
     for value, label in GUIDE_LINES.items():
-        fig.add_hline(y=value, line=dict(color="#bbb", dash="dot", width=1), annotation_text=label,
-                      annotation_position="right", annotation_font_size=10,
-                      annotation_yshift=shifts.get(value, 0))
-    fig.add_trace(go.Scatter(x=xs.numpy(), y=dims.flatten().numpy(), mode="markers", name="one feature",
-                             marker=dict(size=5, color="#1f77b4", opacity=0.6),
-                             hovertemplate="1/(1-S)=%{x:.1f}<br>D=%{y:.3f}<extra></extra>"))
+        fig.add_hline(
+            y=value,
+            line=dict(color="#bbb", dash="dot", width=1),
+            annotation_text=label,
+            annotation_position="right",
+            annotation_font_size=10,
+            annotation_yshift=shifts.get(value, 0),
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=xs.numpy(),
+            y=dims.flatten().numpy(),
+            mode="markers",
+            name="one feature",
+            marker=dict(size=5, color="#1f77b4", opacity=0.6),
+            hovertemplate="1/(1-S)=%{x:.1f}<br>D=%{y:.3f}<extra></extra>",
+        )
+    )
     if dims_per_feature is not None:
-        fig.add_trace(go.Scatter(x=inv.numpy(), y=dims_per_feature.detach().float().cpu().numpy(), mode="lines+markers",
-                                 name="d_hidden / ‖W‖²_F", line=dict(color="black", width=1.5)))
+        fig.add_trace(
+            go.Scatter(
+                x=inv.numpy(),
+                y=dims_per_feature.detach().float().cpu().numpy(),
+                mode="lines+markers",
+                name="d_hidden / ‖W‖²_F",
+                line=dict(color="black", width=1.5),
+            )
+        )
     fig.update_xaxes(type="log", title_text="1 / (1 − S)  (sparser →)")
     fig.update_yaxes(range=[-0.03, 1.08], title_text="dimensionality D_i")
-    fig.update_layout(title=title, height=560, plot_bgcolor="white", margin=dict(t=60, l=60, r=190, b=50),
-                      legend=dict(x=0.72, y=0.98, bgcolor="rgba(255,255,255,0.8)"))
+    fig.update_layout(
+        title=title,
+        height=560,
+        plot_bgcolor="white",
+        margin=dict(t=60, l=60, r=190, b=50),
+        legend=dict(x=0.72, y=0.98, bgcolor="rgba(255,255,255,0.8)"),
+    )
     return fig

@@ -24,17 +24,18 @@ from tqdm.auto import tqdm
 __all__ = [
     "ToyModelConfig",
     "ToyTrainConfig",
-    "train",
     "importance_decay",
-    "probability_from_sparsity",
     "log_spaced_probabilities",
     "per_feature_loss",
+    "probability_from_sparsity",
+    "train",
 ]
 
 
 @dataclass(frozen=True)
 class ToyModelConfig:
-    """The shape of a stack of toy models: ``n_inst`` instances, each mapping ``n_feats`` → ``d_hidden`` → ``n_feats``."""
+    """The shape of a stack of toy models: ``n_inst`` instances, each mapping ``n_feats`` → ``d_hidden`` →
+    ``n_feats``."""
 
     n_inst: int
     n_feats: int
@@ -107,7 +108,9 @@ def probability_from_sparsity(sparsity: Sequence[float] | Tensor, n_feats: int) 
     return (1 - sparsity)[:, None].expand(-1, n_feats).clone()
 
 
-def log_spaced_probabilities(n_inst: int, n_feats: int, high: float = 1.0, low: float = 0.01) -> Float[Tensor, "inst feats"]:
+def log_spaced_probabilities(
+    n_inst: int, n_feats: int, high: float = 1.0, low: float = 0.01
+) -> Float[Tensor, "inst feats"]:
     """Feature probabilities from ``high`` (instance 0, dense) down to ``low`` (last instance, sparse), log-spaced."""
     p = torch.logspace(math.log10(high), math.log10(low), n_inst)
     return p[:, None].expand(-1, n_feats).clone()

@@ -19,7 +19,6 @@ from utils.lm.activations import hook_activations, tokenize_texts
 __all__ = ["ActivationBuffer"]
 
 
-
 class ActivationBuffer:
     """A shuffled store of ``buffer_tokens`` activations that serves ``[batch_size, d_in]`` batches.
 
@@ -90,8 +89,7 @@ class ActivationBuffer:
                     for i in range(0, len(rows), self.model_batch_size):
                         yield rows[i : i + self.model_batch_size]
         else:
-            for batch in tokens:
-                yield batch
+            yield from tokens
 
     def _tensor_rows(self, tokens: Int[Tensor, "n_seqs seq"], start_seq: int) -> Iterator[Int[Tensor, "batch seq"]]:
         n = len(tokens)

@@ -1,4 +1,4 @@
-"""What an SAE latent on a model's last MLP does to the output: the logit lens and the exact loss effect.
+"""What an SAE latent on a model's last MLP does to the output: the logit lenses and the exact effect.
 
 After the last block's MLP, nothing but the final LayerNorm and the unembedding stands between the MLP's
 hidden layer and the logits: ``resid_final = resid_mid + hook_post @ W_out + b_out``. A latent ``f`` firing
@@ -14,7 +14,17 @@ The pieces, each used by the prompt view (``utils.sae.prompt_view``) and the das
 - ``SAE.encode_sparse`` (:func:`encode_sparse` for many tokens): each token's active latents;
 - :func:`ablation_effects`: the loss change when a latent is removed at a position, and the tokens it moves most.
 
-Part 5 has the learner write each of these; ``utils.sae.prompt_view.patched_loss`` is the slow reference.
+Three ways to say which tokens a latent promotes, from the cheapest to the exact one:
+
+- :func:`logit_lens`: from the weights alone, the same for every context. Through the LayerNorm it keeps the
+  centring and the weight ``w``, and leaves out the division by the token's scale ``σ`` *and how that scale
+  changes with the latent*, a first-order term;
+- :func:`first_order_lens`: the LayerNorm's Jacobian at the token's own residual stream, then ``W_U``: the exact
+  derivative, one per context;
+- :func:`exact_logit_effect`: the LayerNorm and unembedding redone on the stream without the latent.
+
+Part 5 has the learner write the logit lens (exercises 5.1 and 5.2) and the exact loss effect (5.8), and reads the
+first-order lens from here; ``utils.sae.prompt_view.patched_loss`` is the slow reference of the exact effect.
 """
 
 from __future__ import annotations
@@ -34,8 +44,11 @@ __all__ = [
     "ablation_effects",
     "check_closed_form",
     "encode_sparse",
+    "exact_logit_effect",
     "final_log_probs",
+    "final_logits",
     "final_residual",
+    "first_order_lens",
     "last_mlp_hook",
     "latent_columns",
     "latent_out_directions",
@@ -89,15 +102,52 @@ def sae_out_directions(model, sae) -> Float[Tensor, "d_sae d_model"]:
     return latent_out_directions(sae.W_dec, _mlp_W_out(model, sae.cfg.hook_name))
 
 
-def logit_lens(model, W_dec: Float[Tensor, "d_sae d_mlp"], through_ln: bool = True,
-               hook_name: str | None = None) -> Float[Tensor, "d_sae d_vocab"]:
+def logit_lens(
+    model, W_dec: Float[Tensor, "d_sae d_mlp"], through_ln: bool = True, hook_name: str | None = None
+) -> Float[Tensor, "d_sae d_vocab"]:
     """The decoder logit lens ``W_dec @ W_out @ W_U``, with ``W_out`` of the MLP at ``hook_name`` (default: the
-    last one); with ``through_ln``, each direction first centred and scaled by the final LayerNorm's weight
-    (what the LayerNorm does to a direction, up to a positive scale)."""
+    last one); with ``through_ln``, each direction first centred and scaled by the final LayerNorm's weight.
+
+    That is what the LayerNorm does to a direction *orthogonal to the token's residual stream*, up to the positive
+    factor ``1/σ``: it leaves out the first-order change of the LayerNorm's scale with the direction, which
+    :func:`first_order_lens` keeps. The same for every context, so it can be read from the weights; on a latent's
+    own top contexts it points roughly, not exactly, where the exact effect does (Part 5 measures how far)."""
     out = latent_out_directions(W_dec, _mlp_W_out(model, hook_name or last_mlp_hook(model)))
     if through_ln:
         out = (out - out.mean(-1, keepdim=True)) * model.ln_final.w
     return out @ model.W_U
+
+
+def _final_ln_weight(model) -> Tensor | None:
+    """The final LayerNorm's weight ``w`` (None for "LNPre", which has none); an error for any other normalisation."""
+    kind = model.cfg.normalization_type
+    if kind not in ("LN", "LNPre"):
+        raise ValueError(f"the first-order lens is written for a final LayerNorm ('LN' or 'LNPre'), got {kind!r}")
+    return model.ln_final.w if kind == "LN" else None
+
+
+def first_order_lens(
+    model, directions: Float[Tensor, "... d_model"], resid: Float[Tensor, "... d_model"]
+) -> Float[Tensor, "... d_vocab"]:
+    """The logits that adding ``ε · direction`` to the final residual stream ``resid`` adds, per unit of ``ε``, to
+    first order: the final LayerNorm's Jacobian at ``resid`` applied to the direction, then ``W_U``.
+
+    With ``r_c`` and ``d_c`` the residual and the direction centred over ``d_model`` (``n`` coordinates), and
+    ``σ² = mean(r_c²) + eps`` (TransformerLens puts ``eps`` inside the square root), the LayerNorm
+    ``LN(r) = w ⊙ r_c / σ + b`` changes by ``(w / σ) ⊙ (d_c − (r_c·d_c) / (n σ²) · r_c)`` per unit of ``ε``: the
+    first term is what :func:`logit_lens` keeps (up to ``1/σ``), the second how the scale ``σ`` changes with the
+    direction. ``directions`` and ``resid`` broadcast against each other (one direction at many residuals, or one
+    per residual); a direction is what one unit of a latent writes to the stream (:func:`sae_out_directions`).
+    Linear in the direction, so ``a · first_order_lens(model, d, x)`` is the first-order effect of activation
+    ``a``. No gradient is taken: the Jacobian is written out (``tests/course/test_latent_effects.py`` checks it
+    against autograd's and against finite differences)."""
+    w = _final_ln_weight(model)
+    r_c = resid - resid.mean(-1, keepdim=True)
+    d_c = directions - directions.mean(-1, keepdim=True)
+    variance = r_c.pow(2).mean(-1, keepdim=True) + model.ln_final.eps  # σ², as the LayerNorm computes it
+    along = (r_c * d_c).sum(-1, keepdim=True) / (r_c.shape[-1] * variance)  # how the scale changes: dσ/σ per unit
+    change = (d_c - along * r_c) / variance.sqrt()
+    return (change if w is None else change * w) @ model.W_U
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -123,8 +173,9 @@ def final_residual(
         raise ValueError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
     resid_name = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
     with fused_attention(model):
-        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=[resid_name, hook_name],
-                                        stop_at_layer=model.cfg.n_layers)
+        _, cache = model.run_with_cache(
+            tokens.to(model.cfg.device), names_filter=[resid_name, hook_name], stop_at_layer=model.cfg.n_layers
+        )
     return cache[resid_name], cache[hook_name]
 
 
@@ -162,11 +213,34 @@ def latent_columns(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def final_log_probs(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
-    """Next-token log-probabilities from final residual vectors: the model's final LayerNorm and unembedding."""
+def final_logits(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+    """Next-token logits from final residual vectors: the model's final LayerNorm and unembedding."""
     shape = resid.shape[:-1]
     flat = resid.reshape(1, -1, resid.shape[-1])  # TransformerLens's modules want [batch pos d_model]
-    return model.unembed(model.ln_final(flat)).log_softmax(-1).reshape(*shape, -1)
+    return model.unembed(model.ln_final(flat)).reshape(*shape, -1)
+
+
+def final_log_probs(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+    """Next-token log-probabilities from final residual vectors: the model's final LayerNorm and unembedding."""
+    return final_logits(model, resid).log_softmax(-1)
+
+
+@torch.no_grad()
+def exact_logit_effect(
+    model, resid: Float[Tensor, "... d_model"], contributions: Float[Tensor, "... d_model"]
+) -> Float[Tensor, "... d_vocab"]:
+    """The logits that ``contributions`` (already part of ``resid``) add, exactly: ``logits(resid) −
+    logits(resid − contributions)``, the final LayerNorm and unembedding redone (:func:`final_logits`).
+
+    For latent ``f`` with activation ``a`` at a token, ``contributions = a · latent_out[f]`` gives what the latent
+    adds to that token's logits (removing it, as :func:`ablation_effects` does, changes them by minus this). The
+    change in log-probabilities is the change in logits minus one number per token (the change in the log-sum-exp),
+    so it ranks the tokens the same way; to compare it with a lens, centre both over the vocabulary. For steering by
+    ``c · d`` at a clean ``x``, pass ``resid = x + c · d``. ``resid`` and ``contributions`` broadcast."""
+    resid, without = torch.broadcast_tensors(resid, resid - contributions)
+    shape = resid.shape[:-1]
+    normed = [model.ln_final(r.reshape(1, -1, r.shape[-1])) for r in (resid, without)]
+    return ((normed[0] - normed[1]) @ model.W_U).reshape(*shape, -1)  # the unembedding's bias cancels
 
 
 def next_token_loss(model, resid: Float[Tensor, "n d_model"], next_tokens: Int[Tensor, " n"]) -> Float[Tensor, " n"]:

@@ -130,7 +130,7 @@ class LatentStats:
         """Mean activation over the tokens where the latent fires (0 if it never fires)."""
         return self.act_sum / self.fire_count.clamp_min(1).double()
 
-    def quantile_of(self, latent: int | Int[Tensor, "..."], value: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+    def quantile_of(self, latent: int | Int[Tensor, ...], value: Float[Tensor, ...]) -> Float[Tensor, ...]:
         """Fraction of the latent's firings at or below ``value`` (0 for value <= 0), from the log histogram.
 
         Within a histogram bin the fraction grows linearly in log(value). ``latent`` and ``value`` broadcast.
@@ -142,7 +142,7 @@ class LatentStats:
         total = counts.sum(-1).clamp_min(1)
         log_edges = self.hist_edges.double().log10()
         log_v = value.double().clamp_min(1e-30).log10()
-        bin_ = (torch.searchsorted(log_edges, log_v.reshape(-1), right=True).reshape(log_v.shape) - 1)
+        bin_ = torch.searchsorted(log_edges, log_v.reshape(-1), right=True).reshape(log_v.shape) - 1
         bin_ = bin_.clamp(0, counts.shape[-1] - 1)
         below = torch.cumsum(counts, -1) - counts  # firings in the bins before each bin
         lo, hi = log_edges[bin_], log_edges[bin_ + 1]
@@ -178,7 +178,9 @@ class LatentStats:
 
     def interval_examples(self, latent: int, interval: int) -> list[tuple[float, int, int]]:
         """``(activation, row, position)`` sampled from interval ``interval`` of the latent, largest first."""
-        return self._examples(*(t[latent, interval] for t in (self.interval_acts, self.interval_seq, self.interval_pos)))
+        return self._examples(
+            *(t[latent, interval] for t in (self.interval_acts, self.interval_seq, self.interval_pos))
+        )
 
     def group_examples(self, latent: int, group: int) -> list[tuple[float, int, int]]:
         """``(activation, row, position)`` sampled from quantile group ``group`` of the latent, largest first."""
@@ -277,14 +279,20 @@ def _first_of_each(ids: Tensor) -> Tensor:
 class _Spool:
     """The sparse firings of the pass, appended to three files in a temporary folder."""
 
-    folder: tempfile.TemporaryDirectory = field(default_factory=lambda: tempfile.TemporaryDirectory(prefix="latent_stats_"))
+    folder: tempfile.TemporaryDirectory = field(
+        default_factory=lambda: tempfile.TemporaryDirectory(prefix="latent_stats_")
+    )
     n: int = 0
 
     def path(self, name: str) -> Path:
         return Path(self.folder.name) / f"{name}.bin"
 
     def append(self, latent: Tensor, value: Tensor, token: Tensor) -> None:
-        for name, array, dtype in (("latent", latent, np.int32), ("value", value, np.float32), ("token", token, np.int64)):
+        for name, array, dtype in (
+            ("latent", latent, np.int32),
+            ("value", value, np.float32),
+            ("token", token, np.int64),
+        ):
             with open(self.path(name), "ab") as f:
                 array.numpy().astype(dtype).tofile(f)
         self.n += len(latent)
@@ -348,7 +356,9 @@ class LatentStatsAccumulator:
         latents are picked out first. An SAE's own codes come sparse from ``SAE.encode_sparse``."""
         _, seq, d_sae = latent_acts.shape
         if seq != self.seq_len or d_sae != self.d_sae:
-            raise ValueError(f"expected activations [batch, {self.seq_len}, {self.d_sae}], got {tuple(latent_acts.shape)}")
+            raise ValueError(
+                f"expected activations [batch, {self.seq_len}, {self.d_sae}], got {tuple(latent_acts.shape)}"
+            )
         acts = latent_acts.detach().float().cpu()
         n_active = int((acts > 0).sum(-1).max()) if acts.numel() else 0
         values, idx = acts.topk(max(n_active, 1), dim=-1, sorted=False)
@@ -379,7 +389,11 @@ class LatentStatsAccumulator:
         valid = values > 0
         all_valid = bool(valid.all())
         tok = torch.arange(n_tok)[:, None].expand_as(idx)
-        tok, lat, val = (tok.reshape(-1), idx.reshape(-1), values.reshape(-1)) if all_valid else (tok[valid], idx[valid], values[valid])
+        tok, lat, val = (
+            (tok.reshape(-1), idx.reshape(-1), values.reshape(-1))
+            if all_valid
+            else (tok[valid], idx[valid], values[valid])
+        )
         token = tok + first_row * seq
         self.n_tokens += n_tok - (batch if self.options.exclude_bos else 0)
         self.fire_count += torch.bincount(lat, minlength=d_sae)
@@ -430,12 +444,22 @@ class LatentStatsAccumulator:
         top_v, top_t, _ = self.top.payload
         hist_counts = self.hist_counts.reshape(d_sae, o.n_hist_bins)
         stats = LatentStats(
-            n_tokens=self.n_tokens, seq_len=seq_len, d_sae=d_sae, d_in=self.d_in, hook_name=self.hook_name,
-            options=o, fire_count=self.fire_count, act_sum=self.act_sum, act_max=self.act_max,
-            hist_edges=self.hist_edges, hist_counts=hist_counts,
-            top_acts=torch.where(top_t >= 0, top_v, 0.0), top_seq=torch.where(top_t >= 0, top_t // seq_len, -1),
+            n_tokens=self.n_tokens,
+            seq_len=seq_len,
+            d_sae=d_sae,
+            d_in=self.d_in,
+            hook_name=self.hook_name,
+            options=o,
+            fire_count=self.fire_count,
+            act_sum=self.act_sum,
+            act_max=self.act_max,
+            hist_edges=self.hist_edges,
+            hist_counts=hist_counts,
+            top_acts=torch.where(top_t >= 0, top_v, 0.0),
+            top_seq=torch.where(top_t >= 0, top_t // seq_len, -1),
             top_pos=torch.where(top_t >= 0, top_t % seq_len, -1),
-            **self._empty_samples("interval", o.n_intervals), **self._empty_samples("group", o.n_quantile_groups),
+            **self._empty_samples("interval", o.n_intervals),
+            **self._empty_samples("group", o.n_quantile_groups),
         )
         stats.interval_edges = self._interval_edges(o.n_intervals)
         probs = torch.linspace(0, 1, o.n_quantile_groups + 1)
@@ -468,8 +492,10 @@ class LatentStatsAccumulator:
         generator = torch.Generator().manual_seed(self.options.seed)
         n_samples = self.options.n_samples
         kinds = {"interval": stats.interval_edges, "group": stats.group_edges}
-        reservoirs = {name: SmallestKeys(self.d_sae * (edges.shape[1] - 1), n_samples, (torch.float32, torch.long))
-                      for name, edges in kinds.items()}
+        reservoirs = {
+            name: SmallestKeys(self.d_sae * (edges.shape[1] - 1), n_samples, (torch.float32, torch.long))
+            for name, edges in kinds.items()
+        }
         for lat, val, token in self.spool.chunks(self.spool_chunk):
             key = torch.rand(len(lat), generator=generator)
             for name, edges in kinds.items():
@@ -479,7 +505,7 @@ class LatentStatsAccumulator:
                 cell = lat * n_cells + j
                 getattr(stats, f"{name}_counts").view(-1).add_(torch.bincount(cell, minlength=self.d_sae * n_cells))
                 reservoirs[name].add(cell, key, val, token)
-        for name, edges in kinds.items():
+        for name in kinds:
             val, token = reservoirs[name].payload
             val = torch.where(token >= 0, val, 0.0)
             order = torch.argsort(val, dim=1, descending=True, stable=True)  # largest activation first
@@ -532,8 +558,14 @@ def compute_latent_stats(
     tokens = torch.as_tensor(tokens)
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [n_seqs, seq], got shape {tuple(tokens.shape)}")
-    acc = LatentStatsAccumulator(sae.cfg.d_sae, sae.cfg.d_in, tokens.shape[1], options or MODEL_OPTIONS,
-                                 hook_name=sae.cfg.hook_name, **option_overrides)
+    acc = LatentStatsAccumulator(
+        sae.cfg.d_sae,
+        sae.cfg.d_in,
+        tokens.shape[1],
+        options or MODEL_OPTIONS,
+        hook_name=sae.cfg.hook_name,
+        **option_overrides,
+    )
     starts = range(0, len(tokens), batch_size)
     if progress:
         from tqdm.auto import tqdm

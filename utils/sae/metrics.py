@@ -27,10 +27,10 @@ __all__ = [
     "density_histogram",
     "evaluate_sae",
     "explained_variance",
-    "latent_density",
     "fraction_of_variance_unexplained",
     "kl_divergence",
     "l0",
+    "latent_density",
     "log_latent_sparsity",
 ]
 
@@ -102,7 +102,9 @@ def explained_variance(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d
     return (1 - residual / total).float()
 
 
-def fraction_of_variance_unexplained(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d_in"]) -> Float[Tensor, ""]:
+def fraction_of_variance_unexplained(
+    x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d_in"]
+) -> Float[Tensor, ""]:
     """``1 - explained_variance(x, x_hat)``."""
     return 1 - explained_variance(x, x_hat)
 
@@ -124,8 +126,9 @@ def _splice_hook(replacement, skip_first: bool):
 
 
 @torch.no_grad()
-def _spliced_logits(model, sae: SAE, tokens: Int[Tensor, "batch seq"], how: str, mean_acts: Tensor | None,
-                    skip_first: bool) -> Tensor:
+def _spliced_logits(
+    model, sae: SAE, tokens: Int[Tensor, "batch seq"], how: str, mean_acts: Tensor | None, skip_first: bool
+) -> Tensor:
     if how == "clean":
         return model(tokens, return_type="logits")
     if how == "reconstructed":
@@ -140,7 +143,9 @@ def _spliced_logits(model, sae: SAE, tokens: Int[Tensor, "batch seq"], how: str,
     return model.run_with_hooks(tokens, return_type="logits", fwd_hooks=[(sae.cfg.hook_name, hook)])
 
 
-def _next_token_loss(logits: Float[Tensor, "batch seq vocab"], tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, "batch seq-1"]:
+def _next_token_loss(
+    logits: Float[Tensor, "batch seq vocab"], tokens: Int[Tensor, "batch seq"]
+) -> Float[Tensor, "batch seq-1"]:
     log_probs = logits[:, :-1].float().log_softmax(-1)
     return -log_probs.gather(-1, tokens[:, 1:, None])[..., 0]
 
@@ -152,7 +157,9 @@ def _kl(clean_logits: Tensor, new_logits: Tensor) -> Float[Tensor, "batch seq"]:
 
 
 @torch.no_grad()
-def mean_activation(model, tokens: Int[Tensor, "batch seq"], hook_name: str, batch_size: int = 64) -> Float[Tensor, " d_in"]:
+def mean_activation(
+    model, tokens: Int[Tensor, "batch seq"], hook_name: str, batch_size: int = 64
+) -> Float[Tensor, " d_in"]:
     """The activation at ``hook_name`` averaged over all tokens except position 0 (BOS), for mean ablation."""
     total, count = None, 0
     for batch in _batches(tokens, batch_size):

@@ -66,7 +66,8 @@ class SAEConfig:
 
 
 class SAE(nn.Module):
-    """Sparse autoencoder with SAELens's parameters: W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in]."""
+    """Sparse autoencoder with SAELens's parameters: W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in], b_dec
+    [d_in]."""
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -78,7 +79,8 @@ class SAE(nn.Module):
         W_dec /= W_dec.norm(dim=-1, keepdim=True)
         kwargs = dict(dtype=cfg.torch_dtype, device=cfg.device)
         # A row-major copy, not a view: the two are trained apart, and a transposed layout would not match the
-        # row-major gradients of the fused training step (fused Adam pairs parameter and gradient elements by memory order).
+        # row-major gradients of the fused training step (fused Adam pairs parameter and gradient elements by
+        # memory order).
         self.W_enc = nn.Parameter(W_dec.T.contiguous().to(**kwargs))
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, **kwargs))
         self.W_dec = nn.Parameter(W_dec.to(**kwargs))

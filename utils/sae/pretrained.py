@@ -40,7 +40,8 @@ GELU_1L_SAE_HOOK = "blocks.0.mlp.hook_post"
 def load_sae_saelens_format(
     folder: str | Path, device: str | torch.device | None = None
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read an SAE folder in SAELens's format (``utils.sae.saelens_format.load_saelens``), by default onto the best device."""
+    """Read an SAE folder in SAELens's format (``utils.sae.saelens_format.load_saelens``), by default onto the best
+    device."""
     return load_saelens(folder, device=str(device or get_device()))
 
 

@@ -54,8 +54,10 @@ class PromptView:
         """A plain-text table of the three rankings at ``pos``."""
         cols = {by: self.rank(pos, by, n) for by in RANKINGS}
         nxt = repr(self.pieces[pos + 1]) if pos + 1 < len(self.pieces) else "(end)"
-        lines = [f"position {pos}: {self.pieces[pos]!r} -> next {nxt}, clean loss {float(self.loss[pos]):.3f}",
-                 f"{'by activation':>22} | {'by quantile':>22} | {'by loss effect':>22}"]
+        lines = [
+            f"position {pos}: {self.pieces[pos]!r} -> next {nxt}, clean loss {float(self.loss[pos]):.3f}",
+            f"{'by activation':>22} | {'by quantile':>22} | {'by loss effect':>22}",
+        ]
         for row in zip(*cols.values()):
             lines.append(" | ".join(f"{latent:>6} {value:>+15.3f}" for latent, value in row))
         return "\n".join(lines)
@@ -88,16 +90,29 @@ def _dense(values: Float[Tensor, "seq k"], indices: Int[Tensor, "seq k"], d_sae:
     return torch.zeros(len(values), d_sae, dtype=values.dtype).scatter_add_(1, indices, values)
 
 
-def _loss_effects(model, sae, resid: Float[Tensor, "seq d_model"], tokens: Int[Tensor, " seq"],
-                  values: Float[Tensor, "seq k"], indices: Int[Tensor, "seq k"]) -> Float[Tensor, "seq k"]:
+def _loss_effects(
+    model,
+    sae,
+    resid: Float[Tensor, "seq d_model"],
+    tokens: Int[Tensor, " seq"],
+    values: Float[Tensor, "seq k"],
+    indices: Int[Tensor, "seq k"],
+) -> Float[Tensor, "seq k"]:
     """The closed-form loss effect of each active (position, latent) of the code but the last position's (it
     predicts nothing); 0 at padded slots."""
     effect = torch.zeros(values.shape, device=values.device)
     pos, slot = torch.nonzero(values[:-1] > 0, as_tuple=True)
     if len(pos):
         effects = latent_effects.ablation_effects(
-            model, resid[:-1], tokens[1:], pos, indices[pos, slot], values[pos, slot],
-            latent_effects.sae_out_directions(model, sae), n_top=0)
+            model,
+            resid[:-1],
+            tokens[1:],
+            pos,
+            indices[pos, slot],
+            values[pos, slot],
+            latent_effects.sae_out_directions(model, sae),
+            n_top=0,
+        )
         effect[pos, slot] = effects.loss.to(effect.dtype)
     return effect
 
@@ -125,5 +140,11 @@ def prompt_view(model, sae, prompt: str | Int[Tensor, " seq"], stats=None) -> Pr
     loss_effect = _dense(effect.cpu(), indices.cpu(), d_sae)
     loss_effect[-1] = float("nan")  # the last position predicts nothing
     quantiles = torch.zeros_like(acts) if stats is None else stats.quantile_of(torch.arange(d_sae), acts)
-    return PromptView(tokens=tokens.cpu(), pieces=token_pieces(model.tokenizer, tokens.cpu()), acts=acts,
-                      quantiles=quantiles, loss=loss, loss_effect=loss_effect)
+    return PromptView(
+        tokens=tokens.cpu(),
+        pieces=token_pieces(model.tokenizer, tokens.cpu()),
+        acts=acts,
+        quantiles=quantiles,
+        loss=loss,
+        loss_effect=loss_effect,
+    )

@@ -24,8 +24,8 @@ __all__ = [
     "SPARSITY_FILENAME",
     "check_sae_shapes",
     "load_saelens",
-    "save_saelens",
     "saelens_cfg_json",
+    "save_saelens",
 ]
 
 
@@ -45,8 +45,16 @@ SAELENS_TOP_LEVEL = {
 }
 # What SAELens keeps under "metadata"; context_size and prepend_bos are what its ActivationsStore.from_sae needs,
 # seqpos_slice which positions the SAE was trained on (the course's buffers drop position 0, BOS).
-SAELENS_METADATA = ("model_name", "hook_name", "hook_layer", "hook_head_index", "context_size", "prepend_bos",
-                    "seqpos_slice", "dataset_path")
+SAELENS_METADATA = (
+    "model_name",
+    "hook_name",
+    "hook_layer",
+    "hook_head_index",
+    "context_size",
+    "prepend_bos",
+    "seqpos_slice",
+    "dataset_path",
+)
 SAELENS_FORMAT_VERSION = "6.0.0"  # marks the cfg.json as SAELens 6 layout (no pre-6 conversion on load)
 
 
@@ -77,8 +85,9 @@ def saelens_cfg_json(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"d_in": int(cfg["d_in"]), "d_sae": int(cfg["d_sae"]), **top, **extra, "metadata": metadata}
 
 
-def save_saelens(folder: str | Path, weights: dict[str, Tensor], cfg: dict[str, Any],
-                 sparsity: Tensor | None = None) -> Path:
+def save_saelens(
+    folder: str | Path, weights: dict[str, Tensor], cfg: dict[str, Any], sparsity: Tensor | None = None
+) -> Path:
     """Write an SAE as SAELens 6 does (``cfg.json``, ``sae_weights.safetensors``, ``sparsity.safetensors``)."""
     from safetensors.torch import save_file
 

@@ -107,8 +107,14 @@ def latent_sums(
 
     ``embedding_bag`` computes exactly this (one bag per latent, its tokens as the indices), in well under half
     the time of the CSR product on the course's CPU test machine (module docstring)."""
-    return F.embedding_bag(by_latent.col_indices(), rows, by_latent.crow_indices(), mode="sum",
-                           per_sample_weights=weights, include_last_offset=True)
+    return F.embedding_bag(
+        by_latent.col_indices(),
+        rows,
+        by_latent.crow_indices(),
+        mode="sum",
+        per_sample_weights=weights,
+        include_last_offset=True,
+    )
 
 
 @torch.no_grad()

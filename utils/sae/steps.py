@@ -1,4 +1,5 @@
-"""One SAE training step: gradients into ``.grad``, metrics out; the contract every step follows; how the loop picks one.
+"""One SAE training step: gradients into ``.grad``, metrics out; the contract every step follows; how the loop
+picks one.
 
 - ``StepFn``: the contract, as a ``typing.Protocol``: ``step_fn(sae, x, *, l1_coefficient, compute_dtype,
   workspace, compute_l1) -> dict``, the inputs after ``x`` by keyword only.
@@ -187,8 +188,12 @@ def autograd_training_step(
     workspace: Workspace | None = None,
     compute_l1: bool = True,
 ) -> dict[str, Tensor]:
-    """``sae_training_step``'s contract through ``sae.loss(x).backward()``: gradients into ``.grad``, detached metrics."""
-    saved, sae.cfg.l1_coefficient = sae.cfg.l1_coefficient, sae.cfg.l1_coefficient if l1_coefficient is None else l1_coefficient
+    """``sae_training_step``'s contract through ``sae.loss(x).backward()``: gradients into ``.grad``, detached
+    metrics."""
+    saved, sae.cfg.l1_coefficient = (
+        sae.cfg.l1_coefficient,
+        sae.cfg.l1_coefficient if l1_coefficient is None else l1_coefficient,
+    )
     try:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=compute_dtype == torch.bfloat16):
             losses = sae.loss(x)
@@ -205,8 +210,11 @@ def autograd_training_step(
 # ---------------------------------------------------------------------------------------------------
 # Which step: TrainConfig.step_fn, and whether its products run in bfloat16
 
-STEP_FNS: dict[str, StepFn] = {"fused": sae_training_step, "autograd": autograd_training_step,
-                               "sparse_topk": sparse_topk_training_step}  # "sparse_topk": TopK SAEs only
+STEP_FNS: dict[str, StepFn] = {
+    "fused": sae_training_step,
+    "autograd": autograd_training_step,
+    "sparse_topk": sparse_topk_training_step,
+}  # "sparse_topk": TopK SAEs only
 
 
 def check_step_fn(step_fn: StepFn) -> None:
@@ -227,7 +235,8 @@ def check_step_fn(step_fn: StepFn) -> None:
         raise TypeError(
             f"step_fn {name}{signature} does not follow the step contract ({error}): it is called as "
             f"step_fn(sae, x, l1_coefficient=..., compute_dtype=..., workspace=..., compute_l1=...); "
-            "see utils.sae.steps.StepFn") from None
+            "see utils.sae.steps.StepFn"
+        ) from None
 
 
 def resolve_step_fn(step_fn: str | StepFn, sae: SAE) -> StepFn:
@@ -267,11 +276,14 @@ def choose_bf16(sae: SAE, step_fn: StepFn, batch_size: int, rounds: int = 5) -> 
 
 @torch.no_grad()
 def encoder_product_seconds(sae: SAE, batch_size: int, rounds: int = 5) -> tuple[float, float]:
-    """Median seconds of the encoder's product (casts included, as the sparse step does them) in float32 and bfloat16."""
+    """Median seconds of the encoder's product (casts included, as the sparse step does them) in float32 and
+    bfloat16."""
     x = torch.randn(batch_size, sae.cfg.d_in, generator=torch.Generator().manual_seed(0)).to(sae.W_enc.device)
     W_enc, b_enc = sae.W_enc.detach(), sae.b_enc.detach()
-    products = {dtype: (lambda dtype=dtype: torch.addmm(b_enc.to(dtype), x.to(dtype), W_enc.to(dtype)))
-                for dtype in (torch.float32, torch.bfloat16)}
+    products = {
+        dtype: (lambda dtype=dtype: torch.addmm(b_enc.to(dtype), x.to(dtype), W_enc.to(dtype)))
+        for dtype in (torch.float32, torch.bfloat16)
+    }
     times: dict[torch.dtype, list[float]] = {dtype: [] for dtype in products}
     for product in products.values():  # warm up (the first bfloat16 call sets up oneDNN's kernels)
         product()

@@ -54,7 +54,9 @@ class TrainConfig:
     lr_decay_frac: float = 0.2  # linear decay to 0 over the last fraction
     l1_warmup_frac: float = 0.05  # the L1 coefficient rises from 0 over this fraction (fewer latents die early)
     init_b_dec: str | None = "geometric_median"  # or "mean" of the first batch, or None (keep b_dec)
-    step_fn: str | StepFn = "auto"  # "auto" (sparse_topk for TopK on CPU, else fused), "fused", "autograd", "sparse_topk", or a StepFn
+    step_fn: str | StepFn = (
+        "auto"  # "auto" (sparse_topk for TopK on CPU, else fused), "fused", "autograd", "sparse_topk", or a StepFn
+    )
     unit_norm_decoder: bool = True  # project the gradient and renormalise W_dec's rows after every step
     dead_window_tokens: int = 1_000_000  # a latent is dead if it has not fired on this many tokens
     log_every: int = 20  # steps between history records
@@ -63,14 +65,18 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between checkpoints
     # Speed switches (with step_fn's "auto"); None lets train_sae decide. The README's table lists them all
     bf16: bool | None = None  # the step's matrix products in bfloat16 (parameters stay float32); None: see choose_bf16
-    keep_freed_memory: bool | None = None  # glibc keeps freed memory during the loop (utils.lm.cpu_allocator); None: on a CPU
+    keep_freed_memory: bool | None = (
+        None  # glibc keeps freed memory during the loop (utils.lm.cpu_allocator); None: on a CPU
+    )
 
     def __post_init__(self) -> None:
         if (self.n_tokens is None) == (self.seconds is None):
             raise ValueError("give exactly one budget: n_tokens or seconds")
         if isinstance(self.step_fn, str):
             if self.step_fn not in {"auto", *STEP_FNS}:
-                raise ValueError(f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {self.step_fn!r}")
+                raise ValueError(
+                    f"step_fn must be one of {sorted({'auto', *STEP_FNS})} or a function, got {self.step_fn!r}"
+                )
         else:
             check_step_fn(self.step_fn)
         for name in ("bf16", "keep_freed_memory"):
@@ -168,7 +174,8 @@ def start_training(sae: SAE, buffer: Iterator, cfg: TrainConfig, x: Float[Tensor
 
 
 def keeps_freed_memory(cfg: TrainConfig, sae: SAE) -> bool:
-    """``TrainConfig.keep_freed_memory``, with None meaning on for an SAE on a CPU (where the page faults were measured)."""
+    """``TrainConfig.keep_freed_memory``, with None meaning on for an SAE on a CPU (where the page faults were
+    measured)."""
     return cfg.keep_freed_memory if cfg.keep_freed_memory is not None else sae.W_enc.device.type == "cpu"
 
 
@@ -178,13 +185,16 @@ def next_batch(batches: Iterator[Float[Tensor, "batch d_in"]], state: TrainState
         return next(batches)
     except StopIteration:
         when = "before the first step" if state is None else f"after {state.step:,} steps ({state.tokens:,} tokens)"
-        raise RuntimeError(f"the batches ran out {when}; give train_sae more data (an ActivationBuffer on token "
-                           "rows or texts cycles over them) or a smaller budget") from None
+        raise RuntimeError(
+            f"the batches ran out {when}; give train_sae more data (an ActivationBuffer on token "
+            "rows or texts cycles over them) or a smaller budget"
+        ) from None
 
 
 @dataclass
 class Stopwatch:
-    """The run's clock: seconds since it began (a resumed run counts its earlier time too), and the speed between logs."""
+    """The run's clock: seconds since it began (a resumed run counts its earlier time too), and the speed between
+    logs."""
 
     started: float
     last_log: float
@@ -210,8 +220,9 @@ def progress_bar(state: TrainState):
     """A tqdm bar over the steps (its total is set once a seconds budget has been converted into steps)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=state.total_steps, initial=state.step, disable=not state.cfg.progress, unit="step",
-                mininterval=1.0)
+    return tqdm(
+        total=state.total_steps, initial=state.step, disable=not state.cfg.progress, unit="step", mininterval=1.0
+    )
 
 
 def plan_steps(state: TrainState, seconds_so_far: float) -> None:
@@ -269,18 +280,34 @@ def log_record(state: TrainState, x: Float[Tensor, "batch d_in"], out: dict[str,
     """One history record, from the step's output on its batch ``x``."""
     with torch.no_grad():
         variance = (x - x.mean(0)).pow(2).sum() / len(x)
-    record = {"step": state.step, "tokens": state.tokens, "loss": float(out["loss"]), "mse": float(out["mse"]),
-              "l1": float(out["l1"]), "l0": float(out["l0"]), "explained_variance": float(1 - out["mse"] / variance),
-              "frac_alive": float((~state.dead_latents()).float().mean()), "lr": state.lr,
-              "l1_coefficient": state.l1_coefficient, "tokens_per_s": tokens_per_s, "elapsed_s": state.elapsed_s,
-              "bf16": float(state.bf16)}
+    record = {
+        "step": state.step,
+        "tokens": state.tokens,
+        "loss": float(out["loss"]),
+        "mse": float(out["mse"]),
+        "l1": float(out["l1"]),
+        "l0": float(out["l0"]),
+        "explained_variance": float(1 - out["mse"] / variance),
+        "frac_alive": float((~state.dead_latents()).float().mean()),
+        "lr": state.lr,
+        "l1_coefficient": state.l1_coefficient,
+        "tokens_per_s": tokens_per_s,
+        "elapsed_s": state.elapsed_s,
+        "bf16": float(state.bf16),
+    }
     record |= state.pending_log
     state.pending_log = {}
     return record
 
 
-def log_step(state: TrainState, x: Float[Tensor, "batch d_in"], out: dict[str, Tensor], clock: Stopwatch, bar,
-             callback: Callable[[dict[str, Any]], None] | None) -> None:
+def log_step(
+    state: TrainState,
+    x: Float[Tensor, "batch d_in"],
+    out: dict[str, Tensor],
+    clock: Stopwatch,
+    bar,
+    callback: Callable[[dict[str, Any]], None] | None,
+) -> None:
     """Append this step's history record, show it on the bar and hand it to ``callback``."""
     record = log_record(state, x, out, clock.tokens_per_s(state, len(x)))
     state.history.append(record)
@@ -304,10 +331,17 @@ def checkpoint_due(state: TrainState) -> bool:
 def save_checkpoint(state: TrainState, path: Path) -> None:
     """Save the training state to ``path`` atomically (a kill mid-save keeps the previous checkpoint)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    saved = dict(sae=state.sae.state_dict(), optimizer=state.optimizer.state_dict(), step=state.step,
-                 tokens=state.tokens, elapsed=state.elapsed_s, total_steps=state.total_steps,
-                 tokens_since_fired=state.tokens_since_fired, history=state.history,
-                 seqs_consumed=getattr(state.buffer, "seqs_consumed", None))
+    saved = dict(
+        sae=state.sae.state_dict(),
+        optimizer=state.optimizer.state_dict(),
+        step=state.step,
+        tokens=state.tokens,
+        elapsed=state.elapsed_s,
+        total_steps=state.total_steps,
+        tokens_since_fired=state.tokens_since_fired,
+        history=state.history,
+        seqs_consumed=getattr(state.buffer, "seqs_consumed", None),
+    )
     torch.save(saved, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
 
@@ -380,11 +414,19 @@ def _config(cfg: TrainConfig | int | None, overrides: dict[str, Any]) -> TrainCo
         return replace(cfg, **budget | overrides)
     unknown = overrides.keys() - {f.name for f in fields(TrainConfig)}
     if unknown:
-        raise TypeError(f"train_sae got unknown settings {sorted(unknown)}; TrainConfig has {[f.name for f in fields(TrainConfig)]}")
+        raise TypeError(
+            f"train_sae got unknown settings {sorted(unknown)}; TrainConfig has {[f.name for f in fields(TrainConfig)]}"
+        )
     return TrainConfig(**({"n_tokens": cfg} if cfg is not None else {}) | overrides)
 
 
 def _show(bar, record: dict[str, float]) -> None:
     """Live metrics on the progress bar."""
-    bar.set_postfix(loss=f"{record['loss']:.4g}", mse=f"{record['mse']:.4g}", l0=f"{record['l0']:.1f}",
-                    alive=f"{record['frac_alive']:.1%}", tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
+    bar.set_postfix(
+        loss=f"{record['loss']:.4g}",
+        mse=f"{record['mse']:.4g}",
+        l0=f"{record['l0']:.1f}",
+        alive=f"{record['frac_alive']:.1%}",
+        tok_s=f"{record['tokens_per_s']:.0f}",
+        refresh=False,
+    )
