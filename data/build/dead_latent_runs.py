@@ -1,6 +1,6 @@
 """Part 3's training comparisons over seeds, written to ``data/dead_latents/runs.json`` for the notebook to load.
 
-    python data/build/dead_latent_runs.py               # everything (about 30 minutes on 2 busy CPU cores)
+    python data/build/dead_latent_runs.py               # everything (about 40 minutes on 2 busy CPU cores)
     python data/build/dead_latent_runs.py --only toy    # one section (toy, gelu or beyond); the others are kept
 
 Each section runs ``utils.parts.dead_latents_demo``'s functions at the settings defined there (the notebook runs
@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.parts import dead_latents_demo as demo  # noqa: E402
-from utils.paths import data_dir  # noqa: E402
+from utils.parts import dead_latents_demo as demo
+from utils.paths import data_dir
 
 SEEDS = {"toy": [0, 1, 2, 3, 4], "gelu": [0, 1, 2], "beyond": [0, 1, 2]}
 OUT = data_dir() / demo.RUNS_FILE
@@ -39,8 +39,12 @@ OUT = data_dir() / demo.RUNS_FILE
 def _log(section: str, run: dict, t0: float) -> None:
     label = run.get("method", run.get("name"))
     keys = ("dead", "recovered", "l0", "explained_variance", "ce_loss_recovered")
-    print(f"{section:>6} {label:>16} seed {run['seed']}: " + ", ".join(f"{k} {run[k]:.4g}" for k in keys if k in run)
-          + f"  ({time.time() - t0:.0f} s)", flush=True)
+    print(
+        f"{section:>6} {label:>16} seed {run['seed']}: "
+        + ", ".join(f"{k} {run[k]:.4g}" for k in keys if k in run)
+        + f"  ({time.time() - t0:.0f} s)",
+        flush=True,
+    )
 
 
 def toy_section() -> dict:
@@ -66,8 +70,13 @@ def gelu_section(data: dict) -> dict:
         t0 = time.time()
         runs.append(demo.gelu_run("none", seed, data, lr=demo.GELU.low_lr) | {"method": "none, low lr"})
         _log("gelu", runs[-1], t0)
-    return {"settings": demo.settings_dict(demo.GELU), "seeds": SEEDS["gelu"], "runs": runs,
-            "train_tokens": len(data["train_acts"]), "eval_tokens": len(data["eval_acts"])}
+    return {
+        "settings": demo.settings_dict(demo.GELU),
+        "seeds": SEEDS["gelu"],
+        "runs": runs,
+        "train_tokens": len(data["train_acts"]),
+        "eval_tokens": len(data["eval_acts"]),
+    }
 
 
 def beyond_section(data: dict) -> dict:
@@ -86,23 +95,34 @@ def beyond_section(data: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["toy", "gelu", "beyond"], action="append",
-                    help="rebuild only these sections (repeatable); the others are kept from the existing file")
+    ap.add_argument(
+        "--only",
+        choices=["toy", "gelu", "beyond"],
+        action="append",
+        help="rebuild only these sections (repeatable); the others are kept from the existing file",
+    )
     args = ap.parse_args()
     todo = args.only or ["toy", "gelu", "beyond"]
     result = json.loads(OUT.read_text()) if OUT.exists() else {}
     t0 = time.time()
     if "toy" in todo:
-        result["toy"] = toy_section()
+        result["toy"] = toy_section() | {"wall_s": round(time.time() - t0)}
     if {"gelu", "beyond"} & set(todo):
         data = demo.gelu_data(demo.GELU)
         if "gelu" in todo:
-            result["gelu"] = gelu_section(data)
+            start = time.time()
+            result["gelu"] = gelu_section(data) | {"wall_s": round(time.time() - start)}
         if "beyond" in todo:
-            result["beyond"] = beyond_section(data)
-    result["meta"] = {"built_by": "data/build/dead_latent_runs.py", "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "sections_rebuilt": todo,
-                      "wall_s": round(time.time() - t0)}
+            start = time.time()
+            result["beyond"] = beyond_section(data) | {"wall_s": round(time.time() - start)}
+    # the time of the whole build: each section's own (a section built before they were recorded counts 0)
+    result["meta"] = {
+        "built_by": "data/build/dead_latent_runs.py",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "sections_rebuilt": todo,
+        "wall_s": sum(result[s].get("wall_s", 0) for s in ("toy", "gelu", "beyond") if s in result),
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, separators=(",", ":")) + "\n")
     print(f"wrote {OUT} ({OUT.stat().st_size / 1e3:.0f} kB) in {time.time() - t0:.0f} s")

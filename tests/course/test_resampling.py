@@ -11,10 +11,10 @@ import torch.nn.functional as F
 
 from utils.checks import exercises_of
 from utils.course.grading import reference_namespace
-from utils.sae.resampling import ResampleOnSchedule, reset_adam_moments, resample_anthropic, resample_simple
 from utils.sae.model import SAE, SAEConfig
 from utils.sae.objectives import AuxKLoss, decoder_norm_l1_step
-from utils.sae.training import Plugin, TrainConfig, train_sae
+from utils.sae.resampling import ResampleOnSchedule, resample_anthropic, resample_simple, reset_adam_moments
+from utils.sae.training import Plugin, train_sae
 
 D_IN, D_SAE = 8, 32
 
@@ -66,8 +66,15 @@ def test_resampling_in_the_loop_revives_dead_latents():
     with torch.no_grad():
         sae.b_enc[:10] = -1e3  # 10 latents that can never fire
     plugin = ResampleOnSchedule(resample_anthropic, steps=[21], window_tokens=64 * 10, pool_batches=2)
-    history = train_sae(sae, iter(data.split(64) * 3), n_tokens=64 * 21, log_every=21, progress=False,
-                        plugins=[plugin], init_b_dec="mean")
+    history = train_sae(
+        sae,
+        iter(data.split(64) * 3),
+        n_tokens=64 * 21,
+        log_every=21,
+        progress=False,
+        plugins=[plugin],
+        init_b_dec="mean",
+    )
     assert history[-1]["resampled"] == 10.0
     assert (sae.b_enc[:10] == 0).all() and torch.allclose(sae.W_dec.norm(dim=-1), torch.ones(D_SAE))
 
@@ -135,8 +142,16 @@ def test_saelens_activations_store_from_a_bundled_sae():
         warnings.simplefilter("ignore")
         sae = sae_lens.SAE.load_from_disk(cfg["path"], device="cpu")
         texts = datasets.Dataset.from_dict({"text": load_text_dataset(model, "validation")["text"][:40]})
-        store = sae_lens.ActivationsStore.from_sae(model, sae, dataset=texts, streaming=False, store_batch_size_prompts=2,
-                                                   n_batches_in_buffer=2, train_batch_size_tokens=64, device="cpu")
+        store = sae_lens.ActivationsStore.from_sae(
+            model,
+            sae,
+            dataset=texts,
+            streaming=False,
+            store_batch_size_prompts=2,
+            n_batches_in_buffer=2,
+            train_batch_size_tokens=64,
+            device="cpu",
+        )
         batch = store.next_batch()
     assert sae.cfg.metadata.context_size == 128 and sae.cfg.metadata.prepend_bos is True
     assert batch.shape == (64, 512) and torch.isfinite(batch).all()
@@ -149,8 +164,14 @@ def test_reference_plugin_matches_library_on_a_run():
     for plugin_cls in (ref["ResampleOnSchedule"], ResampleOnSchedule):
         sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, l1_coefficient=0.5))
         data = torch.randn(64 * 12, D_IN, generator=torch.Generator().manual_seed(1))
-        train_sae(sae, iter(data.split(64)), n_tokens=64 * 12, progress=False, lr=1e-2,
-                  plugins=[plugin_cls(resample_simple, [6], window_tokens=128)])
+        train_sae(
+            sae,
+            iter(data.split(64)),
+            n_tokens=64 * 12,
+            progress=False,
+            lr=1e-2,
+            plugins=[plugin_cls(resample_simple, [6], window_tokens=128)],
+        )
         results.append(sae.W_dec.detach())
     torch.testing.assert_close(results[0], results[1])
 
@@ -256,8 +277,15 @@ def test_death_tracker_records_first_death_and_firing_again():
     # the blocking only takes effect on the next step's forward pass: latent 0 is silent on steps 1-3
     with torch.no_grad():
         sae.b_enc[0] = -1e3
-    train_sae(sae, iter(data.split(64)), n_tokens=64 * 8, progress=False, plugins=[Block(), tracker], lr=1e-5,
-              init_b_dec="mean")
+    train_sae(
+        sae,
+        iter(data.split(64)),
+        n_tokens=64 * 8,
+        progress=False,
+        plugins=[Block(), tracker],
+        lr=1e-5,
+        init_b_dec="mean",
+    )
     assert not tracker.fired_first[0] and tracker.first_dead_step[0] == 1 and tracker.revived[0]
     summary = tracker.summary()
     assert summary["silent_on_first_batch"] >= 1 and summary["ever_dead"] >= 1 and summary["fired_again"] >= 1

@@ -46,10 +46,12 @@ __all__ = [
     "ToySettings",
     "beyond_run",
     "curves_figure",
+    "format_stat",
     "gelu_data",
     "gelu_run",
     "load_bundled_runs",
     "make_aux_loss",
+    "print_summary",
     "seed_figure",
     "shuffled_batches",
     "summarise",
@@ -71,7 +73,9 @@ class ToySettings:
     n_feats: int = 48
     d_in: int = 16
     p: float = 0.04  # each feature is present on this fraction of inputs, with a value uniform in [0, 1)
-    offset: float = 4.0  # every input is shifted by a constant vector of this norm (b_dec starts at its geometric median)
+    offset: float = (
+        4.0  # every input is shifted by a constant vector of this norm (b_dec starts at its geometric median)
+    )
     l1_coefficient: float = 0.3
     lr: float = 0.1  # too large: a quarter of the latents die (low_lr keeps them)
     low_lr: float = 0.01
@@ -84,9 +88,14 @@ class ToySettings:
     log_every: int = 10
 
     def train_config(self, lr: float | None = None) -> TrainConfig:
-        return TrainConfig(n_tokens=self.steps * self.batch_size, lr=self.lr if lr is None else lr,
-                           lr_decay_frac=self.lr_decay_frac, dead_window_tokens=self.window_tokens,
-                           log_every=self.log_every, progress=False)
+        return TrainConfig(
+            n_tokens=self.steps * self.batch_size,
+            lr=self.lr if lr is None else lr,
+            lr_decay_frac=self.lr_decay_frac,
+            dead_window_tokens=self.window_tokens,
+            log_every=self.log_every,
+            progress=False,
+        )
 
     @property
     def resample_steps(self) -> list[int]:
@@ -102,7 +111,7 @@ class GeluSettings:
     lr: float = 1e-2  # too large: about a quarter of the latents die in the first steps (low_lr keeps them)
     low_lr: float = 3e-3
     lr_decay_frac: float = 1.0
-    steps: int = 195
+    steps: int = 150
     batch_size: int = 2048
     resample_at: tuple[float, ...] = (0.4, 0.6)
     window_tokens: int = 40_960  # 20 steps of 2,048 tokens
@@ -113,9 +122,14 @@ class GeluSettings:
     log_every: int = 5
 
     def train_config(self, lr: float | None = None, **overrides) -> TrainConfig:
-        settings = dict(n_tokens=self.steps * self.batch_size, lr=self.lr if lr is None else lr,
-                        lr_decay_frac=self.lr_decay_frac, dead_window_tokens=self.window_tokens,
-                        log_every=self.log_every, progress=False)
+        settings = dict(
+            n_tokens=self.steps * self.batch_size,
+            lr=self.lr if lr is None else lr,
+            lr_decay_frac=self.lr_decay_frac,
+            dead_window_tokens=self.window_tokens,
+            log_every=self.log_every,
+            progress=False,
+        )
         return TrainConfig(**settings | overrides)
 
     @property
@@ -125,7 +139,8 @@ class GeluSettings:
 
 @dataclass(frozen=True)
 class BeyondSettings:
-    """TopK (with and without Gao et al.'s auxiliary loss) and Anthropic's 2024 recipe, on section 7's data and steps."""
+    """TopK (with and without Gao et al.'s auxiliary loss) and Anthropic's 2024 recipe, on section 7's data and
+    steps."""
 
     k: int = 32
     k_aux: int = 256  # half of d_in = 512, as Gao et al. suggest
@@ -143,8 +158,9 @@ def make_aux_loss(settings: BeyondSettings = BEYOND):
     """The auxiliary loss exactly as the runs use it (its window is the runs' dead window)."""
     from utils.sae.objectives import AuxKLoss
 
-    return AuxKLoss(k_aux=settings.k_aux, coefficient=settings.aux_coefficient,
-                    window_tokens=settings.gelu.window_tokens)
+    return AuxKLoss(
+        k_aux=settings.k_aux, coefficient=settings.aux_coefficient, window_tokens=settings.gelu.window_tokens
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -174,9 +190,12 @@ class DeathTracker(Plugin):
 
     def summary(self) -> dict:
         died = self.first_dead_step[self.first_dead_step >= 0]
-        return {"silent_on_first_batch": int((~self.fired_first).sum()), "ever_dead": len(died),
-                "fired_again": int(self.revived.sum()),
-                "median_step_first_dead": float(died.float().median()) if len(died) else None}
+        return {
+            "silent_on_first_batch": int((~self.fired_first).sum()),
+            "ever_dead": len(died),
+            "fired_again": int(self.revived.sum()),
+            "median_step_first_dead": float(died.float().median()) if len(died) else None,
+        }
 
 
 def shuffled_batches(data: Float[Tensor, "n d"], batch_size: int, seed: int = 0) -> Iterator[Float[Tensor, "batch d"]]:
@@ -212,16 +231,26 @@ def _plugins(method: str, settings, plugin_cls, resample_simple, resample_anthro
     if method == "simple":
         return [plugin_cls(resample_simple, settings.resample_steps, settings.window_tokens, seed=seed)]
     if method == "anthropic":
-        return [plugin_cls(resample_anthropic, settings.resample_steps, settings.window_tokens,
-                           pool_batches=settings.pool_batches, seed=seed)]
+        return [
+            plugin_cls(
+                resample_anthropic,
+                settings.resample_steps,
+                settings.window_tokens,
+                pool_batches=settings.pool_batches,
+                seed=seed,
+            )
+        ]
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
 def _library_resamplers(plugin_cls, resample_simple, resample_anthropic):
     from utils.sae import resampling
 
-    return (plugin_cls or resampling.ResampleOnSchedule, resample_simple or resampling.resample_simple,
-            resample_anthropic or resampling.resample_anthropic)
+    return (
+        plugin_cls or resampling.ResampleOnSchedule,
+        resample_simple or resampling.resample_simple,
+        resample_anthropic or resampling.resample_anthropic,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -254,14 +283,23 @@ def toy_data(settings: ToySettings = TOY, seed: int = 0):
     return features, sample
 
 
-def toy_run(method: str, seed: int, settings: ToySettings = TOY, *, lr: float | None = None, plugin_cls=None,
-            resample_simple: Callable | None = None, resample_anthropic: Callable | None = None) -> dict:
+def toy_run(
+    method: str,
+    seed: int,
+    settings: ToySettings = TOY,
+    *,
+    lr: float | None = None,
+    plugin_cls=None,
+    resample_simple: Callable | None = None,
+    resample_anthropic: Callable | None = None,
+) -> dict:
     """One toy run: ``method`` in ``METHODS``, with the resampling functions handed in (default: the library's).
     Returns the dead fraction, features recovered (some decoder row at cosine > 0.9), L0 and explained variance
     on 16,384 held-out inputs, how many latents each resampling revived, and the training curves."""
     s = settings
-    plugin_cls, resample_simple, resample_anthropic = _library_resamplers(plugin_cls, resample_simple,
-                                                                          resample_anthropic)
+    plugin_cls, resample_simple, resample_anthropic = _library_resamplers(
+        plugin_cls, resample_simple, resample_anthropic
+    )
     features, sample = toy_data(s, seed)
     held_out = sample(16_384, torch.Generator().manual_seed(10_000 + seed))
     sae = SAE(SAEConfig(d_in=s.d_in, d_sae=s.n_feats, l1_coefficient=s.l1_coefficient, seed=seed))
@@ -273,10 +311,16 @@ def toy_run(method: str, seed: int, settings: ToySettings = TOY, *, lr: float | 
         history = train_sae(sae, batches, s.train_config(lr), plugins=plugins)
         metrics = _activation_metrics(sae, held_out)
     cos = F.normalize(sae.W_dec.detach(), dim=-1) @ features.T
-    return {"method": method, "seed": seed, "lr": s.lr if lr is None else lr} | metrics | {
-        "recovered": int((cos.max(0).values > 0.9).sum()),
-        "resampled": [int(r["resampled"]) for r in history if "resampled" in r],
-        "deaths": tracker.summary(), "curves": _curves(history)}
+    return (
+        {"method": method, "seed": seed, "lr": s.lr if lr is None else lr}
+        | metrics
+        | {
+            "recovered": int((cos.max(0).values > 0.9).sum()),
+            "resampled": [int(r["resampled"]) for r in history if "resampled" in r],
+            "deaths": tracker.summary(),
+            "curves": _curves(history),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -294,13 +338,19 @@ def gelu_data(settings: GeluSettings = GELU, progress: bool = True) -> dict:
     model = load_model("gelu-1l-mini", device="cpu")
     texts = load_text_dataset(model, "train")["text"][:4000]
     train = tokenize_texts(texts, model.tokenizer, max_seqs=settings.n_train_seqs)
-    held = tokenize_texts(load_text_dataset(model, "validation")["text"], model.tokenizer, max_seqs=settings.n_eval_seqs)
+    held = tokenize_texts(
+        load_text_dataset(model, "validation")["text"], model.tokenizer, max_seqs=settings.n_eval_seqs
+    )
     rows = [("train", batch) for batch in train.split(64)] + [("eval", batch) for batch in held.split(64)]
     acts: dict[str, list[Tensor]] = {"train": [], "eval": []}
     for split, batch in tqdm(rows, desc="harvesting MLP activations", unit="batch", disable=not progress):
         acts[split].append(mlp_post_activations(model, batch)[:, 1:].reshape(-1, model.cfg.d_mlp))
-    return {"model": model, "train_acts": torch.cat(acts["train"]), "eval_acts": torch.cat(acts["eval"]),
-            "eval_tokens": held}
+    return {
+        "model": model,
+        "train_acts": torch.cat(acts["train"]),
+        "eval_acts": torch.cat(acts["eval"]),
+        "eval_tokens": held,
+    }
 
 
 def _evaluate(sae: SAE, data: dict, settings: GeluSettings) -> dict[str, float]:
@@ -310,36 +360,61 @@ def _evaluate(sae: SAE, data: dict, settings: GeluSettings) -> dict[str, float]:
     return _activation_metrics(sae, data["eval_acts"]) | {"ce_loss_recovered": ce}
 
 
-def gelu_run(method: str, seed: int, data: dict, settings: GeluSettings = GELU, *, lr: float | None = None,
-             plugin_cls=None, resample_simple: Callable | None = None, resample_anthropic: Callable | None = None,
-             progress: bool = False) -> dict:
+def gelu_run(
+    method: str,
+    seed: int,
+    data: dict,
+    settings: GeluSettings = GELU,
+    *,
+    lr: float | None = None,
+    plugin_cls=None,
+    resample_simple: Callable | None = None,
+    resample_anthropic: Callable | None = None,
+    progress: bool = False,
+) -> dict:
     """One L1 SAE on ``gelu-1l-mini``'s activations (``gelu_data``), ``method`` in ``METHODS``. Returns the dead
     fraction, L0 and explained variance on the held-out activations, CE loss recovered, the resamplings, the
     per-latent death record and the curves."""
     s = settings
-    plugin_cls, resample_simple, resample_anthropic = _library_resamplers(plugin_cls, resample_simple,
-                                                                          resample_anthropic)
+    plugin_cls, resample_simple, resample_anthropic = _library_resamplers(
+        plugin_cls, resample_simple, resample_anthropic
+    )
     d_in = data["train_acts"].shape[1]
     sae = SAE(SAEConfig(d_in=d_in, d_sae=s.d_sae, l1_coefficient=s.l1_coefficient, seed=seed))
     tracker = DeathTracker(s.window_tokens)
     plugins = [tracker, *_plugins(method, s, plugin_cls, resample_simple, resample_anthropic, seed)]
     cfg = s.train_config(lr, progress=progress)
     history = train_sae(sae, shuffled_batches(data["train_acts"], s.batch_size, seed), cfg, plugins=plugins)
-    return {"method": method, "seed": seed, "lr": cfg.lr} | _evaluate(sae, data, s) | {
-        "resampled": [int(r["resampled"]) for r in history if "resampled" in r],
-        "deaths": tracker.summary(), "curves": _curves(history)}
+    return (
+        {"method": method, "seed": seed, "lr": cfg.lr}
+        | _evaluate(sae, data, s)
+        | {
+            "resampled": [int(r["resampled"]) for r in history if "resampled" in r],
+            "deaths": tracker.summary(),
+            "curves": _curves(history),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Beyond resampling: TopK + AuxK, Anthropic's 2024 recipe
 
 
-def beyond_run(name: str, seed: int, data: dict, settings: BeyondSettings = BEYOND, *, lr: float | None = None) -> dict:
+def beyond_run(
+    name: str,
+    seed: int,
+    data: dict,
+    settings: BeyondSettings = BEYOND,
+    *,
+    lr: float | None = None,
+    progress: bool = False,
+) -> dict:
     """One run on section 7's data and steps: ``name`` is "topk", "topk + aux loss" or "2024 recipe".
 
     TopK runs use section 7's learning rate and schedule; the 2024 recipe (``utils.sae.objectives.train_april_2024``)
     its own schedule at ``lr`` (default: section 7's). The AuxK run also returns the loss's own ``summary()``; every
-    run returns its ``DeathTracker`` record and the decoder norms of its dead and alive latents."""
+    run returns its ``DeathTracker`` record and the decoder norms of its dead and alive latents. ``progress``: a
+    progress bar over the steps."""
     from utils.sae.objectives import activation_scale, init_decoder_norm, train_april_2024
 
     g = settings.gelu
@@ -352,7 +427,7 @@ def beyond_run(name: str, seed: int, data: dict, settings: BeyondSettings = BEYO
         sae = SAE(SAEConfig(d_in=d_in, d_sae=g.d_sae, l1_coefficient=settings.april_l1_coefficient, seed=seed))
         init_decoder_norm(sae, settings.april_decoder_norm)
         scale = activation_scale(data["train_acts"][:8192])
-        history = train_april_2024(sae, batches, scale, g.train_config(lr), plugins=[tracker])
+        history = train_april_2024(sae, batches, scale, g.train_config(lr, progress=progress), plugins=[tracker])
         extra["input_scale"] = scale
     elif name in ("topk", "topk + aux loss"):
         sae = SAE(SAEConfig(d_in=d_in, d_sae=g.d_sae, architecture="topk", k=settings.k, seed=seed))
@@ -360,7 +435,7 @@ def beyond_run(name: str, seed: int, data: dict, settings: BeyondSettings = BEYO
         if name == "topk + aux loss":
             aux = make_aux_loss(settings)
             plugins.append(aux)
-        history = train_sae(sae, batches, g.train_config(lr), plugins=plugins)
+        history = train_sae(sae, batches, g.train_config(lr, progress=progress), plugins=plugins)
         if name == "topk + aux loss":
             extra["aux"] = aux.summary()
     else:
@@ -373,8 +448,12 @@ def beyond_run(name: str, seed: int, data: dict, settings: BeyondSettings = BEYO
         norms = sae.W_dec.norm(dim=-1)
     extra["decoder_norm_dead"] = float(norms[~fired].mean()) if (~fired).any() else None
     extra["decoder_norm_alive"] = float(norms[fired].mean())
-    return {"name": name, "seed": seed, "lr": lr} | metrics | extra | {"deaths": tracker.summary(),
-                                                                      "curves": _curves(history)}
+    return (
+        {"name": name, "seed": seed, "lr": lr}
+        | metrics
+        | extra
+        | {"deaths": tracker.summary(), "curves": _curves(history)}
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -390,16 +469,47 @@ def load_bundled_runs() -> dict:
 
 
 def summarise(runs: Sequence[dict], key: str, by: str = "method") -> dict[str, dict[str, float]]:
-    """Per group (``by``: "method" or "name"), the mean, standard deviation, min, max and values of ``key`` over seeds."""
+    """Per group (``by``: "method" or "name"), the mean, standard deviation, min, max and values of ``key`` over
+    seeds."""
     groups: dict[str, list[float]] = {}
     for run in runs:
         groups.setdefault(run[by], []).append(float(run[key]))
-    return {name: {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0, "min": min(v),
-                   "max": max(v), "values": v, "n": len(v)} for name, v in groups.items()}
+    return {
+        name: {
+            "mean": statistics.fmean(v),
+            "sd": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "min": min(v),
+            "max": max(v),
+            "values": v,
+            "n": len(v),
+        }
+        for name, v in groups.items()
+    }
 
 
-def seed_figure(runs: Sequence[dict], keys: Sequence[tuple[str, str]], *, by: str = "method",
-                live: Sequence[dict] = (), title: str = ""):
+def format_stat(stat: dict[str, float], fmt: str) -> str:
+    """``mean ± sd [min, max]`` of one ``summarise`` entry, each number in format ``fmt``."""
+    return f"{stat['mean']:{fmt}} ± {stat['sd']:{fmt}} [{stat['min']:{fmt}}, {stat['max']:{fmt}}]"
+
+
+def print_summary(runs: Sequence[dict], keys: Sequence[tuple[str, str]], *, by: str = "method") -> None:
+    """One line per group: for each ``(key, format)``, the mean ± standard deviation [min, max] over seeds."""
+    stats = {key: summarise(runs, key, by) for key, _ in keys}
+    for name in dict.fromkeys(run[by] for run in runs):
+        n = stats[keys[0][0]][name]["n"]
+        print(
+            f"{name:>20} ({n} seeds): " + ", ".join(f"{key} {format_stat(stats[key][name], fmt)}" for key, fmt in keys)
+        )
+
+
+def seed_figure(
+    runs: Sequence[dict],
+    keys: Sequence[tuple[str, str]],
+    *,
+    by: str = "method",
+    live: Sequence[dict] = (),
+    title: str = "",
+):
     """One panel per ``(key, label)``: each seed as a dot, the mean with a bar of one standard deviation either
     side, per group; ``live`` runs (this session's) as open diamonds."""
     import plotly.graph_objects as go
@@ -414,20 +524,45 @@ def seed_figure(runs: Sequence[dict], keys: Sequence[tuple[str, str]], *, by: st
         stats = summarise(runs, key, by)
         for i, name in enumerate(names):
             values = stats[name]["values"]
-            fig.add_trace(go.Scatter(x=[name] * len(values), y=values, mode="markers", marker=dict(color="#1f77b4", size=7,
-                          opacity=0.6), name="one seed (bundled)", legendgroup="seed", showlegend=col == 1 and i == 0,
-                          hovertemplate=f"{name}<br>{label}: %{{y:.4g}}<extra></extra>"))
-            fig.add_trace(go.Scatter(x=[name], y=[stats[name]["mean"]], mode="markers", marker=dict(color="black",
-                          size=11, symbol="line-ew-open", line=dict(width=3)),
-                          error_y=dict(type="data", array=[stats[name]["sd"]], color="black", thickness=1.5),
-                          name="mean ± 1 sd", legendgroup="mean", showlegend=col == 1 and i == 0,
-                          hovertemplate=f"{name}: mean %{{y:.4g}}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[name] * len(values),
+                    y=values,
+                    mode="markers",
+                    marker=dict(color="#1f77b4", size=7, opacity=0.6),
+                    name="one seed (bundled)",
+                    legendgroup="seed",
+                    showlegend=col == 1 and i == 0,
+                    hovertemplate=f"{name}<br>{label}: %{{y:.4g}}<extra></extra>",
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[name],
+                    y=[stats[name]["mean"]],
+                    mode="markers",
+                    marker=dict(color="black", size=11, symbol="line-ew-open", line=dict(width=3)),
+                    error_y=dict(type="data", array=[stats[name]["sd"]], color="black", thickness=1.5),
+                    name="mean ± 1 sd",
+                    legendgroup="mean",
+                    showlegend=col == 1 and i == 0,
+                    hovertemplate=f"{name}: mean %{{y:.4g}}<extra></extra>",
+                )
+            )
         mine = [run for run in live if key in run]
         if mine:
-            fig.add_trace(go.Scatter(x=[run[by] for run in mine], y=[run[key] for run in mine], mode="markers",
-                          marker=dict(color="#d62728", size=12, symbol="diamond-open", line=dict(width=2)),
-                          name="your live run", legendgroup="live", showlegend=col == 1,
-                          hovertemplate=f"your run<br>{label}: %{{y:.4g}}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[run[by] for run in mine],
+                    y=[run[key] for run in mine],
+                    mode="markers",
+                    marker=dict(color="#d62728", size=12, symbol="diamond-open", line=dict(width=2)),
+                    name="your live run",
+                    legendgroup="live",
+                    showlegend=col == 1,
+                    hovertemplate=f"your run<br>{label}: %{{y:.4g}}<extra></extra>",
+                )
+            )
     fig.update_layout(title=title, height=380, width=max(520, 330 * len(keys)), template="plotly_white")
     return fig
 
@@ -450,11 +585,21 @@ def curves_figure(runs: Sequence[dict], *, by: str = "method", live: Sequence[di
             first = not any(r[by] == run[by] for r in group[: group.index(run)])
             label = f"{run[by]}{' (your run)' if width == 3 else ''}"
             for col, key in ((1, "frac_alive"), (2, "mse")):
-                fig.add_trace(go.Scatter(x=run["curves"]["step"], y=run["curves"][key], mode="lines",
-                                         line=dict(color=color, width=width), opacity=opacity, name=label,
-                                         legendgroup=label, showlegend=col == 1 and first,
-                                         hovertemplate=f"{label}, seed {run['seed']}<br>step %{{x}}: %{{y:.4g}}<extra></extra>"),
-                              row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=run["curves"]["step"],
+                        y=run["curves"][key],
+                        mode="lines",
+                        line=dict(color=color, width=width),
+                        opacity=opacity,
+                        name=label,
+                        legendgroup=label,
+                        showlegend=col == 1 and first,
+                        hovertemplate=f"{label}, seed {run['seed']}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
     fig.update_yaxes(type="log", row=1, col=2)
     fig.update_xaxes(title_text="step")
     fig.update_layout(title=title, height=380, width=950, template="plotly_white")

@@ -91,15 +91,23 @@ class AuxKLoss(Plugin):
     def after_update(self, state: TrainState, x, out) -> dict[str, float]:
         # After the loop's firing count: a trained latent whose counter is back at 0 fired on this batch
         self.revived |= self.trained & (state.tokens_since_fired == 0)
-        return {"aux_loss": self.last, "aux_active_steps": float(self.active_steps),
-                "aux_dead": float(state.dead_latents(self.window_tokens).sum())}
+        return {
+            "aux_loss": self.last,
+            "aux_active_steps": float(self.active_steps),
+            "aux_dead": float(state.dead_latents(self.window_tokens).sum()),
+        }
 
     def summary(self) -> dict[str, int]:
         """What the loss did over the run: steps, active steps, latents trained, latents revived, its window."""
         trained = int(self.trained.sum()) if self.trained is not None else 0
         revived = int(self.revived.sum()) if self.revived is not None else 0
-        return {"steps": self.steps, "active_steps": self.active_steps, "latents_trained": trained,
-                "latents_revived": revived, "window_tokens": self.window_tokens}
+        return {
+            "steps": self.steps,
+            "active_steps": self.active_steps,
+            "latents_trained": trained,
+            "latents_revived": revived,
+            "window_tokens": self.window_tokens,
+        }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -113,7 +121,9 @@ def activation_scale(x: Float[Tensor, "n d_in"]) -> float:
     return math.sqrt(x.shape[-1]) / float(x.norm(dim=-1).mean())
 
 
-def scaled_batches(batches: Iterator[Float[Tensor, "batch d_in"]], scale: float) -> Iterator[Float[Tensor, "batch d_in"]]:
+def scaled_batches(
+    batches: Iterator[Float[Tensor, "batch d_in"]], scale: float
+) -> Iterator[Float[Tensor, "batch d_in"]]:
     """The batches multiplied by ``scale`` (``activation_scale``); keeps the iterator's other attributes out of it."""
     for x in batches:
         yield x * scale
@@ -153,8 +163,13 @@ def april_2024_step(
     l1 = (acts * sae.W_dec.norm(dim=-1)).sum(-1).mean()
     (mse + lam * l1).backward()
     fired = (acts > 0).sum(0).float().detach()
-    return {"mse": mse.detach(), "l0": fired.sum() / len(x), "fired": fired, "l1": l1.detach(),
-            "loss": (mse + lam * l1).detach()}
+    return {
+        "mse": mse.detach(),
+        "l0": fired.sum() / len(x),
+        "fired": fired,
+        "l1": l1.detach(),
+        "loss": (mse + lam * l1).detach(),
+    }
 
 
 class ClipGradNorm(Plugin):
@@ -177,23 +192,32 @@ def fold_april_2024(sae: SAE, scale: float) -> None:
 
     Trained: ``f = ReLU(scale x W_enc + b_enc)``, ``x_hat = (f W_dec + b_dec) / scale``. The course's SAE computes
     ``ReLU((x - b_dec') W_enc' + b_enc')`` and ``f W_dec' + b_dec'``; the same function of ``x`` for
-    ``W_enc' = scale W_enc``, ``b_enc' = b_enc + b_dec W_enc``, ``W_dec' = W_dec / scale``, ``b_dec' = b_dec / scale``."""
+    ``W_enc' = scale W_enc``, ``b_enc' = b_enc + b_dec W_enc``, ``W_dec' = W_dec / scale``,
+    ``b_dec' = b_dec / scale``."""
     sae.b_enc.add_(sae.b_dec @ sae.W_enc)
     sae.W_enc.mul_(scale)
     sae.W_dec.div_(scale)
     sae.b_dec.div_(scale)
 
 
-def train_april_2024(sae: SAE, batches: Iterator[Float[Tensor, "batch d_in"]], scale: float, cfg: TrainConfig,
-                     plugins=()) -> list[dict[str, float]]:
+def train_april_2024(
+    sae: SAE, batches: Iterator[Float[Tensor, "batch d_in"]], scale: float, cfg: TrainConfig, plugins=()
+) -> list[dict[str, float]]:
     """Train ``sae`` with Anthropic's 2024 recipe on ``batches`` scaled by ``scale``, then fold it back (in place).
 
     ``cfg`` gives the budget and the learning rate; the recipe's own settings replace its fields: no learning-rate
     warm-up, a linear decay to 0 over the last 20%, ``lambda`` (``sae.cfg.l1_coefficient``) warmed up over the first
     5%, Adam (0.9, 0.999), no unit-norm constraint on the decoder, ``b_dec`` started at 0, gradient norm clipped to 1,
     no resampling. Initialise the SAE with ``init_decoder_norm`` first."""
-    recipe = dict(step_fn=april_2024_step, unit_norm_decoder=False, init_b_dec=None, lr_warmup_frac=0.0,
-                  lr_decay_frac=0.2, l1_warmup_frac=0.05, betas=(0.9, 0.999))
+    recipe = dict(
+        step_fn=april_2024_step,
+        unit_norm_decoder=False,
+        init_b_dec=None,
+        lr_warmup_frac=0.0,
+        lr_decay_frac=0.2,
+        l1_warmup_frac=0.05,
+        betas=(0.9, 0.999),
+    )
     history = train_sae(sae, scaled_batches(batches, scale), cfg, plugins=[*plugins, ClipGradNorm(1.0)], **recipe)
     fold_april_2024(sae, scale)
     return history
