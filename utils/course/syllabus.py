@@ -66,7 +66,7 @@ PARTS: list[PartInfo] = [
         "Dead latents and resampling: tokens-since-fired windows vs ultra-low density, simple and Anthropic's "
         "squared-loss resampling with the Adam reset, a resampling plug-in for the training loop, compared on a "
         "toy SAE and gelu-1l-mini with TopK's auxiliary loss and Anthropic's 2024 recipe",
-        learner_time="2–2½ hours", exercise_minutes=90, run_minutes=2.0,
+        learner_time="2–2½ hours", exercise_minutes=90, run_minutes=3.0,
     ),
     PartInfo(
         "04_latent_activations", "4", "What makes a latent fire",

@@ -44,9 +44,11 @@ __all__ = [
     "DeathTracker",
     "GeluSettings",
     "ToySettings",
+    "beyond_resampling",
     "beyond_run",
     "curves_figure",
     "format_stat",
+    "gelu_comparison",
     "gelu_data",
     "gelu_run",
     "load_bundled_runs",
@@ -55,6 +57,7 @@ __all__ = [
     "seed_figure",
     "shuffled_batches",
     "summarise",
+    "toy_comparison",
     "toy_run",
 ]
 
@@ -609,3 +612,33 @@ def curves_figure(runs: Sequence[dict], *, by: str = "method", live: Sequence[di
 def settings_dict(settings) -> dict:
     """A settings dataclass as JSON-ready numbers (the build script stores them beside the runs)."""
     return json.loads(json.dumps(asdict(settings)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The earlier version's entry points, for notebooks saved from it (the cohort of December 2026)
+
+
+def _flat(run: dict) -> dict:
+    """A run as the earlier version returned it: its curves' lists beside its metrics."""
+    return run["curves"] | {k: v for k, v in run.items() if k not in ("curves", "deaths", "resampled")}
+
+
+def toy_comparison(plugin_cls, resample_simple: Callable, resample_anthropic: Callable, **_earlier_settings) -> dict:
+    """Seed 0 of the toy comparison's three methods, at today's settings (``TOY``; the earlier version's keyword
+    settings are accepted and not used): per method, the curves and the final metrics."""
+    fns = dict(plugin_cls=plugin_cls, resample_simple=resample_simple, resample_anthropic=resample_anthropic)
+    return {method: _flat(toy_run(method, 0, **fns)) for method in METHODS}
+
+
+def gelu_comparison(plugin_cls, resample_simple: Callable, resample_anthropic: Callable, **_earlier_settings) -> dict:
+    """Seed 0 of the ``gelu-1l-mini`` comparison's three methods at today's settings (``GELU``), with the data, so
+    that ``beyond_resampling`` can reuse it."""
+    data = gelu_data(GELU)
+    fns = dict(plugin_cls=plugin_cls, resample_simple=resample_simple, resample_anthropic=resample_anthropic)
+    runs = {method: _flat(gelu_run(method, 0, data, **fns)) for method in METHODS}
+    return data | {"runs": runs, "settings": settings_dict(GELU)}
+
+
+def beyond_resampling(gelu: dict, **_earlier_settings) -> dict[str, dict]:
+    """Seed 0 of TopK without and with the auxiliary loss and of the 2024 recipe, on ``gelu_comparison``'s data."""
+    return {name: _flat(beyond_run(name, 0, gelu)) for name in ("topk", "topk + aux loss", "2024 recipe")}
