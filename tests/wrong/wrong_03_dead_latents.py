@@ -21,7 +21,7 @@ reset_adam_moments = REF["reset_adam_moments"]
 sample_by_squared_loss = REF["sample_by_squared_loss"]
 ResampleOnSchedule = REF["ResampleOnSchedule"]
 
-# ----- 3.1 tokens since each latent fired -----
+# ----- 3.1 Tokens since each latent fired -----
 
 
 @mistake(r"count should be 12, got 6.*tokens, not steps")
@@ -76,7 +76,7 @@ def update_with_masked_fill(tokens_since_fired, acts):
     return (tokens_since_fired + len(acts)).masked_fill(acts.amax(0) > 0, 0)
 
 
-# ----- 3.2 dead in a window vs ultra-low density -----
+# ----- 3.2 Dead in a window vs ultra-low density -----
 
 
 @mistake(r"density 1e-07 .* should be 0\.368, got 0\.30\d.*computed in float32")
@@ -134,7 +134,7 @@ def prob_with_a_loop(density, window_tokens):
     return torch.tensor(values, dtype=density.dtype)
 
 
-# ----- 3.3 Adam's moments -----
+# ----- 3.3 Resetting Adam's moments -----
 
 
 @mistake(r"Adam's exp_avg for the resampled latents' entries of W_enc was not reset.*column of W_enc")
@@ -226,7 +226,7 @@ def reset_by_multiplying(optimizer, sae, latents):
                 optimizer.state[param][key].mul_(mask)
 
 
-# ----- 3.4 simple resampling -----
+# ----- 3.4 Simple resampling -----
 
 
 def _simple(sae, optimizer, dead, generator, directions=None, scale=None, reset=True, bias=True):
@@ -366,7 +366,7 @@ def simple_with_torch_where(sae, optimizer, dead, generator):
     return n
 
 
-# ----- 3.5 sampling by squared loss -----
+# ----- 3.5 Sampling inputs by squared loss -----
 
 
 @mistake(r"which fits weighting by the loss itself \(0\.25\)", kind="sampling")
@@ -696,7 +696,7 @@ def anthropic_inverse_cdf(sae, optimizer, dead, inputs, generator):
     return n
 
 
-# ----- 3.7 the plug-in -----
+# ----- 3.7 Resampling on a schedule -----
 
 
 class _Plugin(ResampleOnSchedule):
