@@ -22,9 +22,11 @@
 #
 # Resampling is easy to get subtly wrong, and published versions disagree: some weight the inputs by
 # their loss instead of its square, some never reset the optimiser's memory of the dead latent, some
-# scale the new encoder by the input's norm. Here you will write it with each detail tested, see it work
-# on a toy SAE and on an SAE on `gelu-1l-mini`, and then see what replaced it: TopK's auxiliary loss
-# (Gao et al., 2024) and Anthropic's 2024 training recipe, which need no resampling at all. SAELens, the
+# scale the new encoder by the input's norm. Here you will write it with each detail tested, then put it
+# to the test: on a toy SAE and on an SAE on `gelu-1l-mini`, each trained so that many latents die, every
+# variant over several seeds, so that only differences larger than the seeds' spread count. Last, the
+# recipes meant to make resampling unnecessary: TopK's auxiliary loss (Gao et al., 2024) and Anthropic's
+# 2024 training recipe, run as published and measured the same way. SAELens, the
 # library you will likely use next, does not resample (its issues #74 and #543 ask for it); the
 # resampler you write here works on a SAELens SAE unchanged.
 #
@@ -32,18 +34,19 @@
 #
 # | | exercise | you will learn |
 # |---|---|---|
-# | 3.1 | tokens since each latent fired | why "dead" is measured in tokens, not steps |
-# | 3.2 | dead in a window vs ultra-low density | how often a rare latent *looks* dead |
-# | 3.3 | resetting Adam's moments | which optimiser state a resampled latent must forget |
-# | 3.4 | simple resampling | random directions, and the encoder's scale |
-# | 3.5 | sampling inputs by squared loss | why the square, and why with replacement |
+# | 3.1 | Tokens since each latent fired | why "dead" is measured in tokens, not steps |
+# | 3.2 | Dead in a window vs ultra-low density | how often a rare latent *looks* dead |
+# | 3.3 | Resetting Adam's moments | which optimiser state a resampled latent must forget |
+# | 3.4 | Simple resampling | random directions, and the encoder's scale |
+# | 3.5 | Sampling inputs by squared loss | why the square, and why with replacement |
 # | 3.6 | Anthropic's resampling | the whole recipe, input centred by $b_{dec}$ |
-# | 3.7 | resampling on a schedule | plugging it into the course's training loop |
+# | 3.7 | Resampling on a schedule | plugging it into the course's training loop |
 #
 # **How it works.** As in Parts 1 and 2: fill in each `raise NotImplementedError()`, run the check
 # cell right after it, and `pytest tests/test_03_dead_latents.py` grades the saved notebook. The whole
-# notebook runs in {{syllabus.run_time}} on a 2-core CPU (the training comparisons of sections 6 to 8
-# take most of it).
+# notebook runs in {{syllabus.run_time}} on a 2-core CPU: the live training runs of sections 6 to 8 take
+# most of it (each long cell says how long it takes, and shows its progress); the other seeds of every
+# comparison come bundled in `data/dead_latents/runs.json`.
 
 # %% [markdown]
 # ## Setup
@@ -82,7 +85,7 @@ torch.manual_seed(0)
 # the resolution of a batch: a latent that fired on the first token of a batch counts as just fired.)
 
 # %% [markdown]
-# ### Exercise 3.1: tokens since each latent fired
+# ## Exercise 3.1: Tokens since each latent fired
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -129,7 +132,7 @@ checks.check_update_tokens_since_fired(update_tokens_since_fired)
 # For $p = 10^{-6}$ and $W = 10^6$ that is $e^{-1} \approx 0.37$.
 
 # %% [markdown]
-# ### Exercise 3.2: how often a rare latent looks dead
+# ## Exercise 3.2: Dead in a window vs ultra-low density
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -159,23 +162,31 @@ checks.check_prob_looks_dead(prob_looks_dead)
 
 # %% [markdown]
 # Now apply it to a real SAE: the course's pretrained TopK SAE on `gelu-1l-mini` ships its latents'
-# densities, measured on the 32,000 validation tokens (SAELens's `sparsity.safetensors`, $\log_{10}$ of
-# the density). For each window size, the plot shows the expected fraction of latents that would look
-# dead, and, flat, the fraction with density below $10^{-5}$.
+# densities, measured on the whole validation split (SAELens's `sparsity.safetensors`, $\log_{10}$ of the
+# density; the number of tokens is in the SAE's `metrics.json`, printed below). For each window size, the
+# plot shows the expected fraction of latents that would look dead, and, flat, the fraction with density
+# below $10^{-5}$. A second.
 
 # %%
+import json
+from pathlib import Path
+
 from safetensors.torch import load_file
 
 from utils.sae.pretrained import load_pretrained_sae
 
 _, pretrained_cfg = load_pretrained_sae("gelu-1l-mini", device="cpu")
 density = (10 ** load_file(pretrained_cfg["sparsity_path"])["sparsity"]).clamp(max=1.0)
+metrics_file = Path(pretrained_cfg["sparsity_path"]).parent / "metrics.json"
+density_tokens = json.loads(metrics_file.read_text())["evaluation"]["n_tokens"]
 windows = [10**e for e in (3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7)]
 looks_dead = [prob_looks_dead(density, int(w)).mean().item() for w in windows]
 ultra_low = (density < 1e-5).float().mean().item()
 for w, f in zip(windows, looks_dead):
     print(f"window {w:>12,.0f} tokens: {f:6.1%} of latents expected to look dead")
-print(f"density below 1e-5: {ultra_low:.1%}   (measured density exactly 0: {(density < 1e-9).float().mean():.1%})")
+print(f"{len(density):,} latents, densities measured on {density_tokens:,} tokens: the rarest fires on "
+      f"{density.min().item() * density_tokens:.0f} of them (density {density.min().item():.1e}); "
+      f"{int((density < 1e-5).sum())} latents ({ultra_low:.2%}) have density below 1e-5")
 plot_saes.plot_training_history({"window_tokens": windows, "expected fraction that looks dead": looks_dead,
                                  "fraction with density < 1e-5": [ultra_low] * len(windows)},
                                 keys=("expected fraction that looks dead", "fraction with density < 1e-5"),
@@ -184,12 +195,14 @@ plot_saes.plot_training_history({"window_tokens": windows, "expected fraction th
 # %% tags=["solution-only"]
 assert looks_dead == sorted(looks_dead, reverse=True), "a longer window must make fewer latents look dead"
 assert looks_dead[0] > 3 * looks_dead[-1], looks_dead
+assert density.min() > 0 and density_tokens > 500_000, "no latent of the shipped SAE is measured dead"
 
 # %% [markdown]
 # You should see the curve fall as the window grows: a short window calls many rare-but-alive latents
-# dead (a resampler would throw them away), a long one converges to the truly dead ones. (The densities
-# come from only 32,000 tokens, so anything rarer than about $3 \times 10^{-5}$ shows as density 0 here:
-# measuring ultra-low densities takes many more tokens than measuring ordinary ones.) The lesson for
+# dead (a resampler would throw them away), a long one converges to the truly dead ones. Here every
+# latent fired at least a few times on the validation tokens (none is measured dead), and only a handful
+# are rarer than $10^{-5}$: with about half a million tokens, a density of $10^{-5}$ is five firings,
+# so measuring ultra-low densities takes many more tokens than measuring ordinary ones. The lesson for
 # resampling: choose the window long compared to $1/p$ for the rarest latents you want to keep.
 
 # %% [markdown]
@@ -214,7 +227,7 @@ assert looks_dead[0] > 3 * looks_dead[-1], looks_dead
 # (the last two shaped like `param`).
 
 # %% [markdown]
-# ### Exercise 3.3: resetting Adam's moments for some latents
+# ## Exercise 3.3: Resetting Adam's moments
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -248,7 +261,7 @@ def reset_adam_moments(optimizer: torch.optim.Optimizer, sae: SAE, latents: Bool
 checks.check_reset_adam_moments(reset_adam_moments)
 
 # %% [markdown]
-# ### Exercise 3.4: simple resampling
+# ## Exercise 3.4: Simple resampling
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -325,7 +338,7 @@ checks.check_resample_simple(resample_simple)
 # latents at most, 8,192 candidates still leave the worst inputs well represented.
 
 # %% [markdown]
-# ### Exercise 3.5: sampling inputs by their squared loss
+# ## Exercise 3.5: Sampling inputs by squared loss
 #
 # > **Difficulty** 🔴⚪⚪⚪⚪ · **Importance** 🔵🔵🔵🔵⚪
 # >
@@ -353,7 +366,7 @@ def sample_by_squared_loss(losses: Float[Tensor, " pool"], n: int, generator: to
 checks.check_sample_by_squared_loss(sample_by_squared_loss)
 
 # %% [markdown]
-# ### Exercise 3.6: Anthropic's resampling
+# ## Exercise 3.6: Anthropic's resampling
 #
 # > **Difficulty** 🔴🔴🔴⚪⚪ · **Importance** 🔵🔵🔵🔵🔵
 # >
@@ -401,7 +414,7 @@ checks.check_resample_anthropic(resample_anthropic)
 # %% [markdown]
 # ## 5. Resampling on a schedule, inside the training loop
 #
-# The course's loop, `utils.sae.training.train_sae`, is about 50 lines: open it. Each phase is a named
+# The course's loop, `train_sae` (in `utils/sae/training.py`), is about 50 lines. Each phase is a named
 # helper (`apply_schedules`, `update_parameters`, `log_record`, `save_checkpoint`, ...), the settings
 # are one `TrainConfig`, and it has one way in for extensions: a `Plugin`, with two hooks.
 # `before_update(state, x, out)` runs after the gradients are computed and before the optimiser step
@@ -414,7 +427,7 @@ checks.check_resample_anthropic(resample_anthropic)
 # over the last 12,500 steps. Our runs are a few hundred steps, so the schedule shrinks with them.
 
 # %% [markdown]
-# ### Exercise 3.7: a resampling plug-in
+# ## Exercise 3.7: Resampling on a schedule
 #
 # > **Difficulty** 🔴🔴⚪⚪⚪ · **Importance** 🔵🔵🔵⚪⚪
 # >
@@ -469,130 +482,327 @@ checks.check_resample_on_schedule(ResampleOnSchedule)
 # %% [markdown]
 # ## 6. Does it work? A toy SAE first
 #
-# A toy problem whose answer we know (as in Part 2a): 48 true features, random unit directions in 16
-# dimensions, each present on 4% of inputs with a value uniform in $[0, 1]$, all shifted by a constant
-# offset of norm 4, so the data does not sit at the origin. An L1 SAE with exactly 48 latents
-# ($\lambda = 0.3$, learning rate $3 \times 10^{-3}$, 800 steps of 512 inputs), with one thing done on
-# purpose the way it is often done by accident: $b_{dec}$ starts at 0 instead of the data's centre (Part
-# 2b's geometric median). The encoder then sees $x - 0$, dominated by the offset, and a latent whose
-# direction points away from it never fires, gets no gradient, and stays dead: the classic way latents
-# die. We train the same SAE (same seed, same data) three times: without resampling, with simple
-# resampling, with Anthropic's; each resamples at 25%, 40% and 55% of training the latents that have
-# not fired on the last 10,000 inputs. "Features recovered" counts the true features that some decoder
-# row matches with cosine similarity above 0.9. About 10 seconds per run.
+# To compare ways of reviving latents, we first need runs where many latents die. A documented way to kill
+# them: a learning rate too large for the SAE (Bricken et al. and Conerly et al. both report more dead
+# latents at higher learning rates). Large Adam steps push a latent's encoder direction and bias to where no
+# input reaches it; once it stops firing it gets no gradient from the reconstruction, and only the L1 term's
+# absence and the other latents' updates could bring it back.
 #
-# These runs use your `ResampleOnSchedule`, `resample_simple` and `resample_anthropic` (exercises 3.4 to
-# 3.7). If you skipped some, run `from utils.sae.resampling import ResampleOnSchedule, resample_simple, resample_anthropic`
-# first to use the library's versions (they pass the same checks).
+# The toy problem has a known answer (as in Part 2a): 48 true features, random unit directions in 16
+# dimensions, each present on 4% of inputs with a value uniform in $[0, 1)$, all shifted by a constant
+# offset of norm 4. An L1 SAE with exactly 48 latents is trained four ways: at a learning rate too large for
+# it, without resampling, with simple resampling and with Anthropic's; and, for comparison, without
+# resampling at a learning rate ten times smaller. Every setting is in `utils.parts.dead_latents_demo.TOY`;
+# the next cell prints them. "Features recovered" counts the true features that some decoder row matches with
+# cosine similarity above 0.9; "dead" is the fraction of latents that never fire on 16,384 held-out inputs.
+#
+# One run shows little: two seeds of the same variant can differ by several latents. Every variant was run
+# over 5 seeds by `data/build/dead_latent_runs.py`, which stores the results in `data/dead_latents/runs.json`;
+# the notebook loads them, and trains seed 0 of each variant live with **your** `ResampleOnSchedule`,
+# `resample_simple` and `resample_anthropic` (exercises 3.4 to 3.7). If you skipped some, run
+# `from utils.sae.resampling import ResampleOnSchedule, resample_simple, resample_anthropic` first to use the
+# library's versions (they pass the same checks).
 
 # %%
-from utils.parts.dead_latents_demo import toy_comparison
+from utils.parts import dead_latents_demo as demo
 
-toy = toy_comparison(ResampleOnSchedule, resample_simple, resample_anthropic)
-for name, result in toy.items():
-    print(f"{name:>10}: dead {result['dead']:5.1%}, features recovered {result['recovered']:2d} of 48, "
-          f"L0 {result['l0']:.2f}, explained variance {result['explained_variance']:.3f}")
-plot_saes.plot_training_history(toy, keys=("frac_alive", "mse"), log_y=(),
-                                title="Toy SAE: fraction of latents alive and MSE, three ways").show()
-
-# %% tags=["solution-only"]
-assert toy["anthropic"]["dead"] < toy["none"]["dead"], {n: r["dead"] for n, r in toy.items()}
-assert toy["anthropic"]["explained_variance"] >= toy["none"]["explained_variance"] - 0.02, toy
+bundled = demo.load_bundled_runs()
+TOY = demo.TOY
+print(f"toy: {TOY.n_feats} features in {TOY.d_in} dimensions (each present with probability {TOY.p}), offset of "
+      f"norm {TOY.offset}; an L1 SAE with {TOY.n_feats} latents, lambda {TOY.l1_coefficient}")
+print(f"{TOY.steps} steps of {TOY.batch_size} inputs, learning rate {TOY.lr} (the low one: {TOY.low_lr}), falling "
+      f"linearly to 0 over the run")
+print(f"dead in training: no firing on the last {TOY.window_tokens:,} inputs; resampling after steps "
+      f"{TOY.resample_steps}; Anthropic's pool: {TOY.pool_batches} batches ({TOY.pool_batches * TOY.batch_size:,} inputs)")
+print(f"bundled: seeds {bundled['toy']['seeds']} of each variant, built with torch {bundled['meta']['torch']}")
 
 # %% [markdown]
-# You should see, without resampling, the latents that die in the first steps stay dead to the end.
-# Anthropic's resampling ends with fewer dead latents, at an explained variance within 0.02 of the run
-# without it. In the "alive" panel, each resampling shows as a jump back toward 1; in the MSE panel, as a
-# **spike**: the new latents start small and pointed at single inputs, and the others must give up some
-# of what they were explaining while the newcomers find a role; the spike decays over the next few
-# dozen steps. Some revived latents die again (their input was not a feature the SAE lacked), which is
-# why Bricken et al. resampled several times. Count the features recovered too: reviving latents is
-# not the same as giving them the missing features, and on a problem this small the three runs recover
-# about as many.
+# Seed 0 of each of the four variants, live: a few seconds per run on 2 cores (a line per run as it finishes).
+
+# %%
+mine = dict(plugin_cls=ResampleOnSchedule, resample_simple=resample_simple, resample_anthropic=resample_anthropic)
+toy_live = []
+for method, lr in [*((m, None) for m in demo.METHODS), ("none", TOY.low_lr)]:
+    start = time.perf_counter()
+    run = demo.toy_run(method, 0, lr=lr, **mine)
+    toy_live.append(run | {"method": "none, low lr"} if lr is not None else run)
+    print(f"{toy_live[-1]['method']:>14}, seed 0: dead {run['dead']:5.1%}, features recovered {run['recovered']:2d} "
+          f"of {TOY.n_feats}, explained variance {run['explained_variance']:.3f}, resampled {run['resampled']} "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+# %% [markdown]
+# And all the seeds: mean ± standard deviation [lowest, highest] over the bundled seeds, then the same as a
+# figure (a dot per seed, your live run as a red diamond), then the training curves of every seed.
+
+# %%
+toy_runs = bundled["toy"]["runs"]
+demo.print_summary(toy_runs, [("dead", ".1%"), ("recovered", ".1f"), ("explained_variance", ".3f")])
+none_deaths = [r["deaths"] for r in toy_runs if r["method"] == "none"]
+print(f"without resampling, per seed: latents silent on the first batch {[d['silent_on_first_batch'] for d in none_deaths]}, "
+      f"ever dead over the window {[d['ever_dead'] for d in none_deaths]}, median step of death "
+      f"{[d['median_step_first_dead'] for d in none_deaths]}")
+demo.seed_figure(toy_runs, [("dead", "fraction of latents dead"), ("recovered", f"features recovered (of {TOY.n_feats})"),
+                            ("explained_variance", "explained variance")], live=toy_live,
+                 title=f"Toy SAE, {len(bundled['toy']['seeds'])} seeds per variant").show()
+demo.curves_figure(toy_runs, live=toy_live, title="Toy SAE: fraction of latents alive and MSE, every seed").show()
+
+# %% tags=["solution-only"]
+# Your live seed 0 is the bundled seed 0 (the toy runs on one thread: identical up to float rounding)
+for run in toy_live:
+    same = next(r for r in toy_runs if r["method"] == run["method"] and r["seed"] == 0)
+    assert abs(run["dead"] - same["dead"]) <= 1 / 48 + 1e-9 and abs(run["recovered"] - same["recovered"]) <= 1, (run, same)
+dead, recovered = demo.summarise(toy_runs, "dead"), demo.summarise(toy_runs, "recovered")
+explained = demo.summarise(toy_runs, "explained_variance")
+# What the prose states, each as a difference larger than the spread over seeds (or as no such difference)
+assert 0.2 <= dead["none"]["mean"] <= 0.3, dead["none"]  # about a quarter dead without resampling
+assert dead["none"]["min"] > max(dead["simple"]["max"], dead["anthropic"]["max"]), dead  # resampling: fewer dead
+assert dead["none, low lr"]["max"] == 0 < dead["none"]["min"], dead  # the low learning rate: none dead
+assert recovered["none, low lr"]["min"] == 48 > max(recovered[m]["max"] for m in demo.METHODS), recovered
+assert explained["none, low lr"]["min"] > max(explained[m]["max"] for m in demo.METHODS), explained
+# Not told apart by 5 seeds: simple vs Anthropic's dead share, and features recovered with or without resampling
+assert dead["anthropic"]["min"] <= dead["simple"]["max"] and dead["simple"]["min"] <= dead["anthropic"]["max"], dead
+assert all(recovered[m]["min"] <= recovered["none"]["max"] for m in ("simple", "anthropic")), recovered
+assert all(d["silent_on_first_batch"] == 0 and 0 < d["median_step_first_dead"] < TOY.steps / 8 for d in none_deaths)
+assert all(sum(r["resampled"]) > r["deaths"]["ever_dead"] for r in toy_runs if r["method"] in ("simple", "anthropic"))
+for r in toy_runs:  # no visible spike: after the first resampling the logged MSE stays within 20% of its level there
+    if r["method"] in ("simple", "anthropic"):
+        steps, mse = r["curves"]["step"], r["curves"]["mse"]
+        at = mse[steps.index(TOY.resample_steps[0])]
+        assert max(v for step, v in zip(steps, mse) if step > TOY.resample_steps[0]) < 1.2 * at, r["seed"]
+
+# %% [markdown]
+# What the runs show (each statement is a difference larger than the spread over seeds, asserted in the
+# solution run, or said to be within it):
+#
+# - **Latents die during training, not at initialisation.** At the large learning rate no latent is silent on
+#   the first batch; they die within the first eighth of the run (the median step of death per seed is printed
+#   above), and about a quarter of them are dead at the end. At the learning rate ten times smaller, none dies
+#   on any seed.
+# - **Resampling revives latents.** Every seed of both resampled variants ends with fewer dead latents than
+#   every seed without resampling. In the "alive" panel each resampling shows as a jump back toward 1, and
+#   some revived latents die again: on every seed the resamplings together reset more latents than ever died
+#   (the counts per resampling are printed above for seed 0), so some were reset twice. Simple and Anthropic's
+#   resampling are not told apart by 5 seeds: their ranges of dead latents overlap.
+# - **Reviving is not recovering.** The resampled runs recover about as many true features as the run
+#   without resampling (the ranges overlap), with about the same explained variance; only the low learning
+#   rate recovers all 48 features, at a higher explained variance than every other seed. On this problem the
+#   remedy is the cause's: the learning rate, not a repair afterwards.
+#
+# In the MSE panel the resamplings leave no visible mark here (the curve is logged every 10 steps): a dozen
+# latents reset, started small, disturb the reconstruction less than the batch-to-batch noise. On
+# `gelu-1l-mini`, where hundreds are reset at once, it is another story.
 
 # %% [markdown]
 # ## 7. And on `gelu-1l-mini`
 #
-# Now an L1 SAE with 1,024 latents on the MLP activations of `gelu-1l-mini` (Part 2b), $\lambda = 1$,
-# learning rate $3 \times 10^{-3}$, $b_{dec}$ started at 0 as in the toy, trained three times for 195
-# steps of 2,048 tokens (400,000 tokens) on the same activations: about 130,000 tokens harvested once
-# and reused for three epochs, so that the three runs differ only in resampling. Resampling happens at
-# 25% and 50% of training, for latents that have not fired on the last 40,960 tokens (20 steps), with a
-# pool of 4 batches (8,192 inputs) for Anthropic's. We then evaluate each SAE on 32,512 held-out tokens:
-# the fraction of latents that never fire on them, L0, explained variance, and (on 32 sequences) the CE
-# loss recovered with zero ablation (Part 2b). About a minute per run on an idle 2-core CPU.
+# Now an L1 SAE with 1,024 latents on the MLP activations of `gelu-1l-mini` (Part 2b), the same four
+# variants: a learning rate too large for it without resampling, with simple and with Anthropic's
+# resampling, and a lower learning rate without. As in the toy, $b_{dec}$ starts at the data's geometric
+# median. The activations are harvested once and reused for several epochs, so that the runs differ only in
+# what we compare; then each SAE is evaluated on held-out tokens: the fraction of latents that never fire on
+# them, L0, explained variance, and (on a few sequences) the CE loss recovered with zero ablation (Part 2b).
+# The next cell prints every setting (`demo.GELU`) and harvests the activations: about 30 seconds on 2 cores.
 
 # %%
-from utils.parts.dead_latents_demo import gelu_comparison
-
-gelu = gelu_comparison(ResampleOnSchedule, resample_simple, resample_anthropic)
-for name, result in gelu["runs"].items():
-    print(f"{name:>10}: dead {result['dead']:5.1%}, L0 {result['l0']:5.1f}, explained variance "
-          f"{result['explained_variance']:.3f}, CE loss recovered {result['ce_loss_recovered']:.3f}")
-runs = gelu["runs"]
-plot_saes.plot_training_history(runs, keys=("frac_alive", "mse"), log_y=("mse",),
-                                title="L1 SAE on gelu-1l-mini: fraction of latents alive and MSE, three ways").show()
+GELU = demo.GELU
+data = demo.gelu_data(GELU)
+gelu_section = bundled["gelu"]
+print(f"an L1 SAE with {GELU.d_sae:,} latents, lambda {GELU.l1_coefficient}; {GELU.steps} steps of {GELU.batch_size:,} "
+      f"tokens ({GELU.steps * GELU.batch_size:,} tokens) at learning rate {GELU.lr} (the low one: {GELU.low_lr})")
+print(f"training activations: {len(data['train_acts']):,} tokens, reused for "
+      f"{GELU.steps * GELU.batch_size / len(data['train_acts']):.1f} epochs; held out: {len(data['eval_acts']):,} tokens "
+      f"(CE loss on {GELU.n_ce_seqs} sequences)")
+print(f"dead in training: no firing on the last {GELU.window_tokens:,} tokens ({GELU.window_tokens // GELU.batch_size} "
+      f"steps); resampling after steps {GELU.resample_steps}; Anthropic's pool: {GELU.pool_batches} batches "
+      f"({GELU.pool_batches * GELU.batch_size:,} tokens)")
+print(f"bundled: seeds {gelu_section['seeds']} of each variant")
 
 # %% tags=["solution-only"]
-assert runs["anthropic"]["dead"] < runs["none"]["dead"], runs
-assert runs["anthropic"]["ce_loss_recovered"] >= runs["none"]["ce_loss_recovered"] - 0.005, runs
+assert gelu_section["train_tokens"] == len(data["train_acts"]) and gelu_section["eval_tokens"] == len(data["eval_acts"])
 
 # %% [markdown]
-# You should see Anthropic's resampling end with fewer latents dead on the held-out tokens than the run
-# without resampling, at a CE loss recovered at least as good (to within half a percentage point: the
-# 32 evaluation sequences are a noisy measure). Most latents that look dead on 32,000 tokens here are
-# not dead in training terms but rare (section 2): the differences between the three runs are a
-# fraction of a percent of the latents (a few latents out of 1,024), because at this learning rate few
-# latents die in the window (the "alive" curves stay above 99%). The MSE spikes at the two
-# resampling steps and recovers within a few dozen steps.
+# Seed 0 with your Anthropic resampling, live: about 30 seconds on 2 cores (a progress bar over the steps).
+# The other variants, and the other seeds, are loaded from the bundled runs.
+
+# %%
+start = time.perf_counter()
+gelu_live = [demo.gelu_run("anthropic", 0, data, progress=True, **mine)]
+run = gelu_live[0]
+print(f"anthropic, seed 0: dead {run['dead']:5.1%}, L0 {run['l0']:5.1f}, explained variance "
+      f"{run['explained_variance']:.3f}, CE loss recovered {run['ce_loss_recovered']:.3f}, resampled "
+      f"{run['resampled']} ({time.perf_counter() - start:.0f} s)")
+
+# %%
+gelu_runs = gelu_section["runs"]
+demo.print_summary(gelu_runs, [("dead", ".1%"), ("l0", ".1f"), ("explained_variance", ".3f"),
+                               ("ce_loss_recovered", ".3f")])
+for method in demo.METHODS:
+    deaths = [r["deaths"] for r in gelu_runs if r["method"] == method]
+    print(f"{method:>10}, per seed: silent on the first batch {[d['silent_on_first_batch'] for d in deaths]}, ever dead "
+          f"over the window {[d['ever_dead'] for d in deaths]}, median step of death "
+          f"{[d['median_step_first_dead'] for d in deaths]}, resampled {[r['resampled'] for r in gelu_runs if r['method'] == method]}")
+final_mse = demo.summarise([r | {"final_mse": r["curves"]["mse"][-1]} for r in gelu_runs], "final_mse")
+print("training MSE at the last step: " + ", ".join(f"{m} {demo.format_stat(st, '.1f')}" for m, st in final_mse.items()))
+demo.seed_figure(gelu_runs, [("dead", "fraction of latents dead"), ("explained_variance", "explained variance"),
+                             ("ce_loss_recovered", "CE loss recovered")], live=gelu_live,
+                 title=f"L1 SAE on gelu-1l-mini, {len(gelu_section['seeds'])} seeds per variant").show()
+demo.curves_figure(gelu_runs, live=gelu_live, title="L1 SAE on gelu-1l-mini: fraction alive and MSE, every seed").show()
+
+# %% tags=["solution-only"]
+same = next(r for r in gelu_runs if r["method"] == "anthropic" and r["seed"] == 0)
+for key, tolerance in (("dead", 0.02), ("explained_variance", 0.02), ("ce_loss_recovered", 0.02)):
+    assert abs(gelu_live[0][key] - same[key]) <= tolerance, (key, gelu_live[0][key], same[key])
+gdead = demo.summarise(gelu_runs, "dead")
+gexplained = demo.summarise(gelu_runs, "explained_variance")
+gce = demo.summarise(gelu_runs, "ce_loss_recovered")
+# What the prose states, each as a difference larger than the spread over seeds (or as no such difference)
+assert 0.2 <= gdead["none"]["mean"] <= 0.3, gdead["none"]  # about a quarter dead without resampling
+assert gdead["none"]["min"] > gdead["simple"]["max"] and gdead["simple"]["min"] > gdead["anthropic"]["max"], gdead
+assert gdead["none, low lr"]["max"] == 0, gdead
+for stat in (gexplained, gce):  # Anthropic's: worse than no resampling; the low learning rate: better than all
+    assert stat["anthropic"]["max"] < stat["none"]["min"], stat
+    assert stat["none, low lr"]["min"] > max(stat[m]["max"] for m in demo.METHODS), stat
+    assert stat["simple"]["min"] <= stat["none"]["max"] and stat["none"]["min"] <= stat["simple"]["max"], stat  # overlap
+assert all(r["deaths"]["silent_on_first_batch"] == 0 for r in gelu_runs), "deaths come during training"
+assert all(0 < r["deaths"]["median_step_first_dead"] < GELU.steps / 3 for r in gelu_runs if r["method"] == "none")
+assert final_mse["anthropic"]["min"] > final_mse["none"]["max"], final_mse  # its jumps not recovered by the end
+for r in gelu_runs:  # the jump: the first logged MSE after Anthropic's first resampling, against the one at it
+    if r["method"] == "anthropic":
+        i = r["curves"]["step"].index(GELU.resample_steps[0])
+        assert r["curves"]["mse"][i + 1] > 1.5 * r["curves"]["mse"][i], r["seed"]
+assert GELU.steps - GELU.resample_steps[0] < 100 and all(r["resampled"][0] > 250 for r in gelu_runs if r["resampled"])
+
+# %% [markdown]
+# What the runs show (each asserted in the solution run against the spread over seeds):
+#
+# - **About a quarter of the latents die without resampling, and none at the lower learning rate**, on every
+#   seed. As in the toy, no latent is silent on the first batch: they die during training, within the first
+#   third of the run (the median step of death is printed above).
+# - **Both resamplers leave fewer latents dead**, and here the two differ by more than the spread: every seed
+#   of Anthropic's resampling ends with fewer dead latents than every seed of simple resampling, which ends
+#   with fewer than every seed without resampling.
+# - **Fewer dead latents is not a better SAE.** Simple resampling's explained variance and CE loss recovered
+#   are within the spread of no resampling. Anthropic's are *worse* than every seed without resampling, at
+#   a lower L0: the latents it aimed at the worst-reconstructed inputs fire, but the SAE as a whole
+#   reconstructs less. The MSE panel shows why: the first resampling resets a few hundred latents at once
+#   (printed above), the training MSE jumps, and it has not come back to the level of the runs without
+#   resampling by the last step (printed above). Bricken et al. resampled in runs of hundreds of thousands of
+#   steps, with tens of thousands of steps to recover after each resampling; here there are fewer than a
+#   hundred, and it costs more than it brings. What wins, again, is removing the
+#   cause: the SAE trained at the lower learning rate keeps every latent and has the best explained variance
+#   and CE loss recovered of all (at a higher L0: compare trade-offs, not single numbers).
 
 # %% [markdown]
 # ## 8. Beyond resampling: what current SAEs do instead
 #
-# Resampling works, but it is a repair: it needs a schedule, a window, a pool, and the spikes cost
-# training time. Two later recipes make latents die far less often, and are what current libraries do:
+# Resampling is a repair: it needs a schedule, a window, a pool, and the spikes cost training time. Two later
+# recipes aim to make latents die less often in the first place:
 #
 # - **TopK with an auxiliary loss** (Gao et al., 2024, section 2.4 and appendix A.2). A TopK SAE (Part 2a)
 #   keeps the $k$ largest activations. The auxiliary loss asks the dead latents to explain what the live
 #   ones miss: with $e = x - \hat x$ the residual, take the top $k_{aux}$ activations among the dead
-#   latents only, decode them (no $b_{dec}$) to $\hat e$, and add $\alpha \|e - \hat e\|^2$ to the loss.
-#   Gao et al. use $k_{aux} = 512$, $\alpha = 1/32$, and call a latent dead after 10 million tokens
-#   without firing; we scale those to our budget: $k_{aux} = 256$ (half of $d_{in} = 512$, as they
-#   suggest) and a window of 20,000 tokens. SAELens implements this (`TopKTrainingSAE.calculate_topk_aux_loss`).
-# - **Anthropic's 2024 recipe** (Conerly et al., 2024, "Circuits Updates, April 2024"): no unit-norm
-#   constraint on the decoder; instead the L1 penalty weights each activation by its decoder row's norm,
-#   $\lambda \sum_j f_j \|W_{dec}[j]\|$, so that shrinking $f$ and growing $W_{dec}$ gains nothing; the
-#   encoder initialised as the decoder's transpose (as our `SAE` does), a warm-up of $\lambda$ over the
-#   first 5% of training, and no resampling. SAELens's standard training SAE does this by default.
+#   latents only, decode them (no $b_{dec}$) to $\hat e$, and add $\alpha \|e - \hat e\|^2$ (normalised by
+#   the residual's variance) to the loss. Gao et al. use $k_{aux} = 512$, $\alpha = 1/32$, and call a latent
+#   dead after 10 million tokens without firing; we scale those to our budget (printed below). SAELens
+#   implements it (`TopKTrainingSAE.calculate_topk_aux_loss`). `utils.sae.objectives.AuxKLoss` is a `Plugin`
+#   (`before_update` adds its gradients) that also counts what it did: on how many steps some latent was dead
+#   (the steps it added a gradient), how many latents it trained, and how many of those fired again.
+# - **Anthropic's 2024 recipe** (Conerly et al., 2024, "Circuits Updates, April 2024"), as published:
+#   inputs scaled by one constant so that $\mathbb{E}\|x\| = \sqrt{d_{in}}$; no pre-encoder bias; no
+#   unit-norm constraint on the decoder, the L1 penalty weighting each activation by its decoder row's norm,
+#   $\lambda \sum_j f_j \|W_{dec}[j]\|$, with $\lambda = 5$ warmed up linearly over the first 5% of training;
+#   decoder rows started at norm 0.1 and the encoder at the decoder's transpose; Adam with a learning rate
+#   that decays linearly to 0 over the last 20%; the gradient norm clipped to 1; no resampling.
+#   `utils.sae.objectives.train_april_2024` runs those pieces, then folds the scale and the missing bias
+#   back into the course's `SAE`, so it is evaluated like the others. Conerly et al. trained for far longer
+#   at a far lower learning rate; we run it at section 7's learning rate and at a lower one.
 #
-# All three runs below (TopK with $k = 32$ without and with the auxiliary loss, and the 2024 recipe with
-# $\lambda = 1$ and decoder rows started at norm 0.1) use the same activations and the same number of
-# steps as section 7, through the same loop: the auxiliary loss is a `Plugin` (`before_update` adds its
-# gradients), the 2024 recipe a different step function and `unit_norm_decoder=False`
-# (`utils.sae.objectives`). About a minute per run on an idle 2-core CPU.
+# All runs use section 7's activations, steps and held-out tokens (settings in `demo.BEYOND`), 3 seeds each,
+# bundled. Seed 0 of the TopK SAE with the auxiliary loss and of the 2024 recipe run live: about a minute and
+# a half on 2 cores (a progress bar per run).
 
 # %%
-from utils.parts.dead_latents_demo import beyond_resampling
+BEYOND = demo.BEYOND
+beyond_section = bundled["beyond"]
+print(f"TopK: k = {BEYOND.k}; auxiliary loss: k_aux = {BEYOND.k_aux}, coefficient {BEYOND.aux_coefficient:.4g}, dead after "
+      f"{demo.make_aux_loss().window_tokens:,} tokens without firing")
+print(f"2024 recipe: lambda {BEYOND.april_l1_coefficient} (inputs scaled to E||x|| = sqrt({len(data['train_acts'][0])})), "
+      f"decoder rows started at norm {BEYOND.april_decoder_norm}, learning rate {GELU.lr} or {BEYOND.april_low_lr}")
+beyond_live = []
+for name in ("topk + aux loss", "2024 recipe"):
+    start = time.perf_counter()
+    beyond_live.append(demo.beyond_run(name, 0, data, progress=True))
+    run = beyond_live[-1]
+    print(f"{name}, seed 0: dead {run['dead']:5.1%}, L0 {run['l0']:5.1f}, explained variance {run['explained_variance']:.3f}, "
+          f"CE loss recovered {run['ce_loss_recovered']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
+aux = beyond_live[0]["aux"]
+print(f"the auxiliary loss, seed 0: active on {aux['active_steps']} of {aux['steps']} steps, trained "
+      f"{aux['latents_trained']} latents, of which {aux['latents_revived']} fired again")
 
-beyond = beyond_resampling(gelu)
-for name, result in beyond.items():
-    print(f"{name:>22}: dead {result['dead']:5.1%}, L0 {result['l0']:5.1f}, explained variance "
-          f"{result['explained_variance']:.3f}, CE loss recovered {result['ce_loss_recovered']:.3f}")
+# %%
+beyond_runs = beyond_section["runs"]
+demo.print_summary(beyond_runs, [("dead", ".1%"), ("l0", ".1f"), ("explained_variance", ".3f"),
+                                 ("ce_loss_recovered", ".3f")], by="name")
+for r in beyond_runs:
+    if r["name"] == "topk + aux loss":
+        print(f"auxiliary loss, seed {r['seed']}: active on {r['aux']['active_steps']} of {r['aux']['steps']} steps, "
+              f"trained {r['aux']['latents_trained']} latents, {r['aux']['latents_revived']} of them fired again")
+topk_deaths = {(r["name"], r["seed"]): r["deaths"] for r in beyond_runs if r["name"].startswith("topk")}
+print("TopK without the auxiliary loss, per seed: ever dead over the window "
+      f"{[d['ever_dead'] for (n, _), d in topk_deaths.items() if n == 'topk']}, of which fired again "
+      f"{[d['fired_again'] for (n, _), d in topk_deaths.items() if n == 'topk']}")
+april_deaths = [r["deaths"] for r in beyond_runs if r["name"] == "2024 recipe"]
+print(f"2024 recipe, per seed: ever dead {[d['ever_dead'] for d in april_deaths]} of {GELU.d_sae}, median step of "
+      f"death {[d['median_step_first_dead'] for d in april_deaths]}")
+demo.seed_figure(beyond_runs, [("dead", "fraction of latents dead"), ("l0", "L0"), ("ce_loss_recovered", "CE loss recovered")],
+                 by="name", live=beyond_live, title=f"Beyond resampling, {len(beyond_section['seeds'])} seeds per variant").show()
 
 # %% tags=["solution-only"]
-assert all(0 <= r["dead"] <= 1 and 0 < r["ce_loss_recovered"] <= 1 for r in beyond.values()), beyond
-assert beyond["topk"]["dead"] < runs["none"]["dead"] and beyond["topk + aux loss"]["dead"] < runs["none"]["dead"], beyond
-assert beyond["topk"]["ce_loss_recovered"] > runs["none"]["ce_loss_recovered"], beyond
+for run in beyond_live:
+    same = next(r for r in beyond_runs if r["name"] == run["name"] and r["seed"] == 0)
+    for key, tolerance in (("dead", 0.02), ("explained_variance", 0.02), ("ce_loss_recovered", 0.02)):
+        assert abs(run[key] - same[key]) <= tolerance, (run["name"], key, run[key], same[key])
+bdead = demo.summarise(beyond_runs, "dead", by="name")
+auxes = [r["aux"] for r in beyond_runs if r["name"] == "topk + aux loss"]
+# What the prose states, each as a difference larger than the spread over seeds (or as no such difference)
+assert all(a["active_steps"] > a["steps"] / 2 and a["latents_trained"] > 0 for a in auxes), auxes  # it switched on
+assert all(a["window_tokens"] == GELU.window_tokens for a in auxes), auxes
+lo, hi = bdead["topk"], bdead["topk + aux loss"]
+assert lo["min"] <= hi["max"] and hi["min"] <= lo["max"], (lo, hi)  # with or without it: not told apart
+assert max(lo["max"], hi["max"]) < gdead["none"]["min"], (bdead, gdead)  # TopK: fewer dead than section 7's L1
+assert bdead["2024 recipe"]["min"] > gdead["none"]["max"], bdead  # as published at section 7's rate: more dead
+assert all(d["ever_dead"] > GELU.d_sae / 2 and d["median_step_first_dead"] < GELU.steps / 4 for d in april_deaths)
+assert bdead["2024 recipe, low lr"]["max"] < 0.02, bdead  # at the lower rate: almost none
+bce, bl0 = demo.summarise(beyond_runs, "ce_loss_recovered", by="name"), demo.summarise(beyond_runs, "l0", by="name")
+assert min(bce["topk"]["min"], bce["topk + aux loss"]["min"]) > gce["none"]["max"] + 0.05, (bce, gce)
+assert bl0["2024 recipe"]["max"] < demo.summarise(gelu_runs, "l0")["none"]["min"] / 2, bl0
+for seed in beyond_section["seeds"]:  # the latents the auxiliary loss "revived": as many fire again without it
+    revived, again = auxes[seed]["latents_revived"], topk_deaths[("topk", seed)]["fired_again"]
+    assert abs(revived - again) <= max(5, 0.2 * again), (seed, revived, again)
 
 # %% [markdown]
-# You should see the TopK SAEs end with fewer dead latents than section 7's L1 SAE without resampling
-# (in our run, none at all), at a better CE loss recovered (with $L_0 = 32$). On a budget this short no
-# latent of the TopK SAE goes 20 steps without firing, so the auxiliary loss never switches on and the two
-# TopK runs are identical: it is insurance for long runs and large SAEs, where Gao et al. found it
-# matters. The 2024 recipe with $\lambda = 1$ leaves many latents dead (about 30% in our run): its penalty
-# is measured in other units (decoder norms are free, and start at 0.1), so its $\lambda$ needs its own
-# sweep, which we leave to you; compare it with the others on the trade-off, not on one number.
+# What the runs show (each asserted in the solution run against the spread over seeds):
 #
-# What current libraries do: SAELens trains TopK SAEs with the auxiliary loss and standard SAEs with the 2024 recipe, and has no
-# resampler; if you train an older-style SAE there and latents die, your `resample_anthropic` works on
-# its SAE unchanged (the course tests it on one).
+# - **TopK loses fewer latents than section 7's L1 SAE** at the same learning rate and budget: every seed
+#   below every seed of the L1 SAE without resampling, at a far better CE loss recovered (with $L_0 = k$).
+#   Some of its latents still die.
+# - **The auxiliary loss switched on, and did not change the outcome.** On most steps some latent had gone
+#   a window without firing, so the loss added its gradient (the steps, the latents it trained and how many
+#   of those fired again are printed above, per seed). Yet the TopK runs with and without it end with dead
+#   fractions within each other's spread: at this budget we cannot tell it from no auxiliary loss. The
+#   latents it "revived" fired again after it trained them; but in the run without it, about as many dead
+#   latents fire again of their own accord (printed above, per seed). Gao et al. found it matters for long
+#   runs and large SAEs, which this is not.
+# - **Anthropic's 2024 recipe, as published, is not reproduced at section 7's learning rate**: its runs end
+#   with more dead latents than even the L1 SAE without resampling, at a very low L0: most latents go a
+#   window without firing in the first quarter of the run (printed above). At the lower learning rate
+#   almost no latent dies, which is what Conerly et al. report. But section 7's plain L1 SAE at its lower
+#   learning rate keeps every latent too, so these runs do not show that the recipe itself, rather than the
+#   learning rate, keeps latents alive; their setting (learning rate $5 \times 10^{-5}$ and far more tokens)
+#   is out of reach of a 2-core CPU. We present the recipe as implemented and run, not as reproduced.
+#
+# What current libraries do: SAELens trains TopK SAEs with the auxiliary loss and standard SAEs with the 2024
+# recipe, and has no resampler; if you train an older-style SAE there and latents die, your
+# `resample_anthropic` works on its SAE unchanged (the course tests it on one). The lesson of sections 6 to 8:
+# when latents die, look for the cause (here, every time, the learning rate) before reaching for a repair,
+# and judge any remedy over several seeds, on the SAE's quality as well as its count of dead latents.

@@ -72,6 +72,48 @@ def sae_minutes() -> str:
     return f"{max(times) / 60:.0f}" if times else "?"
 
 
+def dead_latents() -> dict[str, str]:
+    """Part 3's runs (``data/dead_latents/runs.json``, dead_latent_runs.py): a summary table, its build, its time."""
+    path = data_dir() / "dead_latents" / "runs.json"
+    if not path.exists():
+        return {
+            "DEAD_LATENTS_TABLE": "(not built yet: run `python data/build/dead_latent_runs.py`)",
+            "DEAD_LATENT_BUILD": "not built",
+            "DEAD_LATENT_MINUTES": "?",
+        }
+    runs = json.loads(path.read_text())
+    rows = [
+        "| section | variant | seeds | dead | explained variance | features recovered / CE loss recovered |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for section, by, other in (
+        ("toy", "method", "recovered"),
+        ("gelu", "method", "ce_loss_recovered"),
+        ("beyond", "name", "ce_loss_recovered"),
+    ):
+        groups: dict[str, list[dict]] = {}
+        for run in runs[section]["runs"]:
+            groups.setdefault(run[by], []).append(run)
+        for name, group in groups.items():
+
+            def stat(key: str, fmt: str, group: list[dict] = group) -> str:
+                values = [float(r[key]) for r in group]
+                mean = sum(values) / len(values)
+                sd = (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
+                return f"{mean:{fmt}} ± {sd:{fmt}}"
+
+            rows.append(
+                f"| {section} | {name} | {len(group)} | {stat('dead', '.1%')} | "
+                f"{stat('explained_variance', '.3f')} | {stat(other, '.1f' if other == 'recovered' else '.3f')} |"
+            )
+    meta = runs["meta"]
+    return {
+        "DEAD_LATENTS_TABLE": "\n".join(rows),
+        "DEAD_LATENT_MINUTES": f"{meta['wall_s'] / 60:.0f}",
+        "DEAD_LATENT_BUILD": f"built with torch {meta['torch']} on {meta['threads']} threads",
+    }
+
+
 def replacements() -> dict[str, str]:
     root = data_dir()
     stats = json.loads((root / "corpus" / "stats.json").read_text())
@@ -91,34 +133,37 @@ def replacements() -> dict[str, str]:
         f"minutes** of training time on {training['threads']} CPU threads (a shared 2-core x86-64 VM, no GPU; "
         f"torch {training['torch']}), **{training['tokens_per_s']:,} tokens/s** on average."
     )
-    return dict(
-        TRAIN_DOCS=f"{train['docs']:,}",
-        TRAIN_CHARS=f"{train['chars']:,}",
-        TRAIN_TOKENS=f"{train['tokens']:,}",
-        VAL_DOCS=f"{val['docs']:,}",
-        VAL_CHARS=f"{val['chars']:,}",
-        VAL_TOKENS=f"{val['tokens']:,}",
-        EN_SHARE=pct(train["by_category"]["en"]["share"]),
-        OTHER_SHARE=pct(train["by_category"]["other"]["share"]),
-        PY_SHARE=pct(train["by_category"]["python"]["share"]),
-        LANG_SHARES=", ".join(
-            f"{k} {pct(d['share'])}" for k, d in train["by_lang"].items() if k not in ("en", "python")
-        ),
-        SOURCES_TABLE=sources_table(stats),
-        DROPPED_EN=f"{total('dropped_english'):,}",
-        DROPPED_PARA=f"{total('dropped_paragraphs'):,}",
-        DROPPED_DOCS=f"{total('dropped_dup_docs'):,}",
-        VAL_MIX=val_mix,
-        CHARS_PER_TOKEN=f"{train['chars_per_token']:.2f}",
-        N_PARAMS=f"{n_params / 1e6:.2f}M",
-        TRAINING_DETAILS=details,
-        VAL_TARGETS=f"{baselines['targets']:,}",
-        UNIGRAM_CE=f"{baselines['unigram_add1_ce']:.3f}",
-        BIGRAM_CE=f"{baselines['bigram_kneser_ney_ce']:.3f}",
-        KN_D=f"{baselines['bigram_discount']:.2f}",
-        MODEL_CE=f"{baselines['model_ce']:.3f}",
-        SAE_TABLE=sae_table(),
-        SAE_MINUTES=sae_minutes(),
+    return (
+        dict(
+            TRAIN_DOCS=f"{train['docs']:,}",
+            TRAIN_CHARS=f"{train['chars']:,}",
+            TRAIN_TOKENS=f"{train['tokens']:,}",
+            VAL_DOCS=f"{val['docs']:,}",
+            VAL_CHARS=f"{val['chars']:,}",
+            VAL_TOKENS=f"{val['tokens']:,}",
+            EN_SHARE=pct(train["by_category"]["en"]["share"]),
+            OTHER_SHARE=pct(train["by_category"]["other"]["share"]),
+            PY_SHARE=pct(train["by_category"]["python"]["share"]),
+            LANG_SHARES=", ".join(
+                f"{k} {pct(d['share'])}" for k, d in train["by_lang"].items() if k not in ("en", "python")
+            ),
+            SOURCES_TABLE=sources_table(stats),
+            DROPPED_EN=f"{total('dropped_english'):,}",
+            DROPPED_PARA=f"{total('dropped_paragraphs'):,}",
+            DROPPED_DOCS=f"{total('dropped_dup_docs'):,}",
+            VAL_MIX=val_mix,
+            CHARS_PER_TOKEN=f"{train['chars_per_token']:.2f}",
+            N_PARAMS=f"{n_params / 1e6:.2f}M",
+            TRAINING_DETAILS=details,
+            VAL_TARGETS=f"{baselines['targets']:,}",
+            UNIGRAM_CE=f"{baselines['unigram_add1_ce']:.3f}",
+            BIGRAM_CE=f"{baselines['bigram_kneser_ney_ce']:.3f}",
+            KN_D=f"{baselines['bigram_discount']:.2f}",
+            MODEL_CE=f"{baselines['model_ce']:.3f}",
+            SAE_TABLE=sae_table(),
+            SAE_MINUTES=sae_minutes(),
+        )
+        | dead_latents()
     )
 
 

@@ -21,7 +21,7 @@ reset_adam_moments = REF["reset_adam_moments"]
 sample_by_squared_loss = REF["sample_by_squared_loss"]
 ResampleOnSchedule = REF["ResampleOnSchedule"]
 
-# ----- 3.1 tokens since each latent fired -----
+# ----- 3.1 Tokens since each latent fired -----
 
 
 @mistake(r"count should be 12, got 6.*tokens, not steps")
@@ -76,7 +76,7 @@ def update_with_masked_fill(tokens_since_fired, acts):
     return (tokens_since_fired + len(acts)).masked_fill(acts.amax(0) > 0, 0)
 
 
-# ----- 3.2 dead in a window vs ultra-low density -----
+# ----- 3.2 Dead in a window vs ultra-low density -----
 
 
 @mistake(r"density 1e-07 .* should be 0\.368, got 0\.30\d.*computed in float32")
@@ -134,7 +134,7 @@ def prob_with_a_loop(density, window_tokens):
     return torch.tensor(values, dtype=density.dtype)
 
 
-# ----- 3.3 Adam's moments -----
+# ----- 3.3 Resetting Adam's moments -----
 
 
 @mistake(r"Adam's exp_avg for the resampled latents' entries of W_enc was not reset.*column of W_enc")
@@ -226,7 +226,7 @@ def reset_by_multiplying(optimizer, sae, latents):
                 optimizer.state[param][key].mul_(mask)
 
 
-# ----- 3.4 simple resampling -----
+# ----- 3.4 Simple resampling -----
 
 
 def _simple(sae, optimizer, dead, generator, directions=None, scale=None, reset=True, bias=True):
@@ -269,13 +269,19 @@ def simple_unscaled_encoder(sae, optimizer, dead, generator):
 @mistake(r"not uniform on the sphere", kind="sampling")
 def simple_positive_directions(sae, optimizer, dead, generator):
     """Draws directions with torch.rand (all coordinates positive) instead of a Gaussian."""
-    return _simple(sae, optimizer, dead, generator,
-                   directions=lambda n, s, g: F.normalize(torch.rand(n, s.W_dec.shape[1], generator=g), dim=-1))
+    return _simple(
+        sae,
+        optimizer,
+        dead,
+        generator,
+        directions=lambda n, s, g: F.normalize(torch.rand(n, s.W_dec.shape[1], generator=g), dim=-1),
+    )
 
 
 @mistake(r"all 1,500 dead latents got the same direction", kind="sampling")
 def simple_one_direction(sae, optimizer, dead, generator):
     """Draws one direction and gives it to every dead latent (broadcast over the rows)."""
+
     def one(n, s, g):
         return F.normalize(torch.randn(1, s.W_dec.shape[1], generator=g), dim=-1).expand(n, -1)
 
@@ -285,8 +291,13 @@ def simple_one_direction(sae, optimizer, dead, generator):
 @mistake(r"global random generator", kind="randomness")
 def simple_global_rng(sae, optimizer, dead, generator):
     """Ignores the generator handed in and draws from torch's global one."""
-    return _simple(sae, optimizer, dead, generator,
-                   directions=lambda n, s, g: F.normalize(torch.randn(n, s.W_dec.shape[1]), dim=-1))
+    return _simple(
+        sae,
+        optimizer,
+        dead,
+        generator,
+        directions=lambda n, s, g: F.normalize(torch.randn(n, s.W_dec.shape[1]), dim=-1),
+    )
 
 
 @mistake(r"random stream restarts at every call", kind="randomness")
@@ -325,8 +336,9 @@ def simple_returns_tensor(sae, optimizer, dead, generator):
     return dead.sum()
 
 
-@mistake(r"with no dead latent should return the number of latents resampled as a Python int, got NoneType",
-         kind="branch")
+@mistake(
+    r"with no dead latent should return the number of latents resampled as a Python int, got NoneType", kind="branch"
+)
 def simple_returns_none_when_none_dead(sae, optimizer, dead, generator):
     """Returns early without a value when no latent is dead."""
     if not dead.any():
@@ -366,7 +378,7 @@ def simple_with_torch_where(sae, optimizer, dead, generator):
     return n
 
 
-# ----- 3.5 sampling by squared loss -----
+# ----- 3.5 Sampling inputs by squared loss -----
 
 
 @mistake(r"which fits weighting by the loss itself \(0\.25\)", kind="sampling")
@@ -487,8 +499,19 @@ def sample_one_at_a_time(losses, n, generator):
 # ----- 3.6 Anthropic's resampling -----
 
 
-def _anthropic(sae, optimizer, dead, inputs, generator, centre=1, weight=2, encoder_norm=None, reset=True,
-               loss=None, direction=None):
+def _anthropic(
+    sae,
+    optimizer,
+    dead,
+    inputs,
+    generator,
+    centre=1,
+    weight=2,
+    encoder_norm=None,
+    reset=True,
+    loss=None,
+    direction=None,
+):
     n = int(dead.sum())
     if n == 0:
         return 0
@@ -530,8 +553,7 @@ def anthropic_centred_twice(sae, optimizer, dead, inputs, generator):
 @mistake(r"point along the residual x - x_hat", kind="branch")
 def anthropic_residual_direction(sae, optimizer, dead, inputs, generator):
     """Points the new latent at the residual x - x_hat (what the SAE misses) instead of the centred input."""
-    return _anthropic(sae, optimizer, dead, inputs, generator,
-                      direction=lambda s, x: x - s.decode(s.encode(x)))
+    return _anthropic(sae, optimizer, dead, inputs, generator, direction=lambda s, x: x - s.decode(s.encode(x)))
 
 
 @mistake(r"which fits a loss measured from b_dec", kind="branch")
@@ -543,8 +565,9 @@ def anthropic_loss_from_b_dec(sae, optimizer, dead, inputs, generator):
 @mistake(r"which fits .*a loss whose encoder input was centred twice", kind="fixture")
 def anthropic_encoder_centred_twice(sae, optimizer, dead, inputs, generator):
     """Centres the pool before encoding it (``sae.encode(inputs - sae.b_dec)``): encode subtracts b_dec itself."""
-    return _anthropic(sae, optimizer, dead, inputs, generator,
-                      loss=lambda s, x: (s.decode(s.encode(x - s.b_dec)) - x).pow(2).sum(-1))
+    return _anthropic(
+        sae, optimizer, dead, inputs, generator, loss=lambda s, x: (s.decode(s.encode(x - s.b_dec)) - x).pow(2).sum(-1)
+    )
 
 
 @mistake(r"wrong encoder scale.*chosen input's norm")
@@ -649,8 +672,9 @@ def anthropic_new_parameters(sae, optimizer, dead, inputs, generator):
     n = int(dead.sum())
     with torch.no_grad():
         losses = (sae.decode(sae.encode(inputs)) - inputs).pow(2).sum(-1)
-        d = F.normalize(inputs[torch.multinomial(losses.pow(2), n, replacement=True, generator=generator)] - sae.b_dec,
-                        dim=-1)
+        d = F.normalize(
+            inputs[torch.multinomial(losses.pow(2), n, replacement=True, generator=generator)] - sae.b_dec, dim=-1
+        )
         W_enc = sae.W_enc.detach().clone()
         W_enc[:, dead] = 0.2 * sae.W_enc[:, ~dead].norm(dim=0).mean() * d.T
         sae.W_enc = nn.Parameter(W_enc)
@@ -696,7 +720,7 @@ def anthropic_inverse_cdf(sae, optimizer, dead, inputs, generator):
     return n
 
 
-# ----- 3.7 the plug-in -----
+# ----- 3.7 Resampling on a schedule -----
 
 
 class _Plugin(ResampleOnSchedule):
@@ -858,26 +882,90 @@ class ScheduleWithNewCounters(ResampleOnSchedule):
 
 
 WRONG = {
-    "3.1": [counts_steps, resets_only_if_fired_on_every_token, resets_only_if_fired_on_last_token, updates_in_place,
-            float_counter, keeps_the_batch_dimension],
-    "3.2": [naive_power, exponential_approximation, linear_approximation, returns_float64, returns_float32_always,
-            computes_in_place, returns_a_list],
-    "3.3": [resets_rows_of_W_enc, clears_whole_state, resets_only_exp_avg, forgets_b_enc, resets_b_dec_too,
-            zeroes_the_parameters_too, assumes_every_parameter_has_state],
-    "3.4": [simple_without_adam_reset, simple_mean_over_all_latents, simple_unscaled_encoder,
-            simple_positive_directions, simple_one_direction, simple_global_rng, simple_fresh_generator,
-            simple_keeps_bias, simple_new_parameters, simple_returns_tensor, simple_returns_none_when_none_dead],
-    "3.5": [sample_by_loss, sample_without_replacement, sample_by_softmax, sample_bucketize_from_zero,
-            sample_searchsorted_minus_one, sample_skips_first, sample_skips_last, sample_worst_first, sample_sorted,
-            squares_in_place, sample_float_indices, sample_with_random_choices, sample_global_rng,
-            sample_fresh_generator],
-    "3.6": [anthropic_by_loss, anthropic_not_centred, anthropic_centred_twice, anthropic_residual_direction,
-            anthropic_loss_from_b_dec, anthropic_encoder_centred_twice, anthropic_input_norm,
-            anthropic_without_adam_reset, anthropic_resets_everything,
-            anthropic_without_replacement, anthropic_one_input, anthropic_touches_alive, anthropic_global_rng,
-            anthropic_centres_pool_in_place, anthropic_returns_tensor, anthropic_new_parameters],
-    "3.7": [WindowInSteps, OffByOneStep, KeepsCounters, PoolIsThisBatch, PoolEveryStep, ReturnsTheCount,
-            FreshGeneratorEachStep, GlobalGenerator, UnseededGenerator],
+    "3.1": [
+        counts_steps,
+        resets_only_if_fired_on_every_token,
+        resets_only_if_fired_on_last_token,
+        updates_in_place,
+        float_counter,
+        keeps_the_batch_dimension,
+    ],
+    "3.2": [
+        naive_power,
+        exponential_approximation,
+        linear_approximation,
+        returns_float64,
+        returns_float32_always,
+        computes_in_place,
+        returns_a_list,
+    ],
+    "3.3": [
+        resets_rows_of_W_enc,
+        clears_whole_state,
+        resets_only_exp_avg,
+        forgets_b_enc,
+        resets_b_dec_too,
+        zeroes_the_parameters_too,
+        assumes_every_parameter_has_state,
+    ],
+    "3.4": [
+        simple_without_adam_reset,
+        simple_mean_over_all_latents,
+        simple_unscaled_encoder,
+        simple_positive_directions,
+        simple_one_direction,
+        simple_global_rng,
+        simple_fresh_generator,
+        simple_keeps_bias,
+        simple_new_parameters,
+        simple_returns_tensor,
+        simple_returns_none_when_none_dead,
+    ],
+    "3.5": [
+        sample_by_loss,
+        sample_without_replacement,
+        sample_by_softmax,
+        sample_bucketize_from_zero,
+        sample_searchsorted_minus_one,
+        sample_skips_first,
+        sample_skips_last,
+        sample_worst_first,
+        sample_sorted,
+        squares_in_place,
+        sample_float_indices,
+        sample_with_random_choices,
+        sample_global_rng,
+        sample_fresh_generator,
+    ],
+    "3.6": [
+        anthropic_by_loss,
+        anthropic_not_centred,
+        anthropic_centred_twice,
+        anthropic_residual_direction,
+        anthropic_loss_from_b_dec,
+        anthropic_encoder_centred_twice,
+        anthropic_input_norm,
+        anthropic_without_adam_reset,
+        anthropic_resets_everything,
+        anthropic_without_replacement,
+        anthropic_one_input,
+        anthropic_touches_alive,
+        anthropic_global_rng,
+        anthropic_centres_pool_in_place,
+        anthropic_returns_tensor,
+        anthropic_new_parameters,
+    ],
+    "3.7": [
+        WindowInSteps,
+        OffByOneStep,
+        KeepsCounters,
+        PoolIsThisBatch,
+        PoolEveryStep,
+        ReturnsTheCount,
+        FreshGeneratorEachStep,
+        GlobalGenerator,
+        UnseededGenerator,
+    ],
 }
 
 CORRECT = {
@@ -900,9 +988,11 @@ APPLIES = {
     "3.7": {"formula", "branch", "randomness", "type"},
 }
 
-_NO_GRAD = ("no gradient is meant to flow here (counts, probabilities of a fixed density, sampled indices, optimiser "
-            "state, a plug-in that edits parameters under no_grad): detaching or no_grad changes nothing a caller can "
-            "observe")
+_NO_GRAD = (
+    "no gradient is meant to flow here (counts, probabilities of a fixed density, sampled indices, optimiser "
+    "state, a plug-in that edits parameters under no_grad): detaching or no_grad changes nothing a caller can "
+    "observe"
+)
 EQUIVALENT = {
     "3.1:m33e485": "detach on an int64 counter: " + _NO_GRAD,
     "3.2:m1616ea": "detach of the probability: " + _NO_GRAD,
@@ -911,10 +1001,10 @@ EQUIVALENT = {
     "3.5:medf407": "detach of integer indices: " + _NO_GRAD,
     "3.5:m318e65": "no_grad around sampling: " + _NO_GRAD,
     "3.6:m3afe94": "sum vs mean of the squared error over d_in scales every loss by 1/d_in: the sampling law "
-                   "(proportional to loss^2) is unchanged",
+    "(proportional to loss^2) is unchanged",
     "3.1:mfaacd0": "no_grad around an int64 counter: " + _NO_GRAD,
     "3.4:m500989": "n_dead == -1 is never true, so the early return never happens: the general path handles 0 dead "
-                   "latents too",
+    "latents too",
     "3.4:m815f10": "no_grad inside a function already decorated @torch.no_grad: " + _NO_GRAD,
     "3.6:mcd7390": "no_grad inside a function already decorated @torch.no_grad: " + _NO_GRAD,
     "3.7:m76bfb4": "no_grad around after_update: the resampler runs under no_grad anyway; " + _NO_GRAD,

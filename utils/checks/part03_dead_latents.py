@@ -425,7 +425,7 @@ def _compare_counts(got: Tensor, t: Tensor, acts: Tensor, batch: str) -> None:
     )
 
 
-@exercise("3.1", "tokens since each latent fired", objects=["update_tokens_since_fired"])
+@exercise("3.1", "Tokens since each latent fired", objects=["update_tokens_since_fired"])
 @one_thread
 def check_update_tokens_since_fired(update_tokens_since_fired, *, seed: int = 0) -> None:
     """A batch of 7 tokens with latents that fire on the first token only, the last only, every token, two tokens
@@ -500,7 +500,7 @@ def _looks_dead_message(p: float, window: int, want: float, got: float, density:
     )
 
 
-@exercise("3.2", "dead in a window vs ultra-low density", objects=["prob_looks_dead"])
+@exercise("3.2", "Dead in a window vs ultra-low density", objects=["prob_looks_dead"])
 @one_thread
 def check_prob_looks_dead(prob_looks_dead, *, seed: int = 0) -> None:
     """Densities from 0 to 1 in float32 (tiny ones with windows of 10 million tokens, common ones with windows of 3),
@@ -561,7 +561,7 @@ sensitivity(
 )
 
 
-@exercise("3.3", "resetting Adam's moments", objects=["reset_adam_moments"])
+@exercise("3.3", "Resetting Adam's moments", objects=["reset_adam_moments"])
 @one_thread
 def check_reset_adam_moments(reset_adam_moments, *, seed: int = 0) -> None:
     """Three of eight latents of a square SAE whose Adam moments are all non-zero: exactly their columns of W_enc,
@@ -660,7 +660,7 @@ sensitivity(
 )
 
 
-@exercise("3.4", "simple resampling", objects=["resample_simple"])
+@exercise("3.4", "Simple resampling", objects=["resample_simple"])
 @one_thread
 def check_resample_simple(resample_simple, *, seed: int = 0) -> None:
     """An SAE with 60 alive and 1,500 dead latents in 3 dimensions (trained-like; the dead ones with very negative
@@ -782,7 +782,7 @@ def _cell_message(what: str, where: str, index: int, count: int, total: int, p: 
     )
 
 
-@exercise("3.5", "sampling inputs by squared loss", objects=["sample_by_squared_loss"])
+@exercise("3.5", "Sampling inputs by squared loss", objects=["sample_by_squared_loss"])
 @one_thread
 def check_sample_by_squared_loss(sample_by_squared_loss, *, seed: int = 0) -> None:
     """Indices drawn with probability loss^2 / sum(loss^2), with replacement, each draw independent of its position.
@@ -1348,7 +1348,7 @@ def _check_plugin_randomness(ResampleOnSchedule, fixture: dict, seed: int) -> No
     )
 
 
-@exercise("3.7", "resampling on a schedule", objects=["ResampleOnSchedule"])
+@exercise("3.7", "Resampling on a schedule", objects=["ResampleOnSchedule"])
 @one_thread
 def check_resample_on_schedule(ResampleOnSchedule, *, seed: int = 0) -> None:
     """Seven steps with steps=[3, 5], window_tokens=100 and counters [0, 99, 100, 5000, 3, 250] (latents 2, 3 and 5

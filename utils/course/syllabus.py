@@ -82,7 +82,7 @@ PARTS: list[PartInfo] = [
         "toy SAE and gelu-1l-mini with TopK's auxiliary loss and Anthropic's 2024 recipe",
         learner_time="2–2½ hours",
         exercise_minutes=90,
-        run_minutes=2.0,
+        run_minutes=3.0,
     ),
     PartInfo(
         "04_latent_activations",

@@ -26,20 +26,25 @@ def _in_notebook_kernel() -> bool:
 
 
 def use_offline_renderer() -> str | None:
-    """Pick plotly's renderer for this front end; returns the one chosen (None: left as it was)."""
+    """Pick plotly's renderer for this front end; returns the one chosen (None: left as it was).
+
+    Calling it again is harmless: the default is set only when it changes, because setting it (even to the same
+    value) makes plotly activate the renderer again, and the ``notebook`` renderer would embed plotly.js again."""
     import plotly.io as pio
 
     if "google.colab" in sys.modules:
-        pio.renderers.default = "colab"
+        chosen = "colab"
     elif _in_notebook_kernel():
         if _plotly_major() < 6:  # plotly 5's "notebook" renderer needs require.js, which an HTML export lacks
             if PLOTLY5_RENDERER not in pio.renderers:
                 pio.renderers[PLOTLY5_RENDERER] = _plotly5_offline_renderer()
-            pio.renderers.default = f"plotly_mimetype+{PLOTLY5_RENDERER}"
+            chosen = f"plotly_mimetype+{PLOTLY5_RENDERER}"
         else:
-            pio.renderers.default = NOTEBOOK_RENDERER
+            chosen = NOTEBOOK_RENDERER
     else:
         return None
+    if pio.renderers.default != chosen:
+        pio.renderers.default = chosen
     return pio.renderers.default
 
 

@@ -31,9 +31,9 @@ __all__ = [
     "ENCODER_SCALE",
     "ResampleOnSchedule",
     "loss_per_input",
-    "reset_adam_moments",
     "resample_anthropic",
     "resample_simple",
+    "reset_adam_moments",
     "sample_by_squared_loss",
     "set_latents",
 ]
@@ -106,8 +106,9 @@ class ResampleOnSchedule(Plugin):
     ``resample_anthropic`` give ``pool_batches``: that many batches are drawn from the training buffer as
     its pool of inputs (Anthropic used 819,200 inputs; see Part 3 for the course's size)."""
 
-    def __init__(self, resample: Callable, steps: Sequence[int], window_tokens: int, pool_batches: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, resample: Callable, steps: Sequence[int], window_tokens: int, pool_batches: int = 0, seed: int = 0
+    ) -> None:
         self.resample, self.steps, self.window_tokens = resample, set(steps), window_tokens
         self.pool_batches, self.generator = pool_batches, torch.Generator().manual_seed(seed)
 
