@@ -27,6 +27,14 @@ TORCH_VERDICT = (
     "abs", "max", "min", "sum", "mean", "sort", "argsort", "topk", "where", "nonzero", "unique", "bincount",
 )  # fmt: skip
 
+#: The builtins a check's verdict rests on. Not all of them: Jupyter's kernel rebinds ``input`` at every cell
+#: (to route it to the notebook), and IPython adds its own, which would read as tampering.
+BUILTINS_VERDICT = (
+    "abs", "all", "any", "bool", "callable", "dict", "enumerate", "float", "getattr", "hasattr", "id", "int",
+    "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next", "range", "repr", "round", "set",
+    "sorted", "str", "sum", "tuple", "type", "zip",
+)  # fmt: skip
+
 _SEAL: dict[str, int] | None = None
 
 
@@ -54,7 +62,7 @@ def _fingerprints() -> dict[str, int]:
         if name.startswith(("utils.checks", "utils.course.grading", "utils.course.reference")) or name == "math":
             out |= _members(name, list(vars(module).items()))
             out[f"sys.modules[{name}]"] = id(module)
-    out |= _members("builtins", list(vars(builtins).items()))
+    out |= _members("builtins", [(n, getattr(builtins, n, None)) for n in BUILTINS_VERDICT])
     torch = sys.modules.get("torch")
     if torch is not None:
         out |= _members("torch", [(n, getattr(torch, n, None)) for n in TORCH_VERDICT])
