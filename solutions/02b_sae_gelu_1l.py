@@ -524,6 +524,7 @@ checks.check_l0_and_density(l0, feature_density)
 # of all of them at once would take 530 MB for a 4,096-latent SAE.
 
 # %%
+needs("2.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 CHUNK = 4096
 
 
@@ -804,6 +805,7 @@ def kl_divergence(logits_clean: Float[Tensor, "batch pos vocab"],
 checks.check_kl_divergence(kl_divergence)
 
 # %%
+needs("2.10", "2.11", where=globals())  # stops here, saying how to skip ahead, if one is not done
 @torch.no_grad()
 def mean_kl(model: HookedTransformer, sae: SAE, tokens: Int[Tensor, "batch seq"], batch_size: int = 16) -> float:
     """KL(clean ‖ SAE spliced in), averaged over positions 1 onwards (position 0 is untouched, so its KL is 0)."""
@@ -946,6 +948,7 @@ if trained_tokens >= 3_000_000:
 # on the same held-out tokens for all three. About 10 seconds.
 
 # %%
+needs("2.8", "2.9", "2.10", "2.11", "2.12", where=globals())  # stops here, saying how to skip ahead, if one is not done
 @torch.no_grad()
 def evaluate(sae: SAE) -> tuple[dict[str, float], Float[Tensor, "d_sae"]]:
     """Your metrics for one SAE on the held-out tokens, and its latent densities."""

@@ -61,6 +61,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 import utils.checks.part03_dead_latents as checks
+from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
 from utils.parts import plot_saes
 from utils.sae.model import SAE, SAEConfig
 from utils.sae.training import Plugin, TrainConfig, TrainState, train_sae
@@ -168,6 +169,7 @@ checks.check_prob_looks_dead(prob_looks_dead)
 # below $10^{-5}$. A second.
 
 # %%
+needs("3.2", where=globals())  # stops here, saying how to skip ahead, if one is not done
 import json
 from pathlib import Path
 
@@ -520,6 +522,7 @@ print(f"bundled: seeds {bundled['toy']['seeds']} of each variant, built with tor
 # Seed 0 of each of the four variants, live: a few seconds per run on 2 cores (a line per run as it finishes).
 
 # %%
+needs("3.3", "3.4", "3.5", "3.6", "3.7", where=globals())  # stops here, saying how to skip ahead, if one is not done
 mine = dict(plugin_cls=ResampleOnSchedule, resample_simple=resample_simple, resample_anthropic=resample_anthropic)
 toy_live = []
 for method, lr in [*((m, None) for m in demo.METHODS), ("none", TOY.low_lr)]:
@@ -625,6 +628,7 @@ assert gelu_section["train_tokens"] == len(data["train_acts"]) and gelu_section[
 # The other variants, and the other seeds, are loaded from the bundled runs.
 
 # %%
+needs("3.3", "3.4", "3.5", "3.6", "3.7", where=globals())  # stops here, saying how to skip ahead, if one is not done
 start = time.perf_counter()
 gelu_live = [demo.gelu_run("anthropic", 0, data, progress=True, **mine)]
 run = gelu_live[0]

@@ -71,6 +71,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 import utils.checks.part04_latent_activations as checks
+from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
 from utils.lm.activations import hook_activations, tokenize_texts
 from utils.lm.loading import load_model, load_text_dataset
 from utils.lm.proxies import URL_PATTERN, TokenSetText, corpus_sources
@@ -154,6 +155,7 @@ checks.check_update_top_k(update_top_k)
 # so that one repetitive file cannot fill a latent's list.)
 
 # %%
+needs("4.1", where=globals())  # stops here, saying how to skip ahead, if one is not done
 def sae_acts(batch: Int[Tensor, "batch seq"]) -> Float[Tensor, "batch seq d_sae"]:
     """Latent activations for a batch of token rows."""
     with torch.no_grad():
@@ -277,6 +279,7 @@ px.histogram(x=stats.density[alive].log10().numpy(), nbins=60,
 # A latent's page starts with its top examples. `show_examples` prints each with its window of text:
 
 # %%
+needs("4.2", where=globals())  # stops here, saying how to skip ahead, if one is not done
 def show_examples(examples: list[tuple[float, int, int]], n: int = 6, before: int = 12, after: int = 4) -> None:
     """One line per example: its activation and its window of text."""
     pieces_of = lambda ids: token_pieces(model.tokenizer, ids)  # noqa: E731
@@ -364,6 +367,7 @@ checks.check_interval_samples(interval_samples)
 # densest latent again, interval by interval, top to bottom, with each interval's share of its firings:
 
 # %%
+needs("4.2", where=globals())  # stops here, saying how to skip ahead, if one is not done
 def show_intervals(latent: int, n: int = 2) -> None:
     """Samples from each activation interval of a latent, highest first, with the interval's share of firings."""
     edges, counts = stats.interval_edges[latent], stats.interval_counts[latent]
@@ -478,6 +482,7 @@ checks.check_quantile_from_histogram(quantile_from_histogram)
 # function and the engine's agree:
 
 # %%
+needs("4.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 probe = torch.tensor([0.0, 0.3, 1.0, float(stats.act_max[densest])])
 print(quantile_from_histogram(stats.hist_edges, stats.hist_counts[densest], probe), stats.quantile_of(densest, probe))
 
@@ -551,6 +556,7 @@ checks.check_loss_effects_at(loss_effects_at)
 # latent) for the three most active latents at one position:
 
 # %%
+needs("4.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 prompt = "import numpy as np\n\ndef mean(values):\n    return sum(values) / len(values)\n"
 prompt_tokens = model.to_tokens(prompt, prepend_bos=True)[0]
 pos = 12
@@ -605,6 +611,7 @@ checks.check_rank_latents(rank_latents)
 # rankings side by side. Try your own prompt:
 
 # %%
+needs("4.7", where=globals())  # stops here, saying how to skip ahead, if one is not done
 view = prompt_view(model, sae, prompt, stats=stats)
 print(view.table(pos, n=6))
 for by in ("act", "quantile", "loss_effect"):
@@ -662,6 +669,7 @@ print(f"latents whose 10 top examples are all in Chinese or Japanese text: {cjk}
 # examples fit it (found by a query, not picked by hand):
 
 # %%
+needs("4.2", where=globals())  # stops here, saying how to skip ahead, if one is not done
 candidates = {
     "the token ` the`": [f for f in single if pieces[f][0] == " the"],
     "the token `9`": [f for f in single if pieces[f][0] == "9"],
@@ -826,6 +834,7 @@ checks.check_latent_precision_recall(latent_precision_recall)
 # documents.) First the names the top examples suggested:
 
 # %%
+needs("4.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 HALF = len(active) // 2  # tokens of the first 250 rows: the search half; the rest: the test half
 on_test = {name: latent_precision_recall(active[HALF:], label[HALF:], sae.cfg.d_sae) for name, label in labels.items()}
 
@@ -878,6 +887,7 @@ assert cjk_p.min() > 0.7 and cjk_p.max() < 0.97 and cjk_r.max() < 0.25, (cjk_p, 
 # whether the pick stands apart.
 
 # %%
+needs("4.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 def f1(precision: Tensor, recall: Tensor) -> Tensor:
     return 2 * precision * recall / (precision + recall).clamp_min(1e-12)
 
@@ -955,6 +965,7 @@ assert f1(*on_test["a Python source file"]).max() < 0.35 and on_test["a Python s
 # of split characters would have done to the precision of the one the search found.
 
 # %%
+needs("4.2", where=globals())  # stops here, saying how to skip ahead, if one is not done
 for f in (cjk_latent, cjk[0]):
     print(f"latent {f}: density {stats.density[f]:.2%}")
     show_examples(stats.top_examples(f), n=4)

@@ -68,6 +68,7 @@ from torch import Tensor
 
 # %% tags=["setup"]
 import utils.checks.part05_latent_effects as checks
+from utils.course.reference import needs, reference  # skip ahead past an exercise: see utils/course/reference.py
 from utils.lm.activations import tokenize_texts
 from utils.lm.loading import load_model, load_text_dataset
 from utils.parts.plot_rendering import use_offline_renderer
@@ -150,6 +151,7 @@ checks.check_decoder_logit_lens(decoder_logit_lens)
 # other bytes of their character.)
 
 # %%
+needs("5.1", where=globals())  # stops here, saying how to skip ahead, if one is not done
 lens_raw = decoder_logit_lens(W_dec, W_out, W_U)
 strongest = lens_raw.max(-1).values.topk(5).indices
 for f in strongest.tolist():
@@ -220,6 +222,7 @@ checks.check_layernorm_logit_lens(layernorm_logit_lens)
 # by latent (the cosine of their logit vectors).
 
 # %%
+needs("5.2", where=globals())  # stops here, saying how to skip ahead, if one is not done
 ln_w = model.ln_final.w.detach()
 out_dirs = W_dec @ W_out
 lens = layernorm_logit_lens(out_dirs, ln_w, W_U)
@@ -423,6 +426,7 @@ checks.check_random_directions(random_directions)
 # direction does not have.
 
 # %%
+needs("5.2", "5.3", where=globals())  # stops here, saying how to skip ahead, if one is not done
 random_dirs = random_directions(4096, model.cfg.d_mlp, 1.0, torch.Generator().manual_seed(0))
 random_top = layernorm_logit_lens(random_dirs @ W_out, ln_w, W_U).max(-1).values
 latent_top = lens.max(-1).values
@@ -486,6 +490,7 @@ checks.check_diverse_latents(diverse_latents)
 # a much lower threshold.
 
 # %%
+needs("5.4", where=globals())  # stops here, saying how to skip ahead, if one is not done
 unit_dec = W_dec / W_dec.norm(dim=-1, keepdim=True)
 closest = (unit_dec @ unit_dec.T).fill_diagonal_(-1).max(-1).values
 by_top_logit = latent_top.topk(200).indices.tolist()
@@ -534,6 +539,7 @@ def neuron_alignment(W_dec: Float[Tensor, "d_sae d_mlp"], k: int = 1) -> Float[T
 checks.check_neuron_alignment(neuron_alignment)
 
 # %%
+needs("5.5", where=globals())  # stops here, saying how to skip ahead, if one is not done
 alignment = neuron_alignment(W_dec, k=1)
 alignment_random = neuron_alignment(random_dirs, k=1)
 print(f"share in the top neuron: latents median {alignment.median():.3f}, random directions median "
@@ -604,6 +610,7 @@ checks.check_activation_correlation(activation_correlation)
 # the latent does not. Neither, on its own, is evidence of superposition.
 
 # %%
+needs("5.6", where=globals())  # stops here, saying how to skip ahead, if one is not done
 some = torch.tensor(diverse[:6])
 columns = latent_effects.latent_columns(values, indices, some)
 neuron_corr = activation_correlation(columns, flat_post)
@@ -655,6 +662,7 @@ checks.check_match_latents(match_latents)
 # activation agrees with the match by decoder.
 
 # %%
+needs("5.6", "5.7", where=globals())  # stops here, saying how to skip ahead, if one is not done
 match_index, match_cos = match_latents(W_dec, sae_b.W_dec.detach())
 print(f"decoder cosine of each latent's best match in the other run: median {match_cos.median():.2f}; "
       f"above 0.9 for {(match_cos > 0.9).float().mean():.1%} of latents")
@@ -737,6 +745,7 @@ checks.check_ablation_loss_effect(ablation_loss_effect)
 # loss, by about a nat here), though not on every token where it fires.
 
 # %%
+needs("5.8", where=globals())  # stops here, saying how to skip ahead, if one is not done
 f = f0
 column = latent_effects.latent_columns(values, indices, torch.tensor([f]))[:, 0].reshape(len(tokens), SEQ_LEN - 1)
 rows = column.max(1).values.topk(8).indices
@@ -822,6 +831,7 @@ checks.check_steering_hook(steering_hook)
 # and a model steered at every position but the last against the clean model, at that last position.
 
 # %%
+needs("5.9", where=globals())  # stops here, saying how to skip ahead, if one is not done
 max_act = values[indices == f0].max().item()
 coefficient = 2 * max_act
 rows4 = tokens[:4]
@@ -853,6 +863,7 @@ assert (last_after_steering_before - last_clean).abs().max() < 1e-5
 # top for this latent in between, and at the largest coefficients nothing but those tokens.
 
 # %%
+needs("5.9", where=globals())  # stops here, saying how to skip ahead, if one is not done
 prompt = "The results of the experiment show that"
 prompt_tokens = model.to_tokens(prompt)
 n_prompt = prompt_tokens.shape[1]
