@@ -167,9 +167,9 @@ def _copy_course(root: Path, dest: Path, release: set[str]) -> None:
 
 def unknown_exercises(release: Iterable[str]) -> list[str]:
     """The ids in ``release`` that are no exercise of the course."""
-    from utils.course.reference import exercise_ids
+    from utils.course.reference import all_exercise_ids
 
-    known = set(exercise_ids())
+    known = set(all_exercise_ids())
     return sorted(set(release) - known)
 
 

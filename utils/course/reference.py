@@ -27,24 +27,30 @@ class ExerciseNeeded(RuntimeError):
         return [f"⏭  {self}"]
 
 
+def _check_parts() -> list[str]:
+    """Every part that has a checks module (``utils/checks/partNN_name.py``), in course order."""
+    return [
+        module.stem.removeprefix("part")
+        for module in sorted((Path(__file__).parent.parent / "checks").glob("part*.py"))
+    ]
+
+
 def _exercise(exercise_id: str):
     """The registered exercise ``exercise_id`` ("2.6") and its part's name."""
     from utils.checks import exercises_of
 
-    for module in sorted((Path(__file__).parent.parent / "checks").glob("part*.py")):
-        part = module.stem.removeprefix("part")
+    for part in _check_parts():
         for ex in exercises_of(part):
             if ex.id == exercise_id:
                 return ex, part
     raise KeyError(f"no exercise {exercise_id!r} in the course")
 
 
-def exercise_ids() -> list[str]:
-    """Every exercise id of the course, in course order."""
-    from utils.checks import exercises_of
+def all_exercise_ids() -> list[str]:
+    """Every exercise id of the course, in course order (read from the checks' source: no torch import)."""
+    from utils.course.exercise_index import exercise_index
 
-    return [ex.id for module in sorted((Path(__file__).parent.parent / "checks").glob("part*.py"))
-            for ex in exercises_of(module.stem.removeprefix("part"))]  # fmt: skip
+    return [ex.id for part in _check_parts() for ex in exercise_index(part)]
 
 
 def _solutions_notebook(part: str) -> Path:
