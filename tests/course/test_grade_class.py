@@ -17,6 +17,7 @@ from utils.course import build_notebooks as bn
 from utils.course import grade_class as gc
 from utils.course import handout
 from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, USED_REFERENCE, Result
+from utils.course.sandbox import sandbox_unavailable
 from utils.paths import repo_root
 
 PART = PARTS[0]
@@ -153,6 +154,7 @@ def test_grading_a_mixed_folder_end_to_end(tmp_path) -> None:
             "2",
             "--only",
             ",".join(first_two),
+            *([] if sandbox_unavailable(repo_root()) is None else ["--no-sandbox"]),
         ],
         cwd=repo_root(),
         capture_output=True,
@@ -175,6 +177,22 @@ def test_grading_a_mixed_folder_end_to_end(tmp_path) -> None:
     page = out_html.read_text(encoding="utf-8")
     assert all(name in page for name in ("alice", "bob", "carol", "dave", "erin", "frank")) and "SyntaxError" in page
     assert 'class="used-the-reference"' in page and "used the reference (skipped ahead" in page
+
+
+def test_without_a_sandbox_class_grading_stops_unless_asked(tmp_path, monkeypatch, capsys) -> None:
+    """Where the sandbox cannot start, no learner's code runs with the teacher's rights unless the teacher says
+    so: the run stops before grading anything, saying why and what to do; ``--no-sandbox`` goes on."""
+    save(generated(PART, solution=True), tmp_path / "alice.ipynb")
+    graded = []
+    monkeypatch.setattr(gc, "sandbox_unavailable", lambda root: "bubblewrap does not run here (a test)")
+    monkeypatch.setattr(gc, "grade_all", lambda submissions, **kw: graded.append(kw))
+    out = tmp_path / "grades.csv"
+    assert gc.main([str(tmp_path), "--csv", str(out), "--no-progress"]) == 2
+    said = capsys.readouterr().err
+    assert "bubblewrap does not run here (a test)" in said and "--no-sandbox" in said and "your rights" in said
+    assert graded == [] and not out.exists()
+    assert gc.main([str(tmp_path), "--csv", str(out), "--no-progress", "--no-sandbox"]) == 0
+    assert graded and graded[0]["sandbox"] is False
 
 
 def test_bad_folder_is_a_clear_error(tmp_path) -> None:

