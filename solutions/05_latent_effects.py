@@ -88,8 +88,8 @@ _ = torch.manual_seed(0)
 # We load the bundled `gelu-1l-mini` and both of its pretrained TopK SAEs (4,096 latents, k = 32): two
 # runs that differ only in their random seed. For 20k held-out tokens we keep the final residual stream
 # (what the LayerNorm and unembedding read), the MLP activations at the SAEs' hook (`sae.cfg.hook_name`), and
-# each token's 32 active latents of each SAE, as `(values, indices)` pairs (`sae.encode_sparse`, here a batch
-# of tokens at a time): 32 numbers a token instead of 4,096. A few seconds.
+# each token's 32 active latents of each SAE, as `(values, indices)` pairs (`sae.encode_sparse`, a chunk of
+# tokens at a time): 32 numbers a token instead of 4,096. A few seconds.
 
 # %%
 model = load_model("gelu-1l-mini")
@@ -99,8 +99,8 @@ docs = load_text_dataset(model, split="validation")
 tokens = tokenize_texts(docs["text"], model.tokenizer, seq_len=SEQ_LEN, max_seqs=N_SEQS)
 resid, post = latent_effects.final_residual(model, tokens, sae.cfg.hook_name)  # [rows seq d_model], [rows seq d_mlp]
 flat_post = post[:, 1:].reshape(-1, model.cfg.d_mlp)  # BOS dropped, as in SAE training
-values, indices = latent_effects.encode_sparse(sae, flat_post)
-values_b, indices_b = latent_effects.encode_sparse(sae_b, flat_post)
+values, indices = sae.encode_sparse(flat_post)
+values_b, indices_b = sae_b.encode_sparse(flat_post)
 density = torch.zeros(sae.cfg.d_sae).index_add_(0, indices.flatten(), (values > 0).float().flatten()) / len(values)
 W_dec, W_out, W_U = sae.W_dec.detach(), model.blocks[0].mlp.W_out.detach(), model.W_U.detach()
 print(f"{tuple(tokens.shape)} tokens; latents firing on more than 1% of tokens: {(density > 0.01).sum()}")

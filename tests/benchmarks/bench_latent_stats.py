@@ -2,6 +2,7 @@
 
     python tests/benchmarks/bench_latent_stats.py                      # 1,000,000 tokens, 2 threads
     python tests/benchmarks/bench_latent_stats.py --tokens 200000 --threads 1 --no-cofire
+    python tests/benchmarks/bench_latent_stats.py --compare-select --tokens 100000   # bfloat16 selection vs exact
 
 Prints the time, tokens per second, latent-tokens per second (tokens x latents covered), the arithmetic done
 (about 4.5 MFLOP per token: the encoder's product and the model's matmuls to the hook) as GFLOP/s against the fp32
@@ -80,12 +81,50 @@ def flop_per_token(model, d_in: int, d_sae: int, seq: int) -> float:
     return 2 * d_in * d_sae + forward
 
 
+def compare_select(model, sae, tokens: torch.Tensor, repeats: int = 3) -> None:
+    """The opt-in bfloat16 selection (``SAE.encode_sparse(select_dtype=torch.bfloat16)``) against the exact
+    encoder on the same activations: encode seconds of each (interleaved, exact first, median of ``repeats``),
+    how many tokens' active sets differ, and by how many latents, and the largest difference of a value both
+    keep."""
+    from utils.lm.activations import hook_activations
+
+    x = torch.cat(
+        [hook_activations(model, tokens[s : s + 64], sae.cfg.hook_name)[:, 1:] for s in range(0, len(tokens), 64)]
+    )
+    x = x.reshape(-1, x.shape[-1])
+    times: dict[str, list[float]] = {"exact": [], "bfloat16": []}
+    for _ in range(repeats):
+        for name, dtype in (("exact", None), ("bfloat16", torch.bfloat16)):
+            t0 = time.perf_counter()
+            code = sae.encode_sparse(x, select_dtype=dtype)
+            times[name].append(time.perf_counter() - t0)
+            if name == "exact":
+                exact = code
+            else:
+                fast = code
+    d_sae = sae.cfg.d_sae
+    dense = [torch.zeros(len(x), d_sae).scatter_add_(-1, i, v) for v, i in (exact, fast)]
+    active = [d > 0 for d in dense]
+    differ = (active[0] != active[1]).sum(-1)
+    both = active[0] & active[1]
+    worst = ((dense[0] - dense[1]).abs() / dense[0].abs().clamp_min(1e-6))[both].max()
+    median = {k: statistics.median(v) for k, v in times.items()}
+    swapped = differ[differ > 0].float().mean() / 2 if (differ > 0).any() else torch.tensor(0.0)
+    print(
+        f"selection in bfloat16 vs exact, {len(x):,} tokens: encode {median['bfloat16']:.2f} s vs "
+        f"{median['exact']:.2f} s = {median['exact'] / median['bfloat16']:.2f}x (median of {repeats} interleaved); "
+        f"tokens whose active set differs {(differ > 0).float().mean():.2%}, latents swapped per such token "
+        f"{swapped:.2f}; largest relative difference of a value both keep {worst:.1e}; load {os.getloadavg()}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64, help="rows of 128 tokens per forward pass")
     parser.add_argument("--no-cofire", action="store_true", help="skip the co-firing counts [4096 x 4096]")
+    parser.add_argument("--compare-select", action="store_true", help="bfloat16 selection vs exact encode, then stop")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}; load average at start {os.getloadavg()}")
@@ -99,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         f"tokens {tuple(tokens.shape)} = {tokens.numel():,}; SAE {sae}; peak memory before the pass "
         f"{peak_rss_gb():.2f} GB"
     )
+    if args.compare_select:
+        compare_select(model, sae, tokens)
+        return 0
 
     peak_wall, peak_cpu = matmul_peak(sae.cfg.d_in, sae.cfg.d_sae)
     print(

@@ -62,8 +62,8 @@ from utils.lm.cpu_allocator import allocator_status, keep_freed_memory
 from utils.paths import data_dir
 from utils.sae import activation_buffer
 from utils.sae.activation_buffer import ActivationBuffer
-from utils.sae.model import SAE, SAEConfig
-from utils.sae.sparse_topk import grouped_topk, sparse_topk_training_step
+from utils.sae.model import SAE, SAEConfig, grouped_topk
+from utils.sae.sparse_topk import sparse_topk_training_step
 from utils.sae.steps import Workspace, choose_bf16, sae_training_step
 from utils.sae.training import train_sae
 
@@ -428,7 +428,7 @@ def part2b_floor(model, tokens, before_s_per_1024: float, bf16: bool, batch: int
         f"{before_s_per_1024 * 1e3 / 3:.1f} ms for everything;\n   the three costs every TopK step pays take "
         f'{floor:.1f} ms in "now": harvest {ms["harvest"]:.1f} ms, encoder product '
         f"({'bfloat16' if bf16 else 'float32'}) {ms['encoder']:.1f} ms, top-k {ms['top-k']:.1f} ms "
-        f"(utils.sae.sparse_topk.grouped_topk; torch.topk takes {ms['torch.topk']:.1f} ms) (median of "
+        f"(utils.sae.model.grouped_topk; torch.topk takes {ms['torch.topk']:.1f} ms) (median of "
         f"{rounds} interleaved rounds),\n   so with everything else free the gain would be at most "
         f"{before_s_per_1024 * 1e3 / floor:.2f}x on this machine"
     )

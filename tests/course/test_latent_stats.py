@@ -251,6 +251,70 @@ def test_encode_sparse_is_encode_kept_sparse(architecture, shape):
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_encode_sparse_a_chunk_at_a_time_is_the_same_code(architecture):
+    """Chunks smaller than the input (the last one short; an L1 SAE's chunks with active sets of different sizes,
+    padded to the largest) give the code ``encode`` gives, and no gradient: it measures, it does not train. A
+    TopK SAE wide enough for the grouped selection (``grouped_topk`` skips groups only when d_sae >= 16 k)."""
+    sae = _random_sae(architecture)
+    if architecture == "topk":
+        sae = SAE(SAEConfig(d_in=16, d_sae=256, architecture="topk", k=4, seed=2))
+        with torch.no_grad():
+            sae.b_enc.copy_(torch.randn(256, generator=torch.Generator().manual_seed(3)) * 0.3)
+    x = torch.randn(45, 16, generator=torch.Generator().manual_seed(4)) * 2
+    dense = sae.encode(x)
+    per_chunk = [int((dense[s : s + 7] > 0).sum(-1).max()) for s in range(0, 45, 7)]
+    if architecture == "standard":
+        assert len(set(per_chunk)) > 1, "the fixture: chunks whose largest active sets differ"
+    values, indices = sae.encode_sparse(x, chunk=7)
+    assert values.shape[-1] == (4 if architecture == "topk" else max(per_chunk))
+    sparse = _dense(values, indices, sae.cfg.d_sae)  # the same latents; the same values to float rounding (a
+    assert torch.equal(sparse > 0, dense > 0)  # product over 7 rows may round differently from one over 45)
+    assert torch.allclose(sparse, dense.detach(), rtol=1e-6, atol=1e-6)
+    assert not values.requires_grad and sae.W_enc.requires_grad
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_encode_sparse_selecting_in_bfloat16_keeps_exact_values_and_near_sets(architecture):
+    """The opt-in bfloat16 selection: every value it keeps is the exact pre-activation of its latent (float32,
+    not bfloat16: checked at 1e-5 where bfloat16 is off by ~1e-3), and a latent it chooses instead of the exact
+    code's lies within bfloat16's rounding of the choice's boundary (the k-th largest, or 0)."""
+    sae = SAE(SAEConfig(d_in=64, d_sae=512, architecture=architecture, k=8 if architecture == "topk" else None, seed=6))
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        sae.b_enc.copy_(torch.randn(512, generator=g) * 0.1 - (0 if architecture == "topk" else 0.3))
+        sae.b_dec.copy_(torch.randn(64, generator=g) * 0.1)
+    x = torch.randn(400, 64, generator=g)
+    pre = ((x - sae.b_dec) @ sae.W_enc + sae.b_enc).detach()
+    exact = _dense(*sae.encode_sparse(x), 512)
+    values, indices = sae.encode_sparse(x, chunk=128, select_dtype=torch.bfloat16)
+    fast = _dense(values, indices, 512)
+    chosen = fast > 0
+    assert torch.allclose(fast[chosen], pre[chosen], rtol=1e-5, atol=1e-6), "values are float32, not bfloat16"
+    assert (fast.bfloat16().float() != fast)[chosen].any(), "the fixture: values that bfloat16 would round"
+    boundary = pre.topk(8, dim=-1).values[:, -1:] if architecture == "topk" else torch.zeros(len(x), 1)
+    scale = 2**-7 * pre.abs().amax(-1, keepdim=True)  # bfloat16's rounding of the largest pre-activation
+    changed = chosen != (exact > 0)
+    assert ((pre - boundary).abs()[changed] <= scale.expand_as(pre)[changed]).all(), "a swap away from the boundary"
+    assert changed.any() and changed.float().mean() < 0.01, "the fixture: a few swaps, at the boundary"
+
+
+def test_encode_sparse_honours_an_encoder_of_a_subclass():
+    """An SAE class that changes ``encode`` (a learner's, another architecture) is encoded through its own
+    ``encode``, not the course's fast path."""
+
+    class Doubled(SAE):
+        def encode(self, x):
+            return 2 * super().encode(x)
+
+    sae = _random_sae("standard")
+    doubled = Doubled(sae.cfg)
+    doubled.load_state_dict(sae.state_dict())
+    x = torch.randn(30, 16, generator=torch.Generator().manual_seed(5)) * 2
+    values, indices = doubled.encode_sparse(x, chunk=8)
+    assert torch.allclose(_dense(values, indices, 48), 2 * sae.encode(x).detach())
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_encode_sparse_on_edge_cases(architecture):
     sae = _random_sae(architecture)
     values, indices = sae.encode_sparse(torch.zeros(0, 16))

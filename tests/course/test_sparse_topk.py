@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from utils.sae.model import SAE, SAEConfig
-from utils.sae.sparse_topk import grouped_topk, latent_sums, sparse_topk_training_step, topk_csr
+from utils.sae.model import SAE, SAEConfig, grouped_topk
+from utils.sae.sparse_topk import latent_sums, sparse_topk_training_step, topk_csr
 from utils.sae.steps import sae_training_step
 
 D_IN, D_SAE, K, BATCH = 32, 256, 8, 96

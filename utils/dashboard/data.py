@@ -10,8 +10,8 @@ few prompts (every latent at every token, ranked in the page by activation, quan
 The same code serves every SAE architecture, because every step reads the SAE through the course's shared
 pieces: the statistics are the engine's (``utils.sae.latent_stats.compute_latent_stats``, one pass over the
 tokens, or its saved results); the rows that hold the contexts are run once more through
-``utils.sae.latent_effects.final_residual``, encoded as the engine encodes (``latent_stats.encode_sparse``:
-``SAE.encode_sparse``'s code, each token's active latents only), and their ablation effects come from
+``utils.sae.latent_effects.final_residual``, encoded as the engine encodes (``SAE.encode_sparse``, each
+token's active latents only), and their ablation effects come from
 ``latent_effects.ablation_effects``, the closed form the prompt view (``utils.sae.prompt_view``) uses too, each
 position's clean log-probabilities once. The text of every token comes from ``utils.lm.token_text``, readable
 and never empty: running text (contexts, prompts) as ``readable_pieces`` (a token that holds the rest of a
@@ -51,7 +51,7 @@ from utils.dashboard.payload import (
 )
 from utils.lm.token_text import CONTINUATION, readable_from_bytes, readable_pieces, token_bytes, token_labels
 from utils.sae import latent_effects
-from utils.sae.latent_stats import LatentStats, LatentStatsOptions, compute_latent_stats, encode_sparse
+from utils.sae.latent_stats import LatentStats, LatentStatsOptions, compute_latent_stats
 from utils.sae.prompt_view import prompt_view as engine_prompt_view
 
 __all__ = [
@@ -208,8 +208,8 @@ def _row_contexts(
     centred over the vocabulary, is added to ``effects[latent]`` (a running sum and a count)."""
     seq = row_tokens.shape[1]
     resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
-    values, indices = (  # the engine's encoder: sae.encode_sparse's code, a chunk of tokens at a time
-        t.cpu().reshape(*x.shape[:2], -1) for t in encode_sparse(sae, x.reshape(-1, x.shape[-1]))
+    values, indices = (  # the engine's encoder, a chunk of tokens at a time
+        t.cpu().reshape(*x.shape[:2], -1) for t in sae.encode_sparse(x.reshape(-1, x.shape[-1]))
     )  # [rows seq k]
     windows, pairs = [], []  # (latent, row, position, window, its activations); (row, position, latent, act)
     for row, wanted in enumerate(centres):

@@ -11,7 +11,7 @@ the course's one-layer model's only MLP); :func:`check_closed_form` says so clea
 The pieces, each used by the prompt view (``utils.sae.prompt_view``) and the dashboard (``utils.dashboard``):
 
 - :func:`final_residual`: one forward pass to the final residual stream, with the SAE's input on the way;
-- ``SAE.encode_sparse`` (:func:`encode_sparse` for many tokens): each token's active latents;
+- ``SAE.encode_sparse``: each token's active latents, a chunk of tokens at a time;
 - :func:`ablation_effects`: the loss change when a latent is removed at a position, and the tokens it moves most.
 
 Three ways to say which tokens a latent promotes, from the cheapest to the exact one:
@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -184,20 +183,10 @@ def final_residual(
 # ---------------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def encode_sparse(
-    sae, x: Float[Tensor, "n d_in"], batch: int = 4096
-) -> tuple[Float[Tensor, "n k"], Int[Tensor, "n k"]]:
-    """``sae.encode_sparse(x)`` for many tokens, ``batch`` at a time, so that the pre-activations
-    ``[batch, d_sae]`` stay small. With an L1 SAE, k differs from batch to batch: the shorter codes are padded
-    with value 0 (at latent 0: a padded slot adds nothing, as in :func:`latent_columns`)."""
-    if len(x) <= batch:
-        return sae.encode_sparse(x)
-    codes = [sae.encode_sparse(x[start : start + batch]) for start in range(0, len(x), batch)]
-    k = max(values.shape[-1] for values, _ in codes)
-    values = torch.cat([F.pad(values, (0, k - values.shape[-1])) for values, _ in codes])
-    indices = torch.cat([F.pad(indices, (0, k - indices.shape[-1])) for _, indices in codes])
-    return values, indices
+def encode_sparse(sae, x: Float[Tensor, "n d_in"], batch: int = 4096) -> tuple[Tensor, Tensor]:
+    """``sae.encode_sparse(x, chunk=batch)``: kept for notebooks generated before December 2026, which call it
+    here. New code calls ``sae.encode_sparse``, the one sparse encoder."""
+    return sae.encode_sparse(x, chunk=batch)
 
 
 def latent_columns(

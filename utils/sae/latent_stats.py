@@ -1,7 +1,7 @@
 """What makes each latent fire: statistics for all latents of an SAE from one pass over a token set.
 
 One forward pass of the model (to the SAE's hook only, ``utils.lm.activations.hook_activations``) and one sparse
-encode per batch (each token's active latents: ``sae.encode_sparse``'s code, see ``encode_sparse`` below) gather,
+encode per batch (each token's active latents: ``sae.encode_sparse``, the SAE's one sparse encoder) gather,
 for every latent at once:
 
 - firing counts, density, the sum and maximum of its activations;
@@ -59,7 +59,6 @@ __all__ = [
     "LatentStatsOptions",
     "SmallestKeys",
     "compute_latent_stats",
-    "encode_sparse",
     "token_keys",
 ]
 
@@ -679,44 +678,6 @@ class LatentStatsAccumulator:
 # The SAE's code, for many tokens
 
 
-@torch.no_grad()
-def encode_sparse(
-    sae, x: Float[Tensor, "n d_in"], chunk: int = 1024
-) -> tuple[Float[Tensor, "n k"], Int[Tensor, "n k"]]:
-    """``sae.encode_sparse(x)`` for many tokens: the same code (the same numbers; with ties at the k-th value,
-    another equally valid choice), ``chunk`` tokens at a time into one reused buffer of pre-activations.
-
-    For the course's two architectures the pre-activations ``x_c @ W_enc`` get the bias added in place; a
-    "topk" SAE then keeps the ``k`` largest (``utils.sae.sparse_topk.grouped_topk``) and applies the ReLU to
-    those ``k`` only (an entry the ReLU zeroes is padding, as in ``encode_sparse``); a "standard" SAE keeps its
-    positive entries, padded to the largest active set. An SAE class with its own ``encode_sparse`` is asked
-    directly."""
-    from utils.sae.model import SAE
-    from utils.sae.sparse_topk import grouped_topk
-
-    architecture = sae.cfg.architecture
-    if type(sae).encode_sparse is not SAE.encode_sparse or architecture not in ("topk", "standard") or not len(x):
-        return sae.encode_sparse(x)
-    W_enc, b_enc, b_dec = sae.W_enc.detach(), sae.b_enc.detach(), sae.b_dec.detach()
-    x = x.detach().to(W_enc.dtype).reshape(-1, W_enc.shape[0])
-    buffer = torch.empty(min(chunk, len(x)), W_enc.shape[1], dtype=W_enc.dtype, device=W_enc.device)
-    codes = []
-    for start in range(0, len(x), chunk):
-        pre = torch.mm(x[start : start + chunk] - b_dec, W_enc, out=buffer[: min(chunk, len(x) - start)])
-        pre += b_enc
-        if architecture == "topk":
-            values, indices = grouped_topk(pre, sae.cfg.k)
-            codes.append((values.relu_(), indices))
-        else:
-            pre.relu_()
-            n_active = int((pre > 0).sum(-1).max())
-            codes.append(pre.topk(min(max(n_active, 1), pre.shape[1]), dim=-1, sorted=False))
-    k = max(values.shape[1] for values, _ in codes)
-    values = torch.cat([F.pad(values, (0, k - values.shape[1])) for values, _ in codes])
-    indices = torch.cat([F.pad(indices, (0, k - indices.shape[1])) for _, indices in codes])
-    return values, indices
-
-
 # --------------------------------------------------------------------------------------------------
 
 
@@ -735,9 +696,10 @@ def compute_latent_stats(
     doc_ids: Int[Tensor, "n_seqs seq"] | None = None,
     progress: bool = True,
     seconds: dict[str, list[float]] | None = None,
+    select_dtype: torch.dtype | None = None,
     **option_overrides: Any,
 ) -> LatentStats:
-    """Run ``model`` to the SAE's hook over ``tokens`` in batches, encode (``encode_sparse``, the SAE's own code)
+    """Run ``model`` to the SAE's hook over ``tokens`` in batches, encode (``sae.encode_sparse``, the SAE's own code)
     and gather ``LatentStats``: the same code for every architecture.
 
     ``options`` default to :data:`MODEL_OPTIONS`; keyword arguments replace single ones (``top_k=10``,
@@ -746,6 +708,8 @@ def compute_latent_stats(
     which the course's SAEs never saw in training (``ActivationBuffer`` drops it), yet a TopK SAE fires 32
     latents there, so each of those would show one identical "example" per row and a density raised by 1/seq.
     A dict passed as ``seconds`` receives the wall-clock and CPU seconds of each phase (forward, encode, ...).
+    ``select_dtype=torch.bfloat16`` chooses the active latents in bfloat16 (``SAE.encode_sparse``: faster, exact
+    values, a few tokens' active sets differ at the k-th latent); the default is exact.
     """
     from utils.lm.activations import hook_activations
 
@@ -772,7 +736,7 @@ def compute_latent_stats(
             x = hook_activations(model, rows, sae.cfg.hook_name)[:, first:]
             x = x.reshape(-1, x.shape[-1])
         with acc.timed("encode"):
-            values, indices = encode_sparse(sae, x)
+            values, indices = sae.encode_sparse(x, select_dtype=select_dtype)
         docs = None if doc_ids is None else doc_ids[start : start + batch_size, first:].reshape(-1)
         acc.add_tokens(values, indices, x, acc.token_index(start, len(rows)), docs)
     stats = acc.finish()

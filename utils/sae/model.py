@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from utils.sae.saelens_format import load_saelens, save_saelens
 
-__all__ = ["SAE", "SAEConfig"]
+__all__ = ["SAE", "SAEConfig", "grouped_topk"]
 
 
 @dataclass
@@ -97,25 +98,82 @@ class SAE(nn.Module):
             acts = torch.zeros_like(acts).scatter_(-1, indices, values)
         return acts
 
-    def encode_sparse(self, x: Float[Tensor, "... d_in"]) -> tuple[Float[Tensor, "... k"], Int[Tensor, "... k"]]:
+    @torch.no_grad()
+    def encode_sparse(
+        self, x: Float[Tensor, "... d_in"], chunk: int = 4096, select_dtype: torch.dtype | None = None
+    ) -> tuple[Float[Tensor, "... k"], Int[Tensor, "... k"]]:
         """The same code as ``encode``, kept sparse: ``(values, indices)``, each token's active latents.
 
         Everything that reads many tokens' codes (the statistics engine, the prompt view, the dashboard) uses
-        this, because ``[tokens, d_sae]`` is mostly zeros: 32 numbers a token instead of 4,096.
+        this, because ``[tokens, d_sae]`` is mostly zeros: 32 numbers a token instead of 4,096. It measures,
+        it does not train: no gradient flows through it (training differentiates ``encode``).
 
         - "topk": the k largest ReLU pre-activations, exactly what ``encode`` keeps (some may be 0 if fewer
           than k are positive), without building the dense code;
         - "standard" (L1): the active set. k is the largest number of active latents on any token of ``x``
           (at least 1), and tokens with fewer are padded with value 0 (at latents inactive there).
 
-        Scattering ``values`` at ``indices`` into zeros of shape ``[..., d_sae]`` gives ``encode(x)``. The order
-        within a token's k is unspecified. Architectures whose code is chosen another way override this."""
-        if self.cfg.architecture == "topk":  # what encode keeps, without the dense scatter
-            acts = torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
+        Scattering ``values`` at ``indices`` into zeros of shape ``[..., d_sae]`` gives ``encode(x)`` (with ties
+        at the k-th value, another equally valid choice). The order within a token's k is unspecified.
+        ``chunk`` tokens are encoded at a time into one reused buffer of pre-activations, so that
+        ``[chunk, d_sae]`` is the most this holds at once; a TopK SAE picks its k with :func:`grouped_topk`.
+        A subclass that changes ``encode`` (a learner's SAE, another architecture) is encoded through its own
+        ``encode``, a chunk at a time.
+
+        ``select_dtype=torch.bfloat16`` (opt-in, the course's own encoder only) picks each token's active latents
+        from a bfloat16 product (about twice the matmul rate of float32 on CPUs with bfloat16 instructions),
+        then computes their values in float32 from the chosen latents' columns of ``W_enc``: every value is
+        ``encode``'s (to float rounding), but a latent whose pre-activation is within bfloat16's rounding (about
+        0.4%) of the k-th largest (TopK) or of 0 (L1) may be swapped for its neighbour.
+        ``tests/benchmarks/bench_latent_stats.py --compare-select`` measures how often and how much faster; the
+        default (None) is exact."""
+        lead, flat = x.shape[:-1], x.reshape(-1, x.shape[-1]).to(self.W_enc.dtype)
+        if type(self).encode is not SAE.encode or not len(flat):
+            codes = [self._sparse_of_dense(self.encode(flat[s : s + chunk])) for s in range(0, len(flat), chunk)]
+            codes = codes or [self._sparse_of_dense(self.encode(flat))]
+        else:
+            codes = self._encode_sparse_chunks(flat, chunk, select_dtype)
+        k = max(values.shape[-1] for values, _ in codes)
+        values = torch.cat([F.pad(values, (0, k - values.shape[-1])) for values, _ in codes])
+        indices = torch.cat([F.pad(indices, (0, k - indices.shape[-1])) for _, indices in codes])
+        return values.reshape(*lead, k), indices.reshape(*lead, k)
+
+    def _encode_sparse_chunks(
+        self, flat: Float[Tensor, "n d_in"], chunk: int, select_dtype: torch.dtype | None = None
+    ) -> list[tuple[Tensor, Tensor]]:
+        """``encode_sparse`` of the course's own encoder: per chunk, ``(x - b_dec) @ W_enc`` into one buffer, the
+        bias added in place; TopK keeps the k largest and applies the ReLU to those only (an entry it zeroes is
+        padding), L1 keeps the positive entries. With ``select_dtype``, the product that chooses is in that
+        dtype and the chosen values are recomputed in the SAE's own (:meth:`_exact_values`)."""
+        dtype = select_dtype or self.W_enc.dtype
+        W_enc, b_enc = self.W_enc.to(dtype), self.b_enc.to(dtype)
+        buffer = torch.empty(min(chunk, len(flat)), self.cfg.d_sae, dtype=dtype, device=self.W_enc.device)
+        codes = []
+        for start in range(0, len(flat), chunk):
+            part = flat[start : start + chunk] - self.b_dec
+            pre = torch.mm(part.to(dtype), W_enc, out=buffer[: len(part)])
+            pre += b_enc
+            if self.cfg.architecture == "topk":
+                values, indices = grouped_topk(pre, self.cfg.k)
+            else:
+                values, indices = self._sparse_of_dense(pre.relu_())
+            if select_dtype is not None:
+                values = self._exact_values(part, indices)
+            codes.append((values.relu_(), indices))
+        return codes
+
+    def _exact_values(self, centred: Float[Tensor, "n d_in"], indices: Int[Tensor, "n k"]) -> Float[Tensor, "n k"]:
+        """The pre-activations ``(x - b_dec) @ W_enc[:, i] + b_enc[i]`` of the chosen latents ``i`` only (k columns
+        of ``W_enc`` per token instead of all ``d_sae``), in the SAE's dtype."""
+        columns = self.W_enc.T[indices]  # [n k d_in]
+        return torch.einsum("nd,nkd->nk", centred, columns) + self.b_enc[indices]
+
+    def _sparse_of_dense(self, acts: Float[Tensor, "n d_sae"]) -> tuple[Tensor, Tensor]:
+        """A dense code's active entries: the k of a TopK SAE, else as many as the busiest token has (at least 1)."""
+        if self.cfg.architecture == "topk":
             return acts.topk(self.cfg.k, dim=-1, sorted=False)
-        acts = self.encode(x)
         n_active = int((acts > 0).sum(-1).max()) if acts.numel() else 0
-        return acts.topk(min(max(n_active, 1), self.cfg.d_sae), dim=-1, sorted=False)
+        return acts.topk(min(max(n_active, 1), acts.shape[-1]), dim=-1, sorted=False)
 
     def decode(self, acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_in"]:
         """Reconstruction: ``acts @ W_dec + b_dec``."""
@@ -218,3 +276,23 @@ class SAE(nn.Module):
         c = self.cfg
         sparsity = f"l1_coefficient={c.l1_coefficient:g}" if c.architecture == "standard" else f"k={c.k}"
         return f"{c.architecture}, d_in={c.d_in}, d_sae={c.d_sae}, {sparsity}, hook_name={c.hook_name!r}"
+
+
+def grouped_topk(pre: Float[Tensor, "batch n"], k: int, group_size: int = 8) -> tuple[Tensor, Tensor]:
+    """The ``k`` largest entries of each row, as ``pre.topk(k, dim=-1, sorted=False)`` gives them (in no order).
+
+    Exact, in two smaller selections: split each row into ``n / group_size`` groups (group ``j`` holds the
+    entries ``j, j + m, j + 2m, ...``, strided so that the maxima are one vectorised reduction), keep the ``k``
+    groups with the largest maxima, and pick the top ``k`` of their ``k * group_size`` entries. Every top-k
+    entry ``e`` is in a kept group: a group whose maximum beats ``e``'s group's maximum holds an entry larger
+    than ``e``, and at most ``k - 1`` entries are. (With ties, another equally valid top-k set may come out.)
+    Faster than one ``torch.topk`` over the row on a CPU (``tests/benchmarks/bench_sae.py``, section 3)."""
+    B, n = pre.shape
+    m = n // group_size
+    if n % group_size or m < 2 * k or group_size < 2:  # too few groups to skip any: one plain top-k
+        return pre.topk(k, dim=-1, sorted=False)
+    groups = pre.reshape(B, group_size, m)  # groups[b, c, j] = pre[b, c * m + j]: group j is column j
+    _, kept = groups.amax(1).topk(k, dim=-1, sorted=False)  # [B, k]: the groups with the k largest maxima
+    candidates = groups.gather(2, kept.unsqueeze(1).expand(B, group_size, k)).view(B, group_size * k)
+    values, at = candidates.topk(k, dim=-1, sorted=False)  # candidate at = c * k + s is pre[b, c * m + kept[b, s]]
+    return values, torch.div(at, k, rounding_mode="floor") * m + kept.gather(1, at % k)

@@ -40,29 +40,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from utils.sae.model import SAE
+from utils.sae.model import SAE, grouped_topk  # the encoder's exact top-k, used by both
 
-__all__ = ["grouped_topk", "latent_sums", "sparse_topk_training_step", "topk_csr"]
-
-
-def grouped_topk(pre: Float[Tensor, "batch n"], k: int, group_size: int = 8) -> tuple[Tensor, Tensor]:
-    """The ``k`` largest entries of each row, as ``pre.topk(k, dim=-1, sorted=False)`` gives them (in no order).
-
-    Exact, in two smaller selections: split each row into ``n / group_size`` groups (group ``j`` holds the
-    entries ``j, j + m, j + 2m, ...``, strided so that the maxima are one vectorised reduction), keep the ``k``
-    groups with the largest maxima, and pick the top ``k`` of their ``k * group_size`` entries. Every top-k
-    entry ``e`` is in a kept group: a group whose maximum beats ``e``'s group's maximum holds an entry larger
-    than ``e``, and at most ``k - 1`` entries are. (With ties, another equally valid top-k set may come out.)
-    Faster than one ``torch.topk`` over the row on a CPU (``tests/benchmarks/bench_sae.py``, section 3)."""
-    B, n = pre.shape
-    m = n // group_size
-    if n % group_size or m < 2 * k or group_size < 2:  # too few groups to skip any: one plain top-k
-        return pre.topk(k, dim=-1, sorted=False)
-    groups = pre.reshape(B, group_size, m)  # groups[b, c, j] = pre[b, c * m + j]: group j is column j
-    _, kept = groups.amax(1).topk(k, dim=-1, sorted=False)  # [B, k]: the groups with the k largest maxima
-    candidates = groups.gather(2, kept.unsqueeze(1).expand(B, group_size, k)).view(B, group_size * k)
-    values, at = candidates.topk(k, dim=-1, sorted=False)  # candidate at = c * k + s is pre[b, c * m + kept[b, s]]
-    return values, torch.div(at, k, rounding_mode="floor") * m + kept.gather(1, at % k)
+__all__ = ["latent_sums", "sparse_topk_training_step", "topk_csr"]
 
 
 def topk_csr(
