@@ -121,10 +121,11 @@ class SAE(nn.Module):
         ``encode``, a chunk at a time.
 
         ``select_dtype=torch.bfloat16`` (opt-in, the course's own encoder only) picks each token's active latents
-        from a bfloat16 product (about twice the matmul rate of float32 on CPUs with bfloat16 instructions),
-        then computes their values in float32 from the chosen latents' columns of ``W_enc``: every value is
-        ``encode``'s (to float rounding), but a latent whose pre-activation is within bfloat16's rounding (about
-        0.4%) of the k-th largest (TopK) or of 0 (L1) may be swapped for its neighbour.
+        from a bfloat16 product, then computes their values in float32 from the chosen latents' columns of
+        ``W_enc``: every value is ``encode``'s (to float rounding), but a latent whose pre-activation is within
+        bfloat16's rounding (about 0.4%) of the k-th largest (TopK) or of 0 (L1) may be swapped for its
+        neighbour. Worth it only where bfloat16 products are fast (GPUs, CPUs with AVX512-BF16 or AMX); on a CPU
+        with AVX2 alone they are several times slower than float32.
         ``tests/benchmarks/bench_latent_stats.py --compare-select`` measures how often and how much faster; the
         default (None) is exact."""
         lead, flat = x.shape[:-1], x.reshape(-1, x.shape[-1]).to(self.W_enc.dtype)
@@ -145,14 +146,17 @@ class SAE(nn.Module):
         bias added in place; TopK keeps the k largest and applies the ReLU to those only (an entry it zeroes is
         padding), L1 keeps the positive entries. With ``select_dtype``, the product that chooses is in that
         dtype and the chosen values are recomputed in the SAE's own (:meth:`_exact_values`)."""
-        dtype = select_dtype or self.W_enc.dtype
-        W_enc, b_enc = self.W_enc.to(dtype), self.b_enc.to(dtype)
-        buffer = torch.empty(min(chunk, len(flat)), self.cfg.d_sae, dtype=dtype, device=self.W_enc.device)
+        buffer = torch.empty(min(chunk, len(flat)), self.cfg.d_sae, dtype=self.W_enc.dtype, device=self.W_enc.device)
+        if select_dtype is not None:  # F.linear reads the weight as [d_sae, d_in]: oneDNN's fast low-precision path
+            W_enc_t, b_enc = self.W_enc.T.contiguous().to(select_dtype), self.b_enc.to(select_dtype)
         codes = []
         for start in range(0, len(flat), chunk):
             part = flat[start : start + chunk] - self.b_dec
-            pre = torch.mm(part.to(dtype), W_enc, out=buffer[: len(part)])
-            pre += b_enc
+            if select_dtype is None:
+                pre = torch.mm(part, self.W_enc, out=buffer[: len(part)])
+                pre += self.b_enc
+            else:
+                pre = F.linear(part.to(select_dtype), W_enc_t, b_enc)
             if self.cfg.architecture == "topk":
                 values, indices = grouped_topk(pre, self.cfg.k)
             else:
