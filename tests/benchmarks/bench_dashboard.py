@@ -61,9 +61,10 @@ def main() -> None:
 
     with torch.no_grad():
         cpu0, t0 = time.process_time(), time.perf_counter()
-        stats = dashboard.latent_stats(model, sae, tokens, seconds=phases)
+        codes: dict = {}
+        stats = dashboard.latent_stats(model, sae, tokens, seconds=phases, codes=codes)
         t_pass = time.perf_counter() - t0
-        data = dashboard.build(model, sae, tokens, stats=stats, other_sae=other, prompts=[prompt])
+        data = dashboard.build(model, sae, tokens, stats=stats, other_sae=other, prompts=[prompt], codes=codes)
         t_stats = time.perf_counter() - t0 - t_pass
         out = Path(args.out or tempfile.mkdtemp(prefix="dashboard-"))
         index = dashboard.export_folder(data, out)

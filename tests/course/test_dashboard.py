@@ -447,3 +447,29 @@ def test_without_ipywidgets_browse_says_so_and_shows_the_page(monkeypatch):
     shown = widget.browse(data)
     assert isinstance(shown, widget.WidgetsMissing) and repr(shown) == widget.NO_WIDGETS
     assert "pip install ipywidgets" in widget.NO_WIDGETS and "srcdoc" in shown._repr_html_()
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_build_reads_the_engines_codes_instead_of_encoding_again(architecture):
+    """The codes the engine's pass keeps (``latent_stats(codes=...)``) are each token's code (BOS zeros), and a
+    dashboard built from them shows the contexts one built by encoding the rows again shows."""
+    model, _, _, tokens = bundled()
+    sae = sae_of(architecture)
+    data, latents = small_dashboard(architecture)
+    codes: dict = {}
+    stats = dashboard.latent_stats(model, sae, tokens, 16, codes=codes)
+    assert codes["values"].shape[:2] == tokens.shape and codes["indices"].dtype == torch.int16
+    _, x = latent_effects.final_residual(model, tokens, sae.cfg.hook_name)
+    dense = torch.zeros(*tokens.shape, sae.cfg.d_sae).scatter_add_(-1, codes["indices"].long(), codes["values"])
+    assert torch.allclose(dense[:, 1:], sae.encode(x[:, 1:]).detach(), atol=1e-5) and (dense[:, 0] == 0).all()
+    again = dashboard.build(model, sae, tokens, latents=latents, stats=stats, codes=codes)
+    compared = 0
+    for f in latents:
+        for mine, theirs in zip(again.latents[f].top, data.latents[f].top, strict=True):
+            assert mine.pieces == theirs.pieces and mine.centre == theirs.centre
+            assert mine.acts == pytest.approx(theirs.acts, abs=0.011) and set(mine.effects) == set(theirs.effects)
+            assert all(mine.effects[i].loss == pytest.approx(theirs.effects[i].loss, abs=2e-3) for i in mine.effects)
+            compared += len(mine.effects)
+    assert compared > 20, "the fixture's contexts have effects to compare"
+    with pytest.raises(ValueError, match="not of these tokens"):
+        dashboard.build(model, sae, tokens[:3], latents=latents[:1], stats=stats, codes=codes)

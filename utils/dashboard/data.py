@@ -93,13 +93,23 @@ def latent_stats(
     tokens: Int[Tensor, "rows seq"],
     batch_rows: int = 64,
     seconds: dict[str, list[float]] | None = None,
+    codes: dict[str, Tensor] | None = None,
     **options,
 ) -> LatentStats:
     """``compute_latent_stats`` with the dashboard's options (:data:`STATS_OPTIONS`; keyword arguments replace
     single ones), BOS left out as in SAE training: the SAE's code there means nothing, and BOS would fill some
-    latents' top contexts. A dict passed as ``seconds`` receives each phase's wall-clock and CPU seconds."""
+    latents' top contexts. A dict passed as ``seconds`` receives each phase's wall-clock and CPU seconds; one
+    passed as ``codes``, the pass's sparse codes (``compute_latent_stats``), which :func:`build` then reads instead
+    of encoding the rows of the contexts again."""
     return compute_latent_stats(
-        model, sae, tokens, replace(STATS_OPTIONS, **options), batch_size=batch_rows, progress=False, seconds=seconds
+        model,
+        sae,
+        tokens,
+        replace(STATS_OPTIONS, **options),
+        batch_size=batch_rows,
+        progress=False,
+        seconds=seconds,
+        codes=codes,
     )
 
 
@@ -201,16 +211,21 @@ def _row_contexts(
     latent_out: Tensor,
     tops: set[tuple[int, int, int]] = frozenset(),
     effects: dict[int, tuple[Tensor, int]] | None = None,
+    row_codes: tuple[Tensor, Tensor] | None = None,
 ) -> dict[tuple[int, int], Context]:
     """The contexts of a batch of rows: ``centres[i]`` lists the ``(latent, position)`` to show in row i.
 
     For each ``(latent, row, position)`` in ``tops`` (a top example), the latent's exact logit effect there,
-    centred over the vocabulary, is added to ``effects[latent]`` (a running sum and a count)."""
+    centred over the vocabulary, is added to ``effects[latent]`` (a running sum and a count). ``row_codes``: the
+    rows' sparse codes from the engine's pass (``[rows seq k]``), else they are encoded here."""
     seq = row_tokens.shape[1]
     resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
-    values, indices = (  # the engine's encoder, a chunk of tokens at a time
-        t.cpu().reshape(*x.shape[:2], -1) for t in sae.encode_sparse(x.reshape(-1, x.shape[-1]))
-    )  # [rows seq k]
+    if row_codes is not None:
+        values, indices = row_codes[0], row_codes[1].long()
+    else:
+        values, indices = (  # the engine's encoder, a chunk of tokens at a time
+            t.cpu().reshape(*x.shape[:2], -1) for t in sae.encode_sparse(x.reshape(-1, x.shape[-1]))
+        )  # [rows seq k]
     windows, pairs = [], []  # (latent, row, position, window, its activations); (row, position, latent, act)
     for row, wanted in enumerate(centres):
         for f, pos in wanted:
@@ -275,11 +290,14 @@ def _contexts(
     batch_rows: int = 64,
     tops: dict[int, list[int]] | None = None,
     effects: dict[int, tuple[Tensor, int]] | None = None,
+    codes: dict[str, Tensor] | None = None,
 ) -> dict[tuple[int, int], Context]:
     """Each (latent, centre token index) as a context: token texts, the latent's activation on each token, and
     where it fires, the exact effect of removing it on the next token's loss with the largest log-prob changes.
     The rows holding contexts are run again, ``batch_rows`` at a time. With ``tops`` (each latent's top examples,
-    as flat token indices) and ``effects``, the latents' exact logit effects there are summed into ``effects``."""
+    as flat token indices) and ``effects``, the latents' exact logit effects there are summed into ``effects``.
+    With ``codes`` (the engine's pass's, ``latent_stats(codes=...)``) the rows are run to the final residual
+    only, not encoded again."""
     seq = tokens.shape[1]
     latent_out = latent_effects.sae_out_directions(model, sae)
     by_row, top_rows = _by_row(wanted, seq), _by_row(tops or {}, seq)
@@ -288,8 +306,18 @@ def _contexts(
     for start in range(0, len(rows), batch_rows):
         batch = rows[start : start + batch_rows]
         top_here = {(f, i, pos) for i, r in enumerate(batch) for f, pos in top_rows.get(r, ())}
+        row_codes = None if codes is None else (codes["values"][batch], codes["indices"][batch])
         found = _row_contexts(
-            model, sae, tokens[batch], [by_row[r] for r in batch], before, after, latent_out, top_here, effects
+            model,
+            sae,
+            tokens[batch],
+            [by_row[r] for r in batch],
+            before,
+            after,
+            latent_out,
+            top_here,
+            effects,
+            row_codes,
         )
         out |= {(f, batch[row] * seq + pos): context for (f, row, pos), context in found.items()}
     return out
@@ -444,22 +472,27 @@ def build(
     before: int = 12,
     after: int = 4,
     batch_rows: int = 64,
+    codes: dict[str, Tensor] | None = None,
 ) -> DashboardData:
     """The dashboard's data for ``latents`` (default: all) of ``sae`` over ``tokens`` (rows starting with BOS).
 
     Any SAE architecture on the model's last MLP (the closed-form ablation effects hold only there: another
     hook raises at once). ``stats`` are the engine's saved results for these tokens (``LatentStats.load(folder)``,
-    computed with at least ``cofire`` and ``neuron_corr``); without them, :func:`latent_stats` computes them first."""
+    computed with at least ``cofire`` and ``neuron_corr``); without them, :func:`latent_stats` computes them first.
+    ``codes``: that pass's sparse codes (``latent_stats(..., codes=codes)``), read instead of encoding again."""
     latent_effects.check_closed_form(model, sae.cfg.hook_name)
     d_sae, seq = sae.cfg.d_sae, tokens.shape[1]
     latents = list(range(d_sae)) if latents is None else [int(f) for f in latents]
     if stats is None:
-        stats = latent_stats(model, sae, tokens, batch_rows)
+        codes = {}
+        stats = latent_stats(model, sae, tokens, batch_rows, codes=codes)
+    if codes is not None and tuple(codes["values"].shape[:2]) != tuple(tokens.shape):
+        raise ValueError(f"codes of shape {tuple(codes['values'].shape)} are not of these tokens {tuple(tokens.shape)}")
     _check_stats(stats, tokens)
     tops = {f: _locations(stats.top_seq[f], stats.top_pos[f], seq) for f in latents}
     effects: dict[int, tuple[Tensor, int]] = {}
     contexts = _contexts(
-        model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows, tops, effects
+        model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows, tops, effects, codes
     )
 
     lat = torch.tensor(latents, dtype=torch.long)

@@ -697,6 +697,7 @@ def compute_latent_stats(
     progress: bool = True,
     seconds: dict[str, list[float]] | None = None,
     select_dtype: torch.dtype | None = None,
+    codes: dict[str, Tensor] | None = None,
     **option_overrides: Any,
 ) -> LatentStats:
     """Run ``model`` to the SAE's hook over ``tokens`` in batches, encode (``sae.encode_sparse``, the SAE's own code)
@@ -710,6 +711,9 @@ def compute_latent_stats(
     A dict passed as ``seconds`` receives the wall-clock and CPU seconds of each phase (forward, encode, ...).
     ``select_dtype=torch.bfloat16`` chooses the active latents in bfloat16 (``SAE.encode_sparse``: faster, exact
     values, a few tokens' active sets differ at the k-th latent); the default is exact.
+    A dict passed as ``codes`` receives the sparse codes the pass computed, ``"values"`` and ``"indices"`` of shape
+    ``[n_seqs, seq, k]`` (BOS's slots, when left out, are zeros; indices int16 where ``d_sae`` allows), for a
+    caller that reads the tokens again (the dashboard's contexts), so that nothing is encoded twice.
     """
     from utils.lm.activations import hook_activations
 
@@ -725,6 +729,7 @@ def compute_latent_stats(
         **option_overrides,
     )
     first = 1 if acc.options.exclude_bos else 0  # BOS sliced off before the encoder: it is not counted
+    kept: list[tuple[Tensor, Tensor]] = []  # the codes, for ``codes``
     starts = range(0, len(tokens), batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -737,9 +742,28 @@ def compute_latent_stats(
             x = x.reshape(-1, x.shape[-1])
         with acc.timed("encode"):
             values, indices = sae.encode_sparse(x, select_dtype=select_dtype)
+        if codes is not None:
+            kept.append(
+                (values.reshape(len(rows), -1, values.shape[-1]), indices.reshape(len(rows), -1, values.shape[-1]))
+            )
         docs = None if doc_ids is None else doc_ids[start : start + batch_size, first:].reshape(-1)
         acc.add_tokens(values, indices, x, acc.token_index(start, len(rows)), docs)
     stats = acc.finish()
     if seconds is not None:
         seconds.update(acc.seconds)
+    if codes is not None:
+        codes.update(_stacked_codes(kept, first, sae.cfg.d_sae))
     return stats
+
+
+def _stacked_codes(kept: list[tuple[Tensor, Tensor]], first: int, d_sae: int) -> dict[str, Tensor]:
+    """The batches' codes ``[rows, seq - first, k]`` as one ``[n_seqs, seq, k]`` pair, padded to the largest k
+    (an L1 SAE's k differs from batch to batch), the ``first`` positions left out of the pass filled with zeros."""
+    k = max((values.shape[-1] for values, _ in kept), default=1)
+    index_dtype = torch.int16 if d_sae <= 2**15 else torch.int32
+    out = {}
+    for name, part in (("values", 0), ("indices", 1)):
+        tensors = [F.pad(code[part], (0, k - code[part].shape[-1], first, 0)).cpu() for code in kept]
+        out[name] = torch.cat(tensors) if tensors else torch.zeros(0, first, k)
+    out["indices"] = out["indices"].to(index_dtype)
+    return out
