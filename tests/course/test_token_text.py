@@ -180,3 +180,16 @@ def test_readable_pieces_are_the_pieces_with_the_mark(script, tokenizer, corpus)
     if script != "latin-accented":
         assert sum(starts_inside) > 0, "the sample splits characters"
     assert readable_pieces(tokenizer, torch.tensor(ids)) == readable
+
+
+def test_token_bytes_from_the_vocabulary_table_are_the_tokenizers(tokenizer, monkeypatch):
+    """The table built once per tokenizer holds, for every id, the bytes the tokenizer's own strings give; an id
+    past the table (a token added after it was built) is still read from the tokenizer."""
+    from utils.lm import token_text
+
+    every = list(range(len(tokenizer)))
+    assert token_text.token_bytes(tokenizer, every) == token_text._bytes_of_tokens(tokenizer, every)
+    assert token_text._vocab_bytes(tokenizer) is token_text._vocab_bytes(tokenizer), "built once"
+    short = token_text._vocab_bytes(tokenizer)[:100]
+    monkeypatch.setitem(token_text._VOCAB_BYTES, id(tokenizer), (tokenizer, short))
+    assert token_text.token_bytes(tokenizer, [5, 4000]) == token_text._bytes_of_tokens(tokenizer, [5, 4000])

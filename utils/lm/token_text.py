@@ -62,16 +62,40 @@ def _unicode_to_byte() -> dict[str, int]:
 
 
 def token_bytes(tokenizer, ids: Sequence[int]) -> list[bytes]:
-    """The raw bytes of each token (special tokens: their name in UTF-8)."""
+    """The raw bytes of each token (special tokens: their name in UTF-8).
+
+    Read from a table of the whole vocabulary, built once per tokenizer (:func:`_vocab_bytes`): the dashboard
+    asks for the bytes of every row that holds a context, 7,800 rows of 128 tokens for 1M tokens."""
+    table = _vocab_bytes(tokenizer)
+    ids = [int(i) for i in ids]
+    if all(0 <= i < len(table) for i in ids):
+        return [table[i] for i in ids]
+    return _bytes_of_tokens(tokenizer, ids)  # an id the table does not hold (added after it was built)
+
+
+def _bytes_of_tokens(tokenizer, ids: list[int]) -> list[bytes]:
+    """Each token's bytes, from the tokenizer's byte-level BPE strings."""
     table = _unicode_to_byte()
     special = set(getattr(tokenizer, "all_special_tokens", []))
     out = []
-    for token in tokenizer.convert_ids_to_tokens([int(i) for i in ids]):
+    for token in tokenizer.convert_ids_to_tokens(ids):
         if token in special or any(ch not in table for ch in token):
             out.append(token.encode("utf-8"))
         else:
             out.append(bytes(table[ch] for ch in token))
     return out
+
+
+_VOCAB_BYTES: dict[int, tuple[object, list[bytes]]] = {}
+
+
+def _vocab_bytes(tokenizer) -> list[bytes]:
+    """The bytes of every token id of ``tokenizer`` (``len(tokenizer)`` of them), built on first use and kept
+    (with the tokenizer, so that its id is not reused by another object)."""
+    key = id(tokenizer)
+    if key not in _VOCAB_BYTES or _VOCAB_BYTES[key][0] is not tokenizer:
+        _VOCAB_BYTES[key] = (tokenizer, _bytes_of_tokens(tokenizer, list(range(len(tokenizer)))))
+    return _VOCAB_BYTES[key][1]
 
 
 def _utf8_length(lead: int) -> int:

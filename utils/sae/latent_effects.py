@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -202,11 +203,19 @@ def latent_columns(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def final_logits(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
-    """Next-token logits from final residual vectors: the model's final LayerNorm and unembedding."""
+def final_logits(
+    model, resid: Float[Tensor, "... d_model"], W_U_t: Float[Tensor, "d_vocab d_model"] | None = None
+) -> Float[Tensor, "... d_vocab"]:
+    """Next-token logits from final residual vectors: the model's final LayerNorm and unembedding.
+
+    ``W_U_t``: ``model.W_U.T.contiguous()``, for a caller that unembeds many times (``ablation_effects``): the
+    unembedding is then the same ``F.linear`` that TransformerLens's ``Unembed`` runs, without copying the
+    transposed weight on every call (as ``Unembed`` does, to match Hugging Face's layout)."""
     shape = resid.shape[:-1]
     flat = resid.reshape(1, -1, resid.shape[-1])  # TransformerLens's modules want [batch pos d_model]
-    return model.unembed(model.ln_final(flat)).reshape(*shape, -1)
+    if W_U_t is None:
+        return model.unembed(model.ln_final(flat)).reshape(*shape, -1)
+    return F.linear(model.ln_final(flat), W_U_t, model.b_U).reshape(*shape, -1)
 
 
 def final_log_probs(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
@@ -275,11 +284,12 @@ def ablation_effects(
     ``logsumexp``, and the largest absolute changes lie among the ``n_top`` largest and ``n_top`` smallest changes
     in logits (the same tokens and values as from the table, to float rounding)."""
     loss, tops, changes = [], [], []
+    W_U_t = model.W_U.T.contiguous()  # once, not once per chunk (final_logits)
     for start in range(0, len(positions), chunk):
         pos, lat, a = positions[start : start + chunk], latents[start : start + chunk], acts[start : start + chunk]
         where, pair_row = torch.unique(pos, return_inverse=True)  # each position's clean pass once
-        logits_clean = final_logits(model, resid[where])
-        delta = final_logits(model, resid[pos] - a[:, None] * latent_out[lat])  # ablated logits, for now
+        logits_clean = final_logits(model, resid[where], W_U_t)
+        delta = final_logits(model, resid[pos] - a[:, None] * latent_out[lat], W_U_t)  # ablated logits, for now
         shift = (delta.logsumexp(-1) - logits_clean.logsumexp(-1)[pair_row])[:, None]  # the change in log-sum-exp
         delta -= logits_clean[pair_row]  # the change in logits
         loss.append(shift[:, 0] - delta.gather(1, next_tokens[pos][:, None])[:, 0])
