@@ -218,7 +218,6 @@ def _row_contexts(
     For each ``(latent, row, position)`` in ``tops`` (a top example), the latent's exact logit effect there,
     centred over the vocabulary, is added to ``effects[latent]`` (a running sum and a count). ``row_codes``: the
     rows' sparse codes from the engine's pass (``[rows seq k]``), else they are encoded here."""
-    seq = row_tokens.shape[1]
     resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
     if row_codes is not None:
         values, indices = row_codes[0], row_codes[1].long()
@@ -226,31 +225,62 @@ def _row_contexts(
         values, indices = (  # the engine's encoder, a chunk of tokens at a time
             t.cpu().reshape(*x.shape[:2], -1) for t in sae.encode_sparse(x.reshape(-1, x.shape[-1]))
         )  # [rows seq k]
-    windows, pairs = [], []  # (latent, row, position, window, its activations); (row, position, latent, act)
-    for row, wanted in enumerate(centres):
-        for f, pos in wanted:
-            w = torch.tensor(list(_window(pos, seq, before, after)))
-            acts = (values[row, w] * (indices[row, w] == f)).sum(-1)
-            windows.append((f, row, pos, w, acts))
-            pairs += [(row, p, f, a) for p, a in zip(w.tolist(), acts.tolist()) if a > 0 and p < seq - 1]
+    windows, pairs = _window_activations(values, indices, centres, before, after)
     if effects is not None:
         _add_logit_effects(
             model,
             resid,
-            [(f, row, pos, float(acts[pos - int(w[0])])) for f, row, pos, w, acts in windows if (f, row, pos) in tops],
+            [(f, row, pos, acts[pos - lo]) for f, row, pos, lo, acts in windows if (f, row, pos) in tops],
             latent_out,
             effects,
         )
     effects_at = _pair_effects(model, resid, row_tokens, pairs, latent_out)
     chunks = [token_bytes(model.tokenizer, tokens.tolist()) for tokens in row_tokens]  # once per row, then sliced
     out = {}
-    for f, row, pos, w, acts in windows:
-        ahead = {i + 1: effects_at[(row, p, f)] for i, p in enumerate(w.tolist()[:-1]) if (row, p, f) in effects_at}
-        pieces = readable_from_bytes(chunks[row][w[0] : w[-1] + 1])  # the window's own text: what it shows
+    for f, row, pos, lo, acts in windows:
+        ahead = {
+            i + 1: effects_at[(row, p, f)]
+            for i, p in enumerate(range(lo, lo + len(acts) - 1))
+            if (row, p, f) in effects_at
+        }
+        pieces = readable_from_bytes(chunks[row][lo : lo + len(acts)])  # the window's own text: what it shows
         out[(f, row, pos)] = Context(
-            pieces, [round(a, 2) for a in acts.tolist()], pos - int(w[0]), ahead
+            pieces, [round(a, 2) for a in acts], pos - lo, ahead
         )  # the effect lands on the predicted token, i + 1
     return out
+
+
+def _window_activations(
+    values: Float[Tensor, "rows seq k"],
+    indices: Int[Tensor, "rows seq k"],
+    centres: list[list[tuple[int, int]]],
+    before: int,
+    after: int,
+) -> tuple[list[tuple[int, int, int, int, list[float]]], list[tuple[int, int, int, float]]]:
+    """Each wanted context's window and the latent's activation on each of its tokens, all windows of the rows at
+    once (one gather, padded to the longest window): ``(latent, row, centre, first position, activations)``;
+    and every ``(row, position, latent, activation)`` where the latent fires in a window before the row's last
+    token (the pairs whose ablation effect on the next token is shown)."""
+    seq = values.shape[1]
+    spans = [(row, f, pos, _window(pos, seq, before, after)) for row, wanted in enumerate(centres) for f, pos in wanted]
+    if not spans:
+        return [], []
+    row_t, lat_t, lo_t, len_t = (
+        torch.tensor(column) for column in zip(*((r, f, w.start, len(w)) for r, f, _, w in spans))
+    )
+    offsets = torch.arange(int(len_t.max()))
+    inside = offsets < len_t[:, None]  # [windows, longest]
+    positions = (lo_t[:, None] + offsets).clamp_max(seq - 1)
+    here = (indices[row_t[:, None], positions] == lat_t[:, None, None]) & inside[..., None]
+    acts = (values[row_t[:, None], positions] * here).sum(-1)  # [windows, longest]: 0 past each window's end
+    rows_of = acts.tolist()
+    windows = [(f, r, pos, w.start, rows_of[i][: len(w)]) for i, (r, f, pos, w) in enumerate(spans)]
+    fires = (acts > 0) & inside & (positions < seq - 1)
+    which, at = fires.nonzero(as_tuple=True)  # window-major, positions in order: the pairs' order as listed
+    pairs = list(
+        zip(row_t[which].tolist(), positions[which, at].tolist(), lat_t[which].tolist(), acts[which, at].tolist())
+    )
+    return windows, pairs
 
 
 def _add_logit_effects(
