@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.course import binomial
 from tests.course.parts import instrumented
 from utils.checks import part01_toy_models as checks
 
@@ -23,18 +24,9 @@ N, ALPHA, BINS = checks.N_SAMPLES, checks.ALPHA, checks.BINS
 
 
 def exact_binomial_miss(n: int, p0: float, p1: float, alpha: float = ALPHA) -> float:
-    """P(the two-sided exact binomial test of p0 does not reject at ``alpha``) when the count is Binomial(n, p1).
-
-    The test is :func:`utils.checks.binom_test`'s: the p-value of k sums the Binomial(n, p0) probabilities of every
-    outcome no more likely than k (with scipy's relative tolerance of 1e-7)."""
-    k = np.arange(n + 1)
-    pmf0 = stats.binom.pmf(k, n, p0)
-    ordered = np.sort(pmf0)
-    cumulative = np.cumsum(ordered)
-    at_most = np.searchsorted(ordered, pmf0 * (1 + 1e-7), side="right")
-    p_values = np.where(at_most > 0, cumulative[np.maximum(at_most - 1, 0)], 0.0)
-    accept = p_values >= alpha
-    return float(stats.binom.pmf(k[accept], n, p1).sum())
+    """P(the two-sided exact binomial test of p0 does not reject at ``alpha``) when the count is Binomial(n, p1);
+    Part 1's checks reject at p < alpha (``tests/course/binomial.py``)."""
+    return binomial.miss(n, p0, p1, alpha, accept_at_alpha=True)
 
 
 def test_the_exact_binomial_test_is_the_checks() -> None:
@@ -42,13 +34,9 @@ def test_the_exact_binomial_test_is_the_checks() -> None:
     from utils.checks import binom_test
 
     n, p0 = 2_000, 0.3
-    k = np.arange(n + 1)
-    pmf0 = stats.binom.pmf(k, n, p0)
-    ordered = np.sort(pmf0)
-    cumulative = np.cumsum(ordered)
-    at_most = np.searchsorted(ordered, pmf0 * (1 + 1e-7), side="right")
-    p_values = np.where(at_most > 0, cumulative[np.maximum(at_most - 1, 0)], 0.0)
+    p_values = binomial.exact_binomial_p_values(n, p0)
     edges = np.flatnonzero(np.diff(p_values >= ALPHA))
+    assert len(edges) == 2
     for e in np.concatenate([edges, edges + 1]):
         assert (binom_test(int(e), n, p0) >= ALPHA) == (p_values[e] >= ALPHA)
 

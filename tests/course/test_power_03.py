@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.course import binomial
 from utils.checks import binom_test, ks_test
 from utils.checks import part03_dead_latents as checks
 
@@ -27,21 +28,14 @@ ALPHA = checks.ALPHA
 
 
 def acceptance(n: int, p0: float) -> np.ndarray:
-    """The counts k in 0..n that the check's exact binomial test of p0 accepts (p-value > ALPHA), computed the way
-    :func:`utils.checks.binom_test` computes the p-value (the Binomial(n, p0) probability of every outcome no more
-    likely than k, with scipy's relative tolerance of 1e-7)."""
-    k = np.arange(n + 1)
-    pmf0 = stats.binom.pmf(k, n, p0)
-    ordered = np.sort(pmf0)
-    cumulative = np.cumsum(ordered)
-    at_most = np.searchsorted(ordered, pmf0 * (1 + 1e-7), side="right")
-    p_values = np.where(at_most > 0, cumulative[np.maximum(at_most - 1, 0)], 0.0)
-    return k[p_values > ALPHA]
+    """The counts k in 0..n that the check's exact binomial test of p0 accepts: Part 3's checks reject at
+    p <= ALPHA (``tests/course/binomial.py``)."""
+    return binomial.accepted(n, p0, ALPHA, accept_at_alpha=False)
 
 
 def binomial_miss(n: int, p0: float, p1: float) -> float:
     """P(the exact binomial test of p0 accepts) when the count is Binomial(n, p1)."""
-    return float(stats.binom.pmf(acceptance(n, p0), n, p1).sum())
+    return binomial.miss(n, p0, p1, ALPHA, accept_at_alpha=False)
 
 
 def claim(exercise: str, mistake: str) -> float:

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.course import binomial
 from tests.course.parts import instrumented
 from utils.checks import part04_latent_activations as checks
 
@@ -38,17 +39,9 @@ ALPHA, RUNS, N = checks.ALPHA, checks.SAMPLING_RUNS, checks.SAMPLING_N_SAMPLES
 
 
 def exact_binomial_accept(n: int, p0: float, p1: float, alpha: float = ALPHA) -> float:
-    """P(the two-sided exact binomial test of p0 does not reject at ``alpha``) when the count is Binomial(n, p1).
-
-    The test is :func:`utils.checks.binom_test`'s: the p-value of k sums the Binomial(n, p0) probabilities of every
-    outcome no more likely than k (with scipy's relative tolerance of 1e-7)."""
-    k = np.arange(n + 1)
-    pmf0 = stats.binom.pmf(k, n, p0)
-    ordered = np.sort(pmf0)
-    cumulative = np.cumsum(ordered)
-    at_most = np.searchsorted(ordered, pmf0 * (1 + 1e-7), side="right")
-    p_values = np.where(at_most > 0, cumulative[np.maximum(at_most - 1, 0)], 0.0)
-    return float(stats.binom.pmf(k[p_values >= alpha], n, p1).sum())
+    """P(the two-sided exact binomial test of p0 does not reject at ``alpha``) when the count is Binomial(n, p1);
+    Part 4's checks reject at p < alpha (``tests/course/binomial.py``)."""
+    return binomial.miss(n, p0, p1, alpha, accept_at_alpha=True)
 
 
 def test_the_acceptance_region_is_the_checks() -> None:
@@ -56,12 +49,7 @@ def test_the_acceptance_region_is_the_checks() -> None:
     from utils.checks import binom_test
 
     for p0 in (1 / 3, 2 / 3):
-        k = np.arange(RUNS + 1)
-        pmf0 = stats.binom.pmf(k, RUNS, p0)
-        ordered = np.sort(pmf0)
-        cumulative = np.cumsum(ordered)
-        at_most = np.searchsorted(ordered, pmf0 * (1 + 1e-7), side="right")
-        p_values = np.where(at_most > 0, cumulative[np.maximum(at_most - 1, 0)], 0.0)
+        p_values = binomial.exact_binomial_p_values(RUNS, p0)
         edges = np.flatnonzero(np.diff(p_values >= ALPHA))
         assert len(edges) == 2
         for e in np.concatenate([edges, edges + 1]):
