@@ -68,9 +68,9 @@ def token_bytes(tokenizer, ids: Sequence[int]) -> list[bytes]:
     asks for the bytes of every row that holds a context, 7,800 rows of 128 tokens for 1M tokens."""
     table = _vocab_bytes(tokenizer)
     ids = [int(i) for i in ids]
-    if all(0 <= i < len(table) for i in ids):
+    if table is not None and all(0 <= i < len(table) for i in ids):
         return [table[i] for i in ids]
-    return _bytes_of_tokens(tokenizer, ids)  # an id the table does not hold (added after it was built)
+    return _bytes_of_tokens(tokenizer, ids)  # a tokenizer that does not say its size, or an id added since
 
 
 def _bytes_of_tokens(tokenizer, ids: list[int]) -> list[bytes]:
@@ -89,9 +89,12 @@ def _bytes_of_tokens(tokenizer, ids: list[int]) -> list[bytes]:
 _VOCAB_BYTES: dict[int, tuple[object, list[bytes]]] = {}
 
 
-def _vocab_bytes(tokenizer) -> list[bytes]:
+def _vocab_bytes(tokenizer) -> list[bytes] | None:
     """The bytes of every token id of ``tokenizer`` (``len(tokenizer)`` of them), built on first use and kept
-    (with the tokenizer, so that its id is not reused by another object)."""
+    (with the tokenizer, so that its id is not reused by another object); None for a tokenizer without a
+    length (any object with ``convert_ids_to_tokens`` will do for :func:`token_bytes`)."""
+    if not hasattr(tokenizer, "__len__"):
+        return None
     key = id(tokenizer)
     if key not in _VOCAB_BYTES or _VOCAB_BYTES[key][0] is not tokenizer:
         _VOCAB_BYTES[key] = (tokenizer, _bytes_of_tokens(tokenizer, list(range(len(tokenizer)))))
