@@ -295,6 +295,44 @@ def test_folder_export_has_an_index_and_self_contained_shards(tmp_path):
     assert set(search[str(latents[0])]) == {"density", "logits", "contexts"}
 
 
+def test_folder_export_is_the_same_from_one_process_or_two(tmp_path):
+    """``export_folder`` writes its shards from forked processes where it can: the files are byte for byte those
+    one process writes."""
+    data, _ = small_dashboard()
+    one = dashboard.export_folder(data, tmp_path / "one", per_file=4, processes=1).parent
+    two = dashboard.export_folder(data, tmp_path / "two", per_file=4, processes=2).parent
+    names = sorted(p.name for p in one.iterdir())
+    assert len(names) > 2 and names == sorted(p.name for p in two.iterdir())
+    for name in names:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+
+
+def test_rounding_of_whole_tensors_is_pythons_round():
+    """The contexts' numbers are rounded as tensors (``_rounded``), exactly as ``round`` rounds each float32 value,
+    ties (0.125, 0.375: exact in binary) half to even included; other dtypes and more digits are refused."""
+    from utils.dashboard.data import _rounded
+
+    torch.manual_seed(0)
+    values = torch.cat(
+        [
+            torch.randn(20_000) * torch.logspace(-4, 2, 20_000),
+            torch.tensor([0.125, 0.375, -0.125, 2.675, 0.005, 1.0005, -0.0, 0.0, 1e-9, 123.456]),
+            torch.arange(-2000, 2000) / 1000 + 0.0005,
+        ]
+    ).float()
+    for digits in (2, 3):
+        want = [round(v, digits) for v in values.tolist()]
+        got = _rounded(values, digits)
+        assert got == want and [str(g) for g in got] == [str(w) for w in want]  # -0.0 and the shortest repr too
+    assert _rounded(values.reshape(2, -1)[:, :3], 2) == [
+        [round(v, 2) for v in row] for row in values.reshape(2, -1)[:, :3].tolist()
+    ]
+    with pytest.raises(ValueError, match="float32"):
+        _rounded(values.double(), 2)
+    with pytest.raises(ValueError, match="3 digits"):
+        _rounded(values, 4)
+
+
 def test_widget_uses_only_apis_common_to_ipywidgets_7_and_8():
     pytest.importorskip("ipywidgets")
     from utils.dashboard.widget import DashboardBrowser
@@ -462,6 +500,8 @@ def test_build_reads_the_engines_codes_instead_of_encoding_again(architecture):
     _, x = latent_effects.final_residual(model, tokens, sae.cfg.hook_name)
     dense = torch.zeros(*tokens.shape, sae.cfg.d_sae).scatter_add_(-1, codes["indices"].long(), codes["values"])
     assert torch.allclose(dense[:, 1:], sae.encode(x[:, 1:]).detach(), atol=1e-5) and (dense[:, 0] == 0).all()
+    resid, _ = latent_effects.final_residual(model, tokens, sae.cfg.hook_name)
+    assert torch.allclose(codes["resid"], resid, atol=1e-5), "the pass keeps each token's final residual stream"
     again = dashboard.build(model, sae, tokens, latents=latents, stats=stats, codes=codes)
     compared = 0
     for f in latents:

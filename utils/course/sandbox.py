@@ -114,12 +114,12 @@ def _package_folders() -> set[str]:
     editable install's source), never the working folder or a folder of the teacher's that happens to be on
     the path: those would be readable by the learner's code."""
     prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    found = set()
+    here, found = os.path.realpath(os.getcwd()), set()
     for entry in sys.path:
         if not entry or not os.path.isdir(entry):
             continue
         real = os.path.realpath(entry)
-        if os.path.realpath(os.getcwd()) == real:
+        if real == here:
             continue
         inside_python = any(real == p or real.startswith(p.rstrip("/") + "/") for p in prefixes)
         if inside_python or os.path.basename(real) in ("site-packages", "dist-packages"):

@@ -27,7 +27,10 @@ prompt view.
 
 from __future__ import annotations
 
+import gc
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,6 +85,23 @@ STATS_OPTIONS = LatentStatsOptions(
 )
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a while, as it was after.
+
+    The dashboard builds a few million small objects (contexts, effects, lists of numbers) and no reference cycle;
+    every 700 new objects the collector would look for cycles, and every so often through all of them: a third of
+    ``build``'s Python time at 4,096 latents (36 s with it, 24 s without, on 100k tokens). Memory is freed as before
+    (reference counting frees everything here)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Statistics: the engine of utils.sae.latent_stats, in one pass
 # ---------------------------------------------------------------------------------------------------------
@@ -99,8 +119,9 @@ def latent_stats(
     """``compute_latent_stats`` with the dashboard's options (:data:`STATS_OPTIONS`; keyword arguments replace
     single ones), BOS left out as in SAE training: the SAE's code there means nothing, and BOS would fill some
     latents' top contexts. A dict passed as ``seconds`` receives each phase's wall-clock and CPU seconds; one
-    passed as ``codes``, the pass's sparse codes (``compute_latent_stats``), which :func:`build` then reads instead
-    of encoding the rows of the contexts again."""
+    passed as ``codes``, the pass's sparse codes and final residual stream (``compute_latent_stats``,
+    ``final_residuals=True``: 4 bytes per token and ``d_model``, 0.5 GB for 1M tokens of gelu-1l-mini), which
+    :func:`build` then reads instead of running and encoding the rows of the contexts again."""
     return compute_latent_stats(
         model,
         sae,
@@ -110,6 +131,7 @@ def latent_stats(
         progress=False,
         seconds=seconds,
         codes=codes,
+        final_residuals=codes is not None,
     )
 
 
@@ -179,6 +201,7 @@ def _pair_effects(
     once (once per chunk of pairs it holds, at most)."""
     if not pairs:
         return {}
+    pairs = list(dict.fromkeys(pairs))  # a latent's overlapping windows in a row list a pair twice: once is enough
     row, pos, lat, act = (torch.tensor(column) for column in zip(*pairs))
     seq, device = row_tokens.shape[1], resid.device
     flat = row * seq + pos
@@ -193,11 +216,20 @@ def _pair_effects(
         act[order].float().to(device),
         latent_out,
     )
-    loss, tokens, changes = eff.loss.tolist(), eff.top_tokens.tolist(), eff.top_changes.tolist()
-    return {
-        pairs[i][:3]: Effect(round(loss[j], 3), [(t, round(c, 2)) for t, c in zip(tokens[j], changes[j])])
-        for j, i in enumerate(order.tolist())
-    }
+    loss, tokens, changes = _rounded(eff.loss, 3), eff.top_tokens.tolist(), _rounded(eff.top_changes, 2)
+    return {pairs[i][:3]: Effect(loss[j], list(zip(tokens[j], changes[j]))) for j, i in enumerate(order.tolist())}
+
+
+def _rounded(values: Float[Tensor, "..."], digits: int) -> list:
+    """``values.tolist()`` with each number as ``round(value, digits)`` gives it, for a whole tensor at once.
+
+    Exactly Python's rounding for float32 values: ``value * 10**digits`` is exact in float64 (24 + 10 bits for
+    ``digits <= 3``), ``torch.round`` rounds it half to even as ``round`` does, and the division by ``10**digits``
+    is correctly rounded, the float nearest the decimal that ``round`` returns."""
+    if values.dtype != torch.float32 or digits > 3:
+        raise ValueError(f"_rounded is exact for float32 values and at most 3 digits, not {values.dtype}, {digits}")
+    scale = 10.0**digits
+    return (values.double() * scale).round_().div_(scale).tolist()
 
 
 @torch.no_grad()
@@ -211,14 +243,18 @@ def _row_contexts(
     latent_out: Tensor,
     tops: set[tuple[int, int, int]] = frozenset(),
     effects: dict[int, tuple[Tensor, int]] | None = None,
-    row_codes: tuple[Tensor, Tensor] | None = None,
+    row_codes: tuple[Tensor, Tensor, Tensor | None] | None = None,
 ) -> dict[tuple[int, int], Context]:
     """The contexts of a batch of rows: ``centres[i]`` lists the ``(latent, position)`` to show in row i.
 
     For each ``(latent, row, position)`` in ``tops`` (a top example), the latent's exact logit effect there,
     centred over the vocabulary, is added to ``effects[latent]`` (a running sum and a count). ``row_codes``: the
-    rows' sparse codes from the engine's pass (``[rows seq k]``), else they are encoded here."""
-    resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
+    rows' sparse codes from the engine's pass (``[rows seq k]``) and, third, their final residual stream, else the
+    rows are run and encoded here."""
+    if row_codes is not None and row_codes[2] is not None:
+        resid = row_codes[2].to(model.cfg.device)
+    else:
+        resid, x = latent_effects.final_residual(model, row_tokens, sae.cfg.hook_name)
     if row_codes is not None:
         values, indices = row_codes[0], row_codes[1].long()
     else:
@@ -230,23 +266,21 @@ def _row_contexts(
         _add_logit_effects(
             model,
             resid,
-            [(f, row, pos, acts[pos - lo]) for f, row, pos, lo, acts in windows if (f, row, pos) in tops],
+            [(f, row, pos, centre_act) for f, row, pos, lo, _, centre_act in windows if (f, row, pos) in tops],
             latent_out,
             effects,
         )
     effects_at = _pair_effects(model, resid, row_tokens, pairs, latent_out)
     chunks = [token_bytes(model.tokenizer, tokens.tolist()) for tokens in row_tokens]  # once per row, then sliced
     out = {}
-    for f, row, pos, lo, acts in windows:
+    for f, row, pos, lo, acts, _ in windows:
         ahead = {
             i + 1: effects_at[(row, p, f)]
             for i, p in enumerate(range(lo, lo + len(acts) - 1))
             if (row, p, f) in effects_at
         }
         pieces = readable_from_bytes(chunks[row][lo : lo + len(acts)])  # the window's own text: what it shows
-        out[(f, row, pos)] = Context(
-            pieces, [round(a, 2) for a in acts], pos - lo, ahead
-        )  # the effect lands on the predicted token, i + 1
+        out[(f, row, pos)] = Context(pieces, acts, pos - lo, ahead)  # the effect lands on the predicted token, i + 1
     return out
 
 
@@ -256,11 +290,12 @@ def _window_activations(
     centres: list[list[tuple[int, int]]],
     before: int,
     after: int,
-) -> tuple[list[tuple[int, int, int, int, list[float]]], list[tuple[int, int, int, float]]]:
+) -> tuple[list[tuple[int, int, int, int, list[float], float]], list[tuple[int, int, int, float]]]:
     """Each wanted context's window and the latent's activation on each of its tokens, all windows of the rows at
-    once (one gather, padded to the longest window): ``(latent, row, centre, first position, activations)``;
-    and every ``(row, position, latent, activation)`` where the latent fires in a window before the row's last
-    token (the pairs whose ablation effect on the next token is shown)."""
+    once (one gather, padded to the longest window): ``(latent, row, centre, first position, activations rounded
+    to 2 decimals as the page shows them, the centre's activation)``; and every ``(row, position, latent,
+    activation)`` where the latent fires in a window before the row's last token (the pairs whose ablation effect
+    on the next token is shown)."""
     seq = values.shape[1]
     spans = [(row, f, pos, _window(pos, seq, before, after)) for row, wanted in enumerate(centres) for f, pos in wanted]
     if not spans:
@@ -273,8 +308,14 @@ def _window_activations(
     positions = (lo_t[:, None] + offsets).clamp_max(seq - 1)
     here = (indices[row_t[:, None], positions] == lat_t[:, None, None]) & inside[..., None]
     acts = (values[row_t[:, None], positions] * here).sum(-1)  # [windows, longest]: 0 past each window's end
-    rows_of = acts.tolist()
-    windows = [(f, r, pos, w.start, rows_of[i][: len(w)]) for i, (r, f, pos, w) in enumerate(spans)]
+    shown, centres_at = (
+        _rounded(acts, 2),
+        acts[torch.arange(len(spans)), torch.tensor([pos - w.start for *_, pos, w in spans])],
+    )
+    windows = [
+        (f, r, pos, w.start, shown[i][: len(w)], a)
+        for i, ((r, f, pos, w), a) in enumerate(zip(spans, centres_at.tolist()))
+    ]
     fires = (acts > 0) & inside & (positions < seq - 1)
     which, at = fires.nonzero(as_tuple=True)  # window-major, positions in order: the pairs' order as listed
     pairs = list(
@@ -336,7 +377,10 @@ def _contexts(
     for start in range(0, len(rows), batch_rows):
         batch = rows[start : start + batch_rows]
         top_here = {(f, i, pos) for i, r in enumerate(batch) for f, pos in top_rows.get(r, ())}
-        row_codes = None if codes is None else (codes["values"][batch], codes["indices"][batch])
+        row_codes = None
+        if codes is not None:
+            resid = codes["resid"][batch] if "resid" in codes else None
+            row_codes = (codes["values"][batch], codes["indices"][batch], resid)
         found = _row_contexts(
             model,
             sae,
@@ -392,10 +436,18 @@ def prompt_view(model, sae, prompt: str, stats: LatentStats | None = None) -> Pr
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _locations(seqs: Tensor, poss: Tensor, seq: int) -> list[int]:
-    """Flat token indices (row * seq + position) of the engine's examples, empty slots (-1) dropped."""
-    keep = seqs >= 0
-    return (seqs[keep] * seq + poss[keep]).tolist()
+def _locations(seqs: Tensor, poss: Tensor, seq: int) -> list:
+    """Flat token indices (row * seq + position) of the engine's examples, empty slots (-1) dropped, as nested
+    lists of the tensors' shape but the last (the examples of every latent, or of every latent's intervals, at
+    once: one ``tolist``, not one per latent)."""
+    return _kept(torch.where(seqs >= 0, seqs * seq + poss, -1).tolist())
+
+
+def _kept(flat: list) -> list:
+    """``flat`` (nested lists of token indices) without its empty slots (-1), innermost lists in order."""
+    if flat and isinstance(flat[0], list):
+        return [_kept(inner) for inner in flat]
+    return [i for i in flat if i >= 0]
 
 
 def _row_histograms(rows: Float[Tensor, "n m"], bins: int = 30) -> Int[Tensor, "n bins"]:
@@ -406,14 +458,15 @@ def _row_histograms(rows: Float[Tensor, "n m"], bins: int = 30) -> Int[Tensor, "
     return torch.bincount((b + offsets).flatten(), minlength=len(rows) * bins).reshape(len(rows), bins)
 
 
-def _intervals(f: int, stats: LatentStats, contexts: dict, seq: int) -> list[Interval]:
-    """The latent's activation intervals, each with its share of the firings and its sampled contexts."""
+def _intervals(f: int, stats: LatentStats, contexts: dict, samples_at: list[list[int]]) -> list[Interval]:
+    """The latent's activation intervals, each with its share of the firings and its sampled contexts
+    (``samples_at[j]``: the flat token indices of interval j's samples)."""
     fired, edges = max(int(stats.fire_count[f]), 1), stats.interval_edges[f]
     return [
         Interval(
             (round(edges[j].item(), 3), round(edges[j + 1].item(), 3)),
             round(int(stats.interval_counts[f, j]) / fired, 4),
-            [contexts[(f, p)] for p in _locations(stats.interval_seq[f, j], stats.interval_pos[f, j], seq)],
+            [contexts[(f, p)] for p in samples_at[j]],
         )
         for j in range(stats.interval_counts.shape[1])
     ]
@@ -456,14 +509,11 @@ def _neurons(f: int, stats: LatentStats, sae) -> Neurons:
     )
 
 
-def _wanted_contexts(stats: LatentStats, latents: list[int], seq: int) -> dict[int, list[int]]:
-    """Each latent's top examples and interval samples, as flat token indices."""
-    wanted = {}
-    for f in latents:
-        where = set(_locations(stats.top_seq[f], stats.top_pos[f], seq))
-        where |= set(_locations(stats.interval_seq[f].flatten(), stats.interval_pos[f].flatten(), seq))
-        wanted[f] = sorted(where)
-    return wanted
+def _wanted_contexts(
+    latents: list[int], top_at: list[list[int]], samples_at: list[list[list[int]]]
+) -> dict[int, list[int]]:
+    """Each latent's top examples and interval samples, as flat token indices (``_locations``), each once."""
+    return {f: sorted(set(top_at[f]).union(*samples_at[f])) for f in latents}
 
 
 def _check_stats(stats: LatentStats, tokens: Tensor) -> None:
@@ -491,6 +541,7 @@ def _vocab_ids(page: LatentPage) -> set[int]:
 
 
 @torch.no_grad()
+@_cyclic_gc_paused()
 def build(
     model,
     sae,
@@ -516,14 +567,20 @@ def build(
     if stats is None:
         codes = {}
         stats = latent_stats(model, sae, tokens, batch_rows, codes=codes)
-    if codes is not None and tuple(codes["values"].shape[:2]) != tuple(tokens.shape):
-        raise ValueError(f"codes of shape {tuple(codes['values'].shape)} are not of these tokens {tuple(tokens.shape)}")
+    for name, kept in (codes or {}).items():
+        if tuple(kept.shape[:2]) != tuple(tokens.shape):
+            raise ValueError(
+                f"codes[{name!r}] of shape {tuple(kept.shape)} are not of these tokens {tuple(tokens.shape)}"
+            )
     _check_stats(stats, tokens)
-    tops = {f: _locations(stats.top_seq[f], stats.top_pos[f], seq) for f in latents}
-    effects: dict[int, tuple[Tensor, int]] = {}
-    contexts = _contexts(
-        model, sae, tokens, _wanted_contexts(stats, latents, seq), before, after, batch_rows, tops, effects, codes
+    top_at, samples_at = (
+        _locations(stats.top_seq, stats.top_pos, seq),
+        _locations(stats.interval_seq, stats.interval_pos, seq),
     )
+    tops = {f: top_at[f] for f in latents}
+    effects: dict[int, tuple[Tensor, int]] = {}
+    wanted = _wanted_contexts(latents, top_at, samples_at)
+    contexts = _contexts(model, sae, tokens, wanted, before, after, batch_rows, tops, effects, codes)
 
     lat = torch.tensor(latents, dtype=torch.long)
     lens, kinds, n_examples = _logit_rows(model, sae, lat, effects)
@@ -544,8 +601,8 @@ def build(
             n_fired=int(stats.fire_count[f]),
             max_act=round(stats.act_max[f].item(), 3),
             hist=stats.hist_counts[f].tolist(),
-            top=[contexts[(f, p)] for p in _locations(stats.top_seq[f], stats.top_pos[f], seq)],
-            intervals=_intervals(f, stats, contexts, seq),
+            top=[contexts[(f, p)] for p in top_at[f]],
+            intervals=_intervals(f, stats, contexts, samples_at[f]),
             logits=_logits(lens[i], lens_hist[i], kinds[i], n_examples[i]),
             neurons=_neurons(f, stats, sae),
             cofiring=cofire[f],
@@ -603,21 +660,67 @@ def _search_entry(data: DashboardData, page: LatentPage) -> SearchEntry:
     )
 
 
-def export_folder(data: DashboardData, folder: str | Path, per_file: int = 128) -> Path:
+@_cyclic_gc_paused()
+def export_folder(data: DashboardData, folder: str | Path, per_file: int = 128, processes: int | None = None) -> Path:
     """The whole dashboard as a folder: ``latents_NNNN.html`` files of ``per_file`` latents each, and an
-    ``index.html`` that searches latents by their top tokens and holds the prompt views."""
+    ``index.html`` that searches latents by their top tokens and holds the prompt views.
+
+    The files are written by ``processes`` processes forked from this one (default: 2 where the system forks,
+    Linux, and has 2 cores or more; else 1): writing is turning Python objects into JSON, one core's work per
+    file, and a forked process reads ``data`` without it being pickled. The files are the same either way."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ids = sorted(data.latents)
     shards = [ids[s : s + per_file] for s in range(0, len(ids), per_file)]
     names = [f"latents_{chunk[0]:04d}.html" for chunk in shards]
     shard_of = {f: i for i, chunk in enumerate(shards) for f in chunk}
-    for name, chunk in zip(names, shards):
-        export_html(data, folder / name, chunk, shards=names, shard_of=shard_of, index="index.html")
+    jobs = [
+        (folder / name, chunk, dict(shards=names, shard_of=shard_of, index="index.html"))
+        for name, chunk in zip(names, shards)
+    ]
+    _write_shards(data, jobs, processes)
     index = data.payload([], shards=names, shard_of=shard_of, is_index=True) | {"vocab": {}}  # the search has its texts
     index["search"] = {f: _search_entry(data, page) for f, page in data.latents.items()}
     (folder / "index.html").write_text(page_html(index), encoding="utf-8")
     return folder / "index.html"
+
+
+#: What the forked writers of ``export_folder`` read: set just before they fork, cleared after.
+_WRITING: tuple[DashboardData, list] | None = None
+
+
+def _write_shard(i: int) -> None:
+    data, jobs = _WRITING
+    path, chunk, meta = jobs[i]
+    export_html(data, path, chunk, **meta)
+
+
+def _write_shards(data: DashboardData, jobs: list, processes: int | None) -> None:
+    """Each ``(path, latents, meta)`` of ``jobs`` as an HTML file, in ``processes`` forked processes."""
+    import multiprocessing
+    import os
+    import sys
+    import warnings
+
+    forks = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+    if processes is None:
+        processes = 2 if forks and (os.cpu_count() or 1) >= 2 else 1
+    processes = min(processes, len(jobs))
+    if processes <= 1 or not forks:
+        for path, chunk, meta in jobs:
+            export_html(data, path, chunk, **meta)
+        return
+    global _WRITING
+    _WRITING = (data, jobs)
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when a process with threads forks (torch's own are there): a child could wait
+            # forever on a lock another thread held. These children only build strings and write files.
+            warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+            with multiprocessing.get_context("fork").Pool(processes) as pool:
+                pool.map(_write_shard, range(len(jobs)), chunksize=1)
+    finally:
+        _WRITING = None
 
 
 def show(data: DashboardData, latents: list[int] | None = None, height: int = 720):

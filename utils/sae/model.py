@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from utils.sae.saelens_format import load_saelens, save_saelens
 
-__all__ = ["SAE", "SAEConfig", "grouped_topk"]
+__all__ = ["SAE", "SAEConfig", "concat_codes", "grouped_topk"]
 
 
 @dataclass
@@ -134,10 +134,8 @@ class SAE(nn.Module):
             codes = codes or [self._sparse_of_dense(self.encode(flat))]
         else:
             codes = self._encode_sparse_chunks(flat, chunk, select_dtype)
-        k = max(values.shape[-1] for values, _ in codes)
-        values = torch.cat([F.pad(values, (0, k - values.shape[-1])) for values, _ in codes])
-        indices = torch.cat([F.pad(indices, (0, k - indices.shape[-1])) for _, indices in codes])
-        return values.reshape(*lead, k), indices.reshape(*lead, k)
+        values, indices = concat_codes(codes)
+        return values.reshape(*lead, values.shape[-1]), indices.reshape(*lead, values.shape[-1])
 
     def _encode_sparse_chunks(
         self, flat: Float[Tensor, "n d_in"], chunk: int, select_dtype: torch.dtype | None = None
@@ -146,8 +144,11 @@ class SAE(nn.Module):
         bias added in place; TopK keeps the k largest and applies the ReLU to those only (an entry it zeroes is
         padding), L1 keeps the positive entries. With ``select_dtype``, the product that chooses is in that
         dtype and the chosen values are recomputed in the SAE's own (:meth:`_exact_values`)."""
-        buffer = torch.empty(min(chunk, len(flat)), self.cfg.d_sae, dtype=self.W_enc.dtype, device=self.W_enc.device)
-        if select_dtype is not None:  # F.linear reads the weight as [d_sae, d_in]: oneDNN's fast low-precision path
+        if select_dtype is None:  # the pre-activations of every chunk, in one buffer
+            buffer = torch.empty(
+                min(chunk, len(flat)), self.cfg.d_sae, dtype=self.W_enc.dtype, device=self.W_enc.device
+            )
+        else:  # F.linear reads the weight as [d_sae, d_in]: oneDNN's fast low-precision path
             W_enc_t, b_enc = self.W_enc.T.contiguous().to(select_dtype), self.b_enc.to(select_dtype)
         codes = []
         for start in range(0, len(flat), chunk):
@@ -280,6 +281,18 @@ class SAE(nn.Module):
         c = self.cfg
         sparsity = f"l1_coefficient={c.l1_coefficient:g}" if c.architecture == "standard" else f"k={c.k}"
         return f"{c.architecture}, d_in={c.d_in}, d_sae={c.d_sae}, {sparsity}, hook_name={c.hook_name!r}"
+
+
+def concat_codes(
+    codes: list[tuple[Float[Tensor, "... n k_i"], Int[Tensor, "... n k_i"]]], before: int = 0
+) -> tuple[Float[Tensor, "... m k"], Int[Tensor, "... m k"]]:
+    """Sparse codes of several chunks (``[(values, indices)]``, as ``SAE.encode_sparse`` makes them) as one pair,
+    concatenated along the first dimension, each chunk's k padded to the largest with value 0 at latent 0 (an L1
+    SAE's k differs from chunk to chunk); ``before`` such empty slots are put in front of the second-to-last
+    dimension as well (the statistics engine's BOS, left out of its pass)."""
+    k = max(values.shape[-1] for values, _ in codes)
+    padded = [[F.pad(t, (0, k - t.shape[-1], before, 0)) for t in code] for code in codes]
+    return torch.cat([values for values, _ in padded]), torch.cat([indices for _, indices in padded])
 
 
 def grouped_topk(pre: Float[Tensor, "batch n"], k: int, group_size: int = 8) -> tuple[Tensor, Tensor]:
