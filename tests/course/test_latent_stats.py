@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.course.dashboard_fixtures import ARCHITECTURES, bundled, sae_of
-from utils.sae.latent_stats import LatentStats, LatentStatsAccumulator, LatentStatsOptions
+from utils.sae.latent_stats import LatentStats, LatentStatsAccumulator, LatentStatsOptions, compute_latent_stats
 from utils.sae.model import SAE, SAEConfig
 
 D_SAE, D_IN, SEQ, ROWS, BATCH = 12, 5, 16, 40, 7
@@ -208,6 +208,19 @@ def test_bad_input_has_clear_messages():
         acc.add(torch.zeros(2, 7, 4), torch.zeros(2, 7, 2), 0)
     with pytest.raises(FileNotFoundError, match="No latent statistics"):
         LatentStats.load("/nonexistent/folder")
+    model, sae, _, tokens = bundled()
+    with pytest.raises(ValueError, match="pass a dict as codes"):
+        compute_latent_stats(model, sae, tokens[:2], final_residuals=True, progress=False)
+
+
+def test_a_failed_co_firing_count_is_raised_not_lost():
+    """Co-firing is counted in a thread beside the next batch: an error there comes out of the pass."""
+    acc = LatentStatsAccumulator(4, 2, 8, neuron_corr=False)
+    acc.cofire = torch.zeros(3, dtype=torch.int32)  # too small for 4 x 4 pairs: index_add_ fails in the thread
+    codes = torch.tensor([[[1.0, 2.0]] * 8]), torch.tensor([[[0, 3]] * 8])
+    acc.add_sparse(*codes, None, 0)
+    with pytest.raises((IndexError, RuntimeError)):
+        acc.finish()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -678,10 +678,13 @@ def export_folder(data: DashboardData, folder: str | Path, per_file: int = 128, 
         (folder / name, chunk, dict(shards=names, shard_of=shard_of, index="index.html"))
         for name, chunk in zip(names, shards)
     ]
-    _write_shards(data, jobs, processes)
-    index = data.payload([], shards=names, shard_of=shard_of, is_index=True) | {"vocab": {}}  # the search has its texts
-    index["search"] = {f: _search_entry(data, page) for f, page in data.latents.items()}
-    (folder / "index.html").write_text(page_html(index), encoding="utf-8")
+
+    def write_index() -> None:
+        index = data.payload([], shards=names, shard_of=shard_of, is_index=True) | {"vocab": {}}  # search has texts
+        index["search"] = {f: _search_entry(data, page) for f, page in data.latents.items()}
+        (folder / "index.html").write_text(page_html(index), encoding="utf-8")
+
+    _write_shards(data, jobs, processes, meanwhile=write_index)
     return folder / "index.html"
 
 
@@ -695,8 +698,9 @@ def _write_shard(i: int) -> None:
     export_html(data, path, chunk, **meta)
 
 
-def _write_shards(data: DashboardData, jobs: list, processes: int | None) -> None:
-    """Each ``(path, latents, meta)`` of ``jobs`` as an HTML file, in ``processes`` forked processes."""
+def _write_shards(data: DashboardData, jobs: list, processes: int | None, meanwhile: Callable[[], None]) -> None:
+    """Each ``(path, latents, meta)`` of ``jobs`` as an HTML file, in ``processes`` forked processes, and
+    ``meanwhile()`` in this one while they write."""
     import multiprocessing
     import os
     import sys
@@ -709,6 +713,7 @@ def _write_shards(data: DashboardData, jobs: list, processes: int | None) -> Non
     if processes <= 1 or not forks:
         for path, chunk, meta in jobs:
             export_html(data, path, chunk, **meta)
+        meanwhile()
         return
     global _WRITING
     _WRITING = (data, jobs)
@@ -718,7 +723,9 @@ def _write_shards(data: DashboardData, jobs: list, processes: int | None) -> Non
             # forever on a lock another thread held. These children only build strings and write files.
             warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
             with multiprocessing.get_context("fork").Pool(processes) as pool:
-                pool.map(_write_shard, range(len(jobs)), chunksize=1)
+                writing = pool.map_async(_write_shard, range(len(jobs)), chunksize=1)
+                meanwhile()
+                writing.get()
     finally:
         _WRITING = None
 

@@ -42,6 +42,7 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -415,6 +416,10 @@ class LatentStatsAccumulator:
         # batch (the frequent ones first), so that the pairs counted most sit in one corner of the table, in cache
         self.cofire = torch.zeros(d_sae * d_sae, dtype=torch.int32) if o.cofire else None
         self.cofire_name: Tensor | None = None
+        # a batch's co-firing is counted in a thread of its own while the next batch runs through the model: one
+        # `index_add_` into that table, one core's memory-bound work, beside the model's two-core work
+        self._cofire_thread: ThreadPoolExecutor | None = None
+        self._cofire_counting: Future | None = None
         self.neuron = None
         if o.neuron_corr:
             z = lambda *shape: torch.zeros(*shape, dtype=torch.float64)  # noqa: E731
@@ -514,14 +519,22 @@ class LatentStatsAccumulator:
             self.hist_counts.index_add_(0, lat * n_bins + bin_, torch.ones_like(bin_))
         with self.timed("top-k"):
             self._add_top_k(lat, val, tok, local, doc_ids)
-        if self.cofire is not None:
-            with self.timed("co-firing"):
-                self._add_cofire(indices, None if all_valid else valid, fired)
         if self.neuron is not None:
             with self.timed("neuron correlation"):
                 self._add_neurons(inputs, lat, val, local, fired)
         with self.timed("spool"):
             self.spool.append(lat, val, tok)
+        if self.cofire is not None:
+            with self.timed(
+                "co-firing"
+            ):  # what is left of the last batch's count; this batch's goes on beside the next
+                self._wait_for_cofire()
+                if self.cofire_name is None:
+                    self._name_latents(fired)
+                self._cofire_thread = self._cofire_thread or ThreadPoolExecutor(1, thread_name_prefix="co-firing")
+                self._cofire_counting = self._cofire_thread.submit(
+                    self._add_cofire, indices, None if all_valid else valid
+                )
 
     def _add_top_k(self, lat: Tensor, val: Tensor, token: Tensor, local: Tensor, doc_ids: Tensor | None) -> None:
         """Merge this batch's firings into the running top-k (a group is a token, a row or a document)."""
@@ -536,13 +549,21 @@ class LatentStatsAccumulator:
             group = token
         self.top.add(lat, -val, val, token, group, group=None if one_per == "token" else group)
 
-    def _add_cofire(self, indices: Int[Tensor, "n k"], valid: Tensor | None, fired: Tensor) -> None:
+    def _name_latents(self, fired: Tensor) -> None:
+        """Name the latents in the co-firing table by how often they fired in the first batch, the most first."""
+        self.cofire_name = torch.empty(self.d_sae, dtype=torch.long)
+        self.cofire_name[fired.argsort(descending=True, stable=True)] = torch.arange(self.d_sae)
+
+    def _wait_for_cofire(self) -> None:
+        """Wait for the co-firing count under way, if any (its error, if any, is raised here)."""
+        if self._cofire_counting is not None:
+            counting, self._cofire_counting = self._cofire_counting, None
+            counting.result()
+
+    def _add_cofire(self, indices: Int[Tensor, "n k"], valid: Tensor | None) -> None:
         """Count each pair of latents that fire on the same token once: sort each token's latents (by their names
         in the table), then pair each slot with the slots ``shift`` to its right, for every shift."""
         d_sae, k = self.d_sae, indices.shape[1]
-        if self.cofire_name is None:
-            self.cofire_name = torch.empty(d_sae, dtype=torch.long)
-            self.cofire_name[fired.argsort(descending=True, stable=True)] = torch.arange(d_sae)
         wide = d_sae * (d_sae + 1) >= 2**31  # pair numbers beyond int32
         names = self.cofire_name.to(torch.int64 if wide else torch.int32)[indices]
         if valid is not None:
@@ -574,6 +595,11 @@ class LatentStatsAccumulator:
 
     def finish(self) -> LatentStats:
         """The statistics of everything added; the temporary spool is deleted."""
+        with self.timed("co-firing"):
+            self._wait_for_cofire()
+        if self._cofire_thread is not None:
+            self._cofire_thread.shutdown()
+            self._cofire_thread = None
         o = self.options
         d_sae, seq_len = self.d_sae, self.seq_len
         top_v, top_t, _ = self.top.payload
