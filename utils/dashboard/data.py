@@ -87,7 +87,7 @@ STATS_OPTIONS = LatentStatsOptions(
 
 @contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for a while, as it was after.
+    """Python's cyclic garbage collector off for the block, and back as it was after it.
 
     The dashboard builds a few million small objects (contexts, effects, lists of numbers) and no reference cycle;
     every 700 new objects the collector would look for cycles, and every so often through all of them: a third of

@@ -525,9 +525,8 @@ class LatentStatsAccumulator:
         with self.timed("spool"):
             self.spool.append(lat, val, tok)
         if self.cofire is not None:
-            with self.timed(
-                "co-firing"
-            ):  # what is left of the last batch's count; this batch's goes on beside the next
+            # what is left of the last batch's count; this batch's goes on beside the next batch
+            with self.timed("co-firing"):
                 self._wait_for_cofire()
                 if self.cofire_name is None:
                     self._name_latents(fired)
