@@ -52,7 +52,7 @@ PARTS: list[PartInfo] = [
         "features, privileged bases, computation in superposition, feature dimensionality",
         learner_time="2½–3 hours",
         exercise_minutes=100,
-        run_minutes=1.5,
+        run_minutes=2.8,  # 2.5 min alone on the idle 2-core test machine, 2.8 in CI's run (2026-12-08)
     ),
     PartInfo(
         "02a_sae_toy_models",
@@ -71,7 +71,7 @@ PARTS: list[PartInfo] = [
         "variance, CE loss recovered, KL, dead and dense latents",
         learner_time="3–4 hours",
         exercise_minutes=105,
-        run_minutes=3.0,
+        run_minutes=3.9,  # CI's run on the 2-core test machine, 2026-12-08 (the training cell alone is 150 s)
     ),
     PartInfo(
         "03_dead_latents",
